@@ -1,0 +1,72 @@
+package authserver
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// Identity is the user signed in on a browser, as the hosted login reports it.
+type Identity struct {
+	// Subject is the stable account id; it becomes the token's "sub".
+	Subject       string
+	Email         string
+	EmailVerified bool
+	Name          string
+	Groups        []string
+	// AuthTime is when the user last authenticated (for max_age and prompt=login).
+	AuthTime time.Time
+	// Method is how they signed in: "password", "oidc:<name>", "saml:<name>".
+	Method string
+}
+
+// LoginRequest tells the hosted login why the user is asked to sign in.
+type LoginRequest struct {
+	// ReturnTo is the same-origin path (with query) to come back to once
+	// signed in: the /authorize request being served.
+	ReturnTo string
+	// Client is shown on the page ("Sign in to continue to …").
+	Client storage.Client
+	// LoginHint is the request's login_hint, if any (used for home-realm discovery).
+	LoginHint string
+	// ForceLogin is set for prompt=login or an exceeded max_age: an existing
+	// session must authenticate again.
+	ForceLogin bool
+}
+
+// ConsentPage is what the consent page shows and posts back.
+type ConsentPage struct {
+	Client       storage.Client
+	ClientIDHost string   // host of a CIMD client_id URL; empty for others
+	RedirectHost string   // host (or scheme for private-use schemes) of the redirect URI
+	Scopes       []string // requested scopes, resolved
+	Resource     string   // the resource the token will be bound to
+	// LoopbackOnly warns that every redirect URI of the client is on this
+	// machine (a typical phishing shape for public clients).
+	LoopbackOnly bool
+	// Action is the URL the form POSTs to (the /authorize request, query kept).
+	Action string
+	// User is who is consenting.
+	User Identity
+}
+
+// Browser is the browser side of the authorization endpoint: who is signed
+// in, the login and consent pages, CSRF and the error page. The idp package
+// implements it; the authorization server never renders HTML itself.
+type Browser interface {
+	// Identify returns the identity signed in on this browser, if any.
+	Identify(r *http.Request) (Identity, bool)
+	// Login sends the browser to sign in (a 303 to the login page, or the
+	// page itself) and back to req.ReturnTo afterwards.
+	Login(w http.ResponseWriter, r *http.Request, req LoginRequest)
+	// Consent writes the consent page. Its form POSTs to page.Action with a
+	// CSRF token and a field "decision" of "approve" or "deny" (and
+	// "remember"="on" to remember the decision).
+	Consent(w http.ResponseWriter, r *http.Request, page ConsentPage)
+	// VerifyCSRF checks the CSRF token of a POST made from one of its pages.
+	VerifyCSRF(r *http.Request) error
+	// Error writes an error page for an error that must not be redirected
+	// (bad client_id or redirect_uri, pre-login errors of third-party clients).
+	Error(w http.ResponseWriter, r *http.Request, status int, code, description string)
+}

@@ -1,0 +1,359 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends return them (possibly wrapped with %w); callers
+// compare with errors.Is.
+var (
+	// ErrNotFound: no record with that key (or it has expired).
+	ErrNotFound = errors.New("storage: not found")
+	// ErrAlreadyExists: a create collided with an existing key or unique index.
+	ErrAlreadyExists = errors.New("storage: already exists")
+	// ErrConflict: a compare-and-swap lost (the expected state no longer holds).
+	ErrConflict = errors.New("storage: conflict")
+	// ErrCodeUsed: the authorization code was consumed before. The record is
+	// returned beside it so the caller can revoke what the first redemption
+	// produced.
+	ErrCodeUsed = errors.New("storage: code already used")
+	// ErrRefreshReused: a refresh token was presented after it stopped being
+	// valid. The backend has already revoked the whole grant family in the same
+	// transaction; the grant is returned beside it for auditing.
+	ErrRefreshReused = errors.New("storage: refresh token reused")
+	// ErrGrantRevoked: the grant exists but was revoked.
+	ErrGrantRevoked = errors.New("storage: grant revoked")
+)
+
+// ClientKind says how a client came to be known.
+type ClientKind string
+
+const (
+	ClientOwned ClientKind = "owned" // seeded from config or added by the operator
+	ClientCIMD  ClientKind = "cimd"  // client_id is an https URL to a metadata document
+	ClientDCR   ClientKind = "dcr"   // registered through RFC 7591
+)
+
+// Client is an OAuth client known to the authorization server.
+type Client struct {
+	ID           string     `json:"id"`
+	Kind         ClientKind `json:"kind"`
+	Name         string     `json:"name"`
+	RedirectURIs []string   `json:"redirect_uris"`
+	// GrantTypes the client may use (authorization_code, refresh_token).
+	GrantTypes []string `json:"grant_types,omitempty"`
+	// Scopes the client may ask for; empty means every scope the server offers.
+	Scopes []string `json:"scopes,omitempty"`
+	// DefaultScopes apply when a request carries no scope.
+	DefaultScopes []string `json:"default_scopes,omitempty"`
+	// DefaultAudience is the client-audience fallback (RFC 8707 knob).
+	DefaultAudience string `json:"default_audience,omitempty"`
+	// AccessTokenTTL and RefreshTokenTTL override the server's lifetimes when non-zero.
+	AccessTokenTTL  time.Duration `json:"access_token_ttl,omitempty"`
+	RefreshTokenTTL time.Duration `json:"refresh_token_ttl,omitempty"`
+	// TokenEndpointAuthMethod is "none" for public clients, or
+	// "client_secret_basic" / "client_secret_post" for confidential owned clients.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method"`
+	// SecretHash is a PHC-format hash of the client secret (confidential owned clients only).
+	SecretHash string `json:"secret_hash,omitempty"`
+	// SkipConsent lets an owned client skip the consent page.
+	SkipConsent bool `json:"skip_consent,omitempty"`
+	Disabled    bool `json:"disabled,omitempty"`
+	// Fingerprint is a hash of the consent-relevant metadata (name, redirect
+	// URIs); a change asks for fresh consent.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	LogoURI     string `json:"logo_uri,omitempty"`
+	ClientURI   string `json:"client_uri,omitempty"`
+	SoftwareID  string `json:"software_id,omitempty"`
+	// RegisteredFrom is the client IP that registered a DCR client (audit aid).
+	RegisteredFrom string    `json:"registered_from,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	// LastUsedAt is updated at most once per hour per client (stale-client cleanup).
+	LastUsedAt time.Time `json:"last_used_at,omitempty"`
+}
+
+// AuthCode is an authorization code, stored under the SHA-256 of its value.
+type AuthCode struct {
+	Hash                []byte    `json:"-"`
+	ClientID            string    `json:"client_id"`
+	RedirectURI         string    `json:"redirect_uri"`
+	CodeChallenge       string    `json:"code_challenge"`
+	CodeChallengeMethod string    `json:"code_challenge_method"`
+	Subject             string    `json:"sub"`
+	Scopes              []string  `json:"scopes"`
+	Resource            string    `json:"resource"`
+	AuthTime            time.Time `json:"auth_time"`
+	// GrantID is fixed when the code is minted, so a replay can revoke exactly
+	// what the first redemption produced.
+	GrantID   string    `json:"grant_id"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// UsedAt is set by RedeemCode; zero while unused.
+	UsedAt time.Time `json:"used_at,omitempty"`
+}
+
+// Grant is one authorization: a user's consent to a client for scopes and a
+// resource. Its refresh tokens form a family; revoking the grant ends them all
+// and makes the guard refuse the access tokens minted from it (claim "sid").
+type Grant struct {
+	ID       string    `json:"id"`
+	ClientID string    `json:"client_id"`
+	Subject  string    `json:"sub"`
+	Scopes   []string  `json:"scopes"`
+	Resource string    `json:"resource"`
+	AuthTime time.Time `json:"auth_time"`
+	// RefreshHash is the SHA-256 of the current refresh token (nil: no refresh token).
+	RefreshHash []byte `json:"refresh_hash,omitempty"`
+	// PreviousHash is the token that RefreshHash replaced. It stays valid only
+	// until RefreshHash is first used (covers a lost response).
+	PreviousHash []byte `json:"previous_hash,omitempty"`
+	// RefreshUsed records that RefreshHash has been presented at least once.
+	RefreshUsed bool `json:"refresh_used,omitempty"`
+	// Generation counts rotations.
+	Generation int       `json:"generation"`
+	CreatedAt  time.Time `json:"created_at"`
+	// RefreshExpiresAt ends the current refresh token (sliding, set at rotation).
+	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitempty"`
+	// ExpiresAt ends the whole family (absolute).
+	ExpiresAt     time.Time `json:"expires_at"`
+	RevokedAt     time.Time `json:"revoked_at,omitempty"`
+	RevokedReason string    `json:"revoked_reason,omitempty"`
+}
+
+// Revoked reports whether the grant was revoked.
+func (g Grant) Revoked() bool { return !g.RevokedAt.IsZero() }
+
+// Rotation is a refresh-token rotation request.
+type Rotation struct {
+	// Presented is the SHA-256 of the refresh token the client sent.
+	Presented []byte
+	// Next is the SHA-256 of the refresh token to issue.
+	Next []byte
+	// Now is the time of the request; NextExpiresAt the new token's end.
+	Now           time.Time
+	NextExpiresAt time.Time
+	// Check runs inside the transaction on the grant found, before anything
+	// is written (client binding, scope, expiry). An error aborts the rotation
+	// with no state change and is returned as is.
+	Check func(Grant) error
+}
+
+// SigningKey is a private signing key. The newest key whose ActivatedAt has
+// passed and which is not retired signs; retired keys stay published in the
+// JWKS until PublishUntil.
+type SigningKey struct {
+	ID        string `json:"kid"`
+	Algorithm string `json:"alg"`
+	// PrivateJWK is the private key as a JSON Web Key.
+	PrivateJWK   []byte    `json:"private_jwk"`
+	CreatedAt    time.Time `json:"created_at"`
+	RetiredAt    time.Time `json:"retired_at,omitempty"`
+	PublishUntil time.Time `json:"publish_until,omitempty"`
+}
+
+// Consent is a remembered consent, bound to user, client, scopes, resource
+// and the client's metadata fingerprint.
+type Consent struct {
+	Subject     string    `json:"sub"`
+	ClientID    string    `json:"client_id"`
+	Scopes      []string  `json:"scopes"`
+	Resource    string    `json:"resource"`
+	Fingerprint string    `json:"fingerprint"`
+	GrantedAt   time.Time `json:"granted_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// Account is a local user account. ID is the stable subject of its tokens.
+type Account struct {
+	ID            string `json:"id"`
+	Email         string `json:"email"` // normalized lower-case; unique
+	Name          string `json:"name,omitempty"`
+	EmailVerified bool   `json:"email_verified,omitempty"`
+	// PasswordHash is an argon2id PHC string; empty for accounts that only
+	// sign in upstream.
+	PasswordHash      string    `json:"password_hash,omitempty"`
+	Groups            []string  `json:"groups,omitempty"`
+	Disabled          bool      `json:"disabled,omitempty"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
+	PasswordChangedAt time.Time `json:"password_changed_at,omitempty"`
+}
+
+// Session is a browser session, stored under the SHA-256 of its id.
+type Session struct {
+	Hash       []byte    `json:"-"`
+	AccountID  string    `json:"account_id"`
+	Method     string    `json:"method"`             // "password", "oidc:<name>", "saml:<name>"
+	CSRFSecret []byte    `json:"csrf_secret"`        // per-session CSRF key
+	CreatedAt  time.Time `json:"created_at"`         // absolute timeout counts from here
+	LastSeenAt time.Time `json:"last_seen_at"`       // idle timeout counts from here
+	ExpiresAt  time.Time `json:"expires_at"`         // absolute end
+	UserAgent  string    `json:"user_agent,omitempty"`
+}
+
+// Ticket is a short-lived, single-use record: upstream OIDC state and nonce,
+// SAML request ids, pending login attempts. Stored under the SHA-256 of its key.
+type Ticket struct {
+	Kind      string    `json:"kind"`
+	Hash      []byte    `json:"-"`
+	Value     []byte    `json:"value"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// AuditEvent is one entry of the audit log. It never carries a token, code,
+// secret or password.
+type AuditEvent struct {
+	// ID orders events; backends assign it when empty (time-ordered, unique).
+	ID       string            `json:"id"`
+	Time     time.Time         `json:"time"`
+	Type     string            `json:"type"` // e.g. "login.failure", "token.issued", "refresh.reuse"
+	Outcome  string            `json:"outcome,omitempty"`
+	Subject  string            `json:"sub,omitempty"`
+	ClientID string            `json:"client_id,omitempty"`
+	IP       string            `json:"ip,omitempty"`
+	Detail   map[string]string `json:"detail,omitempty"`
+}
+
+// AuditQuery selects audit events, newest first.
+type AuditQuery struct {
+	Since    time.Time
+	Type     string // prefix match when it ends in "."
+	ClientID string
+	Subject  string
+	Limit    int // 0 = 100
+}
+
+// Clients stores OAuth clients.
+type Clients interface {
+	GetClient(ctx context.Context, id string) (Client, error)
+	// PutClient creates or replaces a client.
+	PutClient(ctx context.Context, c Client) error
+	// CreateClient creates a client; ErrAlreadyExists when the id is taken.
+	CreateClient(ctx context.Context, c Client) error
+	DeleteClient(ctx context.Context, id string) error
+	ListClients(ctx context.Context) ([]Client, error)
+	// SetClientDisabled flips the disabled flag; ErrNotFound for unknown ids.
+	SetClientDisabled(ctx context.Context, id string, disabled bool, now time.Time) error
+	// TouchClient records use (LastUsedAt).
+	TouchClient(ctx context.Context, id string, now time.Time) error
+}
+
+// Codes stores authorization codes.
+type Codes interface {
+	SaveCode(ctx context.Context, c AuthCode) error
+	// RedeemCode marks the code used and, in the same transaction, lets issue
+	// turn it into a grant. Unknown or expired codes: ErrNotFound. A code used
+	// before: its record and ErrCodeUsed (issue is not called). When issue
+	// returns an error the code stays used (burned) and nothing else is
+	// written; the error is returned. When issue returns a grant it is created
+	// in the same transaction (one write per exchange).
+	RedeemCode(ctx context.Context, hash []byte, now time.Time, issue func(AuthCode) (*Grant, error)) (AuthCode, error)
+}
+
+// Grants stores grants and their refresh-token families.
+type Grants interface {
+	CreateGrant(ctx context.Context, g Grant) error
+	GetGrant(ctx context.Context, id string) (Grant, error)
+	// RotateRefresh swaps the refresh token atomically. Presented must be the
+	// grant's current token, or its previous token while the current one was
+	// never used (a lost response; the unused current token is replaced). Any
+	// other token of the family is reuse: the grant is revoked in the same
+	// transaction and ErrRefreshReused returned with it. Unknown tokens:
+	// ErrNotFound. Revoked grants: ErrGrantRevoked. Expired: ErrNotFound.
+	RotateRefresh(ctx context.Context, r Rotation) (Grant, error)
+	// GrantByRefresh finds the grant a refresh token (current, previous or
+	// older) belongs to, without changing anything.
+	GrantByRefresh(ctx context.Context, hash []byte) (Grant, error)
+	RevokeGrant(ctx context.Context, id, reason string, now time.Time) error
+	RevokeClientGrants(ctx context.Context, clientID, reason string, now time.Time) (int, error)
+	RevokeSubjectGrants(ctx context.Context, subject, reason string, now time.Time) (int, error)
+	// ListGrants returns grants of a client or subject (either may be empty).
+	ListGrants(ctx context.Context, clientID, subject string) ([]Grant, error)
+}
+
+// Keys stores signing keys.
+type Keys interface {
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	// AddSigningKey inserts key and retires every other unretired key (setting
+	// RetiredAt=key.CreatedAt and PublishUntil=publishUntil), but only when the
+	// newest unretired key id still equals expectActive ("" = none). Otherwise
+	// ErrConflict: another instance rotated first.
+	AddSigningKey(ctx context.Context, key SigningKey, expectActive string, publishUntil time.Time) error
+	// DeleteSigningKey removes a retired key (after PublishUntil).
+	DeleteSigningKey(ctx context.Context, kid string) error
+}
+
+// Consents stores remembered consents.
+type Consents interface {
+	GetConsent(ctx context.Context, subject, clientID string) (Consent, error)
+	PutConsent(ctx context.Context, c Consent) error
+	DeleteConsent(ctx context.Context, subject, clientID string) error
+	DeleteClientConsents(ctx context.Context, clientID string) (int, error)
+}
+
+// Accounts stores local user accounts and their links to upstream identities.
+type Accounts interface {
+	// CreateAccount fails with ErrAlreadyExists when the id or email is taken.
+	CreateAccount(ctx context.Context, a Account) error
+	GetAccount(ctx context.Context, id string) (Account, error)
+	GetAccountByEmail(ctx context.Context, email string) (Account, error)
+	// UpdateAccount replaces an existing account (ErrNotFound otherwise),
+	// keeping the email index consistent (ErrAlreadyExists on collision).
+	UpdateAccount(ctx context.Context, a Account) error
+	ListAccounts(ctx context.Context) ([]Account, error)
+	// LinkIdentity binds (provider, subject) to an account; ErrAlreadyExists
+	// when that pair is linked to another account.
+	LinkIdentity(ctx context.Context, provider, subject, accountID string) error
+	AccountByIdentity(ctx context.Context, provider, subject string) (Account, error)
+}
+
+// Sessions stores browser sessions.
+type Sessions interface {
+	CreateSession(ctx context.Context, s Session) error
+	GetSession(ctx context.Context, hash []byte) (Session, error)
+	// TouchSession moves LastSeenAt forward.
+	TouchSession(ctx context.Context, hash []byte, now time.Time) error
+	DeleteSession(ctx context.Context, hash []byte) error
+	DeleteAccountSessions(ctx context.Context, accountID string) (int, error)
+}
+
+// Tickets stores single-use short-lived records.
+type Tickets interface {
+	PutTicket(ctx context.Context, t Ticket) error
+	// TakeTicket returns and deletes the ticket atomically; ErrNotFound when
+	// it is unknown, of another kind, already taken or expired.
+	TakeTicket(ctx context.Context, kind string, hash []byte, now time.Time) (Ticket, error)
+}
+
+// Audit stores the audit log.
+type Audit interface {
+	AppendAudit(ctx context.Context, events ...AuditEvent) error
+	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+}
+
+// Maintenance removes what has expired.
+type Maintenance interface {
+	// DeleteExpired removes expired codes, grants, sessions, tickets and
+	// consents, and audit events older than auditBefore (zero: keep all).
+	DeleteExpired(ctx context.Context, now, auditBefore time.Time) (int, error)
+}
+
+// Backend is everything a storage backend implements. Consumers depend on
+// the narrow roles above, never on Backend.
+type Backend interface {
+	Clients
+	Codes
+	Grants
+	Keys
+	Consents
+	Accounts
+	Sessions
+	Tickets
+	Audit
+	Maintenance
+	// Close releases the backend's resources.
+	Close() error
+}
