@@ -1,0 +1,587 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/idp"
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the `mcp_auth` app: it owns the store, the signing keys, the OAuth
+// 2.1 authorization server and the hosted login. Sites serve it with the
+// `mcp_auth_server` handler and protect MCP endpoints with `mcp_protect`.
+//
+// Caddyfile (global option):
+//
+//	{
+//		mcp_auth {
+//			issuer <url>
+//			storage bbolt [<path>] | postgres <dsn>
+//			signing_algorithm ES256|EdDSA|RS256
+//			key_rotation <duration>
+//			code_lifetime <duration>
+//			access_token_lifetime <duration>
+//			refresh_token_lifetime <duration>
+//			grant_lifetime <duration>
+//			scopes <scope...>
+//			default_scopes <scope...>
+//			resource <url>                # a known resource (repeatable)
+//			default_resource <url>
+//			resource_indicators {
+//				enabled <bool>
+//				client_audience_fallback <bool>
+//				enforce_on_token_exchange <bool>
+//				keep_binding_on_refresh <bool>
+//			}
+//			cors_origins <origin...>
+//			client <id> {
+//				name <text>
+//				redirect_uri <uri>        # repeatable
+//				scopes <scope...>
+//				default_scopes <scope...>
+//				audience <url>
+//				secret <secret>           # makes it a confidential client
+//				access_token_lifetime <duration>
+//				refresh_token_lifetime <duration>
+//				skip_consent
+//			}
+//			login {
+//				product_name <text>
+//				logo <url>
+//				accent_color <#hex>
+//				support_url <url>
+//				templates <dir>
+//				password on|off
+//				signup off|open|domains <domain...>
+//				user <email> <password> [<name>]
+//				session_idle <duration>
+//				session_lifetime <duration>
+//			}
+//		}
+//	}
+type App struct {
+	// Issuer is the authorization server's issuer identifier, exactly as
+	// published (https, or http on localhost for development). It is never
+	// derived from request headers.
+	Issuer string `json:"issuer"`
+	// PathPrefix puts the endpoints under a prefix (default: the issuer's
+	// origin root, where some clients look for them regardless of metadata).
+	PathPrefix string `json:"path_prefix,omitempty"`
+	// Storage chooses the backend (default: an embedded bbolt file).
+	Storage StorageConfig `json:"storage,omitempty"`
+	// SigningAlgorithm signs access tokens: ES256 (default), EdDSA or RS256.
+	SigningAlgorithm string `json:"signing_algorithm,omitempty"`
+	// KeyRotation rotates the signing key on this period (0: only on demand).
+	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+	// CodeLifetime of authorization codes (default 60s, at most 10m).
+	CodeLifetime caddy.Duration `json:"code_lifetime,omitempty"`
+	// AccessTokenLifetime of access tokens (default 1h).
+	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
+	// RefreshTokenLifetime is the idle life of a refresh token (default 30 days).
+	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
+	// GrantLifetime is the absolute life of a grant and its refresh tokens (default 90 days).
+	GrantLifetime caddy.Duration `json:"grant_lifetime,omitempty"`
+	// Scopes offered (scopes_supported); offline_access is always offered.
+	Scopes []string `json:"scopes,omitempty"`
+	// DefaultScopes apply when a request carries no scope and its client has none.
+	DefaultScopes []string `json:"default_scopes,omitempty"`
+	// Resources are the protected resources tokens may be bound to, besides
+	// those that `mcp_protect` handlers of this config register.
+	Resources []string `json:"resources,omitempty"`
+	// DefaultResource is the audience when a request names none and its client
+	// has no audience (default: the only known resource, when there is one).
+	DefaultResource string `json:"default_resource,omitempty"`
+	// ResourceIndicators tunes RFC 8707 resource binding.
+	ResourceIndicators *ResourceIndicators `json:"resource_indicators,omitempty"`
+	// CORSOrigins limits which browser origins may call the metadata, token,
+	// revocation and registration endpoints (default: any origin, never with
+	// credentials).
+	CORSOrigins []string `json:"cors_origins,omitempty"`
+	// Clients are owned clients seeded at start.
+	Clients []ClientConfig `json:"clients,omitempty"`
+	// Login configures the hosted login pages and local accounts.
+	Login LoginConfig `json:"login,omitempty"`
+
+	ctx      caddy.Context
+	logger   *zap.Logger
+	slogger  *slog.Logger
+	store    storage.Backend
+	keys     *authserver.KeySet
+	login    *idp.Login
+	cancel   context.CancelFunc
+	mu       sync.Mutex
+	extraRes []string
+
+	once   sync.Once
+	server *authserver.Server
+	srvErr error
+}
+
+// ResourceIndicators are the four RFC 8707 knobs. Each defaults to true.
+type ResourceIndicators struct {
+	// Enabled accepts and binds the `resource` parameter.
+	Enabled *bool `json:"enabled,omitempty"`
+	// ClientAudienceFallback uses the client's audience when a request names no resource.
+	ClientAudienceFallback *bool `json:"client_audience_fallback,omitempty"`
+	// EnforceOnTokenExchange requires a `resource` sent to /token to equal the authorized one.
+	EnforceOnTokenExchange *bool `json:"enforce_on_token_exchange,omitempty"`
+	// KeepBindingOnRefresh keeps the original resource on refresh when none is sent.
+	KeepBindingOnRefresh *bool `json:"keep_binding_on_refresh,omitempty"`
+}
+
+// ClientConfig is an owned client seeded from config.
+type ClientConfig struct {
+	// ID is the client_id.
+	ID string `json:"id"`
+	// Name is shown on the login and consent pages.
+	Name string `json:"name,omitempty"`
+	// RedirectURIs are matched exactly (loopback http: any port). Private-use
+	// schemes such as `myapp://callback` are allowed.
+	RedirectURIs []string `json:"redirect_uris"`
+	// Scopes limits what the client may ask for (default: every offered scope).
+	Scopes []string `json:"scopes,omitempty"`
+	// DefaultScopes apply when the client asks for none.
+	DefaultScopes []string `json:"default_scopes,omitempty"`
+	// Audience is the client-audience fallback resource.
+	Audience string `json:"audience,omitempty"`
+	// Secret makes the client confidential (client_secret_basic or
+	// client_secret_post). Use {env.*}; it is stored hashed.
+	Secret string `json:"secret,omitempty"`
+	// AccessTokenLifetime overrides the server's (e.g. for clients that never refresh).
+	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
+	// RefreshTokenLifetime overrides the server's.
+	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
+	// SkipConsent skips the consent page for this owned client.
+	SkipConsent bool `json:"skip_consent,omitempty"`
+}
+
+// LoginConfig configures the hosted login.
+type LoginConfig struct {
+	// ProductName is shown in titles and headings (default "MCP").
+	ProductName string `json:"product_name,omitempty"`
+	// Logo is an image URL for the pages' header.
+	Logo string `json:"logo,omitempty"`
+	// AccentColor is a CSS hex colour such as #4f46e5.
+	AccentColor string `json:"accent_color,omitempty"`
+	// SupportURL is linked from error pages.
+	SupportURL string `json:"support_url,omitempty"`
+	// Templates is a directory whose files replace the embedded templates of the same name.
+	Templates string `json:"templates,omitempty"`
+	// Password turns password login on or off (default on).
+	Password *bool `json:"password,omitempty"`
+	// Signup is "off" (default), "open" or "domains".
+	Signup string `json:"signup,omitempty"`
+	// SignupDomains are the email domains allowed to sign up with Signup "domains".
+	SignupDomains []string `json:"signup_domains,omitempty"`
+	// Users are password accounts created at start when missing.
+	Users []UserConfig `json:"users,omitempty"`
+	// SessionIdle ends a browser session after this much inactivity (default 8h).
+	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
+	// SessionLifetime ends a browser session this long after sign-in (default 7 days).
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+}
+
+// UserConfig is a password account seeded from config.
+type UserConfig struct {
+	// Email is the sign-in name.
+	Email string `json:"email"`
+	// Name is the display name.
+	Name string `json:"name,omitempty"`
+	// Password in the clear (use {env.*}); hashed with argon2id before storage.
+	Password string `json:"password,omitempty"`
+	// PasswordHash is an argon2id PHC string, instead of Password.
+	PasswordHash string `json:"password_hash,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "mcp_auth",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision opens the store and the signing keys, and builds the hosted login.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	a.slogger = ctx.Slogger()
+	repl := caddy.NewReplacer()
+
+	a.Issuer = strings.TrimRight(repl.ReplaceKnown(a.Issuer, ""), "/")
+	if err := a.Storage.provision(repl); err != nil {
+		return err
+	}
+	if a.SigningAlgorithm == "" {
+		a.SigningAlgorithm = "ES256"
+	}
+	if a.AccessTokenLifetime == 0 {
+		a.AccessTokenLifetime = caddy.Duration(time.Hour)
+	}
+	for i := range a.Clients {
+		a.Clients[i].Secret = repl.ReplaceKnown(a.Clients[i].Secret, "")
+	}
+	for i := range a.Login.Users {
+		a.Login.Users[i].Password = repl.ReplaceKnown(a.Login.Users[i].Password, "")
+	}
+	if err := a.Validate(); err != nil {
+		return err
+	}
+
+	store, err := a.Storage.open(a.slogger)
+	if err != nil {
+		return err
+	}
+	a.store = store
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	keys, err := authserver.NewKeySet(runCtx, store, a.keyConfig())
+	if err != nil {
+		return fmt.Errorf("mcp_auth: signing keys: %w", err)
+	}
+	a.keys = keys
+	go keys.Run(runCtx)
+
+	login, err := idp.New(runCtx, a.idpConfig(store))
+	if err != nil {
+		return fmt.Errorf("mcp_auth: hosted login: %w", err)
+	}
+	a.login = login
+	return nil
+}
+
+// Validate checks the configuration's invariants.
+func (a *App) Validate() error {
+	if a.Issuer == "" {
+		return errors.New("mcp_auth: issuer is required (the exact URL clients see, e.g. https://auth.example.com)")
+	}
+	u, err := url.Parse(a.Issuer)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("mcp_auth: issuer %q must be an absolute URL without query or fragment", a.Issuer)
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+		return fmt.Errorf("mcp_auth: issuer %q must use https (http only for localhost)", a.Issuer)
+	}
+	switch a.SigningAlgorithm {
+	case "ES256", "EdDSA", "RS256":
+	default:
+		return fmt.Errorf("mcp_auth: signing_algorithm %q: use ES256, EdDSA or RS256", a.SigningAlgorithm)
+	}
+	if a.CodeLifetime < 0 || time.Duration(a.CodeLifetime) > 10*time.Minute {
+		return errors.New("mcp_auth: code_lifetime must be at most 10m")
+	}
+	seen := map[string]bool{}
+	for _, c := range a.Clients {
+		if c.ID == "" {
+			return errors.New("mcp_auth: a client needs an id")
+		}
+		if strings.HasPrefix(c.ID, "https://") || strings.HasPrefix(c.ID, "http://") {
+			return fmt.Errorf("mcp_auth: client %q: owned client ids must not be URLs (those are CIMD clients)", c.ID)
+		}
+		if seen[c.ID] {
+			return fmt.Errorf("mcp_auth: client %q is configured twice", c.ID)
+		}
+		seen[c.ID] = true
+		if len(c.RedirectURIs) == 0 {
+			return fmt.Errorf("mcp_auth: client %q needs at least one redirect_uri", c.ID)
+		}
+		for _, ru := range c.RedirectURIs {
+			if err := authserver.ValidateRedirectURI(ru); err != nil {
+				return fmt.Errorf("mcp_auth: client %q: %w", c.ID, err)
+			}
+		}
+	}
+	switch a.Login.Signup {
+	case "", "off", "open":
+	case "domains":
+		if len(a.Login.SignupDomains) == 0 {
+			return errors.New("mcp_auth: signup domains needs at least one domain")
+		}
+	default:
+		return fmt.Errorf("mcp_auth: signup %q: use off, open or domains", a.Login.Signup)
+	}
+	return nil
+}
+
+// Start builds the authorization server once every handler of the config
+// has registered its resource.
+func (a *App) Start() error {
+	_, err := a.Server()
+	return err
+}
+
+// Stop stops background work.
+func (a *App) Stop() error {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	return nil
+}
+
+// Cleanup releases the store (closed when no config uses it any more).
+// Safe after a partial Provision.
+func (a *App) Cleanup() error {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	if a.store != nil {
+		return a.Storage.release()
+	}
+	return nil
+}
+
+// RegisterResource adds a protected resource that tokens may be bound to.
+// Resource guards call it while they are provisioned.
+func (a *App) RegisterResource(resource string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !slices.Contains(a.extraRes, resource) {
+		a.extraRes = append(a.extraRes, resource)
+	}
+}
+
+// Server returns the authorization server, building it on first use.
+func (a *App) Server() (*authserver.Server, error) {
+	a.once.Do(func() { a.server, a.srvErr = a.buildServer() })
+	return a.server, a.srvErr
+}
+
+// Keys returns the signing key set (also the in-process key source of guards).
+func (a *App) Keys() *authserver.KeySet { return a.keys }
+
+// Store returns the storage backend.
+func (a *App) Store() storage.Backend { return a.store }
+
+// Login returns the hosted login.
+func (a *App) Login() *idp.Login { return a.login }
+
+// Active implements the guard's revocation check against this app's store.
+func (a *App) Active(ctx context.Context, grantID, clientID string) (bool, error) {
+	s, err := a.Server()
+	if err != nil {
+		return false, err
+	}
+	return s.Active(ctx, grantID, clientID)
+}
+
+func (a *App) keyConfig() authserver.KeyConfig {
+	publish := 2 * time.Duration(a.AccessTokenLifetime)
+	for _, c := range a.Clients {
+		publish = max(publish, 2*time.Duration(c.AccessTokenLifetime))
+	}
+	return authserver.KeyConfig{
+		Algorithm:   a.SigningAlgorithm,
+		PublishFor:  publish,
+		RotateEvery: time.Duration(a.KeyRotation),
+		Logger:      a.slogger,
+	}
+}
+
+func (a *App) knownResources() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := slices.Clone(a.Resources)
+	for _, r := range a.extraRes {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (a *App) resourcePolicy() (authserver.ResourcePolicy, error) {
+	on := func(b *bool) bool { return b == nil || *b }
+	ri := a.ResourceIndicators
+	if ri == nil {
+		ri = &ResourceIndicators{}
+	}
+	p := authserver.ResourcePolicy{
+		Enabled:                on(ri.Enabled),
+		ClientAudienceFallback: on(ri.ClientAudienceFallback),
+		EnforceOnTokenExchange: on(ri.EnforceOnTokenExchange),
+		KeepBindingOnRefresh:   on(ri.KeepBindingOnRefresh),
+	}
+	for _, r := range a.knownResources() {
+		n, err := authserver.NormalizeResource(r)
+		if err != nil {
+			return p, fmt.Errorf("mcp_auth: resource %q: %w", r, err)
+		}
+		if !slices.Contains(p.Known, n) {
+			p.Known = append(p.Known, n)
+		}
+	}
+	if a.DefaultResource != "" {
+		n, err := authserver.NormalizeResource(a.DefaultResource)
+		if err != nil {
+			return p, fmt.Errorf("mcp_auth: default_resource: %w", err)
+		}
+		p.Default = n
+		if !slices.Contains(p.Known, n) {
+			p.Known = append(p.Known, n)
+		}
+	} else if len(p.Known) == 1 {
+		p.Default = p.Known[0]
+	}
+	return p, nil
+}
+
+func (a *App) ownedClients() ([]storage.Client, error) {
+	out := make([]storage.Client, 0, len(a.Clients))
+	for _, c := range a.Clients {
+		sc := storage.Client{
+			ID:                      c.ID,
+			Kind:                    storage.ClientOwned,
+			Name:                    c.Name,
+			RedirectURIs:            c.RedirectURIs,
+			GrantTypes:              []string{"authorization_code", "refresh_token"},
+			Scopes:                  c.Scopes,
+			DefaultScopes:           c.DefaultScopes,
+			AccessTokenTTL:          time.Duration(c.AccessTokenLifetime),
+			RefreshTokenTTL:         time.Duration(c.RefreshTokenLifetime),
+			TokenEndpointAuthMethod: "none",
+			SkipConsent:             c.SkipConsent,
+		}
+		if sc.Name == "" {
+			sc.Name = c.ID
+		}
+		if c.Audience != "" {
+			n, err := authserver.NormalizeResource(c.Audience)
+			if err != nil {
+				return nil, fmt.Errorf("mcp_auth: client %q audience: %w", c.ID, err)
+			}
+			sc.DefaultAudience = n
+		}
+		if c.Secret != "" {
+			h, err := authserver.HashClientSecret(c.Secret)
+			if err != nil {
+				return nil, err
+			}
+			sc.SecretHash = h
+			sc.TokenEndpointAuthMethod = "client_secret_basic"
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
+
+func (a *App) buildServer() (*authserver.Server, error) {
+	policy, err := a.resourcePolicy()
+	if err != nil {
+		return nil, err
+	}
+	clients, err := a.ownedClients()
+	if err != nil {
+		return nil, err
+	}
+	cfg := authserver.Config{
+		Issuer:          a.Issuer,
+		PathPrefix:      a.PathPrefix,
+		Store:           a.store,
+		Browser:         a.login,
+		Keys:            a.keys,
+		KeyConfig:       a.keyConfig(),
+		Scopes:          a.Scopes,
+		DefaultScopes:   a.DefaultScopes,
+		Resources:       policy,
+		Clients:         clients,
+		CodeTTL:         time.Duration(a.CodeLifetime),
+		AccessTokenTTL:  time.Duration(a.AccessTokenLifetime),
+		RefreshTokenTTL: time.Duration(a.RefreshTokenLifetime),
+		GrantTTL:        time.Duration(a.GrantLifetime),
+		CORS:            authserver.CORS{AllowedOrigins: a.CORSOrigins},
+		ClientIP:        clientIP,
+		Logger:          a.slogger,
+	}
+	return authserver.New(context.Background(), cfg)
+}
+
+func (a *App) idpConfig(store storage.Backend) idp.Config {
+	password := a.Login.Password == nil || *a.Login.Password
+	seeds := make([]idp.SeedAccount, 0, len(a.Login.Users))
+	for _, u := range a.Login.Users {
+		seeds = append(seeds, idp.SeedAccount{Email: u.Email, Name: u.Name, Password: u.Password, PasswordHash: u.PasswordHash})
+	}
+	signup := a.Login.Signup
+	if signup == "" {
+		signup = "off"
+	}
+	return idp.Config{
+		PublicURL:  a.Issuer,
+		PathPrefix: a.PathPrefix,
+		Store:      store,
+		Branding: idp.Branding{
+			ProductName: a.Login.ProductName,
+			LogoURL:     a.Login.Logo,
+			AccentColor: a.Login.AccentColor,
+			SupportURL:  a.Login.SupportURL,
+		},
+		TemplatesDir:    a.Login.Templates,
+		Signup:          idp.SignupPolicy{Mode: signup, Domains: a.Login.SignupDomains},
+		PasswordLogin:   password,
+		SeedAccounts:    seeds,
+		SessionIdle:     time.Duration(a.Login.SessionIdle),
+		SessionAbsolute: time.Duration(a.Login.SessionLifetime),
+		ClientIP:        clientIP,
+		Logger:          a.slogger,
+	}
+}
+
+// clientIP is Caddy's resolved client IP (trusted_proxies aware), never a raw
+// X-Forwarded-For.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = strings.Trim(host[:i], "[]")
+	}
+	return host
+}
+
+func isLoopbackHost(h string) bool {
+	return h == "localhost" || h == "127.0.0.1" || h == "::1"
+}
+
+// appFrom returns the mcp_auth app of this config.
+func appFrom(ctx caddy.Context) (*App, error) {
+	v, err := ctx.App("mcp_auth")
+	if err != nil {
+		return nil, fmt.Errorf("mcp_auth app: %w", err)
+	}
+	app, ok := v.(*App)
+	if !ok {
+		return nil, fmt.Errorf("mcp_auth app has unexpected type %T", v)
+	}
+	if app.store == nil {
+		return nil, errors.New("mcp_auth app is not configured: add a global `mcp_auth { issuer … }` block")
+	}
+	return app, nil
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,338 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("mcp_auth", parseGlobalOption)
+}
+
+// parseGlobalOption turns the global `mcp_auth { … }` block into the
+// mcp_auth app (syntax in App's doc comment).
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if existing != nil {
+		return nil, d.Err("mcp_auth may be configured only once")
+	}
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "mcp_auth", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile reads the global mcp_auth block.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "issuer":
+			if !d.AllArgs(&a.Issuer) {
+				return d.ArgErr()
+			}
+		case "path_prefix":
+			if !d.AllArgs(&a.PathPrefix) {
+				return d.ArgErr()
+			}
+		case "storage":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.Storage.Backend = args[0]
+			switch args[0] {
+			case "bbolt":
+				if len(args) > 2 {
+					return d.ArgErr()
+				}
+				if len(args) == 2 {
+					a.Storage.Path = args[1]
+				}
+			case "postgres":
+				if len(args) != 2 {
+					return d.Errf("storage postgres needs a connection string")
+				}
+				a.Storage.DSN = args[1]
+			default:
+				return d.Errf("unknown storage backend %q (bbolt or postgres)", args[0])
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "max_conns":
+					n, err := intArg(d)
+					if err != nil {
+						return err
+					}
+					a.Storage.MaxConns = int32(n)
+				case "lock_timeout":
+					v, err := durationArg(d)
+					if err != nil {
+						return err
+					}
+					a.Storage.LockTimeout = v
+				default:
+					return d.Errf("unknown storage option %q", d.Val())
+				}
+			}
+		case "signing_algorithm":
+			if !d.AllArgs(&a.SigningAlgorithm) {
+				return d.ArgErr()
+			}
+		case "key_rotation", "code_lifetime", "access_token_lifetime", "refresh_token_lifetime", "grant_lifetime":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			switch opt {
+			case "key_rotation":
+				a.KeyRotation = v
+			case "code_lifetime":
+				a.CodeLifetime = v
+			case "access_token_lifetime":
+				a.AccessTokenLifetime = v
+			case "refresh_token_lifetime":
+				a.RefreshTokenLifetime = v
+			case "grant_lifetime":
+				a.GrantLifetime = v
+			}
+		case "scopes":
+			a.Scopes = append(a.Scopes, d.RemainingArgs()...)
+		case "default_scopes":
+			a.DefaultScopes = append(a.DefaultScopes, d.RemainingArgs()...)
+		case "resource":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.Resources = append(a.Resources, args...)
+		case "default_resource":
+			if !d.AllArgs(&a.DefaultResource) {
+				return d.ArgErr()
+			}
+		case "resource_indicators":
+			ri := &ResourceIndicators{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				name := d.Val()
+				b, err := boolArg(d)
+				if err != nil {
+					return err
+				}
+				switch name {
+				case "enabled":
+					ri.Enabled = &b
+				case "client_audience_fallback":
+					ri.ClientAudienceFallback = &b
+				case "enforce_on_token_exchange":
+					ri.EnforceOnTokenExchange = &b
+				case "keep_binding_on_refresh":
+					ri.KeepBindingOnRefresh = &b
+				default:
+					return d.Errf("unknown resource_indicators option %q", name)
+				}
+			}
+			a.ResourceIndicators = ri
+		case "cors_origins":
+			a.CORSOrigins = append(a.CORSOrigins, d.RemainingArgs()...)
+		case "client":
+			c, err := parseClient(d)
+			if err != nil {
+				return err
+			}
+			a.Clients = append(a.Clients, c)
+		case "login":
+			if err := a.Login.unmarshal(d); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown mcp_auth option %q", opt)
+		}
+	}
+	return nil
+}
+
+func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
+	var c ClientConfig
+	if !d.NextArg() {
+		return c, d.Errf("client needs an id")
+	}
+	c.ID = d.Val()
+	if d.NextArg() {
+		return c, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "name":
+			if !d.AllArgs(&c.Name) {
+				return c, d.ArgErr()
+			}
+		case "redirect_uri":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return c, d.ArgErr()
+			}
+			c.RedirectURIs = append(c.RedirectURIs, args...)
+		case "scopes":
+			c.Scopes = append(c.Scopes, d.RemainingArgs()...)
+		case "default_scopes":
+			c.DefaultScopes = append(c.DefaultScopes, d.RemainingArgs()...)
+		case "audience":
+			if !d.AllArgs(&c.Audience) {
+				return c, d.ArgErr()
+			}
+		case "secret":
+			if !d.AllArgs(&c.Secret) {
+				return c, d.ArgErr()
+			}
+		case "access_token_lifetime", "refresh_token_lifetime":
+			v, err := durationArg(d)
+			if err != nil {
+				return c, err
+			}
+			if opt == "access_token_lifetime" {
+				c.AccessTokenLifetime = v
+			} else {
+				c.RefreshTokenLifetime = v
+			}
+		case "skip_consent":
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			c.SkipConsent = true
+		default:
+			return c, d.Errf("unknown client option %q", opt)
+		}
+	}
+	return c, nil
+}
+
+func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "product_name":
+			if !d.AllArgs(&l.ProductName) {
+				return d.ArgErr()
+			}
+		case "logo":
+			if !d.AllArgs(&l.Logo) {
+				return d.ArgErr()
+			}
+		case "accent_color":
+			if !d.AllArgs(&l.AccentColor) {
+				return d.ArgErr()
+			}
+		case "support_url":
+			if !d.AllArgs(&l.SupportURL) {
+				return d.ArgErr()
+			}
+		case "templates":
+			if !d.AllArgs(&l.Templates) {
+				return d.ArgErr()
+			}
+		case "password":
+			b, err := boolArg(d)
+			if err != nil {
+				return err
+			}
+			l.Password = &b
+		case "signup":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			l.Signup = args[0]
+			switch args[0] {
+			case "off", "open":
+				if len(args) > 1 {
+					return d.ArgErr()
+				}
+			case "domains":
+				if len(args) < 2 {
+					return d.Errf("signup domains needs at least one domain")
+				}
+				l.SignupDomains = args[1:]
+			default:
+				return d.Errf("signup %q: use off, open or domains <domain...>", args[0])
+			}
+		case "user":
+			args := d.RemainingArgs()
+			if len(args) < 2 || len(args) > 3 {
+				return d.Errf("user <email> <password> [<name>]")
+			}
+			u := UserConfig{Email: args[0], Password: args[1]}
+			if len(args) == 3 {
+				u.Name = args[2]
+			}
+			l.Users = append(l.Users, u)
+		case "session_idle", "session_lifetime":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			if opt == "session_idle" {
+				l.SessionIdle = v
+			} else {
+				l.SessionLifetime = v
+			}
+		default:
+			return d.Errf("unknown login option %q", opt)
+		}
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	name := d.Val()
+	var v string
+	if !d.AllArgs(&v) {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil {
+		return 0, d.Errf("%s: %v", name, err)
+	}
+	return caddy.Duration(dur), nil
+}
+
+func intArg(d *caddyfile.Dispenser) (int, error) {
+	name := d.Val()
+	var v string
+	if !d.AllArgs(&v) {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, d.Errf("%s: %q is not a whole number", name, v)
+	}
+	return n, nil
+}
+
+func boolArg(d *caddyfile.Dispenser) (bool, error) {
+	name := d.Val()
+	var v string
+	if !d.AllArgs(&v) {
+		return false, d.ArgErr()
+	}
+	switch v {
+	case "on", "true", "yes":
+		return true, nil
+	case "off", "false", "no":
+		return false, nil
+	}
+	return false, d.Errf("%s: %q is not on/off", name, v)
+}
+
+var _ caddyfile.Unmarshaler = (*App)(nil)

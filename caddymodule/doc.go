@@ -1,0 +1,14 @@
+// Package caddymodule is the only Caddy-aware package of caddy-mcpauth: a
+// thin adapter that turns Caddy config into the domain packages' configs.
+//
+//   - App `mcp_auth` (global option `mcp_auth { … }`) owns the store (bbolt
+//     shared across reloads through a caddy.UsagePool, or PostgreSQL), the
+//     signing keys, the authorization server and the hosted login.
+//   - Handler `http.handlers.mcp_auth_server` (directive `mcp_auth_server`)
+//     serves the authorization server's endpoints and login pages on a site.
+//   - Handler `http.handlers.mcp_resource_guard` (directive `mcp_protect`)
+//     makes the routes after it an OAuth protected resource.
+//
+// Nothing here decides an OAuth rule: that lives in authserver,
+// resourceguard and idp.
+package caddymodule

@@ -1,0 +1,437 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/mcpauth/caddy-mcpauth/resourceguard"
+)
+
+func init() {
+	caddy.RegisterModule(Guard{})
+	httpcaddyfile.RegisterDirective("mcp_protect", parseGuard)
+	httpcaddyfile.RegisterDirectiveOrder("mcp_protect", httpcaddyfile.After, "basic_auth")
+}
+
+// Guard makes the routes after it an OAuth protected resource (RFC 9728,
+// RFC 6750): it serves protected resource metadata, challenges requests
+// without a valid access token, checks scopes, removes the client's token
+// and hands the verified identity upstream. Put `reverse_proxy` after it.
+//
+// Caddyfile:
+//
+//	mcp_protect [<matcher>] {
+//		resource <url>                  # default: issuer origin + the matcher's path (e.g. /mcp)
+//		issuer <url>                    # an external authorization server; default: this config's mcp_auth
+//		authorization_servers <url...>
+//		scopes <scope...>               # required for every request
+//		scopes_supported <scope...>
+//		method_scope <method>[:<tool>] <scope...>
+//		scope_implies <broad> <narrow...>
+//		allowed_origins <origin...>
+//		resource_name <text>
+//		resource_documentation <url>
+//		identity_headers {
+//			subject <header>
+//			client_id <header>
+//			scopes <header>
+//			email <header>
+//		}
+//		leeway <duration>
+//		cache_size <n>
+//		cache_ttl <duration>
+//	}
+//
+// The directive adds a second route for the metadata paths
+// (/.well-known/oauth-protected-resource and its path-inserted form), which
+// the matcher of the protected route would not reach.
+type Guard struct {
+	// Resource is the exact URL clients use for the MCP endpoint. It is
+	// published as the metadata's `resource` and required in the token's
+	// `aud`. Never built from Host or X-Forwarded-* headers.
+	Resource string `json:"resource,omitempty"`
+	// Path is the MCP endpoint's path, used with the issuer's origin when
+	// Resource is empty (default /mcp).
+	Path string `json:"path,omitempty"`
+	// Issuer is the expected `iss`. Empty: the mcp_auth app of this config,
+	// whose keys are used in-process. Otherwise the issuer's keys are
+	// discovered through its RFC 8414 (or OpenID) metadata.
+	Issuer string `json:"issuer,omitempty"`
+	// AuthorizationServers are published in the metadata (default [Issuer]).
+	AuthorizationServers []string `json:"authorization_servers,omitempty"`
+	// Scopes are required for every request.
+	Scopes []string `json:"scopes,omitempty"`
+	// ScopesSupported are published in the metadata (default: the app's scopes).
+	ScopesSupported []string `json:"scopes_supported,omitempty"`
+	// MethodScopes maps a JSON-RPC method ("tools/call") or a tool
+	// ("tools/call:delete_todo") to the scopes it needs. The body of POST
+	// requests is read only when this is set.
+	MethodScopes map[string][]string `json:"method_scopes,omitempty"`
+	// ScopeHierarchy maps a broad scope to the narrower scopes it implies.
+	ScopeHierarchy map[string][]string `json:"scope_hierarchy,omitempty"`
+	// AllowedOrigins may send requests with an Origin header (default: the
+	// resource's own origin). Any other Origin gets 403 (DNS rebinding).
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// ResourceName is published in the metadata.
+	ResourceName string `json:"resource_name,omitempty"`
+	// ResourceDocumentation is published in the metadata.
+	ResourceDocumentation string `json:"resource_documentation,omitempty"`
+	// IdentityHeaders name the request headers that carry the verified
+	// identity upstream; client-sent copies are always removed first.
+	IdentityHeaders *IdentityHeaders `json:"identity_headers,omitempty"`
+	// Leeway is the clock skew allowed on exp and nbf (default 30s).
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+	// CacheSize bounds the verified-token cache (default 10000).
+	CacheSize int `json:"cache_size,omitempty"`
+	// CacheTTL bounds how long a verified token is trusted without
+	// re-verifying its signature (default 5m; revocation is checked on every
+	// request regardless).
+	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+
+	guard   *resourceguard.Guard
+	app     *App
+	headers resourceguard.IdentityHeaders
+	logger  *zap.Logger
+	cancel  context.CancelFunc
+}
+
+// IdentityHeaders name the headers that carry identity upstream.
+type IdentityHeaders struct {
+	// Subject carries the token's `sub`.
+	Subject string `json:"subject,omitempty"`
+	// ClientID carries the token's `client_id`.
+	ClientID string `json:"client_id,omitempty"`
+	// Scopes carries the granted scopes, space-separated.
+	Scopes string `json:"scopes,omitempty"`
+	// Email carries the user's email when the token has one.
+	Email string `json:"email,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Guard) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_resource_guard",
+		New: func() caddy.Module { return new(Guard) },
+	}
+}
+
+// Provision builds the guard and its key source.
+func (g *Guard) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	g.Resource = repl.ReplaceKnown(g.Resource, "")
+	g.Issuer = strings.TrimRight(repl.ReplaceKnown(g.Issuer, ""), "/")
+	if g.Path == "" {
+		g.Path = "/mcp"
+	}
+	if g.IdentityHeaders != nil {
+		g.headers = resourceguard.IdentityHeaders(*g.IdentityHeaders)
+	}
+	cfg := resourceguard.Config{
+		Resource:              g.Resource,
+		Issuer:                g.Issuer,
+		AuthorizationServers:  g.AuthorizationServers,
+		Scopes:                g.Scopes,
+		ScopesSupported:       g.ScopesSupported,
+		MethodScopes:          g.MethodScopes,
+		ScopeHierarchy:        g.ScopeHierarchy,
+		AllowedOrigins:        g.AllowedOrigins,
+		ResourceName:          g.ResourceName,
+		ResourceDocumentation: g.ResourceDocumentation,
+		Leeway:                time.Duration(g.Leeway),
+		CacheSize:             g.CacheSize,
+		CacheMaxTTL:           time.Duration(g.CacheTTL),
+		Logger:                ctx.Slogger(),
+	}
+
+	ours := g.Issuer == ""
+	if !ours {
+		if v, err := ctx.AppIfConfigured("mcp_auth"); err == nil {
+			if app, ok := v.(*App); ok && app.Issuer == g.Issuer {
+				ours = true
+			}
+		}
+	}
+	if ours {
+		app, err := appFrom(ctx)
+		if err != nil {
+			return err
+		}
+		g.app = app
+		cfg.Issuer = app.Issuer
+		cfg.Keys = app.Keys()
+		cfg.Revocation = app
+		cfg.RequireTyp = true
+		if len(cfg.ScopesSupported) == 0 {
+			cfg.ScopesSupported = app.Scopes
+		}
+		if cfg.Resource == "" {
+			u, err := url.Parse(app.Issuer)
+			if err != nil {
+				return err
+			}
+			cfg.Resource = u.Scheme + "://" + u.Host + g.Path
+		}
+		app.RegisterResource(cfg.Resource)
+	} else {
+		if cfg.Resource == "" {
+			return errors.New("mcp_protect: resource is required with an external issuer")
+		}
+		runCtx, cancel := context.WithCancel(context.Background())
+		g.cancel = cancel
+		keys, err := resourceguard.NewRemoteKeySource(runCtx, g.Issuer, nil, ctx.Slogger())
+		if err != nil {
+			return fmt.Errorf("mcp_protect: issuer %s: %w", g.Issuer, err)
+		}
+		cfg.Keys = keys
+	}
+	g.Resource = cfg.Resource
+	guard, err := resourceguard.New(cfg)
+	if err != nil {
+		return fmt.Errorf("mcp_protect: %w", err)
+	}
+	g.guard = guard
+	return nil
+}
+
+// Cleanup stops the remote key source, if any.
+func (g *Guard) Cleanup() error {
+	if g.cancel != nil {
+		g.cancel()
+	}
+	return nil
+}
+
+// ServeHTTP serves metadata, or checks the request and passes it on.
+func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if g.guard.ServeMetadata(w, r) {
+		return nil
+	}
+	if r.URL.Path == "/.well-known/oauth-authorization-server" {
+		// Some clients (ChatGPT) look for the authorization server's metadata
+		// on the MCP host itself: mirror it when the guard and our
+		// authorization server share the host.
+		if g.app != nil && sameHost(g.Resource, g.app.Issuer) {
+			if srv, err := g.app.Server(); err == nil {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Access-Control-Allow-Origin", "*")
+				w.Header().Set("Cache-Control", "public, max-age=300")
+				return json.NewEncoder(w).Encode(srv.Metadata())
+			}
+		}
+		return next.ServeHTTP(w, r)
+	}
+	p, ch := g.guard.Check(r)
+	if ch != nil {
+		return g.refuse(w, r, ch)
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl != nil {
+		repl.Set("http.auth.user.id", p.Subject)
+		repl.Set("http.auth.user.client_id", p.ClientID)
+		repl.Set("http.auth.user.scope", strings.Join(p.Scopes, " "))
+		repl.Set("http.auth.user.email", p.Email)
+	}
+	resourceguard.PrepareUpstream(r, p, g.headers)
+	return next.ServeHTTP(w, r)
+}
+
+// refuse writes the challenge. When the server has handle_errors routes the
+// refusal is returned as a caddyhttp.Error (with WWW-Authenticate already
+// set) so the operator's error routes render it; otherwise the guard writes
+// its small JSON body itself.
+func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ch *resourceguard.Challenge) error {
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		w.Header().Set("WWW-Authenticate", ch.Header(g.guard.ResourceMetadataURL()))
+		msg := ch.Error
+		if msg == "" {
+			msg = "unauthorized"
+		}
+		return caddyhttp.Error(ch.Status, errors.New("mcp_protect: "+msg))
+	}
+	g.guard.WriteChallenge(w, ch)
+	return nil
+}
+
+func sameHost(a, b string) bool {
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	return err1 == nil && err2 == nil && strings.EqualFold(ua.Host, ub.Host)
+}
+
+// UnmarshalCaddyfile sets up the guard from Caddyfile tokens (after the
+// directive name and its optional matcher).
+func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "resource":
+			if !d.AllArgs(&g.Resource) {
+				return d.ArgErr()
+			}
+		case "path":
+			if !d.AllArgs(&g.Path) {
+				return d.ArgErr()
+			}
+		case "issuer":
+			if !d.AllArgs(&g.Issuer) {
+				return d.ArgErr()
+			}
+		case "authorization_servers":
+			g.AuthorizationServers = append(g.AuthorizationServers, d.RemainingArgs()...)
+			if len(g.AuthorizationServers) == 0 {
+				return d.ArgErr()
+			}
+		case "scopes":
+			g.Scopes = append(g.Scopes, d.RemainingArgs()...)
+		case "scopes_supported":
+			g.ScopesSupported = append(g.ScopesSupported, d.RemainingArgs()...)
+		case "method_scope":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			if g.MethodScopes == nil {
+				g.MethodScopes = map[string][]string{}
+			}
+			g.MethodScopes[args[0]] = append(g.MethodScopes[args[0]], args[1:]...)
+		case "scope_implies":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			if g.ScopeHierarchy == nil {
+				g.ScopeHierarchy = map[string][]string{}
+			}
+			g.ScopeHierarchy[args[0]] = append(g.ScopeHierarchy[args[0]], args[1:]...)
+		case "allowed_origins":
+			g.AllowedOrigins = append(g.AllowedOrigins, d.RemainingArgs()...)
+		case "resource_name":
+			if !d.AllArgs(&g.ResourceName) {
+				return d.ArgErr()
+			}
+		case "resource_documentation":
+			if !d.AllArgs(&g.ResourceDocumentation) {
+				return d.ArgErr()
+			}
+		case "identity_headers":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			ih := &IdentityHeaders{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				var v string
+				if !d.AllArgs(&v) {
+					return d.ArgErr()
+				}
+				switch d.Val() {
+				case "subject":
+					ih.Subject = v
+				case "client_id":
+					ih.ClientID = v
+				case "scopes":
+					ih.Scopes = v
+				case "email":
+					ih.Email = v
+				default:
+					return d.Errf("unknown identity header %q", d.Val())
+				}
+			}
+			g.IdentityHeaders = ih
+		case "leeway", "cache_ttl":
+			name := d.Val()
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return d.Errf("%s: %v", name, err)
+			}
+			if name == "leeway" {
+				g.Leeway = caddy.Duration(dur)
+			} else {
+				g.CacheTTL = caddy.Duration(dur)
+			}
+		case "cache_size":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return d.Errf("cache_size: %q is not a positive number", v)
+			}
+			g.CacheSize = n
+		default:
+			return d.Errf("unknown mcp_protect option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// parseGuard adapts `mcp_protect [<matcher>] { … }` into two routes: the
+// protected route under the user's matcher, and the metadata route.
+func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	// A plain path matcher (`/mcp*`) also names the MCP endpoint's path.
+	path := ""
+	if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
+		path = strings.TrimRight(strings.TrimSuffix(h.Val(), "*"), "/")
+	}
+	h.Reset()
+	h.Next()
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	var g Guard
+	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if g.Path == "" && path != "" {
+		g.Path = path
+	}
+	if g.Path == "" {
+		g.Path = "/mcp"
+	}
+	metaPaths := caddyhttp.MatchPath{
+		"/.well-known/oauth-protected-resource",
+		"/.well-known/oauth-protected-resource" + g.Path,
+		"/.well-known/oauth-authorization-server",
+	}
+	if u, err := url.Parse(g.Resource); err == nil && g.Resource != "" && u.Path != g.Path && u.Path != "" {
+		metaPaths = append(metaPaths, "/.well-known/oauth-protected-resource"+u.Path)
+	}
+	metaMatcher := caddy.ModuleMap{"path": h.JSON(metaPaths)}
+	var out []httpcaddyfile.ConfigValue
+	out = append(out, h.NewRoute(metaMatcher, &g)...)
+	out = append(out, h.NewRoute(matcherSet, &g)...)
+	return out, nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Guard)(nil)
+	_ caddy.CleanerUpper          = (*Guard)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Guard)(nil)
+	_ caddyfile.Unmarshaler       = (*Guard)(nil)
+)

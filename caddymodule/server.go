@@ -1,0 +1,87 @@
+package caddymodule
+
+import (
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(ServerHandler{})
+	httpcaddyfile.RegisterHandlerDirective("mcp_auth_server", parseServerHandler)
+	httpcaddyfile.RegisterDirectiveOrder("mcp_auth_server", httpcaddyfile.Before, "basic_auth")
+}
+
+// ServerHandler serves the `mcp_auth` app's authorization server endpoints
+// (metadata, JWKS, /authorize, /token, /revoke, /register) and its hosted
+// login pages on a site. Every other request passes to the next handler.
+//
+// Caddyfile:
+//
+//	mcp_auth_server
+type ServerHandler struct {
+	app *App
+}
+
+// CaddyModule returns the Caddy module information.
+func (ServerHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_auth_server",
+		New: func() caddy.Module { return new(ServerHandler) },
+	}
+}
+
+// Provision finds the mcp_auth app.
+func (h *ServerHandler) Provision(ctx caddy.Context) error {
+	app, err := appFrom(ctx)
+	if err != nil {
+		return err
+	}
+	h.app = app
+	return nil
+}
+
+// ServeHTTP serves the authorization server and login routes.
+func (h *ServerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.app.login.Handles(r) {
+		h.app.login.ServeHTTP(w, r)
+		return nil
+	}
+	srv, err := h.app.Server()
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	if srv.Handles(r) {
+		srv.ServeHTTP(w, r)
+		return nil
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (h *ServerHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("mcp_auth_server takes no options; configure the global mcp_auth block")
+	}
+	return nil
+}
+
+func parseServerHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var s ServerHandler
+	err := s.UnmarshalCaddyfile(h.Dispenser)
+	return &s, err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*ServerHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*ServerHandler)(nil)
+	_ caddyfile.Unmarshaler       = (*ServerHandler)(nil)
+)
