@@ -1,0 +1,55 @@
+// Package bboltstore is the embedded storage backend of caddy-mcpauth: every
+// role of package storage (storage.Backend) on one go.etcd.io/bbolt file.
+//
+// It suits a single Caddy instance. The file is locked by the process that
+// opens it; Caddy provisions a new configuration before it stops the old one,
+// so the caddy module shares one *Store per file across reloads (through
+// caddy.UsagePool) and Options.Timeout bounds the wait on the lock.
+//
+// # Bucket tree (schema version 1)
+//
+// All values are JSON documents of the storage records, decoded inside the
+// transaction that read them. Keys written "lp(x)" are a 2-byte big-endian
+// length followed by x, so composite keys are unambiguous and prefix-scannable.
+// Keys written "hash" are the SHA-256 (32 bytes) the caller passes: codes,
+// refresh tokens, session ids and ticket keys are never stored in the clear.
+//
+//	meta/
+//	  schema_version           8-byte big-endian; the number of migrations applied
+//	v1/
+//	  clients/                 client id                    -> storage.Client
+//	  codes/                   hash                         -> storage.AuthCode (UsedAt set once redeemed)
+//	  grants/                  grant id                     -> storage.Grant
+//	  refresh_index/           hash                         -> grant id; every refresh token ever issued
+//	                                                           in a family, kept until the grant is deleted
+//	                                                           (reuse detection, GrantByRefresh)
+//	  refresh_by_grant/        lp(grant id) hash            -> empty (to drop refresh_index entries)
+//	  grants_by_client/        lp(client id) grant id       -> empty
+//	  grants_by_subject/       lp(subject) grant id         -> empty
+//	  keys/                    kid                          -> storage.SigningKey
+//	  consents/                lp(client id) subject        -> storage.Consent
+//	  accounts/                account id                   -> storage.Account
+//	  accounts_by_email/       lower-cased email            -> account id (accounts with an email only)
+//	  identities/              lp(provider) upstream subject -> account id
+//	  sessions/                hash                         -> storage.Session
+//	  sessions_by_account/     lp(account id) hash          -> empty
+//	  tickets/                 hash                         -> storage.Ticket (kind inside)
+//	  audit/                   8-byte BE unix nanos of the event time, 8-byte BE sequence
+//	                                                        -> storage.AuditEvent
+//
+// A new layout gets a new top-level bucket (v2/...) and a migration that
+// copies the data over; the migrations are an ordered list, each applied in
+// its own write transaction together with the new schema_version, so a crash
+// leaves the file at a consistent version. Opening a file written by a newer
+// build (a higher schema_version) fails rather than guessing.
+//
+// # Transactions
+//
+// The "use once" rules are single write transactions: RedeemCode marks the
+// code used and creates the grant in one db.Update; RotateRefresh reads the
+// grant, checks the presented token and either rotates or revokes the family
+// in one db.Update. Write transactions are never nested: the callbacks a
+// caller hands to RedeemCode (issue) and RotateRefresh (Rotation.Check) run
+// inside the transaction and must not call the store. AppendAudit goes
+// through db.Batch, which coalesces concurrent appends into one commit.
+package bboltstore
