@@ -1,0 +1,524 @@
+package authserver
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// Signing keys: persisted in the store so that every instance sharing it
+// signs with the same key and publishes the same JWKS. The newest key that is
+// not retired signs. Rotation adds a key and retires the others in one
+// compare-and-swap (storage.Keys.AddSigningKey); a retired key stays in the
+// JWKS until its PublishUntil, which is at least the longest access token
+// lifetime after its retirement, so tokens it signed stay verifiable.
+
+// Signing algorithms.
+const (
+	AlgES256 = "ES256"
+	AlgEdDSA = "EdDSA"
+	AlgRS256 = "RS256"
+)
+
+// ErrUnknownKey: no published key has the requested key id.
+var ErrUnknownKey = errors.New("authserver: unknown signing key")
+
+// unknownKidReloadEvery limits the reloads an unknown kid can trigger.
+const unknownKidReloadEvery = 10 * time.Second
+
+// KeyConfig configures a KeySet.
+type KeyConfig struct {
+	// Algorithm of new keys: ES256 (default), EdDSA or RS256 (2048-bit).
+	Algorithm string
+	// PublishFor is how long a retired key stays in the JWKS. It must be at
+	// least the longest access token lifetime. Default 2h.
+	PublishFor time.Duration
+	// RotateEvery rotates the signing key on this schedule (checked by Run);
+	// 0 rotates only on demand.
+	RotateEvery time.Duration
+	// ReloadEvery re-reads the store (in Run) so that several instances
+	// sharing it converge. Default 1m.
+	ReloadEvery time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives rotation and maintenance events; default slog.Default().
+	Logger *slog.Logger
+}
+
+// loadedKey is a stored signing key, decoded.
+type loadedKey struct {
+	kid, alg     string
+	signer       crypto.Signer
+	public       crypto.PublicKey
+	publicJWK    json.RawMessage
+	createdAt    time.Time
+	retiredAt    time.Time
+	publishUntil time.Time
+}
+
+// KeySet holds the signing keys of the authorization server. It is safe for
+// concurrent use.
+type KeySet struct {
+	store storage.Keys
+	cfg   KeyConfig
+
+	reloadMu sync.Mutex // serializes Reload and Rotate
+
+	mu          sync.RWMutex
+	active      *loadedKey
+	published   map[string]*loadedKey
+	jwks        []byte
+	fingerprint string
+	generation  uint64
+	lastMiss    time.Time // last reload triggered by an unknown kid
+	// retiredExpired are retired keys past PublishUntil, deleted by Run.
+	retiredExpired []string
+}
+
+// NewKeySet loads the keys from store. When no key is active it creates one
+// (a compare-and-swap that expects none, so instances starting together
+// agree on a single key); when the active key's algorithm differs from the
+// configured one it rotates to a key of the configured algorithm.
+func NewKeySet(ctx context.Context, store storage.Keys, cfg KeyConfig) (*KeySet, error) {
+	if store == nil {
+		return nil, errors.New("authserver: key set needs a store")
+	}
+	if cfg.Algorithm == "" {
+		cfg.Algorithm = AlgES256
+	}
+	switch cfg.Algorithm {
+	case AlgES256, AlgEdDSA, AlgRS256:
+	default:
+		return nil, fmt.Errorf("authserver: unsupported signing algorithm %q (ES256, EdDSA or RS256)", cfg.Algorithm)
+	}
+	if cfg.PublishFor <= 0 {
+		cfg.PublishFor = 2 * time.Hour
+	}
+	if cfg.RotateEvery < 0 {
+		return nil, errors.New("authserver: negative key rotation interval")
+	}
+	if cfg.ReloadEvery <= 0 {
+		cfg.ReloadEvery = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	k := &KeySet{store: store, cfg: cfg, published: map[string]*loadedKey{}}
+	if err := k.Reload(ctx); err != nil {
+		return nil, err
+	}
+	k.mu.RLock()
+	active := k.active
+	k.mu.RUnlock()
+	switch {
+	case active == nil:
+		if err := k.rotate(ctx, ""); err != nil {
+			return nil, err
+		}
+	case active.alg != cfg.Algorithm:
+		cfg.Logger.Info("authserver: signing algorithm changed; rotating", "from", active.alg, "to", cfg.Algorithm)
+		if err := k.rotate(ctx, active.kid); err != nil {
+			return nil, err
+		}
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.active == nil {
+		return nil, errors.New("authserver: no active signing key after initialization")
+	}
+	return k, nil
+}
+
+// Algorithm returns the algorithm of new keys.
+func (k *KeySet) Algorithm() string { return k.cfg.Algorithm }
+
+// Generation changes whenever the published key set (or the active key)
+// changes. It starts at 1.
+func (k *KeySet) Generation() uint64 {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.generation
+}
+
+// JWKSJSON returns the published keys as a JWK Set: the active key and the
+// retired keys still published, public parts only, each with kid, alg and
+// use "sig". The slice is shared: do not modify it.
+func (k *KeySet) JWKSJSON() []byte {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.jwks
+}
+
+// PublicKey returns the public key and algorithm of a published key. An
+// unknown kid triggers a reload of the store (at most once per 10s, so that
+// a key rotated by another instance is found) and otherwise an error
+// wrapping ErrUnknownKey.
+func (k *KeySet) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, string, error) {
+	if pub, alg, ok := k.lookup(kid); ok {
+		return pub, alg, nil
+	}
+	if kid == "" || len(kid) > 256 {
+		return nil, "", fmt.Errorf("%w: empty or oversized kid", ErrUnknownKey)
+	}
+	now := k.cfg.Now()
+	k.mu.Lock()
+	retry := k.lastMiss.IsZero() || now.Sub(k.lastMiss) >= unknownKidReloadEvery || now.Before(k.lastMiss)
+	if retry {
+		k.lastMiss = now
+	}
+	k.mu.Unlock()
+	if retry {
+		if err := k.Reload(ctx); err != nil {
+			return nil, "", fmt.Errorf("%w: reload failed: %w", ErrUnknownKey, err)
+		}
+		if pub, alg, ok := k.lookup(kid); ok {
+			return pub, alg, nil
+		}
+	}
+	return nil, "", fmt.Errorf("%w: kid %q", ErrUnknownKey, kid)
+}
+
+func (k *KeySet) lookup(kid string) (crypto.PublicKey, string, bool) {
+	k.mu.RLock()
+	key, ok := k.published[kid]
+	k.mu.RUnlock()
+	if !ok {
+		return nil, "", false
+	}
+	if !key.retiredAt.IsZero() && !k.cfg.Now().Before(key.publishUntil) {
+		return nil, "", false
+	}
+	return key.public, key.alg, true
+}
+
+// Sign returns a compact JWS of claims signed with the active key, with the
+// protected header {alg, kid, typ}.
+func (k *KeySet) Sign(ctx context.Context, claims map[string]any, typ string) (string, error) {
+	k.mu.RLock()
+	key := k.active
+	k.mu.RUnlock()
+	if key == nil {
+		return "", errors.New("authserver: no active signing key")
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("authserver: encode claims: %w", err)
+	}
+	hdr := jws.NewHeaders()
+	if err := hdr.Set(jws.KeyIDKey, key.kid); err != nil {
+		return "", fmt.Errorf("authserver: jws header: %w", err)
+	}
+	if typ != "" {
+		if err := hdr.Set(jws.TypeKey, typ); err != nil {
+			return "", fmt.Errorf("authserver: jws header: %w", err)
+		}
+	}
+	signed, err := jws.Sign(payload, jws.WithKey(jwa.SignatureAlgorithm(key.alg), key.signer, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		return "", fmt.Errorf("authserver: sign: %w", err)
+	}
+	return string(signed), nil
+}
+
+// Rotate makes a new key active now; the previous one stays published for
+// PublishFor. When another instance rotated at the same moment (the
+// compare-and-swap lost), its key is adopted instead and Rotate succeeds.
+func (k *KeySet) Rotate(ctx context.Context) error {
+	k.mu.RLock()
+	expect := ""
+	if k.active != nil {
+		expect = k.active.kid
+	}
+	k.mu.RUnlock()
+	return k.rotate(ctx, expect)
+}
+
+func (k *KeySet) rotate(ctx context.Context, expectActive string) error {
+	k.reloadMu.Lock()
+	key, err := generateSigningKey(k.cfg.Algorithm, k.cfg.Now())
+	if err != nil {
+		k.reloadMu.Unlock()
+		return err
+	}
+	publishUntil := key.CreatedAt.Add(k.cfg.PublishFor)
+	err = k.store.AddSigningKey(ctx, key, expectActive, publishUntil)
+	k.reloadMu.Unlock()
+	switch {
+	case err == nil:
+		k.cfg.Logger.Info("authserver: signing key rotated", "kid", key.ID, "alg", key.Algorithm, "previous", expectActive)
+	case errors.Is(err, storage.ErrConflict):
+		k.cfg.Logger.Info("authserver: signing key rotated by another instance; adopting it")
+	default:
+		return fmt.Errorf("authserver: add signing key: %w", err)
+	}
+	return k.Reload(ctx)
+}
+
+// Reload re-reads the keys from the store.
+func (k *KeySet) Reload(ctx context.Context) error {
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	stored, err := k.store.ListSigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("authserver: list signing keys: %w", err)
+	}
+	now := k.cfg.Now()
+
+	k.mu.RLock()
+	cache := k.published
+	k.mu.RUnlock()
+
+	var (
+		active    *loadedKey
+		published = map[string]*loadedKey{}
+		expired   []string
+	)
+	for _, sk := range stored {
+		retired := !sk.RetiredAt.IsZero()
+		if retired && !now.Before(sk.PublishUntil) {
+			expired = append(expired, sk.ID)
+			continue
+		}
+		lk, ok := cache[sk.ID]
+		if !ok || !lk.retiredAt.Equal(sk.RetiredAt) || !lk.publishUntil.Equal(sk.PublishUntil) {
+			lk, err = decodeSigningKey(sk)
+			if err != nil {
+				// One bad record must not take the server down; it is neither
+				// published nor used.
+				k.cfg.Logger.Error("authserver: skipping unreadable signing key", "kid", sk.ID, "error", err)
+				continue
+			}
+		}
+		published[lk.kid] = lk
+		if !retired && (active == nil || keyNewer(lk, active)) {
+			active = lk
+		}
+	}
+	jwksJSON, fp, err := buildJWKS(active, published)
+	if err != nil {
+		return err
+	}
+
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.active = active
+	k.published = published
+	k.retiredExpired = expired
+	if fp != k.fingerprint || k.generation == 0 {
+		k.fingerprint = fp
+		k.jwks = jwksJSON
+		k.generation++
+	}
+	return nil
+}
+
+func keyNewer(a, b *loadedKey) bool {
+	if !a.createdAt.Equal(b.createdAt) {
+		return a.createdAt.After(b.createdAt)
+	}
+	return a.kid > b.kid
+}
+
+// Run rotates the key on schedule (RotateEvery), reloads the store every
+// ReloadEvery and deletes retired keys past their PublishUntil. It returns
+// when ctx is done.
+func (k *KeySet) Run(ctx context.Context) {
+	t := time.NewTicker(k.cfg.ReloadEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			k.maintain(ctx)
+		}
+	}
+}
+
+// maintain is one round of Run.
+func (k *KeySet) maintain(ctx context.Context) {
+	if err := k.Reload(ctx); err != nil {
+		k.cfg.Logger.Warn("authserver: reloading signing keys failed", "error", err)
+		return
+	}
+	if k.cfg.RotateEvery > 0 {
+		k.mu.RLock()
+		active := k.active
+		k.mu.RUnlock()
+		if active == nil || !k.cfg.Now().Before(active.createdAt.Add(k.cfg.RotateEvery)) {
+			if err := k.Rotate(ctx); err != nil {
+				k.cfg.Logger.Warn("authserver: scheduled key rotation failed", "error", err)
+			}
+		}
+	}
+	k.mu.RLock()
+	expired := append([]string(nil), k.retiredExpired...)
+	k.mu.RUnlock()
+	deleted := 0
+	for _, kid := range expired {
+		if err := k.store.DeleteSigningKey(ctx, kid); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			k.cfg.Logger.Warn("authserver: deleting expired signing key failed", "kid", kid, "error", err)
+			continue
+		}
+		deleted++
+	}
+	if deleted > 0 {
+		k.cfg.Logger.Info("authserver: deleted expired signing keys", "count", deleted)
+		if err := k.Reload(ctx); err != nil {
+			k.cfg.Logger.Warn("authserver: reloading signing keys failed", "error", err)
+		}
+	}
+}
+
+// generateSigningKey makes a new private key with crypto/rand. Its kid is
+// the RFC 7638 thumbprint of the public key.
+func generateSigningKey(alg string, now time.Time) (storage.SigningKey, error) {
+	var raw any
+	var err error
+	switch alg {
+	case AlgES256:
+		raw, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case AlgEdDSA:
+		_, raw, err = ed25519.GenerateKey(rand.Reader)
+	case AlgRS256:
+		raw, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		return storage.SigningKey{}, fmt.Errorf("authserver: unsupported signing algorithm %q", alg)
+	}
+	if err != nil {
+		return storage.SigningKey{}, fmt.Errorf("authserver: generate %s key: %w", alg, err)
+	}
+	key, err := jwk.FromRaw(raw)
+	if err != nil {
+		return storage.SigningKey{}, fmt.Errorf("authserver: encode key: %w", err)
+	}
+	tp, err := key.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return storage.SigningKey{}, fmt.Errorf("authserver: key thumbprint: %w", err)
+	}
+	kid := b64RawURL(tp)
+	if err := key.Set(jwk.KeyIDKey, kid); err != nil {
+		return storage.SigningKey{}, fmt.Errorf("authserver: encode key: %w", err)
+	}
+	if err := key.Set(jwk.AlgorithmKey, jwa.SignatureAlgorithm(alg)); err != nil {
+		return storage.SigningKey{}, fmt.Errorf("authserver: encode key: %w", err)
+	}
+	private, err := json.Marshal(key)
+	if err != nil {
+		return storage.SigningKey{}, fmt.Errorf("authserver: encode key: %w", err)
+	}
+	return storage.SigningKey{ID: kid, Algorithm: alg, PrivateJWK: private, CreatedAt: now}, nil
+}
+
+// decodeSigningKey parses a stored key and checks that it is a private key
+// matching its algorithm.
+func decodeSigningKey(sk storage.SigningKey) (*loadedKey, error) {
+	key, err := jwk.ParseKey(sk.PrivateJWK)
+	if err != nil {
+		return nil, fmt.Errorf("authserver: parse signing key: %w", err)
+	}
+	var raw any
+	if err := key.Raw(&raw); err != nil {
+		return nil, fmt.Errorf("authserver: signing key material: %w", err)
+	}
+	signer, ok := raw.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("authserver: stored signing key is not a private key")
+	}
+	switch s := signer.(type) {
+	case *ecdsa.PrivateKey:
+		if sk.Algorithm != AlgES256 || s.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("authserver: key type does not match algorithm %q", sk.Algorithm)
+		}
+	case ed25519.PrivateKey:
+		if sk.Algorithm != AlgEdDSA {
+			return nil, fmt.Errorf("authserver: key type does not match algorithm %q", sk.Algorithm)
+		}
+	case *rsa.PrivateKey:
+		if sk.Algorithm != AlgRS256 || s.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("authserver: key type does not match algorithm %q", sk.Algorithm)
+		}
+	default:
+		return nil, fmt.Errorf("authserver: unsupported signing key type %T", signer)
+	}
+	pubKey, err := jwk.FromRaw(signer.Public())
+	if err != nil {
+		return nil, fmt.Errorf("authserver: public key: %w", err)
+	}
+	for name, v := range map[string]any{
+		jwk.KeyIDKey:     sk.ID,
+		jwk.AlgorithmKey: jwa.SignatureAlgorithm(sk.Algorithm),
+		jwk.KeyUsageKey:  jwk.ForSignature,
+	} {
+		if err := pubKey.Set(name, v); err != nil {
+			return nil, fmt.Errorf("authserver: public key: %w", err)
+		}
+	}
+	pubJSON, err := json.Marshal(pubKey)
+	if err != nil {
+		return nil, fmt.Errorf("authserver: public key: %w", err)
+	}
+	return &loadedKey{
+		kid:          sk.ID,
+		alg:          sk.Algorithm,
+		signer:       signer,
+		public:       signer.Public(),
+		publicJWK:    pubJSON,
+		createdAt:    sk.CreatedAt,
+		retiredAt:    sk.RetiredAt,
+		publishUntil: sk.PublishUntil,
+	}, nil
+}
+
+// buildJWKS encodes the published keys, active first then newest first, and
+// a fingerprint of the set (active kid and published kids).
+func buildJWKS(active *loadedKey, published map[string]*loadedKey) ([]byte, string, error) {
+	keys := make([]*loadedKey, 0, len(published))
+	for _, lk := range published {
+		keys = append(keys, lk)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if (keys[i] == active) != (keys[j] == active) {
+			return keys[i] == active
+		}
+		return keyNewer(keys[i], keys[j])
+	})
+	set := struct {
+		Keys []json.RawMessage `json:"keys"`
+	}{Keys: make([]json.RawMessage, 0, len(keys))}
+	var fp strings.Builder
+	if active != nil {
+		fp.WriteString(active.kid)
+	}
+	for _, lk := range keys {
+		set.Keys = append(set.Keys, lk.publicJWK)
+		fp.WriteString("|")
+		fp.WriteString(lk.kid)
+	}
+	body, err := json.Marshal(set)
+	if err != nil {
+		return nil, "", fmt.Errorf("authserver: encode jwks: %w", err)
+	}
+	return body, fp.String(), nil
+}

@@ -1,0 +1,252 @@
+package authserver
+
+import (
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/idna"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// Resource indicators (RFC 8707; requirement 7).
+
+// maxResourceLen bounds a resource indicator; longer ones are refused.
+const maxResourceLen = 2048
+
+// NormalizeResource returns the canonical form of a resource indicator, or
+// an invalid_target *Error. RFC 8707 §2: "an absolute URI ... MUST NOT
+// include a fragment component". The canonical form has a lower-case scheme
+// and host (internationalized names in their ASCII form, IPv6 literals in
+// their canonical form), no default port (:443 for https, :80 for http), no
+// empty query, and no path for a bare origin ("https://a.example/" and
+// "https://a.example" are the same resource). Any other path is kept as is:
+// "/mcp" and "/mcp/" are different resources. A query is kept. Userinfo is
+// refused. NormalizeResource is idempotent.
+func NormalizeResource(raw string) (string, error) {
+	if raw == "" {
+		return "", ErrInvalidTarget("resource must be an absolute URI")
+	}
+	if len(raw) > maxResourceLen {
+		return "", ErrInvalidTarget("resource is too long")
+	}
+	for i := 0; i < len(raw); i++ {
+		if c := raw[i]; c <= 0x20 || c == 0x7f || c == '\\' {
+			return "", ErrInvalidTarget("resource contains spaces, control characters or backslashes")
+		}
+	}
+	if strings.ContainsRune(raw, '#') {
+		return "", ErrInvalidTarget("resource must not contain a fragment")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", ErrInvalidTarget("resource does not parse as a URI")
+	}
+	if u.Scheme == "" || u.Opaque != "" || !strings.Contains(raw, "//") {
+		return "", ErrInvalidTarget("resource must be an absolute URI with a host")
+	}
+	if u.User != nil {
+		return "", ErrInvalidTarget("resource must not contain userinfo")
+	}
+	host, err := normalizeHost(u.Hostname())
+	if err != nil {
+		return "", err
+	}
+	port := u.Port()
+	if strings.HasSuffix(u.Host, ":") && port == "" {
+		port = "" // "host:" means the default port
+	} else if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 0 || n > 65535 || len(port) > 5 {
+			return "", ErrInvalidTarget("resource has an invalid port")
+		}
+		port = strconv.Itoa(n)
+		if (u.Scheme == "https" && n == 443) || (u.Scheme == "http" && n == 80) {
+			port = ""
+		}
+	}
+	var b strings.Builder
+	b.WriteString(u.Scheme) // url.Parse lower-cases the scheme
+	b.WriteString("://")
+	b.WriteString(host)
+	if port != "" {
+		b.WriteByte(':')
+		b.WriteString(port)
+	}
+	if p := u.EscapedPath(); p != "/" {
+		b.WriteString(p)
+	}
+	if u.RawQuery != "" {
+		b.WriteByte('?')
+		b.WriteString(u.RawQuery)
+	}
+	out := b.String()
+	// The result must itself parse to the same parts; anything exotic that
+	// does not survive a round trip is refused rather than guessed at.
+	if again, err := url.Parse(out); err != nil || again.Host == "" || again.RawQuery != u.RawQuery {
+		return "", ErrInvalidTarget("resource is not a canonical URI")
+	}
+	return out, nil
+}
+
+// normalizeHost lower-cases a host, converts an internationalized name to
+// its ASCII (punycode) form and canonicalizes IP literals.
+func normalizeHost(h string) (string, error) {
+	if h == "" {
+		return "", ErrInvalidTarget("resource must have a host")
+	}
+	if strings.ContainsRune(h, ':') { // IPv6 literal (brackets removed by Hostname)
+		a, err := netip.ParseAddr(h)
+		if err != nil || a.Zone() != "" || !a.Is6() {
+			return "", ErrInvalidTarget("resource has an invalid IPv6 host")
+		}
+		return "[" + a.String() + "]", nil
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.String(), nil
+	}
+	ascii, err := idna.Lookup.ToASCII(h)
+	if err != nil || ascii == "" {
+		return "", ErrInvalidTarget("resource has an invalid host name")
+	}
+	return strings.ToLower(ascii), nil
+}
+
+// ResourcePolicy binds tokens to resources (RFC 8707). Its four knobs
+// follow requirement 7.
+type ResourcePolicy struct {
+	// Enabled turns resource indicators on (the default in config). When
+	// false the resource parameter is ignored and every token gets the
+	// fallback audience.
+	Enabled bool
+	// ClientAudienceFallback lets a request without resource use the
+	// client's DefaultAudience.
+	ClientAudienceFallback bool
+	// EnforceOnTokenExchange makes a resource sent to the token endpoint
+	// with the code match the one bound at /authorize.
+	EnforceOnTokenExchange bool
+	// KeepBindingOnRefresh lets a refresh request without resource keep the
+	// grant's resource (clients such as the Go SDK omit it). When false, a
+	// refresh must name the bound resource.
+	KeepBindingOnRefresh bool
+	// Known are the resources this server issues tokens for (guarded sites
+	// and configured audiences), normalized.
+	Known []string
+	// Default is the resource used when a request names none and the client
+	// has no audience of its own. When empty and exactly one resource is
+	// known, that one is the default.
+	Default string
+}
+
+// Resolve picks the resource an authorization request is bound to. Several
+// resource values are refused (invalid_target); a present value must
+// normalize to a known resource (one of Known, Default or the client's
+// DefaultAudience). With none: the client's DefaultAudience (when
+// ClientAudienceFallback), else Default, else the only Known resource, else
+// invalid_target.
+func (p ResourcePolicy) Resolve(requested []string, client storage.Client) (string, *Error) {
+	if p.Enabled {
+		switch len(requested) {
+		case 0:
+		case 1:
+			res, err := NormalizeResource(requested[0])
+			if err != nil {
+				return "", AsError(err)
+			}
+			if !p.knows(res, client) {
+				return "", ErrInvalidTarget("resource is not served by this authorization server")
+			}
+			return res, nil
+		default:
+			return "", ErrInvalidTarget("only one resource parameter is allowed")
+		}
+	}
+	return p.fallback(client)
+}
+
+func (p ResourcePolicy) fallback(client storage.Client) (string, *Error) {
+	if p.ClientAudienceFallback && client.DefaultAudience != "" {
+		if res, err := NormalizeResource(client.DefaultAudience); err == nil {
+			return res, nil
+		}
+		return "", ErrInvalidTarget("the client's default audience is not a valid resource")
+	}
+	if p.Default != "" {
+		if res, err := NormalizeResource(p.Default); err == nil {
+			return res, nil
+		}
+		return "", ErrInvalidTarget("the default resource is not valid")
+	}
+	if len(p.Known) == 1 {
+		if res, err := NormalizeResource(p.Known[0]); err == nil {
+			return res, nil
+		}
+	}
+	return "", ErrInvalidTarget("resource parameter required")
+}
+
+// knows reports whether the normalized res is a resource of this server.
+func (p ResourcePolicy) knows(res string, client storage.Client) bool {
+	candidates := make([]string, 0, len(p.Known)+2)
+	candidates = append(candidates, p.Known...)
+	if p.Default != "" {
+		candidates = append(candidates, p.Default)
+	}
+	if client.DefaultAudience != "" {
+		candidates = append(candidates, client.DefaultAudience)
+	}
+	for _, c := range candidates {
+		if c == res {
+			return true
+		}
+		if n, err := NormalizeResource(c); err == nil && n == res {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckExchange checks the resource sent with an authorization code against
+// the one bound at /authorize and returns the audience of the token: the
+// bound resource. With EnforceOnTokenExchange a present resource must
+// normalize to the bound one (several values are refused); otherwise the
+// parameter is ignored.
+func (p ResourcePolicy) CheckExchange(requested []string, bound string) (string, *Error) {
+	if !p.Enabled || !p.EnforceOnTokenExchange || len(requested) == 0 {
+		return bound, nil
+	}
+	return matchBound(requested, bound)
+}
+
+// CheckRefresh checks the resource of a refresh request. Absent: the bound
+// resource when KeepBindingOnRefresh, else invalid_target. Present: it must
+// normalize to the bound resource (a refreshed token never changes audience).
+func (p ResourcePolicy) CheckRefresh(requested []string, bound string) (string, *Error) {
+	if !p.Enabled {
+		return bound, nil
+	}
+	if len(requested) == 0 {
+		if p.KeepBindingOnRefresh {
+			return bound, nil
+		}
+		return "", ErrInvalidTarget("resource parameter required on refresh")
+	}
+	return matchBound(requested, bound)
+}
+
+func matchBound(requested []string, bound string) (string, *Error) {
+	if len(requested) > 1 {
+		return "", ErrInvalidTarget("only one resource parameter is allowed")
+	}
+	res, err := NormalizeResource(requested[0])
+	if err != nil {
+		return "", AsError(err)
+	}
+	nb, err := NormalizeResource(bound)
+	if err != nil || res != nb {
+		return "", ErrInvalidTarget("resource does not match the authorization grant")
+	}
+	return bound, nil
+}
