@@ -1,0 +1,438 @@
+package dcr
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// RFC 7591 §3.2.2 error codes used by this package.
+const (
+	CodeInvalidRedirectURI    = "invalid_redirect_uri"
+	CodeInvalidClientMetadata = "invalid_client_metadata"
+)
+
+// Limits on a registration request.
+const (
+	// MaxRequestBytes caps the JSON body ValidateRegistration accepts. The
+	// HTTP handler should read at most this many bytes (plus one, to detect
+	// an oversized body).
+	MaxRequestBytes = 16 << 10
+	// MaxClientNameLength caps client_name, in bytes.
+	MaxClientNameLength = 200
+	// ClientIDPrefix starts every generated client id.
+	ClientIDPrefix = "dcr_"
+)
+
+// Grant and response types this server registers.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	ResponseTypeCode       = "code"
+	AuthMethodNone         = "none"
+)
+
+// Error is an RFC 7591 §3.2.2 client registration error. It is always
+// answered with HTTP 400 and a JSON body (see Body). The description is safe
+// to show: it never echoes the submitted values.
+type Error struct {
+	Code        string
+	Description string
+}
+
+func (e *Error) Error() string { return "dcr: " + e.Code + ": " + e.Description }
+
+// Status is the HTTP status of a registration error (RFC 7591 §3.2.2).
+func (e *Error) Status() int { return http.StatusBadRequest }
+
+// Body is the JSON error response: {"error": ..., "error_description": ...}.
+func (e *Error) Body() map[string]string {
+	return map[string]string{"error": e.Code, "error_description": e.Description}
+}
+
+func metadataErr(format string, a ...any) *Error {
+	return &Error{Code: CodeInvalidClientMetadata, Description: fmt.Sprintf(format, a...)}
+}
+
+func redirectErr(format string, a ...any) *Error {
+	return &Error{Code: CodeInvalidRedirectURI, Description: fmt.Sprintf(format, a...)}
+}
+
+// Options tune ValidateRegistration. The zero value is the strictest
+// setting (no private-use schemes); DefaultOptions is what the server uses
+// unless the operator says otherwise.
+type Options struct {
+	// AllowPrivateSchemes accepts private-use redirect schemes such as
+	// cursor:// or vscode:// (RFC 8252 §7.1). Default (DefaultOptions): true.
+	AllowPrivateSchemes bool
+	// PrivateSchemes, when non-empty, restricts private-use schemes to this
+	// list (lower-case scheme names).
+	PrivateSchemes []string
+	// MaxRedirectURIs caps redirect_uris; 0 means 20.
+	MaxRedirectURIs int
+	// Now stamps CreatedAt/UpdatedAt; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultOptions returns the options the authorization server uses by
+// default: private-use schemes allowed, at most 20 redirect URIs.
+func DefaultOptions() Options {
+	return Options{AllowPrivateSchemes: true, MaxRedirectURIs: 20}
+}
+
+// request is the subset of RFC 7591 §2 client metadata this server reads.
+// Fields are raw so that a wrong JSON type is reported precisely. It is
+// filled from exact member names (encoding/json would match keys without
+// regard to case, a parser differential).
+type request struct {
+	RedirectURIs            json.RawMessage
+	TokenEndpointAuthMethod json.RawMessage
+	GrantTypes              json.RawMessage
+	ResponseTypes           json.RawMessage
+	ClientName              json.RawMessage
+	ClientURI               json.RawMessage
+	LogoURI                 json.RawMessage
+	SoftwareID              json.RawMessage
+}
+
+// ValidateRegistration checks an RFC 7591 §3.1 client registration request,
+// narrowed to public PKCE clients (requirement 12), and returns the client
+// to store. It never stores anything itself. The returned client has a fresh
+// ID from NewClientID, Kind storage.ClientDCR, TokenEndpointAuthMethod
+// "none" and a Fingerprint.
+//
+// Rules:
+//   - the body is one JSON object of at most MaxRequestBytes;
+//   - redirect_uris is required and non-empty; each is https, loopback http
+//     (127.0.0.1, [::1], localhost; any port) or, when allowed, a private-use
+//     scheme; never a fragment, userinfo, javascript:, data:, file: or http
+//     to another host. Kinds may be mixed. Failures: invalid_redirect_uri;
+//   - token_endpoint_auth_method is absent or "none";
+//   - grant_types is a subset of {authorization_code, refresh_token}
+//     containing authorization_code (default [authorization_code]);
+//   - response_types is [code] (default [code]);
+//   - client_name, when present, is a string of at most 200 bytes without
+//     control characters;
+//   - client_uri and logo_uri are kept only when they are https URLs
+//     (otherwise dropped, as RFC 7591 §2 lets the server do);
+//   - unknown metadata is ignored (RFC 7591 §2). "scope" is ignored: the
+//     server's scope policy applies at /authorize.
+func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
+	if opts.MaxRedirectURIs <= 0 {
+		opts.MaxRedirectURIs = 20
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	if len(raw) > MaxRequestBytes {
+		return storage.Client{}, metadataErr("request body larger than %d bytes", MaxRequestBytes)
+	}
+	members, err := DecodeObject(raw)
+	if err != nil {
+		return storage.Client{}, metadataErr("%s", err.Error())
+	}
+	req := request{
+		RedirectURIs:            members["redirect_uris"],
+		TokenEndpointAuthMethod: members["token_endpoint_auth_method"],
+		GrantTypes:              members["grant_types"],
+		ResponseTypes:           members["response_types"],
+		ClientName:              members["client_name"],
+		ClientURI:               members["client_uri"],
+		LogoURI:                 members["logo_uri"],
+		SoftwareID:              members["software_id"],
+	}
+
+	// token_endpoint_auth_method: public clients only.
+	if present(req.TokenEndpointAuthMethod) {
+		var m string
+		if json.Unmarshal(req.TokenEndpointAuthMethod, &m) != nil {
+			return storage.Client{}, metadataErr("token_endpoint_auth_method must be a string")
+		}
+		if m != AuthMethodNone {
+			return storage.Client{}, metadataErr("token_endpoint_auth_method %s is not supported: only public clients (none) may register", safeToken(m))
+		}
+	}
+
+	grants := []string{GrantAuthorizationCode}
+	if present(req.GrantTypes) {
+		var gs []string
+		if json.Unmarshal(req.GrantTypes, &gs) != nil {
+			return storage.Client{}, metadataErr("grant_types must be an array of strings")
+		}
+		grants = grants[:0]
+		for _, g := range gs {
+			switch g {
+			case GrantAuthorizationCode, GrantRefreshToken:
+				if !slices.Contains(grants, g) {
+					grants = append(grants, g)
+				}
+			default:
+				return storage.Client{}, metadataErr("grant type %s is not supported: only authorization_code and refresh_token", safeToken(g))
+			}
+		}
+		if !slices.Contains(grants, GrantAuthorizationCode) {
+			return storage.Client{}, metadataErr("grant_types must include authorization_code")
+		}
+		sort.Strings(grants)
+	}
+
+	if present(req.ResponseTypes) {
+		var rs []string
+		if json.Unmarshal(req.ResponseTypes, &rs) != nil {
+			return storage.Client{}, metadataErr("response_types must be an array of strings")
+		}
+		if len(rs) == 0 {
+			return storage.Client{}, metadataErr("response_types must include code")
+		}
+		for _, r := range rs {
+			if r != ResponseTypeCode {
+				return storage.Client{}, metadataErr("response type %s is not supported: only code", safeToken(r))
+			}
+		}
+	}
+
+	name := ""
+	if present(req.ClientName) {
+		if json.Unmarshal(req.ClientName, &name) != nil {
+			return storage.Client{}, metadataErr("client_name must be a string")
+		}
+		var err error
+		if name, err = CheckClientName(name); err != nil {
+			return storage.Client{}, metadataErr("%s", err.Error())
+		}
+	}
+
+	// Redirect URIs last among the required checks, so a request with both
+	// bad metadata and bad redirects reports the metadata first: the order
+	// is fixed and tested.
+	if !present(req.RedirectURIs) {
+		return storage.Client{}, redirectErr("redirect_uris is required")
+	}
+	var uris []string
+	if json.Unmarshal(req.RedirectURIs, &uris) != nil {
+		return storage.Client{}, redirectErr("redirect_uris must be an array of strings")
+	}
+	if len(uris) == 0 {
+		return storage.Client{}, redirectErr("redirect_uris must not be empty")
+	}
+	if len(uris) > opts.MaxRedirectURIs {
+		return storage.Client{}, redirectErr("at most %d redirect_uris are allowed", opts.MaxRedirectURIs)
+	}
+	policy := RedirectPolicy{AllowPrivateSchemes: opts.AllowPrivateSchemes, PrivateSchemes: opts.PrivateSchemes}
+	clean := make([]string, 0, len(uris))
+	for i, u := range uris {
+		if _, err := CheckRedirectURI(u, policy); err != nil {
+			return storage.Client{}, redirectErr("redirect_uris[%d]: %s", i, strings.TrimPrefix(err.Error(), ErrRedirectURI.Error()+": "))
+		}
+		if !slices.Contains(clean, u) {
+			clean = append(clean, u)
+		}
+	}
+
+	t := now().UTC()
+	c := storage.Client{
+		ID:                      NewClientID(),
+		Kind:                    storage.ClientDCR,
+		Name:                    name,
+		RedirectURIs:            clean,
+		GrantTypes:              grants,
+		TokenEndpointAuthMethod: AuthMethodNone,
+		Fingerprint:             Fingerprint(name, clean),
+		LogoURI:                 optionalHTTPS(req.LogoURI),
+		ClientURI:               optionalHTTPS(req.ClientURI),
+		CreatedAt:               t,
+		UpdatedAt:               t,
+	}
+	if present(req.SoftwareID) {
+		var sid string
+		if json.Unmarshal(req.SoftwareID, &sid) == nil && len(sid) <= 200 && printable(sid) {
+			c.SoftwareID = sid
+		}
+	}
+	return c, nil
+}
+
+// DecodeObject parses exactly one JSON object and returns its members by
+// exact name. It refuses invalid UTF-8, trailing data and duplicate members
+// (parser-differential footholds). Errors are short and never echo input.
+// The CIMD package uses it for metadata documents too.
+func DecodeObject(raw []byte) (map[string]json.RawMessage, error) {
+	if !utf8.Valid(raw) {
+		return nil, errors.New("body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return nil, errors.New("body is not a JSON object")
+	}
+	members := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, errors.New("body is not a valid JSON object")
+		}
+		key, _ := tok.(string)
+		if _, dup := members[key]; dup {
+			return nil, errors.New("body has a duplicate member")
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, errors.New("body is not a valid JSON object")
+		}
+		members[key] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, errors.New("body is not a valid JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("body has data after the JSON object")
+	}
+	return members, nil
+}
+
+// present reports whether a member was sent with a non-null value.
+func present(m json.RawMessage) bool {
+	return len(m) > 0 && string(m) != "null"
+}
+
+// CheckClientName trims a client name and refuses one that is too long, not
+// UTF-8, or carries control or bidirectional-override characters (they can
+// disguise the name on the consent page).
+func CheckClientName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if len(name) > MaxClientNameLength {
+		return "", fmt.Errorf("client_name longer than %d bytes", MaxClientNameLength)
+	}
+	if !utf8.ValidString(name) || !printable(name) {
+		return "", errors.New("client_name contains control or formatting characters")
+	}
+	return name, nil
+}
+
+// printable refuses control characters and Unicode format characters (Cf:
+// bidi overrides, zero-width joiners and the like).
+func printable(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return false
+		}
+	}
+	return true
+}
+
+// safeToken renders a client-supplied token in an error description only
+// when it is short and harmless; otherwise a placeholder.
+func safeToken(s string) string {
+	if s == "" {
+		return `""`
+	}
+	if len(s) > 64 {
+		return "(unrecognized value)"
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_-.:", c) >= 0) {
+			return "(unrecognized value)"
+		}
+	}
+	return strconv.Quote(s)
+}
+
+// optionalHTTPS returns the member when it is a well-formed https URL, else "".
+func optionalHTTPS(m json.RawMessage) string {
+	if !present(m) {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(m, &s) != nil {
+		return ""
+	}
+	if !strings.HasPrefix(s, "https://") {
+		return ""
+	}
+	if k, err := CheckRedirectURI(s, RedirectPolicy{}); err != nil || k != RedirectHTTPS {
+		return ""
+	}
+	return s
+}
+
+// NewClientID returns a fresh client id: "dcr_" and 128 bits from
+// crypto/rand, base64url without padding. It never starts with "https://",
+// so it cannot be mistaken for a CIMD client id.
+func NewClientID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand.Read does not fail on supported platforms (Go 1.24+
+		// crashes the program instead); keep the contract explicit.
+		panic("dcr: crypto/rand failed: " + err.Error())
+	}
+	return ClientIDPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Fingerprint hashes the consent-relevant metadata of a client: its name and
+// its redirect URIs, order-insensitive. A change asks for fresh consent. The
+// encoding is length-prefixed so no two inputs share a preimage. Hex SHA-256.
+func Fingerprint(name string, redirectURIs []string) string {
+	uris := slices.Clone(redirectURIs)
+	sort.Strings(uris)
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	write := func(s string) {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+		h.Write([]byte(s))
+	}
+	h.Write([]byte("mcpauth-client-fingerprint-v1"))
+	write(name)
+	for _, u := range uris {
+		write(u)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// RegistrationResponse is the RFC 7591 §3.2.1 response body for a client
+// just registered. It never contains a client secret (public clients only).
+func RegistrationResponse(c storage.Client, issuedAt time.Time) map[string]any {
+	grants := c.GrantTypes
+	if len(grants) == 0 {
+		grants = []string{GrantAuthorizationCode}
+	}
+	resp := map[string]any{
+		"client_id":                  c.ID,
+		"client_id_issued_at":        issuedAt.Unix(),
+		"redirect_uris":              slices.Clone(c.RedirectURIs),
+		"grant_types":                slices.Clone(grants),
+		"response_types":             []string{ResponseTypeCode},
+		"token_endpoint_auth_method": AuthMethodNone,
+	}
+	if c.Name != "" {
+		resp["client_name"] = c.Name
+	}
+	if c.LogoURI != "" {
+		resp["logo_uri"] = c.LogoURI
+	}
+	if c.ClientURI != "" {
+		resp["client_uri"] = c.ClientURI
+	}
+	if c.SoftwareID != "" {
+		resp["software_id"] = c.SoftwareID
+	}
+	return resp
+}

@@ -1,0 +1,399 @@
+package dcr
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+var fixedNow = time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)
+
+func opts() Options {
+	o := DefaultOptions()
+	o.Now = func() time.Time { return fixedNow }
+	return o
+}
+
+func TestValidateRegistrationAccepted(t *testing.T) {
+	tests := []struct {
+		name       string
+		body       string
+		opts       func(*Options)
+		wantURIs   []string
+		wantGrants []string
+		wantName   string
+		check      func(t *testing.T, c storage.Client)
+	}{
+		{
+			name:       "minimal loopback",
+			body:       `{"redirect_uris":["http://127.0.0.1:33418/callback"]}`,
+			wantURIs:   []string{"http://127.0.0.1:33418/callback"},
+			wantGrants: []string{"authorization_code"},
+		},
+		{
+			name: "cursor three mixed kinds",
+			body: `{"client_name":"Cursor","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback",
+				"https://www.cursor.com/agents/mcp/oauth/callback","http://localhost:8787/callback"],
+				"grant_types":["authorization_code","refresh_token"],"response_types":["code"],
+				"token_endpoint_auth_method":"none"}`,
+			wantURIs: []string{"cursor://anysphere.cursor-mcp/oauth/callback",
+				"https://www.cursor.com/agents/mcp/oauth/callback", "http://localhost:8787/callback"},
+			wantGrants: []string{"authorization_code", "refresh_token"},
+			wantName:   "Cursor",
+		},
+		{
+			name: "vscode dcr set",
+			body: `{"client_name":"Visual Studio Code","redirect_uris":["https://vscode.dev/redirect",
+				"https://insiders.vscode.dev/redirect","http://127.0.0.1/","http://127.0.0.1:33418/"],
+				"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}`,
+			wantURIs: []string{"https://vscode.dev/redirect", "https://insiders.vscode.dev/redirect",
+				"http://127.0.0.1/", "http://127.0.0.1:33418/"},
+			wantGrants: []string{"authorization_code", "refresh_token"},
+			wantName:   "Visual Studio Code",
+		},
+		{
+			name:       "mcp-remote",
+			body:       `{"client_name":"MCP CLI Proxy","redirect_uris":["http://localhost:3334/oauth/callback"],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"none","client_uri":"https://github.com/modelcontextprotocol/mcp-cli","software_id":"2e6dc280-f3c3-4e01-99a7-8181dbd1d23d","software_version":"0.1.0"}`,
+			wantURIs:   []string{"http://localhost:3334/oauth/callback"},
+			wantGrants: []string{"authorization_code", "refresh_token"},
+			wantName:   "MCP CLI Proxy",
+			check: func(t *testing.T, c storage.Client) {
+				if c.ClientURI != "https://github.com/modelcontextprotocol/mcp-cli" {
+					t.Errorf("client_uri = %q", c.ClientURI)
+				}
+				if c.SoftwareID != "2e6dc280-f3c3-4e01-99a7-8181dbd1d23d" {
+					t.Errorf("software_id = %q", c.SoftwareID)
+				}
+			},
+		},
+		{
+			name:       "ipv6 loopback and reverse-dns scheme",
+			body:       `{"redirect_uris":["http://[::1]:8080/cb","com.example.app:/oauth2redirect"]}`,
+			wantURIs:   []string{"http://[::1]:8080/cb", "com.example.app:/oauth2redirect"},
+			wantGrants: []string{"authorization_code"},
+		},
+		{
+			name:       "null members are absent",
+			body:       `{"redirect_uris":["https://app.example.com/cb"],"grant_types":null,"token_endpoint_auth_method":null,"client_name":null}`,
+			wantURIs:   []string{"https://app.example.com/cb"},
+			wantGrants: []string{"authorization_code"},
+		},
+		{
+			name:       "duplicate redirect collapsed",
+			body:       `{"redirect_uris":["https://app.example.com/cb","https://app.example.com/cb"]}`,
+			wantURIs:   []string{"https://app.example.com/cb"},
+			wantGrants: []string{"authorization_code"},
+		},
+		{
+			name:       "non-https client_uri and logo dropped",
+			body:       `{"redirect_uris":["https://app.example.com/cb"],"client_uri":"http://example.com","logo_uri":"javascript:alert(1)"}`,
+			wantURIs:   []string{"https://app.example.com/cb"},
+			wantGrants: []string{"authorization_code"},
+			check: func(t *testing.T, c storage.Client) {
+				if c.ClientURI != "" || c.LogoURI != "" {
+					t.Errorf("client_uri=%q logo_uri=%q, want both dropped", c.ClientURI, c.LogoURI)
+				}
+			},
+		},
+		{
+			name:       "unknown metadata and scope ignored",
+			body:       `{"redirect_uris":["https://app.example.com/cb"],"scope":"mcp:tools offline_access","contacts":["a@b.c"],"jwks_uri":"https://x/jwks"}`,
+			wantURIs:   []string{"https://app.example.com/cb"},
+			wantGrants: []string{"authorization_code"},
+			check: func(t *testing.T, c storage.Client) {
+				if len(c.Scopes) != 0 {
+					t.Errorf("scopes = %v, want none", c.Scopes)
+				}
+			},
+		},
+		{
+			name:       "private scheme on allow list",
+			body:       `{"redirect_uris":["vscode://vscode.github-authentication/did-authenticate"]}`,
+			opts:       func(o *Options) { o.PrivateSchemes = []string{"vscode", "cursor"} },
+			wantURIs:   []string{"vscode://vscode.github-authentication/did-authenticate"},
+			wantGrants: []string{"authorization_code"},
+		},
+		{
+			name:       "client name trimmed",
+			body:       `{"redirect_uris":["https://app.example.com/cb"],"client_name":"  Écrivain  "}`,
+			wantURIs:   []string{"https://app.example.com/cb"},
+			wantGrants: []string{"authorization_code"},
+			wantName:   "Écrivain",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := opts()
+			if tt.opts != nil {
+				tt.opts(&o)
+			}
+			c, e := ValidateRegistration([]byte(tt.body), o)
+			if e != nil {
+				t.Fatalf("refused: %v", e)
+			}
+			if !strings.HasPrefix(c.ID, ClientIDPrefix) || strings.HasPrefix(c.ID, "https://") {
+				t.Errorf("id = %q", c.ID)
+			}
+			if c.Kind != storage.ClientDCR || c.TokenEndpointAuthMethod != "none" || c.SecretHash != "" {
+				t.Errorf("kind=%q method=%q secret=%q", c.Kind, c.TokenEndpointAuthMethod, c.SecretHash)
+			}
+			if !slices.Equal(c.RedirectURIs, tt.wantURIs) {
+				t.Errorf("redirect_uris = %q, want %q", c.RedirectURIs, tt.wantURIs)
+			}
+			if !slices.Equal(c.GrantTypes, tt.wantGrants) {
+				t.Errorf("grant_types = %q, want %q", c.GrantTypes, tt.wantGrants)
+			}
+			if c.Name != tt.wantName {
+				t.Errorf("name = %q, want %q", c.Name, tt.wantName)
+			}
+			if c.Fingerprint != Fingerprint(tt.wantName, tt.wantURIs) {
+				t.Errorf("fingerprint mismatch")
+			}
+			if !c.CreatedAt.Equal(fixedNow) || !c.UpdatedAt.Equal(fixedNow) {
+				t.Errorf("created=%v updated=%v", c.CreatedAt, c.UpdatedAt)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+func TestValidateRegistrationRefused(t *testing.T) {
+	const ok = `"redirect_uris":["https://app.example.com/cb"]`
+	tests := []struct {
+		name     string
+		body     string
+		opts     func(*Options)
+		wantCode string
+		wantDesc string // substring of the description
+	}{
+		{"empty body", ``, nil, CodeInvalidClientMetadata, "not a JSON object"},
+		{"array body", `[]`, nil, CodeInvalidClientMetadata, "not a JSON object"},
+		{"string body", `"x"`, nil, CodeInvalidClientMetadata, "not a JSON object"},
+		{"truncated", `{"redirect_uris":[`, nil, CodeInvalidClientMetadata, "not a valid JSON object"},
+		{"trailing data", `{` + ok + `}{}`, nil, CodeInvalidClientMetadata, "data after"},
+		{"duplicate member", `{` + ok + `,"redirect_uris":["javascript:alert(1)"]}`, nil, CodeInvalidClientMetadata, "duplicate"},
+		{"invalid utf8", "{\"client_name\":\"\xff\"," + ok + "}", nil, CodeInvalidClientMetadata, "UTF-8"},
+		{"too large", `{` + ok + `,"x":"` + strings.Repeat("a", MaxRequestBytes) + `"}`, nil, CodeInvalidClientMetadata, "larger than"},
+		{"missing redirect_uris", `{"client_name":"x"}`, nil, CodeInvalidRedirectURI, "required"},
+		{"null redirect_uris", `{"redirect_uris":null}`, nil, CodeInvalidRedirectURI, "required"},
+		{"empty redirect_uris", `{"redirect_uris":[]}`, nil, CodeInvalidRedirectURI, "must not be empty"},
+		{"redirect_uris string", `{"redirect_uris":"https://a.example/cb"}`, nil, CodeInvalidRedirectURI, "array of strings"},
+		{"redirect_uris numbers", `{"redirect_uris":[1]}`, nil, CodeInvalidRedirectURI, "array of strings"},
+		{"too many redirects", `{"redirect_uris":["https://a.example/1","https://a.example/2","https://a.example/3"]}`,
+			func(o *Options) { o.MaxRedirectURIs = 2 }, CodeInvalidRedirectURI, "at most 2"},
+		{"javascript", `{"redirect_uris":["javascript:alert(1)"]}`, nil, CodeInvalidRedirectURI, "redirect_uris[0]: scheme not allowed"},
+		{"data", `{"redirect_uris":["data:text/html,hi"]}`, nil, CodeInvalidRedirectURI, "scheme not allowed"},
+		{"file", `{"redirect_uris":["file:///etc/passwd"]}`, nil, CodeInvalidRedirectURI, "scheme not allowed"},
+		{"http remote", `{"redirect_uris":["http://evil.example/cb"]}`, nil, CodeInvalidRedirectURI, "loopback"},
+		{"http 127.0.0.2", `{"redirect_uris":["http://127.0.0.2/cb"]}`, nil, CodeInvalidRedirectURI, "loopback"},
+		{"http LOCALHOST", `{"redirect_uris":["http://LOCALHOST/cb"]}`, nil, CodeInvalidRedirectURI, "invalid host"},
+		{"http localhost dot", `{"redirect_uris":["http://localhost./cb"]}`, nil, CodeInvalidRedirectURI, "invalid host"},
+		{"fragment", `{"redirect_uris":["https://app.example.com/cb#x"]}`, nil, CodeInvalidRedirectURI, "fragment"},
+		{"empty fragment", `{"redirect_uris":["https://app.example.com/cb#"]}`, nil, CodeInvalidRedirectURI, "fragment"},
+		{"userinfo", `{"redirect_uris":["https://user@app.example.com/cb"]}`, nil, CodeInvalidRedirectURI, "userinfo"},
+		{"userinfo loopback", `{"redirect_uris":["http://evil.example@127.0.0.1/cb"]}`, nil, CodeInvalidRedirectURI, "userinfo"},
+		{"relative", `{"redirect_uris":["/cb"]}`, nil, CodeInvalidRedirectURI, "not an absolute"},
+		{"backslash", `{"redirect_uris":["https://app.example.com\\@evil.example/cb"]}`, nil, CodeInvalidRedirectURI, "backslash"},
+		{"space", `{"redirect_uris":["https://app.example.com/c b"]}`, nil, CodeInvalidRedirectURI, "whitespace"},
+		{"https no host", `{"redirect_uris":["https:///cb"]}`, nil, CodeInvalidRedirectURI, "missing host"},
+		{"https opaque", `{"redirect_uris":["https:app.example.com"]}`, nil, CodeInvalidRedirectURI, "missing host"},
+		{"bad port", `{"redirect_uris":["http://127.0.0.1:99999/cb"]}`, nil, CodeInvalidRedirectURI, "port"},
+		{"upper scheme", `{"redirect_uris":["HTTPS://app.example.com/cb"]}`, nil, CodeInvalidRedirectURI, "lower-case"},
+		{"one bad of three", `{"redirect_uris":["https://a.example/cb","http://localhost:1/cb","http://b.example/cb"]}`, nil, CodeInvalidRedirectURI, "redirect_uris[2]"},
+		{"private schemes off", `{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback"]}`,
+			func(o *Options) { o.AllowPrivateSchemes = false }, CodeInvalidRedirectURI, "private-use schemes are not allowed"},
+		{"private scheme not on list", `{"redirect_uris":["evilapp://cb/x"]}`,
+			func(o *Options) { o.PrivateSchemes = []string{"cursor"} }, CodeInvalidRedirectURI, "not allowed by policy"},
+		{"private scheme no path", `{"redirect_uris":["cursor:"]}`, nil, CodeInvalidRedirectURI, "no path"},
+		{"client_secret_basic", `{` + ok + `,"token_endpoint_auth_method":"client_secret_basic"}`, nil, CodeInvalidClientMetadata, `"client_secret_basic" is not supported`},
+		{"private_key_jwt", `{` + ok + `,"token_endpoint_auth_method":"private_key_jwt"}`, nil, CodeInvalidClientMetadata, "only public clients"},
+		{"auth method not string", `{` + ok + `,"token_endpoint_auth_method":["none"]}`, nil, CodeInvalidClientMetadata, "must be a string"},
+		{"auth method hostile not echoed", `{` + ok + `,"token_endpoint_auth_method":"<script>"}`, nil, CodeInvalidClientMetadata, "(unrecognized value)"},
+		{"implicit grant", `{` + ok + `,"grant_types":["implicit"]}`, nil, CodeInvalidClientMetadata, `"implicit" is not supported`},
+		{"client credentials", `{` + ok + `,"grant_types":["authorization_code","client_credentials"]}`, nil, CodeInvalidClientMetadata, "client_credentials"},
+		{"refresh only", `{` + ok + `,"grant_types":["refresh_token"]}`, nil, CodeInvalidClientMetadata, "must include authorization_code"},
+		{"empty grants", `{` + ok + `,"grant_types":[]}`, nil, CodeInvalidClientMetadata, "must include authorization_code"},
+		{"grants not array", `{` + ok + `,"grant_types":"authorization_code"}`, nil, CodeInvalidClientMetadata, "array of strings"},
+		{"token response type", `{` + ok + `,"response_types":["code","token"]}`, nil, CodeInvalidClientMetadata, `"token" is not supported`},
+		{"empty response types", `{` + ok + `,"response_types":[]}`, nil, CodeInvalidClientMetadata, "must include code"},
+		{"client name number", `{` + ok + `,"client_name":5}`, nil, CodeInvalidClientMetadata, "client_name must be a string"},
+		{"client name too long", `{` + ok + `,"client_name":"` + strings.Repeat("n", 201) + `"}`, nil, CodeInvalidClientMetadata, "longer than"},
+		{"client name control", `{` + ok + `,"client_name":"a\u0007b"}`, nil, CodeInvalidClientMetadata, "control"},
+		{"client name bidi override", `{` + ok + `,"client_name":"Claude\u202egnp.exe"}`, nil, CodeInvalidClientMetadata, "formatting"},
+		{"metadata error reported before redirect error", `{"redirect_uris":["javascript:x"],"token_endpoint_auth_method":"client_secret_post"}`, nil, CodeInvalidClientMetadata, "client_secret_post"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := opts()
+			if tt.opts != nil {
+				tt.opts(&o)
+			}
+			c, e := ValidateRegistration([]byte(tt.body), o)
+			if e == nil {
+				t.Fatalf("accepted: %+v", c)
+			}
+			if c.ID != "" {
+				t.Errorf("refusal returned a client with id %q", c.ID)
+			}
+			if e.Code != tt.wantCode {
+				t.Errorf("code = %q, want %q (%s)", e.Code, tt.wantCode, e.Description)
+			}
+			if !strings.Contains(e.Description, tt.wantDesc) {
+				t.Errorf("description = %q, want it to contain %q", e.Description, tt.wantDesc)
+			}
+			if e.Status() != 400 {
+				t.Errorf("status = %d", e.Status())
+			}
+			if b := e.Body(); b["error"] != tt.wantCode || b["error_description"] != e.Description {
+				t.Errorf("body = %v", b)
+			}
+			if strings.Contains(e.Description, "<script>") || strings.Contains(e.Description, "evil.example") {
+				t.Errorf("description echoes input: %q", e.Description)
+			}
+		})
+	}
+}
+
+func TestNewClientID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := NewClientID()
+		if !strings.HasPrefix(id, "dcr_") || strings.HasPrefix(id, "https://") {
+			t.Fatalf("id %q", id)
+		}
+		if len(id) != len("dcr_")+22 { // 16 bytes, base64url, no padding
+			t.Fatalf("id %q has %d chars", id, len(id))
+		}
+		if seen[id] {
+			t.Fatalf("duplicate id %q", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestRegistrationResponse(t *testing.T) {
+	c, e := ValidateRegistration([]byte(`{"client_name":"Cursor","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","http://localhost:8787/callback"],"grant_types":["refresh_token","authorization_code"],"logo_uri":"https://cursor.com/logo.png"}`), opts())
+	if e != nil {
+		t.Fatal(e)
+	}
+	resp := RegistrationResponse(c, fixedNow)
+	raw, err := json.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"client_id":                  c.ID,
+		"client_id_issued_at":        float64(fixedNow.Unix()),
+		"client_name":                "Cursor",
+		"redirect_uris":              []any{"cursor://anysphere.cursor-mcp/oauth/callback", "http://localhost:8787/callback"},
+		"grant_types":                []any{"authorization_code", "refresh_token"},
+		"response_types":             []any{"code"},
+		"token_endpoint_auth_method": "none",
+		"logo_uri":                   "https://cursor.com/logo.png",
+	}
+	gotJSON, _ := json.Marshal(got)
+	wantJSON, _ := json.Marshal(want)
+	if string(gotJSON) != string(wantJSON) {
+		t.Errorf("response\n got %s\nwant %s", gotJSON, wantJSON)
+	}
+	for _, k := range []string{"client_secret", "client_secret_expires_at"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("response carries %s", k)
+		}
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	a := Fingerprint("App", []string{"https://a.example/cb", "http://localhost/cb"})
+	if a != Fingerprint("App", []string{"http://localhost/cb", "https://a.example/cb"}) {
+		t.Error("fingerprint depends on redirect order")
+	}
+	for name, other := range map[string]string{
+		"name changed":     Fingerprint("App2", []string{"https://a.example/cb", "http://localhost/cb"}),
+		"redirect changed": Fingerprint("App", []string{"https://a.example/cb", "http://localhost/cb2"}),
+		"redirect added":   Fingerprint("App", []string{"https://a.example/cb", "http://localhost/cb", "https://b.example/"}),
+		"boundary moved":   Fingerprint("Apphttps://a.example/cb", []string{"http://localhost/cb"}),
+	} {
+		if other == a {
+			t.Errorf("%s: same fingerprint", name)
+		}
+	}
+	if len(a) != 64 {
+		t.Errorf("fingerprint %q is not hex sha-256", a)
+	}
+}
+
+func TestIsLoopbackRedirect(t *testing.T) {
+	for s, want := range map[string]bool{
+		"http://127.0.0.1:8080/cb":   true,
+		"http://[::1]/cb":            true,
+		"http://localhost:1/cb":      true,
+		"https://localhost/cb":       false,
+		"http://127.0.0.1.nip.io/cb": false,
+		"cursor://x/cb":              false,
+		"http://[::ffff:127.0.0.1]/": false,
+	} {
+		if got := IsLoopbackRedirect(s); got != want {
+			t.Errorf("IsLoopbackRedirect(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func FuzzValidateRegistration(f *testing.F) {
+	for _, s := range []string{
+		`{"redirect_uris":["http://127.0.0.1:33418/callback"]}`,
+		`{"client_name":"Cursor","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","https://www.cursor.com/agents/mcp/oauth/callback","http://localhost:8787/callback"],"grant_types":["authorization_code","refresh_token"]}`,
+		`{"redirect_uris":["javascript:alert(1)"]}`,
+		`{"redirect_uris":["https://a@b/#"],"token_endpoint_auth_method":"client_secret_basic"}`,
+		`{"redirect_uris":["http://[::1]:0/"],"response_types":["token"]}`,
+		`{"redirect_uris":["com.example.app:/cb"],"client_name":"\u202e"}`,
+		`[]`, `{}`, `{"a":1}{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, e := ValidateRegistration(raw, DefaultOptions())
+		if e != nil {
+			if c.ID != "" {
+				t.Fatal("refusal returned a client")
+			}
+			if e.Code != CodeInvalidClientMetadata && e.Code != CodeInvalidRedirectURI {
+				t.Fatalf("unexpected code %q", e.Code)
+			}
+			return
+		}
+		if len(c.RedirectURIs) == 0 || c.TokenEndpointAuthMethod != "none" || c.Kind != storage.ClientDCR {
+			t.Fatalf("accepted an invalid client: %+v", c)
+		}
+		for _, u := range c.RedirectURIs {
+			if strings.ContainsAny(u, "#\\ ") || strings.HasPrefix(u, "javascript:") || strings.HasPrefix(u, "data:") || strings.HasPrefix(u, "file:") {
+				t.Fatalf("accepted redirect %q", u)
+			}
+			k, err := CheckRedirectURI(u, RedirectPolicy{AllowPrivateSchemes: true})
+			if err != nil {
+				t.Fatalf("accepted redirect %q fails re-check: %v", u, err)
+			}
+			if strings.HasPrefix(u, "http:") && k != RedirectLoopback {
+				t.Fatalf("accepted non-loopback http %q", u)
+			}
+		}
+		for _, g := range c.GrantTypes {
+			if g != GrantAuthorizationCode && g != GrantRefreshToken {
+				t.Fatalf("accepted grant %q", g)
+			}
+		}
+		if !printable(c.Name) {
+			t.Fatalf("accepted name %q", c.Name)
+		}
+	})
+}
