@@ -1,0 +1,100 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden JSON files")
+
+func adapt(t *testing.T, src string) ([]byte, error) {
+	t.Helper()
+	adapter := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}
+	out, _, err := adapter.Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, out, "", "\t"); err != nil {
+		return nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
+
+// TestCaddyfileGolden adapts every testdata/golden/*.caddyfile and compares
+// the JSON with the .json beside it (go test -run Golden -update rewrites).
+func TestCaddyfileGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/golden/*.caddyfile")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden inputs: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".caddyfile")
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := adapt(t, string(src))
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			golden := strings.TrimSuffix(f, ".caddyfile") + ".json"
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("adapted JSON differs from %s:\n%s", golden, got)
+			}
+		})
+	}
+}
+
+// TestCaddyfileErrors checks that mistakes are reported with file:line.
+func TestCaddyfileErrors(t *testing.T) {
+	cases := []struct{ name, src, want string }{
+		{"unknown option", "{\n mcp_auth {\n  issuer https://a.example\n  nonsense 1\n }\n}\n", `unknown mcp_auth option "nonsense"`},
+		{"bad storage", "{\n mcp_auth {\n  storage redis x\n }\n}\n", `unknown storage backend "redis"`},
+		{"postgres without dsn", "{\n mcp_auth {\n  storage postgres\n }\n}\n", "needs a connection string"},
+		{"bad duration", "{\n mcp_auth {\n  access_token_lifetime soon\n }\n}\n", "access_token_lifetime"},
+		{"bad signup", "{\n mcp_auth {\n  login {\n   signup maybe\n  }\n }\n}\n", `signup "maybe"`},
+		{"signup domains empty", "{\n mcp_auth {\n  login {\n   signup domains\n  }\n }\n}\n", "at least one domain"},
+		{"user args", "{\n mcp_auth {\n  login {\n   user a@b.c\n  }\n }\n}\n", "user <email> <password>"},
+		{"client without id", "{\n mcp_auth {\n  client {\n  }\n }\n}\n", "client needs an id"},
+		{"client unknown", "{\n mcp_auth {\n  client app {\n   colour red\n  }\n }\n}\n", `unknown client option "colour"`},
+		{"server handler args", "example.com {\n mcp_auth_server extra\n}\n", "Wrong argument count"},
+		{"guard unknown", "example.com {\n mcp_protect /mcp* {\n  bogus\n }\n}\n", `unknown mcp_protect option "bogus"`},
+		{"guard cache size", "example.com {\n mcp_protect {\n  cache_size -1\n }\n}\n", "cache_size"},
+		{"guard identity header", "example.com {\n mcp_protect {\n  identity_headers {\n   color X-C\n  }\n }\n}\n", `unknown identity header "color"`},
+		{"twice", "{\n mcp_auth {\n }\n mcp_auth {\n }\n}\n", "only once"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := adapt(t, c.src)
+			if err == nil {
+				t.Fatalf("adapted without error; want %q", c.want)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not contain %q", err, c.want)
+			}
+			if !strings.Contains(err.Error(), "Caddyfile:") {
+				t.Errorf("error %q does not name the file and line", err)
+			}
+		})
+	}
+}
