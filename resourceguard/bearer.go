@@ -1,0 +1,118 @@
+package resourceguard
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// maxTokenLen bounds an access token; longer ones are refused before any
+// parsing. Real JWT access tokens are well under 4 KiB.
+const maxTokenLen = 16 << 10
+
+// bearerToken extracts the access token (RFC 6750 §2.1). Only the
+// Authorization request header field is supported (bearer_methods_supported:
+// ["header"]); a token in the query string (§2.3) or two Authorization
+// headers is a malformed request.
+func (g *Guard) bearerToken(r *http.Request) (string, *Challenge) {
+	if q := r.URL.RawQuery; q != "" && (strings.Contains(q, "access_token") || strings.Contains(q, "%")) {
+		// Only a query naming access_token (possibly percent-encoded) is parsed.
+		if _, ok := parseQuery(q)["access_token"]; ok {
+			return "", invalidRequest("access tokens are accepted only in the Authorization header")
+		}
+	}
+	values := r.Header.Values("Authorization")
+	switch len(values) {
+	case 0:
+		return "", &Challenge{Status: http.StatusUnauthorized, Scopes: g.baseScopes}
+	case 1:
+	default:
+		return "", invalidRequest("more than one Authorization header")
+	}
+	tok, kind := ParseBearer(values[0])
+	switch kind {
+	case BearerOK:
+		return tok, nil
+	case BearerOtherScheme:
+		return "", &Challenge{Status: http.StatusUnauthorized, Scopes: g.baseScopes}
+	default:
+		return "", invalidToken("malformed bearer token")
+	}
+}
+
+func parseQuery(q string) url.Values {
+	v, _ := url.ParseQuery(q) // a partly invalid query still yields its valid pairs
+	return v
+}
+
+// BearerResult classifies an Authorization header value.
+type BearerResult int
+
+const (
+	// BearerOK: "Bearer <b64token>".
+	BearerOK BearerResult = iota
+	// BearerOtherScheme: another authentication scheme (or an empty value).
+	BearerOtherScheme
+	// BearerMalformed: the Bearer scheme with a missing or invalid token.
+	BearerMalformed
+)
+
+// ParseBearer parses an Authorization header value per RFC 6750 §2.1:
+//
+//	credentials = "Bearer" 1*SP b64token
+//	b64token    = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+//
+// The scheme is case-insensitive (RFC 9110 §11.1). Tokens longer than 16 KiB
+// are malformed.
+func ParseBearer(v string) (string, BearerResult) {
+	v = strings.Trim(v, " \t")
+	const scheme = "bearer"
+	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", BearerOtherScheme
+	}
+	rest := v[len(scheme):]
+	if rest == "" {
+		return "", BearerMalformed
+	}
+	if rest[0] != ' ' {
+		if isTokenChar(rest[0]) {
+			return "", BearerOtherScheme // e.g. "BearerX abc": a different scheme name
+		}
+		return "", BearerMalformed
+	}
+	rest = strings.TrimLeft(rest, " ")
+	if rest == "" || len(rest) > maxTokenLen {
+		return "", BearerMalformed
+	}
+	if !validB64Token(rest) {
+		return "", BearerMalformed
+	}
+	return rest, BearerOK
+}
+
+func validB64Token(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' {
+			continue
+		}
+		break
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// isTokenChar: tchar of RFC 9110 §5.6.2.
+func isTokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}

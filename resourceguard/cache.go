@@ -1,0 +1,134 @@
+package resourceguard
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tokenCache is a bounded cache of verified tokens, keyed by SHA-256 of the
+// token (the token itself is never kept). It is sharded to keep lock
+// contention low; each shard is an LRU list. Entries live until
+// min(token expiry, CacheMaxTTL after verification). The whole cache is
+// flushed when the key source's generation changes, and an entry verified
+// under an older generation is never inserted. Failures are never cached.
+type tokenCache struct {
+	gen      atomic.Uint64
+	perShard int
+	shards   []cacheShard
+}
+
+type cacheShard struct {
+	mu   sync.Mutex
+	m    map[[32]byte]*cacheEntry
+	head cacheEntry // sentinel of a circular doubly linked list, most recent first
+}
+
+type cacheEntry struct {
+	key        [32]byte
+	v          *verifiedToken
+	prev, next *cacheEntry
+}
+
+func newTokenCache(size int, gen uint64) *tokenCache {
+	n := 16
+	if size < 64 {
+		n = 1
+	}
+	c := &tokenCache{perShard: (size + n - 1) / n, shards: make([]cacheShard, n)}
+	c.gen.Store(gen)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.m = make(map[[32]byte]*cacheEntry)
+		s.head.prev, s.head.next = &s.head, &s.head
+	}
+	return c
+}
+
+func (c *tokenCache) shard(key [32]byte) *cacheShard {
+	return &c.shards[int(key[0])%len(c.shards)]
+}
+
+// sync flushes the cache when the key set changed.
+func (c *tokenCache) sync(gen uint64) {
+	old := c.gen.Load()
+	if old == gen || !c.gen.CompareAndSwap(old, gen) {
+		return
+	}
+	// The generation is stored before the shards are cleared: a put that
+	// checked the old generation under a shard lock finished before the
+	// clear takes that lock; a later put sees the new generation.
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.m)
+		s.head.prev, s.head.next = &s.head, &s.head
+		s.mu.Unlock()
+	}
+}
+
+func (c *tokenCache) get(key [32]byte, now time.Time) *verifiedToken {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[key]
+	if e == nil {
+		return nil
+	}
+	if !now.Before(e.v.cacheUntil) {
+		s.unlink(e)
+		delete(s.m, key)
+		return nil
+	}
+	s.unlink(e)
+	s.pushFront(e)
+	return e.v
+}
+
+func (c *tokenCache) put(key [32]byte, v *verifiedToken, gen uint64) {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.gen.Load() != gen {
+		return // verified with a key set that is no longer current
+	}
+	if e := s.m[key]; e != nil {
+		e.v = v
+		s.unlink(e)
+		s.pushFront(e)
+		return
+	}
+	e := &cacheEntry{key: key, v: v}
+	s.m[key] = e
+	s.pushFront(e)
+	for len(s.m) > c.perShard {
+		last := s.head.prev
+		s.unlink(last)
+		delete(s.m, last.key)
+	}
+}
+
+// len reports the number of entries (for tests).
+func (c *tokenCache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+func (s *cacheShard) unlink(e *cacheEntry) {
+	e.prev.next = e.next
+	e.next.prev = e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (s *cacheShard) pushFront(e *cacheEntry) {
+	e.prev = &s.head
+	e.next = s.head.next
+	s.head.next.prev = e
+	s.head.next = e
+}

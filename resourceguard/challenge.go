@@ -1,0 +1,242 @@
+package resourceguard
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Error codes of RFC 6750 §3.1.
+const (
+	ErrorInvalidRequest    = "invalid_request"
+	ErrorInvalidToken      = "invalid_token"
+	ErrorInsufficientScope = "insufficient_scope"
+)
+
+// ErrRefused is wrapped by Challenge.Err.
+var ErrRefused = errors.New("resourceguard: request refused")
+
+// Challenge describes a refused request.
+//
+//   - 401, Error "": no bearer token (RFC 6750 §3.1: no error code).
+//   - 401, invalid_token: a bad, expired or revoked token.
+//   - 403, insufficient_scope: Scopes lists every scope the operation needs.
+//   - 400, invalid_request: a malformed request (token in the query, two
+//     Authorization headers, an unreadable JSON-RPC body).
+//   - 403, Error "": an Origin that is not allowed (no WWW-Authenticate).
+//   - 413, 503: body too large, key source or revocation store unavailable
+//     (no WWW-Authenticate).
+type Challenge struct {
+	Status      int
+	Error       string
+	Description string
+	Scopes      []string
+}
+
+func invalidToken(desc string) *Challenge {
+	return &Challenge{Status: http.StatusUnauthorized, Error: ErrorInvalidToken, Description: desc}
+}
+
+func invalidRequest(desc string) *Challenge {
+	return &Challenge{Status: http.StatusBadRequest, Error: ErrorInvalidRequest, Description: desc}
+}
+
+func unavailable(desc string) *Challenge {
+	return &Challenge{Status: http.StatusServiceUnavailable, Description: desc}
+}
+
+// IsAuthChallenge reports whether the refusal carries a WWW-Authenticate
+// header (every 401, and 400/403 with an RFC 6750 error code).
+func (c *Challenge) IsAuthChallenge() bool {
+	return c.Status == http.StatusUnauthorized || c.Error != ""
+}
+
+// BodyError is the "error" member of the JSON body.
+func (c *Challenge) BodyError() string {
+	if c.Error != "" {
+		return c.Error
+	}
+	switch c.Status {
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusRequestEntityTooLarge:
+		return "request_too_large"
+	case http.StatusServiceUnavailable:
+		return "temporarily_unavailable"
+	}
+	return "error"
+}
+
+// Err returns an error describing the refusal (for caddyhttp.Error).
+func (c *Challenge) Err() error {
+	if c.Description == "" {
+		return ErrRefused
+	}
+	return errors.Join(ErrRefused, errors.New("resourceguard: "+c.BodyError()+": "+sanitizeDescription(c.Description)))
+}
+
+// Header returns the WWW-Authenticate value for this challenge, in RFC 6750
+// §3 syntax with RFC 9728 §5.1's resource_metadata:
+//
+//	Bearer resource_metadata="…", scope="…", error="…", error_description="…"
+//
+// Every value is a quoted-string. error_description is restricted to the
+// characters RFC 6750 allows, scope to scope-tokens, and the URL has its
+// quotes and backslashes escaped and control characters removed.
+func (c *Challenge) Header(resourceMetadataURL string) string {
+	var b strings.Builder
+	b.Grow(64 + len(resourceMetadataURL) + len(c.Description))
+	b.WriteString("Bearer")
+	sep := " "
+	param := func(name, value string) {
+		b.WriteString(sep)
+		b.WriteString(name)
+		b.WriteString(`="`)
+		writeQuoted(&b, value)
+		b.WriteByte('"')
+		sep = ", "
+	}
+	if resourceMetadataURL != "" {
+		param("resource_metadata", resourceMetadataURL)
+	}
+	if s := joinScopes(c.Scopes); s != "" {
+		param("scope", s)
+	}
+	if c.Error != "" && validErrorCode(c.Error) {
+		param("error", c.Error)
+		if d := sanitizeDescription(c.Description); d != "" {
+			param("error_description", d)
+		}
+	}
+	return b.String()
+}
+
+// writeQuoted writes the inside of a quoted-string (RFC 9110 §5.6.4): '"'
+// and '\' are escaped; control characters other than HTAB are dropped.
+func writeQuoted(b *strings.Builder, s string) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c == '\t' || (c >= 0x20 && c != 0x7f):
+			b.WriteByte(c)
+		}
+	}
+}
+
+// joinScopes joins the valid scope-tokens (RFC 6749 §3.3) with single spaces.
+func joinScopes(scopes []string) string {
+	var b strings.Builder
+	for _, s := range scopes {
+		if !validScopeToken(s) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// validScopeToken: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// validErrorCode: error = 1*( %x20-21 / %x23-5B / %x5D-7E ) (RFC 6750 §3),
+// narrowed to what an OAuth error code looks like.
+func validErrorCode(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// sanitizeDescription keeps the characters RFC 6750 §3 allows in
+// error_description (%x20-21 / %x23-5B / %x5D-7E) and caps the length.
+func sanitizeDescription(s string) string {
+	const max = 200
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if !descChar(s[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean && len(s) <= max {
+		return s
+	}
+	b := make([]byte, 0, min(len(s), max))
+	for i := 0; i < len(s) && len(b) < max; i++ {
+		if descChar(s[i]) {
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+func descChar(c byte) bool {
+	return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'
+}
+
+// ChallengeHeader is c.Header(g.ResourceMetadataURL()).
+func (g *Guard) ChallengeHeader(c *Challenge) string {
+	if c.Status == http.StatusUnauthorized && c.Error == "" && slicesEqual(c.Scopes, g.baseScopes) {
+		return g.noTokenHeader
+	}
+	return c.Header(g.metadataURL)
+}
+
+func slicesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteChallenge writes the refusal: WWW-Authenticate (for authentication
+// challenges), Cache-Control: no-store and a small JSON body
+// {"error":…,"error_description":…}.
+func (g *Guard) WriteChallenge(w http.ResponseWriter, c *Challenge) {
+	h := w.Header()
+	if c.IsAuthChallenge() {
+		h.Set("WWW-Authenticate", g.ChallengeHeader(c))
+	}
+	if c.Status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "5")
+	}
+	body, _ := json.Marshal(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description,omitempty"`
+	}{c.BodyError(), sanitizeDescription(c.Description)})
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(c.Status)
+	_, _ = w.Write(append(body, '\n'))
+}

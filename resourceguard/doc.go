@@ -1,0 +1,50 @@
+// Package resourceguard turns any HTTP upstream (typically an unmodified MCP
+// server) into an OAuth 2.x protected resource.
+//
+// It is responsible for, in request order:
+//
+//   - Protected Resource Metadata (RFC 9728, prm.go): the JSON document that tells
+//     clients which authorization server protects this resource, served at the
+//     path-inserted URL /.well-known/oauth-protected-resource<resource path> and at
+//     the root /.well-known/oauth-protected-resource, CORS-open (no credentials).
+//   - The Origin check (origin.go): a present Origin header that is not allowed
+//     is refused with 403 (DNS rebinding defence, MCP transport specification).
+//   - Bearer token extraction (bearer.go, RFC 6750 §2.1): tokens are accepted
+//     only from a single Authorization header; a token in the query string or
+//     two Authorization headers is a malformed request (400 invalid_request).
+//     Every cheap syntactic check runs before any cryptography.
+//   - JWT access token verification (verify.go, RFC 9068 and the JWT BCP RFC
+//     8725): a fixed algorithm allow-list, the key chosen by kid from a KeySource
+//     only (never jku, x5u, jwk or x5c from the token), the algorithm taken from
+//     the key (never from the token), exact iss, aud containing this resource,
+//     exp/nbf/iat with a small leeway, typ at+jwt for our own issuer, and an
+//     optional revocation check on every request.
+//   - A bounded cache of verified tokens (cache.go), keyed by SHA-256 of the
+//     token, flushed when the key set changes, never caching a failure.
+//   - Scope checks (scopes.go): per route, and optionally per JSON-RPC method
+//     and tool, with a configurable scope hierarchy.
+//   - Challenges (challenge.go, RFC 6750 §3 and RFC 9728 §5.1): the
+//     WWW-Authenticate header and a small JSON body.
+//   - The hand-off upstream (guard.go): the client's Authorization header is
+//     removed and identity headers are set after deleting client-sent copies.
+//     Responses are never buffered, so SSE streams pass through.
+//   - Remote key discovery (remote.go, RFC 8414 and OpenID Connect Discovery):
+//     a JWKS cache for authorization servers other than ours.
+//
+// The package imports neither Caddy nor the authorization server: it works with
+// any standards-compliant authorization server through the KeySource interface.
+//
+// # Choices
+//
+//   - When AllowedOrigins is empty, only the resource's own origin is allowed;
+//     requests without an Origin header (non-browser clients) are always allowed.
+//   - A request with a non-Bearer Authorization scheme is treated as carrying no
+//     bearer token (401 without an error attribute). "Bearer" with an empty or
+//     syntactically invalid token is an invalid token (401 invalid_token).
+//   - When a RevocationChecker is set, a token without a "sid" (grant id) claim
+//     is refused: its revocation state cannot be checked (fail closed).
+//   - A failure of the key source (other than an unknown key) or of the
+//     revocation checker answers 503, never 200 and never 500.
+//   - Principal.Scopes are the scopes the token carries, not the scopes implied
+//     by the hierarchy; the hierarchy only affects the checks.
+package resourceguard

@@ -1,0 +1,466 @@
+package resourceguard
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// KeySource gives verification keys. Our authorization server implements it
+// in-process; RemoteKeySource implements it for any other issuer.
+type KeySource interface {
+	// PublicKey returns the verification key for kid and the single JWS
+	// algorithm it may be used with (e.g. "ES256"); an error wrapping
+	// ErrUnknownKey when kid is unknown. The key is one of *ecdsa.PublicKey,
+	// ed25519.PublicKey or *rsa.PublicKey.
+	PublicKey(ctx context.Context, kid string) (crypto.PublicKey, string, error)
+	// Generation changes whenever the key set changes (the verified-token
+	// cache is flushed on change).
+	Generation() uint64
+}
+
+// ErrUnknownKey is wrapped by KeySource.PublicKey when the kid is not in the
+// key set.
+var ErrUnknownKey = errors.New("resourceguard: unknown key")
+
+// RevocationChecker is optional: set it when the guard shares the store with
+// the authorization server, so that revoked grants are refused at once.
+type RevocationChecker interface {
+	// Active reports whether tokens minted from grant grantID (JWT claim
+	// "sid") for clientID are still good. An error means "unknown": the
+	// request is refused with 503.
+	Active(ctx context.Context, grantID, clientID string) (bool, error)
+}
+
+// IdentityHeaders names the request headers that carry the caller's identity
+// upstream. An empty name means the header is not sent. Client-sent copies of
+// every configured header are always deleted.
+type IdentityHeaders struct {
+	Subject  string
+	ClientID string
+	Scopes   string // space-separated scopes of the token
+	Email    string
+}
+
+// Config configures a Guard. Resource, Issuer and Keys are required.
+type Config struct {
+	// Resource is the exact resource URL clients use, e.g.
+	// https://mcp.example.com/mcp. It is configured, never derived from Host
+	// or X-Forwarded-* headers. It is the PRM "resource" and the expected aud.
+	Resource string
+	// Audiences, when set, replaces the accepted "aud" values (default: just
+	// Resource, plus the trailing-slash variant of a bare origin). Use it for
+	// issuers whose audiences are API identifiers rather than URLs.
+	Audiences []string
+	// Issuer is the exact expected "iss".
+	Issuer string
+	// AuthorizationServers is published in the PRM (default [Issuer]).
+	AuthorizationServers []string
+	// Keys gives the verification keys: the in-process key set of our
+	// authorization server, or a RemoteKeySource.
+	Keys KeySource
+	// Revocation, when set, is asked on every request (cache hits included)
+	// whether the token's grant is still active.
+	Revocation RevocationChecker
+	// RequireTyp requires the JWS header typ "at+jwt" (RFC 9068 §2.1). Set it
+	// for our own issuer; other issuers often send "JWT".
+	RequireTyp bool
+	// Algorithms is the JWS algorithm allow-list. Default: ES256, ES384,
+	// EdDSA, RS256, PS256. "none" and HMAC algorithms are always refused.
+	Algorithms []string
+	// Scopes are required on every request to this route.
+	Scopes []string
+	// ScopesSupported is published in the PRM (default: Scopes plus every
+	// scope of MethodScopes). offline_access is never published.
+	ScopesSupported []string
+	// MethodScopes maps a JSON-RPC method ("tools/call") or a method and the
+	// name of its target ("tools/call:delete_todo", "prompts/get:x",
+	// "resources/read:<uri>") to the scopes it requires in addition to
+	// Scopes. When set, the guard reads POST bodies (bounded by MaxBodyBytes).
+	MethodScopes map[string][]string
+	// ScopeHierarchy maps a broader scope to the narrower scopes it implies,
+	// e.g. "todo:admin" -> ["todo:write", "todo:read"]. It is transitive.
+	ScopeHierarchy map[string][]string
+	// AllowedOrigins is the allow-list of exact origins ("https://app.example")
+	// for requests carrying an Origin header. "*" allows every origin (which
+	// disables the DNS-rebinding defence). Empty: only the resource's origin.
+	AllowedOrigins []string
+	// ResourceName and ResourceDocumentation are published in the PRM.
+	ResourceName, ResourceDocumentation string
+	// DisableRootMetadata stops serving the PRM at the root
+	// /.well-known/oauth-protected-resource (use it when several guarded
+	// resources share a host; the path-inserted URL is always served).
+	DisableRootMetadata bool
+	// Identity names the headers set upstream by Wrap.
+	Identity IdentityHeaders
+	// Leeway is the allowed clock skew for exp, nbf and iat: default 30s,
+	// at most 2m.
+	Leeway time.Duration
+	// CacheSize bounds the verified-token cache (default 10000 entries; a
+	// negative value disables the cache).
+	CacheSize int
+	// CacheMaxTTL bounds the life of a cache entry (default 5 min); an entry
+	// never outlives its token.
+	CacheMaxTTL time.Duration
+	// MaxBodyBytes bounds the JSON-RPC body read for MethodScopes (default 4 MiB).
+	MaxBodyBytes int64
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives refusals at debug level and infrastructure failures at
+	// warn/error. Tokens are never logged.
+	Logger *slog.Logger
+}
+
+// Principal is the verified caller. It is shared with the cache: treat it,
+// its Scopes and its Claims as read-only.
+type Principal struct {
+	Subject  string
+	ClientID string
+	Email    string
+	// Scopes are the scopes the token carries.
+	Scopes []string
+	// Audience is the token's aud.
+	Audience []string
+	// GrantID is the "sid" claim (the grant of our authorization server).
+	GrantID string
+	// TokenID is the "jti" claim.
+	TokenID string
+	Expiry  time.Time
+	// Claims are all the token's claims as decoded JSON.
+	Claims map[string]any
+}
+
+// Guard protects one resource. It is safe for concurrent use.
+type Guard struct {
+	resource    string
+	issuer      string
+	audiences   []string
+	keys        KeySource
+	revocation  RevocationChecker
+	requireTyp  bool
+	algs        map[string]bool
+	baseScopes  []string
+	methodScope map[string][]string
+	implied     map[string][]string // transitive closure of ScopeHierarchy
+	identity    IdentityHeaders
+	leeway      time.Duration
+	cacheMaxTTL time.Duration
+	maxBody     int64
+	now         func() time.Time
+	log         *slog.Logger
+	cache       *tokenCache
+
+	// origins
+	ownOrigin   string
+	origins     map[string]bool
+	anyOrigin   bool
+	explicitAll bool
+
+	// metadata
+	metadataURL  string
+	metadataPath string // path-inserted
+	rootPath     string // "" when disabled
+	metadataJSON []byte
+
+	noTokenHeader string // precomputed challenge for the commonest refusal
+}
+
+const (
+	defaultLeeway      = 30 * time.Second
+	maxLeeway          = 2 * time.Minute
+	defaultCacheSize   = 10000
+	defaultCacheMaxTTL = 5 * time.Minute
+	defaultMaxBody     = 4 << 20
+)
+
+var defaultAlgorithms = []string{"ES256", "ES384", "EdDSA", "RS256", "PS256"}
+
+// New builds a Guard. It refuses to build without Resource, Issuer and a key
+// source, and checks every option.
+func New(cfg Config) (*Guard, error) {
+	if cfg.Resource == "" {
+		return nil, errors.New("resourceguard: resource is required")
+	}
+	if cfg.Issuer == "" {
+		return nil, errors.New("resourceguard: issuer is required")
+	}
+	if cfg.Keys == nil {
+		return nil, errors.New("resourceguard: a key source is required")
+	}
+	res, err := parseResource(cfg.Resource)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkURLString("issuer", cfg.Issuer); err != nil {
+		return nil, err
+	}
+	g := &Guard{
+		resource:    cfg.Resource,
+		issuer:      cfg.Issuer,
+		keys:        cfg.Keys,
+		revocation:  cfg.Revocation,
+		requireTyp:  cfg.RequireTyp,
+		identity:    cfg.Identity,
+		leeway:      cfg.Leeway,
+		cacheMaxTTL: cfg.CacheMaxTTL,
+		maxBody:     cfg.MaxBodyBytes,
+		now:         cfg.Now,
+		log:         cfg.Logger,
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case g.leeway == 0:
+		g.leeway = defaultLeeway
+	case g.leeway < 0 || g.leeway > maxLeeway:
+		return nil, fmt.Errorf("resourceguard: leeway %s out of range [0, %s]", g.leeway, maxLeeway)
+	}
+	if g.cacheMaxTTL == 0 {
+		g.cacheMaxTTL = defaultCacheMaxTTL
+	} else if g.cacheMaxTTL < 0 {
+		return nil, errors.New("resourceguard: negative cache max TTL")
+	}
+	if g.maxBody == 0 {
+		g.maxBody = defaultMaxBody
+	} else if g.maxBody < 0 {
+		return nil, errors.New("resourceguard: negative max body size")
+	}
+	size := cfg.CacheSize
+	if size == 0 {
+		size = defaultCacheSize
+	}
+	if size > 0 {
+		g.cache = newTokenCache(size, cfg.Keys.Generation())
+	}
+
+	// Audiences.
+	if len(cfg.Audiences) > 0 {
+		for _, a := range cfg.Audiences {
+			if a == "" {
+				return nil, errors.New("resourceguard: empty audience")
+			}
+		}
+		g.audiences = slices.Clone(cfg.Audiences)
+	} else {
+		g.audiences = []string{cfg.Resource}
+		if res.Path == "" {
+			g.audiences = append(g.audiences, cfg.Resource+"/")
+		} else if res.Path == "/" {
+			g.audiences = append(g.audiences, strings.TrimSuffix(cfg.Resource, "/"))
+		}
+	}
+
+	// Algorithms.
+	algs := cfg.Algorithms
+	if len(algs) == 0 {
+		algs = defaultAlgorithms
+	}
+	g.algs = make(map[string]bool, len(algs))
+	for _, a := range algs {
+		if _, ok := supportedAlgs[a]; !ok {
+			return nil, fmt.Errorf("resourceguard: algorithm %q is not supported (asymmetric JWS algorithms only)", a)
+		}
+		g.algs[a] = true
+	}
+
+	// Scopes.
+	for _, s := range cfg.Scopes {
+		if !validScopeToken(s) {
+			return nil, fmt.Errorf("resourceguard: invalid scope %q", s)
+		}
+	}
+	g.baseScopes = dedupe(cfg.Scopes)
+	if len(cfg.MethodScopes) > 0 {
+		g.methodScope = make(map[string][]string, len(cfg.MethodScopes))
+		for k, v := range cfg.MethodScopes {
+			if k == "" || strings.HasPrefix(k, ":") {
+				return nil, fmt.Errorf("resourceguard: invalid method scope key %q", k)
+			}
+			for _, s := range v {
+				if !validScopeToken(s) {
+					return nil, fmt.Errorf("resourceguard: invalid scope %q for %q", s, k)
+				}
+			}
+			g.methodScope[k] = dedupe(v)
+		}
+	}
+	g.implied, err = closeHierarchy(cfg.ScopeHierarchy)
+	if err != nil {
+		return nil, err
+	}
+
+	// Origins.
+	if err := g.setOrigins(res, cfg.AllowedOrigins); err != nil {
+		return nil, err
+	}
+
+	// Metadata.
+	if err := g.buildMetadata(res, cfg); err != nil {
+		return nil, err
+	}
+	g.noTokenHeader = (&Challenge{Status: http.StatusUnauthorized, Scopes: g.baseScopes}).Header(g.metadataURL)
+	return g, nil
+}
+
+func parseResource(s string) (*url.URL, error) {
+	if err := checkURLString("resource", s); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("resourceguard: resource: %w", err)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return nil, fmt.Errorf("resourceguard: resource %q must be an http(s) URL", s)
+	}
+	if u.Host == "" || u.User != nil || u.Fragment != "" || u.RawQuery != "" || u.ForceQuery {
+		return nil, fmt.Errorf("resourceguard: resource %q must be an absolute URL without userinfo, query or fragment", s)
+	}
+	if strings.Contains(u.EscapedPath(), "/./") || strings.Contains(u.EscapedPath(), "/../") ||
+		strings.HasSuffix(u.EscapedPath(), "/.") || strings.HasSuffix(u.EscapedPath(), "/..") {
+		return nil, fmt.Errorf("resourceguard: resource %q has dot segments", s)
+	}
+	return u, nil
+}
+
+// checkURLString refuses control characters, spaces and quotes in a
+// configured URL: it is published in JSON and in header parameters.
+func checkURLString(what, s string) error {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= 0x20 || c == 0x7f || c == '"' || c == '\\' {
+			return fmt.Errorf("resourceguard: %s %q contains a forbidden character", what, s)
+		}
+	}
+	return nil
+}
+
+func dedupe(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Check authenticates one request: it returns the verified Principal or a
+// *Challenge describing the refusal. When MethodScopes are configured it
+// reads a POST body and puts back an identical one. It never writes to the
+// response.
+func (g *Guard) Check(r *http.Request) (*Principal, *Challenge) {
+	if c := g.checkOrigin(r); c != nil {
+		return nil, c
+	}
+	tok, c := g.bearerToken(r)
+	if c != nil {
+		return nil, c
+	}
+	v, c := g.verified(r.Context(), tok)
+	if c != nil {
+		return nil, c
+	}
+	if g.revocation != nil {
+		if c := g.checkRevocation(r.Context(), v); c != nil {
+			return nil, c
+		}
+	}
+	need, c := g.requiredScopes(r)
+	if c != nil {
+		return nil, c
+	}
+	if !v.hasAll(need) {
+		g.log.Debug("resourceguard: insufficient scope", "sub", v.p.Subject, "client_id", v.p.ClientID, "need", need)
+		return nil, &Challenge{
+			Status:      http.StatusForbidden,
+			Error:       ErrorInsufficientScope,
+			Description: "the token lacks a scope this operation requires",
+			Scopes:      need,
+		}
+	}
+	p := v.p // copy: callers may not reach into the cache entry's struct
+	return &p, nil
+}
+
+func (g *Guard) checkRevocation(ctx context.Context, v *verifiedToken) *Challenge {
+	if v.p.GrantID == "" {
+		return invalidToken("the token has no grant id")
+	}
+	ok, err := g.revocation.Active(ctx, v.p.GrantID, v.p.ClientID)
+	if err != nil {
+		g.log.Error("resourceguard: revocation check failed", "error", err)
+		return unavailable("authorization state is temporarily unavailable")
+	}
+	if !ok {
+		g.log.Debug("resourceguard: revoked grant", "sub", v.p.Subject, "client_id", v.p.ClientID)
+		return invalidToken("the token was revoked")
+	}
+	return nil
+}
+
+// Wrap returns middleware that serves the PRM, checks every other request,
+// strips the client's Authorization header, sets identity headers and calls
+// next with the original ResponseWriter (responses are never buffered).
+func (g *Guard) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.ServeMetadata(w, r) {
+			return
+		}
+		p, c := g.Check(r)
+		if c != nil {
+			g.WriteChallenge(w, c)
+			return
+		}
+		r = r.WithContext(NewContext(r.Context(), p))
+		PrepareUpstream(r, p, g.identity)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// PrepareUpstream deletes the client's Authorization header and any
+// client-sent copies of the identity headers, then sets the configured ones
+// from p. Headers whose value is empty are not sent.
+func PrepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
+	r.Header.Del("Authorization")
+	set := func(name, value string) {
+		if name == "" {
+			return
+		}
+		r.Header.Del(name)
+		if value != "" {
+			r.Header.Set(name, value)
+		}
+	}
+	if p == nil {
+		p = &Principal{}
+	}
+	set(headers.Subject, p.Subject)
+	set(headers.ClientID, p.ClientID)
+	set(headers.Scopes, strings.Join(p.Scopes, " "))
+	set(headers.Email, p.Email)
+}
+
+type principalKey struct{}
+
+// NewContext returns a context carrying p.
+func NewContext(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the Principal that Wrap stored in the request context.
+func FromContext(ctx context.Context) (*Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(*Principal)
+	return p, ok && p != nil
+}
