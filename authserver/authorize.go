@@ -1,0 +1,409 @@
+package authserver
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// maxAuthorizeQuery caps the query of an authorization request.
+const maxAuthorizeQuery = 16 << 10
+
+// authzRequest is a validated authorization request (OAuth 2.1 §4.1.1).
+type authzRequest struct {
+	client      storage.Client
+	redirectURI string // the requested URI, which matched a registered one
+	state       string
+	challenge   string
+	scopes      []string
+	resource    string
+	prompt      map[string]bool
+	maxAge      time.Duration // <0: none
+	loginHint   string
+	rawQuery    string
+	query       url.Values
+}
+
+// authzFailure is how serveAuthorize answers an invalid request.
+type authzFailure struct {
+	err  *Error
+	page bool // show on an error page, never redirect
+}
+
+// setAuthorizeHeaders protects every /authorize answer: no caching, no
+// framing (clickjacking of the consent page), no referrer (the URL carries
+// state, the redirect carries the code).
+func setAuthorizeHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+}
+
+// serveAuthorize is the authorization endpoint: GET starts or resumes a
+// request, POST is the consent form posting back to the same URL.
+func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
+	setAuthorizeHeaders(w)
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		s.cfg.Browser.Error(w, r, http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed")
+		return
+	}
+	id, signedIn := s.cfg.Browser.Identify(r)
+	if id.Subject == "" {
+		signedIn = false
+	}
+	ar, fail := s.validateAuthorize(r, signedIn)
+	if fail != nil {
+		s.authorizeFailed(w, r, ar, fail)
+		return
+	}
+
+	// Sign-in (prompt, max_age: OpenID Connect Core §3.1.2.1).
+	now := s.cfg.Now()
+	if !signedIn {
+		if ar.prompt["none"] {
+			s.authorizeFailed(w, r, ar, &authzFailure{err: ErrLoginRequired("the user is not signed in"), page: thirdParty(ar.client)})
+			return
+		}
+		s.cfg.Browser.Login(w, r, LoginRequest{ReturnTo: s.returnTo(ar, false), Client: ar.client, LoginHint: ar.loginHint})
+		return
+	}
+	tooOld := ar.maxAge >= 0 && (id.AuthTime.IsZero() || now.Sub(id.AuthTime) > ar.maxAge)
+	if r.Method == http.MethodGet && (ar.prompt["login"] || tooOld) {
+		if ar.prompt["none"] {
+			s.authorizeFailed(w, r, ar, &authzFailure{err: ErrLoginRequired("a fresh sign-in is required")})
+			return
+		}
+		s.cfg.Browser.Login(w, r, LoginRequest{ReturnTo: s.returnTo(ar, true), Client: ar.client, LoginHint: ar.loginHint, ForceLogin: true})
+		return
+	}
+
+	if r.Method == http.MethodPost {
+		s.consentPosted(w, r, ar, id)
+		return
+	}
+	need, err := s.consentNeeded(r, ar, id)
+	if err != nil {
+		s.cfg.Logger.Error("authserver: consent lookup", "client_id", ar.client.ID, "error", err)
+		s.authorizeFailed(w, r, ar, &authzFailure{err: ErrTemporarilyUnavailable("storage unavailable")})
+		return
+	}
+	if need {
+		if ar.prompt["none"] {
+			s.authorizeFailed(w, r, ar, &authzFailure{err: ErrConsentRequired("the user must approve this client")})
+			return
+		}
+		s.cfg.Browser.Consent(w, r, s.consentPage(ar, id))
+		return
+	}
+	s.issueCode(w, r, ar, id)
+}
+
+// validateAuthorize checks the whole request. Failures about client_id and
+// redirect_uri are always pages; for third-party clients so is every failure
+// before sign-in.
+func (s *Server) validateAuthorize(r *http.Request, signedIn bool) (*authzRequest, *authzFailure) {
+	ar := &authzRequest{maxAge: -1, prompt: map[string]bool{}, rawQuery: r.URL.RawQuery}
+	page := func(e *Error) (*authzRequest, *authzFailure) { return ar, &authzFailure{err: e, page: true} }
+	if len(r.URL.RawQuery) > maxAuthorizeQuery {
+		return page(ErrInvalidRequest("the request is too large"))
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return page(ErrInvalidRequest("the request query is malformed"))
+	}
+	ar.query = q
+
+	// 1. client_id and redirect_uri: never redirected (requirement 4).
+	if len(q["client_id"]) != 1 || q.Get("client_id") == "" {
+		return page(ErrInvalidRequest("client_id is missing or repeated"))
+	}
+	client, err := s.lookupClient(r.Context(), q.Get("client_id"))
+	if err != nil {
+		if errors.Is(err, errClientUnknown) {
+			return ar, &authzFailure{err: ErrInvalidClient("the client is not registered"), page: true}
+		}
+		s.cfg.Logger.Error("authserver: authorize client lookup", "error", err)
+		return page(ErrTemporarilyUnavailable("storage unavailable"))
+	}
+	if client.Disabled {
+		return page(ErrInvalidClient("the client is disabled"))
+	}
+	ar.client = client
+	if len(q["redirect_uri"]) != 1 || q.Get("redirect_uri") == "" {
+		return page(ErrInvalidRequest("redirect_uri is missing or repeated"))
+	}
+	redirect, ok := MatchRedirectURI(client.RedirectURIs, q.Get("redirect_uri"))
+	if !ok {
+		return page(ErrInvalidRequest("redirect_uri is not registered for this client"))
+	}
+
+	// 2. Everything else: redirected, except for third-party clients before
+	// sign-in (RFC 9700 §4.11.2).
+	pageOnly := thirdParty(client) && !signedIn
+	fail := func(e *Error) (*authzRequest, *authzFailure) { return ar, &authzFailure{err: e, page: pageOnly} }
+	if len(q["state"]) > 1 {
+		ar.redirectURI = redirect
+		return fail(ErrInvalidRequest("state is repeated"))
+	}
+	ar.state = q.Get("state")
+	ar.redirectURI = redirect
+	if len(ar.state) > 2048 {
+		ar.state = ""
+		return fail(ErrInvalidRequest("state is too long"))
+	}
+	for k, v := range q {
+		if len(v) > 1 && k != "resource" {
+			return fail(ErrInvalidRequest("parameter " + safeName(k) + " is repeated"))
+		}
+	}
+	switch rt := q.Get("response_type"); rt {
+	case "code":
+	case "":
+		return fail(ErrInvalidRequest("response_type is required"))
+	default:
+		return fail(ErrUnsupportedResponseType("only response_type=code is supported"))
+	}
+	if m := q.Get("response_mode"); m != "" && m != "query" {
+		return fail(ErrInvalidRequest("only response_mode=query is supported"))
+	}
+	if q.Has("request") || q.Has("request_uri") {
+		return fail(ErrInvalidRequest("request objects are not supported"))
+	}
+	if e := ValidCodeChallenge(q.Get("code_challenge"), q.Get("code_challenge_method")); e != nil {
+		return fail(e)
+	}
+	ar.challenge = q.Get("code_challenge")
+	scopes, e := s.resolveScopes(q.Get("scope"), client)
+	if e != nil {
+		return fail(e)
+	}
+	ar.scopes = scopes
+	var resources []string
+	for _, v := range q["resource"] {
+		if v != "" || len(q["resource"]) > 1 {
+			resources = append(resources, v)
+		}
+	}
+	res, e := s.cfg.Resources.Resolve(resources, client)
+	if e != nil {
+		return fail(e)
+	}
+	ar.resource = res
+	for _, p := range strings.Split(q.Get("prompt"), " ") {
+		switch p {
+		case "":
+		case "none", "login", "consent", "select_account":
+			ar.prompt[p] = true
+		default:
+			return fail(ErrInvalidRequest("unsupported prompt value"))
+		}
+	}
+	if ar.prompt["none"] && len(ar.prompt) > 1 {
+		return fail(ErrInvalidRequest("prompt=none cannot be combined with other values"))
+	}
+	if v := q.Get("max_age"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 0 {
+			return fail(ErrInvalidRequest("max_age must be a non-negative integer"))
+		}
+		ar.maxAge = time.Duration(n) * time.Second
+	}
+	ar.loginHint = q.Get("login_hint")
+	if len(ar.loginHint) > 256 {
+		ar.loginHint = ""
+	}
+	return ar, nil
+}
+
+// authorizeFailed answers an invalid or refused request: a page, or a 303 to
+// the (validated) redirect URI with error, state and iss.
+func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *authzRequest, f *authzFailure) {
+	if f.page || ar == nil || ar.redirectURI == "" {
+		if f.err.Code == CodeInvalidClient && ar != nil && ar.client.ID == "" && s.cfg.Registration != nil && wantsJSON(r) {
+			// mcp-remote re-registers when told, in JSON, that its client
+			// is not registered (clients.md).
+			writeJSON(w, http.StatusBadRequest, map[string]string{
+				"error":                 CodeInvalidClient,
+				"error_description":     "client " + safeName(ar.query.Get("client_id")) + " is not registered",
+				"registration_endpoint": s.endpoint(pathRegister),
+			})
+			return
+		}
+		status := f.err.Status
+		switch {
+		case status >= 500:
+		case status == http.StatusMethodNotAllowed || status == http.StatusForbidden:
+		default:
+			status = http.StatusBadRequest
+		}
+		s.cfg.Browser.Error(w, r, status, f.err.Code, f.err.Description)
+		return
+	}
+	RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, f.err)
+}
+
+func wantsJSON(r *http.Request) bool {
+	a := r.Header.Get("Accept")
+	return strings.Contains(a, "application/json") && !strings.Contains(a, "text/html")
+}
+
+// safeName keeps a parameter name or id printable and short for a message.
+func safeName(s string) string {
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return sanitizeErrorText(s)
+}
+
+// resolveScopes parses a scope parameter (RFC 6749 §3.3): each scope must be
+// offered by the server and allowed for the client. An empty parameter means
+// the client's default scopes, else the server's (those the client may use).
+func (s *Server) resolveScopes(raw string, c storage.Client) ([]string, *Error) {
+	var out []string
+	for _, sc := range strings.Split(raw, " ") {
+		if sc == "" || contains(out, sc) {
+			continue
+		}
+		if !validScopeToken(sc) {
+			return nil, ErrInvalidScope("malformed scope")
+		}
+		if !s.scopeAllowed(sc, c) {
+			return nil, ErrInvalidScope("scope " + safeName(sc) + " is not allowed for this client")
+		}
+		out = append(out, sc)
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	defaults := c.DefaultScopes
+	if len(defaults) == 0 {
+		defaults = s.cfg.DefaultScopes
+	}
+	for _, sc := range defaults {
+		if s.scopeAllowed(sc, c) && !contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) scopeAllowed(sc string, c storage.Client) bool {
+	if !contains(s.cfg.Scopes, sc) {
+		return false
+	}
+	if sc == ScopeOfflineAccess {
+		return allowsGrant(c, GrantRefreshToken)
+	}
+	return len(c.Scopes) == 0 || contains(c.Scopes, sc)
+}
+
+// returnTo is the same-origin URL the hosted login sends the browser back
+// to. After a forced login it drops prompt=login and max_age so the fresh
+// sign-in is not asked for again.
+func (s *Server) returnTo(ar *authzRequest, forced bool) string {
+	if !forced {
+		return s.path(pathAuthorize) + "?" + ar.rawQuery
+	}
+	q := url.Values{}
+	for k, v := range ar.query {
+		q[k] = v
+	}
+	q.Del("max_age")
+	var keep []string
+	for p := range ar.prompt {
+		if p != "login" {
+			keep = append(keep, p)
+		}
+	}
+	if len(keep) == 0 {
+		q.Del("prompt")
+	} else {
+		q.Set("prompt", strings.Join(keep, " "))
+	}
+	return s.path(pathAuthorize) + "?" + q.Encode()
+}
+
+// issueCode mints an authorization code (OAuth 2.1 §4.1.2): 256 random bits,
+// stored as SHA-256, bound to client, redirect URI, challenge, user, scopes,
+// resource and the grant id its redemption will create; then 303 to the
+// client with code, state and iss, each exactly once.
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequest, id Identity) {
+	code, err1 := randomToken(32)
+	grantID, err2 := randomToken(16)
+	if err1 != nil || err2 != nil {
+		s.cfg.Logger.Error("authserver: random", "error", errors.Join(err1, err2))
+		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, ErrServerError())
+		return
+	}
+	now := s.cfg.Now()
+	ac := storage.AuthCode{
+		Hash:                hashToken(code),
+		ClientID:            ar.client.ID,
+		RedirectURI:         ar.redirectURI,
+		CodeChallenge:       ar.challenge,
+		CodeChallengeMethod: "S256",
+		Subject:             id.Subject,
+		Scopes:              ar.scopes,
+		Resource:            ar.resource,
+		AuthTime:            id.AuthTime,
+		GrantID:             grantID,
+		CreatedAt:           now,
+		ExpiresAt:           now.Add(s.cfg.CodeTTL),
+	}
+	if err := s.store.SaveCode(r.Context(), ac); err != nil {
+		s.cfg.Logger.Error("authserver: save code", "client_id", ar.client.ID, "error", err)
+		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, ErrTemporarilyUnavailable("storage unavailable"))
+		return
+	}
+	s.emit(r.Context(), r, storage.AuditEvent{Type: "code.issued", Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,
+		Detail: map[string]string{"grant_id": grantID, "scope": strings.Join(ar.scopes, " "), "resource": ar.resource}})
+	params := url.Values{"code": {code}, "iss": {s.cfg.Issuer}}
+	if ar.state != "" {
+		params.Set("state", ar.state)
+	}
+	target, ok := withParams(ar.redirectURI, params)
+	if !ok {
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "redirect_uri is not usable")
+		return
+	}
+	w.Header().Set("Location", target)
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// withParams adds params to uri's query, keeping the rest of its query byte
+// for byte and dropping pairs named like one of params, so that each of ours
+// appears exactly once.
+func withParams(uri string, params url.Values) (string, bool) {
+	if uri == "" || strings.ContainsRune(uri, '#') {
+		return "", false
+	}
+	if u, err := url.Parse(uri); err != nil || u.Scheme == "" {
+		return "", false
+	}
+	base, query, _ := strings.Cut(uri, "?")
+	var kept []string
+	for _, pair := range strings.Split(query, "&") {
+		if pair == "" {
+			continue
+		}
+		name, _, _ := strings.Cut(pair, "=")
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+		if _, ours := params[name]; !ours {
+			kept = append(kept, pair)
+		}
+	}
+	kept = append(kept, params.Encode())
+	return base + "?" + strings.Join(kept, "&"), true
+}

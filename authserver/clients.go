@@ -1,0 +1,363 @@
+package authserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// Token endpoint authentication methods.
+const (
+	AuthMethodNone              = "none"
+	AuthMethodClientSecretBasic = "client_secret_basic"
+	AuthMethodClientSecretPost  = "client_secret_post"
+)
+
+// Grant types served.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+)
+
+// errClientUnknown is returned by lookupClient for ids no one knows.
+var errClientUnknown = errors.New("authserver: unknown client")
+
+// lookupClient finds a client: https ids through the ClientResolver (CIMD),
+// others in the store (owned and DCR clients). Unknown ids wrap
+// errClientUnknown; other errors are store or fetch failures.
+func (s *Server) lookupClient(ctx context.Context, id string) (storage.Client, error) {
+	if id == "" || len(id) > 2048 {
+		return storage.Client{}, errClientUnknown
+	}
+	if isURLClientID(id) {
+		if s.cfg.ClientResolver == nil {
+			return storage.Client{}, errClientUnknown
+		}
+		c, err := s.cfg.ClientResolver.ResolveClient(ctx, id)
+		if err != nil {
+			return storage.Client{}, fmt.Errorf("%w: %w", errClientUnknown, err)
+		}
+		if c.ID != id {
+			return storage.Client{}, fmt.Errorf("%w: resolver returned another client id", errClientUnknown)
+		}
+		if c.Kind == "" {
+			c.Kind = storage.ClientCIMD
+		}
+		return c, nil
+	}
+	c, err := s.store.GetClient(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Client{}, errClientUnknown
+	}
+	if err != nil {
+		return storage.Client{}, fmt.Errorf("authserver: get client: %w", err)
+	}
+	return c, nil
+}
+
+// thirdParty reports whether the client was not configured by the operator
+// (CIMD, DCR): those always see consent and never get redirected errors
+// before sign-in.
+func thirdParty(c storage.Client) bool { return c.Kind != storage.ClientOwned }
+
+// allowsGrant reports whether the client may use a grant type (an empty list
+// means both grants served).
+func allowsGrant(c storage.Client, gt string) bool {
+	if len(c.GrantTypes) == 0 {
+		return gt == GrantAuthorizationCode || gt == GrantRefreshToken
+	}
+	return contains(c.GrantTypes, gt)
+}
+
+func confidential(c storage.Client) bool {
+	return c.TokenEndpointAuthMethod == AuthMethodClientSecretBasic || c.TokenEndpointAuthMethod == AuthMethodClientSecretPost
+}
+
+// authenticateClient authenticates the client of a /token or /revoke request
+// (RFC 6749 §2.3, OAuth 2.1 §2.4). Public clients send client_id only;
+// confidential owned clients use HTTP Basic or client_secret in the body,
+// never both. Every failure is invalid_client (401) except a store failure.
+func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.Client, *Error) {
+	formID, formSecret := form.Get("client_id"), form.Get("client_secret")
+	basicID, basicSecret, basic, bad := basicCredentials(r)
+	if bad {
+		return storage.Client{}, ErrInvalidClient("malformed basic credentials")
+	}
+	var id, secret, method string
+	switch {
+	case basic && formSecret != "":
+		return storage.Client{}, ErrInvalidRequest("more than one client authentication method")
+	case basic:
+		if formID != "" && formID != basicID {
+			return storage.Client{}, ErrInvalidRequest("client_id does not match the authenticated client")
+		}
+		id, secret, method = basicID, basicSecret, AuthMethodClientSecretBasic
+	case formSecret != "":
+		id, secret, method = formID, formSecret, AuthMethodClientSecretPost
+	default:
+		id, method = formID, AuthMethodNone
+	}
+	if id == "" {
+		return storage.Client{}, ErrInvalidClient("client authentication required")
+	}
+	c, err := s.lookupClient(r.Context(), id)
+	if err != nil {
+		if errors.Is(err, errClientUnknown) {
+			return storage.Client{}, ErrInvalidClient("client authentication failed")
+		}
+		s.cfg.Logger.Error("authserver: client lookup", "error", err)
+		return storage.Client{}, ErrTemporarilyUnavailable("storage unavailable")
+	}
+	if c.Disabled {
+		return storage.Client{}, ErrInvalidClient("client authentication failed")
+	}
+	if confidential(c) {
+		// Either secret method is accepted for a confidential client.
+		if method == AuthMethodNone || c.Kind != storage.ClientOwned || !verifyClientSecret(c.SecretHash, secret) {
+			return storage.Client{}, ErrInvalidClient("client authentication failed")
+		}
+		return c, nil
+	}
+	if method != AuthMethodNone {
+		// A public client has no secret: a presented one is not trusted.
+		return storage.Client{}, ErrInvalidClient("client authentication failed")
+	}
+	return c, nil
+}
+
+// basicCredentials decodes an HTTP Basic Authorization header whose parts are
+// form-urlencoded (RFC 6749 §2.3.1). bad is set for a Basic header that does
+// not decode.
+func basicCredentials(r *http.Request) (id, secret string, ok, bad bool) {
+	h := r.Header.Values("Authorization")
+	if len(h) == 0 {
+		return "", "", false, false
+	}
+	if len(h) > 1 || !usedBasicAuth(r) {
+		// Several headers, or a scheme we do not serve for clients.
+		return "", "", false, true
+	}
+	rawID, rawSecret, ok2 := r.BasicAuth()
+	if !ok2 {
+		return "", "", false, true
+	}
+	var err1, err2 error
+	id, err1 = url.QueryUnescape(rawID)
+	secret, err2 = url.QueryUnescape(rawSecret)
+	if err1 != nil || err2 != nil || id == "" {
+		return "", "", false, true
+	}
+	return id, secret, true, false
+}
+
+// Argon2id parameters for client secrets (RFC 9106 second recommendation,
+// OWASP: m=19 MiB, t=2, p=1).
+const (
+	secretArgonTime    = 2
+	secretArgonMemory  = 19 * 1024
+	secretArgonThreads = 1
+	secretArgonKeyLen  = 32
+)
+
+// HashClientSecret hashes a client secret as an argon2id PHC string
+// ("$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>"), the format
+// storage.Client.SecretHash holds.
+func HashClientSecret(secret string) (string, error) {
+	if len(secret) < 16 {
+		return "", errors.New("authserver: client secret too short (at least 16 characters)")
+	}
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("authserver: random: %w", err)
+	}
+	key := argon2.IDKey([]byte(secret), salt, secretArgonTime, secretArgonMemory, secretArgonThreads, secretArgonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, secretArgonMemory, secretArgonTime, secretArgonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+}
+
+type argonParams struct {
+	memory  uint32
+	time    uint32
+	threads uint8
+	salt    []byte
+	key     []byte
+}
+
+// parseArgon2id parses a PHC argon2id string with sane bounds.
+func parseArgon2id(phc string) (argonParams, error) {
+	var p argonParams
+	parts := strings.Split(phc, "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != "v="+strconv.Itoa(argon2.Version) {
+		return p, errors.New("authserver: not an argon2id PHC string")
+	}
+	for _, kv := range strings.Split(parts[3], ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		n, err := strconv.ParseUint(v, 10, 32)
+		if !ok || err != nil {
+			return p, errors.New("authserver: bad argon2id parameters")
+		}
+		switch k {
+		case "m":
+			p.memory = uint32(n)
+		case "t":
+			p.time = uint32(n)
+		case "p":
+			if n > 255 {
+				return p, errors.New("authserver: bad argon2id parameters")
+			}
+			p.threads = uint8(n)
+		default:
+			return p, errors.New("authserver: bad argon2id parameters")
+		}
+	}
+	if p.memory < 8*1024 || p.memory > 1<<20 || p.time < 1 || p.time > 16 || p.threads < 1 || p.threads > 16 {
+		return p, errors.New("authserver: argon2id parameters out of bounds")
+	}
+	var err error
+	if p.salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil || len(p.salt) < 8 {
+		return p, errors.New("authserver: bad argon2id salt")
+	}
+	if p.key, err = base64.RawStdEncoding.DecodeString(parts[5]); err != nil || len(p.key) < 16 || len(p.key) > 64 {
+		return p, errors.New("authserver: bad argon2id hash")
+	}
+	return p, nil
+}
+
+// verifyClientSecret compares secret with an argon2id PHC hash in constant
+// time.
+func verifyClientSecret(phc, secret string) bool {
+	p, err := parseArgon2id(phc)
+	if err != nil || secret == "" || len(secret) > 1024 {
+		return false
+	}
+	got := argon2.IDKey([]byte(secret), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
+	return subtle.ConstantTimeCompare(got, p.key) == 1
+}
+
+// ClientFingerprint hashes the consent-relevant metadata of a client (name,
+// redirect URIs, logo): a change asks the user for fresh consent.
+func ClientFingerprint(c storage.Client) string {
+	uris := append([]string(nil), c.RedirectURIs...)
+	sort.Strings(uris)
+	h := sha256.New()
+	for _, f := range append([]string{c.Name, c.LogoURI, c.ClientURI}, uris...) {
+		fmt.Fprintf(h, "%d:%s\n", len(f), f)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// seedClients validates and upserts the owned clients of the config.
+func (s *Server) seedClients(ctx context.Context, clients []storage.Client) error {
+	seen := map[string]bool{}
+	for _, c := range clients {
+		if err := s.validateOwnedClient(&c); err != nil {
+			return err
+		}
+		if seen[c.ID] {
+			return fmt.Errorf("authserver: client %q configured twice", c.ID)
+		}
+		seen[c.ID] = true
+		now := s.cfg.Now()
+		old, err := s.store.GetClient(ctx, c.ID)
+		switch {
+		case err == nil:
+			if old.Kind != storage.ClientOwned {
+				return fmt.Errorf("authserver: client %q already exists as a %s client", c.ID, old.Kind)
+			}
+			c.CreatedAt, c.LastUsedAt = old.CreatedAt, old.LastUsedAt
+			c.Disabled = c.Disabled || old.Disabled // an operator's disable survives a restart
+		case errors.Is(err, storage.ErrNotFound):
+			c.CreatedAt = now
+		default:
+			return fmt.Errorf("authserver: seed client %q: %w", c.ID, err)
+		}
+		c.UpdatedAt = now
+		if err := s.store.PutClient(ctx, c); err != nil {
+			return fmt.Errorf("authserver: seed client %q: %w", c.ID, err)
+		}
+	}
+	return nil
+}
+
+// validateOwnedClient checks and normalizes a configured client.
+func (s *Server) validateOwnedClient(c *storage.Client) error {
+	if c.ID == "" || len(c.ID) > 255 || isURLClientID(c.ID) || strings.ContainsAny(c.ID, " \t\r\n") {
+		return fmt.Errorf("authserver: invalid client id %q (non-empty, no spaces, not an https URL)", c.ID)
+	}
+	c.Kind = storage.ClientOwned
+	if len(c.RedirectURIs) == 0 {
+		return fmt.Errorf("authserver: client %q: at least one redirect URI is required", c.ID)
+	}
+	for _, u := range c.RedirectURIs {
+		if err := ValidateRedirectURI(u); err != nil {
+			return fmt.Errorf("authserver: client %q: redirect URI %q: %w", c.ID, u, err)
+		}
+	}
+	if len(c.GrantTypes) == 0 {
+		c.GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken}
+	}
+	for _, g := range c.GrantTypes {
+		if g != GrantAuthorizationCode && g != GrantRefreshToken {
+			return fmt.Errorf("authserver: client %q: unsupported grant type %q", c.ID, g)
+		}
+	}
+	for _, sc := range append(append([]string{}, c.Scopes...), c.DefaultScopes...) {
+		if !contains(s.cfg.Scopes, sc) {
+			return fmt.Errorf("authserver: client %q: scope %q is not offered by the server", c.ID, sc)
+		}
+	}
+	if len(c.Scopes) > 0 {
+		for _, sc := range c.DefaultScopes {
+			if !contains(c.Scopes, sc) {
+				return fmt.Errorf("authserver: client %q: default scope %q is not among its scopes", c.ID, sc)
+			}
+		}
+	}
+	if c.DefaultAudience != "" {
+		n, err := NormalizeResource(c.DefaultAudience)
+		if err != nil {
+			return fmt.Errorf("authserver: client %q: default audience: %w", c.ID, err)
+		}
+		c.DefaultAudience = n
+	}
+	if c.AccessTokenTTL < 0 || c.RefreshTokenTTL < 0 {
+		return fmt.Errorf("authserver: client %q: negative token lifetime", c.ID)
+	}
+	switch c.TokenEndpointAuthMethod {
+	case "":
+		if c.SecretHash != "" {
+			c.TokenEndpointAuthMethod = AuthMethodClientSecretBasic
+		} else {
+			c.TokenEndpointAuthMethod = AuthMethodNone
+		}
+	case AuthMethodNone, AuthMethodClientSecretBasic, AuthMethodClientSecretPost:
+	default:
+		return fmt.Errorf("authserver: client %q: unsupported token endpoint auth method %q", c.ID, c.TokenEndpointAuthMethod)
+	}
+	if confidential(*c) {
+		if _, err := parseArgon2id(c.SecretHash); err != nil {
+			return fmt.Errorf("authserver: client %q: secret hash: %w", c.ID, err)
+		}
+	} else if c.SecretHash != "" {
+		return fmt.Errorf("authserver: client %q: a public client has no secret", c.ID)
+	}
+	if c.Name == "" {
+		c.Name = c.ID
+	}
+	c.Fingerprint = ClientFingerprint(*c)
+	return nil
+}

@@ -1,0 +1,217 @@
+package authserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// Store is every storage role the authorization server needs.
+type Store interface {
+	storage.Clients
+	storage.Codes
+	storage.Grants
+	storage.Keys
+	storage.Consents
+	storage.Audit
+}
+
+// ClientResolver resolves client ids that are https URLs (Client ID Metadata
+// Documents). It returns a client of Kind storage.ClientCIMD, or an error.
+type ClientResolver interface {
+	ResolveClient(ctx context.Context, clientID string) (storage.Client, error)
+}
+
+// Limits and defaults.
+const (
+	DefaultCodeTTL         = 60 * time.Second
+	MaxCodeTTL             = 10 * time.Minute
+	DefaultAccessTokenTTL  = time.Hour
+	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
+	DefaultGrantTTL        = 90 * 24 * time.Hour
+	DefaultConsentTTL      = 90 * 24 * time.Hour
+
+	// maxFormBytes caps the body of /token, /revoke and the consent form.
+	maxFormBytes = 64 << 10
+)
+
+// ScopeOfflineAccess is always offered.
+const ScopeOfflineAccess = "offline_access"
+
+// Config configures a Server.
+type Config struct {
+	// Issuer is the exact issuer identifier: https, or http on localhost,
+	// 127.0.0.1 or [::1] for development. It is never built from request
+	// headers.
+	Issuer string
+	// PathPrefix puts every endpoint under this path ("" = the origin's root:
+	// /authorize, /token, /revoke, /register, /jwks.json).
+	PathPrefix string
+	// Store holds clients, codes, grants, keys, consents and the audit log.
+	Store Store
+	// Browser is the hosted login (who is signed in, login, consent and error
+	// pages, CSRF).
+	Browser Browser
+	// Keys signs access tokens. When nil, New builds one from Store with
+	// KeyConfig and runs its rotation loop until Close.
+	Keys      *KeySet
+	KeyConfig KeyConfig
+	// Scopes is scopes_supported; offline_access is always added.
+	Scopes []string
+	// DefaultScopes apply when a request carries no scope and the client has
+	// no default scopes.
+	DefaultScopes []string
+	// Resources is the RFC 8707 resource policy.
+	Resources ResourcePolicy
+	// Clients are owned clients seeded (upserted) at New.
+	Clients []storage.Client
+	// CodeTTL is the life of an authorization code (default 60s, at most 10m).
+	CodeTTL time.Duration
+	// AccessTokenTTL is the life of an access token (default 1h); a client's
+	// AccessTokenTTL overrides it.
+	AccessTokenTTL time.Duration
+	// RefreshTokenTTL is the idle life of a refresh token (default 30 days); a
+	// client's RefreshTokenTTL overrides it.
+	RefreshTokenTTL time.Duration
+	// GrantTTL is the absolute life of a grant family (default 90 days).
+	GrantTTL time.Duration
+	// ConsentTTL is how long a remembered consent lasts (default 90 days).
+	ConsentTTL time.Duration
+	// CORS applies to metadata, JWKS, token, revocation and registration.
+	CORS CORS
+	// ClientResolver resolves https client ids (CIMD). Nil: such ids are
+	// unknown clients.
+	ClientResolver ClientResolver
+	// Registration serves /register (DCR) when non-nil.
+	Registration http.Handler
+	// OnEvent is called for every audit event (metrics); events are written
+	// to Store anyway.
+	OnEvent func(storage.AuditEvent)
+	// ClientIP returns the client's IP as resolved by the proxy in front
+	// (Caddy's client_ip). Nil: the request's RemoteAddr.
+	ClientIP func(*http.Request) string
+	// EndSessionEndpoint is advertised in the metadata when set (served by
+	// the hosted login).
+	EndSessionEndpoint string
+	// ServiceDocumentation is advertised in the metadata when set.
+	ServiceDocumentation string
+	Now                  func() time.Time
+	Logger               *slog.Logger
+}
+
+// withDefaults validates cfg and fills in defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Store == nil {
+		return cfg, errors.New("authserver: config: store is required")
+	}
+	if cfg.Browser == nil {
+		return cfg, errors.New("authserver: config: browser is required")
+	}
+	if err := validateIssuer(cfg.Issuer); err != nil {
+		return cfg, err
+	}
+	if p := cfg.PathPrefix; p != "" {
+		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#\\ ") || strings.Contains(p, "//") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") {
+			return cfg, fmt.Errorf("authserver: config: invalid path prefix %q", p)
+		}
+		cfg.PathPrefix = strings.TrimSuffix(p, "/")
+	}
+	switch {
+	case cfg.CodeTTL == 0:
+		cfg.CodeTTL = DefaultCodeTTL
+	case cfg.CodeTTL < 0 || cfg.CodeTTL > MaxCodeTTL:
+		return cfg, fmt.Errorf("authserver: config: code ttl %s out of range (0, %s]", cfg.CodeTTL, MaxCodeTTL)
+	}
+	if cfg.AccessTokenTTL < 0 || cfg.RefreshTokenTTL < 0 || cfg.GrantTTL < 0 || cfg.ConsentTTL < 0 {
+		return cfg, errors.New("authserver: config: negative lifetime")
+	}
+	if cfg.AccessTokenTTL == 0 {
+		cfg.AccessTokenTTL = DefaultAccessTokenTTL
+	}
+	if cfg.RefreshTokenTTL == 0 {
+		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
+	if cfg.GrantTTL == 0 {
+		cfg.GrantTTL = DefaultGrantTTL
+	}
+	if cfg.ConsentTTL == 0 {
+		cfg.ConsentTTL = DefaultConsentTTL
+	}
+	for _, sc := range append(append([]string{}, cfg.Scopes...), cfg.DefaultScopes...) {
+		if !validScopeToken(sc) {
+			return cfg, fmt.Errorf("authserver: config: invalid scope %q", sc)
+		}
+	}
+	if !contains(cfg.Scopes, ScopeOfflineAccess) {
+		cfg.Scopes = append(append([]string{}, cfg.Scopes...), ScopeOfflineAccess)
+	}
+	for _, sc := range cfg.DefaultScopes {
+		if !contains(cfg.Scopes, sc) {
+			return cfg, fmt.Errorf("authserver: config: default scope %q is not in scopes", sc)
+		}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}
+
+// validateIssuer enforces RFC 8414 §2: https, no query, no fragment; http
+// only on loopback hosts (development).
+func validateIssuer(issuer string) error {
+	u, err := url.Parse(issuer)
+	if err != nil || issuer == "" {
+		return fmt.Errorf("authserver: config: invalid issuer %q", issuer)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.Contains(issuer, "#") || strings.Contains(issuer, "?") || u.User != nil || u.Host == "" {
+		return fmt.Errorf("authserver: config: issuer %q must be an absolute URL with no query, fragment or userinfo", issuer)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		h := u.Hostname()
+		if ip := net.ParseIP(h); !(h == "localhost" || (ip != nil && ip.IsLoopback())) {
+			return fmt.Errorf("authserver: config: issuer %q must be https (http only on loopback)", issuer)
+		}
+	default:
+		return fmt.Errorf("authserver: config: issuer %q must be https", issuer)
+	}
+	if strings.HasSuffix(u.Path, "/") {
+		return fmt.Errorf("authserver: config: issuer %q must not end with /", issuer)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// validScopeToken: RFC 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScopeToken(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}

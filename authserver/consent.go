@@ -1,0 +1,130 @@
+package authserver
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// consentNeeded decides whether the user must see the consent page
+// (requirement 13): always for prompt=consent; never for an owned client
+// with SkipConsent; otherwise unless a remembered consent of this user for
+// this client covers the scopes (superset), the same resource and the
+// client's current metadata fingerprint.
+func (s *Server) consentNeeded(r *http.Request, ar *authzRequest, id Identity) (bool, error) {
+	if ar.prompt["consent"] {
+		return true, nil
+	}
+	if !thirdParty(ar.client) && ar.client.SkipConsent {
+		return false, nil
+	}
+	c, err := s.store.GetConsent(r.Context(), id.Subject, ar.client.ID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !c.ExpiresAt.IsZero() && !s.cfg.Now().Before(c.ExpiresAt) {
+		return true, nil
+	}
+	if c.Fingerprint != fingerprintOf(ar.client) || c.Resource != ar.resource {
+		return true, nil
+	}
+	for _, sc := range ar.scopes {
+		if !contains(c.Scopes, sc) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// fingerprintOf is the client's metadata fingerprint (set by the CIMD
+// resolver and DCR; computed for clients that lack one).
+func fingerprintOf(c storage.Client) string {
+	if c.Fingerprint != "" {
+		return c.Fingerprint
+	}
+	return ClientFingerprint(c)
+}
+
+// consentPage describes the consent page for this request.
+func (s *Server) consentPage(ar *authzRequest, id Identity) ConsentPage {
+	p := ConsentPage{
+		Client:       ar.client,
+		RedirectHost: redirectHost(ar.redirectURI),
+		Scopes:       ar.scopes,
+		Resource:     ar.resource,
+		Action:       s.path(pathAuthorize) + "?" + ar.rawQuery,
+		User:         id,
+		LoopbackOnly: len(ar.client.RedirectURIs) > 0,
+	}
+	if ar.client.Kind == storage.ClientCIMD {
+		if u, err := url.Parse(ar.client.ID); err == nil {
+			p.ClientIDHost = u.Host
+		}
+	}
+	for _, u := range ar.client.RedirectURIs {
+		if !IsLoopbackRedirect(u) {
+			p.LoopbackOnly = false
+		}
+	}
+	return p
+}
+
+// redirectHost is the host of an http(s) redirect URI, or the scheme of a
+// private-use one ("cursor:").
+func redirectHost(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return ""
+	}
+	if u.Scheme == "http" || u.Scheme == "https" {
+		return u.Host
+	}
+	return u.Scheme + ":"
+}
+
+// consentPosted handles the consent form (POST /authorize): CSRF, then the
+// decision. The request itself was validated again from the query.
+func (s *Server) consentPosted(w http.ResponseWriter, r *http.Request, ar *authzRequest, id Identity) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := s.cfg.Browser.VerifyCSRF(r); err != nil {
+		s.cfg.Browser.Error(w, r, http.StatusForbidden, CodeInvalidRequest, "the form has expired; go back to the application and try again")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "malformed form")
+		return
+	}
+	decision := r.PostForm["decision"]
+	if len(decision) != 1 {
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "missing decision")
+		return
+	}
+	switch decision[0] {
+	case "approve":
+	case "deny":
+		s.emit(r.Context(), r, storage.AuditEvent{Type: "consent.denied", Outcome: "denied", Subject: id.Subject, ClientID: ar.client.ID})
+		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, ErrAccessDenied("the user denied the request"))
+		return
+	default:
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "unknown decision")
+		return
+	}
+	if strings.EqualFold(r.PostForm.Get("remember"), "on") {
+		now := s.cfg.Now()
+		c := storage.Consent{Subject: id.Subject, ClientID: ar.client.ID, Scopes: ar.scopes, Resource: ar.resource,
+			Fingerprint: fingerprintOf(ar.client), GrantedAt: now, ExpiresAt: now.Add(s.cfg.ConsentTTL)}
+		if err := s.store.PutConsent(r.Context(), c); err != nil {
+			// Not fatal: the user approved; they will be asked again.
+			s.cfg.Logger.Warn("authserver: remember consent", "client_id", ar.client.ID, "error", err)
+		}
+	}
+	s.emit(r.Context(), r, storage.AuditEvent{Type: "consent.granted", Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,
+		Detail: map[string]string{"scope": strings.Join(ar.scopes, " "), "resource": ar.resource}})
+	s.issueCode(w, r, ar, id)
+}

@@ -1,0 +1,53 @@
+// Package authserver is the OAuth 2.1 authorization server of caddy-mcpauth,
+// a plain http.Handler that knows nothing of Caddy.
+//
+// It serves, on the issuer's origin (under Config.PathPrefix when set):
+//
+//	/.well-known/oauth-authorization-server[/issuer-path]  RFC 8414 metadata (path-inserted, §3.1)
+//	/authorize   authorization code + PKCE S256 (GET; POST only for the consent form)
+//	/token       authorization_code and refresh_token grants
+//	/revoke      RFC 7009 revocation
+//	/jwks.json   the public signing keys
+//	/register    RFC 7591 registration, only when Config.Registration is set
+//
+// /.well-known/openid-configuration is deliberately NOT served: this server
+// issues no ID tokens and has no userinfo endpoint, so an OpenID Provider
+// configuration would advertise what is not served (requirement 1: "only if
+// it is complete and valid"). Clients that probe it get a 404 and fall back to
+// RFC 8414 metadata, as the MCP authorization specification prescribes.
+//
+// Errors are typed values (errors.go) written in one place. The split between
+// errors shown to the user and errors redirected to the client follows
+// RFC 9700 §4.11.2 and requirement 4: a bad client_id or redirect_uri is never
+// redirected; for third-party clients (CIMD, DCR) neither is any error raised
+// before the user has signed in.
+//
+// Documented choices (requirements 2-10, 13):
+//
+//   - redirect_uri is required on every authorization request, also for
+//     clients with a single registered URI, and must then be sent unchanged to
+//     /token (OAuth 2.1 §4.1.3). MCP clients always send it.
+//   - An authorization request is a GET; POST /authorize is only the consent
+//     form posting back to the request's own URL (the request parameters are
+//     re-read and re-validated from its query).
+//   - prompt=login and an exceeded max_age send the browser to the hosted login
+//     with ForceLogin; the return URL drops prompt=login and max_age so the
+//     fresh sign-in is not asked for again in a loop.
+//   - A failed check at /token (client binding, redirect_uri, PKCE, resource)
+//     burns the code. Syntax errors found before the store is touched (missing
+//     code, redirect_uri or code_verifier, duplicated parameters) leave it
+//     redeemable.
+//   - A replayed code whose client and verifier are valid revokes the grant
+//     the first redemption produced; a replay with a wrong verifier or from
+//     another client revokes nothing. Both answer invalid_grant.
+//   - A refresh token is issued to every client allowed the refresh_token
+//     grant (MCP clients rarely ask for offline_access but expect one).
+//   - Confidential owned clients authenticate with client_secret_basic or
+//     client_secret_post (either; never both in one request). Secrets are
+//     stored as argon2id PHC strings (HashClientSecret).
+//   - /revoke answers 400 unauthorized_client and changes nothing when the
+//     token belongs to another client (RFC 7009 §2.1 "refuses"); unknown,
+//     expired or already revoked tokens answer 200; a storage failure 503.
+//   - Audit events are appended by a background writer in batches so that a
+//     code exchange costs exactly one write transaction on the request path.
+package authserver

@@ -1,0 +1,401 @@
+package authserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// Endpoint paths relative to Config.PathPrefix.
+const (
+	pathAuthorize = "/authorize"
+	pathToken     = "/token"
+	pathRevoke    = "/revoke"
+	pathRegister  = "/register"
+	pathJWKS      = "/jwks.json"
+)
+
+// Server is the authorization server. Create it with New; it is safe for
+// concurrent use.
+type Server struct {
+	cfg      Config
+	store    Store
+	keys     *KeySet
+	ownKeys  bool
+	origin   string // scheme://host of the issuer
+	metadata map[string]any
+	metaJSON []byte
+	routes   map[string]http.Handler
+
+	audit   *auditWriter
+	touched sync.Map // client id -> time.Time of the last TouchClient
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New validates cfg, seeds the owned clients and builds the server. When
+// cfg.Keys is nil it loads (or creates) the signing keys from the store and
+// runs their rotation loop until Close.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(cfg.Issuer) // validated
+	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host}
+
+	if err := s.seedClients(ctx, cfg.Clients); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.keys = cfg.Keys
+	if s.keys == nil {
+		kc := cfg.KeyConfig
+		if kc.Now == nil {
+			kc.Now = cfg.Now
+		}
+		if kc.Logger == nil {
+			kc.Logger = cfg.Logger
+		}
+		ks, err := NewKeySet(ctx, cfg.Store, kc)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("authserver: signing keys: %w", err)
+		}
+		s.keys, s.ownKeys = ks, true
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); ks.Run(runCtx) }()
+	}
+	s.audit = newAuditWriter(cfg.Store, cfg.Logger)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.audit.run() }()
+
+	reg := ""
+	if cfg.Registration != nil {
+		reg = s.endpoint(pathRegister)
+	}
+	s.metadata = BuildMetadata(MetadataInput{
+		Issuer:                cfg.Issuer,
+		AuthorizationEndpoint: s.endpoint(pathAuthorize),
+		TokenEndpoint:         s.endpoint(pathToken),
+		RevocationEndpoint:    s.endpoint(pathRevoke),
+		RegistrationEndpoint:  reg,
+		JWKSURI:               s.endpoint(pathJWKS),
+		EndSessionEndpoint:    cfg.EndSessionEndpoint,
+		ScopesSupported:       cfg.Scopes,
+		CIMD:                  cfg.ClientResolver != nil,
+		SigningAlg:            s.keys.Algorithm(),
+		ServiceDocumentation:  cfg.ServiceDocumentation,
+	})
+	if s.metaJSON, err = json.Marshal(s.metadata); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("authserver: metadata: %w", err)
+	}
+
+	cors := cfg.CORS
+	meta := cors.Wrap(http.HandlerFunc(s.serveMetadata))
+	s.routes = map[string]http.Handler{
+		MetadataPath(cfg.Issuer):              meta,
+		s.path(pathAuthorize):                 http.HandlerFunc(s.serveAuthorize), // never CORS
+		s.path(pathToken):                     cors.Wrap(http.HandlerFunc(s.serveToken)),
+		s.path(pathRevoke):                    cors.Wrap(http.HandlerFunc(s.serveRevoke)),
+		s.path(pathJWKS):                      cors.Wrap(JWKSHandler(s.keys)),
+	}
+	if u.Path != "" && u.Path != "/" {
+		// Also the OIDC-style appended form ({issuer}/.well-known/...), which
+		// some clients still build; same document.
+		s.routes[strings.TrimSuffix(u.Path, "/")+"/.well-known/oauth-authorization-server"] = meta
+	}
+	if cfg.Registration != nil {
+		s.routes[s.path(pathRegister)] = cors.Wrap(cfg.Registration)
+	}
+	return s, nil
+}
+
+// path is an endpoint's path on the issuer's origin.
+func (s *Server) path(p string) string { return s.cfg.PathPrefix + p }
+
+// endpoint is an endpoint's absolute URL.
+func (s *Server) endpoint(p string) string { return s.origin + s.path(p) }
+
+// Handles reports whether r's path is one of the server's endpoints or
+// well-known documents.
+func (s *Server) Handles(r *http.Request) bool {
+	_, ok := s.routes[r.URL.Path]
+	return ok
+}
+
+// ServeHTTP serves every endpoint of the authorization server; other paths
+// get a JSON 404.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, ok := s.routes[r.URL.Path]
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint"})
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// Keys returns the signing key set (the guard's in-process key source).
+func (s *Server) Keys() *KeySet { return s.keys }
+
+// Metadata returns the RFC 8414 metadata document.
+func (s *Server) Metadata() map[string]any {
+	out := make(map[string]any, len(s.metadata))
+	for k, v := range s.metadata {
+		out[k] = v
+	}
+	return out
+}
+
+// serveMetadata writes the metadata document (GET, HEAD).
+func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+		WriteError(w, r, &Error{Code: "invalid_request", Description: "method not allowed", Status: http.StatusMethodNotAllowed})
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(s.metaJSON)
+	}
+}
+
+// Active reports whether a grant may still be used by clientID: it exists, is
+// not revoked or expired, belongs to clientID, and the client is not disabled
+// or deleted. It implements the resource guard's revocation check.
+func (s *Server) Active(ctx context.Context, grantID, clientID string) (bool, error) {
+	g, err := s.store.GetGrant(ctx, grantID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("authserver: active: %w", err)
+	}
+	if g.Revoked() || g.ClientID != clientID || (!g.ExpiresAt.IsZero() && !s.cfg.Now().Before(g.ExpiresAt)) {
+		return false, nil
+	}
+	c, err := s.store.GetClient(ctx, clientID)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		// CIMD clients live in their metadata documents, not necessarily in
+		// the store; a deleted owned or DCR client ends its grants.
+		return isURLClientID(clientID), nil
+	case err != nil:
+		return false, fmt.Errorf("authserver: active: %w", err)
+	}
+	return !c.Disabled, nil
+}
+
+// RevokeClient ends every grant of a client now and forgets its remembered
+// consents. It returns the number of grants revoked.
+func (s *Server) RevokeClient(ctx context.Context, clientID string) (int, error) {
+	n, err := s.store.RevokeClientGrants(ctx, clientID, "client_revoked", s.cfg.Now())
+	if err != nil {
+		return n, fmt.Errorf("authserver: revoke client: %w", err)
+	}
+	if _, err := s.store.DeleteClientConsents(ctx, clientID); err != nil {
+		return n, fmt.Errorf("authserver: revoke client consents: %w", err)
+	}
+	s.emit(ctx, nil, storage.AuditEvent{Type: "client.revoked", ClientID: clientID, Outcome: "success",
+		Detail: map[string]string{"grants": fmt.Sprint(n)}})
+	return n, nil
+}
+
+// Close stops the background work (key rotation when New built the key set,
+// the audit writer) and flushes pending audit events. It does not close the
+// store.
+func (s *Server) Close() error {
+	s.once.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
+		if s.audit != nil {
+			s.audit.close()
+		}
+		s.wg.Wait()
+	})
+	return nil
+}
+
+// --- helpers shared by the endpoints ---
+
+// randomToken returns n random bytes, base64url without padding.
+func randomToken(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("authserver: random: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// hashToken is the SHA-256 under which codes and refresh tokens are stored.
+func hashToken(t string) []byte {
+	h := sha256.Sum256([]byte(t))
+	return h[:]
+}
+
+func isURLClientID(id string) bool { return strings.HasPrefix(id, "https://") }
+
+func (s *Server) clientIP(r *http.Request) string {
+	if r == nil {
+		return ""
+	}
+	if s.cfg.ClientIP != nil {
+		return s.cfg.ClientIP(r)
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// emit records an audit event (never a secret) and calls OnEvent.
+func (s *Server) emit(ctx context.Context, r *http.Request, ev storage.AuditEvent) {
+	if ev.Time.IsZero() {
+		ev.Time = s.cfg.Now()
+	}
+	if ev.IP == "" {
+		ev.IP = s.clientIP(r)
+	}
+	if s.cfg.OnEvent != nil {
+		s.cfg.OnEvent(ev)
+	}
+	s.audit.add(ctx, ev)
+}
+
+// touchClient records the use of a DCR or CIMD client at most once an hour
+// (stale-client cleanup); owned clients are not touched.
+func (s *Server) touchClient(ctx context.Context, c storage.Client) {
+	if c.Kind == storage.ClientOwned {
+		return
+	}
+	now := s.cfg.Now()
+	if v, ok := s.touched.Load(c.ID); ok && now.Sub(v.(time.Time)) < time.Hour {
+		return
+	}
+	s.touched.Store(c.ID, now)
+	if err := s.store.TouchClient(ctx, c.ID, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.cfg.Logger.Warn("authserver: touch client", "client_id", c.ID, "error", err)
+	}
+}
+
+// auditWriter appends audit events in batches from one goroutine, so the
+// request path never waits for an audit write transaction. When its queue is
+// full it appends synchronously rather than drop an event.
+type auditWriter struct {
+	store  storage.Audit
+	log    *slog.Logger
+	ch     chan storage.AuditEvent
+	flushc chan chan struct{}
+	done   chan struct{}
+	mu     sync.RWMutex
+	closed bool
+}
+
+func newAuditWriter(st storage.Audit, log *slog.Logger) *auditWriter {
+	return &auditWriter{store: st, log: log, ch: make(chan storage.AuditEvent, 4096),
+		flushc: make(chan chan struct{}), done: make(chan struct{})}
+}
+
+func (a *auditWriter) add(ctx context.Context, ev storage.AuditEvent) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if !a.closed {
+		select {
+		case a.ch <- ev:
+			return
+		default:
+		}
+	}
+	a.write(context.WithoutCancel(ctx), []storage.AuditEvent{ev})
+}
+
+func (a *auditWriter) write(ctx context.Context, evs []storage.AuditEvent) {
+	if len(evs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := a.store.AppendAudit(ctx, evs...); err != nil {
+		for _, ev := range evs {
+			a.log.Error("authserver: audit write failed", "type", ev.Type, "client_id", ev.ClientID, "error", err)
+		}
+	}
+}
+
+func (a *auditWriter) run() {
+	batch := make([]storage.AuditEvent, 0, 256)
+	drain := func() {
+		for {
+			select {
+			case ev := <-a.ch:
+				batch = append(batch, ev)
+				if len(batch) < 256 {
+					continue
+				}
+			default:
+			}
+			a.write(context.Background(), batch)
+			batch = batch[:0]
+			if len(a.ch) == 0 {
+				return
+			}
+		}
+	}
+	for {
+		select {
+		case ev := <-a.ch:
+			batch = append(batch, ev)
+			drain()
+		case reply := <-a.flushc:
+			drain()
+			close(reply)
+		case <-a.done:
+			drain()
+			return
+		}
+	}
+}
+
+// flush waits until every event queued so far is written (tests, Close).
+func (a *auditWriter) flush() {
+	reply := make(chan struct{})
+	select {
+	case a.flushc <- reply:
+		<-reply
+	case <-a.done:
+	}
+}
+
+func (a *auditWriter) close() {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	a.closed = true
+	a.mu.Unlock()
+	close(a.done)
+}

@@ -1,0 +1,365 @@
+package authserver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// parseForm reads the body of a /token or /revoke request: POST,
+// Content-Type application/x-www-form-urlencoded, at most maxFormBytes, no
+// parameters in the URL query, no parameter repeated (RFC 6749 §3.2: "Request
+// and response parameters MUST NOT be included more than once"), except
+// resource, whose repetition the resource policy refuses as invalid_target.
+// Parameters sent without a value are treated as omitted.
+func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *Error) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST, OPTIONS")
+		return nil, &Error{Code: CodeInvalidRequest, Description: "method not allowed", Status: http.StatusMethodNotAllowed}
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, ErrInvalidRequest("content type must be application/x-www-form-urlencoded")
+	}
+	if r.URL.RawQuery != "" {
+		return nil, ErrInvalidRequest("parameters must be sent in the request body, not the URL")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxFormBytes+1))
+	if err != nil {
+		return nil, ErrInvalidRequest("the request body could not be read")
+	}
+	if len(body) > maxFormBytes {
+		return nil, ErrInvalidRequest("the request body is too large")
+	}
+	return parseFormBody(string(body))
+}
+
+// parseFormBody parses an urlencoded body strictly (see parseForm).
+func parseFormBody(body string) (url.Values, *Error) {
+	form, err := url.ParseQuery(body)
+	if err != nil {
+		return nil, ErrInvalidRequest("malformed form body")
+	}
+	for k, v := range form {
+		if len(v) > 1 && k != "resource" {
+			return nil, ErrInvalidRequest("parameter " + safeName(k) + " is repeated")
+		}
+		if k == "resource" {
+			continue
+		}
+		if v[0] == "" {
+			delete(form, k)
+		}
+	}
+	return form, nil
+}
+
+// tokenResponse is the successful token response (RFC 6749 §5.1).
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// serveToken is the token endpoint (OAuth 2.1 §3.2).
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	form, e := parseForm(w, r)
+	if e != nil {
+		WriteError(w, r, e)
+		return
+	}
+	client, e := s.authenticateClient(r, form)
+	if e != nil {
+		WriteError(w, r, e)
+		return
+	}
+	gt := form.Get("grant_type")
+	switch gt {
+	case "":
+		WriteError(w, r, ErrInvalidRequest("grant_type is required"))
+		return
+	case GrantAuthorizationCode, GrantRefreshToken:
+	default:
+		WriteError(w, r, ErrUnsupportedGrantType("grant type is not supported"))
+		return
+	}
+	if !allowsGrant(client, gt) {
+		WriteError(w, r, ErrUnauthorizedClient("the client may not use this grant type"))
+		return
+	}
+	var resp *tokenResponse
+	if gt == GrantAuthorizationCode {
+		resp, e = s.exchangeCode(r, client, form)
+	} else {
+		resp, e = s.refresh(r, client, form)
+	}
+	if e != nil {
+		WriteError(w, r, e)
+		return
+	}
+	s.touchClient(r.Context(), client)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// storageError maps a store failure to a response and logs it.
+func (s *Server) storageError(op string, err error) *Error {
+	s.cfg.Logger.Error("authserver: "+op, "error", err)
+	return ErrTemporarilyUnavailable("storage unavailable")
+}
+
+// exchangeCode redeems an authorization code (OAuth 2.1 §4.1.3) in one write
+// transaction. Checks made before the store is touched (missing parameters)
+// leave the code redeemable; checks on the code burn it.
+func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.Values) (*tokenResponse, *Error) {
+	ctx := r.Context()
+	code, verifier, redirectURI := form.Get("code"), form.Get("code_verifier"), form.Get("redirect_uri")
+	switch {
+	case code == "":
+		return nil, ErrInvalidRequest("code is required")
+	case redirectURI == "":
+		return nil, ErrInvalidRequest("redirect_uri is required")
+	case verifier == "":
+		return nil, ErrInvalidRequest("code_verifier is required")
+	case len(code) > 512:
+		return nil, ErrInvalidGrant("the code is invalid, expired or already used")
+	}
+	now := s.cfg.Now()
+	refresh := ""
+	if allowsGrant(client, GrantRefreshToken) {
+		var err error
+		if refresh, err = randomToken(32); err != nil {
+			s.cfg.Logger.Error("authserver: random", "error", err)
+			return nil, ErrServerError()
+		}
+	}
+	var aud string
+	var grant storage.Grant
+	ac, err := s.store.RedeemCode(ctx, hashToken(code), now, func(c storage.AuthCode) (*storage.Grant, error) {
+		if c.ClientID != client.ID {
+			return nil, ErrInvalidGrant("the code was issued to another client")
+		}
+		if c.RedirectURI != redirectURI {
+			return nil, ErrInvalidGrant("redirect_uri does not match the authorization request")
+		}
+		if c.CodeChallenge == "" {
+			// Every code we mint carries a challenge; a verifier for a code
+			// without one is a PKCE downgrade (RFC 9700 §2.1.1).
+			return nil, ErrInvalidGrant("PKCE downgrade: the authorization request had no code_challenge")
+		}
+		if c.CodeChallengeMethod != "S256" || !VerifyPKCE(verifier, c.CodeChallenge) {
+			return nil, ErrInvalidGrant("code_verifier does not match the code_challenge")
+		}
+		a, e := s.cfg.Resources.CheckExchange(form["resource"], c.Resource)
+		if e != nil {
+			return nil, e
+		}
+		aud = a
+		grant = storage.Grant{
+			ID:        c.GrantID,
+			ClientID:  c.ClientID,
+			Subject:   c.Subject,
+			Scopes:    c.Scopes,
+			Resource:  c.Resource,
+			AuthTime:  c.AuthTime,
+			CreatedAt: now,
+			ExpiresAt: now.Add(s.cfg.GrantTTL),
+		}
+		if refresh != "" {
+			grant.RefreshHash = hashToken(refresh)
+			grant.RefreshExpiresAt = minTime(now.Add(s.refreshTTL(client)), grant.ExpiresAt)
+		}
+		return &grant, nil
+	})
+	if err != nil {
+		var oe *Error
+		switch {
+		case errors.As(err, &oe):
+			s.emit(ctx, r, storage.AuditEvent{Type: "token.refused", Outcome: oe.Code, Subject: ac.Subject, ClientID: client.ID,
+				Detail: map[string]string{"grant_type": GrantAuthorizationCode, "reason": oe.Description}})
+			return nil, oe
+		case errors.Is(err, storage.ErrCodeUsed):
+			return nil, s.codeReplayed(r, client, ac, verifier)
+		case errors.Is(err, storage.ErrNotFound):
+			return nil, ErrInvalidGrant("the code is invalid, expired or already used")
+		default:
+			return nil, s.storageError("redeem code", err)
+		}
+	}
+	resp, e := s.mint(ctx, client, grant, grant.Scopes, aud, refresh)
+	if e != nil {
+		// The grant exists but its tokens were never delivered: end it.
+		if err := s.store.RevokeGrant(context.WithoutCancel(ctx), grant.ID, "mint_failed", s.cfg.Now()); err != nil {
+			s.cfg.Logger.Error("authserver: revoke grant after mint failure", "error", err)
+		}
+		return nil, e
+	}
+	s.emit(ctx, r, storage.AuditEvent{Type: "token.issued", Outcome: "success", Subject: grant.Subject, ClientID: client.ID,
+		Detail: map[string]string{"grant_type": GrantAuthorizationCode, "grant_id": grant.ID, "scope": resp.Scope, "resource": aud}})
+	return resp, nil
+}
+
+// codeReplayed handles a code presented again (requirement 6): when the
+// client and verifier are the legitimate ones, the grant the first
+// redemption produced is revoked; otherwise nothing changes. Both answer
+// invalid_grant.
+func (s *Server) codeReplayed(r *http.Request, client storage.Client, ac storage.AuthCode, verifier string) *Error {
+	ctx := r.Context()
+	valid := ac.ClientID == client.ID && ac.CodeChallenge != "" && VerifyPKCE(verifier, ac.CodeChallenge)
+	outcome := "ignored"
+	if valid && ac.GrantID != "" {
+		outcome = "grant_revoked"
+		err := s.store.RevokeGrant(ctx, ac.GrantID, "code_replay", s.cfg.Now())
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			outcome = "revoke_failed"
+			s.cfg.Logger.Error("authserver: revoke grant on code replay", "client_id", client.ID, "error", err)
+		}
+	}
+	s.emit(ctx, r, storage.AuditEvent{Type: "code.replay", Outcome: outcome, Subject: ac.Subject, ClientID: client.ID,
+		Detail: map[string]string{"grant_id": ac.GrantID}})
+	return ErrInvalidGrant("the code is invalid, expired or already used")
+}
+
+// refresh rotates a refresh token (OAuth 2.1 §4.3, requirement 9).
+func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values) (*tokenResponse, *Error) {
+	ctx := r.Context()
+	presented := form.Get("refresh_token")
+	if presented == "" {
+		return nil, ErrInvalidRequest("refresh_token is required")
+	}
+	if len(presented) > 512 {
+		return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked")
+	}
+	var requested []string
+	if raw, ok := form["scope"]; ok {
+		for _, sc := range strings.Split(raw[0], " ") {
+			if sc == "" || contains(requested, sc) {
+				continue
+			}
+			if !validScopeToken(sc) {
+				return nil, ErrInvalidScope("malformed scope")
+			}
+			requested = append(requested, sc)
+		}
+	}
+	next, err := randomToken(32)
+	if err != nil {
+		s.cfg.Logger.Error("authserver: random", "error", err)
+		return nil, ErrServerError()
+	}
+	now := s.cfg.Now()
+	var aud string
+	scopes := requested
+	g, err := s.store.RotateRefresh(ctx, storage.Rotation{
+		Presented:     hashToken(presented),
+		Next:          hashToken(next),
+		Now:           now,
+		NextExpiresAt: now.Add(s.refreshTTL(client)),
+		Check: func(g storage.Grant) error {
+			if g.ClientID != client.ID {
+				return ErrInvalidGrant("the refresh token was issued to another client")
+			}
+			for _, sc := range requested {
+				if !contains(g.Scopes, sc) {
+					return ErrInvalidScope("the requested scope exceeds the grant")
+				}
+			}
+			a, e := s.cfg.Resources.CheckRefresh(form["resource"], g.Resource)
+			if e != nil {
+				return e
+			}
+			aud = a
+			return nil
+		},
+	})
+	if err != nil {
+		var oe *Error
+		switch {
+		case errors.As(err, &oe):
+			return nil, oe
+		case errors.Is(err, storage.ErrRefreshReused):
+			s.emit(ctx, r, storage.AuditEvent{Type: "refresh.reuse", Outcome: "family_revoked", Subject: g.Subject, ClientID: client.ID,
+				Detail: map[string]string{"grant_id": g.ID}})
+			return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked")
+		case errors.Is(err, storage.ErrGrantRevoked), errors.Is(err, storage.ErrNotFound):
+			return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked")
+		default:
+			return nil, s.storageError("rotate refresh token", err)
+		}
+	}
+	if len(scopes) == 0 {
+		scopes = g.Scopes
+	}
+	resp, e := s.mint(ctx, client, g, scopes, aud, next)
+	if e != nil {
+		return nil, e
+	}
+	s.emit(ctx, r, storage.AuditEvent{Type: "token.issued", Outcome: "success", Subject: g.Subject, ClientID: client.ID,
+		Detail: map[string]string{"grant_type": GrantRefreshToken, "grant_id": g.ID, "scope": resp.Scope, "resource": aud}})
+	return resp, nil
+}
+
+// mint signs the access token (RFC 9068) and builds the response.
+func (s *Server) mint(ctx context.Context, client storage.Client, g storage.Grant, scopes []string, aud, refresh string) (*tokenResponse, *Error) {
+	jti, err := randomToken(16)
+	if err != nil {
+		s.cfg.Logger.Error("authserver: random", "error", err)
+		return nil, ErrServerError()
+	}
+	now := s.cfg.Now()
+	ttl := s.cfg.AccessTokenTTL
+	if client.AccessTokenTTL > 0 {
+		ttl = client.AccessTokenTTL
+	}
+	if !g.ExpiresAt.IsZero() && now.Add(ttl).After(g.ExpiresAt) {
+		ttl = g.ExpiresAt.Sub(now).Truncate(time.Second)
+	}
+	if ttl < time.Second {
+		return nil, ErrInvalidGrant("the grant has expired")
+	}
+	at, err := s.keys.MintAccessToken(ctx, AccessToken{
+		Issuer:    s.cfg.Issuer,
+		Subject:   g.Subject,
+		Audience:  aud,
+		ClientID:  client.ID,
+		GrantID:   g.ID,
+		JTI:       jti,
+		Scopes:    scopes,
+		IssuedAt:  now,
+		ExpiresAt: now.Add(ttl),
+		AuthTime:  g.AuthTime,
+	})
+	if err != nil {
+		s.cfg.Logger.Error("authserver: mint access token", "client_id", client.ID, "error", err)
+		return nil, ErrServerError()
+	}
+	return &tokenResponse{
+		AccessToken:  at,
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(ttl / time.Second),
+		RefreshToken: refresh,
+		Scope:        strings.Join(scopes, " "),
+	}, nil
+}
+
+func (s *Server) refreshTTL(c storage.Client) time.Duration {
+	if c.RefreshTokenTTL > 0 {
+		return c.RefreshTokenTTL
+	}
+	return s.cfg.RefreshTokenTTL
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
