@@ -1,0 +1,37 @@
+// Package cimd implements OAuth Client ID Metadata Documents
+// (draft-ietf-oauth-client-id-metadata-document, "CIMD") for caddy-mcpauth:
+// requirement 11 of the project's requirements. A client whose client_id is
+// an https URL (Claude, ChatGPT, VS Code, the MCP SDKs) is described by the
+// JSON document served at that URL; the authorization server fetches it,
+// validates it and treats the client as a public client.
+//
+// The package is self-contained: it imports neither Caddy nor the
+// authorization server, and returns storage.Client records.
+//
+//   - ValidClientIDURL (clientid.go) checks a Client Identifier URL (§3):
+//     https, a path other than "/", no userinfo, no fragment, no dot
+//     segments (also percent-encoded), a lower-case DNS host that is not
+//     an IP address in any spelling, at most MaxClientIDLength bytes.
+//     Choice: a query component is accepted, as the draft says only
+//     SHOULD NOT; the id is compared as a plain string, so it cannot alias
+//     another client.
+//   - Fetcher (fetch.go, ssrf.go) retrieves a document safely against
+//     server-side request forgery (§8.6): https only, no proxy, no redirect,
+//     every dialled address checked against the RFC 6890 special-use ranges
+//     after DNS resolution and again on the socket (DNS rebinding), strict
+//     timeouts, a 5 KiB read cap by default (§8.7), only 200 +
+//     application/json + identity encoding, per-host rate and concurrency
+//     limits, optional extra CA roots. A development-only loopback exception
+//     exists; it is off by default and logged loudly.
+//   - ValidateDocument (document.go) checks a document (§4, §4.1):
+//     client_id equal to the URL, redirect_uris and client_name present, no
+//     client secret, no shared-secret or private_key_jwt-only
+//     authentication; a list of methods that includes "none" is accepted
+//     as "none".
+//   - Resolver (cache.go) combines them with the trusted-hosts policy and a
+//     cache that follows HTTP cache headers within bounds (§5.2), never
+//     caches a failure and shares one fetch among concurrent callers.
+//
+// A change of redirect_uris or client_name changes storage.Client.Fingerprint
+// (dcr.Fingerprint), which the consent logic binds remembered consent to.
+package cimd

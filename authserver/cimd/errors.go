@@ -1,0 +1,59 @@
+package cimd
+
+import "errors"
+
+// Sentinel errors. Every error this package returns matches exactly one of
+// the first four with errors.Is; fetch errors may also match ErrForbiddenAddress
+// or ErrRateLimited. Their messages are safe to show to the end user: they
+// name a short reason and never echo document content or resolved addresses.
+var (
+	// ErrInvalidClientID: the client_id is not a valid Client Identifier URL.
+	ErrInvalidClientID = errors.New("cimd: invalid client id url")
+	// ErrUntrustedHost: the client_id host is not allowed by the policy.
+	ErrUntrustedHost = errors.New("cimd: client id host is not trusted")
+	// ErrFetch: the metadata document could not be retrieved.
+	ErrFetch = errors.New("cimd: metadata document fetch failed")
+	// ErrInvalidDocument: the metadata document was retrieved but refused.
+	ErrInvalidDocument = errors.New("cimd: invalid metadata document")
+
+	// ErrForbiddenAddress (with ErrFetch): the host resolved to a
+	// special-use address; no connection was made to it.
+	ErrForbiddenAddress = errors.New("cimd: address not allowed")
+	// ErrRateLimited (with ErrFetch): the per-host rate or concurrency limit
+	// refused the fetch; nothing was sent.
+	ErrRateLimited = errors.New("cimd: too many fetches for this host")
+)
+
+// fetchError is an ErrFetch with a safe reason. The underlying error (which
+// can carry resolved addresses) is reachable through errors.Is/As for the
+// operator's logs but is not part of the message.
+type fetchError struct {
+	reason string
+	kind   error // optional second sentinel (ErrForbiddenAddress, ErrRateLimited)
+	cause  error
+}
+
+func (e *fetchError) Error() string { return ErrFetch.Error() + ": " + e.reason }
+
+func (e *fetchError) Unwrap() []error {
+	errs := []error{ErrFetch}
+	if e.kind != nil {
+		errs = append(errs, e.kind)
+	}
+	if e.cause != nil {
+		errs = append(errs, e.cause)
+	}
+	return errs
+}
+
+// Reason is the short, safe reason of a fetch error (for audit details).
+func (e *fetchError) Reason() string { return e.reason }
+
+// docError is an ErrInvalidDocument with a safe reason.
+type docError struct{ reason string }
+
+func (e *docError) Error() string  { return ErrInvalidDocument.Error() + ": " + e.reason }
+func (e *docError) Unwrap() error  { return ErrInvalidDocument }
+func (e *docError) Reason() string { return e.reason }
+
+func invalidDoc(reason string) error { return &docError{reason: reason} }

@@ -1,0 +1,484 @@
+package cimd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Defaults of FetcherConfig.
+const (
+	DefaultMaxBytes           = 5120 // draft §8.7: "The recommended maximum size to read is 5 kilobytes."
+	DefaultDialTimeout        = 3 * time.Second
+	DefaultTLSTimeout         = 5 * time.Second
+	DefaultHeaderTimeout      = 5 * time.Second
+	DefaultTotalTimeout       = 10 * time.Second
+	DefaultPerHostRate        = 1.0 // fetches per second, sustained
+	DefaultPerHostBurst       = 10
+	DefaultPerHostConcurrency = 2
+	// maxTrackedHosts bounds the per-host limiter table; beyond it, idle
+	// entries are evicted, and if none is idle the fetch is refused.
+	maxTrackedHosts = 4096
+	// maxAddrs bounds how many resolved addresses are considered.
+	maxAddrs = 16
+	// userAgent identifies the fetcher to document hosts.
+	userAgent = "caddy-mcpauth-cimd/1"
+)
+
+// FetcherConfig configures a Fetcher. Zero fields take the defaults above.
+type FetcherConfig struct {
+	// MaxBytes caps the document size (default 5120). A larger body, or a
+	// Content-Length above it, is refused.
+	MaxBytes int64
+	// DialTimeout bounds the TCP connection (default 3s).
+	DialTimeout time.Duration
+	// TLSTimeout bounds the TLS handshake (default 5s).
+	TLSTimeout time.Duration
+	// HeaderTimeout bounds the wait for response headers (default 5s).
+	HeaderTimeout time.Duration
+	// TotalTimeout bounds the whole fetch, body included (default 10s).
+	TotalTimeout time.Duration
+	// PerHostRate is the sustained number of fetches per second allowed to
+	// one host (default 1); PerHostBurst the burst (default 10).
+	PerHostRate  float64
+	PerHostBurst int
+	// PerHostConcurrency caps simultaneous fetches to one host (default 2).
+	// Over the limit a fetch is refused at once, never queued.
+	PerHostConcurrency int
+	// ExtraCAs are trusted in addition to the system roots (private PKI).
+	ExtraCAs *x509.CertPool
+	// AllowLoopback is for development only and MUST NOT be set in
+	// production: it lets the fetcher connect to loopback addresses
+	// (127.0.0.0/8, ::1) and accept IP-literal client ids. Every other
+	// special-use range stays refused. NewFetcher logs a warning.
+	AllowLoopback bool
+	// LookupIP resolves a host name (tests inject a fake). Nil uses
+	// net.DefaultResolver.LookupNetIP with network "ip".
+	LookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Now is the clock for rate limits and FetchedAt; nil means time.Now.
+	Now func() time.Time
+	// Logger receives construction warnings and per-fetch debug lines;
+	// nil discards.
+	Logger *slog.Logger
+}
+
+// Fetcher retrieves Client ID Metadata Documents safely against SSRF
+// (draft §5 and §8.6): https only; no proxy; no redirect followed (any 3xx is
+// an error); every connection goes to an address checked after DNS
+// resolution, once before dialling and again on the socket about to connect
+// (so DNS rebinding cannot slip a private address in); dial, TLS, header and
+// total timeouts; a read cap; only 200 with Content-Type application/json
+// and no Content-Encoding; per-host rate and concurrency limits.
+//
+// A Fetcher is safe for concurrent use.
+type Fetcher struct {
+	cfg       FetcherConfig
+	client    *http.Client
+	transport *http.Transport
+	lookup    func(ctx context.Context, host string) ([]netip.Addr, error)
+	now       func() time.Time
+	log       *slog.Logger
+	limits    *hostLimits
+	// allowAddr decides which dialled addresses are reachable. Tests in this
+	// package replace it to reach one exact test listener in production mode.
+	allowAddr func(netip.AddrPort) bool
+}
+
+// Response is a document as fetched: the raw body (at most MaxBytes) and
+// the response headers that matter for caching.
+type Response struct {
+	Body      []byte
+	Header    http.Header
+	FetchedAt time.Time
+}
+
+// errRedirect is returned by CheckRedirect: no redirect is ever followed.
+var errRedirect = errors.New("cimd: redirect not followed")
+
+// NewFetcher builds a Fetcher. It refuses negative limits.
+func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
+	if cfg.MaxBytes < 0 || cfg.DialTimeout < 0 || cfg.TLSTimeout < 0 || cfg.HeaderTimeout < 0 ||
+		cfg.TotalTimeout < 0 || cfg.PerHostRate < 0 || cfg.PerHostBurst < 0 || cfg.PerHostConcurrency < 0 {
+		return nil, errors.New("cimd: fetcher limits must not be negative")
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.TLSTimeout == 0 {
+		cfg.TLSTimeout = DefaultTLSTimeout
+	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if cfg.TotalTimeout == 0 {
+		cfg.TotalTimeout = DefaultTotalTimeout
+	}
+	if cfg.PerHostRate == 0 {
+		cfg.PerHostRate = DefaultPerHostRate
+	}
+	if cfg.PerHostBurst == 0 {
+		cfg.PerHostBurst = DefaultPerHostBurst
+	}
+	if cfg.PerHostConcurrency == 0 {
+		cfg.PerHostConcurrency = DefaultPerHostConcurrency
+	}
+	f := &Fetcher{
+		cfg:    cfg,
+		lookup: cfg.LookupIP,
+		now:    cfg.Now,
+		log:    cfg.Logger,
+	}
+	if f.lookup == nil {
+		f.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	f.allowAddr = f.defaultAllowAddr
+	f.limits = newHostLimits(rate.Limit(cfg.PerHostRate), cfg.PerHostBurst, cfg.PerHostConcurrency)
+
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.ExtraCAs != nil {
+		extra := cfg.ExtraCAs
+		// The chain is verified in VerifyConnection against the system
+		// roots, then against ExtraCAs; verification is never skipped.
+		tlsCfg.InsecureSkipVerify = true //nolint:gosec // replaced by VerifyConnection below
+		tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error { return verifyChain(cs, extra) }
+	}
+	dialer := &net.Dialer{
+		Timeout:   cfg.DialTimeout,
+		KeepAlive: 30 * time.Second,
+		// ControlContext runs on the socket about to connect, after name
+		// resolution: the last word on which address is reachable.
+		ControlContext: func(_ context.Context, network, address string, _ syscall.RawConn) error {
+			if network != "tcp4" && network != "tcp6" {
+				return fmt.Errorf("%w: network %s", ErrForbiddenAddress, network)
+			}
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil || !f.allowAddr(ap) {
+				return ErrForbiddenAddress
+			}
+			return nil
+		},
+	}
+	f.transport = &http.Transport{
+		Proxy: nil, // never a proxy: it would connect on our behalf, unchecked
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return f.dial(ctx, dialer, network, addr)
+		},
+		TLSClientConfig:        tlsCfg,
+		TLSHandshakeTimeout:    cfg.TLSTimeout,
+		ResponseHeaderTimeout:  cfg.HeaderTimeout,
+		DisableCompression:     true, // a gzip body is refused, never inflated
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           32,
+		MaxIdleConnsPerHost:    2,
+		IdleConnTimeout:        30 * time.Second,
+		MaxResponseHeaderBytes: 32 << 10,
+	}
+	f.client = &http.Client{
+		Transport: httpsOnly{f.transport},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return errRedirect
+		},
+		Timeout: cfg.TotalTimeout,
+	}
+	if cfg.AllowLoopback {
+		f.log.Warn("cimd: DEVELOPMENT MODE: metadata documents may be fetched from loopback addresses; this MUST NOT be enabled in production",
+			"allow_loopback", true)
+	}
+	return f, nil
+}
+
+// Close releases idle connections.
+func (f *Fetcher) Close() { f.transport.CloseIdleConnections() }
+
+// AllowsLoopback reports whether the development loopback exception is on.
+func (f *Fetcher) AllowsLoopback() bool { return f.cfg.AllowLoopback }
+
+// defaultAllowAddr is the production rule (public unicast only) plus the
+// development loopback exception when configured.
+func (f *Fetcher) defaultAllowAddr(ap netip.AddrPort) bool {
+	ip := ap.Addr()
+	if IsPublicAddr(ip) {
+		return true
+	}
+	return f.cfg.AllowLoopback && isLoopbackAddr(ip)
+}
+
+// dial resolves addr, refuses the whole host when any resolved address is
+// not allowed (a name that mixes public and private addresses is hostile),
+// and connects to the allowed addresses in order.
+func (f *Fetcher) dial(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("cimd: bad port: %w", err)
+	}
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else {
+		ips, err = f.lookup(ctx, host)
+		if err != nil {
+			return nil, &net.OpError{Op: "lookup", Net: network, Err: err}
+		}
+	}
+	if len(ips) == 0 {
+		return nil, &net.OpError{Op: "lookup", Net: network, Err: errors.New("no addresses")}
+	}
+	if len(ips) > maxAddrs {
+		ips = ips[:maxAddrs]
+	}
+	aps := make([]netip.AddrPort, len(ips))
+	for i, ip := range ips {
+		aps[i] = netip.AddrPortFrom(ip.Unmap(), uint16(port))
+		if !f.allowAddr(aps[i]) {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: ErrForbiddenAddress}
+		}
+	}
+	var lastErr error
+	for _, ap := range aps {
+		nw := "tcp4"
+		if ap.Addr().Is6() {
+			nw = "tcp6"
+		}
+		conn, err := d.DialContext(ctx, nw, ap.String())
+		if err == nil {
+			return conn, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil || errors.Is(err, ErrForbiddenAddress) {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+// httpsOnly refuses any request that is not https, whatever built it.
+type httpsOnly struct{ rt http.RoundTripper }
+
+func (h httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL == nil || r.URL.Scheme != "https" {
+		return nil, errors.New("cimd: only https is fetched")
+	}
+	return h.rt.RoundTrip(r)
+}
+
+// verifyChain verifies the server certificate against the system roots and,
+// failing that, against extra.
+func verifyChain(cs tls.ConnectionState, extra *x509.CertPool) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("cimd: no server certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	opts := x509.VerifyOptions{DNSName: cs.ServerName, Intermediates: inter}
+	_, sysErr := cs.PeerCertificates[0].Verify(opts)
+	if sysErr == nil {
+		return nil
+	}
+	opts.Roots = extra
+	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Fetch retrieves the document at clientID. clientID must be a valid Client
+// Identifier URL (IP literals only in development mode); otherwise the error
+// wraps ErrInvalidClientID and nothing is sent. Other failures wrap ErrFetch
+// with a short, safe reason.
+func (f *Fetcher) Fetch(ctx context.Context, clientID string) (*Response, error) {
+	if err := validClientIDURL(clientID, f.cfg.AllowLoopback); err != nil {
+		return nil, err
+	}
+	host := hostOf(clientID)
+	release, err := f.limits.acquire(host, f.now())
+	if err != nil {
+		f.log.Debug("cimd: fetch refused", "host", host, "reason", err.Error())
+		return nil, &fetchError{reason: err.Error(), kind: ErrRateLimited}
+	}
+	defer release()
+
+	resp, err := f.fetch(ctx, clientID)
+	if err != nil {
+		var fe *fetchError
+		if errors.As(err, &fe) {
+			f.log.Debug("cimd: fetch failed", "host", host, "reason", fe.reason, "error", fe.cause)
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (f *Fetcher) fetch(ctx context.Context, clientID string) (*Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.TotalTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bad request url", ErrInvalidClientID)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept-Encoding", "identity")
+	req.Header.Set("User-Agent", userAgent)
+
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, classifyTransportError(err)
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, &fetchError{reason: "redirect not followed"}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &fetchError{reason: "status " + strconv.Itoa(resp.StatusCode)}
+	}
+	if ce := strings.TrimSpace(resp.Header.Get("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, &fetchError{reason: "content encoding not accepted"}
+	}
+	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, &fetchError{reason: "content type is not application/json"}
+	}
+	tooLarge := fmt.Sprintf("document larger than %d bytes", f.cfg.MaxBytes)
+	if resp.ContentLength > f.cfg.MaxBytes {
+		return nil, &fetchError{reason: tooLarge}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBytes+1))
+	if err != nil {
+		return nil, classifyTransportError(err)
+	}
+	if int64(len(body)) > f.cfg.MaxBytes {
+		return nil, &fetchError{reason: tooLarge}
+	}
+	return &Response{Body: body, Header: resp.Header.Clone(), FetchedAt: f.now()}, nil
+}
+
+// classifyTransportError maps a client error to a safe reason, keeping the
+// cause for errors.Is and the operator's logs.
+func classifyTransportError(err error) error {
+	var (
+		hostErr  x509.HostnameError
+		authErr  x509.UnknownAuthorityError
+		certErr  x509.CertificateInvalidError
+		recErr   tls.RecordHeaderError
+		alertErr tls.AlertError
+		verErr   *tls.CertificateVerificationError
+		netErr   net.Error
+	)
+	switch {
+	case errors.Is(err, errRedirect):
+		return &fetchError{reason: "redirect not followed", cause: err}
+	case errors.Is(err, ErrForbiddenAddress):
+		return &fetchError{reason: "address not allowed", kind: ErrForbiddenAddress, cause: err}
+	case errors.Is(err, context.Canceled):
+		return &fetchError{reason: "canceled", cause: err}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return &fetchError{reason: "timeout", cause: err}
+	case errors.As(err, &hostErr), errors.As(err, &authErr), errors.As(err, &certErr),
+		errors.As(err, &recErr), errors.As(err, &alertErr), errors.As(err, &verErr):
+		return &fetchError{reason: "tls handshake failed", cause: err}
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "lookup" {
+		return &fetchError{reason: "host name did not resolve", cause: err}
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return &fetchError{reason: "host name did not resolve", cause: err}
+	}
+	return &fetchError{reason: "connection failed", cause: err}
+}
+
+// hostLimits keeps a token bucket and an in-flight count per host.
+type hostLimits struct {
+	mu    sync.Mutex
+	hosts map[string]*hostLimit
+	rate  rate.Limit
+	burst int
+	conc  int
+}
+
+type hostLimit struct {
+	lim      *rate.Limiter
+	inflight int
+	last     time.Time
+}
+
+func newHostLimits(r rate.Limit, burst, conc int) *hostLimits {
+	return &hostLimits{hosts: map[string]*hostLimit{}, rate: r, burst: burst, conc: conc}
+}
+
+// acquire takes one fetch slot for host or refuses at once.
+func (l *hostLimits) acquire(host string, now time.Time) (func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h, ok := l.hosts[host]
+	if !ok {
+		if len(l.hosts) >= maxTrackedHosts {
+			l.evictIdle(now)
+			if len(l.hosts) >= maxTrackedHosts {
+				return nil, errors.New("too many hosts being fetched")
+			}
+		}
+		h = &hostLimit{lim: rate.NewLimiter(l.rate, l.burst)}
+		l.hosts[host] = h
+	}
+	if h.inflight >= l.conc {
+		return nil, errors.New("too many concurrent fetches for this host")
+	}
+	if !h.lim.AllowN(now, 1) {
+		return nil, errors.New("rate limit exceeded for this host")
+	}
+	h.inflight++
+	h.last = now
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			h.inflight--
+			l.mu.Unlock()
+		})
+	}, nil
+}
+
+// evictIdle drops hosts with nothing in flight whose bucket has refilled
+// (forgetting them changes nothing).
+func (l *hostLimits) evictIdle(now time.Time) {
+	refill := time.Duration(float64(l.burst) / float64(l.rate) * float64(time.Second))
+	for k, h := range l.hosts {
+		if h.inflight == 0 && now.Sub(h.last) >= refill {
+			delete(l.hosts, k)
+		}
+	}
+}
