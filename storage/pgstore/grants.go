@@ -1,0 +1,342 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// SaveCode stores an authorization code under its hash.
+func (s *Store) SaveCode(ctx context.Context, c storage.AuthCode) error {
+	if err := checkHash("code", c.Hash); err != nil {
+		return err
+	}
+	if c.ExpiresAt.IsZero() {
+		return errors.New("pgstore: save code: code without expiry")
+	}
+	c.UsedAt = time.Time{}
+	data, err := encode("save code", c)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO mcpauth_codes (hash, client_id, grant_id, expires_at, used_at, data)
+VALUES ($1, $2, $3, $4, NULL, $5)`, c.Hash, c.ClientID, c.GrantID, ts(c.ExpiresAt), data)
+	return dbErr("save code", err)
+}
+
+// RedeemCode marks the code used and lets issue turn it into a grant, in
+// one transaction that holds the code's row lock: of any number of
+// concurrent redemptions, across any number of instances, exactly one calls
+// issue. A code used before returns its record and ErrCodeUsed; unknown or
+// expired codes ErrNotFound. A used code is reported with ErrCodeUsed even
+// after its expiry, as long as the record is kept (until DeleteExpired), so a
+// replay can still revoke what the first redemption produced. When issue
+// fails the code stays burned and nothing else is written; when the grant it
+// returns cannot be stored (a savepoint is rolled back) the code stays burned
+// too and the error is returned with the code. issue runs inside the
+// transaction, holding the row lock: it must be quick, must not call the
+// store, and may run again if the transaction is retried.
+func (s *Store) RedeemCode(ctx context.Context, hash []byte, now time.Time, issue func(storage.AuthCode) (*storage.Grant, error)) (storage.AuthCode, error) {
+	var (
+		out  storage.AuthCode
+		keep bool // the error comes with the code record
+	)
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		out, keep = storage.AuthCode{}, false
+		var data []byte
+		err := tx.QueryRow(ctx, `SELECT data FROM mcpauth_codes WHERE hash = $1 FOR UPDATE`, hash).Scan(&data)
+		if err != nil {
+			return dbErr("redeem code", err)
+		}
+		var c storage.AuthCode
+		if err := decode("redeem code", data, &c); err != nil {
+			return err
+		}
+		c.Hash = append([]byte(nil), hash...)
+		if !c.UsedAt.IsZero() {
+			out, keep = c, true
+			return fmt.Errorf("pgstore: redeem code: %w", storage.ErrCodeUsed)
+		}
+		if expired(c.ExpiresAt, now) {
+			return notFound("redeem code")
+		}
+		c.UsedAt = now
+		if data, err = encode("redeem code", c); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE mcpauth_codes SET used_at = $2, data = $3 WHERE hash = $1`, hash, ts(now), data); err != nil {
+			return dbErr("redeem code", err)
+		}
+		out = c
+		g, err := issue(c)
+		if err != nil {
+			keep = true
+			return errCommit{err} // the code stays burned
+		}
+		if g == nil {
+			return nil
+		}
+		sp, err := tx.Begin(ctx) // savepoint: a failed grant keeps the burn
+		if err != nil {
+			return dbErr("redeem code", err)
+		}
+		if gerr := createGrant(ctx, sp, *g); gerr != nil {
+			if retryable(gerr) {
+				return gerr
+			}
+			if err := sp.Rollback(ctx); err != nil {
+				return dbErr("redeem code", err)
+			}
+			keep = true
+			return errCommit{gerr}
+		}
+		if err := sp.Commit(ctx); err != nil {
+			return dbErr("redeem code", err)
+		}
+		return nil
+	})
+	if err != nil && keep {
+		return out, err
+	}
+	if err != nil {
+		return storage.AuthCode{}, err
+	}
+	return out, nil
+}
+
+// CreateGrant stores a new grant and registers its refresh token hashes.
+func (s *Store) CreateGrant(ctx context.Context, g storage.Grant) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error { return createGrant(ctx, tx, g) })
+}
+
+func createGrant(ctx context.Context, tx pgx.Tx, g storage.Grant) error {
+	if g.ID == "" {
+		return errors.New("pgstore: create grant: empty id")
+	}
+	for _, h := range [][]byte{g.RefreshHash, g.PreviousHash} {
+		if h == nil {
+			continue
+		}
+		if err := checkHash("refresh token", h); err != nil {
+			return err
+		}
+	}
+	data, err := encode("create grant", g)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO mcpauth_grants (id, client_id, subject, created_at, expires_at, revoked_at, data)
+VALUES ($1, $2, $3, $4, $5, $6, $7)`, g.ID, g.ClientID, g.Subject, ts(g.CreatedAt), ts(g.ExpiresAt), ts(g.RevokedAt), data); err != nil {
+		return dbErr("create grant", err)
+	}
+	for _, h := range [][]byte{g.RefreshHash, g.PreviousHash} {
+		if h == nil {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO mcpauth_refresh_tokens (hash, grant_id) VALUES ($1, $2)`, h, g.ID); err != nil {
+			return dbErr("create grant: refresh token", err)
+		}
+	}
+	return nil
+}
+
+// GetGrant returns the grant with that id (revoked grants included).
+func (s *Store) GetGrant(ctx context.Context, id string) (storage.Grant, error) {
+	var data []byte
+	if err := s.pool.QueryRow(ctx, `SELECT data FROM mcpauth_grants WHERE id = $1`, id).Scan(&data); err != nil {
+		return storage.Grant{}, dbErr("get grant", err)
+	}
+	var g storage.Grant
+	return g, decode("get grant", data, &g)
+}
+
+// RotateRefresh swaps the grant's refresh token as a compare-and-swap under
+// the grant's row lock (SELECT ... FOR UPDATE), so concurrent rotations on
+// any number of instances are serialized.
+//
+// Order of the checks (as in every backend): unknown token (ErrNotFound),
+// r.Check (its error, no change), revoked grant (ErrGrantRevoked), expired
+// family (ErrNotFound), then the token's place in the family: the current
+// token rotates; the previous token rotates too while the current one was
+// never used (the client lost the response) and replaces it; any other token
+// of the family revokes the grant in the same transaction and returns it
+// with ErrRefreshReused. An expired current token (RefreshExpiresAt) is
+// ErrNotFound. Check may run again if the transaction is retried.
+func (s *Store) RotateRefresh(ctx context.Context, r storage.Rotation) (storage.Grant, error) {
+	const op = "rotate refresh"
+	if err := checkHash("next refresh token", r.Next); err != nil {
+		return storage.Grant{}, err
+	}
+	if r.Now.IsZero() {
+		return storage.Grant{}, errors.New("pgstore: rotate refresh: rotation without time")
+	}
+	var g storage.Grant
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		g = storage.Grant{}
+		var data []byte
+		err := tx.QueryRow(ctx, `SELECT g.data FROM mcpauth_refresh_tokens t
+JOIN mcpauth_grants g ON g.id = t.grant_id
+WHERE t.hash = $1 FOR UPDATE OF g`, r.Presented).Scan(&data)
+		if err != nil {
+			return dbErr(op, err)
+		}
+		if err := decode(op, data, &g); err != nil {
+			return err
+		}
+		if r.Check != nil {
+			if err := r.Check(g); err != nil {
+				return err
+			}
+		}
+		if g.Revoked() {
+			return fmt.Errorf("pgstore: %s: %w", op, storage.ErrGrantRevoked)
+		}
+		if expired(g.ExpiresAt, r.Now) {
+			return notFound(op)
+		}
+		switch {
+		case sameHash(r.Presented, g.RefreshHash):
+			g.PreviousHash = g.RefreshHash
+		case sameHash(r.Presented, g.PreviousHash) && !g.RefreshUsed:
+			// Lost response: the unused current token is replaced and the
+			// previous one stays previous.
+		default:
+			// Reuse of a retired token of the family: end the family now.
+			g.RevokedAt = r.Now
+			g.RevokedReason = ReasonRefreshReuse
+			if err := updateGrant(ctx, tx, op, g); err != nil {
+				return err
+			}
+			return errCommit{fmt.Errorf("pgstore: %s: %w", op, storage.ErrRefreshReused)}
+		}
+		if expired(g.RefreshExpiresAt, r.Now) {
+			return notFound(op)
+		}
+		g.RefreshHash = append([]byte(nil), r.Next...)
+		g.RefreshUsed = false
+		g.RefreshExpiresAt = r.NextExpiresAt
+		g.Generation++
+		if err := updateGrant(ctx, tx, op, g); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO mcpauth_refresh_tokens (hash, grant_id) VALUES ($1, $2)`, r.Next, g.ID); err != nil {
+			return dbErr(op+": next refresh token", err)
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return g, nil
+	case errors.Is(err, storage.ErrNotFound):
+		return storage.Grant{}, err
+	default:
+		return g, err
+	}
+}
+
+// ReasonRefreshReuse is the RevokedReason RotateRefresh records when it
+// revokes a family because a stale refresh token was presented.
+const ReasonRefreshReuse = "refresh_reuse"
+
+func sameHash(a, b []byte) bool {
+	return len(a) > 0 && subtle.ConstantTimeCompare(a, b) == 1
+}
+
+func updateGrant(ctx context.Context, tx pgx.Tx, op string, g storage.Grant) error {
+	data, err := encode(op, g)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE mcpauth_grants SET revoked_at = $2, expires_at = $3, data = $4 WHERE id = $1`,
+		g.ID, ts(g.RevokedAt), ts(g.ExpiresAt), data)
+	return dbErr(op, err)
+}
+
+// GrantByRefresh finds the grant any refresh token of its family belongs
+// to, without changing anything.
+func (s *Store) GrantByRefresh(ctx context.Context, hash []byte) (storage.Grant, error) {
+	var data []byte
+	err := s.pool.QueryRow(ctx, `SELECT g.data FROM mcpauth_refresh_tokens t
+JOIN mcpauth_grants g ON g.id = t.grant_id WHERE t.hash = $1`, hash).Scan(&data)
+	if err != nil {
+		return storage.Grant{}, dbErr("grant by refresh", err)
+	}
+	var g storage.Grant
+	return g, decode("grant by refresh", data, &g)
+}
+
+// revocationTime never lets a zero time through: a zero RevokedAt would
+// read as "not revoked".
+func (s *Store) revocationTime(now time.Time) time.Time {
+	if now.IsZero() {
+		return s.now()
+	}
+	return now
+}
+
+const revokeSet = `UPDATE mcpauth_grants SET revoked_at = $2,
+	data = data || jsonb_build_object('revoked_at', $3::text, 'revoked_reason', $4::text)
+WHERE revoked_at IS NULL AND `
+
+// RevokeGrant revokes one grant; ErrNotFound for unknown ids. Revoking a
+// revoked grant keeps its first revocation.
+func (s *Store) RevokeGrant(ctx context.Context, id, reason string, now time.Time) error {
+	now = s.revocationTime(now)
+	tag, err := s.pool.Exec(ctx, revokeSet+`id = $1`, id, ts(now), jsonTime(now), reason)
+	if err != nil {
+		return dbErr("revoke grant", err)
+	}
+	if tag.RowsAffected() == 0 {
+		var exists bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mcpauth_grants WHERE id = $1)`, id).Scan(&exists); err != nil {
+			return dbErr("revoke grant", err)
+		}
+		if !exists {
+			return notFound("revoke grant")
+		}
+	}
+	return nil
+}
+
+// RevokeClientGrants revokes every live grant of a client and returns how
+// many it revoked.
+func (s *Store) RevokeClientGrants(ctx context.Context, clientID, reason string, now time.Time) (int, error) {
+	now = s.revocationTime(now)
+	tag, err := s.pool.Exec(ctx, revokeSet+`client_id = $1`, clientID, ts(now), jsonTime(now), reason)
+	if err != nil {
+		return 0, dbErr("revoke client grants", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// RevokeSubjectGrants revokes every live grant of a subject and returns how
+// many it revoked.
+func (s *Store) RevokeSubjectGrants(ctx context.Context, subject, reason string, now time.Time) (int, error) {
+	now = s.revocationTime(now)
+	tag, err := s.pool.Exec(ctx, revokeSet+`subject = $1`, subject, ts(now), jsonTime(now), reason)
+	if err != nil {
+		return 0, dbErr("revoke subject grants", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ListGrants returns the grants of a client and/or a subject (an empty
+// filter matches all), oldest first.
+func (s *Store) ListGrants(ctx context.Context, clientID, subject string) ([]storage.Grant, error) {
+	rows, err := s.pool.Query(ctx, `SELECT data FROM mcpauth_grants
+WHERE ($1 = '' OR client_id = $1) AND ($2 = '' OR subject = $2)
+ORDER BY created_at NULLS FIRST, id`, clientID, subject)
+	if err != nil {
+		return nil, dbErr("list grants", err)
+	}
+	return collect(rows, "list grants", func(data []byte) (storage.Grant, error) {
+		var g storage.Grant
+		return g, decode("list grants", data, &g)
+	})
+}

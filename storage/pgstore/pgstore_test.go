@@ -1,0 +1,308 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+var t0 = time.Date(2031, 3, 14, 15, 9, 26, 535897000, time.UTC)
+
+func hash(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
+}
+
+func TestOpenConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"empty DSN", Config{}, "empty DSN"},
+		{"schema with quote", Config{DSN: "postgres://localhost/x", Schema: `a"b`}, "invalid schema name"},
+		{"schema with dot", Config{DSN: "postgres://localhost/x", Schema: "a.b"}, "invalid schema name"},
+		{"schema starting with digit", Config{DSN: "postgres://localhost/x", Schema: "1abc"}, "invalid schema name"},
+		{"schema too long", Config{DSN: "postgres://localhost/x", Schema: strings.Repeat("a", 64)}, "invalid schema name"},
+		{"negative max", Config{DSN: "postgres://localhost/x", MaxConns: -1}, "negative pool limit"},
+		{"negative lifetime", Config{DSN: "postgres://localhost/x", ConnMaxLifetime: -time.Second}, "negative pool limit"},
+		{"min above max", Config{DSN: "postgres://localhost/x", MaxConns: 2, MinConns: 3}, "exceeds max_conns"},
+		{"unparsable DSN", Config{DSN: "postgres://u:hunter2@[::1"}, "parse DSN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Open(ctx, tt.cfg)
+			if err == nil {
+				s.Close()
+				t.Fatalf("Open succeeded, want error containing %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %q, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error leaks the password: %q", err)
+			}
+		})
+	}
+}
+
+// TestOpenConcurrentMigrations starts 8 instances at once on a fresh schema:
+// every Open succeeds and each migration is applied exactly once.
+func TestOpenConcurrentMigrations(t *testing.T) {
+	schema := freshSchema(t)
+	const n = 8
+	var (
+		wg      sync.WaitGroup
+		applied atomic.Int64
+		errs    = make(chan error, n)
+		stores  = make(chan *Store, n)
+	)
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			s, err := Open(context.Background(), Config{DSN: testDSN(t), Schema: schema, MaxConns: 2})
+			if err != nil {
+				errs <- err
+				return
+			}
+			applied.Add(int64(s.applied))
+			stores <- s
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	close(stores)
+	for err := range errs {
+		t.Errorf("Open: %v", err)
+	}
+	var s *Store
+	for st := range stores {
+		if s == nil {
+			s = st
+			t.Cleanup(func() { st.Close() })
+		} else {
+			st.Close()
+		}
+	}
+	if s == nil {
+		t.Fatal("no store opened")
+	}
+	if got := applied.Load(); got != int64(len(migrations)) {
+		t.Fatalf("migrations applied %d times in total, want %d (each exactly once)", got, len(migrations))
+	}
+	ctx := context.Background()
+	var rows, distinct int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT version) FROM mcpauth_schema_migrations`).Scan(&rows, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if rows != len(migrations) || distinct != len(migrations) {
+		t.Fatalf("mcpauth_schema_migrations has %d rows (%d versions), want %d", rows, distinct, len(migrations))
+	}
+	v, err := s.SchemaVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := migrations[len(migrations)-1].version; v != want {
+		t.Fatalf("SchemaVersion = %d, want %d", v, want)
+	}
+	// A later start applies nothing.
+	again := openIn(t, schema)
+	if again.applied != 0 {
+		t.Fatalf("reopen applied %d migrations, want 0", again.applied)
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	schema := freshSchema(t)
+	s := openIn(t, schema)
+	if _, err := s.pool.Exec(context.Background(), `INSERT INTO mcpauth_schema_migrations (version, name) VALUES (9999, 'from the future')`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(context.Background(), Config{DSN: testDSN(t), Schema: schema})
+	if err == nil || !strings.Contains(err.Error(), "newer than this build supports") {
+		t.Fatalf("Open = %v, want a refusal of schema version 9999", err)
+	}
+}
+
+// TestDefaultSchema opens without Config.Schema: the tables go to the first
+// schema of the search_path given in the DSN.
+func TestDefaultSchema(t *testing.T) {
+	schema := freshSchema(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, testDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := pgx.ParseConfig(testDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := pc.ConnString()
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	if strings.Contains(dsn, "://") {
+		dsn += sep + "search_path=" + schema
+	} else {
+		dsn += " search_path=" + schema
+	}
+	s, err := Open(ctx, Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.applied != len(migrations) {
+		t.Fatalf("applied %d migrations, want %d", s.applied, len(migrations))
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'mcpauth_%'`, schema).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n < 10 {
+		t.Fatalf("%d mcpauth tables in schema %s, want the full schema", n, schema)
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "40001"}, true},
+		{fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: "40P01"}), true},
+		{&pgconn.PgError{Code: "23505"}, false},
+		{errors.New("other"), false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		if got := retryable(tt.err); got != tt.want {
+			t.Errorf("retryable(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestInTxRetriesSerializationFailures: a transaction failing with 40001
+// runs again, its writes of the failed attempt rolled back; after
+// maxAttempts the error is returned.
+func TestInTxRetriesSerializationFailures(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	calls := 0
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		calls++
+		if _, err := tx.Exec(ctx, `INSERT INTO mcpauth_clients (id, kind, data) VALUES ('c', 'owned', '{"id":"c"}')`); err != nil {
+			return err
+		}
+		if calls < 3 {
+			return &pgconn.PgError{Code: "40001", Message: "could not serialize access"}
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("inTx = %v after %d calls, want success after 3", err, calls)
+	}
+	if _, err := s.GetClient(ctx, "c"); err != nil {
+		t.Fatalf("GetClient after retried insert: %v", err)
+	}
+	calls = 0
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		calls++
+		return &pgconn.PgError{Code: "40001"}
+	})
+	if !retryable(err) || calls != maxAttempts {
+		t.Fatalf("inTx = %v after %d calls, want the 40001 error after %d", err, calls, maxAttempts)
+	}
+}
+
+// TestRealSerializationFailureIsRetried provokes a genuine 40001: two
+// SERIALIZABLE transactions each read what the other writes.
+func TestRealSerializationFailureIsRetried(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.pool.Exec(ctx, `CREATE TABLE ctr (k int PRIMARY KEY, v int NOT NULL); INSERT INTO ctr VALUES (1, 0), (2, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	// once() runs at READ COMMITTED; run SERIALIZABLE by hand in fn.
+	var wg sync.WaitGroup
+	ready := make(chan struct{}, 2)
+	proceed := make(chan struct{})
+	var attempts atomic.Int64
+	run := func(read, write int) error {
+		first := true
+		return s.inTx(ctx, func(tx pgx.Tx) error {
+			attempts.Add(1)
+			if _, err := tx.Exec(ctx, `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE`); err != nil {
+				return err
+			}
+			var v int
+			if err := tx.QueryRow(ctx, `SELECT v FROM ctr WHERE k = $1`, read).Scan(&v); err != nil {
+				return err
+			}
+			if first {
+				first = false
+				ready <- struct{}{}
+				<-proceed
+			}
+			_, err := tx.Exec(ctx, `UPDATE ctr SET v = $2 WHERE k = $1`, write, v+1)
+			return err
+		})
+	}
+	errs := make([]error, 2)
+	wg.Go(func() { errs[0] = run(1, 2) })
+	wg.Go(func() { errs[1] = run(2, 1) })
+	<-ready
+	<-ready
+	close(proceed)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("transaction %d: %v", i, err)
+		}
+	}
+	if attempts.Load() < 3 {
+		t.Fatalf("%d attempts: expected one transaction to fail with 40001 and be retried", attempts.Load())
+	}
+}
+
+func TestErrorMapping(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	c := storage.Client{ID: "c1", Kind: storage.ClientOwned, CreatedAt: t0}
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateClient(ctx, c); !errors.Is(err, storage.ErrAlreadyExists) {
+		t.Fatalf("second CreateClient = %v, want ErrAlreadyExists", err)
+	}
+	if err := s.CreateAccount(ctx, storage.Account{ID: "a1", Email: "x@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAccount(ctx, storage.Account{ID: "a2", Email: "X@Example.com"}); !errors.Is(err, storage.ErrAlreadyExists) {
+		t.Fatalf("CreateAccount with a taken email (other case) = %v, want ErrAlreadyExists", err)
+	}
+	if err := s.LinkIdentity(ctx, "oidc:x", "sub", "nobody"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("LinkIdentity to an unknown account = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetClient(ctx, "nope"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("GetClient(unknown) = %v, want ErrNotFound", err)
+	}
+}
