@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 
@@ -107,11 +108,19 @@ func normalizeHost(h string) (string, error) {
 	if a, err := netip.ParseAddr(h); err == nil {
 		return a.String(), nil
 	}
+	if !utf8.ValidString(h) {
+		return "", ErrInvalidTarget("resource has an invalid host name")
+	}
 	ascii, err := idna.Lookup.ToASCII(h)
 	if err != nil || ascii == "" {
 		return "", ErrInvalidTarget("resource has an invalid host name")
 	}
-	return strings.ToLower(ascii), nil
+	ascii = strings.ToLower(ascii)
+	// The ASCII form must be stable, so that normalization is idempotent.
+	if again, err := idna.Lookup.ToASCII(ascii); err != nil || again != ascii {
+		return "", ErrInvalidTarget("resource has an invalid host name")
+	}
+	return ascii, nil
 }
 
 // ResourcePolicy binds tokens to resources (RFC 8707). Its four knobs
