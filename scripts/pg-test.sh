@@ -18,7 +18,9 @@
 #     the `postgres` system user, or a `mcpauth-pg` user created for it);
 #   - starts the server on a free 127.0.0.1 port and on a unix socket inside
 #     the temporary directory, password (SCRAM) authentication only, fsync off
-#     (a test cluster: nothing in it needs to survive a crash);
+#     (a test cluster: nothing in it needs to survive a crash;
+#     MCPAUTH_TEST_PG_DURABLE=1 keeps the server's durable defaults, for
+#     benchmarks);
 #   - creates the database `mcpauth_test`;
 #   - prints `export MCPAUTH_TEST_POSTGRES_DSN=...` and
 #     `export MCPAUTH_TEST_PG_DIR=...`.
@@ -82,7 +84,7 @@ cmd_start() {
 		printf 'export MCPAUTH_TEST_POSTGRES_DSN=%q\n' "$MCPAUTH_TEST_POSTGRES_DSN"
 		return 0
 	fi
-	local bindir dir pass port attempt
+	local bindir dir pass port attempt durability
 	bindir=$(ensure_bindir)
 	RUN_AS=""
 	if [[ $(id -u) -eq 0 ]]; then
@@ -100,6 +102,10 @@ cmd_start() {
 	printf '%s\n' "$pass" >"$dir/pwfile"
 	chmod 0600 "$dir/pwfile"
 	[[ -n "$RUN_AS" ]] && chown "$RUN_AS" "$dir/pwfile"
+	durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+	if [[ "${MCPAUTH_TEST_PG_DURABLE:-}" == 1 ]]; then
+		durability="" # server defaults: fsync on every commit (for benchmarks)
+	fi
 	log "initdb in $dir/data with $bindir"
 	as_user "$bindir/initdb" -D "$dir/data" -U postgres --auth=scram-sha-256 --pwfile="$dir/pwfile" \
 		-E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
@@ -110,7 +116,7 @@ cmd_start() {
 	for attempt in 1 2 3 4 5; do
 		port=$(free_port)
 		if as_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-			-o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >&2; then
+			-o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir $durability -c max_connections=200" >&2; then
 			break
 		fi
 		log "start on port $port failed (attempt $attempt)"
