@@ -21,7 +21,9 @@ func (s *Store) DeleteExpired(ctx context.Context, now, auditBefore time.Time) (
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		n = 0
 		// Simple buckets: the record's ExpiresAt decides.
-		type expiring struct{ ExpiresAt time.Time }
+		type expiring struct {
+			ExpiresAt time.Time `json:"expires_at"`
+		}
 		for _, name := range [][]byte{bktCodes, bktTickets, bktConsents} {
 			b := bucket(tx, name)
 			var dead [][]byte
