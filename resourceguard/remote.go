@@ -468,4 +468,3 @@ func (k jwk) publicKey() (remoteKey, error) {
 	}
 	return rk, nil
 }
-
