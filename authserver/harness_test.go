@@ -53,10 +53,10 @@ func (c *testClock) Advance(d time.Duration) {
 // test_user=<subject> is signed in as that user (AuthTime from authTimes, or
 // the clock's start); pages are answered with headers the tests read.
 type testBrowser struct {
-	mu        sync.Mutex
-	authTime  time.Time
-	logins    []LoginRequest
-	consents  []ConsentPage
+	mu         sync.Mutex
+	authTime   time.Time
+	logins     []LoginRequest
+	consents   []ConsentPage
 	errorsSeen []string
 }
 

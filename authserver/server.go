@@ -111,11 +111,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	cors := cfg.CORS
 	meta := cors.Wrap(http.HandlerFunc(s.serveMetadata))
 	s.routes = map[string]http.Handler{
-		MetadataPath(cfg.Issuer):              meta,
-		s.path(pathAuthorize):                 http.HandlerFunc(s.serveAuthorize), // never CORS
-		s.path(pathToken):                     cors.Wrap(http.HandlerFunc(s.serveToken)),
-		s.path(pathRevoke):                    cors.Wrap(http.HandlerFunc(s.serveRevoke)),
-		s.path(pathJWKS):                      cors.Wrap(JWKSHandler(s.keys)),
+		MetadataPath(cfg.Issuer): meta,
+		s.path(pathAuthorize):    http.HandlerFunc(s.serveAuthorize), // never CORS
+		s.path(pathToken):        cors.Wrap(http.HandlerFunc(s.serveToken)),
+		s.path(pathRevoke):       cors.Wrap(http.HandlerFunc(s.serveRevoke)),
+		s.path(pathJWKS):         cors.Wrap(JWKSHandler(s.keys)),
 	}
 	if u.Path != "" && u.Path != "/" {
 		// Also the OIDC-style appended form ({issuer}/.well-known/...), which
