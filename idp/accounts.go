@@ -1,0 +1,220 @@
+package idp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/idp/password"
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// seed creates the configured accounts, or brings an existing one's
+// password in line with the configuration (the configuration is the source
+// of truth for seeded accounts; a change revokes the account's sessions).
+func (l *Login) seed(ctx context.Context) error {
+	for _, s := range l.cfg.SeedAccounts {
+		email, ok := normalizeEmail(s.Email)
+		if !ok {
+			return fmt.Errorf("idp: seed account %q: not an email address", s.Email)
+		}
+		if s.Password != "" && s.PasswordHash != "" {
+			return fmt.Errorf("idp: seed account %s: set password or password hash, not both", email)
+		}
+		if s.PasswordHash != "" && !password.IsHash(s.PasswordHash) {
+			return fmt.Errorf("idp: seed account %s: password hash is not an argon2id PHC string", email)
+		}
+		if s.PasswordHash != "" {
+			if p, _, _, _ := password.ParsePHC(s.PasswordHash); p.Memory < password.MinParams.Memory || p.Time < password.MinParams.Time {
+				return fmt.Errorf("idp: seed account %s: password hash parameters are below m=%d,t=%d", email, password.MinParams.Memory, password.MinParams.Time)
+			}
+		}
+		if s.Password != "" {
+			if err := password.Check(s.Password); err != nil {
+				return fmt.Errorf("idp: seed account %s: %w", email, err)
+			}
+		}
+		existing, err := l.store.GetAccountByEmail(ctx, email)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			hash := s.PasswordHash
+			if s.Password != "" {
+				if hash, err = l.hasher.Hash(s.Password); err != nil {
+					return fmt.Errorf("idp: seed account %s: %w", email, err)
+				}
+			}
+			now := l.now()
+			a := storage.Account{ID: newAccountID(), Email: email, Name: cleanName(s.Name), EmailVerified: true, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}
+			if hash != "" {
+				a.PasswordChangedAt = now
+			}
+			if err := l.store.CreateAccount(ctx, a); err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
+				return fmt.Errorf("idp: seed account %s: %w", email, err)
+			}
+		case err != nil:
+			return fmt.Errorf("idp: seed account %s: %w", email, err)
+		default:
+			changed := false
+			if s.PasswordHash != "" && existing.PasswordHash != s.PasswordHash {
+				existing.PasswordHash, changed = s.PasswordHash, true
+			}
+			if s.Password != "" {
+				ok := false
+				if existing.PasswordHash != "" {
+					ok, _, _ = l.hasher.Verify(existing.PasswordHash, s.Password)
+				}
+				if !ok {
+					h, err := l.hasher.Hash(s.Password)
+					if err != nil {
+						return fmt.Errorf("idp: seed account %s: %w", email, err)
+					}
+					existing.PasswordHash, changed = h, true
+				}
+			}
+			if n := cleanName(s.Name); n != "" && n != existing.Name {
+				existing.Name = n
+				existing.UpdatedAt = l.now()
+				if !changed {
+					if err := l.store.UpdateAccount(ctx, existing); err != nil {
+						return fmt.Errorf("idp: seed account %s: %w", email, err)
+					}
+				}
+			}
+			if changed {
+				now := l.now()
+				existing.PasswordChangedAt, existing.UpdatedAt = now, now
+				if err := l.store.UpdateAccount(ctx, existing); err != nil {
+					return fmt.Errorf("idp: seed account %s: %w", email, err)
+				}
+				if _, err := l.store.DeleteAccountSessions(ctx, existing.ID); err != nil {
+					return fmt.Errorf("idp: seed account %s: %w", email, err)
+				}
+				l.log.Info("idp: seeded account password updated from configuration", "account", existing.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// createAccount creates a password account (policy already checked).
+func (l *Login) createAccount(ctx context.Context, email, name, pw string) (storage.Account, error) {
+	h, err := l.hasher.Hash(pw)
+	if err != nil {
+		return storage.Account{}, err
+	}
+	now := l.now()
+	a := storage.Account{ID: newAccountID(), Email: email, Name: name, PasswordHash: h, CreatedAt: now, UpdatedAt: now, PasswordChangedAt: now}
+	if err := l.store.CreateAccount(ctx, a); err != nil {
+		return storage.Account{}, fmt.Errorf("idp: creating account: %w", err)
+	}
+	return a, nil
+}
+
+// CreateAccount creates a password account as the operator (admin API,
+// CLI). The password must satisfy the policy; the email is marked verified
+// (the operator vouches for it). ErrAlreadyExists (wrapped) when the email
+// is taken.
+func (l *Login) CreateAccount(ctx context.Context, email, name, pw string) (storage.Account, error) {
+	e, ok := normalizeEmail(email)
+	if !ok {
+		return storage.Account{}, fmt.Errorf("idp: %q is not an email address", email)
+	}
+	if err := password.Check(pw, e); err != nil {
+		return storage.Account{}, err
+	}
+	h, err := l.hasher.Hash(pw)
+	if err != nil {
+		return storage.Account{}, err
+	}
+	now := l.now()
+	a := storage.Account{ID: newAccountID(), Email: e, Name: cleanName(name), EmailVerified: true, PasswordHash: h, CreatedAt: now, UpdatedAt: now, PasswordChangedAt: now}
+	if err := l.store.CreateAccount(ctx, a); err != nil {
+		return storage.Account{}, fmt.Errorf("idp: creating account: %w", err)
+	}
+	l.auditCtx(ctx, storage.AuditEvent{Type: "account.created", Outcome: "success", Subject: a.ID, Detail: map[string]string{"by": "operator"}})
+	return a, nil
+}
+
+// SetPassword sets an account's password (policy checked) and ends all its
+// browser sessions. The caller revokes the account's refresh tokens
+// (authserver) as requirement 10 asks.
+func (l *Login) SetPassword(ctx context.Context, accountID, pw string) error {
+	a, err := l.store.GetAccount(ctx, accountID)
+	if err != nil {
+		return fmt.Errorf("idp: set password: %w", err)
+	}
+	if err := password.Check(pw, a.Email); err != nil {
+		return err
+	}
+	h, err := l.hasher.Hash(pw)
+	if err != nil {
+		return err
+	}
+	now := l.now()
+	a.PasswordHash, a.PasswordChangedAt, a.UpdatedAt = h, now, now
+	if err := l.store.UpdateAccount(ctx, a); err != nil {
+		return fmt.Errorf("idp: set password: %w", err)
+	}
+	if _, err := l.store.DeleteAccountSessions(ctx, a.ID); err != nil {
+		return fmt.Errorf("idp: set password: revoking sessions: %w", err)
+	}
+	l.auditCtx(ctx, storage.AuditEvent{Type: "account.password_changed", Outcome: "success", Subject: a.ID})
+	return nil
+}
+
+// SetAccountDisabled disables or enables an account. Disabling ends its
+// sessions; the caller revokes its grants.
+func (l *Login) SetAccountDisabled(ctx context.Context, accountID string, disabled bool) error {
+	a, err := l.store.GetAccount(ctx, accountID)
+	if err != nil {
+		return fmt.Errorf("idp: set disabled: %w", err)
+	}
+	a.Disabled, a.UpdatedAt = disabled, l.now()
+	if err := l.store.UpdateAccount(ctx, a); err != nil {
+		return fmt.Errorf("idp: set disabled: %w", err)
+	}
+	if disabled {
+		if _, err := l.store.DeleteAccountSessions(ctx, a.ID); err != nil {
+			return fmt.Errorf("idp: set disabled: revoking sessions: %w", err)
+		}
+	}
+	typ := "account.enabled"
+	if disabled {
+		typ = "account.disabled"
+	}
+	l.auditCtx(ctx, storage.AuditEvent{Type: typ, Outcome: "success", Subject: a.ID})
+	return nil
+}
+
+// RevokeSessions ends every browser session of an account.
+func (l *Login) RevokeSessions(ctx context.Context, accountID string) (int, error) {
+	n, err := l.store.DeleteAccountSessions(ctx, accountID)
+	if err != nil {
+		return 0, fmt.Errorf("idp: revoke sessions: %w", err)
+	}
+	l.auditCtx(ctx, storage.AuditEvent{Type: "session.revoked", Outcome: "success", Subject: accountID, Detail: map[string]string{"count": fmt.Sprint(n)}})
+	return n, nil
+}
+
+// audit stores an event of a browser request (with the client IP).
+func (l *Login) audit(r *http.Request, ev storage.AuditEvent) {
+	ev.IP = l.cfg.ClientIP(r)
+	l.auditCtx(r.Context(), ev)
+}
+
+func (l *Login) auditCtx(ctx context.Context, ev storage.AuditEvent) {
+	if ev.Time.IsZero() {
+		ev.Time = l.now()
+	}
+	// The audit write must not be cancelled by a client that went away.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := l.store.AppendAudit(ctx, ev); err != nil {
+		l.log.Error("idp: audit write failed", "type", ev.Type, "err", err)
+	}
+	if l.cfg.OnEvent != nil {
+		l.cfg.OnEvent(ev)
+	}
+}

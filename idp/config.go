@@ -1,0 +1,364 @@
+package idp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// Store is the storage the hosted login needs.
+type Store interface {
+	storage.Accounts
+	storage.Sessions
+	storage.Tickets
+	storage.Audit
+}
+
+// Signup modes.
+const (
+	SignupOff     = "off"
+	SignupOpen    = "open"
+	SignupDomains = "domains"
+)
+
+// Config configures the hosted login.
+type Config struct {
+	// PublicURL is the issuer URL (https in production). Its origin builds
+	// every absolute URL and the CSP form-action; its scheme decides whether
+	// cookies are Secure and __Host- prefixed. Never taken from request headers.
+	PublicURL string
+	// PathPrefix is prepended to the login routes ("" serves /login,
+	// /signup, /logout and /login/<provider>/...).
+	PathPrefix string
+	// Store persists accounts, sessions, tickets and the audit log.
+	Store Store
+	// Branding is the operator's product name, logo, accent colour and support link.
+	Branding Branding
+	// TemplatesDir, when set, is a directory whose template files replace the
+	// embedded ones of the same name (layout.html, login.html, ...).
+	TemplatesDir string
+	// Signup is the self-service signup policy.
+	Signup SignupPolicy
+	// PasswordLogin enables email + password login for local accounts.
+	PasswordLogin bool
+	// SeedAccounts are created (or brought in line) at New.
+	SeedAccounts []SeedAccount
+	// SessionIdle ends a session not used for this long (default 8h).
+	SessionIdle time.Duration
+	// SessionAbsolute ends a session this long after sign-in (default 7 days).
+	SessionAbsolute time.Duration
+	// ClientIP returns the client IP of a request as the proxy resolved it
+	// (Caddy's trusted_proxies-aware client IP). Default: the host of
+	// r.RemoteAddr. Never a raw X-Forwarded-For.
+	ClientIP func(*http.Request) string
+	// Throttle limits failed logins.
+	Throttle ThrottleConfig
+	// Providers are upstream identity providers, shown as buttons.
+	Providers []Provider
+	// HomeRealm routes an email domain (lower-case, e.g. "example.com") to
+	// the provider of that name. When set, the login page asks for the email
+	// first.
+	HomeRealm map[string]string
+	// PasswordHasher hashes passwords; nil uses password.Default() (argon2id
+	// at the minimum cost). Use password.NewHasher to raise the cost.
+	PasswordHasher PasswordHasher
+	// Language is the pages' lang attribute (default "en").
+	Language string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives operational logs (default slog.Default()).
+	Logger *slog.Logger
+	// OnEvent, when set, is called with every audit event after it is stored.
+	OnEvent func(storage.AuditEvent)
+}
+
+// PasswordHasher hashes and verifies passwords; *password.Hasher implements
+// it. Nil uses password.Default().
+type PasswordHasher interface {
+	Hash(pw string) (string, error)
+	Verify(phc, pw string) (ok, needsRehash bool, err error)
+	VerifyDummy(pw string) bool
+}
+
+// Branding makes the pages the operator's own.
+type Branding struct {
+	// ProductName is shown in titles and headings (default "Sign in").
+	ProductName string
+	// LogoURL is an https URL, a same-origin path or a data:image URL.
+	LogoURL string
+	// AccentColor is a CSS hex colour (#rgb or #rrggbb) for buttons, links and focus rings.
+	AccentColor string
+	// SupportURL is linked from error pages (https or mailto:).
+	SupportURL string
+	// SupportEmail is shown on error pages when set.
+	SupportEmail string
+}
+
+// SignupPolicy says who may create a password account.
+type SignupPolicy struct {
+	// Mode is "off" (default), "open" or "domains".
+	Mode string
+	// Domains lists the email domains allowed to sign up in "domains" mode.
+	Domains []string
+}
+
+// SeedAccount is an account configured by the operator.
+type SeedAccount struct {
+	Email string
+	Name  string
+	// Password is the plaintext password (from config placeholders such as
+	// {env.X}); or PasswordHash an argon2id PHC string. At most one.
+	Password     string
+	PasswordHash string
+}
+
+// ThrottleConfig limits failed logins. Failures are counted in a sliding
+// window per account (email) and per client IP; reaching the limit locks the
+// key for Lockout, doubling with each further lockout up to MaxLockout.
+type ThrottleConfig struct {
+	// AccountFailures per Window before an account is locked (default 5).
+	AccountFailures int
+	// IPFailures per Window before a client IP is locked (default 20).
+	IPFailures int
+	// Window is the counting window (default 15m).
+	Window time.Duration
+	// Lockout is the first lockout (default 1m); MaxLockout the cap (default 1h).
+	Lockout    time.Duration
+	MaxLockout time.Duration
+	// SignupsPerIP per Window (default 10).
+	SignupsPerIP int
+}
+
+func (t *ThrottleConfig) defaults() {
+	if t.AccountFailures <= 0 {
+		t.AccountFailures = 5
+	}
+	if t.IPFailures <= 0 {
+		t.IPFailures = 20
+	}
+	if t.Window <= 0 {
+		t.Window = 15 * time.Minute
+	}
+	if t.Lockout <= 0 {
+		t.Lockout = time.Minute
+	}
+	if t.MaxLockout <= 0 {
+		t.MaxLockout = time.Hour
+	}
+	if t.MaxLockout < t.Lockout {
+		t.MaxLockout = t.Lockout
+	}
+	if t.SignupsPerIP <= 0 {
+		t.SignupsPerIP = 10
+	}
+}
+
+var hexColor = regexp.MustCompile(`^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$`)
+
+// validate checks the configuration and fills defaults. It returns the
+// parsed public URL.
+func (c *Config) validate() (*url.URL, error) {
+	if c.Store == nil {
+		return nil, errors.New("idp: config: store is required")
+	}
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" || u.RawQuery != "" {
+		return nil, fmt.Errorf("idp: config: public URL %q must be an absolute http(s) URL without query or fragment", c.PublicURL)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return nil, fmt.Errorf("idp: config: public URL %q must use https (http is allowed on loopback only)", c.PublicURL)
+	}
+	if c.PathPrefix != "" {
+		if !strings.HasPrefix(c.PathPrefix, "/") || strings.HasSuffix(c.PathPrefix, "/") || strings.Contains(c.PathPrefix, "//") ||
+			strings.ContainsAny(c.PathPrefix, "?#\\ \"'<>") {
+			return nil, fmt.Errorf("idp: config: path prefix %q must start with / and not end with /", c.PathPrefix)
+		}
+	}
+	b := &c.Branding
+	if b.ProductName == "" {
+		b.ProductName = "Sign in"
+	}
+	if b.AccentColor == "" {
+		b.AccentColor = "#2563eb"
+	}
+	if !hexColor.MatchString(b.AccentColor) {
+		return nil, fmt.Errorf("idp: config: accent colour %q must be a CSS hex colour (#rgb or #rrggbb)", b.AccentColor)
+	}
+	if b.LogoURL != "" && !validLogo(b.LogoURL) {
+		return nil, fmt.Errorf("idp: config: logo %q must be an https URL, a path starting with / or a data:image URL", b.LogoURL)
+	}
+	if b.SupportURL != "" {
+		su, err := url.Parse(b.SupportURL)
+		if err != nil || !(su.Scheme == "https" && su.Host != "" || su.Scheme == "mailto" || su.Scheme == "http" && isLoopback(su.Hostname())) {
+			return nil, fmt.Errorf("idp: config: support URL %q must be an https or mailto: URL", b.SupportURL)
+		}
+	}
+	if b.SupportEmail != "" {
+		if a, err := mail.ParseAddress(b.SupportEmail); err != nil || a.Address != b.SupportEmail {
+			return nil, fmt.Errorf("idp: config: support email %q is not an email address", b.SupportEmail)
+		}
+	}
+	switch c.Signup.Mode {
+	case "":
+		c.Signup.Mode = SignupOff
+	case SignupOff, SignupOpen:
+	case SignupDomains:
+		if len(c.Signup.Domains) == 0 {
+			return nil, errors.New("idp: config: signup mode \"domains\" needs at least one domain")
+		}
+	default:
+		return nil, fmt.Errorf("idp: config: signup mode %q must be off, open or domains", c.Signup.Mode)
+	}
+	for i, d := range c.Signup.Domains {
+		d = strings.ToLower(strings.TrimSpace(d))
+		if !validDomain(d) {
+			return nil, fmt.Errorf("idp: config: signup domain %q is not a domain name", c.Signup.Domains[i])
+		}
+		c.Signup.Domains[i] = d
+	}
+	if c.Signup.Mode != SignupOff && !c.PasswordLogin {
+		return nil, errors.New("idp: config: signup needs password login")
+	}
+	if c.SessionIdle <= 0 {
+		c.SessionIdle = 8 * time.Hour
+	}
+	if c.SessionAbsolute <= 0 {
+		c.SessionAbsolute = 7 * 24 * time.Hour
+	}
+	if c.SessionIdle > c.SessionAbsolute {
+		c.SessionIdle = c.SessionAbsolute
+	}
+	if c.ClientIP == nil {
+		c.ClientIP = remoteIP
+	}
+	c.Throttle.defaults()
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Language == "" {
+		c.Language = "en"
+	}
+	names := map[string]bool{}
+	for _, p := range c.Providers {
+		if p == nil {
+			return nil, errors.New("idp: config: nil provider")
+		}
+		n := p.Name()
+		if !validProviderName(n) {
+			return nil, fmt.Errorf("idp: config: provider name %q must be 1-32 lower-case letters, digits, - or _", n)
+		}
+		if names[n] {
+			return nil, fmt.Errorf("idp: config: duplicate provider name %q", n)
+		}
+		names[n] = true
+	}
+	hr := make(map[string]string, len(c.HomeRealm))
+	for d, p := range c.HomeRealm {
+		ld := strings.ToLower(strings.TrimSpace(d))
+		if !validDomain(ld) {
+			return nil, fmt.Errorf("idp: config: home realm domain %q is not a domain name", d)
+		}
+		if !names[p] {
+			return nil, fmt.Errorf("idp: config: home realm %q names unknown provider %q", d, p)
+		}
+		hr[ld] = p
+	}
+	c.HomeRealm = hr
+	if !c.PasswordLogin && len(c.Providers) == 0 {
+		return nil, errors.New("idp: config: no way to sign in: enable password login or add a provider")
+	}
+	return u, nil
+}
+
+func validProviderName(n string) bool {
+	if n == "" || len(n) > 32 {
+		return false
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func validLogo(s string) bool {
+	if strings.HasPrefix(s, "data:image/") {
+		return !strings.ContainsAny(s, "\"'<> ")
+	}
+	if strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") && !strings.Contains(s, "\\") {
+		return true
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil
+}
+
+// validDomain accepts a DNS name of at least two labels.
+func validDomain(d string) bool {
+	if len(d) < 3 || len(d) > 253 || !strings.Contains(d, ".") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// remoteIP is the default ClientIP: the host of r.RemoteAddr.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// normalizeEmail lower-cases and validates an email address. It accepts a
+// bare addr-spec only (no display name, no angle brackets).
+func normalizeEmail(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > 254 || strings.ContainsAny(s, " <>\"\\,;\r\n\t") {
+		return "", false
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s {
+		return "", false
+	}
+	local, domain, ok := strings.Cut(strings.ToLower(s), "@")
+	if !ok || local == "" || !validDomain(domain) {
+		return "", false
+	}
+	return local + "@" + domain, true
+}
+
+func emailDomain(email string) string {
+	_, d, _ := strings.Cut(email, "@")
+	return d
+}

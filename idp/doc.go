@@ -1,0 +1,38 @@
+// Package idp is the browser side of the authorization server: the hosted
+// login. It implements authserver.Browser (who is signed in, the login and
+// consent pages, CSRF, the error page) and serves its own pages: login,
+// signup, logout and the callbacks of upstream identity providers.
+//
+// Requirements 13, 15 and 16 of the project's requirements are implemented
+// here:
+//
+//   - Sessions (session.go): a 32-byte random id in the cookie
+//     __Host-mcpauth_session (Secure, HttpOnly, SameSite=Lax, Path=/), stored
+//     under its SHA-256, renewed at every login, deleted at logout, with an
+//     idle and an absolute timeout.
+//   - CSRF (csrf.go): forms of a signed-in browser carry an HMAC of a purpose
+//     under the session's own CSRF secret (synchronizer token); forms shown
+//     before a session exists (login, signup) use a signed double-submit
+//     cookie __Host-mcpauth_csrf. Every POST is checked, and a present Origin
+//     header must be the issuer's origin.
+//   - Security headers (headers.go) on every page: a CSP with a per-response
+//     style nonce, frame-ancestors 'none', X-Frame-Options DENY,
+//     Referrer-Policy no-referrer, nosniff, Cache-Control no-store.
+//   - The post-login return path (returnto.go) is a same-origin relative path
+//     only.
+//   - Failed logins are throttled per account and per client IP
+//     (throttle.go); the client IP is the one Caddy resolved, never a raw
+//     X-Forwarded-For.
+//   - Passwords are argon2id (package idp/password); unknown accounts cost the
+//     same work as known ones and get the same message.
+//
+// Upstream identity (OpenID Connect, SAML) plugs in through Provider
+// (provider.go). A provider starts the upstream flow in Begin and, when its
+// callback has verified the upstream answer, hands the identity to
+// Completer.CompleteUpstream; the idp links it to a local account by
+// (provider, subject), by verified email only when the provider's policy
+// allows it, applies the provider's allow rules and starts the session.
+//
+// Pages are html/template files embedded from templates/; an operator can
+// replace any of them with a file of the same name in Config.TemplatesDir.
+package idp
