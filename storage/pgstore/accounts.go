@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -115,13 +116,11 @@ ON CONFLICT (provider, subject) DO NOTHING`, provider, subject, accountID); err 
 			return dbErr(op, err)
 		}
 		if owner != accountID {
-			return dbErr(op, errAlreadyLinked)
+			return fmt.Errorf("pgstore: %s: identity linked to another account: %w", op, storage.ErrAlreadyExists)
 		}
 		return nil
 	})
 }
-
-var errAlreadyLinked = errors.New("identity linked to another account")
 
 // AccountByIdentity returns the account (provider, subject) is linked to.
 func (s *Store) AccountByIdentity(ctx context.Context, provider, subject string) (storage.Account, error) {
