@@ -1,0 +1,430 @@
+package resourceguard
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
+)
+
+// grantRevocation is the adapter the Caddy module uses: the guard shares the
+// authorization server's store and asks it about the token's grant.
+type grantRevocation struct{ s storage.Grants }
+
+func (a grantRevocation) Active(ctx context.Context, grantID, clientID string) (bool, error) {
+	g, err := a.s.GetGrant(ctx, grantID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !g.Revoked() && g.ClientID == clientID, nil
+}
+
+func openStore(t *testing.T) *bboltstore.Store {
+	t.Helper()
+	s, err := bboltstore.Open(filepath.Join(t.TempDir(), "mcpauth.db"), bboltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestRevocationCheckedOnEveryRequest(t *testing.T) {
+	store := openStore(t)
+	ctx := context.Background()
+	f := newFixture(t, func(c *Config) { c.Revocation = grantRevocation{store} })
+	now := f.clock.Now()
+	if err := store.CreateGrant(ctx, storage.Grant{ID: "grant-1", ClientID: "client-abc", Subject: "user-123",
+		Scopes: []string{"mcp"}, Resource: testResource, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	tok := f.token(nil)
+
+	t.Run("active grant accepted and cached", func(t *testing.T) {
+		if w := f.do(bearerReq("POST", testResource, tok)); w.Code != 200 {
+			t.Fatalf("status %d", w.Code)
+		}
+		if f.g.cache.len() != 1 {
+			t.Fatalf("cache len %d", f.g.cache.len())
+		}
+	})
+	t.Run("token of another client for the same grant refused", func(t *testing.T) {
+		other := f.token(func(h, c map[string]any) { c["client_id"] = "someone-else" })
+		w := f.do(bearerReq("POST", testResource, other))
+		assertRefused(t, f, w, 401, "invalid_token")
+	})
+	t.Run("token without sid refused", func(t *testing.T) {
+		nosid := f.token(func(h, c map[string]any) { delete(c, "sid") })
+		assertRefused(t, f, f.do(bearerReq("POST", testResource, nosid)), 401, "invalid_token")
+	})
+	t.Run("unknown grant refused", func(t *testing.T) {
+		unk := f.token(func(h, c map[string]any) { c["sid"] = "grant-unknown" })
+		assertRefused(t, f, f.do(bearerReq("POST", testResource, unk)), 401, "invalid_token")
+	})
+	t.Run("revoked grant refused on a cache hit", func(t *testing.T) {
+		if err := store.RevokeGrant(ctx, "grant-1", "test", now); err != nil {
+			t.Fatal(err)
+		}
+		calls := f.keys.calls.Load()
+		assertRefused(t, f, f.do(bearerReq("POST", testResource, tok)), 401, "invalid_token")
+		if f.keys.calls.Load() != calls {
+			t.Fatal("expected a cache hit (no key lookup)")
+		}
+	})
+	t.Run("store failure is 503", func(t *testing.T) {
+		_ = store.Close()
+		w := f.do(bearerReq("POST", testResource, tok))
+		if w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d", w.Code)
+		}
+	})
+}
+
+func assertRefused(t *testing.T, _ *fixture, w *httptest.ResponseRecorder, status int, errAttr string) {
+	t.Helper()
+	if w.Code != status {
+		t.Fatalf("status = %d, want %d (%s)", w.Code, status, w.Body)
+	}
+	_, params, err := parseChallenge(w.Header().Get("WWW-Authenticate"))
+	if err != nil {
+		t.Fatalf("challenge: %v", err)
+	}
+	if params["error"] != errAttr {
+		t.Fatalf("error = %q, want %q", params["error"], errAttr)
+	}
+}
+
+func TestCache(t *testing.T) {
+	t.Run("hit skips verification", func(t *testing.T) {
+		f := newFixture(t, nil)
+		tok := f.token(nil)
+		for range 5 {
+			if w := f.do(bearerReq("POST", testResource, tok)); w.Code != 200 {
+				t.Fatal(w.Code)
+			}
+		}
+		if n := f.keys.calls.Load(); n != 1 {
+			t.Fatalf("key lookups = %d, want 1", n)
+		}
+	})
+	t.Run("flushed on generation change", func(t *testing.T) {
+		f := newFixture(t, nil)
+		tok := f.token(nil)
+		if w := f.do(bearerReq("POST", testResource, tok)); w.Code != 200 {
+			t.Fatal(w.Code)
+		}
+		f.keys.remove("ec1") // key rotated out: the cached verdict must go
+		w := f.do(bearerReq("POST", testResource, tok))
+		assertRefused(t, f, w, 401, "invalid_token")
+		if f.reached.Load() != 1 {
+			t.Fatal("upstream reached with a token of a removed key")
+		}
+	})
+	t.Run("failures never cached", func(t *testing.T) {
+		f := newFixture(t, nil)
+		bad := f.token(func(h, c map[string]any) { c["aud"] = "https://x.example" })
+		for range 3 {
+			f.do(bearerReq("POST", testResource, bad))
+		}
+		if f.g.cache.len() != 0 || f.keys.calls.Load() != 3 {
+			t.Fatalf("cache len %d, lookups %d", f.g.cache.len(), f.keys.calls.Load())
+		}
+	})
+	t.Run("entry life bounded by max TTL", func(t *testing.T) {
+		f := newFixture(t, func(c *Config) { c.CacheMaxTTL = time.Minute })
+		tok := f.token(nil) // expires in 1 h
+		f.do(bearerReq("POST", testResource, tok))
+		f.clock.Advance(2 * time.Minute)
+		f.do(bearerReq("POST", testResource, tok))
+		if n := f.keys.calls.Load(); n != 2 {
+			t.Fatalf("key lookups = %d, want 2 (entry should have aged out)", n)
+		}
+	})
+	t.Run("entry life bounded by token expiry", func(t *testing.T) {
+		f := newFixture(t, func(c *Config) { c.Leeway = time.Second })
+		tok := f.token(func(h, c map[string]any) { c["exp"] = f.clock.Now().Add(90 * time.Second).Unix() })
+		if w := f.do(bearerReq("POST", testResource, tok)); w.Code != 200 {
+			t.Fatal(w.Code)
+		}
+		f.clock.Advance(2 * time.Minute)
+		assertRefused(t, f, f.do(bearerReq("POST", testResource, tok)), 401, "invalid_token")
+	})
+	t.Run("bounded size", func(t *testing.T) {
+		f := newFixture(t, func(c *Config) { c.CacheSize = 100 })
+		for i := range 300 {
+			tok := f.token(func(h, c map[string]any) { c["jti"] = fmt.Sprint(i) })
+			f.do(bearerReq("POST", testResource, tok))
+		}
+		if n := f.g.cache.len(); n > 112 || n < 50 {
+			t.Fatalf("cache holds %d entries for a size of 100", n)
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		f := newFixture(t, func(c *Config) { c.CacheSize = -1 })
+		tok := f.token(nil)
+		f.do(bearerReq("POST", testResource, tok))
+		f.do(bearerReq("POST", testResource, tok))
+		if f.keys.calls.Load() != 2 {
+			t.Fatal("cache not disabled")
+		}
+	})
+}
+
+func TestScopes(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.Scopes = []string{"todo:read"}
+		c.MethodScopes = map[string][]string{
+			"tools/call":                   {"todo:call"},
+			"tools/call:delete_todo":       {"todo:admin"},
+			"resources/read:todo://secret": {"todo:secret"},
+		}
+		c.ScopeHierarchy = map[string][]string{
+			"todo:admin": {"todo:write"},
+			"todo:write": {"todo:read", "todo:call"},
+		}
+	})
+	call := func(name string) string {
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":%q,"arguments":{}}}`, name)
+	}
+	cases := []struct {
+		name      string
+		method    string
+		scope     string
+		body      string
+		status    int
+		errAttr   string
+		needScope string // expected challenge scope attribute
+	}{
+		{"route scope present", "POST", "todo:read", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, 200, "", ""},
+		{"route scope missing", "POST", "other", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, 403, "insufficient_scope", "todo:read"},
+		{"method scope missing", "POST", "todo:read", call("add_todo"), 403, "insufficient_scope", "todo:read todo:call"},
+		{"method scope present", "POST", "todo:read todo:call", call("add_todo"), 200, "", ""},
+		{"tool scope missing", "POST", "todo:read todo:call", call("delete_todo"), 403, "insufficient_scope", "todo:read todo:call todo:admin"},
+		{"hierarchy: admin implies all", "POST", "todo:admin", call("delete_todo"), 200, "", ""},
+		{"hierarchy: write implies read and call", "POST", "todo:write", call("add_todo"), 200, "", ""},
+		{"hierarchy: write does not imply admin", "POST", "todo:write", call("delete_todo"), 403, "insufficient_scope", "todo:read todo:call todo:admin"},
+		{"batch needs the union", "POST", "todo:read todo:call", `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},` + call("delete_todo") + `]`, 403, "insufficient_scope", "todo:read todo:call todo:admin"},
+		{"batch allowed", "POST", "todo:admin", `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},` + call("delete_todo") + `]`, 200, "", ""},
+		{"resource uri scope", "POST", "todo:read", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"todo://secret"}}`, 403, "insufficient_scope", "todo:read todo:secret"},
+		{"response message needs route scope only", "POST", "todo:read", `{"jsonrpc":"2.0","id":1,"result":{}}`, 200, "", ""},
+		{"GET stream never reads a body", "GET", "todo:read", "", 200, "", ""},
+		{"case-folded method refused when ambiguous", "POST", "todo:admin", `{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"delete_todo"}}`, 400, "invalid_request", ""},
+		{"case-folded method alone is the method", "POST", "todo:read", `{"jsonrpc":"2.0","id":1,"METHOD":"tools/call","params":{"name":"x"}}`, 403, "insufficient_scope", "todo:read todo:call"},
+		{"duplicate tool name refused", "POST", "todo:admin", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"delete_todo"}}`, 400, "invalid_request", ""},
+		{"escaped member name", "POST", "todo:read todo:call", `{"jsonrpc":"2.0","id":1,"\u006dethod":"tools/call","params":{"n\u0061me":"delete_todo"}}`, 403, "insufficient_scope", "todo:read todo:call todo:admin"},
+		{"malformed JSON", "POST", "todo:admin", `{"method":`, 400, "invalid_request", ""},
+		{"trailing data", "POST", "todo:admin", `{"method":"tools/list"} {"method":"tools/call"}`, 400, "invalid_request", ""},
+		{"method not a string", "POST", "todo:admin", `{"method":1}`, 400, "invalid_request", ""},
+		{"empty body", "POST", "todo:read", ``, 200, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tok := f.token(func(h, cl map[string]any) { cl["scope"] = c.scope })
+			r := httptest.NewRequest(c.method, testResource, strings.NewReader(c.body))
+			r.Header.Set("Authorization", "Bearer "+tok)
+			r.Header.Set("Content-Type", "application/json")
+			before := f.reached.Load()
+			w := f.do(r)
+			if w.Code != c.status {
+				t.Fatalf("status = %d, want %d (%s)", w.Code, c.status, w.Body)
+			}
+			if reached := f.reached.Load() > before; reached != (c.status == 200) {
+				t.Fatalf("upstream reached = %v", reached)
+			}
+			if c.status == 200 {
+				f.mu.Lock()
+				got := f.bodies[len(f.bodies)-1]
+				f.mu.Unlock()
+				if c.method == "POST" && got != c.body {
+					t.Fatalf("upstream body = %q, want %q", got, c.body)
+				}
+				return
+			}
+			_, params, err := parseChallenge(w.Header().Get("WWW-Authenticate"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if params["error"] != c.errAttr {
+				t.Fatalf("error = %q, want %q", params["error"], c.errAttr)
+			}
+			if c.needScope != "" && params["scope"] != c.needScope {
+				t.Fatalf("scope = %q, want %q", params["scope"], c.needScope)
+			}
+		})
+	}
+	t.Run("body too large", func(t *testing.T) {
+		g := newFixture(t, func(c *Config) {
+			c.MethodScopes = map[string][]string{"tools/call": {"x"}}
+			c.MaxBodyBytes = 64
+		})
+		r := httptest.NewRequest("POST", testResource, strings.NewReader(strings.Repeat(" ", 65)+"{}"))
+		r.Header.Set("Authorization", "Bearer "+g.token(nil))
+		if w := g.do(r); w.Code != http.StatusRequestEntityTooLarge || g.reached.Load() != 0 {
+			t.Fatalf("status %d reached %d", w.Code, g.reached.Load())
+		}
+	})
+	t.Run("body not read without method scopes", func(t *testing.T) {
+		g := newFixture(t, nil)
+		r := httptest.NewRequest("POST", testResource, strings.NewReader("not json at all"))
+		r.Header.Set("Authorization", "Bearer "+g.token(nil))
+		if w := g.do(r); w.Code != 200 || g.bodies[0] != "not json at all" {
+			t.Fatalf("status %d body %q", w.Code, g.bodies)
+		}
+	})
+}
+
+func TestOrigin(t *testing.T) {
+	cases := []struct {
+		name    string
+		allowed []string
+		origins []string
+		status  int
+	}{
+		{"no Origin header", nil, nil, 200},
+		{"own origin allowed by default", nil, []string{"https://mcp.example.com"}, 200},
+		{"own origin with explicit default port", nil, []string{"https://mcp.example.com:443"}, 200},
+		{"other origin refused by default", nil, []string{"https://evil.example"}, 403},
+		{"rebinding-style origin refused", nil, []string{"http://mcp.example.com"}, 403},
+		{"null origin refused", nil, []string{"null"}, 403},
+		{"empty origin refused", nil, []string{""}, 403},
+		{"two Origin headers refused", nil, []string{"https://mcp.example.com", "https://mcp.example.com"}, 403},
+		{"listed origin allowed", []string{"http://localhost:6274"}, []string{"http://localhost:6274"}, 200},
+		{"own origin not implied by a list", []string{"http://localhost:6274"}, []string{"https://mcp.example.com"}, 403},
+		{"unlisted port refused", []string{"http://localhost:6274"}, []string{"http://localhost:6275"}, 403},
+		{"wildcard allows any", []string{"*"}, []string{"https://anything.example"}, 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, func(cfg *Config) { cfg.AllowedOrigins = c.allowed })
+			r := bearerReq("POST", testResource, f.token(nil))
+			for _, o := range c.origins {
+				r.Header.Add("Origin", o)
+			}
+			w := f.do(r)
+			if w.Code != c.status {
+				t.Fatalf("status = %d, want %d", w.Code, c.status)
+			}
+			if c.status != 200 {
+				if f.reached.Load() != 0 {
+					t.Fatal("upstream reached")
+				}
+				if w.Header().Get("WWW-Authenticate") != "" {
+					t.Fatal("origin refusal carries a bearer challenge")
+				}
+			}
+		})
+	}
+}
+
+func TestUpstreamNeverSeesTokenOrForgedIdentity(t *testing.T) {
+	f := newFixture(t, nil)
+	r := bearerReq("POST", testResource, f.token(func(h, c map[string]any) { delete(c, "email") }))
+	r.Header.Add("X-Auth-Subject", "admin")
+	r.Header.Add("X-Auth-Subject", "root")
+	r.Header.Set("x-auth-client", "forged")
+	r.Header.Set("X-Auth-Scopes", "everything")
+	r.Header.Set("X-Auth-Email", "ceo@example.com")
+	if w := f.do(r); w.Code != 200 {
+		t.Fatal(w.Code)
+	}
+	up := f.seen[0]
+	if v := up.Header.Values("Authorization"); len(v) != 0 {
+		t.Fatalf("upstream saw Authorization %q", v)
+	}
+	want := map[string][]string{
+		"X-Auth-Subject": {"user-123"},
+		"X-Auth-Client":  {"client-abc"},
+		"X-Auth-Scopes":  {"mcp todo:read"},
+		"X-Auth-Email":   nil, // no email claim: the forged copy is deleted, nothing set
+	}
+	for h, v := range want {
+		if got := up.Header.Values(h); strings.Join(got, "|") != strings.Join(v, "|") {
+			t.Fatalf("%s = %q, want %q", h, got, v)
+		}
+	}
+	if p, ok := FromContext(up.Context()); !ok || p.Subject != "user-123" {
+		t.Fatalf("principal in context: %+v %v", p, ok)
+	}
+}
+
+// TestStreamingIsNotBuffered runs the guard in a real HTTP server in front of
+// an SSE upstream that sends one event, then waits until the client has read
+// it before sending the next: a buffering guard would deadlock the test
+// (bounded by the context deadline, not a timed assertion).
+func TestStreamingIsNotBuffered(t *testing.T) {
+	f := newFixture(t, nil)
+	clientGotFirst := make(chan struct{})
+	upstreamDone := make(chan struct{})
+	sse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(upstreamDone)
+		if r.Header.Get("Authorization") != "" {
+			t.Error("upstream saw Authorization")
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		fmt.Fprint(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-clientGotFirst:
+		case <-r.Context().Done():
+			return
+		}
+		for i := range 50 {
+			fmt.Fprintf(w, "data: event-%d\n\n", i)
+			w.(http.Flusher).Flush()
+		}
+	})
+	srv := httptest.NewServer(f.g.Wrap(sse))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/mcp", nil)
+	req.Header.Set("Authorization", "Bearer "+f.token(nil))
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event: %q %v", line, err)
+	}
+	select {
+	case <-upstreamDone:
+		t.Fatal("upstream finished before the client read the first event")
+	default:
+	}
+	close(clientGotFirst)
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(rest), "data: event-"); n != 50 {
+		t.Fatalf("got %d events", n)
+	}
+}
+
+func TestPrepareUpstreamDirect(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer x")
+	r.Header.Set("X-Sub", "forged")
+	PrepareUpstream(r, &Principal{Subject: "s", Scopes: []string{"a", "b"}}, IdentityHeaders{Subject: "X-Sub", Scopes: "X-Scopes"})
+	if r.Header.Get("Authorization") != "" || r.Header.Get("X-Sub") != "s" || r.Header.Get("X-Scopes") != "a b" {
+		t.Fatalf("headers %v", r.Header)
+	}
+}
