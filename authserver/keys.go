@@ -89,6 +89,9 @@ type KeySet struct {
 	fingerprint string
 	generation  uint64
 	lastMiss    time.Time // last reload triggered by an unknown kid
+	// storeActive is the kid of the newest unretired key in the store, even
+	// when it could not be decoded: rotation compares against it.
+	storeActive string
 	// retiredExpired are retired keys past PublishUntil, deleted by Run.
 	retiredExpired []string
 }
@@ -129,11 +132,11 @@ func NewKeySet(ctx context.Context, store storage.Keys, cfg KeyConfig) (*KeySet,
 		return nil, err
 	}
 	k.mu.RLock()
-	active := k.active
+	active, storeActive := k.active, k.storeActive
 	k.mu.RUnlock()
 	switch {
 	case active == nil:
-		if err := k.rotate(ctx, ""); err != nil {
+		if err := k.rotate(ctx, storeActive); err != nil {
 			return nil, err
 		}
 	case active.alg != cfg.Algorithm:
@@ -246,10 +249,7 @@ func (k *KeySet) Sign(ctx context.Context, claims map[string]any, typ string) (s
 // compare-and-swap lost), its key is adopted instead and Rotate succeeds.
 func (k *KeySet) Rotate(ctx context.Context) error {
 	k.mu.RLock()
-	expect := ""
-	if k.active != nil {
-		expect = k.active.kid
-	}
+	expect := k.storeActive
 	k.mu.RUnlock()
 	return k.rotate(ctx, expect)
 }
@@ -290,12 +290,17 @@ func (k *KeySet) Reload(ctx context.Context) error {
 	k.mu.RUnlock()
 
 	var (
-		active    *loadedKey
-		published = map[string]*loadedKey{}
-		expired   []string
+		active      *loadedKey
+		published   = map[string]*loadedKey{}
+		expired     []string
+		storeActive *storage.SigningKey
 	)
-	for _, sk := range stored {
+	for i, sk := range stored {
 		retired := !sk.RetiredAt.IsZero()
+		if !retired && (storeActive == nil || sk.CreatedAt.After(storeActive.CreatedAt) ||
+			(sk.CreatedAt.Equal(storeActive.CreatedAt) && sk.ID > storeActive.ID)) {
+			storeActive = &stored[i]
+		}
 		if retired && !now.Before(sk.PublishUntil) {
 			expired = append(expired, sk.ID)
 			continue
@@ -323,6 +328,10 @@ func (k *KeySet) Reload(ctx context.Context) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.active = active
+	k.storeActive = ""
+	if storeActive != nil {
+		k.storeActive = storeActive.ID
+	}
 	k.published = published
 	k.retiredExpired = expired
 	if fp != k.fingerprint || k.generation == 0 {
