@@ -306,3 +306,42 @@ func TestErrorMapping(t *testing.T) {
 		t.Fatalf("GetClient(unknown) = %v, want ErrNotFound", err)
 	}
 }
+
+// TestOpenConnectionSettings: connection failures name the problem without
+// echoing the password, and TLS settings of the DSN are honored (the test
+// server speaks no TLS, so sslmode=require must fail).
+func TestOpenConnectionSettings(t *testing.T) {
+	pc, err := pgx.ParseConfig(testDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.Host == "" || strings.HasPrefix(pc.Host, "/") {
+		t.Skip("pgstore: the test DSN uses a unix socket; these cases need TCP")
+	}
+	base := fmt.Sprintf("postgres://%s:%%s@%s:%d/%s", pc.User, pc.Host, pc.Port, pc.Database)
+	tests := []struct {
+		name, dsn, want string
+	}{
+		{"wrong password", fmt.Sprintf(base, "wrong-hunter2") + "?sslmode=disable", "connect"},
+		{"sslmode require without server TLS", fmt.Sprintf(base, pc.Password) + "?sslmode=require", "tls"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s, err := Open(ctx, Config{DSN: tt.dsn, Schema: "mcpauth_never_created"})
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %q, want it to mention %q", err, tt.want)
+			}
+			for _, secret := range []string{"wrong-hunter2", pc.Password} {
+				if secret != "" && strings.Contains(err.Error(), secret) {
+					t.Fatalf("error leaks the password: %q", err)
+				}
+			}
+		})
+	}
+}
