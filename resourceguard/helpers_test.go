@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -392,3 +393,5 @@ func parseChallenge(s string) (scheme string, params map[string]string, err erro
 	}
 	return scheme, params, nil
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
