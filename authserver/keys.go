@@ -48,8 +48,9 @@ const unknownKidReloadEvery = 10 * time.Second
 type KeyConfig struct {
 	// Algorithm of new keys: ES256 (default), EdDSA or RS256 (2048-bit).
 	Algorithm string
-	// PublishFor is how long a retired key stays in the JWKS. It must be at
-	// least the longest access token lifetime. Default 2h.
+	// PublishFor is how long a retired key stays in the JWKS (plus
+	// ReloadEvery, the time other instances may still sign with it). It must
+	// be at least the longest access token lifetime. Default 2h.
 	PublishFor time.Duration
 	// RotateEvery rotates the signing key on this schedule (checked by Run);
 	// 0 rotates only on demand.
@@ -261,7 +262,9 @@ func (k *KeySet) rotate(ctx context.Context, expectActive string) error {
 		k.reloadMu.Unlock()
 		return err
 	}
-	publishUntil := key.CreatedAt.Add(k.cfg.PublishFor)
+	// Other instances may keep signing with the retired key until their
+	// next reload (ReloadEvery): publish it that much longer.
+	publishUntil := key.CreatedAt.Add(k.cfg.PublishFor + k.cfg.ReloadEvery)
 	err = k.store.AddSigningKey(ctx, key, expectActive, publishUntil)
 	k.reloadMu.Unlock()
 	switch {

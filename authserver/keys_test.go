@@ -290,9 +290,15 @@ func TestKeySetRotation(t *testing.T) {
 		t.Fatalf("reload changed generation: %v", err)
 	}
 
-	// Past PublishUntil (1h after rotation) the retired key leaves the JWKS
-	// and maintenance deletes it from the store.
-	clock.Add(time.Hour)
+	// Still published just before PublishUntil (PublishFor + ReloadEvery
+	// after rotation).
+	clock.Add(time.Hour + time.Minute - time.Second)
+	if _, _, err := ks.PublicKey(ctx, oldKid); err != nil {
+		t.Fatalf("retired key dropped before PublishUntil: %v", err)
+	}
+	// Past PublishUntil the retired key leaves the JWKS and maintenance
+	// deletes it from the store.
+	clock.Add(time.Second)
 	if _, _, err := ks.PublicKey(ctx, oldKid); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("expired key still served: %v", err)
 	}

@@ -86,3 +86,22 @@ func TestVerifyPKCE(t *testing.T) {
 		})
 	}
 }
+
+// FuzzVerifyPKCE: never panics; success implies a syntactically valid
+// verifier whose S256 transform is the challenge.
+func FuzzVerifyPKCE(f *testing.F) {
+	f.Add("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+	f.Add(strings.Repeat("a", 43), strings.Repeat("a", 43))
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, verifier, challenge string) {
+		if !VerifyPKCE(verifier, challenge) {
+			return
+		}
+		if !validVerifier(verifier) || pkceS256(verifier) != challenge {
+			t.Fatalf("accepted %q for %q", verifier, challenge)
+		}
+		if ValidCodeChallenge(challenge, "S256") != nil {
+			t.Fatalf("verified against an invalid challenge %q", challenge)
+		}
+	})
+}
