@@ -83,6 +83,8 @@ type Resolver struct {
 	group   singleflight.Group
 	mu      sync.Mutex
 	entries map[string]cacheEntry
+	// afterJoin, when set (tests), runs once a caller waits on a flight.
+	afterJoin func()
 }
 
 type cacheEntry struct {
@@ -201,6 +203,9 @@ func (r *Resolver) Resolve(ctx context.Context, clientID string) (storage.Client
 		}
 		return r.fetchAndStore(context.WithoutCancel(ctx), clientID, host)
 	})
+	if r.afterJoin != nil {
+		r.afterJoin()
+	}
 	select {
 	case <-ctx.Done():
 		return storage.Client{}, &fetchError{reason: "canceled", cause: ctx.Err()}

@@ -97,6 +97,8 @@ type Fetcher struct {
 	// allowAddr decides which dialled addresses are reachable. Tests in this
 	// package replace it to reach one exact test listener in production mode.
 	allowAddr func(netip.AddrPort) bool
+	// onDial, when set (tests), sees every address about to be dialled.
+	onDial func(netip.AddrPort)
 }
 
 // Response is a document as fetched: the raw body (at most MaxBytes) and
@@ -173,16 +175,7 @@ func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
 		KeepAlive: 30 * time.Second,
 		// ControlContext runs on the socket about to connect, after name
 		// resolution: the last word on which address is reachable.
-		ControlContext: func(_ context.Context, network, address string, _ syscall.RawConn) error {
-			if network != "tcp4" && network != "tcp6" {
-				return fmt.Errorf("%w: network %s", ErrForbiddenAddress, network)
-			}
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil || !f.allowAddr(ap) {
-				return ErrForbiddenAddress
-			}
-			return nil
-		},
+		ControlContext: f.control,
 	}
 	f.transport = &http.Transport{
 		Proxy: nil, // never a proxy: it would connect on our behalf, unchecked
@@ -211,6 +204,19 @@ func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
 			"allow_loopback", true)
 	}
 	return f, nil
+}
+
+// control is the dialer's ControlContext: it runs on the socket about to
+// connect, with the numeric address actually dialled.
+func (f *Fetcher) control(_ context.Context, network, address string, _ syscall.RawConn) error {
+	if network != "tcp4" && network != "tcp6" {
+		return fmt.Errorf("%w: network %s", ErrForbiddenAddress, network)
+	}
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil || !f.allowAddr(ap) {
+		return ErrForbiddenAddress
+	}
+	return nil
 }
 
 // Close releases idle connections.
@@ -268,6 +274,9 @@ func (f *Fetcher) dial(ctx context.Context, d *net.Dialer, network, addr string)
 		nw := "tcp4"
 		if ap.Addr().Is6() {
 			nw = "tcp6"
+		}
+		if f.onDial != nil {
+			f.onDial(ap)
 		}
 		conn, err := d.DialContext(ctx, nw, ap.String())
 		if err == nil {

@@ -1,0 +1,258 @@
+package cimd
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+const (
+	claudeID  = "https://claude.ai/oauth/mcp-oauth-client-metadata"
+	chatgptID = "https://chatgpt.com/oauth/client.json"
+	vscodeID  = "https://vscode.dev/oauth/client-metadata.json"
+)
+
+var claudeDoc = `{
+  "client_id": "https://claude.ai/oauth/mcp-oauth-client-metadata",
+  "client_name": "Claude",
+  "client_uri": "https://claude.ai",
+  "logo_uri": "https://claude.ai/images/claude_app_icon.png",
+  "redirect_uris": ["https://claude.ai/api/mcp/auth_callback", "https://claude.com/api/mcp/auth_callback"],
+  "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
+  "response_types": ["code"],
+  "token_endpoint_auth_method": "none"
+}`
+
+var chatgptDoc = `{
+  "client_id": "https://chatgpt.com/oauth/client.json",
+  "client_name": "ChatGPT",
+  "redirect_uris": ["https://chatgpt.com/connector_platform_oauth_redirect", "https://chatgpt.com/connector/oauth/abc123"],
+  "grant_types": ["authorization_code", "refresh_token"],
+  "response_types": ["code"],
+  "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+  "jwks_uri": "https://chatgpt.com/oauth/jwks.json",
+  "scope": "openid offline_access"
+}`
+
+var vscodeDoc = `{
+  "client_id": "https://vscode.dev/oauth/client-metadata.json",
+  "client_name": "Visual Studio Code",
+  "client_uri": "https://code.visualstudio.com",
+  "redirect_uris": ["http://127.0.0.1/callback", "http://localhost/callback", "https://vscode.dev/redirect", "vscode://vscode.github-authentication/did-authenticate"],
+  "grant_types": ["authorization_code", "refresh_token"],
+  "response_types": ["code"],
+  "token_endpoint_auth_method": "none",
+  "application_type": "native"
+}`
+
+func TestValidateDocumentAccepted(t *testing.T) {
+	tests := []struct {
+		name       string
+		id, doc    string
+		wantName   string
+		wantURIs   []string
+		wantGrants []string
+		wantLogo   string
+		wantURI    string
+	}{
+		{"claude", claudeID, claudeDoc, "Claude",
+			[]string{"https://claude.ai/api/mcp/auth_callback", "https://claude.com/api/mcp/auth_callback"},
+			[]string{"authorization_code", "refresh_token"},
+			"https://claude.ai/images/claude_app_icon.png", "https://claude.ai"},
+		{"chatgpt none+private_key_jwt", chatgptID, chatgptDoc, "ChatGPT",
+			[]string{"https://chatgpt.com/connector_platform_oauth_redirect", "https://chatgpt.com/connector/oauth/abc123"},
+			[]string{"authorization_code", "refresh_token"}, "", ""},
+		{"vscode", vscodeID, vscodeDoc, "Visual Studio Code",
+			[]string{"http://127.0.0.1/callback", "http://localhost/callback", "https://vscode.dev/redirect", "vscode://vscode.github-authentication/did-authenticate"},
+			[]string{"authorization_code", "refresh_token"}, "", "https://code.visualstudio.com"},
+		{"minimal: defaults", "https://app.example.com/client",
+			`{"client_id":"https://app.example.com/client","client_name":"App","redirect_uris":["https://app.example.com/cb"]}`,
+			"App", []string{"https://app.example.com/cb"}, []string{"authorization_code"}, "", ""},
+		{"auth method as non-standard list with none", "https://app.example.com/client",
+			`{"client_id":"https://app.example.com/client","client_name":"App","redirect_uris":["https://app.example.com/cb"],"token_endpoint_auth_method":["private_key_jwt","none"]}`,
+			"App", []string{"https://app.example.com/cb"}, []string{"authorization_code"}, "", ""},
+		{"singular none wins over supported list", "https://app.example.com/client",
+			`{"client_id":"https://app.example.com/client","client_name":"App","redirect_uris":["https://app.example.com/cb"],"token_endpoint_auth_method":"none","token_endpoint_auth_methods_supported":["private_key_jwt"]}`,
+			"App", []string{"https://app.example.com/cb"}, []string{"authorization_code"}, "", ""},
+		{"public jwks allowed", "https://app.example.com/client",
+			`{"client_id":"https://app.example.com/client","client_name":"App","redirect_uris":["https://app.example.com/cb"],"jwks":{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b"}]}}`,
+			"App", []string{"https://app.example.com/cb"}, []string{"authorization_code"}, "", ""},
+		{"http logo dropped", "https://app.example.com/client",
+			`{"client_id":"https://app.example.com/client","client_name":"App","redirect_uris":["https://app.example.com/cb"],"logo_uri":"http://app.example.com/logo.png","client_uri":"javascript:alert(1)"}`,
+			"App", []string{"https://app.example.com/cb"}, []string{"authorization_code"}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ValidateDocument(tt.id, []byte(tt.doc))
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if c.ID != tt.id || c.Kind != storage.ClientCIMD || c.TokenEndpointAuthMethod != "none" || c.SecretHash != "" {
+				t.Errorf("id=%q kind=%q method=%q", c.ID, c.Kind, c.TokenEndpointAuthMethod)
+			}
+			if c.Name != tt.wantName {
+				t.Errorf("name = %q", c.Name)
+			}
+			if !slices.Equal(c.RedirectURIs, tt.wantURIs) {
+				t.Errorf("redirect_uris = %q", c.RedirectURIs)
+			}
+			if !slices.Equal(c.GrantTypes, tt.wantGrants) {
+				t.Errorf("grant_types = %q", c.GrantTypes)
+			}
+			if c.LogoURI != tt.wantLogo || c.ClientURI != tt.wantURI {
+				t.Errorf("logo=%q client_uri=%q", c.LogoURI, c.ClientURI)
+			}
+			if c.Fingerprint != dcr.Fingerprint(tt.wantName, tt.wantURIs) {
+				t.Errorf("fingerprint mismatch")
+			}
+			if len(c.Scopes) != 0 {
+				t.Errorf("scopes = %q, want none (document scope is ignored)", c.Scopes)
+			}
+		})
+	}
+}
+
+func TestValidateDocumentRefused(t *testing.T) {
+	const id = "https://app.example.com/client"
+	base := func(extra string) string {
+		return `{"client_id":"` + id + `","client_name":"App","redirect_uris":["https://app.example.com/cb"]` + extra + `}`
+	}
+	tests := []struct {
+		name, doc, reason string
+	}{
+		{"malformed json", `{"client_id":`, "not a valid JSON object"},
+		{"not an object", `["x"]`, "not a JSON object"},
+		{"empty", ``, "not a JSON object"},
+		{"trailing data", base(``) + `{}`, "data after"},
+		{"duplicate client_id", `{"client_id":"https://evil.example/x","client_id":"` + id + `","client_name":"A","redirect_uris":["https://a.example/cb"]}`, "duplicate"},
+		{"case-variant member is not client_id", `{"Client_ID":"` + id + `","client_name":"A","redirect_uris":["https://a.example/cb"]}`, "client_id is missing"},
+		{"client_id missing", `{"client_name":"App","redirect_uris":["https://app.example.com/cb"]}`, "client_id is missing"},
+		{"client_id mismatch", `{"client_id":"https://app.example.com/other","client_name":"App","redirect_uris":["https://app.example.com/cb"]}`, "does not match"},
+		{"client_id differs by port", `{"client_id":"https://app.example.com:443/client","client_name":"App","redirect_uris":["https://app.example.com/cb"]}`, "does not match"},
+		{"client_id differs by trailing slash", `{"client_id":"https://app.example.com/client/","client_name":"App","redirect_uris":["https://app.example.com/cb"]}`, "does not match"},
+		{"client_id not string", `{"client_id":1}`, "must be a string"},
+		{"client_secret", base(`,"client_secret":"s3cr3t"`), "client_secret must not be present"},
+		{"client_secret null", base(`,"client_secret":null`), "client_secret must not be present"},
+		{"client_secret_expires_at", base(`,"client_secret_expires_at":0`), "client_secret_expires_at"},
+		{"private jwk", base(`,"jwks":{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"secret"}]}`), "private key"},
+		{"symmetric jwk", base(`,"jwks":{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`), "private key"},
+		{"private_key_jwt only", base(`,"token_endpoint_auth_method":"private_key_jwt"`), `"private_key_jwt" is not supported`},
+		{"private_key_jwt singular despite list", base(`,"token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_methods_supported":["none","private_key_jwt"]`), `"private_key_jwt" is not supported`},
+		{"private_key_jwt list only", base(`,"token_endpoint_auth_methods_supported":["private_key_jwt"]`), `"private_key_jwt" do not include none`},
+		{"client_secret_basic", base(`,"token_endpoint_auth_method":"client_secret_basic"`), `"client_secret_basic" uses a shared secret`},
+		{"client_secret_post", base(`,"token_endpoint_auth_method":"client_secret_post"`), `"client_secret_post" uses a shared secret`},
+		{"client_secret_jwt", base(`,"token_endpoint_auth_method":"client_secret_jwt"`), `"client_secret_jwt" uses a shared secret`},
+		{"shared secret in list with none", base(`,"token_endpoint_auth_methods_supported":["none","client_secret_basic"]`), "shared secret"},
+		{"tls_client_auth", base(`,"token_endpoint_auth_method":"tls_client_auth"`), `"tls_client_auth" is not supported`},
+		{"hostile method not echoed", base(`,"token_endpoint_auth_method":"<img src=x>"`), "(unrecognized)"},
+		{"auth method wrong type", base(`,"token_endpoint_auth_method":5`), "must be a string"},
+		{"missing redirect_uris", `{"client_id":"` + id + `","client_name":"App"}`, "redirect_uris is missing"},
+		{"empty redirect_uris", `{"client_id":"` + id + `","client_name":"App","redirect_uris":[]}`, "must not be empty"},
+		{"redirect_uris string", `{"client_id":"` + id + `","client_name":"App","redirect_uris":"https://a.example/cb"}`, "array of strings"},
+		{"redirect fragment", `{"client_id":"` + id + `","client_name":"App","redirect_uris":["https://a.example/cb#x"]}`, "redirect_uris[0]: contains a fragment"},
+		{"redirect javascript", `{"client_id":"` + id + `","client_name":"App","redirect_uris":["https://a.example/cb","javascript:alert(1)"]}`, "redirect_uris[1]: scheme not allowed"},
+		{"redirect http remote", `{"client_id":"` + id + `","client_name":"App","redirect_uris":["http://a.example/cb"]}`, "loopback"},
+		{"missing client_name", `{"client_id":"` + id + `","redirect_uris":["https://a.example/cb"]}`, "client_name is missing"},
+		{"blank client_name", `{"client_id":"` + id + `","client_name":"   ","redirect_uris":["https://a.example/cb"]}`, "client_name is empty"},
+		{"client_name bidi", `{"client_id":"` + id + `","client_name":"\u202eevil","redirect_uris":["https://a.example/cb"]}`, "formatting"},
+		{"no authorization_code grant", base(`,"grant_types":["client_credentials"]`), "must include authorization_code"},
+		{"grant_types wrong type", base(`,"grant_types":"authorization_code"`), "array of strings"},
+		{"no code response type", base(`,"response_types":["token"]`), "must include code"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ValidateDocument(id, []byte(tt.doc))
+			if err == nil {
+				t.Fatalf("accepted: %+v", c)
+			}
+			if !errors.Is(err, ErrInvalidDocument) {
+				t.Fatalf("error %v is not ErrInvalidDocument", err)
+			}
+			if !strings.Contains(err.Error(), tt.reason) {
+				t.Fatalf("error %q does not say %q", err, tt.reason)
+			}
+			for _, leak := range []string{"s3cr3t", "secret\"", "<img", "evil.example", "c2VjcmV0"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Fatalf("error echoes document content: %q", err)
+				}
+			}
+			if c.ID != "" {
+				t.Fatalf("refusal returned a client")
+			}
+		})
+	}
+}
+
+func TestFingerprintTracksConsentRelevantChanges(t *testing.T) {
+	a, err := ValidateDocument(claudeID, []byte(claudeDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	json.Unmarshal([]byte(claudeDoc), &m)
+
+	m["logo_uri"] = "https://claude.ai/other.png"
+	b, _ := json.Marshal(m)
+	same, err := ValidateDocument(claudeID, b)
+	if err != nil || same.Fingerprint != a.Fingerprint {
+		t.Fatalf("logo change altered the fingerprint (err %v)", err)
+	}
+	m["redirect_uris"] = []string{"https://claude.ai/api/mcp/auth_callback", "https://evil.example/cb"}
+	b, _ = json.Marshal(m)
+	changed, err := ValidateDocument(claudeID, b)
+	if err != nil || changed.Fingerprint == a.Fingerprint {
+		t.Fatalf("redirect change kept the fingerprint (err %v)", err)
+	}
+	m["redirect_uris"] = a.RedirectURIs
+	m["client_name"] = "Claude (new)"
+	b, _ = json.Marshal(m)
+	renamed, err := ValidateDocument(claudeID, b)
+	if err != nil || renamed.Fingerprint == a.Fingerprint {
+		t.Fatalf("name change kept the fingerprint (err %v)", err)
+	}
+}
+
+func FuzzValidateDocument(f *testing.F) {
+	f.Add(claudeID, []byte(claudeDoc))
+	f.Add(chatgptID, []byte(chatgptDoc))
+	f.Add(vscodeID, []byte(vscodeDoc))
+	f.Add("https://a.example/c", []byte(`{"client_id":"https://a.example/c","client_name":"x","redirect_uris":["cursor://a/b"],"token_endpoint_auth_methods_supported":["private_key_jwt"]}`))
+	f.Add("https://a.example/c", []byte(`{"client_id":"https://a.example/c","client_secret":"x"}`))
+	f.Add("https://a.example/c", []byte(`{"client_id":"https://a.example/c","client_name":"x","redirect_uris":["http://[::1]:1/"],"jwks":{"keys":[{"d":1}]}}`))
+	f.Add("https://a.example/c", []byte(`[`))
+	f.Fuzz(func(t *testing.T, id string, raw []byte) {
+		c, err := ValidateDocument(id, raw)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidDocument) {
+				t.Fatalf("error does not wrap ErrInvalidDocument: %v", err)
+			}
+			return
+		}
+		if c.ID != id || c.Kind != storage.ClientCIMD || c.TokenEndpointAuthMethod != "none" {
+			t.Fatalf("bad client %+v", c)
+		}
+		if c.Name == "" || len(c.RedirectURIs) == 0 || !slices.Contains(c.GrantTypes, "authorization_code") {
+			t.Fatalf("incomplete client %+v", c)
+		}
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			t.Fatal("accepted a document encoding/json cannot read")
+		}
+		if _, ok := m["client_secret"]; ok {
+			t.Fatal("accepted a client_secret")
+		}
+		for _, u := range c.RedirectURIs {
+			if _, err := dcr.CheckRedirectURI(u, dcr.RedirectPolicy{AllowPrivateSchemes: true}); err != nil {
+				t.Fatalf("accepted redirect %q: %v", u, err)
+			}
+		}
+		if c.Fingerprint != dcr.Fingerprint(c.Name, c.RedirectURIs) {
+			t.Fatal("fingerprint mismatch")
+		}
+	})
+}
