@@ -371,8 +371,8 @@ func (a *App) Keys() *authserver.KeySet { return a.keys }
 // Store returns the storage backend.
 func (a *App) Store() storage.Backend { return a.store }
 
-// Login returns the hosted login.
-func (a *App) Login() *idp.Login { return a.login }
+// LoginPages returns the hosted login.
+func (a *App) LoginPages() *idp.Login { return a.login }
 
 // Active implements the guard's revocation check against this app's store.
 func (a *App) Active(ctx context.Context, grantID, clientID string) (bool, error) {

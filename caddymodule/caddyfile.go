@@ -18,6 +18,7 @@ func init() {
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	if existing != nil {
+		d.Next()
 		return nil, d.Err("mcp_auth may be configured only once")
 	}
 	if err := app.UnmarshalCaddyfile(d); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden JSON files")
@@ -77,7 +78,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"user args", "{\n mcp_auth {\n  login {\n   user a@b.c\n  }\n }\n}\n", "user <email> <password>"},
 		{"client without id", "{\n mcp_auth {\n  client {\n  }\n }\n}\n", "client needs an id"},
 		{"client unknown", "{\n mcp_auth {\n  client app {\n   colour red\n  }\n }\n}\n", `unknown client option "colour"`},
-		{"server handler args", "example.com {\n mcp_auth_server extra\n}\n", "Wrong argument count"},
+		{"server handler args", "example.com {\n mcp_auth_server extra\n}\n", "wrong argument count"},
 		{"guard unknown", "example.com {\n mcp_protect /mcp* {\n  bogus\n }\n}\n", `unknown mcp_protect option "bogus"`},
 		{"guard cache size", "example.com {\n mcp_protect {\n  cache_size -1\n }\n}\n", "cache_size"},
 		{"guard identity header", "example.com {\n mcp_protect {\n  identity_headers {\n   color X-C\n  }\n }\n}\n", `unknown identity header "color"`},

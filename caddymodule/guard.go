@@ -336,11 +336,12 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			ih := &IdentityHeaders{}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				key := d.Val()
 				var v string
 				if !d.AllArgs(&v) {
 					return d.ArgErr()
 				}
-				switch d.Val() {
+				switch key {
 				case "subject":
 					ih.Subject = v
 				case "client_id":
@@ -350,7 +351,7 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				case "email":
 					ih.Email = v
 				default:
-					return d.Errf("unknown identity header %q", d.Val())
+					return d.Errf("unknown identity header %q", key)
 				}
 			}
 			g.IdentityHeaders = ih
