@@ -96,7 +96,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now, auditBefore time.Time) (
 			bound := auditNanos(auditBefore)
 			var dead [][]byte
 			c := b.Cursor()
-			for k, _ := c.First(); k != nil && len(k) == 16 && binary.BigEndian.Uint64(k[:8]) < bound; k, _ = c.Next() {
+			for k, _ := c.First(); len(k) == 16 && binary.BigEndian.Uint64(k[:8]) < bound; k, _ = c.Next() {
 				dead = append(dead, clone(k))
 			}
 			for _, k := range dead {

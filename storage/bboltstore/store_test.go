@@ -1,0 +1,340 @@
+package bboltstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+func openTemp(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "mcpauth.db")
+	s, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s, path
+}
+
+func storedVersion(t *testing.T, s *Store) uint64 {
+	t.Helper()
+	var v uint64
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		v, err = schemaVersion(tx)
+		return err
+	}); err != nil {
+		t.Fatalf("schemaVersion: %v", err)
+	}
+	return v
+}
+
+func checkBuckets(t *testing.T, s *Store) {
+	t.Helper()
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		for _, name := range v1Buckets {
+			bucket(tx, name) // panics when missing
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rawFile writes a bbolt file by hand, as an older build or another tool
+// would have left it.
+func rawFile(t *testing.T, fn func(tx *bolt.Tx) error) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestSchemaVersions(t *testing.T) {
+	t.Run("NewFile", func(t *testing.T) {
+		s, _ := openTemp(t)
+		if v := storedVersion(t, s); v != latestVersion() {
+			t.Fatalf("version = %d, want %d", v, latestVersion())
+		}
+		checkBuckets(t, s)
+	})
+	t.Run("EmptyFileAtVersion0", func(t *testing.T) {
+		path := rawFile(t, func(*bolt.Tx) error { return nil })
+		s, err := Open(path, Options{NoSync: true})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		defer s.Close()
+		if v := storedVersion(t, s); v != latestVersion() {
+			t.Fatalf("version = %d, want %d", v, latestVersion())
+		}
+		checkBuckets(t, s)
+	})
+	t.Run("ExplicitVersion0", func(t *testing.T) {
+		path := rawFile(t, func(tx *bolt.Tx) error { return setSchemaVersion(tx, 0) })
+		s, err := Open(path, Options{NoSync: true})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		defer s.Close()
+		if v := storedVersion(t, s); v != latestVersion() {
+			t.Fatalf("version = %d, want %d", v, latestVersion())
+		}
+		checkBuckets(t, s)
+	})
+	t.Run("CurrentVersionKeepsData", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "mcpauth.db")
+		s, err := Open(path, Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := storage.Client{ID: "client-1", Name: "Kept", CreatedAt: time.Unix(1700000000, 0).UTC()}
+		if err := s.CreateClient(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s, err = Open(path, Options{NoSync: true})
+		if err != nil {
+			t.Fatalf("reopen: %v", err)
+		}
+		defer s.Close()
+		if v := storedVersion(t, s); v != latestVersion() {
+			t.Fatalf("version = %d, want %d", v, latestVersion())
+		}
+		got, err := s.GetClient(t.Context(), "client-1")
+		if err != nil || got.Name != "Kept" || !got.CreatedAt.Equal(c.CreatedAt) {
+			t.Fatalf("client after reopen: %+v, %v", got, err)
+		}
+	})
+	t.Run("NewerVersionRefused", func(t *testing.T) {
+		path := rawFile(t, func(tx *bolt.Tx) error { return setSchemaVersion(tx, latestVersion()+1) })
+		s, err := Open(path, Options{NoSync: true})
+		if err == nil {
+			s.Close()
+			t.Fatal("Open accepted a file from a newer build")
+		}
+		// The refusal released the file and changed nothing.
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+		if err != nil {
+			t.Fatalf("file still locked after a refused Open: %v", err)
+		}
+		defer db.Close()
+		_ = db.View(func(tx *bolt.Tx) error {
+			if v, _ := schemaVersion(tx); v != latestVersion()+1 {
+				t.Errorf("version changed to %d", v)
+			}
+			if tx.Bucket(bktV1) != nil {
+				t.Error("refused Open created buckets")
+			}
+			return nil
+		})
+	})
+	t.Run("MalformedVersionRefused", func(t *testing.T) {
+		path := rawFile(t, func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(bktMeta)
+			if err != nil {
+				return err
+			}
+			return b.Put(keySchemaVersion, []byte{1})
+		})
+		if s, err := Open(path, Options{NoSync: true}); err == nil {
+			s.Close()
+			t.Fatal("Open accepted a malformed schema version")
+		}
+	})
+}
+
+// TestMigrationsOrdered runs a file through extra test migrations: each
+// applies once, in order, in its own transaction with its version; a
+// failing one leaves the file at the version before it.
+func TestMigrationsOrdered(t *testing.T) {
+	orig := migrations
+	t.Cleanup(func() { migrations = orig })
+
+	path := filepath.Join(t.TempDir(), "mcpauth.db")
+	s, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var order []string
+	step := func(name string, fail bool) migration {
+		return migration{name: name, apply: func(tx *bolt.Tx) error {
+			order = append(order, name)
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+			if fail {
+				return errors.New("boom")
+			}
+			return nil
+		}}
+	}
+	migrations = append(append([]migration{}, orig...), step("v2test", false), step("v3test", true))
+	if s, err := Open(path, Options{NoSync: true}); err == nil {
+		s.Close()
+		t.Fatal("Open succeeded through a failing migration")
+	}
+	if len(order) != 2 || order[0] != "v2test" || order[1] != "v3test" {
+		t.Fatalf("migrations ran as %v", order)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.View(func(tx *bolt.Tx) error {
+		if v, _ := schemaVersion(tx); v != uint64(len(orig))+1 {
+			t.Errorf("version after a failed migration = %d, want %d", v, len(orig)+1)
+		}
+		if tx.Bucket([]byte("v2test")) == nil || tx.Bucket([]byte("v3test")) != nil {
+			t.Error("the failed migration was not rolled back alone")
+		}
+		return nil
+	})
+	db.Close()
+
+	order = nil
+	migrations = append(append([]migration{}, orig...), step("v2test", false), step("v3test", false))
+	s, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if len(order) != 1 || order[0] != "v3test" {
+		t.Fatalf("pending migrations ran as %v, want only v3test", order)
+	}
+	if v := storedVersion(t, s); v != uint64(len(orig))+2 {
+		t.Fatalf("version = %d", v)
+	}
+}
+
+func TestOpenFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "mcpauth")
+	path := filepath.Join(dir, "mcpauth.db")
+	s, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("file mode %v, want 0600", fi.Mode().Perm())
+	}
+	di, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("directory mode %v, want 0700", di.Mode().Perm())
+	}
+}
+
+func TestOpenRefusals(t *testing.T) {
+	t.Run("EmptyPath", func(t *testing.T) {
+		if _, err := Open("", Options{}); err == nil {
+			t.Fatal("Open accepted an empty path")
+		}
+	})
+	t.Run("LockedFileTimesOut", func(t *testing.T) {
+		_, path := openTemp(t)
+		s2, err := Open(path, Options{Timeout: 50 * time.Millisecond, NoSync: true})
+		if err == nil {
+			s2.Close()
+			t.Fatal("a second Open of a locked file succeeded")
+		}
+		if !errors.Is(err, berrors.ErrTimeout) {
+			t.Fatalf("second Open: %v, want a timeout", err)
+		}
+	})
+}
+
+func TestCloseTwice(t *testing.T) {
+	s, _ := openTemp(t)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestHashKeysOnly: the hash-keyed records refuse anything but a SHA-256,
+// so a caller that forgot to hash a secret cannot persist it.
+func TestHashKeysOnly(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	raw := []byte("raw-secret-value-not-hashed")
+	exp := time.Now().Add(time.Hour)
+	if err := s.SaveCode(ctx, storage.AuthCode{Hash: raw, ExpiresAt: exp}); err == nil {
+		t.Error("SaveCode accepted an unhashed key")
+	}
+	if err := s.CreateSession(ctx, storage.Session{Hash: raw, AccountID: "a", ExpiresAt: exp}); err == nil {
+		t.Error("CreateSession accepted an unhashed key")
+	}
+	if err := s.PutTicket(ctx, storage.Ticket{Kind: "k", Hash: raw, ExpiresAt: exp}); err == nil {
+		t.Error("PutTicket accepted an unhashed key")
+	}
+	if err := s.CreateGrant(ctx, storage.Grant{ID: "g", RefreshHash: raw}); err == nil {
+		t.Error("CreateGrant accepted an unhashed refresh token")
+	}
+	if _, err := s.RotateRefresh(ctx, storage.Rotation{Presented: raw, Next: raw, Now: exp}); err == nil || errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("RotateRefresh with an unhashed next token: %v", err)
+	}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		for _, name := range v1Buckets {
+			if k, _ := bucket(tx, name).Cursor().First(); k != nil {
+				t.Errorf("v1/%s is not empty after refused writes", name)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAuditKeys: keys sort by event time, then append order.
+func TestAuditKeys(t *testing.T) {
+	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	keys := [][]byte{
+		auditKey(time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), 9),
+		auditKey(base, 1),
+		auditKey(base, 2),
+		auditKey(base.Add(time.Nanosecond), 0),
+		auditKey(base.Add(time.Hour), 0),
+	}
+	for i := 1; i < len(keys); i++ {
+		if bytes.Compare(keys[i-1], keys[i]) >= 0 {
+			t.Fatalf("key %d does not sort after key %d", i, i-1)
+		}
+	}
+	if binary.BigEndian.Uint64(keys[0][:8]) != 0 {
+		t.Fatal("pre-1970 time not clamped to 0")
+	}
+}
