@@ -154,7 +154,7 @@ type ResourcePolicy struct {
 // normalize to a known resource (one of Known, Default or the client's
 // DefaultAudience). With none: the client's DefaultAudience (when
 // ClientAudienceFallback), else Default, else the only Known resource, else
-// invalid_target.
+// invalid_target. Only owned clients' DefaultAudience counts.
 func (p ResourcePolicy) Resolve(requested []string, client storage.Client) (string, *Error) {
 	if p.Enabled {
 		switch len(requested) {
@@ -175,9 +175,19 @@ func (p ResourcePolicy) Resolve(requested []string, client storage.Client) (stri
 	return p.fallback(client)
 }
 
+// clientAudience is the client's configured audience. Only owned clients
+// (configured by the operator) have one: a third-party client (CIMD, DCR)
+// can never name the audience of its tokens.
+func clientAudience(client storage.Client) string {
+	if client.Kind != storage.ClientOwned {
+		return ""
+	}
+	return client.DefaultAudience
+}
+
 func (p ResourcePolicy) fallback(client storage.Client) (string, *Error) {
-	if p.ClientAudienceFallback && client.DefaultAudience != "" {
-		if res, err := NormalizeResource(client.DefaultAudience); err == nil {
+	if aud := clientAudience(client); p.ClientAudienceFallback && aud != "" {
+		if res, err := NormalizeResource(aud); err == nil {
 			return res, nil
 		}
 		return "", ErrInvalidTarget("the client's default audience is not a valid resource")
@@ -203,8 +213,8 @@ func (p ResourcePolicy) knows(res string, client storage.Client) bool {
 	if p.Default != "" {
 		candidates = append(candidates, p.Default)
 	}
-	if client.DefaultAudience != "" {
-		candidates = append(candidates, client.DefaultAudience)
+	if aud := clientAudience(client); aud != "" {
+		candidates = append(candidates, aud)
 	}
 	for _, c := range candidates {
 		if c == res {

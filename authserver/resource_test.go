@@ -84,7 +84,9 @@ func TestResourcePolicyResolve(t *testing.T) {
 		aud  = "https://api.example"
 	)
 	plain := storage.Client{ID: "c1"}
-	withAud := storage.Client{ID: "c2", DefaultAudience: aud}
+	withAud := storage.Client{ID: "c2", Kind: storage.ClientOwned, DefaultAudience: aud}
+	dcrAud := storage.Client{ID: "c3", Kind: storage.ClientDCR, DefaultAudience: aud}
+	cimdAud := storage.Client{ID: "https://c.example/meta", Kind: storage.ClientCIMD, DefaultAudience: aud}
 	tests := []struct {
 		name      string
 		policy    ResourcePolicy
@@ -112,6 +114,10 @@ func TestResourcePolicyResolve(t *testing.T) {
 		{"disabled ignores requested", ResourcePolicy{Enabled: false, Default: mcpA}, []string{"https://evil.example"}, plain, mcpA},
 		{"disabled ignores several", ResourcePolicy{Enabled: false, Known: []string{mcpB}}, []string{mcpA, mcpB}, plain, mcpB},
 		{"disabled uses client audience", ResourcePolicy{Enabled: false, ClientAudienceFallback: true, Default: mcpA}, nil, withAud, aud},
+		{"dcr client audience is not known", ResourcePolicy{Enabled: true, Known: []string{mcpA}}, []string{aud}, dcrAud, ""},
+		{"cimd client audience is not known", ResourcePolicy{Enabled: true, Known: []string{mcpA}}, []string{aud}, cimdAud, ""},
+		{"dcr client audience is no fallback", ResourcePolicy{Enabled: true, ClientAudienceFallback: true, Default: mcpA}, nil, dcrAud, mcpA},
+		{"cimd client audience is no fallback", ResourcePolicy{Enabled: true, ClientAudienceFallback: true, Known: []string{mcpA, mcpB}}, nil, cimdAud, ""},
 		{"disabled with nothing configured", ResourcePolicy{Enabled: false}, nil, plain, ""},
 	}
 	for _, tt := range tests {
