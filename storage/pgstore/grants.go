@@ -49,8 +49,17 @@ func (s *Store) RedeemCode(ctx context.Context, hash []byte, now time.Time, issu
 	)
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		out, keep = storage.AuthCode{}, false
+		// Happy path in one statement: the row lock is taken by the
+		// UPDATE; a concurrent redeemer waits for it, then finds used_at
+		// set and falls through to the SELECT below.
 		var data []byte
-		err := tx.QueryRow(ctx, `SELECT data FROM mcpauth_codes WHERE hash = $1 FOR UPDATE`, hash).Scan(&data)
+		err := tx.QueryRow(ctx, `UPDATE mcpauth_codes SET used_at = $2,
+	data = data || jsonb_build_object('used_at', $3::text)
+WHERE hash = $1 AND used_at IS NULL RETURNING data`, hash, ts(now), jsonTime(now)).Scan(&data)
+		fresh := err == nil
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = tx.QueryRow(ctx, `SELECT data FROM mcpauth_codes WHERE hash = $1`, hash).Scan(&data)
+		}
 		if err != nil {
 			return dbErr("redeem code", err)
 		}
@@ -59,19 +68,12 @@ func (s *Store) RedeemCode(ctx context.Context, hash []byte, now time.Time, issu
 			return err
 		}
 		c.Hash = append([]byte(nil), hash...)
-		if !c.UsedAt.IsZero() {
+		if !fresh {
 			out, keep = c, true
 			return fmt.Errorf("pgstore: redeem code: %w", storage.ErrCodeUsed)
 		}
 		if expired(c.ExpiresAt, now) {
-			return notFound("redeem code")
-		}
-		c.UsedAt = now
-		if data, err = encode("redeem code", c); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE mcpauth_codes SET used_at = $2, data = $3 WHERE hash = $1`, hash, ts(now), data); err != nil {
-			return dbErr("redeem code", err)
+			return notFound("redeem code") // rolls the UPDATE back
 		}
 		out = c
 		g, err := issue(c)
@@ -82,22 +84,15 @@ func (s *Store) RedeemCode(ctx context.Context, hash []byte, now time.Time, issu
 		if g == nil {
 			return nil
 		}
-		sp, err := tx.Begin(ctx) // savepoint: a failed grant keeps the burn
-		if err != nil {
-			return dbErr("redeem code", err)
-		}
-		if gerr := createGrant(ctx, sp, *g); gerr != nil {
+		if gerr := createGrant(ctx, tx, *g, true); gerr != nil {
 			if retryable(gerr) {
 				return gerr
 			}
-			if err := sp.Rollback(ctx); err != nil {
+			if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT mcpauth_grant`); err != nil {
 				return dbErr("redeem code", err)
 			}
 			keep = true
-			return errCommit{gerr}
-		}
-		if err := sp.Commit(ctx); err != nil {
-			return dbErr("redeem code", err)
+			return errCommit{gerr} // the code stays burned, the grant is undone
 		}
 		return nil
 	})
@@ -112,13 +107,18 @@ func (s *Store) RedeemCode(ctx context.Context, hash []byte, now time.Time, issu
 
 // CreateGrant stores a new grant and registers its refresh token hashes.
 func (s *Store) CreateGrant(ctx context.Context, g storage.Grant) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error { return createGrant(ctx, tx, g) })
+	return s.inTx(ctx, func(tx pgx.Tx) error { return createGrant(ctx, tx, g, false) })
 }
 
-func createGrant(ctx context.Context, tx pgx.Tx, g storage.Grant) error {
+// createGrant validates g, then writes it and its refresh token hashes in
+// one round trip. With savepoint, the writes are wrapped in SAVEPOINT
+// mcpauth_grant (released on success) so that the caller can roll them back
+// alone after a failure.
+func createGrant(ctx context.Context, tx pgx.Tx, g storage.Grant, savepoint bool) error {
 	if g.ID == "" {
 		return errors.New("pgstore: create grant: empty id")
 	}
+	hashes := make([][]byte, 0, 2)
 	for _, h := range [][]byte{g.RefreshHash, g.PreviousHash} {
 		if h == nil {
 			continue
@@ -126,22 +126,29 @@ func createGrant(ctx context.Context, tx pgx.Tx, g storage.Grant) error {
 		if err := checkHash("refresh token", h); err != nil {
 			return err
 		}
+		if len(hashes) == 1 && subtle.ConstantTimeCompare(hashes[0], h) == 1 {
+			continue
+		}
+		hashes = append(hashes, h)
 	}
 	data, err := encode("create grant", g)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO mcpauth_grants (id, client_id, subject, created_at, expires_at, revoked_at, data)
-VALUES ($1, $2, $3, $4, $5, $6, $7)`, g.ID, g.ClientID, g.Subject, ts(g.CreatedAt), ts(g.ExpiresAt), ts(g.RevokedAt), data); err != nil {
-		return dbErr("create grant", err)
+	b := &pgx.Batch{}
+	if savepoint {
+		b.Queue(`SAVEPOINT mcpauth_grant`)
 	}
-	for _, h := range [][]byte{g.RefreshHash, g.PreviousHash} {
-		if h == nil {
-			continue
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO mcpauth_refresh_tokens (hash, grant_id) VALUES ($1, $2)`, h, g.ID); err != nil {
-			return dbErr("create grant: refresh token", err)
-		}
+	b.Queue(`INSERT INTO mcpauth_grants (id, client_id, subject, created_at, expires_at, revoked_at, data)
+VALUES ($1, $2, $3, $4, $5, $6, $7)`, g.ID, g.ClientID, g.Subject, ts(g.CreatedAt), ts(g.ExpiresAt), ts(g.RevokedAt), data)
+	for _, h := range hashes {
+		b.Queue(`INSERT INTO mcpauth_refresh_tokens (hash, grant_id) VALUES ($1, $2)`, h, g.ID)
+	}
+	if savepoint {
+		b.Queue(`RELEASE SAVEPOINT mcpauth_grant`)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return dbErr("create grant", err)
 	}
 	return nil
 }
