@@ -66,4 +66,20 @@
 // TakeTicket is a single DELETE ... RETURNING. Unique violations map to
 // storage.ErrAlreadyExists. Serialization failures (40001) and deadlocks
 // (40P01) rerun the transaction, at most 6 times with a short random backoff.
+//
+// # Testing
+//
+// The tests run against a real PostgreSQL server named by
+// MCPAUTH_TEST_POSTGRES_DSN; each test works in a fresh schema of its own
+// (dropped at the end), so tests run in parallel and leave nothing behind.
+// Without the variable they are skipped with a message, or fail when
+// CI=true. scripts/pg-test.sh starts a throwaway server (installing Debian's
+// postgresql package first when root and it is missing):
+//
+//	scripts/pg-test.sh run go test -race ./storage/pgstore/
+//
+//	eval "$(scripts/pg-test.sh start)"
+//	go test -race ./storage/pgstore/
+//	go test -run '^$' -bench BenchmarkRedeemCode ./storage/pgstore/
+//	scripts/pg-test.sh stop
 package pgstore
