@@ -156,9 +156,9 @@ func TestResolveRefusals(t *testing.T) {
 
 	r, log := newTestResolver(t, s, clk, nil)
 	tests := []struct {
-		path    string
+		path     string
 		sentinel error
-		reason  string
+		reason   string
 	}{
 		{"/mismatch", ErrInvalidDocument, "client_id does not match"},
 		{"/keyjwt", ErrInvalidDocument, `"private_key_jwt" is not supported`},
