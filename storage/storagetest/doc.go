@@ -29,6 +29,8 @@
 //   - Times round-trip at microsecond precision (the suite uses no finer
 //     ones) and are compared with time.Equal; nil and empty slices and maps
 //     are equal.
+//   - Expiry is decided with the time a call is given, never with the
+//     backend's own clock (database now(), time.Now).
 //   - A record "expires at" ExpiresAt: at now == ExpiresAt it is expired. A
 //     zero ExpiresAt on a grant or consent never expires.
 //   - Get* of an expired grant, consent or session returns it as stored (the

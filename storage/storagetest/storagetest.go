@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend) {
 	t.Run("Tickets", s.testTickets)
 	t.Run("Audit", s.testAudit)
 	t.Run("Maintenance", s.testMaintenance)
+	t.Run("CallerClock", s.testCallerClock)
 	t.Run("Context", s.testContext)
 	t.Run("Concurrency", s.testConcurrency)
 }
