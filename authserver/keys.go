@@ -21,8 +21,13 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 
+	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
+
+// The key set is the resource guard's key source when both run in one
+// process (no network call per request).
+var _ resourceguard.KeySource = (*KeySet)(nil)
 
 // Signing keys: persisted in the store so that every instance sharing it
 // signs with the same key and publishes the same JWKS. The newest key that is
@@ -38,8 +43,16 @@ const (
 	AlgRS256 = "RS256"
 )
 
-// ErrUnknownKey: no published key has the requested key id.
+// ErrUnknownKey: no published key has the requested key id. Errors of
+// PublicKey for an unknown kid wrap it and resourceguard.ErrUnknownKey, so
+// the guard answers 401 invalid_token (not 503) for a token naming a key we
+// never had.
 var ErrUnknownKey = errors.New("authserver: unknown signing key")
+
+// unknownKeyError wraps both sentinels.
+func unknownKeyError(format string, args ...any) error {
+	return fmt.Errorf("%w (%w): "+format, append([]any{ErrUnknownKey, resourceguard.ErrUnknownKey}, args...)...)
+}
 
 // unknownKidReloadEvery limits the reloads an unknown kid can trigger.
 const unknownKidReloadEvery = 10 * time.Second
@@ -177,13 +190,14 @@ func (k *KeySet) JWKSJSON() []byte {
 // PublicKey returns the public key and algorithm of a published key. An
 // unknown kid triggers a reload of the store (at most once per 10s, so that
 // a key rotated by another instance is found) and otherwise an error
-// wrapping ErrUnknownKey.
+// wrapping ErrUnknownKey (and resourceguard.ErrUnknownKey). When that reload
+// fails the error does not wrap them: the keys are unavailable.
 func (k *KeySet) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, string, error) {
 	if pub, alg, ok := k.lookup(kid); ok {
 		return pub, alg, nil
 	}
 	if kid == "" || len(kid) > 256 {
-		return nil, "", fmt.Errorf("%w: empty or oversized kid", ErrUnknownKey)
+		return nil, "", unknownKeyError("empty or oversized kid")
 	}
 	now := k.cfg.Now()
 	k.mu.Lock()
@@ -194,13 +208,14 @@ func (k *KeySet) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, s
 	k.mu.Unlock()
 	if retry {
 		if err := k.Reload(ctx); err != nil {
-			return nil, "", fmt.Errorf("%w: reload failed: %w", ErrUnknownKey, err)
+			// The kid may be a new key we cannot read now: unavailable, not unknown.
+			return nil, "", fmt.Errorf("authserver: signing keys unavailable: %w", err)
 		}
 		if pub, alg, ok := k.lookup(kid); ok {
 			return pub, alg, nil
 		}
 	}
-	return nil, "", fmt.Errorf("%w: kid %q", ErrUnknownKey, kid)
+	return nil, "", unknownKeyError("kid %q", kid)
 }
 
 func (k *KeySet) lookup(kid string) (crypto.PublicKey, string, bool) {

@@ -25,6 +25,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 
+	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
 )
@@ -325,7 +326,8 @@ func TestKeySetUnknownKid(t *testing.T) {
 	ks := newTestKeySet(t, store, AlgES256, clock)
 	before := store.lists.Load()
 	for _, kid := range []string{"nope", "", strings.Repeat("k", 300)} {
-		if _, _, err := ks.PublicKey(ctx, kid); !errors.Is(err, ErrUnknownKey) {
+		_, _, err := ks.PublicKey(ctx, kid)
+		if !errors.Is(err, ErrUnknownKey) || !errors.Is(err, resourceguard.ErrUnknownKey) {
 			t.Fatalf("kid %q: %v", kid, err)
 		}
 	}
@@ -336,6 +338,25 @@ func TestKeySetUnknownKid(t *testing.T) {
 	_, _, _ = ks.PublicKey(ctx, "nope")
 	if got := store.lists.Load() - before; got != 2 {
 		t.Fatalf("after 10s: %d reloads, want 2", got)
+	}
+
+	// With the store down, known keys are still served from memory, and an
+	// unknown kid is "unavailable", not "unknown".
+	tok, err := ks.Sign(ctx, map[string]any{"x": 1}, "at+jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(11 * time.Second)
+	h, _, _, _ := jwsParts(t, tok)
+	if _, _, err := ks.PublicKey(ctx, h["kid"].(string)); err != nil {
+		t.Fatalf("known key with the store down: %v", err)
+	}
+	_, _, err = ks.PublicKey(ctx, "other")
+	if err == nil || errors.Is(err, ErrUnknownKey) || errors.Is(err, resourceguard.ErrUnknownKey) {
+		t.Fatalf("store down: %v, want an unavailable error", err)
 	}
 }
 
