@@ -92,6 +92,14 @@ type Config struct {
 	// for requests carrying an Origin header. "*" allows every origin (which
 	// disables the DNS-rebinding defence). Empty: only the resource's origin.
 	AllowedOrigins []string
+	// CORS makes the guard answer CORS preflights (OPTIONS with
+	// Access-Control-Request-Method) from allowed origins, and add
+	// Access-Control-Allow-Origin and Access-Control-Expose-Headers to the
+	// responses to allowed origins, refusals included, so that browser-based
+	// MCP clients can read WWW-Authenticate and Mcp-Session-Id. Credentials
+	// (cookies) are never allowed. Leave it off when the upstream answers CORS
+	// itself: the headers would be sent twice.
+	CORS bool
 	// ResourceName and ResourceDocumentation are published in the PRM.
 	ResourceName, ResourceDocumentation string
 	// DisableRootMetadata stops serving the PRM at the root
@@ -158,10 +166,10 @@ type Guard struct {
 	cache       *tokenCache
 
 	// origins
-	ownOrigin   string
-	origins     map[string]bool
-	anyOrigin   bool
-	explicitAll bool
+	ownOrigin string
+	origins   map[string]bool
+	anyOrigin bool
+	cors      bool
 
 	// metadata
 	metadataURL  string
@@ -207,6 +215,7 @@ func New(cfg Config) (*Guard, error) {
 		keys:        cfg.Keys,
 		revocation:  cfg.Revocation,
 		requireTyp:  cfg.RequireTyp,
+		cors:        cfg.CORS,
 		identity:    cfg.Identity,
 		leeway:      cfg.Leeway,
 		cacheMaxTTL: cfg.CacheMaxTTL,
@@ -415,7 +424,7 @@ func (g *Guard) checkRevocation(ctx context.Context, v *verifiedToken) *Challeng
 // next with the original ResponseWriter (responses are never buffered).
 func (g *Guard) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if g.ServeMetadata(w, r) {
+		if g.ServeMetadata(w, r) || g.ServeCORS(w, r) {
 			return
 		}
 		p, c := g.Check(r)

@@ -428,3 +428,42 @@ func TestPrepareUpstreamDirect(t *testing.T) {
 		t.Fatalf("headers %v", r.Header)
 	}
 }
+
+func TestCORS(t *testing.T) {
+	cases := []struct {
+		name      string
+		cors      bool
+		method    string
+		origin    string
+		preflight bool
+		status    int
+		acao      string
+	}{
+		{"off: preflight is challenged", false, "OPTIONS", "http://localhost:6274", true, 401, ""},
+		{"on: preflight answered for an allowed origin", true, "OPTIONS", "http://localhost:6274", true, 204, "http://localhost:6274"},
+		{"on: preflight from another origin refused", true, "OPTIONS", "https://evil.example", true, 403, ""},
+		{"on: challenge readable by an allowed origin", true, "POST", "http://localhost:6274", false, 401, "http://localhost:6274"},
+		{"on: plain OPTIONS is not a preflight", true, "OPTIONS", "http://localhost:6274", false, 401, "http://localhost:6274"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, func(cfg *Config) { cfg.CORS = c.cors; cfg.AllowedOrigins = []string{"http://localhost:6274"} })
+			r := httptest.NewRequest(c.method, testResource, nil)
+			r.Header.Set("Origin", c.origin)
+			if c.preflight {
+				r.Header.Set("Access-Control-Request-Method", "POST")
+				r.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+			}
+			w := f.do(r)
+			if w.Code != c.status || w.Header().Get("Access-Control-Allow-Origin") != c.acao || f.reached.Load() != 0 {
+				t.Fatalf("status %d acao %q reached %d", w.Code, w.Header().Get("Access-Control-Allow-Origin"), f.reached.Load())
+			}
+			if w.Header().Get("Access-Control-Allow-Credentials") != "" {
+				t.Fatal("credentials allowed")
+			}
+			if c.acao != "" && !strings.Contains(w.Header().Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+				t.Fatal("WWW-Authenticate not exposed")
+			}
+		})
+	}
+}

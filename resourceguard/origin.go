@@ -79,3 +79,29 @@ func (g *Guard) originAllowed(o string) bool {
 	}
 	return g.origins[serializeOrigin(u.Scheme, u.Host)]
 }
+
+// ServeCORS adds CORS response headers for an allowed Origin when the CORS
+// option is on, and answers a preflight request itself (reporting true).
+// Preflights carry no credentials, so they are answered before any token
+// check; the actual request is then checked as usual.
+func (g *Guard) ServeCORS(w http.ResponseWriter, r *http.Request) bool {
+	if !g.cors {
+		return false
+	}
+	values := r.Header.Values("Origin")
+	if len(values) != 1 || !g.originAllowed(values[0]) {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", values[0])
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Mcp-Session-Id, Mcp-Protocol-Version")
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+		return false
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Last-Event-ID, Mcp-Session-Id, Mcp-Protocol-Version")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}

@@ -18,10 +18,12 @@ import (
 )
 
 func ecJWK(kid string, k *ecdsa.PublicKey) map[string]any {
-	size := (k.Curve.Params().BitSize + 7) / 8
-	x, y := make([]byte, size), make([]byte, size)
-	k.X.FillBytes(x)
-	k.Y.FillBytes(y)
+	pt, err := k.Bytes()
+	if err != nil {
+		panic(err)
+	}
+	size := (len(pt) - 1) / 2
+	x, y := pt[1:1+size], pt[1+size:]
 	crv := map[int]string{256: "P-256", 384: "P-384"}[k.Curve.Params().BitSize]
 	return map[string]any{"kty": "EC", "crv": crv, "kid": kid, "use": "sig", "x": b64u(x), "y": b64u(y)}
 }
@@ -54,7 +56,7 @@ func newTestAS(t *testing.T, oidcOnly bool, keys ...map[string]any) *testAS {
 	mux := http.NewServeMux()
 	meta := func(w http.ResponseWriter, r *http.Request) {
 		if as.down.Load() {
-			http.Error(w, "down", 502)
+			http.Error(w, "down", http.StatusBadGateway)
 			return
 		}
 		iss := as.issuerOut
@@ -70,7 +72,7 @@ func newTestAS(t *testing.T, oidcOnly bool, keys ...map[string]any) *testAS {
 	mux.HandleFunc("/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 		as.jwksHits.Add(1)
 		if as.down.Load() {
-			http.Error(w, "down", 502)
+			http.Error(w, "down", http.StatusBadGateway)
 			return
 		}
 		as.mu.Lock()

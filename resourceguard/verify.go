@@ -456,9 +456,7 @@ func (g *Guard) checkClaims(payload []byte) (*verifiedToken, *Challenge) {
 		return bad("malformed scp")
 	} else {
 		for _, s := range scp {
-			for _, f := range strings.Fields(s) {
-				p.Scopes = append(p.Scopes, f)
-			}
+			p.Scopes = append(p.Scopes, strings.Fields(s)...)
 		}
 	}
 	p.Scopes = dedupe(p.Scopes)

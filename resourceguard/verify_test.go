@@ -100,7 +100,7 @@ func TestForgedAndWrongTokens(t *testing.T) {
 		{"kid path traversal", withTok(sign(t, "ES256", ecKey, hdr("alg", "ES256", "kid", "../../ec1", "typ", "at+jwt"), claims(nil))), 401, "invalid_token", false},
 		{"kid with NUL", withTok(sign(t, "ES256", ecKey, hdr("alg", "ES256", "kid", "ec1\x00", "typ", "at+jwt"), claims(nil))), 401, "invalid_token", false},
 		{"kid not a string", withTok(sign(t, "ES256", ecKey, hdr("alg", "ES256", "kid", 1, "typ", "at+jwt"), claims(nil))), 401, "invalid_token", false},
-		{"embedded jwk", withTok(sign(t, "ES256", ecKey, hdr("alg", "ES256", "kid", "ec1", "typ", "at+jwt", "jwk", map[string]any{"kty": "EC", "crv": "P-256", "x": b64u(ecKey.X.Bytes()), "y": b64u(ecKey.Y.Bytes())}), claims(nil))), 401, "invalid_token", false},
+		{"embedded jwk", withTok(sign(t, "ES256", ecKey, hdr("alg", "ES256", "kid", "ec1", "typ", "at+jwt", "jwk", ecJWK("ec1", &ecKey.PublicKey)), claims(nil))), 401, "invalid_token", false},
 		{"jku header", withTok(sign(t, "ES256", ecKey, hdr("alg", "ES256", "kid", "ec1", "typ", "at+jwt", "jku", "https://evil.example/jwks"), claims(nil))), 401, "invalid_token", false},
 		{"x5u header", withTok(sign(t, "ES256", ecKey, hdr("alg", "ES256", "kid", "ec1", "typ", "at+jwt", "x5u", "https://evil.example/cert"), claims(nil))), 401, "invalid_token", false},
 		{"x5c header", withTok(sign(t, "ES256", ecKey, hdr("alg", "ES256", "kid", "ec1", "typ", "at+jwt", "x5c", []string{"MIIB"}), claims(nil))), 401, "invalid_token", false},
