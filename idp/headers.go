@@ -2,7 +2,7 @@ package idp
 
 import (
 	"crypto/rand"
-	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"strings"
 )
@@ -11,7 +11,7 @@ import (
 func newNonce() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b) // crypto/rand never fails on supported platforms
-	return base64.RawStdEncoding.EncodeToString(b)
+	return hex.EncodeToString(b)
 }
 
 // securityHeaders sets the headers every page of the hosted login carries

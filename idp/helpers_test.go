@@ -154,7 +154,8 @@ type browser struct {
 
 func (e *env) browser() *browser {
 	jar, _ := cookiejar.New(nil)
-	c := e.srv.Client()
+	c := new(http.Client)
+	*c = *e.srv.Client() // a copy: srv.Client() is shared
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &browser{e: e, c: c, hdr: http.Header{}}
@@ -265,3 +266,5 @@ func (e *env) account(email string) storage.Account {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }

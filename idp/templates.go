@@ -198,7 +198,7 @@ func brandViewOf(b Branding) brandView {
 		LogoURL:      template.URL(b.LogoURL),
 		SupportURL:   template.URL(b.SupportURL),
 		SupportEmail: b.SupportEmail,
-		Accent:       template.CSS(hex(r, g, bl)),
+		Accent:       template.CSS(hexColorOf(r, g, bl)),
 		OnAccent:     template.CSS(on),
 		LinkLight:    template.CSS(light),
 		LinkDark:     template.CSS(dark),
@@ -214,7 +214,7 @@ func parseHex(s string) (r, g, b float64) {
 	return float64(v >> 16 & 0xff), float64(v >> 8 & 0xff), float64(v & 0xff)
 }
 
-func hex(r, g, b float64) string {
+func hexColorOf(r, g, b float64) string {
 	c := func(x float64) uint8 { return uint8(math.Round(math.Max(0, math.Min(255, x)))) }
 	return fmt.Sprintf("#%02x%02x%02x", c(r), c(g), c(b))
 }
@@ -245,10 +245,10 @@ func adjustFor(r, g, b, br, bg, bb, target float64) string {
 		t := float64(i) / 20
 		cr, cg, cb := r+(target-r)*t, g+(target-g)*t, b+(target-b)*t
 		if contrast(lum(cr, cg, cb), bgL) >= 4.5 {
-			return hex(cr, cg, cb)
+			return hexColorOf(cr, cg, cb)
 		}
 	}
-	return hex(target, target, target)
+	return hexColorOf(target, target, target)
 }
 
 // scopeDescriptions are the human descriptions of well-known scopes.
