@@ -161,7 +161,14 @@ func testClients(tb testing.TB) []storage.Client {
 // newHarness starts a server on a real listener with a real bbolt store.
 func newHarness(tb testing.TB, mod ...func(*Config)) *harness {
 	tb.Helper()
-	st, err := bboltstore.Open(filepath.Join(tb.TempDir(), "db"), bboltstore.Options{NoSync: true})
+	return newHarnessSync(tb, false, mod...)
+}
+
+// newHarnessSync is newHarness with a choice of fsync on commit (benchmarks
+// measure with it; tests skip it for speed).
+func newHarnessSync(tb testing.TB, fsync bool, mod ...func(*Config)) *harness {
+	tb.Helper()
+	st, err := bboltstore.Open(filepath.Join(tb.TempDir(), "db"), bboltstore.Options{NoSync: !fsync})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -301,8 +301,16 @@ func (s *Server) touchClient(ctx context.Context, c storage.Client) {
 	}
 }
 
+// Audit batching: a batch is written when it holds auditBatchMax events or
+// auditLinger after its first event, whichever comes first.
+const (
+	auditBatchMax = 512
+	auditLinger   = 100 * time.Millisecond
+)
+
 // auditWriter appends audit events in batches from one goroutine, so the
-// request path never waits for an audit write transaction. When its queue is
+// request path never waits for an audit write transaction and a burst of
+// exchanges costs one audit commit, not one each. When its queue is
 // full it appends synchronously rather than drop an event.
 type auditWriter struct {
 	store  storage.Audit
@@ -346,20 +354,18 @@ func (a *auditWriter) write(ctx context.Context, evs []storage.AuditEvent) {
 }
 
 func (a *auditWriter) run() {
-	batch := make([]storage.AuditEvent, 0, 256)
+	var (
+		batch   []storage.AuditEvent
+		timer   *time.Timer
+		timerC  <-chan time.Time
+		waiters []chan struct{}
+	)
 	drain := func() {
 		for {
 			select {
 			case ev := <-a.ch:
 				batch = append(batch, ev)
-				if len(batch) < 256 {
-					continue
-				}
 			default:
-			}
-			a.write(context.Background(), batch)
-			batch = batch[:0]
-			if len(a.ch) == 0 {
 				return
 			}
 		}
@@ -368,14 +374,35 @@ func (a *auditWriter) run() {
 		select {
 		case ev := <-a.ch:
 			batch = append(batch, ev)
-			drain()
+			if len(batch) < auditBatchMax {
+				if timerC == nil {
+					timer = time.NewTimer(auditLinger)
+					timerC = timer.C
+				}
+				continue
+			}
+		case <-timerC:
 		case reply := <-a.flushc:
-			drain()
-			close(reply)
+			waiters = append(waiters, reply)
 		case <-a.done:
 			drain()
+			a.write(context.Background(), batch)
+			for _, w := range waiters {
+				close(w)
+			}
 			return
 		}
+		drain()
+		a.write(context.Background(), batch)
+		batch = batch[:0]
+		if timer != nil {
+			timer.Stop()
+			timer, timerC = nil, nil
+		}
+		for _, w := range waiters {
+			close(w)
+		}
+		waiters = waiters[:0]
 	}
 }
 
