@@ -217,6 +217,12 @@ func (r *Resolver) Resolve(ctx context.Context, clientID string) (storage.Client
 	}
 }
 
+// ResolveClient is Resolve under the name of the authorization server's
+// ClientResolver interface, so a *Resolver plugs in directly.
+func (r *Resolver) ResolveClient(ctx context.Context, clientID string) (storage.Client, error) {
+	return r.Resolve(ctx, clientID)
+}
+
 func (r *Resolver) fetchAndStore(ctx context.Context, clientID, host string) (storage.Client, error) {
 	resp, err := r.cfg.Fetcher.Fetch(ctx, clientID)
 	if err != nil {

@@ -50,10 +50,17 @@ func (k RedirectKind) String() string {
 type RedirectPolicy struct {
 	// AllowPrivateSchemes accepts private-use URI schemes (RFC 8252 §7.1).
 	AllowPrivateSchemes bool
-	// PrivateSchemes, when non-empty, is the only set of private-use schemes
-	// accepted (lower-case, e.g. "cursor", "vscode"). Empty accepts any scheme
-	// that is not on the built-in deny list.
+	// PrivateSchemes, when non-empty, is the exact list of private-use
+	// schemes accepted (lower-case, e.g. "cursor", "com.example.app").
+	// Empty means the default rule: a reverse-domain-name scheme (one that
+	// contains a dot, as RFC 8252 §7.1 asks) or one of KnownPrivateSchemes.
 	PrivateSchemes []string
+}
+
+// KnownPrivateSchemes are dot-less private-use schemes that MCP clients are
+// known to register; they are accepted by the default rule.
+var KnownPrivateSchemes = []string{
+	"cursor", "vscode", "vscode-insiders", "vscodium", "windsurf", "claude", "zed", "raycast",
 }
 
 // ErrRedirectURI is wrapped by every redirect URI refusal.
@@ -127,13 +134,20 @@ func CheckRedirectURI(s string, p RedirectPolicy) (RedirectKind, error) {
 	if !p.AllowPrivateSchemes {
 		return 0, fmt.Errorf("%w: private-use schemes are not allowed", ErrRedirectURI)
 	}
-	if len(p.PrivateSchemes) > 0 && !slices.Contains(p.PrivateSchemes, u.Scheme) {
-		return 0, fmt.Errorf("%w: private-use scheme not allowed by policy", ErrRedirectURI)
-	}
 	if len(u.Scheme) > 64 {
 		return 0, fmt.Errorf("%w: scheme too long", ErrRedirectURI)
 	}
-	if u.Host == "" && u.Opaque == "" && (u.Path == "" || u.Path == "/") {
+	if len(p.PrivateSchemes) > 0 {
+		if !slices.Contains(p.PrivateSchemes, u.Scheme) {
+			return 0, fmt.Errorf("%w: private-use scheme not allowed by policy", ErrRedirectURI)
+		}
+	} else if !strings.Contains(u.Scheme, ".") && !slices.Contains(KnownPrivateSchemes, u.Scheme) {
+		return 0, fmt.Errorf("%w: private-use schemes must be reverse domain names (com.example.app:/callback)", ErrRedirectURI)
+	}
+	if u.Opaque != "" {
+		return 0, fmt.Errorf("%w: private-use uri must be scheme:/path or scheme://host/path", ErrRedirectURI)
+	}
+	if u.Host == "" && (u.Path == "" || u.Path == "/") {
 		return 0, fmt.Errorf("%w: private-use uri has no path", ErrRedirectURI)
 	}
 	if u.Host != "" {
@@ -156,7 +170,9 @@ func checkWebURI(u *url.URL) error {
 	} else if strings.HasSuffix(u.Host, ":") {
 		return fmt.Errorf("%w: empty port", ErrRedirectURI)
 	}
-	return checkHostName(u.Hostname(), false)
+	// Upper case is tolerated in https hosts (browsers lower-case them);
+	// loopback http hosts are matched exactly by isLoopbackHost.
+	return checkHostName(u.Hostname(), u.Scheme == "https")
 }
 
 // checkHostName accepts IP literals and LDH host names. loose also accepts
