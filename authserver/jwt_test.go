@@ -2,8 +2,11 @@ package authserver
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
 )
 
 func TestMintAccessToken(t *testing.T) {
@@ -79,6 +82,32 @@ func TestMintAccessToken(t *testing.T) {
 			mutate(&a)
 			if tok, err := ks.MintAccessToken(ctx, a); err == nil || tok != "" {
 				t.Fatalf("minted %q", tok)
+			}
+		})
+	}
+}
+
+func BenchmarkMintAccessToken(b *testing.B) {
+	for _, alg := range []string{AlgES256, AlgEdDSA, AlgRS256} {
+		b.Run(alg, func(b *testing.B) {
+			clock := newKeysTestClock()
+			store, err := bboltstore.Open(filepath.Join(b.TempDir(), "bench.db"), bboltstore.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer store.Close()
+			ks, err := NewKeySet(context.Background(), store, KeyConfig{Algorithm: alg, Now: clock.Now, Logger: quietLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			iat := clock.Now()
+			at := AccessToken{Issuer: "https://as.example", Subject: "s", Audience: "https://mcp.example/mcp", ClientID: "c",
+				GrantID: "g", Scopes: []string{"mcp"}, IssuedAt: iat, ExpiresAt: iat.Add(time.Hour)}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := ks.MintAccessToken(context.Background(), at); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}
