@@ -345,3 +345,91 @@ func TestOpenConnectionSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrationsUpgradeAndRollback: a later build's migration is applied on
+// the next Open, exactly once; a failing migration rolls back every step of
+// its Open (schema creation included) and leaves the database as it was.
+func TestMigrationsUpgradeAndRollback(t *testing.T) {
+	orig := migrations
+	t.Cleanup(func() { migrations = orig })
+	ctx := context.Background()
+	tableCount := func(schema string) int {
+		conn, err := pgx.Connect(ctx, testDSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = $1`, schema).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	t.Run("failing migration on a fresh schema leaves nothing", func(t *testing.T) {
+		schema := freshSchema(t)
+		migrations = append(append([]migration(nil), orig...), migration{orig[len(orig)-1].version + 1, "broken",
+			`CREATE TABLE mcpauth_half_done (id int); SELECT 1/0`})
+		defer func() { migrations = orig }()
+		if _, err := Open(ctx, Config{DSN: testDSN(t), Schema: schema}); err == nil || !strings.Contains(err.Error(), "broken") {
+			t.Fatalf("Open = %v, want the broken migration's error", err)
+		}
+		if n := tableCount(schema); n != 0 {
+			t.Fatalf("%d tables left behind by a failed migration", n)
+		}
+	})
+
+	t.Run("upgrade applies only the new migration", func(t *testing.T) {
+		schema := freshSchema(t)
+		s := openIn(t, schema)
+		before := tableCount(schema)
+		next := orig[len(orig)-1].version + 1
+		migrations = append(append([]migration(nil), orig...), migration{next, "add a table", `CREATE TABLE mcpauth_upgrade_probe (id int)`})
+		defer func() { migrations = orig }()
+		up := openIn(t, schema)
+		if up.applied != 1 {
+			t.Fatalf("upgrade applied %d migrations, want 1", up.applied)
+		}
+		if v, err := s.SchemaVersion(ctx); err != nil || v != next {
+			t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, next)
+		}
+		if n := tableCount(schema); n != before+1 {
+			t.Fatalf("%d tables after the upgrade, want %d", n, before+1)
+		}
+		// The previous build now refuses the newer schema.
+		migrations = orig
+		if _, err := Open(ctx, Config{DSN: testDSN(t), Schema: schema}); err == nil {
+			t.Fatal("an older build opened a newer schema")
+		}
+	})
+}
+
+// TestDeleteExpiredRemovesRefreshFamily: an expired grant goes with every
+// refresh token hash of its family.
+func TestDeleteExpiredRemovesRefreshFamily(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	g := storage.Grant{ID: "g", ClientID: "c", Subject: "s", RefreshHash: hash("r0"), CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	must(t, s.CreateGrant(ctx, g))
+	if _, err := s.RotateRefresh(ctx, storage.Rotation{Presented: hash("r0"), Next: hash("r1"), Now: t0.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteExpired(ctx, t0.Add(time.Hour-time.Microsecond), time.Time{}); err != nil || n != 0 {
+		t.Fatalf("DeleteExpired before expiry = %d, %v; want 0", n, err)
+	}
+	if n, err := s.DeleteExpired(ctx, t0.Add(time.Hour), time.Time{}); err != nil || n != 1 {
+		t.Fatalf("DeleteExpired = %d, %v; want 1", n, err)
+	}
+	var left int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM mcpauth_refresh_tokens`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Fatalf("%d refresh token hashes outlived their grant", left)
+	}
+	for _, r := range []string{"r0", "r1"} {
+		if _, err := s.GrantByRefresh(ctx, hash(r)); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("GrantByRefresh(%s) = %v, want ErrNotFound", r, err)
+		}
+	}
+}
