@@ -222,6 +222,9 @@ func slicesEqual(a, b []string) bool {
 // challenges), Cache-Control: no-store and a small JSON body
 // {"error":…,"error_description":…}.
 func (g *Guard) WriteChallenge(w http.ResponseWriter, c *Challenge) {
+	if c.Status < 400 || c.Status > 599 {
+		c = &Challenge{Status: http.StatusUnauthorized, Error: c.Error, Description: c.Description, Scopes: c.Scopes}
+	}
 	h := w.Header()
 	if c.IsAuthChallenge() {
 		h.Set("WWW-Authenticate", g.ChallengeHeader(c))

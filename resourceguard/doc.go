@@ -45,6 +45,12 @@
 //     is refused: its revocation state cannot be checked (fail closed).
 //   - A failure of the key source (other than an unknown key) or of the
 //     revocation checker answers 503, never 200 and never 500.
+//   - CORS on the guarded endpoint is opt-in (Config.CORS): the guard then
+//     answers preflights from allowed origins itself (they carry no token) and
+//     exposes WWW-Authenticate to browser clients. The PRM is always CORS-open.
+//   - A token must carry "kid", "exp" and "sub"; the client id is "client_id"
+//     (RFC 9068), else "azp"; scopes come from "scope" (space-separated) and
+//     "scp" (array or string).
 //   - Principal.Scopes are the scopes the token carries, not the scopes implied
 //     by the hierarchy; the hierarchy only affects the checks.
 package resourceguard

@@ -39,6 +39,14 @@ type RevocationChecker interface {
 	Active(ctx context.Context, grantID, clientID string) (bool, error)
 }
 
+// RevocationFunc adapts a function to RevocationChecker.
+type RevocationFunc func(ctx context.Context, grantID, clientID string) (bool, error)
+
+// Active implements RevocationChecker.
+func (f RevocationFunc) Active(ctx context.Context, grantID, clientID string) (bool, error) {
+	return f(ctx, grantID, clientID)
+}
+
 // IdentityHeaders names the request headers that carry the caller's identity
 // upstream. An empty name means the header is not sent. Client-sent copies of
 // every configured header are always deleted.

@@ -467,3 +467,52 @@ func TestCORS(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheConcurrentRotation: while many requests use a token, its key is
+// removed; once the removal is done, no request is accepted, whatever the
+// interleaving of cache fills and flushes (run with -race).
+func TestCacheConcurrentRotation(t *testing.T) {
+	f := newFixture(t, nil)
+	tok := f.token(nil)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	for range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				f.g.Check(bearerReq("POST", testResource, tok))
+			}
+		}()
+	}
+	for range 20 {
+		f.g.Check(bearerReq("POST", testResource, tok))
+	}
+	f.keys.remove("ec1")
+	for i := range 200 {
+		if p, c := f.g.Check(bearerReq("POST", testResource, tok)); c == nil {
+			t.Fatalf("request %d accepted after key removal: %+v", i, p)
+		}
+	}
+	close(stop)
+	for range 8 {
+		<-done
+	}
+}
+
+func TestRevocationFunc(t *testing.T) {
+	revoked := map[string]bool{"g2": true}
+	f := newFixture(t, func(c *Config) {
+		c.Revocation = RevocationFunc(func(_ context.Context, grantID, clientID string) (bool, error) {
+			return !revoked[grantID] && clientID == "client-abc", nil
+		})
+	})
+	if w := f.do(bearerReq("POST", testResource, f.token(nil))); w.Code != 200 {
+		t.Fatal(w.Code)
+	}
+	assertRefused(t, f, f.do(bearerReq("POST", testResource, f.token(func(h, c map[string]any) { c["sid"] = "g2" }))), 401, "invalid_token")
+}
