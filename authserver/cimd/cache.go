@@ -239,7 +239,6 @@ func (r *Resolver) fetchAndStore(ctx context.Context, clientID, host string) (st
 	c, err := ValidateDocument(clientID, resp.Body)
 	if err != nil {
 		r.report(host, ResultInvalidDocument)
-		r.log.Info("cimd: metadata document refused", "host", host, "error", err.Error())
 		return storage.Client{}, err
 	}
 	c = stamp(c, resp.FetchedAt)

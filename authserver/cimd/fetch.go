@@ -31,6 +31,7 @@ const (
 	DefaultPerHostRate        = 1.0 // fetches per second, sustained
 	DefaultPerHostBurst       = 10
 	DefaultPerHostConcurrency = 2
+	DefaultMaxConcurrency     = 32
 	// maxTrackedHosts bounds the per-host limiter table; beyond it, idle
 	// entries are evicted, and if none is idle the fetch is refused.
 	maxTrackedHosts = 4096
@@ -60,6 +61,9 @@ type FetcherConfig struct {
 	// PerHostConcurrency caps simultaneous fetches to one host (default 2).
 	// Over the limit a fetch is refused at once, never queued.
 	PerHostConcurrency int
+	// MaxConcurrency caps simultaneous fetches to all hosts together
+	// (default 32): with policy "any", anyone can name fresh hosts.
+	MaxConcurrency int
 	// ExtraCAs are trusted in addition to the system roots (private PKI).
 	ExtraCAs *x509.CertPool
 	// AllowLoopback is for development only and MUST NOT be set in
@@ -115,7 +119,7 @@ var errRedirect = errors.New("cimd: redirect not followed")
 // NewFetcher builds a Fetcher. It refuses negative limits.
 func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
 	if cfg.MaxBytes < 0 || cfg.DialTimeout < 0 || cfg.TLSTimeout < 0 || cfg.HeaderTimeout < 0 ||
-		cfg.TotalTimeout < 0 || cfg.PerHostRate < 0 || cfg.PerHostBurst < 0 || cfg.PerHostConcurrency < 0 {
+		cfg.TotalTimeout < 0 || cfg.PerHostRate < 0 || cfg.PerHostBurst < 0 || cfg.PerHostConcurrency < 0 || cfg.MaxConcurrency < 0 {
 		return nil, errors.New("cimd: fetcher limits must not be negative")
 	}
 	if cfg.MaxBytes == 0 {
@@ -142,6 +146,9 @@ func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
 	if cfg.PerHostConcurrency == 0 {
 		cfg.PerHostConcurrency = DefaultPerHostConcurrency
 	}
+	if cfg.MaxConcurrency == 0 {
+		cfg.MaxConcurrency = DefaultMaxConcurrency
+	}
 	f := &Fetcher{
 		cfg:    cfg,
 		lookup: cfg.LookupIP,
@@ -160,7 +167,7 @@ func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
 		f.log = slog.New(slog.DiscardHandler)
 	}
 	f.allowAddr = f.defaultAllowAddr
-	f.limits = newHostLimits(rate.Limit(cfg.PerHostRate), cfg.PerHostBurst, cfg.PerHostConcurrency)
+	f.limits = newHostLimits(rate.Limit(cfg.PerHostRate), cfg.PerHostBurst, cfg.PerHostConcurrency, cfg.MaxConcurrency)
 
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.ExtraCAs != nil {
@@ -429,13 +436,16 @@ func classifyTransportError(err error) error {
 	return &fetchError{reason: "connection failed", cause: err}
 }
 
-// hostLimits keeps a token bucket and an in-flight count per host.
+// hostLimits keeps a token bucket and an in-flight count per host, and a
+// total in-flight count.
 type hostLimits struct {
-	mu    sync.Mutex
-	hosts map[string]*hostLimit
-	rate  rate.Limit
-	burst int
-	conc  int
+	mu       sync.Mutex
+	hosts    map[string]*hostLimit
+	rate     rate.Limit
+	burst    int
+	conc     int
+	maxConc  int
+	inflight int
 }
 
 type hostLimit struct {
@@ -444,14 +454,17 @@ type hostLimit struct {
 	last     time.Time
 }
 
-func newHostLimits(r rate.Limit, burst, conc int) *hostLimits {
-	return &hostLimits{hosts: map[string]*hostLimit{}, rate: r, burst: burst, conc: conc}
+func newHostLimits(r rate.Limit, burst, conc, maxConc int) *hostLimits {
+	return &hostLimits{hosts: map[string]*hostLimit{}, rate: r, burst: burst, conc: conc, maxConc: maxConc}
 }
 
 // acquire takes one fetch slot for host or refuses at once.
 func (l *hostLimits) acquire(host string, now time.Time) (func(), error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.inflight >= l.maxConc {
+		return nil, errors.New("too many concurrent fetches")
+	}
 	h, ok := l.hosts[host]
 	if !ok {
 		if len(l.hosts) >= maxTrackedHosts {
@@ -470,12 +483,14 @@ func (l *hostLimits) acquire(host string, now time.Time) (func(), error) {
 		return nil, errors.New("rate limit exceeded for this host")
 	}
 	h.inflight++
+	l.inflight++
 	h.last = now
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			l.mu.Lock()
 			h.inflight--
+			l.inflight--
 			l.mu.Unlock()
 		})
 	}, nil

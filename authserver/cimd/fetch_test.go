@@ -411,7 +411,7 @@ func TestFetchPerHostConcurrency(t *testing.T) {
 }
 
 func TestHostLimitsEviction(t *testing.T) {
-	l := newHostLimits(1, 1, 1)
+	l := newHostLimits(1, 1, 1, 100)
 	now := time.Unix(0, 0)
 	for i := range maxTrackedHosts {
 		release, err := l.acquire("h"+string(rune('a'+i%26))+strings.Repeat("x", i/26), now)
@@ -433,5 +433,26 @@ func TestHostLimitsEviction(t *testing.T) {
 	}
 	if len(l.hosts) != 2 {
 		t.Fatalf("%d hosts tracked, want 2 (in-flight + new)", len(l.hosts))
+	}
+}
+
+func TestHostLimitsGlobalConcurrency(t *testing.T) {
+	l := newHostLimits(100, 100, 5, 2)
+	now := time.Unix(0, 0)
+	r1, err1 := l.acquire("a.example", now)
+	_, err2 := l.acquire("b.example", now)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("acquire: %v %v", err1, err2)
+	}
+	if _, err := l.acquire("c.example", now); err == nil {
+		t.Fatal("third concurrent fetch across hosts allowed")
+	}
+	r1()
+	r1() // idempotent
+	if _, err := l.acquire("c.example", now); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	if _, err := l.acquire("d.example", now); err == nil {
+		t.Fatal("double release freed two slots")
 	}
 }
