@@ -196,3 +196,5 @@ func mcpStatus(t testing.TB, s *stack, token string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+func encodeSeg(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
