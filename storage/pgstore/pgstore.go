@@ -124,7 +124,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Close releases the connection pool.
+// Ping checks that the database answers (for health checks).
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("pgstore: ping: %w", err)
+	}
+	return nil
+}
+
+// Close releases the connection pool. Calling it more than once is safe.
 func (s *Store) Close() error {
 	s.pool.Close()
 	return nil

@@ -433,3 +433,20 @@ func TestDeleteExpiredRemovesRefreshFamily(t *testing.T) {
 		}
 	}
 }
+
+func TestPingAndClose(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("Ping after Close succeeded")
+	}
+}
