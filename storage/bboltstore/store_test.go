@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -336,5 +337,63 @@ func TestAuditKeys(t *testing.T) {
 	}
 	if binary.BigEndian.Uint64(keys[0][:8]) != 0 {
 		t.Fatal("pre-1970 time not clamped to 0")
+	}
+}
+
+// TestEmptyAndHostileKeys: lookups with empty or oversized keys answer
+// ErrNotFound (never panic), and writes with them are refused.
+func TestEmptyAndHostileKeys(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	now := time.Now()
+	huge := string(bytes.Repeat([]byte("x"), maxComposite+1))
+	for name, err := range map[string]error{
+		"GetClient":         func() error { _, err := s.GetClient(ctx, ""); return err }(),
+		"GetGrant":          func() error { _, err := s.GetGrant(ctx, ""); return err }(),
+		"GrantByRefresh":    func() error { _, err := s.GrantByRefresh(ctx, nil); return err }(),
+		"RotateRefresh":     func() error { _, err := s.RotateRefresh(ctx, storage.Rotation{Next: make([]byte, 32), Now: now}); return err }(),
+		"RedeemCode":        func() error { _, err := s.RedeemCode(ctx, nil, now, nil); return err }(),
+		"GetSession":        func() error { _, err := s.GetSession(ctx, nil); return err }(),
+		"TakeTicket":        func() error { _, err := s.TakeTicket(ctx, "", nil, now); return err }(),
+		"GetConsent":        func() error { _, err := s.GetConsent(ctx, "", huge); return err }(),
+		"AccountByIdentity": func() error { _, err := s.AccountByIdentity(ctx, huge, ""); return err }(),
+		"GetAccountByEmail": func() error { _, err := s.GetAccountByEmail(ctx, ""); return err }(),
+		"DeleteConsent":     s.DeleteConsent(ctx, "", huge),
+	} {
+		if !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s: %v, want ErrNotFound", name, err)
+		}
+	}
+	if n, err := s.RevokeClientGrants(ctx, huge, "x", now); err != nil || n != 0 {
+		t.Errorf("RevokeClientGrants(huge) = %d, %v", n, err)
+	}
+	for name, err := range map[string]error{
+		"CreateClient":  s.CreateClient(ctx, storage.Client{}),
+		"CreateClient2": s.CreateClient(ctx, storage.Client{ID: huge}),
+		"CreateGrant":   s.CreateGrant(ctx, storage.Grant{}),
+		"PutConsent":    s.PutConsent(ctx, storage.Consent{Subject: "s", ClientID: huge}),
+		"CreateAccount": s.CreateAccount(ctx, storage.Account{}),
+		"LinkIdentity":  s.LinkIdentity(ctx, "", "", "a"),
+		"AddSigningKey": s.AddSigningKey(ctx, storage.SigningKey{ID: "k"}, "", now),
+	} {
+		if err == nil {
+			t.Errorf("%s accepted an invalid record", name)
+		}
+	}
+}
+
+func TestOpenWarnsAboutWideFileMode(t *testing.T) {
+	path := rawFile(t, func(*bolt.Tx) error { return nil })
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	s, err := Open(path, Options{NoSync: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !bytes.Contains(logs.Bytes(), []byte("readable by other users")) {
+		t.Fatalf("no warning about mode 0644; logs:\n%s", logs.String())
 	}
 }
