@@ -58,7 +58,9 @@ func TestRevoke(t *testing.T) {
 		}, status: 400, err: CodeUnauthorizedClient},
 		{name: "missing token", form: func(tok tokenJSON) url.Values { return url.Values{"client_id": {"app"}} }, status: 400, err: CodeInvalidRequest},
 		{name: "unauthenticated", form: func(tok tokenJSON) url.Values { return url.Values{"token": {tok.RefreshToken}} }, status: 401, err: CodeInvalidClient},
-		{name: "unknown client", form: func(tok tokenJSON) url.Values { return url.Values{"client_id": {"nobody"}, "token": {tok.RefreshToken}} }, status: 401, err: CodeInvalidClient},
+		{name: "unknown client", form: func(tok tokenJSON) url.Values {
+			return url.Values{"client_id": {"nobody"}, "token": {tok.RefreshToken}}
+		}, status: 401, err: CodeInvalidClient},
 		{name: "repeated token", form: func(tok tokenJSON) url.Values {
 			return url.Values{"client_id": {"app"}, "token": {tok.RefreshToken, tok.RefreshToken}}
 		}, status: 400, err: CodeInvalidRequest},

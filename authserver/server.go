@@ -222,6 +222,23 @@ func (s *Server) RevokeClient(ctx context.Context, clientID string) (int, error)
 	return n, nil
 }
 
+// RevokeSubject ends every grant of a user now (requirement 10: a password
+// change or an operator action revokes the user's refresh tokens; the guard
+// refuses their access tokens through "sid"). reason is recorded on the
+// grants ("password_changed", "account_disabled", ...).
+func (s *Server) RevokeSubject(ctx context.Context, subject, reason string) (int, error) {
+	if subject == "" {
+		return 0, errors.New("authserver: revoke subject: empty subject")
+	}
+	n, err := s.store.RevokeSubjectGrants(ctx, subject, reason, s.cfg.Now())
+	if err != nil {
+		return n, fmt.Errorf("authserver: revoke subject: %w", err)
+	}
+	s.emit(ctx, nil, storage.AuditEvent{Type: "subject.revoked", Subject: subject, Outcome: "success",
+		Detail: map[string]string{"grants": fmt.Sprint(n), "reason": reason}})
+	return n, nil
+}
+
 // Close stops the background work (key rotation when New built the key set,
 // the audit writer) and flushes pending audit events. It does not close the
 // store.

@@ -229,6 +229,26 @@ func TestActiveAndRevokeClient(t *testing.T) {
 	}
 }
 
+// RevokeSubject (password change): every grant of the user ends, others stay.
+func TestRevokeSubject(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	alice := h.mustToken(h.exchangeForm("app", h.code("app", appRedirect), appRedirect, testVerifier))
+	q := h.authzQuery("app", appRedirect)
+	bob := h.mustToken(h.exchangeForm("app", h.codeFrom(h.authorize(q, "bob")), appRedirect, testVerifier))
+	n, err := h.srv.RevokeSubject(ctx, "alice", "password_changed")
+	if err != nil || n != 1 {
+		t.Fatalf("RevokeSubject = %d, %v", n, err)
+	}
+	if w := h.token(refreshForm("app", alice.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		t.Fatalf("alice refreshed: %d", w.Code)
+	}
+	h.mustToken(refreshForm("app", bob.RefreshToken))
+	if _, err := h.srv.RevokeSubject(ctx, "", "x"); err == nil {
+		t.Fatal("empty subject accepted")
+	}
+}
+
 // Client secrets: argon2id PHC, constant-time comparison.
 func TestClientSecretHash(t *testing.T) {
 	hash, err := HashClientSecret(testSecret)

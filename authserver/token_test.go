@@ -69,7 +69,11 @@ func TestTokenExchangeRefusals(t *testing.T) {
 		{name: "code of another client", body: func(f url.Values) string { f.Set("client_id", "app2"); return f.Encode() }, status: 400, err: CodeInvalidGrant, burned: true},
 		{name: "unknown code", body: func(f url.Values) string { f.Set("code", "nope"); return f.Encode() }, status: 400, err: CodeInvalidGrant},
 		{name: "other resource", body: func(f url.Values) string { f.Set("resource", testResource2); return f.Encode() }, status: 400, err: CodeInvalidTarget, burned: true},
-		{name: "two resources", body: func(f url.Values) string { f.Add("resource", testResource); f.Add("resource", testResource); return f.Encode() }, status: 400, err: CodeInvalidTarget, burned: true},
+		{name: "two resources", body: func(f url.Values) string {
+			f.Add("resource", testResource)
+			f.Add("resource", testResource)
+			return f.Encode()
+		}, status: 400, err: CodeInvalidTarget, burned: true},
 	}
 	redirects := map[string]string{"app": appRedirect, "conf": "https://conf.example.com/cb", "norefresh": "https://norefresh.example.com/cb"}
 	for _, tc := range cases {
