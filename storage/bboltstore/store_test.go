@@ -348,10 +348,13 @@ func TestEmptyAndHostileKeys(t *testing.T) {
 	now := time.Now()
 	huge := string(bytes.Repeat([]byte("x"), maxComposite+1))
 	for name, err := range map[string]error{
-		"GetClient":         func() error { _, err := s.GetClient(ctx, ""); return err }(),
-		"GetGrant":          func() error { _, err := s.GetGrant(ctx, ""); return err }(),
-		"GrantByRefresh":    func() error { _, err := s.GrantByRefresh(ctx, nil); return err }(),
-		"RotateRefresh":     func() error { _, err := s.RotateRefresh(ctx, storage.Rotation{Next: make([]byte, 32), Now: now}); return err }(),
+		"GetClient":      func() error { _, err := s.GetClient(ctx, ""); return err }(),
+		"GetGrant":       func() error { _, err := s.GetGrant(ctx, ""); return err }(),
+		"GrantByRefresh": func() error { _, err := s.GrantByRefresh(ctx, nil); return err }(),
+		"RotateRefresh": func() error {
+			_, err := s.RotateRefresh(ctx, storage.Rotation{Next: make([]byte, 32), Now: now})
+			return err
+		}(),
 		"RedeemCode":        func() error { _, err := s.RedeemCode(ctx, nil, now, nil); return err }(),
 		"GetSession":        func() error { _, err := s.GetSession(ctx, nil); return err }(),
 		"TakeTicket":        func() error { _, err := s.TakeTicket(ctx, "", nil, now); return err }(),
