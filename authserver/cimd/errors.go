@@ -2,10 +2,11 @@ package cimd
 
 import "errors"
 
-// Sentinel errors. Every error this package returns matches exactly one of
-// the first four with errors.Is; fetch errors may also match ErrForbiddenAddress
-// or ErrRateLimited. Their messages are safe to show to the end user: they
-// name a short reason and never echo document content or resolved addresses.
+// Sentinel errors. Every error of ValidClientIDURL, Fetch, ValidateDocument
+// and Resolve matches exactly one of the first four with errors.Is; fetch
+// errors may also match ErrForbiddenAddress or ErrRateLimited. Their
+// messages are safe to show to the end user: they name a short reason and
+// never echo document content or resolved addresses.
 var (
 	// ErrInvalidClientID: the client_id is not a valid Client Identifier URL.
 	ErrInvalidClientID = errors.New("cimd: invalid client id url")
