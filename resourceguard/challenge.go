@@ -218,13 +218,11 @@ func slicesEqual(a, b []string) bool {
 	return true
 }
 
-// WriteChallenge writes the refusal: WWW-Authenticate (for authentication
-// challenges), Cache-Control: no-store and a small JSON body
-// {"error":…,"error_description":…}.
-func (g *Guard) WriteChallenge(w http.ResponseWriter, c *Challenge) {
-	if c.Status < 400 || c.Status > 599 {
-		c = &Challenge{Status: http.StatusUnauthorized, Error: c.Error, Description: c.Description, Scopes: c.Scopes}
-	}
+// SetChallengeHeaders sets the refusal's response headers without writing
+// anything: WWW-Authenticate (for authentication challenges), Retry-After for
+// 503 and Cache-Control: no-store. Use it when the body is produced elsewhere
+// (e.g. Caddy's handle_errors); WriteChallenge uses it too.
+func (g *Guard) SetChallengeHeaders(w http.ResponseWriter, c *Challenge) {
 	h := w.Header()
 	if c.IsAuthChallenge() {
 		h.Set("WWW-Authenticate", g.ChallengeHeader(c))
@@ -232,14 +230,30 @@ func (g *Guard) WriteChallenge(w http.ResponseWriter, c *Challenge) {
 	if c.Status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "5")
 	}
+	h.Set("Cache-Control", "no-store")
+}
+
+// Body is the small JSON body of a refusal: {"error":…,"error_description":…}.
+func (c *Challenge) Body() []byte {
 	body, _ := json.Marshal(struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
 	}{c.BodyError(), sanitizeDescription(c.Description)})
+	return append(body, '\n')
+}
+
+// WriteChallenge writes the refusal: the headers of SetChallengeHeaders and
+// the JSON Body.
+func (g *Guard) WriteChallenge(w http.ResponseWriter, c *Challenge) {
+	if c.Status < 400 || c.Status > 599 {
+		c = &Challenge{Status: http.StatusUnauthorized, Error: c.Error, Description: c.Description, Scopes: c.Scopes}
+	}
+	g.SetChallengeHeaders(w, c)
+	body := c.Body()
+	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(c.Status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(body)
 }

@@ -100,6 +100,12 @@ func (g *Guard) buildMetadata(res *url.URL, cfg Config) error {
 // ResourceMetadataURL is the path-inserted PRM URL, used in challenges.
 func (g *Guard) ResourceMetadataURL() string { return g.metadataURL }
 
+// Resource is the configured resource URL.
+func (g *Guard) Resource() string { return g.resource }
+
+// Issuer is the expected issuer.
+func (g *Guard) Issuer() string { return g.issuer }
+
 // MetadataPaths are the request paths at which the PRM is served.
 func (g *Guard) MetadataPaths() []string {
 	if g.rootPath == "" || g.rootPath == g.metadataPath {
