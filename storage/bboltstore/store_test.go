@@ -400,3 +400,32 @@ func TestOpenWarnsAboutWideFileMode(t *testing.T) {
 		t.Fatalf("no warning about mode 0644; logs:\n%s", logs.String())
 	}
 }
+
+func TestBackupRestores(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	if err := s.CreateClient(ctx, storage.Client{ID: "client-1", Name: "Backed up"}); err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(t.TempDir(), "backup.db")
+	f, err := os.OpenFile(copyPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Backup(ctx, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || n == 0 {
+		t.Fatalf("Backup = %d, %v", n, err)
+	}
+	restored, err := Open(copyPath, Options{NoSync: true})
+	if err != nil {
+		t.Fatalf("Open backup: %v", err)
+	}
+	defer restored.Close()
+	got, err := restored.GetClient(ctx, "client-1")
+	if err != nil || got.Name != "Backed up" {
+		t.Fatalf("client in the backup: %+v, %v", got, err)
+	}
+}
