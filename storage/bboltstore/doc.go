@@ -52,4 +52,16 @@
 // caller hands to RedeemCode (issue) and RotateRefresh (Rotation.Check) run
 // inside the transaction and must not call the store. AppendAudit goes
 // through db.Batch, which coalesces concurrent appends into one commit.
+//
+// The semantics every backend shares (refresh rotation and reuse, what a
+// refused call leaves behind, orderings) are written down and tested in
+// package storagetest; this package passes that suite. In particular,
+// Grant.RefreshUsed is honoured (when true, the previous token no longer
+// rotates) but this backend never sets it: presenting the current token
+// rotates it, which closes the previous token's window by itself.
+//
+// DeleteExpired runs in one write transaction and scans the codes, tickets,
+// consents, sessions and grants buckets; run it periodically (minutes),
+// not per request. Backup copies the file from a read transaction while
+// writers carry on.
 package bboltstore
