@@ -1,0 +1,336 @@
+#!/usr/bin/env node
+// Visits pages in real headless Chromium (Debian's /usr/bin/chromium driven by
+// playwright-core), saves a full-page screenshot of each, records the response's
+// security headers, checks them against expectations, and checks keyboard
+// navigation: pressing Tab from the top of the page must reach the form's
+// fields and its submit button, in document order.
+//
+// Usage:
+//   node chromium-pages.mjs URL...                       # default expectations
+//   node chromium-pages.mjs --spec pages.json            # pages + expectations
+//   PAGES="url1,url2" node chromium-pages.mjs
+//
+// Options / environment:
+//   --spec FILE | PAGES_SPEC     JSON spec (below)
+//   --artifacts DIR | ARTIFACTS_DIR   where screenshots and results.json go
+//                                (default ../../test-artifacts/chromium)
+//   --chromium PATH | CHROMIUM   browser binary (default /usr/bin/chromium)
+//   CA_CERTS                     comma-separated PEM files (e.g. Caddy's local CA
+//                                root.crt and intermediate.crt); certificate errors
+//                                are ignored only for chains containing one of
+//                                these keys (--ignore-certificate-errors-spki-list)
+//
+// Spec:
+// {
+//   "defaults": { "expect": { ... } },          // merged into every page's expect
+//   "callbackPrefix": "http://127.0.0.1:8976/callback",  // answered locally, never fetched
+//   "pages": [
+//     { "name": "login",                        // file name of the screenshot
+//       "url": "https://localhost:8443/login?...",  // omit to stay where the last actions led
+//       "expect": {
+//         "status": 200,
+//         "headers": { "content-security-policy": "frame-ancestors 'none'",   // substring
+//                      "x-content-type-options": "nosniff",
+//                      "referrer-policy": true },                              // present
+//         "absentHeaders": ["server-timing"],
+//         "tabOrder": "auto" | ["input[name=email]", "input[name=password]", "button[type=submit]"] | false,
+//         "text": "Sign in"                     // page text must contain it
+//       },
+//       "actions": [ {"fill": "input[type=email]", "value": "$MCP_USER"},
+//                    {"fill": "input[type=password]", "value": "$MCP_PASSWORD"},
+//                    {"click": "button[type=submit]"} ] }   // run after the checks
+//   ]
+// }
+// Values "$NAME" in actions come from the environment.
+//
+// Default expectations (when a page has none): status 200, CSP with
+// frame-ancestors 'none', X-Content-Type-Options nosniff, a Referrer-Policy,
+// and tabOrder "auto".
+//
+// Prints a JSON summary; exits 1 if any check failed.
+
+import { X509Certificate, createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { values: opts, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    spec: { type: 'string' },
+    artifacts: { type: 'string' },
+    chromium: { type: 'string' },
+  },
+});
+
+const SECURITY_HEADERS = [
+  'content-security-policy',
+  'x-frame-options',
+  'x-content-type-options',
+  'referrer-policy',
+  'strict-transport-security',
+  'cache-control',
+  'permissions-policy',
+  'cross-origin-opener-policy',
+  'cross-origin-resource-policy',
+  'cross-origin-embedder-policy',
+  'set-cookie',
+];
+
+const DEFAULT_EXPECT = {
+  status: 200,
+  headers: {
+    'content-security-policy': "frame-ancestors 'none'",
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': true,
+  },
+  tabOrder: 'auto',
+};
+
+function loadSpec() {
+  const file = opts.spec ?? process.env.PAGES_SPEC;
+  if (file) return JSON.parse(readFileSync(file, 'utf8'));
+  const urls = positionals.length ? positionals : (process.env.PAGES ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (!urls.length) throw new Error('chromium-pages: no pages: give URLs, PAGES, or --spec');
+  return { pages: urls.map((url, i) => ({ name: `page-${i + 1}`, url })) };
+}
+
+/** SHA-256 of each certificate's SubjectPublicKeyInfo, base64: Chromium's SPKI pin format. */
+function spkiHashes(files) {
+  const out = [];
+  for (const f of files) {
+    const pem = readFileSync(f, 'utf8');
+    for (const block of pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) {
+      const cert = new X509Certificate(block);
+      const der = cert.publicKey.export({ type: 'spki', format: 'der' });
+      out.push(createHash('sha256').update(der).digest('base64'));
+    }
+  }
+  return out;
+}
+
+function envValue(v) {
+  if (typeof v === 'string' && v.startsWith('$')) {
+    const val = process.env[v.slice(1)];
+    if (val === undefined) throw new Error(`chromium-pages: environment variable ${v.slice(1)} is not set`);
+    return val;
+  }
+  return v;
+}
+
+function safeName(s) {
+  return String(s).replace(/[^a-z0-9._-]+/gi, '_').slice(0, 80) || 'page';
+}
+
+/**
+ * In the page: the focusable controls of the form under test, in document
+ * order (what Tab must visit), and where focus goes on each Tab press.
+ */
+async function checkTabOrder(page, tabOrder) {
+  const expected = await page.evaluate((selectors) => {
+    const visible = (el) => {
+      const s = getComputedStyle(el);
+      const r = el.getBoundingClientRect();
+      return s.visibility !== 'hidden' && s.display !== 'none' && r.width > 0 && r.height > 0;
+    };
+    const describe = (el) => ({
+      tag: el.tagName.toLowerCase(),
+      type: el.getAttribute('type') ?? '',
+      name: el.getAttribute('name') ?? '',
+      id: el.id,
+      text: (el.innerText || el.value || '').trim().slice(0, 40),
+    });
+    let els;
+    if (Array.isArray(selectors)) {
+      els = selectors.map((sel) => {
+        const el = document.querySelector(sel);
+        if (!el) throw new Error(`no element matches ${sel}`);
+        return el;
+      });
+    } else {
+      const forms = [...document.forms];
+      const form =
+        forms.find((f) => f.querySelector('input[type=password]')) ??
+        forms.find((f) => f.querySelector('[name=decision]')) ??
+        forms[0];
+      if (!form) return { error: 'no form on the page' };
+      els = [...form.querySelectorAll('input, select, textarea, button')].filter(
+        (el) => el.type !== 'hidden' && !el.disabled && el.tabIndex >= 0 && visible(el),
+      );
+    }
+    window.__e2eTargets = els;
+    const submit = els.findIndex((el) => (el.tagName === 'BUTTON' && (el.type || 'submit') === 'submit') || (el.tagName === 'INPUT' && el.type === 'submit'));
+    return { targets: els.map(describe), submitIndex: submit };
+  }, tabOrder);
+  if (expected.error) return { ok: false, error: expected.error };
+
+  // Start from the top of the document, as a keyboard user arriving on the page.
+  await page.evaluate(() => {
+    document.activeElement?.blur?.();
+    window.scrollTo(0, 0);
+  });
+  const visits = [];
+  const maxPresses = expected.targets.length + 30;
+  let next = 0;
+  let focusVisible = true;
+  for (let i = 0; i < maxPresses && next < expected.targets.length; i++) {
+    await page.keyboard.press('Tab');
+    const at = await page.evaluate(() => {
+      const el = document.activeElement;
+      const idx = (window.__e2eTargets ?? []).indexOf(el);
+      const s = el ? getComputedStyle(el) : null;
+      const ring = s ? (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== 'none' : false;
+      return { idx, tag: el?.tagName?.toLowerCase() ?? '', name: el?.getAttribute?.('name') ?? '', ring };
+    });
+    visits.push(at.idx >= 0 ? `#${at.idx}` : `${at.tag}${at.name ? `[name=${at.name}]` : ''}`);
+    if (at.idx === next) {
+      if (!at.ring) focusVisible = false;
+      next++;
+    } else if (at.idx > next) {
+      return { ok: false, error: `Tab skipped ${JSON.stringify(expected.targets[next])} (reached #${at.idx} first)`, expected: expected.targets, visits };
+    }
+  }
+  if (next < expected.targets.length) {
+    return { ok: false, error: `Tab never reached ${JSON.stringify(expected.targets[next])}`, expected: expected.targets, visits };
+  }
+  if (expected.submitIndex < 0) {
+    return { ok: false, error: 'the form has no submit button reachable by keyboard', expected: expected.targets, visits };
+  }
+  return { ok: true, expected: expected.targets, visits, focus_visible: focusVisible };
+}
+
+function checkHeaders(headers, expect) {
+  const problems = [];
+  for (const [name, want] of Object.entries(expect.headers ?? {})) {
+    const got = headers[name.toLowerCase()];
+    if (want === false) {
+      if (got !== undefined) problems.push(`header ${name} must be absent`);
+    } else if (got === undefined) {
+      problems.push(`header ${name} missing`);
+    } else if (typeof want === 'string' && !got.toLowerCase().includes(want.toLowerCase())) {
+      problems.push(`header ${name}: "${got}" lacks "${want}"`);
+    }
+  }
+  for (const name of expect.absentHeaders ?? []) {
+    if (headers[name.toLowerCase()] !== undefined) problems.push(`header ${name} must be absent`);
+  }
+  return problems;
+}
+
+async function main() {
+  const spec = loadSpec();
+  const artifacts = path.resolve(opts.artifacts ?? process.env.ARTIFACTS_DIR ?? path.join(here, '../../test-artifacts/chromium'));
+  mkdirSync(artifacts, { recursive: true });
+  const executablePath = opts.chromium ?? process.env.CHROMIUM ?? '/usr/bin/chromium';
+  const args = [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ];
+  const caFiles = (process.env.CA_CERTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (caFiles.length) args.push(`--ignore-certificate-errors-spki-list=${spkiHashes(caFiles).join(',')}`);
+
+  const userDataDir = mkdtempSync(path.join(tmpdir(), 'e2e-chromium-'));
+  const summary = { ok: false, browser: executablePath, artifacts, pages: [] };
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath,
+      headless: true,
+      args,
+      viewport: { width: 1280, height: 900 },
+    });
+    summary.browser_version = context.browser()?.version() ?? null;
+    if (spec.callbackPrefix) {
+      await context.route((u) => u.href.startsWith(spec.callbackPrefix), (route) =>
+        route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>callback</title><p>callback reached</p>' }),
+      );
+    }
+    const page = context.pages()[0] ?? (await context.newPage());
+    let lastMain = null;
+    page.on('response', (res) => {
+      if (res.request().isNavigationRequest() && res.request().frame() === page.mainFrame()) lastMain = res;
+    });
+    const consoleErrors = [];
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') consoleErrors.push(msg.text().slice(0, 200));
+    });
+
+    for (const [i, p] of spec.pages.entries()) {
+      const name = safeName(p.name ?? `page-${i + 1}`);
+      const expect = { ...DEFAULT_EXPECT, ...(spec.defaults?.expect ?? {}), ...(p.expect ?? {}) };
+      const result = { name, ok: true, problems: [] };
+      summary.pages.push(result);
+      try {
+        consoleErrors.length = 0;
+        if (p.url) {
+          lastMain = null;
+          await page.goto(p.url, { waitUntil: 'load' });
+        } else {
+          await page.waitForLoadState('load');
+        }
+        const u = new URL(page.url());
+        result.url = u.origin + u.pathname; // the query may hold state or codes: not recorded
+        result.title = await page.title();
+        const res = lastMain;
+        const headers = res ? await res.allHeaders() : {};
+        result.status = res?.status() ?? null;
+        result.security_headers = Object.fromEntries(
+          SECURITY_HEADERS.filter((h) => headers[h] !== undefined).map((h) => [h, h === 'set-cookie' ? headers[h].split('\n').map((c) => c.replace(/=[^;]*/, '=…')).join(' | ') : headers[h]]),
+        );
+        const shot = path.join(artifacts, `${String(i + 1).padStart(2, '0')}-${name}.png`);
+        await page.screenshot({ path: shot, fullPage: true });
+        result.screenshot = shot;
+
+        if (expect.status !== undefined && result.status !== expect.status) {
+          result.problems.push(`status ${result.status}, want ${expect.status}`);
+        }
+        result.problems.push(...checkHeaders(headers, expect));
+        if (expect.text) {
+          const body = await page.innerText('body');
+          if (!body.includes(expect.text)) result.problems.push(`page text lacks "${expect.text}"`);
+        }
+        if (expect.tabOrder) {
+          result.keyboard = await checkTabOrder(page, expect.tabOrder);
+          if (!result.keyboard.ok) result.problems.push(`keyboard: ${result.keyboard.error}`);
+        }
+        if (consoleErrors.length) result.console_errors = [...consoleErrors];
+
+        for (const a of p.actions ?? []) {
+          if (a.fill) await page.fill(a.fill, envValue(a.value ?? ''));
+          else if (a.check) await page.check(a.check);
+          else if (a.press) await page.keyboard.press(a.press);
+          else if (a.click) {
+            lastMain = null;
+            await Promise.all([page.waitForLoadState('load'), page.click(a.click)]);
+          } else if (a.waitForURL) await page.waitForURL((url) => url.href.includes(a.waitForURL));
+          else throw new Error(`unknown action ${JSON.stringify(a)}`);
+        }
+      } catch (err) {
+        result.problems.push(String(err?.message ?? err).split('\n')[0]);
+      }
+      result.ok = result.problems.length === 0;
+    }
+    summary.ok = summary.pages.length > 0 && summary.pages.every((r) => r.ok);
+  } catch (err) {
+    summary.error = String(err?.message ?? err);
+  } finally {
+    await context?.close().catch(() => {});
+    rmSync(userDataDir, { recursive: true, force: true });
+  }
+  const out = JSON.stringify(summary, null, 2);
+  writeFileSync(path.join(artifacts, 'results.json'), out + '\n');
+  process.stdout.write(out + '\n');
+  process.exit(summary.ok ? 0 : 1);
+}
+
+await main();
