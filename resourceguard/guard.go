@@ -378,6 +378,16 @@ func dedupe(in []string) []string {
 // reads a POST body and puts back an identical one. It never writes to the
 // response.
 func (g *Guard) Check(r *http.Request) (*Principal, *Challenge) {
+	p, c := g.check(r)
+	if c != nil && c.Status == http.StatusUnauthorized && c.Scopes == nil {
+		// Every 401 tells the client which scopes to ask for (MCP
+		// authorization, "Scope Selection Strategy").
+		c.Scopes = g.baseScopes
+	}
+	return p, c
+}
+
+func (g *Guard) check(r *http.Request) (*Principal, *Challenge) {
 	if c := g.checkOrigin(r); c != nil {
 		return nil, c
 	}
