@@ -144,6 +144,25 @@ func TestRedeemCodeFailures(t *testing.T) {
 			t.Fatalf("code after a failed grant: %v, want ErrCodeUsed", err)
 		}
 	})
+	t.Run("invalid grant burns the code and writes nothing", func(t *testing.T) {
+		s := openTest(t)
+		code := testCode("invalid-grant")
+		must(t, s.SaveCode(ctx, code))
+		got, err := s.RedeemCode(ctx, code.Hash, now, func(c storage.AuthCode) (*storage.Grant, error) {
+			g := grantFor(c, "x")
+			g.RefreshHash = []byte("not a sha-256")
+			return g, nil
+		})
+		if err == nil || got.GrantID != code.GrantID {
+			t.Fatalf("RedeemCode = %+v, %v; want the record and an error", got, err)
+		}
+		if _, err := s.RedeemCode(ctx, code.Hash, now, nil); !errors.Is(err, storage.ErrCodeUsed) {
+			t.Fatalf("code after an invalid grant: %v, want ErrCodeUsed", err)
+		}
+		if gs, _ := s.ListGrants(ctx, "", ""); len(gs) != 0 {
+			t.Fatalf("grants written: %+v", gs)
+		}
+	})
 	t.Run("expired and unknown codes", func(t *testing.T) {
 		s := openTest(t)
 		code := testCode("expired")

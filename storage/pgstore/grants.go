@@ -84,6 +84,10 @@ WHERE hash = $1 AND used_at IS NULL RETURNING data`, hash, ts(now), jsonTime(now
 		if g == nil {
 			return nil
 		}
+		if gerr := validGrant(*g); gerr != nil {
+			keep = true
+			return errCommit{gerr} // the code stays burned
+		}
 		if gerr := createGrant(ctx, tx, *g, true); gerr != nil {
 			if retryable(gerr) {
 				return gerr
@@ -110,15 +114,12 @@ func (s *Store) CreateGrant(ctx context.Context, g storage.Grant) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error { return createGrant(ctx, tx, g, false) })
 }
 
-// createGrant validates g, then writes it and its refresh token hashes in
-// one round trip. With savepoint, the writes are wrapped in SAVEPOINT
-// mcpauth_grant (released on success) so that the caller can roll them back
-// alone after a failure.
-func createGrant(ctx context.Context, tx pgx.Tx, g storage.Grant, savepoint bool) error {
+// validGrant refuses a grant without id or with refresh hashes that are not
+// SHA-256 digests.
+func validGrant(g storage.Grant) error {
 	if g.ID == "" {
 		return errors.New("pgstore: create grant: empty id")
 	}
-	hashes := make([][]byte, 0, 2)
 	for _, h := range [][]byte{g.RefreshHash, g.PreviousHash} {
 		if h == nil {
 			continue
@@ -126,7 +127,21 @@ func createGrant(ctx context.Context, tx pgx.Tx, g storage.Grant, savepoint bool
 		if err := checkHash("refresh token", h); err != nil {
 			return err
 		}
-		if len(hashes) == 1 && subtle.ConstantTimeCompare(hashes[0], h) == 1 {
+	}
+	return nil
+}
+
+// createGrant validates g, then writes it and its refresh token hashes in
+// one round trip. With savepoint, the writes are wrapped in SAVEPOINT
+// mcpauth_grant (released on success) so that the caller can roll them back
+// alone after a failure.
+func createGrant(ctx context.Context, tx pgx.Tx, g storage.Grant, savepoint bool) error {
+	if err := validGrant(g); err != nil {
+		return err
+	}
+	hashes := make([][]byte, 0, 2)
+	for _, h := range [][]byte{g.RefreshHash, g.PreviousHash} {
+		if h == nil || (len(hashes) == 1 && subtle.ConstantTimeCompare(hashes[0], h) == 1) {
 			continue
 		}
 		hashes = append(hashes, h)

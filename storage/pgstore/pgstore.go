@@ -196,8 +196,8 @@ func (s *Store) once(ctx context.Context, fn func(pgx.Tx) error) (err error) {
 		}
 	}()
 	ferr := fn(tx)
-	var ec errCommit
-	if ferr != nil && !errors.As(ferr, &ec) {
+	ec, commitAnyway := ferr.(errCommit)
+	if ferr != nil && !commitAnyway {
 		return ferr
 	}
 	if cerr := tx.Commit(ctx); cerr != nil {
