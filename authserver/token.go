@@ -218,7 +218,10 @@ func (s *Server) codeReplayed(r *http.Request, client storage.Client, ac storage
 	if valid && ac.GrantID != "" {
 		outcome = "grant_revoked"
 		err := s.store.RevokeGrant(ctx, ac.GrantID, "code_replay", s.cfg.Now())
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			outcome = "no_grant" // the first redemption failed its checks
+		case err != nil:
 			outcome = "revoke_failed"
 			s.cfg.Logger.Error("authserver: revoke grant on code replay", "client_id", client.ID, "error", err)
 		}
