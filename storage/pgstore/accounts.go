@@ -80,9 +80,10 @@ func (s *Store) UpdateAccount(ctx context.Context, a storage.Account) error {
 	return nil
 }
 
-// ListAccounts returns every account, ordered by id.
+// ListAccounts returns every account, ordered by id (bytewise, whatever the
+// database collation, like the other backends).
 func (s *Store) ListAccounts(ctx context.Context) ([]storage.Account, error) {
-	rows, err := s.pool.Query(ctx, `SELECT data FROM mcpauth_accounts ORDER BY id`)
+	rows, err := s.pool.Query(ctx, `SELECT data FROM mcpauth_accounts ORDER BY id COLLATE "C"`)
 	if err != nil {
 		return nil, dbErr("list accounts", err)
 	}

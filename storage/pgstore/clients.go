@@ -63,9 +63,10 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	return nil
 }
 
-// ListClients returns every client, ordered by id.
+// ListClients returns every client, ordered by id (bytewise, whatever the
+// database collation, like the other backends).
 func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
-	rows, err := s.pool.Query(ctx, `SELECT data FROM mcpauth_clients ORDER BY id`)
+	rows, err := s.pool.Query(ctx, `SELECT data FROM mcpauth_clients ORDER BY id COLLATE "C"`)
 	if err != nil {
 		return nil, dbErr("list clients", err)
 	}

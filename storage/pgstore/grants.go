@@ -353,7 +353,7 @@ func (s *Store) RevokeSubjectGrants(ctx context.Context, subject, reason string,
 func (s *Store) ListGrants(ctx context.Context, clientID, subject string) ([]storage.Grant, error) {
 	rows, err := s.pool.Query(ctx, `SELECT data FROM mcpauth_grants
 WHERE ($1 = '' OR client_id = $1) AND ($2 = '' OR subject = $2)
-ORDER BY created_at NULLS FIRST, id`, clientID, subject)
+ORDER BY created_at NULLS FIRST, id COLLATE "C"`, clientID, subject)
 	if err != nil {
 		return nil, dbErr("list grants", err)
 	}

@@ -13,7 +13,7 @@ import (
 
 // ListSigningKeys returns every signing key, oldest first.
 func (s *Store) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT data FROM mcpauth_signing_keys ORDER BY created_at NULLS FIRST, kid`)
+	rows, err := s.pool.Query(ctx, `SELECT data FROM mcpauth_signing_keys ORDER BY created_at NULLS FIRST, kid COLLATE "C"`)
 	if err != nil {
 		return nil, dbErr("list signing keys", err)
 	}
