@@ -71,6 +71,10 @@ type Config struct {
 	// PasswordHasher hashes passwords; nil uses password.Default() (argon2id
 	// at the minimum cost). Use password.NewHasher to raise the cost.
 	PasswordHasher PasswordHasher
+	// ScopeDescriptions are shown on the consent page for the operator's own
+	// scopes ("tickets:write" -> "Create and update tickets"); they override
+	// the built-in descriptions.
+	ScopeDescriptions map[string]string
 	// Language is the pages' lang attribute (default "en").
 	Language string
 	// Now is the clock (default time.Now).

@@ -162,9 +162,9 @@ func (e *env) browser() *browser {
 }
 
 type resp struct {
-	status int
-	body   string
-	header http.Header
+	status  int
+	body    string
+	header  http.Header
 	cookies []*http.Cookie
 }
 

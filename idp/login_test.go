@@ -124,7 +124,9 @@ func TestDisabledAccountCannotLogin(t *testing.T) {
 }
 
 func TestThrottlePerAccount(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Throttle = ThrottleConfig{AccountFailures: 3, IPFailures: 100, Lockout: time.Minute} })
+	e := newEnv(t, func(c *Config) {
+		c.Throttle = ThrottleConfig{AccountFailures: 3, IPFailures: 100, Lockout: time.Minute}
+	})
 	for i := range 3 {
 		b := e.browser()
 		b.ip = "198.51.100." + string(rune('1'+i)) // a different IP each time
@@ -272,7 +274,7 @@ func TestSessionTimeouts(t *testing.T) {
 
 func TestIdentifyRefusesDeadSessions(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(e *env, accountID string, hash []byte)
 	}{
 		{"deleted session", func(e *env, _ string, h []byte) { e.store.DeleteSession(context.Background(), h) }},

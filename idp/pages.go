@@ -62,8 +62,9 @@ func (l *Login) newLoginView(returnTo, client string) *loginView {
 }
 
 func (l *Login) renderLogin(w http.ResponseWriter, r *http.Request, status int, lv *loginView) {
-	nonce := newNonce()
-	l.render(w, status, "login.html", view{CSRF: l.formToken(w, r), Login: lv}, nonce, false)
+	// Login and signup forms always carry a pre-session token, so a session
+	// that expires while the page is open does not spoil the form.
+	l.render(w, status, "login.html", view{CSRF: l.preSessionToken(w, r), Login: lv}, newNonce(), false)
 }
 
 func (l *Login) serveLogin(w http.ResponseWriter, r *http.Request) {
@@ -254,7 +255,7 @@ func (l *Login) serveSignup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *Login) renderSignup(w http.ResponseWriter, r *http.Request, status int, sv *signupView) {
-	l.render(w, status, "signup.html", view{CSRF: l.formToken(w, r), Signup: sv}, newNonce(), false)
+	l.render(w, status, "signup.html", view{CSRF: l.preSessionToken(w, r), Signup: sv}, newNonce(), false)
 }
 
 func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupView) {
@@ -445,7 +446,7 @@ func (l *Login) Consent(w http.ResponseWriter, r *http.Request, page authserver.
 		Initial:      initial,
 		LogoutURL:    l.logoutPath,
 		LoopbackOnly: page.LoopbackOnly,
-		Scopes:       describeScopes(page.Scopes),
+		Scopes:       describeScopes(page.Scopes, l.cfg.ScopeDescriptions),
 	}
 	l.render(w, http.StatusOK, "consent.html", view{CSRF: l.formToken(w, r), Consent: cv}, newNonce(), false)
 }

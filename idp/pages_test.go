@@ -328,10 +328,10 @@ func TestTemplateOverride(t *testing.T) {
 	}
 
 	bad := map[string]string{
-		"parse error":     `{{define "title"}}x{{end}}{{define "content"}}{{.Login.Action{{end}}`,
-		"no content":      `{{define "title"}}x{{end}}`,
-		"unknown field":   `{{define "title"}}x{{end}}{{define "content"}}{{.Login.Nope}}{{end}}`,
-		"unknown func":    `{{define "title"}}x{{end}}{{define "content"}}{{nope}}{{end}}`,
+		"parse error":   `{{define "title"}}x{{end}}{{define "content"}}{{.Login.Action{{end}}`,
+		"no content":    `{{define "title"}}x{{end}}`,
+		"unknown field": `{{define "title"}}x{{end}}{{define "content"}}{{.Login.Nope}}{{end}}`,
+		"unknown func":  `{{define "title"}}x{{end}}{{define "content"}}{{nope}}{{end}}`,
 	}
 	for name, text := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -367,12 +367,16 @@ func TestConfigValidation(t *testing.T) {
 		"bad signup mode":     func(c *Config) { c.Signup.Mode = "maybe" },
 		"domains w/o list":    func(c *Config) { c.Signup.Mode = SignupDomains },
 		"bad domain":          func(c *Config) { c.Signup = SignupPolicy{Mode: SignupDomains, Domains: []string{"exa mple.com"}} },
-		"signup w/o password": func(c *Config) { c.Signup.Mode = SignupOpen; c.PasswordLogin = false; c.Providers = []Provider{&testProvider{name: "x"}} },
-		"no login method":     func(c *Config) { c.PasswordLogin = false },
-		"bad prefix":          func(c *Config) { c.PathPrefix = "auth/" },
-		"bad provider name":   func(c *Config) { c.Providers = []Provider{&testProvider{name: "Bad Name"}} },
-		"duplicate provider":  func(c *Config) { c.Providers = []Provider{&testProvider{name: "x"}, &testProvider{name: "x"}} },
-		"home realm unknown":  func(c *Config) { c.HomeRealm = map[string]string{"corp.example": "nope"} },
+		"signup w/o password": func(c *Config) {
+			c.Signup.Mode = SignupOpen
+			c.PasswordLogin = false
+			c.Providers = []Provider{&testProvider{name: "x"}}
+		},
+		"no login method":    func(c *Config) { c.PasswordLogin = false },
+		"bad prefix":         func(c *Config) { c.PathPrefix = "auth/" },
+		"bad provider name":  func(c *Config) { c.Providers = []Provider{&testProvider{name: "Bad Name"}} },
+		"duplicate provider": func(c *Config) { c.Providers = []Provider{&testProvider{name: "x"}, &testProvider{name: "x"}} },
+		"home realm unknown": func(c *Config) { c.HomeRealm = map[string]string{"corp.example": "nope"} },
 	}
 	for name, mut := range bad {
 		t.Run(name, func(t *testing.T) {

@@ -149,9 +149,9 @@ func (l *Login) startSession(w http.ResponseWriter, r *http.Request, accountID, 
 		return fmt.Errorf("idp: creating session: %w", err)
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name:     l.sessionCookie,
-		Value:    b64url.EncodeToString(id),
-		Path:     "/",
+		Name:  l.sessionCookie,
+		Value: b64url.EncodeToString(id),
+		Path:  "/",
 		// Relative, so a skewed browser clock cannot shorten or extend it.
 		MaxAge:   int(l.cfg.SessionAbsolute / time.Second),
 		Secure:   l.secure,

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 //go:embed templates/*.html
@@ -41,6 +42,7 @@ type view struct {
 
 type brandView struct {
 	ProductName  string
+	Initial      string
 	LogoURL      template.URL
 	SupportURL   template.URL
 	SupportEmail string
@@ -195,6 +197,7 @@ func brandViewOf(b Branding) brandView {
 	dark := adjustFor(r, g, bl, 0x16, 0x1a, 0x22, 255)
 	return brandView{
 		ProductName:  b.ProductName,
+		Initial:      initialOf(b.ProductName),
 		LogoURL:      template.URL(b.LogoURL),
 		SupportURL:   template.URL(b.SupportURL),
 		SupportEmail: b.SupportEmail,
@@ -265,10 +268,13 @@ var scopeDescriptions = map[string]string{
 	"write":          "Change data on your behalf",
 }
 
-func describeScopes(scopes []string) []scopeView {
+func describeScopes(scopes []string, custom map[string]string) []scopeView {
 	out := make([]scopeView, 0, len(scopes))
 	for _, s := range scopes {
-		d, ok := scopeDescriptions[s]
+		d, ok := custom[s]
+		if !ok {
+			d, ok = scopeDescriptions[s]
+		}
 		if !ok {
 			switch {
 			case strings.HasSuffix(s, ":read") || strings.HasPrefix(s, "read:"):
@@ -282,4 +288,14 @@ func describeScopes(scopes []string) []scopeView {
 		out = append(out, scopeView{Name: s, Description: d})
 	}
 	return out
+}
+
+// initialOf returns the upper-cased first letter or digit of s ("?" if none).
+func initialOf(s string) string {
+	for _, r := range s {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return strings.ToUpper(string(r))
+		}
+	}
+	return "?"
 }
