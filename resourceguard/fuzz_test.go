@@ -1,6 +1,8 @@
 package resourceguard
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -132,7 +134,8 @@ func FuzzVerify(f *testing.F) {
 func FuzzJSONRPC(f *testing.F) {
 	for _, s := range []string{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`,
 		`[{"method":"a"},{"method":"b","params":{"name":"c"}}]`, `{"Method":"x","method":"y"}`, `[]`, `{`, `1`,
-		`{"method":"resources/read","params":{"uri":"u"}}`} {
+		`{"method":"resources/read","params":{"uri":"u"}}`, `{"METHOD":"x","params":{"NAME":"y"}}`,
+		`{"method":"tools/call","params":{"name":null}}`, `{"metho\u0064":"a","params":{"nam\u0065":"b"}}`, `{"paramſ":{"name":"k"},"method":"m"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -144,6 +147,28 @@ func FuzzJSONRPC(f *testing.F) {
 			if c.target != "" && c.method == "" {
 				t.Fatalf("target without method: %+v", c)
 			}
+		}
+		// Differential check against encoding/json struct decoding, which is
+		// how Go MCP servers (the upstream) read the same body.
+		trimmed := bytes.TrimSpace(body)
+		if len(calls) != 1 || len(trimmed) == 0 || trimmed[0] != '{' {
+			return
+		}
+		var std struct {
+			Method string `json:"method"`
+			Params struct {
+				Name string `json:"name"`
+			} `json:"params"`
+		}
+		if json.Unmarshal(body, &std) != nil {
+			return
+		}
+		c := calls[0]
+		if std.Method != c.method {
+			t.Fatalf("method: encoding/json %q, guard %q (body %q)", std.Method, c.method, body)
+		}
+		if c.method != "" && !strings.HasPrefix(c.method, "resources/") && std.Params.Name != c.target {
+			t.Fatalf("name: encoding/json %q, guard %q (body %q)", std.Params.Name, c.target, body)
 		}
 	})
 }
