@@ -317,6 +317,12 @@ func New(cfg Config) (*Guard, error) {
 		return nil, err
 	}
 
+	for _, name := range []string{cfg.Identity.Subject, cfg.Identity.ClientID, cfg.Identity.Scopes, cfg.Identity.Email} {
+		if err := checkIdentityHeader(name); err != nil {
+			return nil, err
+		}
+	}
+
 	// Origins.
 	if err := g.setOrigins(res, cfg.AllowedOrigins); err != nil {
 		return nil, err
@@ -359,6 +365,25 @@ func checkURLString(what, s string) error {
 		if c <= 0x20 || c == 0x7f || c == '"' || c == '\\' {
 			return fmt.Errorf("resourceguard: %s %q contains a forbidden character", what, s)
 		}
+	}
+	return nil
+}
+
+// checkIdentityHeader refuses header names that are not HTTP tokens or that
+// would break the request (framing, routing) or carry credentials.
+func checkIdentityHeader(name string) error {
+	if name == "" {
+		return nil
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenChar(name[i]) {
+			return fmt.Errorf("resourceguard: identity header %q is not a valid header name", name)
+		}
+	}
+	switch http.CanonicalHeaderKey(name) {
+	case "Authorization", "Proxy-Authorization", "Cookie", "Host", "Content-Length", "Content-Type",
+		"Transfer-Encoding", "Connection", "Upgrade", "Te", "Trailer", "Origin":
+		return fmt.Errorf("resourceguard: identity header %q is reserved", name)
 	}
 	return nil
 }

@@ -279,6 +279,9 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"bad origin", func(c *Config) { c.AllowedOrigins = []string{"https://a.example/path"} }},
 		{"null origin", func(c *Config) { c.AllowedOrigins = []string{"null"} }},
 		{"bad authorization server", func(c *Config) { c.AuthorizationServers = []string{"ftp://x"} }},
+		{"identity header with space", func(c *Config) { c.Identity.Subject = "X User" }},
+		{"identity header Authorization", func(c *Config) { c.Identity.Email = "authorization" }},
+		{"identity header Host", func(c *Config) { c.Identity.ClientID = "Host" }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
