@@ -3,6 +3,7 @@ package resourceguard
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -76,7 +77,7 @@ func (c *Challenge) Err() error {
 	if c.Description == "" {
 		return ErrRefused
 	}
-	return errors.Join(ErrRefused, errors.New("resourceguard: "+c.BodyError()+": "+sanitizeDescription(c.Description)))
+	return fmt.Errorf("%w: %s: %s", ErrRefused, c.BodyError(), sanitizeDescription(c.Description))
 }
 
 // Header returns the WWW-Authenticate value for this challenge, in RFC 6750
