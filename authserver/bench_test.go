@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"path/filepath"
 	"runtime"
@@ -81,6 +82,7 @@ func BenchmarkCodeExchange(b *testing.B) {
 				b.Error(err)
 				return
 			}
+			_, _ = io.Copy(io.Discard, resp.Body) // keep the connection alive
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				b.Errorf("status %d", resp.StatusCode)

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mcpauth/caddy-mcpauth/storage"
@@ -268,5 +269,39 @@ func TestClientSecretHash(t *testing.T) {
 	}
 	if _, err := HashClientSecret("short"); err == nil {
 		t.Fatal("short secret accepted")
+	}
+}
+
+// Audit: OnEvent sees every event; Close flushes the batch writer; an event
+// after Close is still written (synchronously).
+func TestAuditHookAndFlushOnClose(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	h := newHarness(t, func(c *Config) {
+		c.OnEvent = func(ev storage.AuditEvent) { mu.Lock(); seen = append(seen, ev.Type); mu.Unlock() }
+		c.ClientIP = func(*http.Request) string { return "203.0.113.7" }
+	})
+	code := h.code("app", appRedirect)
+	h.mustToken(h.exchangeForm("app", code, appRedirect, testVerifier))
+	if err := h.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := h.store.ListAudit(context.Background(), storage.AuditQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Type != "token.issued" || evs[1].Type != "code.issued" || evs[0].IP != "203.0.113.7" {
+		t.Fatalf("events after Close: %+v", evs)
+	}
+	mu.Lock()
+	if strings.Join(seen, ",") != "code.issued,token.issued" {
+		t.Fatalf("OnEvent saw %v", seen)
+	}
+	mu.Unlock()
+	if _, err := h.srv.RevokeClient(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _ := h.store.ListAudit(context.Background(), storage.AuditQuery{Type: "client.revoked"}); len(evs) != 1 {
+		t.Fatalf("event after Close not written: %+v", evs)
 	}
 }
