@@ -3,6 +3,7 @@ package authserver
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -578,5 +579,55 @@ func TestTokenAuditHasNoSecrets(t *testing.T) {
 		if !types[typ] {
 			t.Fatalf("no %s event in %v", typ, types)
 		}
+	}
+}
+
+// Concurrent refreshes of one token over HTTP: no 5xx, and exactly one of
+// the tokens handed out is the family's current token afterwards (the
+// others were replaced while unused, or refused).
+func TestTokenConcurrentRefresh(t *testing.T) {
+	h := newHarness(t)
+	t0 := h.mustToken(h.exchangeForm("app", h.code("app", appRedirect), appRedirect, testVerifier))
+	body := refreshForm("app", t0.RefreshToken).Encode()
+	const n = 20
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var issued []string
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := h.ts.Client().Post(h.ts.URL+"/token", "application/x-www-form-urlencoded", strings.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var tok tokenJSON
+			_ = json.NewDecoder(resp.Body).Decode(&tok)
+			switch {
+			case resp.StatusCode == 200:
+				mu.Lock()
+				issued = append(issued, tok.RefreshToken)
+				mu.Unlock()
+			case resp.StatusCode == 400 && tok.Error == CodeInvalidGrant:
+			default:
+				t.Errorf("status %d %s", resp.StatusCode, tok.Error)
+			}
+		}()
+	}
+	wg.Wait()
+	g, err := h.store.GrantByRefresh(context.Background(), hashToken(t0.RefreshToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := 0
+	for _, rt := range issued {
+		if string(hashToken(rt)) == string(g.RefreshHash) {
+			current++
+		}
+	}
+	if len(issued) == 0 || current != 1 || g.Revoked() {
+		t.Fatalf("%d issued, %d current, revoked=%v", len(issued), current, g.Revoked())
 	}
 }
