@@ -95,6 +95,29 @@ func TestMetadataPathPrefixAndIssuerPath(t *testing.T) {
 	if w := h.post("/token", ""); w.Code != 404 {
 		t.Fatalf("unprefixed token: %d", w.Code)
 	}
+	// Login and consent come back to the prefixed endpoint.
+	q := h.authzQuery("dcr-1", "http://localhost:7777/cb")
+	r := httptest.NewRequest(http.MethodGet, h.issuer+"/oauth/authorize?"+q.Encode(), nil)
+	if w := h.serve(r); w.Header().Get("X-Test-Return") != "/oauth/authorize?"+q.Encode() {
+		t.Fatalf("ReturnTo %q", w.Header().Get("X-Test-Return"))
+	}
+	r.AddCookie(&http.Cookie{Name: "test_user", Value: "alice"})
+	if w := h.serve(r); w.Header().Get("X-Test-Action") != "/oauth/authorize?"+q.Encode() {
+		t.Fatalf("Action %q", w.Header().Get("X-Test-Action"))
+	}
+	_, p := redirectParams(t, h.serve(func() *http.Request {
+		r := httptest.NewRequest(http.MethodPost, h.issuer+"/oauth/authorize?"+q.Encode(), strings.NewReader("csrf=csrf-alice&decision=approve"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.AddCookie(&http.Cookie{Name: "test_user", Value: "alice"})
+		return r
+	}()))
+	if p.Get("iss") != h.issuer+"/tenant" || !p.Has("code") {
+		t.Fatalf("callback %v", p)
+	}
+	f := h.exchangeForm("dcr-1", p.Get("code"), "http://localhost:7777/cb", testVerifier)
+	if w := h.post("/oauth/token", f.Encode()); w.Code != 200 || h.claims(decodeToken(t, w).AccessToken)["iss"] != h.issuer+"/tenant" {
+		t.Fatalf("token: %d %s", w.Code, w.Body)
+	}
 }
 
 func TestNewValidatesConfig(t *testing.T) {
