@@ -2,11 +2,14 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +20,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
+	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
 	"github.com/mcpauth/caddy-mcpauth/idp"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -119,6 +124,12 @@ type App struct {
 	Clients []ClientConfig `json:"clients,omitempty"`
 	// Login configures the hosted login pages and local accounts.
 	Login LoginConfig `json:"login,omitempty"`
+	// CIMD accepts clients identified by an https URL to their Client ID
+	// Metadata Document (Claude, ChatGPT, VS Code). Off when absent.
+	CIMD *CIMDConfig `json:"cimd,omitempty"`
+	// DCR turns on Dynamic Client Registration (RFC 7591) for public PKCE
+	// clients (Cursor, mcp-remote, older clients). Off when absent.
+	DCR *DCRConfig `json:"dcr,omitempty"`
 
 	ctx      caddy.Context
 	logger   *zap.Logger
@@ -133,6 +144,40 @@ type App struct {
 	once   sync.Once
 	server *authserver.Server
 	srvErr error
+}
+
+// CIMDConfig configures Client ID Metadata Documents.
+type CIMDConfig struct {
+	// Policy is "trusted" (only TrustedHosts; the default) or "any" (any
+	// https host; the consent page names the host).
+	Policy string `json:"policy,omitempty"`
+	// TrustedHosts are exact hosts ("claude.ai") or suffix patterns ("*.example.com").
+	TrustedHosts []string `json:"trusted_hosts,omitempty"`
+	// MaxBytes caps a document (default 5120).
+	MaxBytes int64 `json:"max_bytes,omitempty"`
+	// Timeout bounds a whole fetch (default 5s).
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// CacheMin and CacheMax bound how long a document is cached (defaults 5m, 24h).
+	CacheMin caddy.Duration `json:"cache_min,omitempty"`
+	CacheMax caddy.Duration `json:"cache_max,omitempty"`
+	// CABundle is a PEM file of extra CAs for documents on a private PKI.
+	CABundle string `json:"ca_bundle,omitempty"`
+	// InsecureAllowLoopback lets documents be fetched from loopback
+	// addresses. For development and tests only: it MUST NOT be used in
+	// production (it reopens SSRF to this machine). Logged loudly.
+	InsecureAllowLoopback bool `json:"insecure_allow_loopback,omitempty"`
+}
+
+// DCRConfig configures Dynamic Client Registration.
+type DCRConfig struct {
+	// RateBurst registrations per client IP at once (default 10) …
+	RateBurst int `json:"rate_burst,omitempty"`
+	// … refilled one every RateEvery (default 6m).
+	RateEvery caddy.Duration `json:"rate_every,omitempty"`
+	// ExpireUnused deletes registered clients unused for this long (default 720h; 0 keeps them).
+	ExpireUnused *caddy.Duration `json:"expire_unused,omitempty"`
+	// PrivateSchemes allows private-use redirect schemes such as cursor:// (default on).
+	PrivateSchemes *bool `json:"private_schemes,omitempty"`
 }
 
 // ResourceIndicators are the four RFC 8707 knobs. Each defaults to true.
@@ -242,6 +287,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for i := range a.Login.Users {
 		a.Login.Users[i].Password = repl.ReplaceKnown(a.Login.Users[i].Password, "")
 	}
+	if a.DCR != nil {
+		if a.DCR.RateEvery <= 0 {
+			a.DCR.RateEvery = caddy.Duration(6 * time.Minute)
+		}
+		if a.DCR.RateBurst <= 0 {
+			a.DCR.RateBurst = 10
+		}
+		if a.DCR.ExpireUnused == nil {
+			d := caddy.Duration(720 * time.Hour)
+			a.DCR.ExpireUnused = &d
+		}
+	}
+	if a.CIMD != nil && a.CIMD.InsecureAllowLoopback {
+		a.logger.Warn("mcp_auth: cimd insecure_allow_loopback is ON: client metadata documents may be fetched from this machine; never use this in production")
+	}
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -308,6 +368,16 @@ func (a *App) Validate() error {
 			if err := authserver.ValidateRedirectURI(ru); err != nil {
 				return fmt.Errorf("mcp_auth: client %q: %w", c.ID, err)
 			}
+		}
+	}
+	if a.CIMD != nil {
+		switch a.CIMD.Policy {
+		case "", "trusted", "any":
+		default:
+			return fmt.Errorf("mcp_auth: cimd policy %q: use trusted or any", a.CIMD.Policy)
+		}
+		if (a.CIMD.Policy == "" || a.CIMD.Policy == "trusted") && len(a.CIMD.TrustedHosts) == 0 {
+			return errors.New("mcp_auth: cimd policy trusted needs trusted_hosts (or use policy any)")
 		}
 	}
 	switch a.Login.Signup {
@@ -511,7 +581,65 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		ClientIP:        clientIP,
 		Logger:          a.slogger,
 	}
+	if a.CIMD != nil {
+		res, err := a.cimdResolver()
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientResolver = res
+	}
+	if a.DCR != nil {
+		opts := dcr.DefaultOptions()
+		if a.DCR.PrivateSchemes != nil {
+			opts.AllowPrivateSchemes = *a.DCR.PrivateSchemes
+		}
+		reg, err := authserver.NewRegistrationHandler(authserver.RegistrationConfig{
+			Store:      a.store,
+			Options:    &opts,
+			RatePerIP:  rate.Every(time.Duration(a.DCR.RateEvery)),
+			BurstPerIP: a.DCR.RateBurst,
+			ClientIP:   clientIP,
+			Logger:     a.slogger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Registration = reg
+	}
 	return authserver.New(context.Background(), cfg)
+}
+
+func (a *App) cimdResolver() (*cimd.Resolver, error) {
+	c := a.CIMD
+	fc := cimd.FetcherConfig{
+		MaxBytes:      c.MaxBytes,
+		TotalTimeout:  time.Duration(c.Timeout),
+		AllowLoopback: c.InsecureAllowLoopback,
+		Logger:        a.slogger,
+	}
+	if c.CABundle != "" {
+		pem, err := os.ReadFile(c.CABundle)
+		if err != nil {
+			return nil, fmt.Errorf("mcp_auth: cimd ca_bundle: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mcp_auth: cimd ca_bundle %s has no PEM certificates", c.CABundle)
+		}
+		fc.ExtraCAs = pool
+	}
+	f, err := cimd.NewFetcher(fc)
+	if err != nil {
+		return nil, fmt.Errorf("mcp_auth: cimd: %w", err)
+	}
+	return cimd.NewResolver(cimd.ResolverConfig{
+		Fetcher:      f,
+		TrustedHosts: c.TrustedHosts,
+		Policy:       c.Policy,
+		MinCacheTTL:  time.Duration(c.CacheMin),
+		MaxCacheTTL:  time.Duration(c.CacheMax),
+		Logger:       a.slogger,
+	})
 }
 
 func (a *App) idpConfig(store storage.Backend) idp.Config {

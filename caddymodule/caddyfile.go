@@ -153,6 +153,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.Login.unmarshal(d); err != nil {
 				return err
 			}
+		case "cimd":
+			c, err := parseCIMD(d)
+			if err != nil {
+				return err
+			}
+			a.CIMD = c
+		case "dcr":
+			c, err := parseDCR(d)
+			if err != nil {
+				return err
+			}
+			a.DCR = c
 		default:
 			return d.Errf("unknown mcp_auth option %q", opt)
 		}
@@ -293,6 +305,104 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+func parseCIMD(d *caddyfile.Dispenser) (*CIMDConfig, error) {
+	c := &CIMDConfig{}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "policy":
+			if !d.AllArgs(&c.Policy) {
+				return nil, d.ArgErr()
+			}
+			if c.Policy != "trusted" && c.Policy != "any" {
+				return nil, d.Errf("cimd policy %q: use trusted or any", c.Policy)
+			}
+		case "trusted_hosts":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.ArgErr()
+			}
+			c.TrustedHosts = append(c.TrustedHosts, args...)
+		case "max_bytes":
+			n, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			c.MaxBytes = int64(n)
+		case "timeout", "cache_min", "cache_max":
+			v, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			switch opt {
+			case "timeout":
+				c.Timeout = v
+			case "cache_min":
+				c.CacheMin = v
+			default:
+				c.CacheMax = v
+			}
+		case "ca_bundle":
+			if !d.AllArgs(&c.CABundle) {
+				return nil, d.ArgErr()
+			}
+		case "insecure_allow_loopback":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			c.InsecureAllowLoopback = true
+		default:
+			return nil, d.Errf("unknown cimd option %q", opt)
+		}
+	}
+	return c, nil
+}
+
+func parseDCR(d *caddyfile.Dispenser) (*DCRConfig, error) {
+	c := &DCRConfig{}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "rate_limit":
+			// rate_limit <burst> <every>
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("rate_limit <burst> <refill interval>")
+			}
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 1 {
+				return nil, d.Errf("rate_limit burst %q is not a positive number", args[0])
+			}
+			every, err := caddy.ParseDuration(args[1])
+			if err != nil || every <= 0 {
+				return nil, d.Errf("rate_limit interval %q: %v", args[1], err)
+			}
+			c.RateBurst, c.RateEvery = n, caddy.Duration(every)
+		case "expire_unused":
+			v, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			c.ExpireUnused = &v
+		case "private_schemes":
+			b, err := boolArg(d)
+			if err != nil {
+				return nil, err
+			}
+			c.PrivateSchemes = &b
+		default:
+			return nil, d.Errf("unknown dcr option %q", opt)
+		}
+	}
+	return c, nil
 }
 
 func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
