@@ -131,19 +131,24 @@ type App struct {
 	// clients (Cursor, mcp-remote, older clients). Off when absent.
 	DCR *DCRConfig `json:"dcr,omitempty"`
 
-	ctx      caddy.Context
-	logger   *zap.Logger
-	slogger  *slog.Logger
-	store    storage.Backend
-	keys     *authserver.KeySet
-	login    *idp.Login
-	cancel   context.CancelFunc
+	ctx     caddy.Context
+	logger  *zap.Logger
+	slogger *slog.Logger
+	store   storage.Backend
+	keys    *authserver.KeySet
+	login   *idp.Login
+	cancel  context.CancelFunc
+	st      *appState
+}
+
+// appState is the app's mutable runtime state, behind a pointer so that the
+// module value stays copyable.
+type appState struct {
 	mu       sync.Mutex
 	extraRes []string
-
-	once   sync.Once
-	server *authserver.Server
-	srvErr error
+	once     sync.Once
+	server   *authserver.Server
+	srvErr   error
 }
 
 // CIMDConfig configures Client ID Metadata Documents.
@@ -267,6 +272,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision opens the store and the signing keys, and builds the hosted login.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
+	a.st = &appState{}
 	a.logger = ctx.Logger()
 	a.slogger = ctx.Slogger()
 	repl := caddy.NewReplacer()
@@ -422,17 +428,17 @@ func (a *App) Cleanup() error {
 // RegisterResource adds a protected resource that tokens may be bound to.
 // Resource guards call it while they are provisioned.
 func (a *App) RegisterResource(resource string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !slices.Contains(a.extraRes, resource) {
-		a.extraRes = append(a.extraRes, resource)
+	a.st.mu.Lock()
+	defer a.st.mu.Unlock()
+	if !slices.Contains(a.st.extraRes, resource) {
+		a.st.extraRes = append(a.st.extraRes, resource)
 	}
 }
 
 // Server returns the authorization server, building it on first use.
 func (a *App) Server() (*authserver.Server, error) {
-	a.once.Do(func() { a.server, a.srvErr = a.buildServer() })
-	return a.server, a.srvErr
+	a.st.once.Do(func() { a.st.server, a.st.srvErr = a.buildServer() })
+	return a.st.server, a.st.srvErr
 }
 
 // Keys returns the signing key set (also the in-process key source of guards).
@@ -467,10 +473,10 @@ func (a *App) keyConfig() authserver.KeyConfig {
 }
 
 func (a *App) knownResources() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.st.mu.Lock()
+	defer a.st.mu.Unlock()
 	out := slices.Clone(a.Resources)
-	for _, r := range a.extraRes {
+	for _, r := range a.st.extraRes {
 		if !slices.Contains(out, r) {
 			out = append(out, r)
 		}

@@ -234,6 +234,9 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		}
 		return next.ServeHTTP(w, r)
 	}
+	if g.guard.ServeCORS(w, r) {
+		return nil
+	}
 	p, ch := g.guard.Check(r)
 	if ch != nil {
 		return g.refuse(w, r, ch)
@@ -255,12 +258,8 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 // its small JSON body itself.
 func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ch *resourceguard.Challenge) error {
 	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
-		w.Header().Set("WWW-Authenticate", ch.Header(g.guard.ResourceMetadataURL()))
-		msg := ch.Error
-		if msg == "" {
-			msg = "unauthorized"
-		}
-		return caddyhttp.Error(ch.Status, errors.New("mcp_protect: "+msg))
+		g.guard.SetChallengeHeaders(w, ch)
+		return caddyhttp.Error(ch.Status, ch.Err())
 	}
 	g.guard.WriteChallenge(w, ch)
 	return nil
