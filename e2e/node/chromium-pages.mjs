@@ -23,7 +23,7 @@
 // Spec:
 // {
 //   "defaults": { "expect": { ... } },          // merged into every page's expect
-//   "callbackPrefix": "http://127.0.0.1:8976/callback",  // answered locally, never fetched
+//   "callbackPrefix": "http://127.0.0.1:8976/callback",  // loopback redirect URI: a local listener answers it
 //   "pages": [
 //     { "name": "login",                        // file name of the screenshot
 //       "url": "https://localhost:8443/login?...",  // omit to stay where the last actions led
@@ -38,7 +38,8 @@
 //       },
 //       "actions": [ {"fill": "input[type=email]", "value": "$MCP_USER"},
 //                    {"fill": "input[type=password]", "value": "$MCP_PASSWORD"},
-//                    {"click": "button[type=submit]"} ] }   // run after the checks
+//                    {"click": "button[type=submit]"} ] }   // run after the checks; a click
+//                                                           // waits for a navigation unless "navigates": false
 //   ]
 // }
 // Values "$NAME" in actions come from the environment.
@@ -50,6 +51,7 @@
 // Prints a JSON summary; exits 1 if any check failed.
 
 import { X509Certificate, createHash } from 'node:crypto';
+import http from 'node:http';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -111,6 +113,27 @@ function spkiHashes(files) {
     }
   }
   return out;
+}
+
+/**
+ * Answers the client's loopback redirect URI the way a native client's
+ * listener would (Playwright does not route requests reached by a redirect).
+ * The query (code, state) is never recorded.
+ */
+function listenForCallback(prefix) {
+  const u = new URL(prefix);
+  if (u.protocol !== 'http:' || !['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) || !u.port) {
+    throw new Error(`chromium-pages: callbackPrefix must be a loopback http URL with a port, got ${prefix}`);
+  }
+  const server = http.createServer((req, res) => {
+    const ok = new URL(req.url, prefix).pathname === u.pathname;
+    res.writeHead(ok ? 200 : 404, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+    res.end(ok ? '<!doctype html><title>callback</title><p>callback reached</p>' : 'not found');
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(u.port), u.hostname.replace(/^\[|\]$/g, ''), () => resolve(server));
+  });
 }
 
 function envValue(v) {
@@ -242,6 +265,7 @@ async function main() {
   const userDataDir = mkdtempSync(path.join(tmpdir(), 'e2e-chromium-'));
   const summary = { ok: false, browser: executablePath, artifacts, pages: [] };
   let context;
+  let callbackServer;
   try {
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath,
@@ -250,15 +274,13 @@ async function main() {
       viewport: { width: 1280, height: 900 },
     });
     summary.browser_version = context.browser()?.version() ?? null;
-    if (spec.callbackPrefix) {
-      await context.route((u) => u.href.startsWith(spec.callbackPrefix), (route) =>
-        route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>callback</title><p>callback reached</p>' }),
-      );
-    }
+    if (spec.callbackPrefix) callbackServer = await listenForCallback(spec.callbackPrefix);
     const page = context.pages()[0] ?? (await context.newPage());
     let lastMain = null;
     page.on('response', (res) => {
-      if (res.request().isNavigationRequest() && res.request().frame() === page.mainFrame()) lastMain = res;
+      // The final response of a main-frame navigation (redirects are followed through).
+      const st = res.status();
+      if (res.request().isNavigationRequest() && res.request().frame() === page.mainFrame() && (st < 300 || st >= 400)) lastMain = res;
     });
     const consoleErrors = [];
     page.on('console', (msg) => {
@@ -310,8 +332,15 @@ async function main() {
           else if (a.check) await page.check(a.check);
           else if (a.press) await page.keyboard.press(a.press);
           else if (a.click) {
-            lastMain = null;
-            await Promise.all([page.waitForLoadState('load'), page.click(a.click)]);
+            // A click navigates unless the action says "navigates": false.
+            if (a.navigates === false) await page.click(a.click);
+            else {
+              lastMain = null;
+              const navigated = page.waitForEvent('framenavigated', { predicate: (f) => f === page.mainFrame(), timeout: 15000 });
+              await page.click(a.click);
+              await navigated;
+              await page.waitForLoadState('load');
+            }
           } else if (a.waitForURL) await page.waitForURL((url) => url.href.includes(a.waitForURL));
           else throw new Error(`unknown action ${JSON.stringify(a)}`);
         }
@@ -325,6 +354,8 @@ async function main() {
     summary.error = String(err?.message ?? err);
   } finally {
     await context?.close().catch(() => {});
+    callbackServer?.closeAllConnections?.();
+    callbackServer?.close();
     rmSync(userDataDir, { recursive: true, force: true });
   }
   const out = JSON.stringify(summary, null, 2);
