@@ -49,6 +49,9 @@ type stackOpts struct {
 	productName string
 	// noTodo runs without the sample server (upstream unreachable).
 	noTodo bool
+	// extraSites is appended after the main site ({TODO} is the sample
+	// server's address).
+	extraSites string
 }
 
 func (s *stack) caddyfile(o stackOpts) string {
@@ -98,10 +101,18 @@ https://localhost:%[8]d {
 		flush_interval -1
 	}
 }
-`, s.Issuer, filepath.Join(s.dir, "mcpauth.db"), o.productName, aliceEmail, alicePassword, cliClientID, o.extraApp, s.port, o.extraGuard, s.todoAddr)
+`, s.Issuer, filepath.Join(s.dir, "mcpauth.db"), o.productName, aliceEmail, alicePassword, cliClientID, o.extraApp, s.port, o.extraGuard, s.todoAddr) +
+		strings.ReplaceAll(o.extraSites, "{TODO}", s.todoAddr)
 }
 
 func startStack(t testing.TB, o stackOpts) *stack {
+	t.Helper()
+	return startStackWith(t, o, nil)
+}
+
+// startStackWith is startStack with extra sites computed from the stack
+// (its issuer and MCP URL are known only once ports are chosen).
+func startStackWith(t testing.TB, o stackOpts, sites func(*stack) string) *stack {
 	t.Helper()
 	binaries(t)
 	s := &stack{dir: t.TempDir(), port: freePort(t)}
@@ -111,6 +122,9 @@ func startStack(t testing.TB, o stackOpts) *stack {
 		s.todoAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	} else {
 		s.todoAddr, s.todo = startTodo(t)
+	}
+	if sites != nil {
+		o.extraSites = sites(s)
 	}
 	s.caddy = startCaddy(t, s.dir, s.caddyfile(o))
 	s.RootPEM = filepath.Join(s.dir, "data", "caddy", "pki", "authorities", "local", "root.crt")
