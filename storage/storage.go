@@ -186,11 +186,11 @@ type Account struct {
 type Session struct {
 	Hash       []byte    `json:"-"`
 	AccountID  string    `json:"account_id"`
-	Method     string    `json:"method"`             // "password", "oidc:<name>", "saml:<name>"
-	CSRFSecret []byte    `json:"csrf_secret"`        // per-session CSRF key
-	CreatedAt  time.Time `json:"created_at"`         // absolute timeout counts from here
-	LastSeenAt time.Time `json:"last_seen_at"`       // idle timeout counts from here
-	ExpiresAt  time.Time `json:"expires_at"`         // absolute end
+	Method     string    `json:"method"`       // "password", "oidc:<name>", "saml:<name>"
+	CSRFSecret []byte    `json:"csrf_secret"`  // per-session CSRF key
+	CreatedAt  time.Time `json:"created_at"`   // absolute timeout counts from here
+	LastSeenAt time.Time `json:"last_seen_at"` // idle timeout counts from here
+	ExpiresAt  time.Time `json:"expires_at"`   // absolute end
 	UserAgent  string    `json:"user_agent,omitempty"`
 }
 
