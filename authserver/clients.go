@@ -127,7 +127,19 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 	}
 	if confidential(c) {
 		// Either secret method is accepted for a confidential client.
-		if method == AuthMethodNone || c.Kind != storage.ClientOwned || !verifyClientSecret(c.SecretHash, secret) {
+		if method == AuthMethodNone || c.Kind != storage.ClientOwned {
+			return storage.Client{}, ErrInvalidClient("client authentication failed")
+		}
+		// argon2id costs 19 MiB per verification: bound how many run at
+		// once so a flood of guesses cannot exhaust memory.
+		select {
+		case s.secretSem <- struct{}{}:
+		case <-r.Context().Done():
+			return storage.Client{}, ErrTemporarilyUnavailable("server busy")
+		}
+		ok := verifyClientSecret(c.SecretHash, secret)
+		<-s.secretSem
+		if !ok {
 			return storage.Client{}, ErrInvalidClient("client authentication failed")
 		}
 		return c, nil
@@ -167,6 +179,9 @@ func basicCredentials(r *http.Request) (id, secret string, ok, bad bool) {
 // Argon2id parameters for client secrets (RFC 9106 second recommendation,
 // OWASP: m=19 MiB, t=2, p=1).
 const (
+	// maxSecretVerifications bounds concurrent argon2id verifications.
+	maxSecretVerifications = 4
+
 	secretArgonTime    = 2
 	secretArgonMemory  = 19 * 1024
 	secretArgonThreads = 1

@@ -44,7 +44,9 @@
 //     grant (MCP clients rarely ask for offline_access but expect one).
 //   - Confidential owned clients authenticate with client_secret_basic or
 //     client_secret_post (either; never both in one request). Secrets are
-//     stored as argon2id PHC strings (HashClientSecret).
+//     stored as argon2id PHC strings (HashClientSecret); at most four
+//     verifications run at once (19 MiB each), so a flood of guesses cannot
+//     exhaust memory.
 //   - /revoke answers 400 unauthorized_client and changes nothing when the
 //     token belongs to another client (RFC 7009 §2.1 "refuses"); unknown,
 //     expired or already revoked tokens answer 200; a storage failure 503.

@@ -40,8 +40,9 @@ type Server struct {
 	metaJSON []byte
 	routes   map[string]http.Handler
 
-	audit   *auditWriter
-	touched sync.Map // client id -> time.Time of the last TouchClient
+	audit     *auditWriter
+	touched   sync.Map      // client id -> time.Time of the last TouchClient
+	secretSem chan struct{} // bounds concurrent client secret verifications
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -57,7 +58,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	u, _ := url.Parse(cfg.Issuer) // validated
-	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host}
+	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
+		secretSem: make(chan struct{}, maxSecretVerifications)}
 
 	if err := s.seedClients(ctx, cfg.Clients); err != nil {
 		return nil, err
