@@ -12,6 +12,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 
 const rnd = () => randomBytes(24).toString('base64url');
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -54,9 +55,10 @@ function isLoopbackRedirect(registered, given) {
 /**
  * Starts the fake on 127.0.0.1 (random port). upstream is the MCP server's
  * base URL (e.g. http://127.0.0.1:9000). users maps email -> password.
+ * tls = { key, cert, ca } serves https and trusts ca when fetching CIMD documents.
  * Returns { url, issuer, resource, close, stats }.
  */
-export async function startFakeAS({ upstream, users = { 'alice@example.com': 'correct horse battery staple' } }) {
+export async function startFakeAS({ upstream, users = { 'alice@example.com': 'correct horse battery staple' }, tls }) {
   const clients = new Map(); // client_id -> metadata
   const sessions = new Map(); // sid -> email
   const codes = new Map(); // code -> {client_id, redirect_uri, challenge, resource, sub}
@@ -65,7 +67,26 @@ export async function startFakeAS({ upstream, users = { 'alice@example.com': 'co
   const stats = { upstreamAuthHeaders: 0 };
   let base;
 
-  const server = http.createServer(async (req, res) => {
+  // CIMD: a client_id that is an https URL names its metadata document.
+  const fetchCIMD = (clientId) =>
+    new Promise((resolve) => {
+      const req = https.get(clientId, { ca: tls?.ca, timeout: 5000 }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => {
+          try {
+            const md = JSON.parse(body);
+            resolve(res.statusCode === 200 && md.client_id === clientId && Array.isArray(md.redirect_uris) ? md : null);
+          } catch {
+            resolve(null);
+          }
+        });
+      });
+      req.on('error', () => resolve(null));
+      req.on('timeout', () => req.destroy());
+    });
+
+  const handler = async (req, res) => {
     const u = new URL(req.url, base);
     const json = (status, obj, extra = {}) => {
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...extra });
@@ -127,7 +148,11 @@ export async function startFakeAS({ upstream, users = { 'alice@example.com': 'co
       }
       if (u.pathname === '/authorize') {
         const q = u.searchParams;
-        const client = clients.get(q.get('client_id'));
+        let client = clients.get(q.get('client_id'));
+        if (!client && (q.get('client_id') ?? '').startsWith('https://')) {
+          client = await fetchCIMD(q.get('client_id'));
+          if (client) clients.set(q.get('client_id'), client);
+        }
         if (!client) return page(400, 'Unknown client', '<p>The application is not registered.</p>');
         const redirect = q.get('redirect_uri');
         if (!client.redirect_uris.some((r) => isLoopbackRedirect(r, redirect))) return page(400, 'Bad redirect', '<p>redirect_uri is not registered.</p>');
@@ -214,12 +239,13 @@ export async function startFakeAS({ upstream, users = { 'alice@example.com': 'co
       }
       page(404, 'Not found', '<p>Nothing here.</p>');
     } catch (err) {
-      if (!res.headersSent) json(500, { error: 'server_error' });
-      else res.end();
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'server_error' }));
     }
-  });
+  };
+  const server = tls ? https.createServer({ key: tls.key, cert: tls.cert }, handler) : http.createServer(handler);
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${server.address().port}`;
+  base = `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`;
   return {
     url: base,
     issuer: base,

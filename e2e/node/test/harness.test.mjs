@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import https from 'node:https';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -162,6 +163,56 @@ describe('ts-client.mjs', () => {
     const r = await run('ts-client.mjs', ['--mode', 'dcr'], { MCP_URL: as.resource, MCP_USER: USER, MCP_PASSWORD: 'nope' });
     assert.equal(r.code, 1);
     assert.match(r.json.error, /login form came back/);
+  });
+});
+
+/** A throw-away CA and a leaf for 127.0.0.1, made with the openssl CLI. */
+function makeCerts(dir) {
+  const ossl = (...a) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' });
+  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1',
+    '-subj', '/CN=caddy-mcpauth e2e test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
+  ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=127.0.0.1');
+  writeFileSync(path.join(dir, 'leaf.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  ossl('x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'leaf.pem', '-days', '1', '-extfile', 'leaf.ext');
+  const read = (f) => readFileSync(path.join(dir, f));
+  return { ca: read('ca.pem'), key: read('leaf.key'), cert: read('leaf.pem'), caFile: path.join(dir, 'ca.pem') };
+}
+
+describe('ts-client.mjs over HTTPS', () => {
+  test('CIMD flow, CA trusted through NODE_EXTRA_CA_CERTS', async () => {
+    const dir = mkdtempSync(path.join(tmp, 'pki-'));
+    const pki = makeCerts(dir);
+    const tlsAS = await startFakeAS({ upstream: todoURL, users: { [USER]: PASSWORD }, tls: pki });
+    // The client metadata document, served over HTTPS on loopback.
+    let cimdURL;
+    const doc = https.createServer({ key: pki.key, cert: pki.cert }, (req, res) => {
+      if (req.url !== '/oauth/client.json') {
+        res.writeHead(404);
+        return res.end();
+      }
+      const out = execFileSync(process.execPath, [path.join(nodeDir, 'ts-client.mjs'), '--print-cimd', '--mode', 'cimd'], {
+        env: { ...process.env, CIMD_URL: cimdURL },
+      });
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' });
+      res.end(out);
+    });
+    await new Promise((r) => doc.listen(0, '127.0.0.1', r));
+    cimdURL = `https://127.0.0.1:${doc.address().port}/oauth/client.json`;
+    try {
+      const env = { MCP_URL: tlsAS.resource, CIMD_URL: cimdURL, MCP_USER: USER, MCP_PASSWORD: PASSWORD, EXPECT_SUBJECT: '*' };
+      const untrusted = await run('ts-client.mjs', ['--mode', 'cimd'], { ...env, NODE_EXTRA_CA_CERTS: '' });
+      assert.equal(untrusted.code, 1, 'an untrusted CA must fail');
+      const r = await run('ts-client.mjs', ['--mode', 'cimd'], { ...env, NODE_EXTRA_CA_CERTS: pki.caFile });
+      assert.equal(r.code, 0, r.out + r.err);
+      const steps = Object.fromEntries(r.json.steps.map((s) => [s.name, s]));
+      assert.equal(steps['client-id-cimd'].detail.client_id, cimdURL);
+      assert.ok(r.json.mcp_url.startsWith('https://'));
+      assert.equal(steps.refresh.ok, true);
+    } finally {
+      doc.closeAllConnections();
+      doc.close();
+      await tlsAS.close();
+    }
   });
 });
 
