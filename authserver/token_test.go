@@ -631,3 +631,36 @@ func TestTokenConcurrentRefresh(t *testing.T) {
 		t.Fatalf("%d issued, %d current, revoked=%v", len(issued), current, g.Revoked())
 	}
 }
+
+// CIMD and DCR clients at /token: public, resolved per request; a client
+// whose document no longer resolves, or a deleted DCR client, is refused and
+// its grants stop being active.
+func TestTokenThirdPartyClients(t *testing.T) {
+	h := newHarness(t)
+	approve := url.Values{"csrf": {"csrf-alice"}, "decision": {"approve"}}
+	for _, c := range []struct{ id, uri string }{{testCIMDClient, "https://client.example.com/cb"}, {"dcr-1", "http://localhost:8080/cb"}} {
+		t.Run(c.id, func(t *testing.T) {
+			_, p := redirectParams(t, h.consentPost(h.authzQuery(c.id, c.uri), "alice", approve))
+			tok := h.mustToken(h.exchangeForm(c.id, p.Get("code"), c.uri, testVerifier))
+			sid := h.claims(tok.AccessToken)["sid"].(string)
+			if ok, err := h.srv.Active(context.Background(), sid, c.id); !ok || err != nil {
+				t.Fatalf("inactive: %v", err)
+			}
+			if c.id == testCIMDClient {
+				h.resolver.mu.Lock()
+				delete(h.resolver.clients, c.id)
+				h.resolver.mu.Unlock()
+			} else if err := h.store.DeleteClient(context.Background(), c.id); err != nil {
+				t.Fatal(err)
+			}
+			if w := h.token(refreshForm(c.id, tok.RefreshToken)); w.Code != 401 || oauthError(t, w) != CodeInvalidClient {
+				t.Fatalf("refresh by a vanished client: %d %s", w.Code, w.Body)
+			}
+			if c.id == "dcr-1" {
+				if ok, _ := h.srv.Active(context.Background(), sid, c.id); ok {
+					t.Fatal("grant of a deleted DCR client still active")
+				}
+			}
+		})
+	}
+}
