@@ -11,8 +11,10 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
-// maxAuthorizeQuery caps the query of an authorization request.
-const maxAuthorizeQuery = 16 << 10
+// maxAuthorizeURL caps the path and query of an authorization request: it
+// must survive the round trip through the hosted login as ReturnTo, which
+// the login caps at 4 KiB.
+const maxAuthorizeURL = 4096
 
 // authzRequest is a validated authorization request (OAuth 2.1 §4.1.1).
 type authzRequest struct {
@@ -114,7 +116,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 func (s *Server) validateAuthorize(r *http.Request, signedIn bool) (*authzRequest, *authzFailure) {
 	ar := &authzRequest{maxAge: -1, prompt: map[string]bool{}, rawQuery: r.URL.RawQuery}
 	page := func(e *Error) (*authzRequest, *authzFailure) { return ar, &authzFailure{err: e, page: true} }
-	if len(r.URL.RawQuery) > maxAuthorizeQuery {
+	if len(s.path(pathAuthorize))+1+len(r.URL.RawQuery) > maxAuthorizeURL {
 		return page(ErrInvalidRequest("the request is too large"))
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)

@@ -461,3 +461,18 @@ func TestAuthorizeConsent(t *testing.T) {
 		}
 	})
 }
+
+// An authorization request too long to come back from the login page is a
+// page, not a redirect.
+func TestAuthorizeTooLong(t *testing.T) {
+	h := newHarness(t)
+	q := h.authzQuery("app", appRedirect)
+	q.Set("state", strings.Repeat("s", maxAuthorizeURL))
+	if w := h.authorize(q, "alice"); w.Code != 400 || w.Header().Get("X-Test-Error") != CodeInvalidRequest || w.Header().Get("Location") != "" {
+		t.Fatalf("got %d %v", w.Code, w.Header())
+	}
+	q.Set("state", strings.Repeat("s", 2049))
+	if _, p := redirectParams(t, h.authorize(q, "alice")); p.Get("error") != CodeInvalidRequest || p.Has("state") {
+		t.Fatalf("long state: %v", p)
+	}
+}
