@@ -27,6 +27,8 @@
 //   - redirect_uri is required on every authorization request, also for
 //     clients with a single registered URI, and must then be sent unchanged to
 //     /token (OAuth 2.1 §4.1.3). MCP clients always send it.
+//   - An authorization request's path and query are at most 4 KiB (it must
+//     survive the round trip through the hosted login as ReturnTo).
 //   - An authorization request is a GET; POST /authorize is only the consent
 //     form posting back to the request's own URL (the request parameters are
 //     re-read and re-validated from its query).
