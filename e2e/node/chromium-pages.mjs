@@ -18,7 +18,9 @@
 //   CA_CERTS                     comma-separated PEM files (e.g. Caddy's local CA
 //                                root.crt and intermediate.crt); certificate errors
 //                                are ignored only for chains containing one of
-//                                these keys (--ignore-certificate-errors-spki-list)
+//                                these keys (--ignore-certificate-errors-spki-list), after
+//                                each https origin's presented chain was verified against
+//                                them here
 //
 // Spec:
 // {
@@ -52,6 +54,8 @@
 
 import { X509Certificate, createHash } from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
+import tls from 'node:tls';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -133,6 +137,29 @@ function listenForCallback(prefix) {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(Number(u.port), u.hostname.replace(/^\[|\]$/g, ''), () => resolve(server));
+  });
+}
+
+/** Connects to an https origin, verifies its chain against the CA files, and returns the presented chain's SPKI pins. */
+function presentedChainPins(origin, caFiles) {
+  const u = new URL(origin);
+  const ca = caFiles.map((f) => readFileSync(f, 'utf8'));
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({ host: u.hostname, port: Number(u.port || 443), servername: net.isIP(u.hostname) ? undefined : u.hostname, ca }, () => {
+      const pins = [];
+      let c = sock.getPeerCertificate(true);
+      const seen = new Set();
+      while (c?.raw && !seen.has(c.fingerprint256)) {
+        seen.add(c.fingerprint256);
+        const der = new X509Certificate(c.raw).publicKey.export({ type: 'spki', format: 'der' });
+        pins.push(createHash('sha256').update(der).digest('base64'));
+        c = c.issuerCertificate;
+      }
+      sock.end();
+      resolve(pins);
+    });
+    sock.setTimeout(10000, () => sock.destroy(new Error(`chromium-pages: TLS to ${origin} timed out`)));
+    sock.on('error', (err) => reject(new Error(`chromium-pages: ${origin} is not trusted by CA_CERTS: ${err.message}`)));
   });
 }
 
@@ -260,7 +287,15 @@ async function main() {
     '--disable-sync',
   ];
   const caFiles = (process.env.CA_CERTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  if (caFiles.length) args.push(`--ignore-certificate-errors-spki-list=${spkiHashes(caFiles).join(',')}`);
+  if (caFiles.length) {
+    // Chromium matches the pins against the chain the server presents (leaf
+    // and intermediates; Caddy does not send its root), so each https origin's
+    // chain is first verified here against CA_CERTS and its keys are pinned.
+    const pins = new Set(spkiHashes(caFiles));
+    const origins = new Set(spec.pages.filter((p) => p.url?.startsWith('https://')).map((p) => new URL(p.url).origin));
+    for (const o of origins) for (const h of await presentedChainPins(o, caFiles)) pins.add(h);
+    args.push(`--ignore-certificate-errors-spki-list=${[...pins].join(',')}`);
+  }
 
   const userDataDir = mkdtempSync(path.join(tmpdir(), 'e2e-chromium-'));
   const summary = { ok: false, browser: executablePath, artifacts, pages: [] };

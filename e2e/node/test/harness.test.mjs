@@ -208,6 +208,14 @@ describe('ts-client.mjs over HTTPS', () => {
       assert.equal(steps['client-id-cimd'].detail.client_id, cimdURL);
       assert.ok(r.json.mcp_url.startsWith('https://'));
       assert.equal(steps.refresh.ok, true);
+
+      if (existsSync('/usr/bin/chromium')) {
+        const login = await run('chromium-pages.mjs', ['--artifacts', path.join(tmp, 'chromium-tls'), `${tlsAS.url}/login`], { CA_CERTS: pki.caFile });
+        assert.equal(login.code, 0, login.out + login.err);
+        assert.equal(login.json.pages[0].title, 'Sign in');
+        const refused = await run('chromium-pages.mjs', ['--artifacts', path.join(tmp, 'chromium-tls-untrusted'), `${tlsAS.url}/login`], {});
+        assert.equal(refused.code, 1, 'Chromium must refuse an untrusted certificate');
+      }
     } finally {
       doc.closeAllConnections();
       doc.close();
