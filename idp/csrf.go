@@ -82,14 +82,18 @@ func (l *Login) formToken(w http.ResponseWriter, r *http.Request) string {
 }
 
 // VerifyCSRF checks a POST from one of the hosted login's pages: the method,
-// the Origin / Sec-Fetch-Site headers when the browser sent them, and the
+// the Origin (unless "null") and Sec-Fetch-Site headers when the browser sent
+// them, and the
 // token in the form field csrf_token (bound to the session, or to the
 // pre-session cookie for forms shown before sign-in).
 func (l *Login) VerifyCSRF(r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return errCSRFMethod
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != l.origin {
+	// Our pages send Referrer-Policy: no-referrer, under which browsers send
+	// "Origin: null" even for same-origin form posts (Fetch, "serializing a
+	// request origin"); Sec-Fetch-Site still tells same-origin apart.
+	if o := r.Header.Get("Origin"); o != "" && o != "null" && o != l.origin {
 		return errCSRFOrigin
 	}
 	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {

@@ -57,6 +57,10 @@ type env struct {
 	srv    *httptest.Server
 	clock  *clock
 	consen authserver.ConsentPage
+	// clientCallback, when set, is where the stand-in authorization server
+	// sends the browser (303) after consent or, with skip=1, right after
+	// sign-in (an owned client that skips consent).
+	clientCallback string
 }
 
 func openStore(t *testing.T) *bboltstore.Store {
@@ -94,12 +98,20 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 				login.Error(w, r, http.StatusUnauthorized, "login_required", "no session")
 				return
 			}
+			if e.clientCallback != "" {
+				http.Redirect(w, r, e.clientCallback+"?code=c0de&decision="+r.PostFormValue("decision"), http.StatusSeeOther)
+				return
+			}
 			io.WriteString(w, "decision="+r.PostFormValue("decision")+" remember="+r.PostFormValue("remember")+" sub="+id.Subject)
 			return
 		}
 		if !ok || r.URL.Query().Get("prompt") == "login" && !id.AuthTime.After(e.clock.Now().Add(-time.Second)) {
 			login.Login(w, r, authserver.LoginRequest{ReturnTo: r.URL.RequestURI(), Client: storage.Client{Name: "Test App"},
 				LoginHint: r.URL.Query().Get("login_hint"), ForceLogin: r.URL.Query().Get("prompt") == "login"})
+			return
+		}
+		if r.URL.Query().Get("skip") == "1" && e.clientCallback != "" {
+			http.Redirect(w, r, e.clientCallback+"?code=c0de&decision=skipped", http.StatusSeeOther)
 			return
 		}
 		if r.URL.Query().Get("consent") == "1" {

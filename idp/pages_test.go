@@ -448,3 +448,22 @@ func TestOperatorFunctions(t *testing.T) {
 		t.Fatal("SetPassword on an unknown account succeeded")
 	}
 }
+
+// Browsers send "Origin: null" for same-origin form posts from pages with
+// Referrer-Policy: no-referrer; a valid token must still pass, while a
+// cross-site Sec-Fetch-Site must not.
+func TestCSRFOriginNullAndFetchSite(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.browser()
+	page := b.get("/login")
+	b.hdr.Set("Origin", "null")
+	b.hdr.Set("Sec-Fetch-Site", "cross-site")
+	form := url.Values{"csrf_token": {csrfOf(t, page.body)}, "email": {aliceEmail}, "password": {alicePW}}
+	if res := b.post("/login", form); res.status != http.StatusForbidden {
+		t.Fatalf("cross-site fetch = %d, want 403", res.status)
+	}
+	b.hdr.Set("Sec-Fetch-Site", "same-origin")
+	if res := b.post("/login", form); res.status != http.StatusSeeOther {
+		t.Fatalf("Origin null, same-origin fetch = %d, want 303", res.status)
+	}
+}

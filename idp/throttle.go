@@ -46,18 +46,6 @@ func (t *throttle) locked(key string, now time.Time) (bool, time.Time) {
 	return true, e.lockedUntil
 }
 
-// count reports how many failures key has in the window at now.
-func (t *throttle) count(key string, now time.Time) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e := t.entries[key]
-	if e == nil {
-		return 0
-	}
-	e.prune(now, t.window)
-	return len(e.failures)
-}
-
 // fail records a failure of key; it reports whether this failure locked it.
 func (t *throttle) fail(key string, limit int, now time.Time) bool {
 	t.mu.Lock()

@@ -1,0 +1,213 @@
+package oidc
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// Config configures one upstream OpenID Provider.
+type Config struct {
+	// Name is the provider's stable id (1-32 of [a-z0-9_-]); it appears in
+	// the URLs and in linked identities (changing it orphans the links).
+	Name string
+	// DisplayName is the button label ("Sign in with " is prepended).
+	// Default: Name.
+	DisplayName string
+	// IconURL is an optional https or data:image URL for the button.
+	IconURL string
+	// Issuer is the provider's issuer URL, exactly as its discovery document
+	// states it (e.g. https://accounts.google.com). https; http only on a
+	// loopback host (development and tests).
+	Issuer string
+	// ClientID and ClientSecret are the credentials registered at the
+	// provider. The secret may be empty for a public client (PKCE only).
+	ClientID     string
+	ClientSecret string
+	// Scopes requested; default openid, email, profile. "openid" is always
+	// included.
+	Scopes []string
+	// RedirectURL is our callback, the URL to register at the provider:
+	// idp.ProviderBaseURL(publicURL, pathPrefix, Name) + "/callback".
+	// Required.
+	RedirectURL string
+	// Claims maps ID token (and userinfo) claims to the identity.
+	Claims ClaimMapping
+	// UserInfo also fetches the userinfo endpoint and fills claims the ID
+	// token lacks (its sub must equal the ID token's).
+	UserInfo bool
+	// Allow restricts who may sign in; with every list empty, everyone the
+	// provider vouches for is allowed.
+	Allow AllowRules
+	// LinkByEmail links a first-time identity to an existing local account
+	// with the same email, only when the provider asserts the email is
+	// verified. Off by default.
+	LinkByEmail bool
+	// NoAccountCreation refuses identities not linked to an account yet.
+	NoAccountCreation bool
+	// Store holds the single-use state tickets (the idp's store).
+	Store storage.Tickets
+	// HTTPClient talks to the provider (discovery, JWKS, token, userinfo).
+	// Default: a client with a 15s timeout.
+	HTTPClient *http.Client
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives operational logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// ClaimMapping names the claims that carry each attribute. Empty fields use
+// the standard claim names.
+type ClaimMapping struct {
+	// Subject is the stable user id claim (default "sub"). Entra ID
+	// operators may prefer "oid" (stable across applications).
+	Subject string
+	// Email (default "email").
+	Email string
+	// EmailVerified is a boolean (or "true") claim (default
+	// "email_verified"). Entra ID sends none; "xms_edov" is its closest
+	// equivalent.
+	EmailVerified string
+	// Name (default "name").
+	Name string
+	// Groups is a string or array-of-strings claim (default "groups").
+	Groups string
+}
+
+// AllowRules admit a user when any list matches.
+type AllowRules struct {
+	// EmailDomains admits users whose verified email is in one of these domains.
+	EmailDomains []string
+	// Groups admits members of any of these groups.
+	Groups []string
+	// Subjects admits these upstream subjects.
+	Subjects []string
+}
+
+const (
+	defaultTimeout = 15 * time.Second
+	stateTTL       = 10 * time.Minute
+)
+
+func (c *Config) validate() error {
+	if !validName(c.Name) {
+		return fmt.Errorf("oidc: provider name %q must be 1-32 lower-case letters, digits, - or _", c.Name)
+	}
+	if c.DisplayName == "" {
+		c.DisplayName = c.Name
+	}
+	if c.IconURL != "" && !validIcon(c.IconURL) {
+		return fmt.Errorf("oidc: %s: icon %q must be an https or data:image URL", c.Name, c.IconURL)
+	}
+	iu, err := url.Parse(c.Issuer)
+	if err != nil || iu.Host == "" || iu.User != nil || iu.RawQuery != "" || iu.Fragment != "" || !secureURL(iu) {
+		return fmt.Errorf("oidc: %s: issuer %q must be an https URL without query or fragment (http only on loopback)", c.Name, c.Issuer)
+	}
+	if c.ClientID == "" {
+		return fmt.Errorf("oidc: %s: client id is required", c.Name)
+	}
+	ru, err := url.Parse(c.RedirectURL)
+	if err != nil || ru.Host == "" || ru.User != nil || ru.RawQuery != "" || ru.Fragment != "" || !secureURL(ru) ||
+		!strings.HasSuffix(ru.Path, "/login/"+c.Name+"/callback") {
+		return fmt.Errorf("oidc: %s: redirect URL %q must be the https URL {public URL}{prefix}/login/%s/callback", c.Name, c.RedirectURL, c.Name)
+	}
+	if c.Store == nil {
+		return fmt.Errorf("oidc: %s: store is required", c.Name)
+	}
+	if len(c.Scopes) == 0 {
+		c.Scopes = []string{"openid", "email", "profile"}
+	}
+	for _, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \"\\") {
+			return fmt.Errorf("oidc: %s: invalid scope %q", c.Name, s)
+		}
+	}
+	if !slices.Contains(c.Scopes, "openid") {
+		c.Scopes = append([]string{"openid"}, c.Scopes...)
+	}
+	m := &c.Claims
+	m.Subject = cmpOr(m.Subject, "sub")
+	m.Email = cmpOr(m.Email, "email")
+	m.EmailVerified = cmpOr(m.EmailVerified, "email_verified")
+	m.Name = cmpOr(m.Name, "name")
+	m.Groups = cmpOr(m.Groups, "groups")
+	for i, d := range c.Allow.EmailDomains {
+		d = strings.ToLower(strings.TrimSpace(d))
+		if d == "" || strings.ContainsAny(d, "@ /") {
+			return fmt.Errorf("oidc: %s: allowed email domain %q is not a domain", c.Name, c.Allow.EmailDomains[i])
+		}
+		c.Allow.EmailDomains[i] = d
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: defaultTimeout}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+var errInsecureEndpoint = errors.New("oidc: discovery endpoint is not https")
+
+// checkEndpoint refuses a discovered endpoint that is not https (http only
+// on loopback, like the issuer).
+func checkEndpoint(name, s string, required bool) error {
+	if s == "" && !required {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || !secureURL(u) {
+		return fmt.Errorf("%w: %s %q", errInsecureEndpoint, name, s)
+	}
+	return nil
+}
+
+func secureURL(u *url.URL) bool {
+	return u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validName(n string) bool {
+	if n == "" || len(n) > 32 {
+		return false
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func validIcon(s string) bool {
+	if strings.HasPrefix(s, "data:image/") {
+		return !strings.ContainsAny(s, "\"'<> ")
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
