@@ -95,6 +95,33 @@ else
 	fi
 fi
 
+# ---- Chromium smoke test: it must really start headless and render a localhost page ----
+if have_cmd chromium && command -v node >/dev/null 2>&1; then
+	smoke="$(mktemp -d)"
+	# A one-page server on a free loopback port; it prints the port, then serves until killed.
+	node -e '
+		const http = require("node:http");
+		const s = http.createServer((q, r) => { r.setHeader("content-type", "text/html"); r.end("<!doctype html><title>smoke</title><h1>caddy-mcpauth chromium smoke test</h1>"); });
+		s.listen(0, "127.0.0.1", () => console.log(s.address().port));
+	' >"$smoke/port" &
+	server_pid=$!
+	for _ in $(seq 50); do [[ -s "$smoke/port" ]] && break; sleep 0.1; done
+	port="$(cat "$smoke/port" 2>/dev/null || true)"
+	if [[ -z "$port" ]]; then
+		fail "chromium smoke test: could not start a local page server"
+	elif timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+		--disable-background-networking --disable-component-update --disable-sync \
+		--user-data-dir="$smoke/profile" --window-size=800,600 --screenshot="$smoke/shot.png" \
+		"http://127.0.0.1:$port/" >"$smoke/chromium.log" 2>&1 && [[ -s "$smoke/shot.png" ]]; then
+		say "ok: chromium renders a localhost page headless ($(chromium --version 2>/dev/null | head -n1))"
+	else
+		fail "chromium smoke test failed: $(tail -n 5 "$smoke/chromium.log" 2>/dev/null | tr '\n' ' ')"
+	fi
+	kill "$server_pid" 2>/dev/null || true
+	wait "$server_pid" 2>/dev/null || true
+	rm -rf "$smoke"
+fi
+
 if ((${#failures[@]} > 0)); then
 	say "FAILED: ${#failures[@]} problem(s):"
 	for f in "${failures[@]}"; do say "  - $f"; done
