@@ -33,6 +33,27 @@
 // (provider, subject), by verified email only when the provider's policy
 // allows it, applies the provider's allow rules and starts the session.
 //
+// # Pages and templates
+//
 // Pages are html/template files embedded from templates/; an operator can
-// replace any of them with a file of the same name in Config.TemplatesDir.
+// replace any of them with a file of the same name in Config.TemplatesDir:
+// layout.html (defines "layout": the document, one <style nonce="{{.Nonce}}">
+// block, calls "title" and "content"), login.html, signup.html,
+// consent.html, error.html, logout.html and not_allowed.html (each defines
+// "title" and "content"). New parses and renders every page once with sample
+// data, so a broken override fails at startup, not in front of a user.
+// Every page gets .Lang, .Nonce, .Brand (ProductName, Initial, LogoURL,
+// SupportURL, SupportEmail, Accent, OnAccent, LinkLight, LinkDark), .CSRF
+// (to put in a hidden field named csrf_token) and one of .Login, .Signup,
+// .Consent, .Err, .Logout, .NotAllowed (see templates.go for their fields).
+// The CSP admits no script and no inline style attribute: keep all CSS in the
+// nonce'd block.
+//
+// # Routes
+//
+// With PathPrefix "" the hosted login serves GET/POST /login, GET/POST
+// /signup, GET/POST /logout, POST /login/{provider} (start an upstream
+// login) and /login/{provider}/... (the provider's own callbacks). The
+// authorization server's /authorize renders the login and consent pages
+// through the Browser methods.
 package idp
