@@ -264,7 +264,7 @@ async function main() {
       return { client_id: info.client_id };
     });
 
-    const authzURL = await step('authorization-request', () => {
+    await step('authorization-request', () => {
       const u = provider.authorizationUrl;
       check(u, 'the SDK did not redirect to authorization');
       const p = u.searchParams;
@@ -278,28 +278,28 @@ async function main() {
       return { endpoint: u.origin + u.pathname, params: [...p.keys()], scope: p.get('scope') };
     });
 
-    const callback = await step('hosted-login', async () => {
+    let callbackUrl;
+    await step('hosted-login', async () => {
       const r = await completeHostedLogin(provider.authorizationUrl, {
         redirectUri: REDIRECT_URL,
         user: process.env.MCP_USER,
         password: process.env.MCP_PASSWORD,
         fetch: tracingFetch,
       });
-      return { url: r.callbackUrl, pages: r.pages, hops: r.trace.length };
+      callbackUrl = new URL(r.callbackUrl); // holds the code: kept out of the summary
+      return { pages: r.pages, hops: r.trace.length };
     });
-    const cb = new URL(callback.url);
-    delete callback.url; // holds the code: keep it out of the summary
 
-    const code = await step('authorization-response', () => {
-      const p = cb.searchParams;
+    let code;
+    await step('authorization-response', () => {
+      const p = callbackUrl.searchParams;
       check(!p.has('error'), `authorization error: ${p.get('error')} ${p.get('error_description') ?? ''}`);
       check(p.getAll('code').length === 1 && p.get('code'), 'no single code in the redirect');
       check(p.getAll('state').length === 1 && p.get('state') === provider.state_, 'state does not round-trip');
-      check(p.get('iss') === summary.issuer, `iss ${p.get('iss')} is not the issuer ${summary.issuer} (RFC 9207)`);
-      return p.get('code');
+      check(p.getAll('iss').length === 1 && p.get('iss') === summary.issuer, `iss ${p.get('iss')} is not the issuer ${summary.issuer} (RFC 9207)`);
+      code = p.get('code');
+      return { code: 'received', state: 'matches', iss: 'matches' };
     });
-    summary.steps[summary.steps.length - 1].detail = { code: 'received', state: 'matches', iss: 'matches' };
-    void authzURL;
 
     await step('token-exchange', async () => {
       await transport.finishAuth(code);
