@@ -95,6 +95,10 @@ type Config struct {
 	// OnEvent is called for every audit event (metrics); events are written
 	// to Store anyway.
 	OnEvent func(storage.AuditEvent)
+	// UserEmail, when set, returns the email of a subject for the access
+	// token's "email" claim (the guard hands it upstream); "" leaves it out.
+	// It is called once per token issued.
+	UserEmail func(ctx context.Context, subject string) string
 	// ClientIP returns the client's IP as resolved by the proxy in front
 	// (Caddy's client_ip). Nil: the request's RemoteAddr.
 	ClientIP func(*http.Request) string

@@ -328,7 +328,12 @@ func (s *Server) mint(ctx context.Context, client storage.Client, g storage.Gran
 	if ttl < time.Second {
 		return nil, ErrInvalidGrant("the grant has expired")
 	}
+	var email string
+	if s.cfg.UserEmail != nil {
+		email = s.cfg.UserEmail(ctx, g.Subject)
+	}
 	at, err := s.keys.MintAccessToken(ctx, AccessToken{
+		Email:     email,
 		Issuer:    s.cfg.Issuer,
 		Subject:   g.Subject,
 		Audience:  aud,

@@ -586,6 +586,13 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		CORS:            authserver.CORS{AllowedOrigins: a.CORSOrigins},
 		ClientIP:        clientIP,
 		Logger:          a.slogger,
+		UserEmail: func(ctx context.Context, subject string) string {
+			acct, err := a.store.GetAccount(ctx, subject)
+			if err != nil {
+				return ""
+			}
+			return acct.Email
+		},
 	}
 	if a.CIMD != nil {
 		res, err := a.cimdResolver()

@@ -30,7 +30,10 @@ func (s *Store) SaveCode(ctx context.Context, c storage.AuthCode) error {
 	})
 }
 
-// RedeemCode implements storage.Codes in one write transaction.
+// RedeemCode implements storage.Codes in one write transaction, batched with
+// concurrent redemptions (db.Batch) so they share a commit. issue may
+// therefore run more than once; the values of its last run are the ones
+// committed.
 //
 // A code used before is reported with ErrCodeUsed even after its expiry, as
 // long as the record is kept (until DeleteExpired), so a replay can still
@@ -42,17 +45,27 @@ func (s *Store) RedeemCode(ctx context.Context, hash []byte, now time.Time, issu
 		issueErr error // committed with the burned code, returned afterwards
 		grantErr error // rolled back; the code is burned in a second transaction
 	)
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	// Expected refusals are reported through outcome with a nil return, so
+	// that they do not abort the batch and make the other calls run again.
+	var outcome error
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
+		code, issueErr, grantErr, outcome = storage.AuthCode{}, nil, nil, nil
 		b := bucket(tx, bktCodes)
 		if err := getJSON(b, hash, &code); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				outcome = err
+				return nil
+			}
 			return err
 		}
 		code.Hash = clone(hash)
 		if !code.UsedAt.IsZero() {
-			return storage.ErrCodeUsed
+			outcome = storage.ErrCodeUsed
+			return nil
 		}
 		if expired(code.ExpiresAt, now) {
-			return storage.ErrNotFound
+			outcome = storage.ErrNotFound
+			return nil
 		}
 		code.UsedAt = now
 		if err := putJSON(b, hash, code); err != nil {
@@ -72,6 +85,9 @@ func (s *Store) RedeemCode(ctx context.Context, hash []byte, now time.Time, issu
 		}
 		return nil
 	})
+	if err == nil && outcome != nil {
+		err = outcome
+	}
 	if grantErr != nil {
 		// The code was presented once and must not be redeemable again,
 		// even though its grant could not be written.

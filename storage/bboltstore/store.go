@@ -167,6 +167,18 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	return s.db.Update(fn)
 }
 
+// batch is update through db.Batch: concurrent callers share one commit
+// (one fsync) instead of queueing for the single writer. fn may run more
+// than once (when another call of the batch fails), so it must reset what
+// it captures and be deterministic; its effects count only after a nil
+// return reaches the caller.
+func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Batch(fn)
+}
+
 // getJSON decodes the value under key into v; storage.ErrNotFound when absent.
 func getJSON(b *bolt.Bucket, key []byte, v any) error {
 	raw := b.Get(key)
