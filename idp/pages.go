@@ -414,7 +414,7 @@ func (l *Login) startProvider(w http.ResponseWriter, r *http.Request, p Provider
 }
 
 func (l *Login) beginUpstream(w http.ResponseWriter, r *http.Request, p Provider, returnTo, hint string) {
-	a, err := l.newAttempt(r.Context(), p, returnTo, hint)
+	a, err := l.newAttempt(r.Context(), p, returnTo, hint, hashID(l.preSessionKey(w, r)))
 	if err != nil {
 		l.log.Error("idp: creating login attempt failed", "err", err)
 		l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", msgUnavail)

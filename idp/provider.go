@@ -3,6 +3,7 @@ package idp
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +55,11 @@ type Attempt struct {
 	LoginHint string    `json:"login_hint,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Binding is the SHA-256 of the browser's pre-session CSRF cookie when
+	// the attempt started (defence in depth; providers bind their own state
+	// to the browser too, since a cross-site POST such as a SAML response
+	// does not carry SameSite=Lax cookies).
+	Binding []byte `json:"binding,omitempty"`
 	// BaseURL is the absolute URL of the provider's routes
 	// ({public origin}{prefix}/login/{name}), without a trailing slash.
 	BaseURL string `json:"-"`
@@ -115,7 +121,7 @@ func ProviderBaseURL(publicURL, pathPrefix, name string) string {
 }
 
 // newAttempt stores an attempt and returns it with its id.
-func (l *Login) newAttempt(ctx context.Context, p Provider, returnTo, hint string) (Attempt, error) {
+func (l *Login) newAttempt(ctx context.Context, p Provider, returnTo, hint string, binding []byte) (Attempt, error) {
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return Attempt{}, fmt.Errorf("idp: attempt id: %w", err)
@@ -129,6 +135,7 @@ func (l *Login) newAttempt(ctx context.Context, p Provider, returnTo, hint strin
 		CreatedAt: now,
 		ExpiresAt: now.Add(attemptTTL),
 		BaseURL:   ProviderBaseURL(l.cfg.PublicURL, l.cfg.PathPrefix, p.Name()),
+		Binding:   binding,
 	}
 	v, err := json.Marshal(a)
 	if err != nil {
@@ -193,6 +200,11 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 		l.Error(w, r, http.StatusBadRequest, "login_expired", "This sign-in attempt has expired or was already used. Please start again.")
 		return
 	}
+	if !l.sameBrowser(r, a) {
+		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "browser_mismatch", "provider": a.Provider}})
+		l.Error(w, r, http.StatusBadRequest, "login_failed", "This sign-in was started in another browser. Please start again here.")
+		return
+	}
 	p := l.providers[a.Provider]
 	if p == nil || ext.Provider != a.Provider || ext.Subject == "" {
 		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "attempt_mismatch", "provider": a.Provider}})
@@ -227,6 +239,25 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 	}
 	l.audit(r, storage.AuditEvent{Type: "login.success", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": method}})
 	l.redirect(w, r, a.ReturnTo)
+}
+
+// sameBrowser reports whether the request may complete the attempt: when
+// the browser sends a pre-session cookie, it must be the one that started
+// the attempt. A request without it (a cross-site POST) is left to the
+// provider's own browser binding.
+func (l *Login) sameBrowser(r *http.Request, a Attempt) bool {
+	if len(a.Binding) == 0 {
+		return true
+	}
+	c, err := r.Cookie(l.csrfCookie)
+	if err != nil {
+		return true
+	}
+	k, err := b64url.DecodeString(c.Value)
+	if err != nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare(hashID(k), a.Binding) == 1
 }
 
 // allowed applies the policy's allow rules.

@@ -283,3 +283,24 @@ func TestHomeRealmDiscovery(t *testing.T) {
 }
 
 var _ storage.Account
+
+func TestUpstreamAttemptBoundToBrowser(t *testing.T) {
+	p := &testProvider{name: "corp"}
+	e := newEnv(t, func(c *Config) { c.Providers = []Provider{p} })
+	p.set(ExternalIdentity{Subject: "attacker", Email: "mallory@corp.example", EmailVerified: true})
+	attacker := e.browser()
+	page := attacker.get("/login")
+	start := attacker.post("/login/corp", url.Values{"csrf_token": {csrfOf(t, page.body)}})
+	loc, _ := url.Parse(start.header.Get("Location"))
+	// The victim has visited the login page (so has a pre-session cookie)
+	// and is lured to the attacker's callback URL.
+	victim := e.browser()
+	victim.get("/login")
+	res := victim.get(loc.RequestURI())
+	if res.status != http.StatusBadRequest || findCookie(res.cookies, SessionCookie) != nil || !strings.Contains(res.body, "another browser") {
+		t.Fatalf("cross-browser completion = %d", res.status)
+	}
+	if evs := e.auditTypes("login.failure"); evs[0].Detail["reason"] != "browser_mismatch" {
+		t.Fatalf("reason = %q", evs[0].Detail["reason"])
+	}
+}

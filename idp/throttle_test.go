@@ -17,7 +17,7 @@ func TestThrottleWindowAndGrowth(t *testing.T) {
 	if locked, _ := th.locked("k", now.Add(11*time.Minute)); locked {
 		t.Fatal("locked too early")
 	}
-	now = now.Add(30 * time.Minute) // the earlier failures have left the window
+	now = now.Add(30 * time.Minute)                                                         // the earlier failures have left the window
 	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 4 * time.Minute} // doubles, capped
 	for i, d := range want {
 		var locked bool
