@@ -218,17 +218,33 @@ async function checkTabOrder(page, tabOrder) {
   }, tabOrder);
   if (expected.error) return { ok: false, error: expected.error };
 
-  // Start from the top of the document, as a keyboard user arriving on the page.
-  await page.evaluate(() => {
+  // Start where a keyboard user arriving on the page is: on the autofocused
+  // control if the page focuses one, else at the top of the document (a
+  // temporary focus anchor as the body's first child resets Chromium's
+  // sequential-navigation starting point; it is removed after the first Tab).
+  const initial = await page.evaluate(() => {
+    const idx = (window.__e2eTargets ?? []).indexOf(document.activeElement);
+    if (idx >= 0) return idx;
     document.activeElement?.blur?.();
+    const anchor = document.createElement('span');
+    anchor.tabIndex = 0;
+    anchor.id = '__e2e_focus_anchor';
+    document.body.prepend(anchor);
+    anchor.focus();
     window.scrollTo(0, 0);
+    return -1;
   });
   const visits = [];
-  const maxPresses = expected.targets.length + 30;
   let next = 0;
+  if (initial >= 0) {
+    visits.push(`#${initial} (autofocus)`);
+    next = initial + 1;
+  }
+  const maxPresses = expected.targets.length + 30;
   let focusVisible = true;
   for (let i = 0; i < maxPresses && next < expected.targets.length; i++) {
     await page.keyboard.press('Tab');
+    if (i === 0) await page.evaluate(() => document.getElementById('__e2e_focus_anchor')?.remove());
     const at = await page.evaluate(() => {
       const el = document.activeElement;
       const idx = (window.__e2eTargets ?? []).indexOf(el);
@@ -250,7 +266,7 @@ async function checkTabOrder(page, tabOrder) {
   if (expected.submitIndex < 0) {
     return { ok: false, error: 'the form has no submit button reachable by keyboard', expected: expected.targets, visits };
   }
-  return { ok: true, expected: expected.targets, visits, focus_visible: focusVisible };
+  return { ok: true, expected: expected.targets, visits, focus_visible: focusVisible, ...(initial >= 0 ? { autofocus: initial } : {}) };
 }
 
 function checkHeaders(headers, expect) {

@@ -172,7 +172,11 @@ async function main() {
     checks: checks.map((c) => ({ id: c.id, status: c.status, ...(c.errorMessage ? { error: c.errorMessage } : {}) })),
     output_dir: OUTPUT_DIR,
   };
+  // Both scenarios must have reported (a killed run leaves the grant out).
+  const missing = ['authorization-server-metadata', 'authorization-code-grant'].filter((id) => !checks.some((c) => c.id === id));
+  if (missing.length) summary.ok = false;
   if (!checks.length) summary.error = 'no checks.json written';
+  else if (missing.length) summary.error = `no result for: ${missing.join(', ')}`;
   else if (bad.length) summary.error = `not SUCCESS: ${bad.map((c) => `${c.id}=${c.status}`).join(', ')}`;
   return summary;
 }

@@ -128,7 +128,7 @@ export async function startFakeAS({ upstream, users = { 'alice@example.com': 'co
           const csrf = rnd();
           return page(200, 'Sign in',
             `<form method="post" action="/login"><input type="hidden" name="csrf" value="${esc(csrf)}"><input type="hidden" name="return" value="${esc(u.searchParams.get('return') ?? '/')}">` +
-            `<p><label for="email">Email</label> <input id="email" type="email" name="email" autocomplete="username" required></p>` +
+            `<p><label for="email">Email</label> <input id="email" type="email" name="email" autocomplete="username" required autofocus></p>` +
             `<p><label for="password">Password</label> <input id="password" type="password" name="password" autocomplete="current-password" required></p>` +
             `<p><button type="submit">Sign in</button></p></form>`,
             { 'set-cookie': `csrf=${csrf}; HttpOnly; SameSite=Lax; Path=/` });
