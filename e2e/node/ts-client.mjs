@@ -7,7 +7,8 @@
 // hosted login completed by login-driver.mjs over HTTP -> redirect with
 // code+state+iss -> finishAuth (token exchange) -> tools/list -> tool calls
 // (with streamed progress) -> forced refresh through the SDK's own 401 path ->
-// another call -> reuse of the rotated refresh token must be refused.
+// another call -> a second refresh -> the first, rotated-out refresh token must
+// be refused (invalid_grant) and that reuse must revoke the family.
 //
 // Usage:
 //   node ts-client.mjs [--mode dcr|cimd|none] [--summary FILE]
@@ -387,26 +388,38 @@ async function main() {
       check(!res.isError, `${name} failed after refresh`);
       return { tool: name };
     });
-    await step('old refresh token refused', async () => {
+    // A rotated-out refresh token may keep a short "lost response" window
+    // while its successor is unused; using the successor closes it. So
+    // refresh once more (t1 -> t2), then present t0: it must be refused, and
+    // (reuse detection) the whole family revoked, t2 included.
+    const middle = { ...provider.tokens() };
+    await step('second refresh', async () => {
+      provider.spoilAccessToken();
+      const res = await client.listTools();
+      check(res.tools.length > 0, 'no tools after the second refresh');
+      const req = trace.findLast((e) => e.grant_type === 'refresh_token');
+      check(req?.status === 200, `second refresh answered ${req?.status}`);
       const after = provider.tokens();
-      if (!after.refresh_token || after.refresh_token === before.refresh_token) {
-        throw new Error('refresh token was not rotated');
-      }
+      check(after.refresh_token && after.refresh_token !== middle.refresh_token, 'refresh token not rotated');
+      return { refresh_token_rotated: true };
+    });
+    const presentRefresh = async (token) => {
       const md = provider.discoveryState().authorizationServerMetadata;
-      const body = new URLSearchParams({
-        grant_type: 'refresh_token',
-        refresh_token: before.refresh_token,
-        client_id: summary.client_id,
-        resource: summary.resource,
-      });
-      const res = await tracingFetch(md.token_endpoint, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body,
-      });
+      const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: token, client_id: summary.client_id, resource: summary.resource });
+      const res = await tracingFetch(md.token_endpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
       const j = await res.json().catch(() => ({}));
-      check(res.status === 400 && j.error === 'invalid_grant', `reused refresh token answered ${res.status} ${j.error}`);
       return { status: res.status, error: j.error };
+    };
+    await step('rotated-out refresh token refused', async () => {
+      check(before.refresh_token, 'no first refresh token');
+      const r = await presentRefresh(before.refresh_token);
+      check(r.status === 400 && r.error === 'invalid_grant', `reused refresh token answered ${r.status} ${r.error}`);
+      return r;
+    });
+    await step('reuse revoked the family', async () => {
+      const r = await presentRefresh(provider.tokens().refresh_token);
+      check(r.status === 400 && r.error === 'invalid_grant', `the current refresh token still works after reuse: ${r.status} ${r.error}`);
+      return r;
     });
   }
   await client.close().catch(() => {});

@@ -189,11 +189,11 @@ export async function startFakeAS({ upstream, users = { 'alice@example.com': 'co
       }
       if (u.pathname === '/token' && req.method === 'POST') {
         const f = await readForm(req);
-        const issue = (sub, client_id) => {
+        const issue = (sub, client_id, family = rnd()) => {
           const at = rnd();
           const rt = rnd();
           access.set(at, sub);
-          refresh.set(rt, { sub, client_id, used: false });
+          refresh.set(rt, { sub, client_id, used: false, family });
           return json(200, { access_token: at, token_type: 'Bearer', expires_in: 3600, refresh_token: rt, scope: 'todo' });
         };
         if (f.get('grant_type') === 'authorization_code') {
@@ -207,9 +207,14 @@ export async function startFakeAS({ upstream, users = { 'alice@example.com': 'co
         }
         if (f.get('grant_type') === 'refresh_token') {
           const r = refresh.get(f.get('refresh_token'));
-          if (!r || r.used || r.client_id !== f.get('client_id')) return json(400, { error: 'invalid_grant' });
+          if (!r || r.revoked || r.client_id !== f.get('client_id')) return json(400, { error: 'invalid_grant' });
+          if (r.used) {
+            // Reuse: revoke the whole family.
+            for (const t of refresh.values()) if (t.family === r.family) t.revoked = true;
+            return json(400, { error: 'invalid_grant' });
+          }
           r.used = true;
-          return issue(r.sub, r.client_id);
+          return issue(r.sub, r.client_id, r.family);
         }
         return json(400, { error: 'unsupported_grant_type' });
       }

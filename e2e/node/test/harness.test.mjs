@@ -144,7 +144,7 @@ describe('ts-client.mjs', () => {
     });
     assert.equal(r.code, 0, r.out + r.err);
     const steps = Object.fromEntries(r.json.steps.map((s) => [s.name, s]));
-    for (const name of ['challenge-and-discovery', 'registration-dcr', 'hosted-login', 'authorization-response', 'token-exchange', 'refresh', 'old refresh token refused']) {
+    for (const name of ['challenge-and-discovery', 'registration-dcr', 'hosted-login', 'authorization-response', 'token-exchange', 'refresh', 'second refresh', 'rotated-out refresh token refused', 'reuse revoked the family']) {
       assert.equal(steps[name]?.ok, true, `${name}: ${JSON.stringify(steps[name])}`);
     }
     assert.equal(steps.refresh.detail.refresh_token_rotated, true);
