@@ -279,6 +279,12 @@ func (s *Server) resolveScopes(raw string, c storage.Client) ([]string, *Error) 
 		if !validScopeToken(sc) {
 			return nil, ErrInvalidScope("malformed scope")
 		}
+		if sc == ScopeOfflineAccess && !allowsGrant(c, GrantRefreshToken) {
+			// A client that may not refresh simply gets no refresh token
+			// (OpenID Connect Core §11: the server ignores offline_access it
+			// will not honour) rather than a failed sign-in.
+			continue
+		}
 		if !s.scopeAllowed(sc, c) {
 			return nil, ErrInvalidScope("scope " + safeName(sc) + " is not allowed for this client")
 		}

@@ -97,7 +97,6 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		{"unknown scope", "app", "", func(q url.Values) { q.Set("scope", "read admin") }, CodeInvalidScope, true},
 		{"malformed scope", "app", "", func(q url.Values) { q.Set("scope", "re\"ad") }, CodeInvalidScope, true},
 		{"scope not allowed for client", "narrow", "https://narrow.example.com/cb", func(q url.Values) { q.Set("scope", "write") }, CodeInvalidScope, true},
-		{"offline_access without refresh grant", "norefresh", "https://norefresh.example.com/cb", func(q url.Values) { q.Set("scope", "offline_access") }, CodeInvalidScope, true},
 		{"unknown resource", "app", "", func(q url.Values) { q.Set("resource", "https://evil.example.com/mcp") }, CodeInvalidTarget, true},
 		{"resource with fragment", "app", "", func(q url.Values) { q.Set("resource", testResource+"#f") }, CodeInvalidTarget, true},
 		{"two resources", "app", "", func(q url.Values) { q.Add("resource", testResource) }, CodeInvalidTarget, true},
@@ -474,5 +473,20 @@ func TestAuthorizeTooLong(t *testing.T) {
 	q.Set("state", strings.Repeat("s", 2049))
 	if _, p := redirectParams(t, h.authorize(q, "alice")); p.Get("error") != CodeInvalidRequest || p.Has("state") {
 		t.Fatalf("long state: %v", p)
+	}
+}
+
+// TestOfflineAccessIgnoredWithoutRefreshGrant: a client that may not use
+// refresh tokens and asks for offline_access is not failed; it gets a code
+// whose scopes leave offline_access out, and no refresh token.
+func TestOfflineAccessIgnoredWithoutRefreshGrant(t *testing.T) {
+	h := newHarness(t)
+	code := h.code("norefresh", "https://norefresh.example.com/cb", func(q url.Values) { q.Set("scope", "read offline_access") })
+	tok := h.mustToken(h.exchangeForm("norefresh", code, "https://norefresh.example.com/cb", testVerifier))
+	if tok.RefreshToken != "" {
+		t.Fatalf("refresh token issued to a client without the refresh_token grant")
+	}
+	if tok.Scope != "read" {
+		t.Fatalf("scope = %q, want read", tok.Scope)
 	}
 }
