@@ -141,14 +141,14 @@ func (o *testOP) serve(w http.ResponseWriter, r *http.Request) {
 	case "/.well-known/openid-configuration":
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer":                                o.cmpOr(discIss, o.issuer),
-			"authorization_endpoint":                o.issuer + "/auth",
-			"token_endpoint":                        o.issuer + "/token",
-			"jwks_uri":                              o.issuer + "/jwks",
-			"response_types_supported":              []string{"code"},
-			"subject_types_supported":               []string{"public"},
-			"id_token_signing_alg_values_supported": []string{"RS256"},
-			"code_challenge_methods_supported":      []string{"S256"},
+			"issuer":                                         o.cmpOr(discIss, o.issuer),
+			"authorization_endpoint":                         o.issuer + "/auth",
+			"token_endpoint":                                 o.issuer + "/token",
+			"jwks_uri":                                       o.issuer + "/jwks",
+			"response_types_supported":                       []string{"code"},
+			"subject_types_supported":                        []string{"public"},
+			"id_token_signing_alg_values_supported":          []string{"RS256"},
+			"code_challenge_methods_supported":               []string{"S256"},
 			"authorization_response_iss_parameter_supported": sendIss,
 		})
 	case "/jwks":
