@@ -253,6 +253,8 @@ func startTodo(t testing.TB) (addr string, p *proc) {
 type browser struct {
 	*http.Client
 	redirectPrefix string
+	// decision is what the user answers on a consent page (default approve).
+	decision string
 }
 
 func newBrowser(t testing.TB, base *http.Client, redirectPrefix string) *browser {
@@ -325,7 +327,11 @@ func (b *browser) authorize(t testing.TB, authURL, email, password string) authR
 		if !filled {
 			// A consent page: approve.
 			if _, ok := f.buttons["decision"]; ok {
-				vals.Set("decision", "approve")
+				d := b.decision
+				if d == "" {
+					d = "approve"
+				}
+				vals.Set("decision", d)
 			}
 		}
 		action, err := resp.Request.URL.Parse(f.action)
