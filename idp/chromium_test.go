@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -20,6 +21,9 @@ import (
 func TestChromiumRedirectChains(t *testing.T) {
 	path, err := exec.LookPath("chromium")
 	if err != nil {
+		if os.Getenv("CI") == "true" || os.Getenv("MCPAUTH_TEST_STRICT") == "1" {
+			t.Fatal("chromium is not installed (apt-get install chromium; scripts/test-deps.sh does it): refusing to skip")
+		}
 		t.Skip("chromium is not installed (apt-get install chromium)")
 	}
 	hits := make(chan string, 4)

@@ -24,8 +24,8 @@ func testDSN(tb testing.TB) string {
 	if dsn == "" {
 		const msg = dsnEnv + ` is not set: these tests need a real PostgreSQL server. ` +
 			`Run them with: scripts/pg-test.sh run go test -race ./storage/pgstore/`
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("pgstore: " + msg + " (CI=true: refusing to skip)")
+		if os.Getenv("CI") == "true" || os.Getenv("MCPAUTH_TEST_STRICT") == "1" {
+			tb.Fatal("pgstore: " + msg + " (CI or scripts/test.sh: refusing to skip)")
 		}
 		tb.Skip("pgstore: " + msg)
 	}
