@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -356,4 +357,119 @@ type Backend interface {
 	Maintenance
 	// Close releases the backend's resources.
 	Close() error
+}
+
+// Record kinds of a snapshot, in the order Export emits them (and Import
+// expects them): a record only refers to kinds before it (an identity to
+// its account; a code or grant to nothing that must exist first).
+const (
+	KindClient     = "client"
+	KindSigningKey = "signing_key"
+	KindAccount    = "account"
+	KindIdentity   = "identity"
+	KindConsent    = "consent"
+	KindGrant      = "grant"
+	KindCode       = "code"
+	KindSession    = "session"
+	KindTicket     = "ticket"
+	KindAudit      = "audit"
+)
+
+// RecordKinds lists every record kind in export order.
+var RecordKinds = []string{
+	KindClient, KindSigningKey, KindAccount, KindIdentity, KindConsent,
+	KindGrant, KindCode, KindSession, KindTicket, KindAudit,
+}
+
+// ErrNotEmpty: Import refuses a destination that already holds records.
+var ErrNotEmpty = errors.New("storage: destination store is not empty")
+
+// IdentityLink binds an upstream identity (provider, subject) to an account.
+type IdentityLink struct {
+	Provider  string
+	Subject   string
+	AccountID string
+}
+
+// Record is one exported record: Kind names the one payload field that is
+// set. Records are exchanged in memory between backends; the hash keys
+// (AuthCode.Hash, Session.Hash, Ticket.Hash) travel in their structs, so a
+// Record must not be serialized with encoding/json as is (those fields are
+// `json:"-"`).
+type Record struct {
+	Kind   string
+	Client *Client
+	Code   *AuthCode // UsedAt kept: a used code stays ErrCodeUsed
+	Grant  *Grant
+	// RefreshHashes is every refresh token hash ever issued in Grant's
+	// family (current, previous and older), so that a retired token
+	// presented after the move is still detected as reuse.
+	RefreshHashes [][]byte
+	Key           *SigningKey
+	Consent       *Consent
+	Account       *Account
+	Identity      *IdentityLink
+	Session       *Session
+	Ticket        *Ticket
+	Audit         *AuditEvent // ID and Time kept; audit records come oldest first
+}
+
+// Validate checks that exactly the payload named by Kind is set.
+func (r Record) Validate() error {
+	set := 0
+	for _, p := range []bool{r.Client != nil, r.Code != nil, r.Grant != nil, r.Key != nil,
+		r.Consent != nil, r.Account != nil, r.Identity != nil, r.Session != nil,
+		r.Ticket != nil, r.Audit != nil} {
+		if p {
+			set++
+		}
+	}
+	ok := false
+	switch r.Kind {
+	case KindClient:
+		ok = r.Client != nil
+	case KindCode:
+		ok = r.Code != nil
+	case KindGrant:
+		ok = r.Grant != nil
+	case KindSigningKey:
+		ok = r.Key != nil
+	case KindConsent:
+		ok = r.Consent != nil
+	case KindAccount:
+		ok = r.Account != nil
+	case KindIdentity:
+		ok = r.Identity != nil
+	case KindSession:
+		ok = r.Session != nil
+	case KindTicket:
+		ok = r.Ticket != nil
+	case KindAudit:
+		ok = r.Audit != nil
+	default:
+		return fmt.Errorf("storage: record of unknown kind %q", r.Kind)
+	}
+	if !ok || set != 1 {
+		return fmt.Errorf("storage: %s record must carry exactly its own payload", r.Kind)
+	}
+	if r.RefreshHashes != nil && r.Kind != KindGrant {
+		return fmt.Errorf("storage: %s record carries refresh hashes", r.Kind)
+	}
+	return nil
+}
+
+// Snapshotter is implemented by backends that can move their whole content
+// to another backend (caddy-mcpauth mcpauth migrate-store). It is optional:
+// consumers test for it with a type assertion.
+type Snapshotter interface {
+	// Export calls emit with every record, from one consistent snapshot, in
+	// RecordKinds order (audit events oldest first). emit must not call the
+	// store being exported. An error of emit stops the export and is
+	// returned as is.
+	Export(ctx context.Context, emit func(Record) error) error
+	// Import writes the records next returns until it returns io.EOF, into
+	// an empty store (ErrNotEmpty otherwise), all or nothing: on any error
+	// nothing is written and the import may simply be run again. Records
+	// are written as they are, times, ids and used/revoked states included.
+	Import(ctx context.Context, next func() (Record, error)) error
 }

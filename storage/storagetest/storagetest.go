@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend) {
 	t.Run("CallerClock", s.testCallerClock)
 	t.Run("Context", s.testContext)
 	t.Run("Concurrency", s.testConcurrency)
+	t.Run("Snapshot", s.testSnapshot)
 }
 
 type suite struct {
