@@ -197,7 +197,10 @@ func TestRefused(t *testing.T) {
 		reason string
 	}{
 		{"unsigned assertion", flow{o: plain, edit: func(t *testing.T, e *env) func(*etree.Document) {
-			return func(doc *etree.Document) { removeSignature(doc.Root()); removeSignature(doc.FindElement("//Assertion")) }
+			return func(doc *etree.Document) {
+				removeSignature(doc.Root())
+				removeSignature(doc.FindElement("//Assertion"))
+			}
 		}}, "assertion_unsigned"},
 		{"only the response signed", flow{o: plain, edit: func(t *testing.T, e *env) func(*etree.Document) {
 			return func(doc *etree.Document) {
@@ -226,7 +229,9 @@ func TestRefused(t *testing.T) {
 			})
 		}}, "audience_missing"},
 		{"wrong audience", flow{o: plain, edit: func(t *testing.T, e *env) func(*etree.Document) {
-			return e.resign(t, false, func(a *etree.Element) { a.FindElement("Conditions/AudienceRestriction/Audience").SetText("https://other-sp.example/") })
+			return e.resign(t, false, func(a *etree.Element) {
+				a.FindElement("Conditions/AudienceRestriction/Audience").SetText("https://other-sp.example/")
+			})
 		}}, "audience_mismatch"},
 		{"second audience restriction without us", flow{o: plain, edit: func(t *testing.T, e *env) func(*etree.Document) {
 			return e.resign(t, false, func(a *etree.Element) {

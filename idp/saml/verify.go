@@ -431,4 +431,3 @@ func cleanText(s string, max int) string {
 	}
 	return s
 }
-
