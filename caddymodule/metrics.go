@@ -1,0 +1,172 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
+	"github.com/mcpauth/caddy-mcpauth/resourceguard"
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+// Metrics are the Prometheus counters of the mcp_auth app, served by
+// Caddy's metrics endpoint. Every label takes its value from a closed set
+// (unknown values become "other"): never a client id, host or user.
+//
+// A nil *Metrics is valid and counts nothing.
+type Metrics struct {
+	tokensIssued *prometheus.CounterVec // grant_type
+	tokenRefused *prometheus.CounterVec // reason
+	guard        *prometheus.CounterVec // outcome
+	cimdFetches  *prometheus.CounterVec // result
+	logins       *prometheus.CounterVec // result
+}
+
+const metricsNamespace = "mcpauth"
+
+// The collectors live for the whole process, so counters keep counting
+// across config reloads (each load gets a fresh Caddy registry; the same
+// collectors are registered into it).
+var (
+	sharedMetricsOnce sync.Once
+	sharedMetrics     *Metrics
+)
+
+func newMetrics() *Metrics {
+	vec := func(name, help, label string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, []string{label})
+	}
+	return &Metrics{
+		tokensIssued: vec("tokens_issued_total", "Access tokens issued by the token endpoint, by grant type.", "grant_type"),
+		tokenRefused: vec("token_refused_total", "Token requests refused, by reason (OAuth error code, refresh_reuse, code_replay).", "reason"),
+		guard:        vec("guard_decisions_total", "Decisions of the MCP resource guard, by outcome.", "outcome"),
+		cimdFetches:  vec("cimd_fetches_total", "Client ID Metadata Document resolutions not served from the cache, by result.", "result"),
+		logins:       vec("login_attempts_total", "Hosted login attempts, by result.", "result"),
+	}
+}
+
+// registerMetrics registers the app's counters in reg (Caddy's
+// ctx.GetMetricsRegistry()) and returns them. It is idempotent: registering
+// twice in one registry, or after a reload, reuses the existing collectors.
+// A nil reg returns counters that are not exported.
+func registerMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	sharedMetricsOnce.Do(func() { sharedMetrics = newMetrics() })
+	m := *sharedMetrics
+	if reg == nil {
+		return &m, nil
+	}
+	for _, c := range []**prometheus.CounterVec{&m.tokensIssued, &m.tokenRefused, &m.guard, &m.cimdFetches, &m.logins} {
+		if err := reg.Register(*c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, err
+			}
+			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
+			if !ok {
+				return nil, err
+			}
+			*c = existing
+		}
+	}
+	return &m, nil
+}
+
+// Closed label sets.
+var (
+	grantTypeLabels = set("authorization_code", "refresh_token")
+	refusalLabels   = set("invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+		"unsupported_grant_type", "invalid_scope", "invalid_target", "temporarily_unavailable",
+		"server_error", "access_denied", "slow_down", "refresh_reuse", "code_replay")
+	cimdLabels = set(cimd.ResultOK, cimd.ResultUntrustedHost, cimd.ResultForbiddenAddress,
+		cimd.ResultRateLimited, cimd.ResultFetchError, cimd.ResultInvalidDocument)
+	loginLabels = set("success", "failure", "throttled", "disabled")
+)
+
+func set(vals ...string) map[string]bool {
+	m := make(map[string]bool, len(vals))
+	for _, v := range vals {
+		m[v] = true
+	}
+	return m
+}
+
+func closed(labels map[string]bool, v string) string {
+	if labels[v] {
+		return v
+	}
+	return "other"
+}
+
+// OnEvent counts an audit event. Pass it as authserver.Config.OnEvent and
+// idp.Config.OnEvent (and RegistrationConfig.OnEvent).
+func (m *Metrics) OnEvent(ev storage.AuditEvent) {
+	if m == nil {
+		return
+	}
+	switch ev.Type {
+	case "token.issued":
+		m.tokensIssued.WithLabelValues(closed(grantTypeLabels, ev.Detail["grant_type"])).Inc()
+	case "token.refused":
+		m.tokenRefused.WithLabelValues(closed(refusalLabels, ev.Outcome)).Inc()
+	case "refresh.reuse":
+		m.tokenRefused.WithLabelValues("refresh_reuse").Inc()
+	case "code.replay":
+		m.tokenRefused.WithLabelValues("code_replay").Inc()
+	case "login.success":
+		m.logins.WithLabelValues("success").Inc()
+	case "login.failure":
+		r := "failure"
+		switch ev.Detail["reason"] {
+		case "throttled":
+			r = "throttled"
+		case "disabled":
+			r = "disabled"
+		}
+		m.logins.WithLabelValues(r).Inc()
+	}
+}
+
+// CIMDFetch counts a metadata document resolution. Its signature is that
+// of cimd.ResolverConfig.OnFetch; the host is deliberately not a label.
+func (m *Metrics) CIMDFetch(_ string, result string) {
+	if m == nil {
+		return
+	}
+	m.cimdFetches.WithLabelValues(closed(cimdLabels, result)).Inc()
+}
+
+// GuardDecision counts one decision of the resource guard: ch is the
+// refusal, nil when the request was let through.
+func (m *Metrics) GuardDecision(ch *resourceguard.Challenge) {
+	if m == nil {
+		return
+	}
+	m.guard.WithLabelValues(guardOutcome(ch)).Inc()
+}
+
+// guardOutcome maps a guard decision to a closed label set.
+func guardOutcome(ch *resourceguard.Challenge) string {
+	switch {
+	case ch == nil:
+		return "allowed"
+	case ch.Error == resourceguard.ErrorInvalidToken:
+		return "invalid_token"
+	case ch.Error == resourceguard.ErrorInsufficientScope:
+		return "insufficient_scope"
+	case ch.Error == resourceguard.ErrorInvalidRequest:
+		return "invalid_request"
+	case ch.Status == http.StatusUnauthorized && ch.Error == "":
+		return "no_token"
+	case ch.Status == http.StatusForbidden && strings.Contains(ch.Description, "origin"):
+		return "origin_refused"
+	case ch.Status == http.StatusRequestEntityTooLarge:
+		return "body_too_large"
+	case ch.Status == http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return "other"
+}
