@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -417,16 +416,4 @@ func findForm(page string) (*form, error) {
 		}
 	}
 	return forms[0], nil
-}
-
-// scanLines reports whether any line of s satisfies match.
-func scanLines(s string, match func(string) bool) bool {
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if match(sc.Text()) {
-			return true
-		}
-	}
-	return false
 }

@@ -37,7 +37,6 @@ type stack struct {
 	MCPURL   string
 	Client   *http.Client // trusts Caddy's internal CA
 	RootPEM  string       // path of the CA root
-	extra    string
 }
 
 type stackOpts struct {
