@@ -97,31 +97,31 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{Pattern: adminPrefix, Handler: caddy.AdminHandlerFunc(a.serve)}}
 }
 
-func apiError(status int, format string, args ...any) error {
+func adminError(status int, format string, args ...any) error {
 	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf("mcp_auth: "+format, args...)}
 }
 
 // route is one parsed admin path: the collection, the (unescaped) id and
 // the action after it.
-type route struct {
+type adminRoute struct {
 	collection, id, action string
 }
 
-func parseRoute(escapedPath string) (route, error) {
+func parseAdminRoute(escapedPath string) (adminRoute, error) {
 	rest, ok := strings.CutPrefix(escapedPath, adminPrefix)
 	if !ok {
-		return route{}, apiError(http.StatusNotFound, "not found")
+		return adminRoute{}, adminError(http.StatusNotFound, "not found")
 	}
 	rest = strings.TrimSuffix(rest, "/")
 	parts := strings.Split(rest, "/")
 	if len(parts) > 3 {
-		return route{}, apiError(http.StatusNotFound, "not found")
+		return adminRoute{}, adminError(http.StatusNotFound, "not found")
 	}
-	var rt route
+	var rt adminRoute
 	for i, p := range parts {
 		u, err := url.PathUnescape(p)
 		if err != nil || (i > 0 && u == "") {
-			return route{}, apiError(http.StatusBadRequest, "malformed path")
+			return adminRoute{}, adminError(http.StatusBadRequest, "malformed path")
 		}
 		switch i {
 		case 0:
@@ -141,9 +141,9 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if a.appErr != nil && !errors.Is(a.appErr, caddy.ErrNotConfigured) {
 			msg = "mcp_auth app is unavailable"
 		}
-		return apiError(http.StatusNotFound, "%s", msg)
+		return adminError(http.StatusNotFound, "%s", msg)
 	}
-	rt, err := parseRoute(r.URL.EscapedPath())
+	rt, err := parseAdminRoute(r.URL.EscapedPath())
 	if err != nil {
 		return err
 	}
@@ -156,30 +156,30 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return a.serveUsers(ctx, w, r, rt)
 	case "audit":
 		if rt.id != "" {
-			return apiError(http.StatusNotFound, "not found")
+			return adminError(http.StatusNotFound, "not found")
 		}
-		if err := allow(r, http.MethodGet); err != nil {
+		if err := adminAllow(r, http.MethodGet); err != nil {
 			return err
 		}
 		return a.listAudit(ctx, w, r)
 	case "keys":
 		return a.serveKeys(ctx, w, r, rt)
 	}
-	return apiError(http.StatusNotFound, "not found")
+	return adminError(http.StatusNotFound, "not found")
 }
 
 // allow refuses other methods with 405 and an Allow header.
-func allow(r *http.Request, method string) error {
+func adminAllow(r *http.Request, method string) error {
 	if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
 		return nil
 	}
 	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("mcp_auth: method %s not allowed (use %s)", r.Method, method)}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) error {
+func adminWriteJSON(w http.ResponseWriter, status int, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return apiError(http.StatusInternalServerError, "encoding response: %v", err)
+		return adminError(http.StatusInternalServerError, "encoding response: %v", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -190,32 +190,32 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 
 // readJSON decodes a small JSON object, refusing unknown fields and
 // trailing data.
-func readJSON(r *http.Request, v any) error {
+func adminReadJSON(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return apiError(http.StatusUnsupportedMediaType, "send application/json")
+		return adminError(http.StatusUnsupportedMediaType, "send application/json")
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, adminMaxBody+1))
 	if err != nil {
-		return apiError(http.StatusBadRequest, "reading body: %v", err)
+		return adminError(http.StatusBadRequest, "reading body: %v", err)
 	}
 	if len(body) > adminMaxBody {
-		return apiError(http.StatusRequestEntityTooLarge, "body too large")
+		return adminError(http.StatusRequestEntityTooLarge, "body too large")
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		// The decoder's message names the field, never its value.
-		return apiError(http.StatusBadRequest, "malformed JSON body: %s", jsonErrorText(err))
+		return adminError(http.StatusBadRequest, "malformed JSON body: %s", adminJSONErrorText(err))
 	}
 	if dec.More() {
-		return apiError(http.StatusBadRequest, "malformed JSON body: trailing data")
+		return adminError(http.StatusBadRequest, "malformed JSON body: trailing data")
 	}
 	return nil
 }
 
 // jsonErrorText describes a decoding error without echoing input (a
 // password in a wrongly typed field must not come back in the error).
-func jsonErrorText(err error) string {
+func adminJSONErrorText(err error) string {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
@@ -257,14 +257,14 @@ func (a *AdminAPI) audit(ctx context.Context, r *http.Request, ev storage.AuditE
 	}
 }
 
-func storeError(what string, err error) error {
+func adminStoreError(what string, err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
-		return apiError(http.StatusNotFound, "%s not found", what)
+		return adminError(http.StatusNotFound, "%s not found", what)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return apiError(http.StatusServiceUnavailable, "%s: storage timed out", what)
+		return adminError(http.StatusServiceUnavailable, "%s: storage timed out", what)
 	}
-	return apiError(http.StatusInternalServerError, "%s: %v", what, err)
+	return adminError(http.StatusInternalServerError, "%s: %v", what, err)
 }
 
 // --- clients ---
@@ -296,7 +296,7 @@ type clientView struct {
 func viewClient(c storage.Client) clientView {
 	return clientView{
 		ID: c.ID, Kind: string(c.Kind), Name: c.Name,
-		RedirectURIs: nonNil(c.RedirectURIs), GrantTypes: c.GrantTypes,
+		RedirectURIs: adminNonNil(c.RedirectURIs), GrantTypes: c.GrantTypes,
 		Scopes: c.Scopes, DefaultScopes: c.DefaultScopes, DefaultAudience: c.DefaultAudience,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
 		Confidential:            c.SecretHash != "",
@@ -307,81 +307,81 @@ func viewClient(c storage.Client) clientView {
 	}
 }
 
-func nonNil(s []string) []string {
+func adminNonNil(s []string) []string {
 	if s == nil {
 		return []string{}
 	}
 	return s
 }
 
-func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
+func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *http.Request, rt adminRoute) error {
 	st := a.app.store
 	switch {
 	case rt.id == "":
-		if err := allow(r, http.MethodGet); err != nil {
+		if err := adminAllow(r, http.MethodGet); err != nil {
 			return err
 		}
 		cs, err := st.ListClients(ctx)
 		if err != nil {
-			return storeError("clients", err)
+			return adminStoreError("clients", err)
 		}
 		slices.SortFunc(cs, func(x, y storage.Client) int { return strings.Compare(x.ID, y.ID) })
 		out := make([]clientView, 0, len(cs))
 		for _, c := range cs {
 			out = append(out, viewClient(c))
 		}
-		return writeJSON(w, http.StatusOK, out)
+		return adminWriteJSON(w, http.StatusOK, out)
 	case rt.action == "":
-		if err := allow(r, http.MethodGet); err != nil {
+		if err := adminAllow(r, http.MethodGet); err != nil {
 			return err
 		}
 		c, err := st.GetClient(ctx, rt.id)
 		if err != nil {
-			return storeError("client", err)
+			return adminStoreError("client", err)
 		}
 		v := viewClient(c)
 		n, err := a.activeGrants(ctx, c.ID, "")
 		if err != nil {
-			return storeError("grants", err)
+			return adminStoreError("grants", err)
 		}
 		v.ActiveGrants = &n
-		return writeJSON(w, http.StatusOK, v)
+		return adminWriteJSON(w, http.StatusOK, v)
 	}
-	if err := allow(r, http.MethodPost); err != nil {
+	if err := adminAllow(r, http.MethodPost); err != nil {
 		return err
 	}
 	switch rt.action {
 	case "disable", "enable":
 		disabled := rt.action == "disable"
 		if err := st.SetClientDisabled(ctx, rt.id, disabled, a.now()); err != nil {
-			return storeError("client", err)
+			return adminStoreError("client", err)
 		}
 		a.audit(ctx, r, storage.AuditEvent{Type: "client." + rt.action + "d", ClientID: rt.id})
 		a.app.logger.Info("mcp_auth: client "+rt.action+"d by the operator", zap.String("client_id", rt.id))
 		c, err := st.GetClient(ctx, rt.id)
 		if err != nil {
-			return storeError("client", err)
+			return adminStoreError("client", err)
 		}
-		return writeJSON(w, http.StatusOK, viewClient(c))
+		return adminWriteJSON(w, http.StatusOK, viewClient(c))
 	case "revoke":
 		// Unknown ids are 404, except CIMD ids, which may have grants without
 		// a stored record.
 		if _, err := st.GetClient(ctx, rt.id); err != nil && !(errors.Is(err, storage.ErrNotFound) && strings.HasPrefix(rt.id, "https://")) {
-			return storeError("client", err)
+			return adminStoreError("client", err)
 		}
 		srv, err := a.app.Server()
 		if err != nil {
-			return apiError(http.StatusServiceUnavailable, "authorization server unavailable: %v", err)
+			return adminError(http.StatusServiceUnavailable, "authorization server unavailable: %v", err)
 		}
 		// RevokeClient writes the "client.revoked" audit event itself.
 		n, err := srv.RevokeClient(ctx, rt.id)
 		if err != nil {
-			return storeError("revoke", err)
+			return adminStoreError("revoke", err)
 		}
 		a.app.logger.Info("mcp_auth: client revoked by the operator", zap.String("client_id", rt.id), zap.Int("grants", n))
-		return writeJSON(w, http.StatusOK, map[string]any{"client_id": rt.id, "grants_revoked": n})
+		return adminWriteJSON(w, http.StatusOK, map[string]any{"client_id": rt.id, "grants_revoked": n})
 	}
-	return apiError(http.StatusNotFound, "unknown client action %q", rt.action)
+	return adminError(http.StatusNotFound, "unknown client action %q", rt.action)
 }
 
 // activeGrants counts a client's or subject's grants that are neither
@@ -428,21 +428,21 @@ func viewUser(a storage.Account) userView {
 func userInputError(err error) error {
 	for _, e := range []error{password.ErrTooShort, password.ErrTooLong, password.ErrCommon, password.ErrInvalid} {
 		if errors.Is(err, e) {
-			return apiError(http.StatusBadRequest, "%v", e)
+			return adminError(http.StatusBadRequest, "%v", e)
 		}
 	}
 	switch {
 	case errors.Is(err, storage.ErrAlreadyExists):
-		return apiError(http.StatusConflict, "an account with that email already exists")
+		return adminError(http.StatusConflict, "an account with that email already exists")
 	case errors.Is(err, storage.ErrNotFound):
-		return apiError(http.StatusNotFound, "user not found")
+		return adminError(http.StatusNotFound, "user not found")
 	case strings.Contains(err.Error(), "is not an email address"):
-		return apiError(http.StatusBadRequest, "not an email address")
+		return adminError(http.StatusBadRequest, "not an email address")
 	}
-	return apiError(http.StatusInternalServerError, "%v", err)
+	return adminError(http.StatusInternalServerError, "%v", err)
 }
 
-func (a *AdminAPI) serveUsers(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
+func (a *AdminAPI) serveUsers(ctx context.Context, w http.ResponseWriter, r *http.Request, rt adminRoute) error {
 	st := a.app.store
 	login := a.app.login
 	if rt.id == "" {
@@ -450,59 +450,59 @@ func (a *AdminAPI) serveUsers(ctx context.Context, w http.ResponseWriter, r *htt
 		case http.MethodGet, http.MethodHead:
 			accts, err := st.ListAccounts(ctx)
 			if err != nil {
-				return storeError("users", err)
+				return adminStoreError("users", err)
 			}
 			slices.SortFunc(accts, func(x, y storage.Account) int { return strings.Compare(x.Email, y.Email) })
 			out := make([]userView, 0, len(accts))
 			for _, acct := range accts {
 				out = append(out, viewUser(acct))
 			}
-			return writeJSON(w, http.StatusOK, out)
+			return adminWriteJSON(w, http.StatusOK, out)
 		case http.MethodPost:
 			var in struct {
 				Email    string `json:"email"`
 				Name     string `json:"name"`
 				Password string `json:"password"`
 			}
-			if err := readJSON(r, &in); err != nil {
+			if err := adminReadJSON(r, &in); err != nil {
 				return err
 			}
 			if in.Email == "" || in.Password == "" {
-				return apiError(http.StatusBadRequest, "email and password are required")
+				return adminError(http.StatusBadRequest, "email and password are required")
 			}
 			acct, err := login.CreateAccount(ctx, in.Email, in.Name, in.Password)
 			if err != nil {
 				return userInputError(err)
 			}
 			a.app.logger.Info("mcp_auth: account created by the operator", zap.String("account", acct.ID))
-			return writeJSON(w, http.StatusCreated, viewUser(acct))
+			return adminWriteJSON(w, http.StatusCreated, viewUser(acct))
 		}
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("mcp_auth: method %s not allowed (use GET or POST)", r.Method)}
 	}
 	if rt.action == "" {
-		if err := allow(r, http.MethodGet); err != nil {
+		if err := adminAllow(r, http.MethodGet); err != nil {
 			return err
 		}
 		acct, err := st.GetAccount(ctx, rt.id)
 		if err != nil {
-			return storeError("user", err)
+			return adminStoreError("user", err)
 		}
-		return writeJSON(w, http.StatusOK, viewUser(acct))
+		return adminWriteJSON(w, http.StatusOK, viewUser(acct))
 	}
-	if err := allow(r, http.MethodPost); err != nil {
+	if err := adminAllow(r, http.MethodPost); err != nil {
 		return err
 	}
 	switch rt.action {
 	case "disable", "enable", "password", "revoke-sessions":
 	default:
-		return apiError(http.StatusNotFound, "unknown user action %q", rt.action)
+		return adminError(http.StatusNotFound, "unknown user action %q", rt.action)
 	}
 	if _, err := st.GetAccount(ctx, rt.id); err != nil {
-		return storeError("user", err)
+		return adminStoreError("user", err)
 	}
 	srv, err := a.app.Server()
 	if err != nil {
-		return apiError(http.StatusServiceUnavailable, "authorization server unavailable: %v", err)
+		return adminError(http.StatusServiceUnavailable, "authorization server unavailable: %v", err)
 	}
 	resp := map[string]any{"id": rt.id}
 	// Each idp call writes its own audit event ("account.disabled",
@@ -517,7 +517,7 @@ func (a *AdminAPI) serveUsers(ctx context.Context, w http.ResponseWriter, r *htt
 		if disabled {
 			n, err := srv.RevokeSubject(ctx, rt.id, "account_disabled")
 			if err != nil {
-				return storeError("revoke", err)
+				return adminStoreError("revoke", err)
 			}
 			resp["grants_revoked"] = n
 		}
@@ -526,33 +526,33 @@ func (a *AdminAPI) serveUsers(ctx context.Context, w http.ResponseWriter, r *htt
 		var in struct {
 			Password string `json:"password"`
 		}
-		if err := readJSON(r, &in); err != nil {
+		if err := adminReadJSON(r, &in); err != nil {
 			return err
 		}
 		if in.Password == "" {
-			return apiError(http.StatusBadRequest, "password is required")
+			return adminError(http.StatusBadRequest, "password is required")
 		}
 		if err := login.SetPassword(ctx, rt.id, in.Password); err != nil {
 			return userInputError(err)
 		}
 		n, err := srv.RevokeSubject(ctx, rt.id, "password_changed")
 		if err != nil {
-			return storeError("revoke", err)
+			return adminStoreError("revoke", err)
 		}
 		resp["grants_revoked"] = n
 	case "revoke-sessions":
 		ns, err := login.RevokeSessions(ctx, rt.id)
 		if err != nil {
-			return storeError("sessions", err)
+			return adminStoreError("sessions", err)
 		}
 		n, err := srv.RevokeSubject(ctx, rt.id, "sessions_revoked")
 		if err != nil {
-			return storeError("revoke", err)
+			return adminStoreError("revoke", err)
 		}
 		resp["sessions_revoked"], resp["grants_revoked"] = ns, n
 	}
 	a.app.logger.Info("mcp_auth: operator action on an account", zap.String("account", rt.id), zap.String("action", rt.action))
-	return writeJSON(w, http.StatusOK, resp)
+	return adminWriteJSON(w, http.StatusOK, resp)
 }
 
 // --- audit ---
@@ -563,34 +563,34 @@ func (a *AdminAPI) listAudit(ctx context.Context, w http.ResponseWriter, r *http
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > adminAuditMax {
-			return apiError(http.StatusBadRequest, "limit must be an integer from 1 to %d", adminAuditMax)
+			return adminError(http.StatusBadRequest, "limit must be an integer from 1 to %d", adminAuditMax)
 		}
 		aq.Limit = n
 	}
 	if v := q.Get("since"); v != "" {
-		t, err := parseSince(v, a.now())
+		t, err := parseAuditSince(v, a.now())
 		if err != nil {
-			return apiError(http.StatusBadRequest, "since: use an RFC 3339 time or a duration such as 1h")
+			return adminError(http.StatusBadRequest, "since: use an RFC 3339 time or a duration such as 1h")
 		}
 		aq.Since = t
 	}
 	for _, s := range []string{aq.Type, aq.ClientID, aq.Subject} {
 		if len(s) > 2048 {
-			return apiError(http.StatusBadRequest, "filter too long")
+			return adminError(http.StatusBadRequest, "filter too long")
 		}
 	}
 	evs, err := a.app.store.ListAudit(ctx, aq)
 	if err != nil {
-		return storeError("audit", err)
+		return adminStoreError("audit", err)
 	}
 	if evs == nil {
 		evs = []storage.AuditEvent{}
 	}
-	return writeJSON(w, http.StatusOK, evs)
+	return adminWriteJSON(w, http.StatusOK, evs)
 }
 
 // parseSince accepts an RFC 3339 time or a duration back from now ("24h").
-func parseSince(v string, now time.Time) (time.Time, error) {
+func parseAuditSince(v string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
 	}
@@ -634,31 +634,31 @@ func (a *AdminAPI) listKeys(ctx context.Context) ([]keyView, error) {
 	return out, nil
 }
 
-func (a *AdminAPI) serveKeys(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
+func (a *AdminAPI) serveKeys(ctx context.Context, w http.ResponseWriter, r *http.Request, rt adminRoute) error {
 	switch {
 	case rt.id == "":
-		if err := allow(r, http.MethodGet); err != nil {
+		if err := adminAllow(r, http.MethodGet); err != nil {
 			return err
 		}
 		ks, err := a.listKeys(ctx)
 		if err != nil {
-			return storeError("keys", err)
+			return adminStoreError("keys", err)
 		}
-		return writeJSON(w, http.StatusOK, ks)
+		return adminWriteJSON(w, http.StatusOK, ks)
 	case rt.id == "rotate" && rt.action == "":
-		if err := allow(r, http.MethodPost); err != nil {
+		if err := adminAllow(r, http.MethodPost); err != nil {
 			return err
 		}
 		before, err := a.listKeys(ctx)
 		if err != nil {
-			return storeError("keys", err)
+			return adminStoreError("keys", err)
 		}
 		if err := a.app.keys.Rotate(ctx); err != nil {
-			return apiError(http.StatusInternalServerError, "rotating the signing key: %v", err)
+			return adminError(http.StatusInternalServerError, "rotating the signing key: %v", err)
 		}
 		after, err := a.listKeys(ctx)
 		if err != nil {
-			return storeError("keys", err)
+			return adminStoreError("keys", err)
 		}
 		detail := map[string]string{}
 		for _, k := range before {
@@ -673,9 +673,9 @@ func (a *AdminAPI) serveKeys(ctx context.Context, w http.ResponseWriter, r *http
 		}
 		a.audit(ctx, r, storage.AuditEvent{Type: "keys.rotated", Detail: detail})
 		a.app.logger.Info("mcp_auth: signing key rotated by the operator", zap.String("kid", detail["kid"]))
-		return writeJSON(w, http.StatusOK, after)
+		return adminWriteJSON(w, http.StatusOK, after)
 	}
-	return apiError(http.StatusNotFound, "not found")
+	return adminError(http.StatusNotFound, "not found")
 }
 
 // Interface guards

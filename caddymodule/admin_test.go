@@ -92,7 +92,7 @@ func newAdmin(app *App) *AdminAPI {
 	return &AdminAPI{app: app, log: caddy.Log(), now: time.Now}
 }
 
-func do(t *testing.T, srv *httptest.Server, method, path, body string) (int, string) {
+func adminDo(t *testing.T, srv *httptest.Server, method, path, body string) (int, string) {
 	t.Helper()
 	var r io.Reader
 	if body != "" {
@@ -135,14 +135,14 @@ func addGrant(t *testing.T, app *App, id, clientID, subject string) {
 	t.Helper()
 	now := time.Now()
 	g := storage.Grant{ID: id, ClientID: clientID, Subject: subject, Scopes: []string{"todo:read"}, Resource: testResource,
-		AuthTime: now, RefreshHash: sha(id), CreatedAt: now,
+		AuthTime: now, RefreshHash: testSHA(id), CreatedAt: now,
 		RefreshExpiresAt: now.Add(time.Hour), ExpiresAt: now.Add(24 * time.Hour)}
 	if err := app.store.CreateGrant(context.Background(), g); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func sha(s string) []byte {
+func testSHA(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
 }
@@ -202,7 +202,7 @@ func TestAdminAPIRoutes(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			before := len(auditTypes(t, app.store, ""))
 			accounts, _ := app.store.ListAccounts(context.Background())
-			st, body := do(t, srv, c.method, c.path, c.body)
+			st, body := adminDo(t, srv, c.method, c.path, c.body)
 			if st != c.status || !strings.Contains(body, c.contains) {
 				t.Fatalf("%s %s = %d %s; want %d containing %q", c.method, c.path, st, body, c.status, c.contains)
 			}
@@ -236,7 +236,7 @@ func TestAdminAPIRoutes(t *testing.T) {
 
 func TestAdminAPINotConfigured(t *testing.T) {
 	srv := adminServer(t, &AdminAPI{appErr: caddy.ErrNotConfigured, log: caddy.Log(), now: time.Now})
-	st, body := do(t, srv, "GET", "/mcp_auth/clients", "")
+	st, body := adminDo(t, srv, "GET", "/mcp_auth/clients", "")
 	if st != 404 || !strings.Contains(body, "not configured") {
 		t.Fatalf("%d %s", st, body)
 	}
@@ -258,7 +258,7 @@ func TestAdminAPIClientLifecycle(t *testing.T) {
 	if ok, _ := as.Active(ctx, "g1", "cli-app"); !ok {
 		t.Fatal("grant not active before disable")
 	}
-	st, body := do(t, srv, "POST", "/mcp_auth/clients/cli-app/disable", "")
+	st, body := adminDo(t, srv, "POST", "/mcp_auth/clients/cli-app/disable", "")
 	if st != 200 || !strings.Contains(body, `"disabled": true`) {
 		t.Fatalf("disable: %d %s", st, body)
 	}
@@ -268,18 +268,18 @@ func TestAdminAPIClientLifecycle(t *testing.T) {
 	if evs := auditTypes(t, app.store, "client.disabled"); len(evs) != 1 || evs[0].ClientID != "cli-app" || evs[0].Detail["by"] != "admin_api" {
 		t.Fatalf("audit: %+v", evs)
 	}
-	st, body = do(t, srv, "POST", "/mcp_auth/clients/cli-app/enable", "")
+	st, body = adminDo(t, srv, "POST", "/mcp_auth/clients/cli-app/enable", "")
 	if st != 200 || !strings.Contains(body, `"disabled": false`) {
 		t.Fatalf("enable: %d %s", st, body)
 	}
 	if ok, _ := as.Active(ctx, "g1", "cli-app"); !ok {
 		t.Fatal("grant not active after enable")
 	}
-	if st, body = do(t, srv, "GET", "/mcp_auth/clients/cli-app", ""); !strings.Contains(body, `"active_grants": 2`) {
+	if st, body = adminDo(t, srv, "GET", "/mcp_auth/clients/cli-app", ""); !strings.Contains(body, `"active_grants": 2`) {
 		t.Fatalf("show: %d %s", st, body)
 	}
 
-	st, body = do(t, srv, "POST", "/mcp_auth/clients/cli-app/revoke", "")
+	st, body = adminDo(t, srv, "POST", "/mcp_auth/clients/cli-app/revoke", "")
 	if st != 200 || !strings.Contains(body, `"grants_revoked": 2`) {
 		t.Fatalf("revoke: %d %s", st, body)
 	}
@@ -307,7 +307,7 @@ func TestAdminAPIUsers(t *testing.T) {
 	ctx := context.Background()
 	as, _ := app.Server()
 
-	st, body := do(t, srv, "POST", "/mcp_auth/users", `{"email":"Bob@Example.com","name":"Bob","password":"a-long-enough-passphrase"}`)
+	st, body := adminDo(t, srv, "POST", "/mcp_auth/users", `{"email":"Bob@Example.com","name":"Bob","password":"a-long-enough-passphrase"}`)
 	if st != 201 || !strings.Contains(body, `"email": "bob@example.com"`) || !strings.Contains(body, `"has_password": true`) {
 		t.Fatalf("create: %d %s", st, body)
 	}
@@ -326,14 +326,14 @@ func TestAdminAPIUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := app.store.GetAccount(ctx, created.ID)
-	st, body = do(t, srv, "POST", "/mcp_auth/users/"+created.ID+"/password", `{"password":"short"}`)
+	st, body = adminDo(t, srv, "POST", "/mcp_auth/users/"+created.ID+"/password", `{"password":"short"}`)
 	if st != 400 {
 		t.Fatalf("weak password: %d %s", st, body)
 	}
 	if ok, _ := as.Active(ctx, "gb", "cli-app"); !ok {
 		t.Fatal("a refused password change revoked grants")
 	}
-	st, body = do(t, srv, "POST", "/mcp_auth/users/"+created.ID+"/password", `{"password":"another-long-passphrase"}`)
+	st, body = adminDo(t, srv, "POST", "/mcp_auth/users/"+created.ID+"/password", `{"password":"another-long-passphrase"}`)
 	if st != 200 || !strings.Contains(body, `"grants_revoked": 1`) {
 		t.Fatalf("set password: %d %s", st, body)
 	}
@@ -353,14 +353,14 @@ func TestAdminAPIUsers(t *testing.T) {
 
 	// Disable, enable.
 	addGrant(t, app, "gb2", "cli-app", created.ID)
-	st, body = do(t, srv, "POST", "/mcp_auth/users/"+created.ID+"/disable", "")
+	st, body = adminDo(t, srv, "POST", "/mcp_auth/users/"+created.ID+"/disable", "")
 	if st != 200 || !strings.Contains(body, `"grants_revoked": 1`) {
 		t.Fatalf("disable: %d %s", st, body)
 	}
 	if a, _ := app.store.GetAccount(ctx, created.ID); !a.Disabled {
 		t.Fatal("not disabled")
 	}
-	if st, body = do(t, srv, "POST", "/mcp_auth/users/"+created.ID+"/enable", ""); st != 200 {
+	if st, body = adminDo(t, srv, "POST", "/mcp_auth/users/"+created.ID+"/enable", ""); st != 200 {
 		t.Fatalf("enable: %d %s", st, body)
 	}
 	if a, _ := app.store.GetAccount(ctx, created.ID); a.Disabled {
@@ -369,12 +369,12 @@ func TestAdminAPIUsers(t *testing.T) {
 
 	// Revoke sessions (and grants).
 	addGrant(t, app, "gb3", "cli-app", created.ID)
-	st, body = do(t, srv, "POST", "/mcp_auth/users/"+created.ID+"/revoke-sessions", "")
+	st, body = adminDo(t, srv, "POST", "/mcp_auth/users/"+created.ID+"/revoke-sessions", "")
 	if st != 200 || !strings.Contains(body, `"grants_revoked": 1`) || !strings.Contains(body, `"sessions_revoked": 0`) {
 		t.Fatalf("revoke-sessions: %d %s", st, body)
 	}
 
-	st, body = do(t, srv, "GET", "/mcp_auth/users", "")
+	st, body = adminDo(t, srv, "GET", "/mcp_auth/users", "")
 	if st != 200 || !strings.Contains(body, "bob@example.com") || secretsIn(body) != "" {
 		t.Fatalf("list: %d %s", st, body)
 	}
@@ -405,7 +405,7 @@ func TestAdminAPIAuditAndKeys(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			st, body := do(t, srv, "GET", "/mcp_auth/audit"+c.query, "")
+			st, body := adminDo(t, srv, "GET", "/mcp_auth/audit"+c.query, "")
 			if st != 200 {
 				t.Fatalf("%d %s", st, body)
 			}
@@ -424,12 +424,12 @@ func TestAdminAPIAuditAndKeys(t *testing.T) {
 	}
 
 	t.Run("rotate", func(t *testing.T) {
-		st, body := do(t, srv, "GET", "/mcp_auth/keys", "")
+		st, body := adminDo(t, srv, "GET", "/mcp_auth/keys", "")
 		var before []keyView
 		if err := json.Unmarshal([]byte(body), &before); err != nil || st != 200 || len(before) != 1 || !before[0].Active {
 			t.Fatalf("keys before: %d %s", st, body)
 		}
-		st, body = do(t, srv, "POST", "/mcp_auth/keys/rotate", "")
+		st, body = adminDo(t, srv, "POST", "/mcp_auth/keys/rotate", "")
 		if st != 200 || secretsIn(body) != "" {
 			t.Fatalf("rotate: %d %s", st, body)
 		}
@@ -454,36 +454,36 @@ func TestAdminAPIAuditAndKeys(t *testing.T) {
 	})
 }
 
-func TestParseRoute(t *testing.T) {
+func TestParseAdminRoute(t *testing.T) {
 	cases := []struct {
 		in   string
-		want route
+		want adminRoute
 		err  bool
 	}{
-		{"/mcp_auth/clients", route{collection: "clients"}, false},
-		{"/mcp_auth/clients/", route{collection: "clients"}, false},
-		{"/mcp_auth/clients/a%2Fb/revoke", route{collection: "clients", id: "a/b", action: "revoke"}, false},
-		{"/mcp_auth/clients//revoke", route{}, true},
-		{"/mcp_auth/clients/%zz", route{}, true},
-		{"/mcp_auth/a/b/c/d", route{}, true},
-		{"/other", route{}, true},
+		{"/mcp_auth/clients", adminRoute{collection: "clients"}, false},
+		{"/mcp_auth/clients/", adminRoute{collection: "clients"}, false},
+		{"/mcp_auth/clients/a%2Fb/revoke", adminRoute{collection: "clients", id: "a/b", action: "revoke"}, false},
+		{"/mcp_auth/clients//revoke", adminRoute{}, true},
+		{"/mcp_auth/clients/%zz", adminRoute{}, true},
+		{"/mcp_auth/a/b/c/d", adminRoute{}, true},
+		{"/other", adminRoute{}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
-			got, err := parseRoute(c.in)
+			got, err := parseAdminRoute(c.in)
 			if (err != nil) != c.err || got != c.want {
-				t.Fatalf("parseRoute(%q) = %+v, %v", c.in, got, err)
+				t.Fatalf("parseAdminRoute(%q) = %+v, %v", c.in, got, err)
 			}
 		})
 	}
 }
 
-func FuzzParseRoute(f *testing.F) {
+func FuzzParseAdminRoute(f *testing.F) {
 	for _, s := range []string{"/mcp_auth/clients/x/revoke", "/mcp_auth/", "/mcp_auth/users/%41/password", "/mcp_auth////"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		rt, err := parseRoute(p)
+		rt, err := parseAdminRoute(p)
 		if err != nil {
 			return
 		}

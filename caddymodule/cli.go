@@ -256,9 +256,9 @@ func (o *cliOpts) userID(ctx context.Context, arg string) (string, error) {
 	return "", fmt.Errorf("mcpauth: no user with email %s", arg)
 }
 
-type printer func(w io.Writer, body []byte) error
+type cliPrinter func(w io.Writer, body []byte) error
 
-func (o *cliOpts) get(ctx context.Context, path string, p printer) error {
+func (o *cliOpts) get(ctx context.Context, path string, p cliPrinter) error {
 	body, err := o.call(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
@@ -266,7 +266,7 @@ func (o *cliOpts) get(ctx context.Context, path string, p printer) error {
 	return o.print(body, p)
 }
 
-func (o *cliOpts) post(ctx context.Context, path string, in any, p printer) error {
+func (o *cliOpts) post(ctx context.Context, path string, in any, p cliPrinter) error {
 	var r io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -282,7 +282,7 @@ func (o *cliOpts) post(ctx context.Context, path string, in any, p printer) erro
 	return o.print(body, p)
 }
 
-func (o *cliOpts) print(body []byte, p printer) error {
+func (o *cliOpts) print(body []byte, p cliPrinter) error {
 	if o.json {
 		_, err := o.env.stdout.Write(body)
 		return err
@@ -362,23 +362,23 @@ func (o *cliOpts) call(ctx context.Context, method, path string, body io.Reader)
 
 // --- tables ---
 
-func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }
+func cliTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }
 
-func fmtTime(t time.Time) string {
+func cliTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
-func dash(s string) string {
+func cliDash(s string) string {
 	if s == "" {
 		return "-"
 	}
 	return s
 }
 
-func yesNo(b bool) string {
+func cliYesNo(b bool) string {
 	if b {
 		return "yes"
 	}
@@ -390,10 +390,10 @@ func printClients(w io.Writer, body []byte) error {
 	if err := json.Unmarshal(body, &cs); err != nil {
 		return fmt.Errorf("mcpauth: decoding clients: %w", err)
 	}
-	tw := table(w)
+	tw := cliTable(w)
 	fmt.Fprintln(tw, "ID\tKIND\tNAME\tDISABLED\tCREATED\tLAST USED")
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Kind, dash(c.Name), yesNo(c.Disabled), fmtTime(c.CreatedAt), fmtTime(c.LastUsedAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Kind, cliDash(c.Name), cliYesNo(c.Disabled), cliTime(c.CreatedAt), cliTime(c.LastUsedAt))
 	}
 	return tw.Flush()
 }
@@ -403,21 +403,21 @@ func printClient(w io.Writer, body []byte) error {
 	if err := json.Unmarshal(body, &c); err != nil {
 		return fmt.Errorf("mcpauth: decoding client: %w", err)
 	}
-	tw := table(w)
+	tw := cliTable(w)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	row("ID", c.ID)
 	row("Kind", c.Kind)
-	row("Name", dash(c.Name))
-	row("Disabled", yesNo(c.Disabled))
-	row("Redirect URIs", dash(strings.Join(c.RedirectURIs, " ")))
-	row("Scopes", dash(strings.Join(c.Scopes, " ")))
-	row("Auth method", dash(c.TokenEndpointAuthMethod))
-	row("Skip consent", yesNo(c.SkipConsent))
+	row("Name", cliDash(c.Name))
+	row("Disabled", cliYesNo(c.Disabled))
+	row("Redirect URIs", cliDash(strings.Join(c.RedirectURIs, " ")))
+	row("Scopes", cliDash(strings.Join(c.Scopes, " ")))
+	row("Auth method", cliDash(c.TokenEndpointAuthMethod))
+	row("Skip consent", cliYesNo(c.SkipConsent))
 	if c.RegisteredFrom != "" {
 		row("Registered from", c.RegisteredFrom)
 	}
-	row("Created", fmtTime(c.CreatedAt))
-	row("Last used", fmtTime(c.LastUsedAt))
+	row("Created", cliTime(c.CreatedAt))
+	row("Last used", cliTime(c.LastUsedAt))
 	if c.ActiveGrants != nil {
 		row("Active grants", strconv.Itoa(*c.ActiveGrants))
 	}
@@ -429,10 +429,10 @@ func printUsers(w io.Writer, body []byte) error {
 	if err := json.Unmarshal(body, &us); err != nil {
 		return fmt.Errorf("mcpauth: decoding users: %w", err)
 	}
-	tw := table(w)
+	tw := cliTable(w)
 	fmt.Fprintln(tw, "ID\tEMAIL\tNAME\tDISABLED\tPASSWORD\tCREATED")
 	for _, u := range us {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Email, dash(u.Name), yesNo(u.Disabled), yesNo(u.HasPassword), fmtTime(u.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Email, cliDash(u.Name), cliYesNo(u.Disabled), cliYesNo(u.HasPassword), cliTime(u.CreatedAt))
 	}
 	return tw.Flush()
 }
@@ -442,9 +442,9 @@ func printUser(w io.Writer, body []byte) error {
 	if err := json.Unmarshal(body, &u); err != nil {
 		return fmt.Errorf("mcpauth: decoding user: %w", err)
 	}
-	tw := table(w)
+	tw := cliTable(w)
 	fmt.Fprintln(tw, "ID\tEMAIL\tNAME")
-	fmt.Fprintf(tw, "%s\t%s\t%s\n", u.ID, u.Email, dash(u.Name))
+	fmt.Fprintf(tw, "%s\t%s\t%s\n", u.ID, u.Email, cliDash(u.Name))
 	return tw.Flush()
 }
 
@@ -459,7 +459,7 @@ func printResult(w io.Writer, body []byte) error {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	tw := table(w)
+	tw := cliTable(w)
 	for _, k := range keys {
 		fmt.Fprintf(tw, "%s\t%v\n", k, m[k])
 	}
@@ -479,7 +479,7 @@ func printAudit(w io.Writer, body []byte) error {
 	if err := json.Unmarshal(body, &evs); err != nil {
 		return fmt.Errorf("mcpauth: decoding audit events: %w", err)
 	}
-	tw := table(w)
+	tw := cliTable(w)
 	fmt.Fprintln(tw, "TIME\tTYPE\tOUTCOME\tSUBJECT\tCLIENT\tIP\tDETAIL")
 	// Oldest first, like tail.
 	for i := len(evs) - 1; i >= 0; i-- {
@@ -493,7 +493,7 @@ func printAudit(w io.Writer, body []byte) error {
 		for _, k := range keys {
 			d = append(d, k+"="+e.Detail[k])
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fmtTime(e.Time), e.Type, dash(e.Outcome), dash(e.Subject), dash(e.ClientID), dash(e.IP), dash(strings.Join(d, " ")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cliTime(e.Time), e.Type, cliDash(e.Outcome), cliDash(e.Subject), cliDash(e.ClientID), cliDash(e.IP), cliDash(strings.Join(d, " ")))
 	}
 	return tw.Flush()
 }
@@ -503,10 +503,10 @@ func printKeys(w io.Writer, body []byte) error {
 	if err := json.Unmarshal(body, &ks); err != nil {
 		return fmt.Errorf("mcpauth: decoding keys: %w", err)
 	}
-	tw := table(w)
+	tw := cliTable(w)
 	fmt.Fprintln(tw, "KID\tALG\tACTIVE\tCREATED\tRETIRED\tPUBLISHED UNTIL")
 	for _, k := range ks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, yesNo(k.Active), fmtTime(k.CreatedAt), fmtTime(k.RetiredAt), fmtTime(k.PublishUntil))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, cliYesNo(k.Active), cliTime(k.CreatedAt), cliTime(k.RetiredAt), cliTime(k.PublishUntil))
 	}
 	return tw.Flush()
 }

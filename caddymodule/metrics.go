@@ -77,16 +77,16 @@ func registerMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 // Closed label sets.
 var (
-	grantTypeLabels = set("authorization_code", "refresh_token")
-	refusalLabels   = set("invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+	grantTypeLabels = labelSet("authorization_code", "refresh_token")
+	refusalLabels   = labelSet("invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
 		"unsupported_grant_type", "invalid_scope", "invalid_target", "temporarily_unavailable",
 		"server_error", "access_denied", "slow_down", "refresh_reuse", "code_replay")
-	cimdLabels = set(cimd.ResultOK, cimd.ResultUntrustedHost, cimd.ResultForbiddenAddress,
+	cimdLabels = labelSet(cimd.ResultOK, cimd.ResultUntrustedHost, cimd.ResultForbiddenAddress,
 		cimd.ResultRateLimited, cimd.ResultFetchError, cimd.ResultInvalidDocument)
-	loginLabels = set("success", "failure", "throttled", "disabled")
+	loginLabels = labelSet("success", "failure", "throttled", "disabled")
 )
 
-func set(vals ...string) map[string]bool {
+func labelSet(vals ...string) map[string]bool {
 	m := make(map[string]bool, len(vals))
 	for _, v := range vals {
 		m[v] = true
@@ -94,7 +94,7 @@ func set(vals ...string) map[string]bool {
 	return m
 }
 
-func closed(labels map[string]bool, v string) string {
+func closedLabel(labels map[string]bool, v string) string {
 	if labels[v] {
 		return v
 	}
@@ -109,9 +109,9 @@ func (m *Metrics) OnEvent(ev storage.AuditEvent) {
 	}
 	switch ev.Type {
 	case "token.issued":
-		m.tokensIssued.WithLabelValues(closed(grantTypeLabels, ev.Detail["grant_type"])).Inc()
+		m.tokensIssued.WithLabelValues(closedLabel(grantTypeLabels, ev.Detail["grant_type"])).Inc()
 	case "token.refused":
-		m.tokenRefused.WithLabelValues(closed(refusalLabels, ev.Outcome)).Inc()
+		m.tokenRefused.WithLabelValues(closedLabel(refusalLabels, ev.Outcome)).Inc()
 	case "refresh.reuse":
 		m.tokenRefused.WithLabelValues("refresh_reuse").Inc()
 	case "code.replay":
@@ -136,7 +136,7 @@ func (m *Metrics) CIMDFetch(_ string, result string) {
 	if m == nil {
 		return
 	}
-	m.cimdFetches.WithLabelValues(closed(cimdLabels, result)).Inc()
+	m.cimdFetches.WithLabelValues(closedLabel(cimdLabels, result)).Inc()
 }
 
 // GuardDecision counts one decision of the resource guard: ch is the

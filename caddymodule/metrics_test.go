@@ -1,0 +1,137 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/mcpauth/caddy-mcpauth/resourceguard"
+	"github.com/mcpauth/caddy-mcpauth/storage"
+)
+
+func TestRegisterMetricsIdempotent(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m1, err := registerMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := registerMetrics(reg) // same registry again (a second app)
+	if err != nil {
+		t.Fatalf("second registration: %v", err)
+	}
+	if m1.tokensIssued != m2.tokensIssued {
+		t.Fatal("second registration did not reuse the collector")
+	}
+	// A reload: a new registry, the same counters (they keep counting).
+	before := counterValue(m1.logins.WithLabelValues("success"))
+	m1.OnEvent(storage.AuditEvent{Type: "login.success"})
+	m3, err := registerMetrics(prometheus.NewPedanticRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := counterValue(m3.logins.WithLabelValues("success")); got != before+1 {
+		t.Fatalf("counter after reload = %v, want %v", got, before+1)
+	}
+	// A foreign collector of the same name and a different type is an error.
+	other := prometheus.NewRegistry()
+	other.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "mcpauth", Name: "login_attempts_total", Help: "x"}))
+	if _, err := registerMetrics(other); err == nil {
+		t.Fatal("a conflicting collector was accepted")
+	}
+	if m, err := registerMetrics(nil); err != nil || m == nil {
+		t.Fatalf("nil registry: %v", err)
+	}
+	var nilM *Metrics
+	nilM.OnEvent(storage.AuditEvent{Type: "token.issued"})
+	nilM.CIMDFetch("h", "ok")
+	nilM.GuardDecision(nil)
+}
+
+func TestMetricsLabels(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m, err := registerMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		vec   *prometheus.CounterVec
+		label string
+	}
+	cases := []struct {
+		name string
+		feed func()
+		want want
+	}{
+		{"code issued", func() {
+			m.OnEvent(storage.AuditEvent{Type: "token.issued", Detail: map[string]string{"grant_type": "authorization_code"}})
+		}, want{m.tokensIssued, "authorization_code"}},
+		{"refresh issued", func() {
+			m.OnEvent(storage.AuditEvent{Type: "token.issued", Detail: map[string]string{"grant_type": "refresh_token"}})
+		}, want{m.tokensIssued, "refresh_token"}},
+		{"unknown grant type is other", func() {
+			m.OnEvent(storage.AuditEvent{Type: "token.issued", Detail: map[string]string{"grant_type": "urn:x:" + strings.Repeat("a", 100)}})
+		}, want{m.tokensIssued, "other"}},
+		{"refused invalid_grant", func() { m.OnEvent(storage.AuditEvent{Type: "token.refused", Outcome: "invalid_grant"}) }, want{m.tokenRefused, "invalid_grant"}},
+		{"refused free text is other", func() { m.OnEvent(storage.AuditEvent{Type: "token.refused", Outcome: "client cli-app said no"}) }, want{m.tokenRefused, "other"}},
+		{"refresh reuse", func() { m.OnEvent(storage.AuditEvent{Type: "refresh.reuse", ClientID: "x"}) }, want{m.tokenRefused, "refresh_reuse"}},
+		{"code replay", func() { m.OnEvent(storage.AuditEvent{Type: "code.replay"}) }, want{m.tokenRefused, "code_replay"}},
+		{"login success", func() { m.OnEvent(storage.AuditEvent{Type: "login.success"}) }, want{m.logins, "success"}},
+		{"login throttled", func() {
+			m.OnEvent(storage.AuditEvent{Type: "login.failure", Detail: map[string]string{"reason": "throttled"}})
+		}, want{m.logins, "throttled"}},
+		{"login bad password", func() {
+			m.OnEvent(storage.AuditEvent{Type: "login.failure", Detail: map[string]string{"reason": "bad_password"}})
+		}, want{m.logins, "failure"}},
+		{"cimd ok", func() { m.CIMDFetch("claude.ai", "ok") }, want{m.cimdFetches, "ok"}},
+		{"cimd unknown result", func() { m.CIMDFetch("evil.example", "weird") }, want{m.cimdFetches, "other"}},
+		{"guard allowed", func() { m.GuardDecision(nil) }, want{m.guard, "allowed"}},
+		{"guard no token", func() { m.GuardDecision(&resourceguard.Challenge{Status: 401}) }, want{m.guard, "no_token"}},
+		{"guard invalid token", func() {
+			m.GuardDecision(&resourceguard.Challenge{Status: 401, Error: resourceguard.ErrorInvalidToken})
+		}, want{m.guard, "invalid_token"}},
+		{"guard scope", func() {
+			m.GuardDecision(&resourceguard.Challenge{Status: 403, Error: resourceguard.ErrorInsufficientScope})
+		}, want{m.guard, "insufficient_scope"}},
+		{"guard origin", func() {
+			m.GuardDecision(&resourceguard.Challenge{Status: http.StatusForbidden, Description: "origin not allowed"})
+		}, want{m.guard, "origin_refused"}},
+		{"guard unavailable", func() { m.GuardDecision(&resourceguard.Challenge{Status: 503}) }, want{m.guard, "unavailable"}},
+		{"guard teapot", func() { m.GuardDecision(&resourceguard.Challenge{Status: 418}) }, want{m.guard, "other"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := counterValue(c.want.vec.WithLabelValues(c.want.label))
+			c.feed()
+			if got := counterValue(c.want.vec.WithLabelValues(c.want.label)); got != before+1 {
+				t.Fatalf("%s = %v, want %v", c.want.label, got, before+1)
+			}
+		})
+	}
+	// Events that are not counted leave every series alone, and no label
+	// value ever comes from a client id or host.
+	m.OnEvent(storage.AuditEvent{Type: "consent.granted", ClientID: "https://evil.example/x"})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, metric := range mf.GetMetric() {
+			for _, lp := range metric.GetLabel() {
+				if strings.Contains(lp.GetValue(), "example") || strings.Contains(lp.GetValue(), "cli-app") || len(lp.GetValue()) > 30 {
+					t.Errorf("%s has label %s=%q", mf.GetName(), lp.GetName(), lp.GetValue())
+				}
+			}
+		}
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
