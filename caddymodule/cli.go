@@ -322,7 +322,7 @@ func (o *cliOpts) call(ctx context.Context, method, path string, body io.Reader)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, origin+adminPrefix+path, body)
 	if err != nil {
-		return nil, fmt.Errorf("mcpauth: %w", err)
+		return nil, fmt.Errorf("mcpauth: invalid admin address %q: %w", addr, err)
 	}
 	if !na.IsUnixNetwork() {
 		req.Header.Set("Origin", origin)

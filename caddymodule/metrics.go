@@ -126,7 +126,7 @@ func (m *Metrics) OnEvent(ev storage.AuditEvent) {
 		case "disabled":
 			r = "disabled"
 		}
-		m.logins.WithLabelValues(r).Inc()
+		m.logins.WithLabelValues(closedLabel(loginLabels, r)).Inc()
 	}
 }
 
