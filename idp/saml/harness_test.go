@@ -93,11 +93,31 @@ func selfSigned(t testing.TB, cn string) (*rsa.PrivateKey, *x509.Certificate) {
 	return key, cert
 }
 
+// Keys are made once: RSA generation dominates the tests' run time.
+var (
+	keysOnce         sync.Once
+	idpKey           *rsa.PrivateKey
+	idpCert          *x509.Certificate
+	spCertPEM, spKey []byte
+)
+
+func testKeys(t testing.TB) {
+	keysOnce.Do(func() {
+		idpKey, idpCert = selfSigned(t, "idp.test")
+		blob, err := generateKeyPair("https://sp.test/", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := bytes.Index(blob, []byte("-----BEGIN PRIVATE KEY"))
+		spCertPEM, spKey = blob[:i], blob[i:]
+	})
+}
+
 // newTestIdP starts the IdP; tlsOn serves it over https (the browser test).
 func newTestIdP(t testing.TB, tlsOn bool) *testIdP {
 	t.Helper()
-	ti := &testIdP{}
-	ti.key, ti.cert = selfSigned(t, "idp.test")
+	testKeys(t)
+	ti := &testIdP{key: idpKey, cert: idpCert}
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ti.s.ServeHTTP(w, r) })
 	ti.srv = httptest.NewUnstartedServer(h)
 	if tlsOn {
@@ -159,6 +179,8 @@ type envOpts struct {
 	plain bool
 	// tlsIdP serves the IdP over https.
 	tlsIdP bool
+	// keyStore makes the provider generate and persist its SP key.
+	keyStore bool
 	// host replaces 127.0.0.1 in our public URL (the browser test uses
 	// localhost: another site than the IdP's 127.0.0.1).
 	host string
@@ -206,11 +228,15 @@ func newEnv(t *testing.T, o envOpts) *env {
 		DisplayName:    "Corp SAML",
 		BaseURL:        idp.ProviderBaseURL(public, "", "corp"),
 		IdPMetadataURL: e.idp.srv.URL + "/metadata",
-		KeyStore:       DirKeyStore(t.TempDir()),
 		Store:          st,
 		HTTPClient:     e.idp.srv.Client(),
 		Now:            e.clk.Now,
 		Logger:         logger,
+	}
+	if o.keyStore {
+		cfg.KeyStore = DirKeyStore(t.TempDir())
+	} else {
+		cfg.SPCertificatePEM, cfg.SPKeyPEM = spCertPEM, spKey
 	}
 	if o.cfg != nil {
 		o.cfg(&cfg)

@@ -1,6 +1,7 @@
 package saml
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"net/http"
@@ -86,7 +87,7 @@ func checkBindingCookie(t *testing.T, r resp, name string) {
 }
 
 func TestMetadata(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	e := newEnv(t, envOpts{keyStore: true})
 	r := e.browser().get(e.srv.URL + "/login/corp/metadata")
 	if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/samlmetadata+xml" {
 		t.Fatalf("metadata %d %q", r.status, r.header.Get("Content-Type"))
@@ -431,7 +432,11 @@ func TestConfigValidation(t *testing.T) {
 		{"base URL of another provider", func(c *Config) { c.BaseURL = "https://auth.example.com/login/other" }, false},
 		{"http base URL", func(c *Config) { c.BaseURL = "http://auth.example.com/login/corp" }, false},
 		{"certificate without key", func(c *Config) { c.SPCertificatePEM = []byte("x") }, false},
-		{"no key and no key store", func(c *Config) { c.KeyStore = nil }, false},
+		{"no key and no key store", func(c *Config) { c.SPCertificatePEM, c.SPKeyPEM = nil, nil }, false},
+		{"key of another certificate", func(c *Config) {
+			blob, _ := generateKeyPair("x", time.Now())
+			c.SPCertificatePEM = blob[:bytes.Index(blob, []byte("-----BEGIN PRIVATE KEY"))]
+		}, false},
 		{"bad binding", func(c *Config) { c.Binding = "artifact" }, false},
 		{"link by email without trusted email", func(c *Config) { c.LinkByEmail = true }, false},
 		{"metadata not XML", func(c *Config) { c.IdPMetadata = []byte("not xml") }, false},
