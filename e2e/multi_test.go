@@ -380,7 +380,7 @@ func TestMultiInstance(t *testing.T) {
 		var (
 			mu    sync.Mutex
 			acked []string // refresh tokens of exchanges A answered 200
-			other int      // answered otherwise or not at all
+			other []minted // answered otherwise or not at all
 			once  sync.Once
 			wg    sync.WaitGroup
 		)
@@ -405,7 +405,7 @@ func TestMultiInstance(t *testing.T) {
 					if ok {
 						acked = append(acked, body.RefreshToken)
 					} else {
-						other++
+						other = append(other, m)
 					}
 					kill := len(acked) == killAt
 					mu.Unlock()
@@ -425,11 +425,20 @@ func TestMultiInstance(t *testing.T) {
 		if !p.A.caddy.exited() {
 			t.Fatal("A was not killed")
 		}
-		t.Logf("A killed after %d acknowledged exchanges; %d acknowledged in all, %d not", killAt, len(acked), other)
+		t.Logf("A killed after %d acknowledged exchanges; %d acknowledged in all, %d not", killAt, len(acked), len(other))
 		// Every acknowledged exchange's grant is there: its refresh token works at B.
 		for i, rt := range acked {
 			if r := p.refresh(t, p.B.base, rt); r.status != 200 {
 				t.Fatalf("acknowledged exchange %d: refresh at B %d %s, want 200", i, r.status, r.errCode)
+			}
+		}
+		// An exchange cut off by the kill either committed (its code is
+		// used: invalid_grant) or did not (the code still redeems once):
+		// never a half-written state.
+		for i, m := range other {
+			r := p.exchange(t, p.B.base, m.code, m.verifier)
+			if r.status != 200 && (r.status != 400 || r.errCode != "invalid_grant") {
+				t.Fatalf("unacknowledged exchange %d redeemed at B: %d %s, want 200 or 400 invalid_grant", i, r.status, r.errCode)
 			}
 		}
 	})
