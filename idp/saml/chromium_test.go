@@ -45,14 +45,16 @@ func TestChromiumCrossSitePost(t *testing.T) {
 	tests := []struct {
 		name     string
 		sameSite http.SameSite
+		binding  string
 		ok       bool
 	}{
-		{"SameSite=None: signed in", http.SameSiteNoneMode, true},
-		{"SameSite=Lax (control): cookie not sent, refused", http.SameSiteLaxMode, false},
+		{"SameSite=None: signed in", http.SameSiteNoneMode, "", true},
+		{"SameSite=None, POST binding (our nonce'd auto-submit): signed in", http.SameSiteNoneMode, "post", true},
+		{"SameSite=Lax (control): cookie not sent, refused", http.SameSiteLaxMode, "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, envOpts{tlsIdP: true, host: "localhost"})
+			e := newEnv(t, envOpts{tlsIdP: true, host: "localhost", cfg: func(c *Config) { c.Binding = tc.binding }})
 			e.prov.bindingSameSite = tc.sameSite
 			public := strings.Replace(e.srv.URL, "127.0.0.1", "localhost", 1)
 			idpHost := mustHost(t, e.idp.srv.URL)

@@ -10,7 +10,7 @@
 //   - SP-initiated login only. Begin sends an AuthnRequest (signed,
 //     RSA-SHA256) with the HTTP-Redirect binding when the IdP's metadata
 //     offers it, else HTTP-POST (an auto-submitting form with a nonce'd
-//     script and a CSP whose form-action is the IdP's origin).
+//     script under a strict CSP).
 //   - The request id is bound to the browser: Begin sets the cookie
 //     __Host-mcpauth_saml_<name> holding a random 256-bit key; a single-use
 //     storage.Ticket (kind "saml.request") stored under the key's SHA-256

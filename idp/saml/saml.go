@@ -357,21 +357,21 @@ func writePostForm(w http.ResponseWriter, target, field, value string) error {
 		return err
 	}
 	nonce := b64.EncodeToString(nb)
-	tu, err := url.Parse(target)
-	if err != nil {
-		return err
-	}
 	var buf bytes.Buffer
 	if err := postForm.Execute(&buf, map[string]string{"URL": target, "Field": field, "Value": value, "Nonce": nonce}); err != nil {
 		return err
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; form-action "+tu.Scheme+"://"+tu.Host+"; frame-ancestors 'none'; base-uri 'none'")
+	// No form-action: Chromium applies it to the redirects that follow the
+	// POST, and IdPs redirect to their own login pages, possibly on other
+	// hosts. The page holds nothing but our form.
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(buf.Bytes())
+	_, err := w.Write(buf.Bytes())
 	return err
 }
 

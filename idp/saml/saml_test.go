@@ -37,6 +37,13 @@ func TestFullFlow(t *testing.T) {
 				verifier := oauth2.GenerateVerifier()
 				start := e.start(b, verifier)
 				checkBindingCookie(t, start, "__Host-"+CookiePrefix+"corp")
+				if start.status == http.StatusOK { // POST binding: our auto-submitting page
+					csp := start.header.Get("Content-Security-Policy")
+					if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "script-src 'nonce-") ||
+						!strings.Contains(start.body, `<script nonce="`) || start.header.Get("Cache-Control") != "no-store" {
+						t.Fatalf("post binding page: CSP %q\n%s", csp, start.body)
+					}
+				}
 				acs, form := e.atIdP(b, start)
 				p := e.finish(b, acs, form, verifier)
 				acct, err := e.store.AccountByIdentity(context.Background(), "corp", "alice@corp.example")
