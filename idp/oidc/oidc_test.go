@@ -326,3 +326,41 @@ func bindingCookie(t *testing.T, b *browser, e *env) *http.Cookie {
 	t.Fatal("no binding cookie")
 	return nil
 }
+
+// TestUserInfo: with UserInfo on, claims missing from the ID token come
+// from the userinfo endpoint, whose subject must be the ID token's.
+func TestUserInfo(t *testing.T) {
+	stripIDToken := func(o *testOP) {
+		o.mutate = func(c jwt.MapClaims) { delete(c, "groups"); delete(c, "email"); delete(c, "email_verified") }
+	}
+	t.Run("fills missing claims", func(t *testing.T) {
+		e := newEnvOP(t, stripIDToken, func(c *oidc.Config) { c.UserInfo = true })
+		b := e.browser()
+		v := oauth2.GenerateVerifier()
+		e.finish(b, e.atProvider(b, e.startUpstream(b, v)), v)
+		id, ok := b.whoami(e)
+		if !ok || id.Email != "zoe@corp.example" || !id.EmailVerified || strings.Join(id.Groups, ",") != "staff,mcp-users" {
+			t.Fatalf("identity %+v", id)
+		}
+	})
+	t.Run("off: only the ID token", func(t *testing.T) {
+		e := newEnvOP(t, stripIDToken, nil)
+		b := e.browser()
+		v := oauth2.GenerateVerifier()
+		e.finish(b, e.atProvider(b, e.startUpstream(b, v)), v)
+		if id, ok := b.whoami(e); !ok || id.Email != "" || len(id.Groups) != 0 {
+			t.Fatalf("identity %+v", id)
+		}
+	})
+	t.Run("subject mismatch refused", func(t *testing.T) {
+		e := newEnvOP(t, func(o *testOP) { stripIDToken(o); o.userinfoSub = "someone-else" }, func(c *oidc.Config) { c.UserInfo = true })
+		b := e.browser()
+		res := b.get(e.atProvider(b, e.startUpstream(b, oauth2.GenerateVerifier())))
+		if res.status != http.StatusBadRequest || hasSessionCookie(res.cookies) {
+			t.Fatalf("status %d", res.status)
+		}
+		if f := e.failures(); len(f) != 1 || f[0] != "userinfo_failed" {
+			t.Fatalf("failures %v", f)
+		}
+	})
+}

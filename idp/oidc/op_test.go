@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,8 @@ type testOP struct {
 	sendIss bool
 	// discoveryIssuer, when set, is the issuer the discovery document claims.
 	discoveryIssuer string
+	// userinfoSub, when set, replaces the subject the userinfo endpoint returns.
+	userinfoSub string
 }
 
 type opUser struct {
@@ -122,6 +125,7 @@ func newTestOP(t testing.TB, redirectURIs ...string) *testOP {
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OpenIDConnectExplicitFactory,
 		compose.OAuth2PKCEFactory,
+		compose.OAuth2TokenIntrospectionFactory,
 	)
 	return o
 }
@@ -149,6 +153,7 @@ func (o *testOP) serve(w http.ResponseWriter, r *http.Request) {
 			"subject_types_supported":                        []string{"public"},
 			"id_token_signing_alg_values_supported":          []string{"RS256"},
 			"code_challenge_methods_supported":               []string{"S256"},
+			"userinfo_endpoint":                     o.issuer + "/userinfo",
 			"authorization_response_iss_parameter_supported": sendIss,
 		})
 	case "/jwks":
@@ -189,6 +194,27 @@ func (o *testOP) serve(w http.ResponseWriter, r *http.Request) {
 			resp.AddParameter("iss", o.issuer)
 		}
 		o.op.WriteAuthorizeResponse(ctx, w, ar, resp)
+	case "/userinfo":
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			http.Error(w, "no token", http.StatusUnauthorized)
+			return
+		}
+		_, ar, err := o.op.IntrospectToken(ctx, tok, fosite.AccessToken, openid.NewDefaultSession())
+		if err != nil {
+			http.Error(w, "invalid token", http.StatusUnauthorized)
+			return
+		}
+		sess := ar.GetSession().(*openid.DefaultSession)
+		o.mu.Lock()
+		sub := o.cmpOr(o.userinfoSub, sess.Claims.Subject)
+		o.mu.Unlock()
+		out := map[string]any{"sub": sub}
+		for k, v := range sess.Claims.Extra {
+			out[k] = v
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
 	case "/token":
 		ar, err := o.op.NewAccessRequest(ctx, r, openid.NewDefaultSession())
 		if err != nil {
