@@ -153,7 +153,7 @@ func (o *testOP) serve(w http.ResponseWriter, r *http.Request) {
 			"subject_types_supported":                        []string{"public"},
 			"id_token_signing_alg_values_supported":          []string{"RS256"},
 			"code_challenge_methods_supported":               []string{"S256"},
-			"userinfo_endpoint":                     o.issuer + "/userinfo",
+			"userinfo_endpoint":                              o.issuer + "/userinfo",
 			"authorization_response_iss_parameter_supported": sendIss,
 		})
 	case "/jwks":
