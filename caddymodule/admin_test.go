@@ -495,3 +495,24 @@ func FuzzParseAdminRoute(f *testing.F) {
 		}
 	})
 }
+
+// TestAdminAPIProvisionWithoutApp: a config without mcp_auth still loads;
+// the routes answer 404.
+func TestAdminAPIProvisionWithoutApp(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	a := new(AdminAPI)
+	if err := a.Provision(ctx); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	if a.app != nil || !errors.Is(a.appErr, caddy.ErrNotConfigured) {
+		t.Fatalf("app %v err %v", a.app, a.appErr)
+	}
+	if rs := a.Routes(); len(rs) != 1 || rs[0].Pattern != adminPrefix {
+		t.Fatalf("routes: %+v", rs)
+	}
+	srv := adminServer(t, a)
+	if st, body := adminDo(t, srv, "GET", "/mcp_auth/users", ""); st != 404 || !strings.Contains(body, "not configured") {
+		t.Fatalf("%d %s", st, body)
+	}
+}

@@ -194,3 +194,12 @@ func expireClient(ctx context.Context, st maintenanceStore, c storage.Client, no
 	}
 	return n, nil
 }
+
+// dcrExpireUnused is the configured DCR client expiry (0: DCR off or
+// expiry disabled).
+func (a *App) dcrExpireUnused() time.Duration {
+	if a.DCR == nil || a.DCR.ExpireUnused == nil {
+		return 0
+	}
+	return time.Duration(*a.DCR.ExpireUnused)
+}
