@@ -360,3 +360,22 @@ func TestOpsMetrics(t *testing.T) {
 		t.Error("a client id is a metric label")
 	}
 }
+
+// TestOpsAfterReload: after `caddy reload` the admin routes act on the new
+// config's app (same store), and a disable still reaches the guard.
+func TestOpsAfterReload(t *testing.T) {
+	s := startStack(t, stackOpts{})
+	tok := s.login(t, s.oauthConfig("todo:read"))
+	s.caddy.reload(t, s.caddyfile(stackOpts{productName: "Ops Reloaded"}))
+	if out := opsMustCLI(t, s, "clients", "list"); !strings.Contains(out, cliClientID) {
+		t.Fatalf("clients list after reload:\n%s", out)
+	}
+	opsMustCLI(t, s, "clients", "disable", cliClientID)
+	if got := mcpStatus(t, s, tok.AccessToken); got != 401 {
+		t.Fatalf("guard after disable on the reloaded config: %d, want 401", got)
+	}
+	opsMustCLI(t, s, "clients", "enable", cliClientID)
+	if got := mcpStatus(t, s, tok.AccessToken); got != 200 {
+		t.Fatalf("guard after enable: %d, want 200", got)
+	}
+}
