@@ -55,7 +55,10 @@ const (
 //	GET  keys                         signing keys (kid, alg, dates; never private parts)
 //	POST keys/rotate                  make a new signing key active
 //
-// Ids are path segments: escape them (CIMD client ids are URLs). Every
+// Ids are path segments: escape them (CIMD client ids are URLs). Disabling
+// a CIMD client, which has no stored record, stores a disabled one: the
+// guard then refuses its tokens (the token endpoint resolves CIMD clients
+// from their documents). Every
 // operator action writes an audit event. The admin endpoint is as trusted as
 // Caddy's own /config API: keep it on localhost or a unix socket.
 type AdminAPI struct {
@@ -353,7 +356,19 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 	switch rt.action {
 	case "disable", "enable":
 		disabled := rt.action == "disable"
-		if err := st.SetClientDisabled(ctx, rt.id, disabled, a.now()); err != nil {
+		err := st.SetClientDisabled(ctx, rt.id, disabled, a.now())
+		if errors.Is(err, storage.ErrNotFound) && disabled && isCIMDClientID(rt.id) {
+			// CIMD clients live in their metadata documents, not in the
+			// store: a disabled record blocks the client's grants at the
+			// guard (authserver.Server.Active consults it).
+			now := a.now()
+			err = st.CreateClient(ctx, storage.Client{ID: rt.id, Kind: storage.ClientCIMD, Name: rt.id,
+				TokenEndpointAuthMethod: "none", Disabled: true, CreatedAt: now, UpdatedAt: now})
+			if errors.Is(err, storage.ErrAlreadyExists) {
+				err = st.SetClientDisabled(ctx, rt.id, true, now)
+			}
+		}
+		if err != nil {
 			return adminStoreError("client", err)
 		}
 		a.audit(ctx, r, storage.AuditEvent{Type: "client." + rt.action + "d", ClientID: rt.id})
@@ -366,7 +381,7 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 	case "revoke":
 		// Unknown ids are 404, except CIMD ids, which may have grants without
 		// a stored record.
-		if _, err := st.GetClient(ctx, rt.id); err != nil && !(errors.Is(err, storage.ErrNotFound) && strings.HasPrefix(rt.id, "https://")) {
+		if _, err := st.GetClient(ctx, rt.id); err != nil && !(errors.Is(err, storage.ErrNotFound) && isCIMDClientID(rt.id)) {
 			return adminStoreError("client", err)
 		}
 		srv, err := a.app.Server()
@@ -398,6 +413,16 @@ func (a *AdminAPI) activeGrants(ctx context.Context, clientID, subject string) (
 		}
 	}
 	return n, nil
+}
+
+// isCIMDClientID reports whether id is a well-formed https client id (a
+// Client ID Metadata Document URL).
+func isCIMDClientID(id string) bool {
+	if len(id) > 2048 || !strings.HasPrefix(id, "https://") {
+		return false
+	}
+	u, err := url.Parse(id)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.Fragment == "" && u.Path != ""
 }
 
 // --- users ---

@@ -516,3 +516,44 @@ func TestAdminAPIProvisionWithoutApp(t *testing.T) {
 		t.Fatalf("%d %s", st, body)
 	}
 }
+
+// TestAdminAPICIMDClient: a CIMD client (not in the store) can be disabled
+// (its grants end at the guard), enabled and revoked by its URL.
+func TestAdminAPICIMDClient(t *testing.T) {
+	app := newTestApp(t)
+	srv := adminServer(t, newAdmin(app))
+	ctx := context.Background()
+	as, _ := app.Server()
+	const id = "https://app.example/oauth/client.json"
+	esc := "https:%2F%2Fapp.example%2Foauth%2Fclient.json"
+	addGrant(t, app, "gcimd", id, aliceID(t, app))
+	if ok, _ := as.Active(ctx, "gcimd", id); !ok {
+		t.Fatal("CIMD grant not active")
+	}
+	if st, body := adminDo(t, srv, "POST", "/mcp_auth/clients/"+esc+"/enable", ""); st != 404 {
+		t.Fatalf("enable of an unknown CIMD client: %d %s", st, body)
+	}
+	if st, body := adminDo(t, srv, "POST", "/mcp_auth/clients/https:%2F%2F/disable", ""); st != 404 {
+		t.Fatalf("disable of a malformed URL id: %d %s", st, body)
+	}
+	st, body := adminDo(t, srv, "POST", "/mcp_auth/clients/"+esc+"/disable", "")
+	if st != 200 || !strings.Contains(body, `"kind": "cimd"`) || !strings.Contains(body, `"disabled": true`) {
+		t.Fatalf("disable: %d %s", st, body)
+	}
+	if ok, _ := as.Active(ctx, "gcimd", id); ok {
+		t.Fatal("grant of a disabled CIMD client still active")
+	}
+	if st, _ := adminDo(t, srv, "POST", "/mcp_auth/clients/"+esc+"/disable", ""); st != 200 {
+		t.Fatalf("second disable: %d", st)
+	}
+	if st, _ := adminDo(t, srv, "POST", "/mcp_auth/clients/"+esc+"/enable", ""); st != 200 {
+		t.Fatalf("enable: %d", st)
+	}
+	if ok, _ := as.Active(ctx, "gcimd", id); !ok {
+		t.Fatal("grant not active after enable")
+	}
+	st, body = adminDo(t, srv, "POST", "/mcp_auth/clients/"+esc+"/revoke", "")
+	if st != 200 || !strings.Contains(body, `"grants_revoked": 1`) {
+		t.Fatalf("revoke: %d %s", st, body)
+	}
+}
