@@ -490,3 +490,24 @@ func TestOfflineAccessIgnoredWithoutRefreshGrant(t *testing.T) {
 		t.Fatalf("scope = %q, want read", tok.Scope)
 	}
 }
+
+// A CIMD client that the operator disabled is refused although its own
+// metadata document still resolves: the decision lives in the store.
+func TestAuthorizeDisabledCIMDClient(t *testing.T) {
+	h := newHarness(t)
+	q := h.authzQuery(testCIMDClient, "https://client.example.com/cb")
+	if w := h.authorize(q, "alice"); w.Header().Get("X-Test-Page") == "error" {
+		t.Fatalf("an enabled CIMD client got an error page: %s", w.Header().Get("X-Test-Error"))
+	}
+	now := h.clock.Now()
+	if err := h.store.PutClient(context.Background(), storage.Client{ID: testCIMDClient, Kind: storage.ClientCIMD, Disabled: true,
+		RedirectURIs: []string{"https://client.example.com/cb"}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"", "alice"} {
+		w := h.authorize(q, user)
+		if w.Code != 400 || w.Header().Get("X-Test-Page") != "error" || w.Header().Get("X-Test-Error") != CodeInvalidClient {
+			t.Fatalf("user %q: got %d page %q error %q, want a 400 invalid_client page", user, w.Code, w.Header().Get("X-Test-Page"), w.Header().Get("X-Test-Error"))
+		}
+	}
+}

@@ -57,6 +57,15 @@ func (s *Server) lookupClient(ctx context.Context, id string) (storage.Client, e
 		if c.Kind == "" {
 			c.Kind = storage.ClientCIMD
 		}
+		// The operator's decision about a CIMD client (disable) lives in the
+		// store, not in the client's own document.
+		stored, err := s.store.GetClient(ctx, id)
+		switch {
+		case err == nil:
+			c.Disabled = stored.Disabled
+		case !errors.Is(err, storage.ErrNotFound):
+			return storage.Client{}, fmt.Errorf("authserver: get client: %w", err)
+		}
 		return c, nil
 	}
 	c, err := s.store.GetClient(ctx, id)

@@ -57,6 +57,22 @@ func init() {
 //				keep_binding_on_refresh <bool>
 //			}
 //			cors_origins <origin...>
+//			audit_retention <duration>
+//			cimd {
+//				policy trusted|any
+//				trusted_hosts <host...>
+//				max_bytes <n>
+//				timeout <duration>
+//				cache_min <duration>
+//				cache_max <duration>
+//				ca_bundle <pem file>
+//				insecure_allow_loopback
+//			}
+//			dcr {
+//				rate_limit <burst> <interval>
+//				expire_unused <duration>
+//				private_schemes on|off
+//			}
 //			client <id> {
 //				name <text>
 //				redirect_uri <uri>        # repeatable
@@ -131,6 +147,10 @@ type App struct {
 	// clients (Cursor, mcp-remote, older clients). Off when absent.
 	DCR *DCRConfig `json:"dcr,omitempty"`
 
+	// AuditRetention deletes audit events older than this (default 90 days; negative keeps them all).
+	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+
+	metrics *Metrics
 	ctx     caddy.Context
 	logger  *zap.Logger
 	slogger *slog.Logger
@@ -312,6 +332,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	m, err := registerMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return fmt.Errorf("mcp_auth: metrics: %w", err)
+	}
+	a.metrics = m
+
 	store, err := a.Storage.open(a.slogger)
 	if err != nil {
 		return err
@@ -326,6 +352,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.keys = keys
 	go keys.Run(runCtx)
+	go runMaintenance(runCtx, a, DefaultMaintenanceEvery, a.dcrExpireUnused(), time.Duration(a.AuditRetention))
 
 	login, err := idp.New(runCtx, a.idpConfig(store))
 	if err != nil {
@@ -586,6 +613,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		CORS:            authserver.CORS{AllowedOrigins: a.CORSOrigins},
 		ClientIP:        clientIP,
 		Logger:          a.slogger,
+		OnEvent:         a.metrics.OnEvent,
 		UserEmail: func(ctx context.Context, subject string) string {
 			acct, err := a.store.GetAccount(ctx, subject)
 			if err != nil {
@@ -613,6 +641,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 			BurstPerIP: a.DCR.RateBurst,
 			ClientIP:   clientIP,
 			Logger:     a.slogger,
+			OnEvent:    a.metrics.OnEvent,
 		})
 		if err != nil {
 			return nil, err
@@ -652,6 +681,7 @@ func (a *App) cimdResolver() (*cimd.Resolver, error) {
 		MinCacheTTL:  time.Duration(c.CacheMin),
 		MaxCacheTTL:  time.Duration(c.CacheMax),
 		Logger:       a.slogger,
+		OnFetch:      a.metrics.CIMDFetch,
 	})
 }
 
@@ -683,6 +713,7 @@ func (a *App) idpConfig(store storage.Backend) idp.Config {
 		SessionAbsolute: time.Duration(a.Login.SessionLifetime),
 		ClientIP:        clientIP,
 		Logger:          a.slogger,
+		OnEvent:         a.metrics.OnEvent,
 	}
 }
 

@@ -141,6 +141,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			a.ResourceIndicators = ri
+		case "audit_retention":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			a.AuditRetention = v
 		case "cors_origins":
 			a.CORSOrigins = append(a.CORSOrigins, d.RemainingArgs()...)
 		case "client":

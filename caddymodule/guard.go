@@ -102,6 +102,7 @@ type Guard struct {
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
 	guard   *resourceguard.Guard
+	metrics *Metrics
 	app     *App
 	headers resourceguard.IdentityHeaders
 	logger  *zap.Logger
@@ -131,6 +132,11 @@ func (Guard) CaddyModule() caddy.ModuleInfo {
 // Provision builds the guard and its key source.
 func (g *Guard) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	m, err := registerMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return err
+	}
+	g.metrics = m
 	repl := caddy.NewReplacer()
 	g.Resource = repl.ReplaceKnown(g.Resource, "")
 	g.Issuer = strings.TrimRight(repl.ReplaceKnown(g.Issuer, ""), "/")
@@ -238,6 +244,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return nil
 	}
 	p, ch := g.guard.Check(r)
+	g.metrics.GuardDecision(ch)
 	if ch != nil {
 		return g.refuse(w, r, ch)
 	}

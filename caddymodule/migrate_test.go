@@ -337,3 +337,53 @@ func TestMigrateStoreRefusals(t *testing.T) {
 		t.Fatalf("refused runs created files: %v", entries)
 	}
 }
+
+// TestMigrateStoreFailedCopyRemovesNewFile: a copy that fails after the
+// destination file was created leaves no file behind.
+func TestMigrateStoreFailedCopyRemovesNewFile(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	s, err := bboltstore.Open(src, bboltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillMigrateSource(t, s)
+	_ = s.Close()
+	dst := filepath.Join(dir, "dst.db")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = MigrateStore(ctx, MigrateOptions{From: "bbolt:" + src, To: "bbolt:" + dst})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("failed copy left %s behind: %v", dst, err)
+	}
+}
+
+// FuzzParseStoreLocation: any --from/--to value parses or is refused
+// without panicking, and a refusal never echoes a DSN password.
+func FuzzParseStoreLocation(f *testing.F) {
+	for _, s := range []string{
+		"bbolt:/var/lib/mcpauth.db", "bbolt:", "postgres:env:X", "postgres:env:", "postgres:postgres://u:sekrit@h/db",
+		"postgresql:host=h user=u password=sekrit dbname=d", "postgres:postgres://u:sekrit@[::1", "mysql:x", "", ":", "bbolt",
+	} {
+		f.Add(s)
+	}
+	env := func(string) string { return "postgres://envuser:sekrit@127.0.0.1/db" }
+	f.Fuzz(func(t *testing.T, s string) {
+		loc, err := parseStoreLocation(s, env)
+		if err != nil {
+			if strings.Contains(err.Error(), "sekrit") {
+				t.Fatalf("error echoes the password: %v", err)
+			}
+			return
+		}
+		if strings.Contains(loc.display, "sekrit") {
+			t.Fatalf("display form carries the password: %q", loc.display)
+		}
+		if loc.backend != "bbolt" && loc.backend != "postgres" {
+			t.Fatalf("backend %q", loc.backend)
+		}
+	})
+}
