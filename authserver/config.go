@@ -95,6 +95,11 @@ type Config struct {
 	// OnEvent is called for every audit event (metrics); events are written
 	// to Store anyway.
 	OnEvent func(storage.AuditEvent)
+	// TokenRatePerIP and TokenBurstPerIP limit token and revocation requests
+	// per client IP (0: no limit). Refused requests get 429 with
+	// temporarily_unavailable and a Retry-After.
+	TokenRatePerIP  float64
+	TokenBurstPerIP int
 	// UserEmail, when set, returns the email of a subject for the access
 	// token's "email" claim (the guard hands it upstream); "" leaves it out.
 	// It is called once per token issued.

@@ -171,6 +171,34 @@ func remoteHost(r *http.Request) string {
 	return host
 }
 
+// limitPerIP applies Config.TokenRatePerIP to h. The limiter is shared by
+// the endpoints it wraps (a client's token and revocation requests together).
+func (s *Server) limitPerIP(h http.Handler) http.Handler {
+	if s.cfg.TokenRatePerIP <= 0 {
+		return h
+	}
+	if s.tokenLimits == nil {
+		burst := s.cfg.TokenBurstPerIP
+		if burst <= 0 {
+			burst = 1
+		}
+		s.tokenLimits = newIPLimiter(rate.Limit(s.cfg.TokenRatePerIP), burst, s.cfg.Now)
+	}
+	l := s.tokenLimits
+	clientIP := s.cfg.ClientIP
+	if clientIP == nil {
+		clientIP = remoteHost
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodOptions && !l.allow(clientIP(r)) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(l.retryAfter().Seconds())+1))
+			WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: "too many requests from this address; try again later", Status: http.StatusTooManyRequests})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // ipLimiter is a token bucket per client IP, bounded in size: when full, it
 // drops the buckets that have refilled (they carry no state worth keeping).
 type ipLimiter struct {

@@ -31,14 +31,15 @@ const (
 // Server is the authorization server. Create it with New; it is safe for
 // concurrent use.
 type Server struct {
-	cfg      Config
-	store    Store
-	keys     *KeySet
-	ownKeys  bool
-	origin   string // scheme://host of the issuer
-	metadata map[string]any
-	metaJSON []byte
-	routes   map[string]http.Handler
+	cfg         Config
+	store       Store
+	keys        *KeySet
+	ownKeys     bool
+	origin      string // scheme://host of the issuer
+	tokenLimits *ipLimiter
+	metadata    map[string]any
+	metaJSON    []byte
+	routes      map[string]http.Handler
 
 	audit     *auditWriter
 	touched   sync.Map      // client id -> time.Time of the last TouchClient
@@ -115,8 +116,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.routes = map[string]http.Handler{
 		MetadataPath(cfg.Issuer): meta,
 		s.path(pathAuthorize):    http.HandlerFunc(s.serveAuthorize), // never CORS
-		s.path(pathToken):        cors.Wrap(http.HandlerFunc(s.serveToken)),
-		s.path(pathRevoke):       cors.Wrap(http.HandlerFunc(s.serveRevoke)),
+		s.path(pathToken):        cors.Wrap(s.limitPerIP(http.HandlerFunc(s.serveToken))),
+		s.path(pathRevoke):       cors.Wrap(s.limitPerIP(http.HandlerFunc(s.serveRevoke))),
 		s.path(pathJWKS):         cors.Wrap(JWKSHandler(s.keys)),
 	}
 	if u.Path != "" && u.Path != "/" {

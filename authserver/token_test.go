@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -662,5 +663,28 @@ func TestTokenThirdPartyClients(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The token endpoint is rate-limited per client IP when configured: past the
+// burst, requests get 429 temporarily_unavailable and change nothing.
+func TestTokenRateLimitPerIP(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.TokenRatePerIP = 0.001; c.TokenBurstPerIP = 2 })
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {"nope"}, "client_id": {"app"}, "redirect_uri": {"http://127.0.0.1/callback"}, "code_verifier": {testVerifier}}
+	for i := 0; i < 2; i++ {
+		if w := h.token(form); w.Code != 400 {
+			t.Fatalf("request %d within the burst: %d %s", i, w.Code, w.Body)
+		}
+	}
+	w := h.token(form)
+	if w.Code != 429 || oauthError(t, w) != "temporarily_unavailable" || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("past the burst: %d %s (Retry-After %q)", w.Code, w.Body, w.Header().Get("Retry-After"))
+	}
+	// The limit is per IP: another address is not affected.
+	r := httptest.NewRequest(http.MethodPost, h.issuer+"/token", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = "192.0.2.7:4000"
+	if w := h.serve(r); w.Code != 400 {
+		t.Fatalf("another IP: %d %s", w.Code, w.Body)
 	}
 }

@@ -58,6 +58,7 @@ func init() {
 //			}
 //			cors_origins <origin...>
 //			audit_retention <duration>
+//			token_rate_limit <per second>|off [<burst>]
 //			cimd {
 //				policy trusted|any
 //				trusted_hosts <host...>
@@ -147,6 +148,11 @@ type App struct {
 	// clients (Cursor, mcp-remote, older clients). Off when absent.
 	DCR *DCRConfig `json:"dcr,omitempty"`
 
+	// TokenRateLimit limits token and revocation requests per client IP, in
+	// requests per second (default 10; negative turns the limit off) …
+	TokenRateLimit float64 `json:"token_rate_limit,omitempty"`
+	// … with bursts of TokenRateBurst (default 50).
+	TokenRateBurst int `json:"token_rate_burst,omitempty"`
 	// AuditRetention deletes audit events older than this (default 90 days; negative keeps them all).
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 
@@ -312,6 +318,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	for i := range a.Login.Users {
 		a.Login.Users[i].Password = repl.ReplaceKnown(a.Login.Users[i].Password, "")
+	}
+	if a.TokenRateBurst <= 0 {
+		a.TokenRateBurst = 50
 	}
 	if a.DCR != nil {
 		if a.DCR.RateEvery <= 0 {
@@ -614,6 +623,8 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		ClientIP:        clientIP,
 		Logger:          a.slogger,
 		OnEvent:         a.metrics.OnEvent,
+		TokenRatePerIP:  a.tokenRate(),
+		TokenBurstPerIP: a.TokenRateBurst,
 		UserEmail: func(ctx context.Context, subject string) string {
 			acct, err := a.store.GetAccount(ctx, subject)
 			if err != nil {
@@ -649,6 +660,17 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		cfg.Registration = reg
 	}
 	return authserver.New(context.Background(), cfg)
+}
+
+// tokenRate is the per-IP token endpoint rate (0: no limit).
+func (a *App) tokenRate() float64 {
+	switch {
+	case a.TokenRateLimit < 0:
+		return 0
+	case a.TokenRateLimit == 0:
+		return 10
+	}
+	return a.TokenRateLimit
 }
 
 func (a *App) cimdResolver() (*cimd.Resolver, error) {

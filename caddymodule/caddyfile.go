@@ -141,6 +141,25 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			a.ResourceIndicators = ri
+		case "token_rate_limit":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Errf("token_rate_limit <requests per second>|off [<burst>]")
+			}
+			if args[0] == "off" {
+				a.TokenRateLimit = -1
+			} else if v, err := strconv.ParseFloat(args[0], 64); err != nil || v <= 0 {
+				return d.Errf("token_rate_limit %q is not a positive number", args[0])
+			} else {
+				a.TokenRateLimit = v
+			}
+			if len(args) == 2 {
+				n, err := strconv.Atoi(args[1])
+				if err != nil || n < 1 {
+					return d.Errf("token_rate_limit burst %q is not a positive number", args[1])
+				}
+				a.TokenRateBurst = n
+			}
 		case "audit_retention":
 			v, err := durationArg(d)
 			if err != nil {
