@@ -82,6 +82,11 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"guard unknown", "example.com {\n mcp_protect /mcp* {\n  bogus\n }\n}\n", `unknown mcp_protect option "bogus"`},
 		{"guard cache size", "example.com {\n mcp_protect {\n  cache_size -1\n }\n}\n", "cache_size"},
 		{"guard identity header", "example.com {\n mcp_protect {\n  identity_headers {\n   color X-C\n  }\n }\n}\n", `unknown identity header "color"`},
+		{"cimd policy", "{\n mcp_auth {\n  cimd {\n   policy sometimes\n  }\n }\n}\n", `cimd policy "sometimes"`},
+		{"cimd unknown", "{\n mcp_auth {\n  cimd {\n   fetch_everything\n  }\n }\n}\n", `unknown cimd option "fetch_everything"`},
+		{"dcr rate", "{\n mcp_auth {\n  dcr {\n   rate_limit 0 1m\n  }\n }\n}\n", "rate_limit burst"},
+		{"dcr unknown", "{\n mcp_auth {\n  dcr {\n   confidential\n  }\n }\n}\n", `unknown dcr option "confidential"`},
+		{"token rate", "{\n mcp_auth {\n  token_rate_limit fast\n }\n}\n", `token_rate_limit "fast"`},
 		{"twice", "{\n mcp_auth {\n }\n mcp_auth {\n }\n}\n", "only once"},
 	}
 	for _, c := range cases {
