@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/beevik/etree"
+	"github.com/crewjam/saml/samlidp"
 	"golang.org/x/oauth2"
 
 	"github.com/mcpauth/caddy-mcpauth/idp"
@@ -318,6 +319,17 @@ func TestRefused(t *testing.T) {
 			v := oauth2.GenerateVerifier()
 			_, otherForm := e.atIdP(other, e.start(other, v))
 			return b.do(http.MethodPost, acs, otherForm)
+		}}, "request_id_mismatch"},
+		{"IdP-initiated response (real samlidp shortcut) while a request is live", flow{run: func(t *testing.T, e *env, b *browser, acs string, form url.Values) resp {
+			// b is signed in at the IdP (atIdP) and has a live request of
+			// ours; the IdP sends an unsolicited response.
+			e.idp.put(t, "/shortcuts/go", mustJSON(samlidp.Shortcut{Name: "go", ServiceProviderID: e.prov.EntityID()}))
+			r := b.get(e.idp.srv.URL + "/login/go")
+			action, f := formOf(t, r.body)
+			if action != e.prov.ACSURL() || f.Get("SAMLResponse") == "" {
+				t.Fatalf("idp-initiated: %d %s", r.status, r.body)
+			}
+			return b.do(http.MethodPost, action, f)
 		}}, "request_id_mismatch"},
 		{"unsolicited response (no request in this browser)", flow{run: func(t *testing.T, e *env, b *browser, acs string, form url.Values) resp {
 			return e.browser().do(http.MethodPost, acs, form)
