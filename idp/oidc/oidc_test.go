@@ -2,6 +2,8 @@ package oidc_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"io"
 	"log/slog"
@@ -121,6 +123,13 @@ func TestRefused(t *testing.T) {
 		{"id token from another issuer", stage{setup: func(e *env) {
 			e.op.set(func(o *testOP) { o.mutate = func(c jwt.MapClaims) { c["iss"] = "https://evil.example" } })
 		}}, "issuer_mismatch"},
+		{"id token signed by a key the provider never published", stage{setup: func(e *env) {
+			k, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.op.set(func(o *testOP) { o.foreignKey = k })
+		}}, "signature_invalid"},
 		{"expired id token", stage{setup: func(e *env) { e.rpClk.Set(2 * time.Hour) }}, "id_token_expired"},
 		{"iss parameter of a foreign provider (mix-up)", stage{callback: func(e *env, b *browser, cb string) string {
 			return setParam(t, cb, "iss", "http://127.0.0.1:1/other")

@@ -40,6 +40,9 @@ type testOP struct {
 	user opUser
 	// mutate edits ID token claims before signing.
 	mutate func(jwt.MapClaims)
+	// foreignKey, when set, signs ID tokens instead of the published key
+	// (same kid): a forgery.
+	foreignKey *rsa.PrivateKey
 	// sendIss adds the RFC 9207 iss parameter (and advertises it).
 	sendIss bool
 	// discoveryIssuer, when set, is the issuer the discovery document claims.
@@ -64,10 +67,14 @@ type mutatingSigner struct {
 
 func (s mutatingSigner) Generate(ctx context.Context, claims jwt.MapClaims, header jwt.Mapper) (string, string, error) {
 	s.op.mu.Lock()
-	m := s.op.mutate
+	m, fk := s.op.mutate, s.op.foreignKey
 	s.op.mu.Unlock()
 	if m != nil {
 		m(claims)
+	}
+	if fk != nil {
+		forger := &jwt.DefaultSigner{GetPrivateKey: func(context.Context) (interface{}, error) { return fk, nil }}
+		return forger.Generate(ctx, claims, header)
 	}
 	return s.Signer.Generate(ctx, claims, header)
 }
