@@ -120,11 +120,13 @@ type storeLocation struct {
 }
 
 // parseStoreLocation parses "bbolt:<path>", "postgres:<dsn>" and
-// "postgres:env:<VAR>".
+// "postgres:env:<VAR>" (a bare postgres:// or postgresql:// URL is taken as
+// the DSN itself).
 func parseStoreLocation(s string, getenv func(string) string) (storeLocation, error) {
 	backend, rest, ok := strings.Cut(s, ":")
 	if !ok || rest == "" {
-		return storeLocation{}, fmt.Errorf("mcpauth migrate-store: store %q: want bbolt:<path>, postgres:<dsn> or postgres:env:<VAR>", redactLocation(s))
+		// The value is not echoed: it may be a DSN with a password.
+		return storeLocation{}, errors.New("mcpauth migrate-store: a store is bbolt:<path>, postgres:<dsn> or postgres:env:<VAR>")
 	}
 	switch backend {
 	case "bbolt":
@@ -135,6 +137,9 @@ func parseStoreLocation(s string, getenv func(string) string) (storeLocation, er
 		return storeLocation{backend: "bbolt", path: p, display: "bbolt:" + p}, nil
 	case "postgres", "postgresql":
 		dsn := rest
+		if strings.HasPrefix(rest, "//") {
+			dsn = s // a bare postgres:// URL
+		}
 		if name, ok := strings.CutPrefix(rest, "env:"); ok {
 			if name == "" {
 				return storeLocation{}, errors.New("mcpauth migrate-store: postgres:env: needs a variable name")
@@ -155,16 +160,10 @@ func parseStoreLocation(s string, getenv func(string) string) (storeLocation, er
 		}
 		return storeLocation{backend: "postgres", dsn: dsn, display: display}, nil
 	}
-	return storeLocation{}, fmt.Errorf("mcpauth migrate-store: unknown store backend %q (bbolt or postgres)", backend)
-}
-
-// redactLocation keeps a malformed location printable without echoing
-// what could be a password.
-func redactLocation(s string) string {
-	if len(s) > 16 {
-		return s[:16] + "..."
+	if len(backend) > 32 {
+		backend = backend[:32] + "..."
 	}
-	return s
+	return storeLocation{}, fmt.Errorf("mcpauth migrate-store: unknown store backend %q (bbolt or postgres)", backend)
 }
 
 // openStore opens a location. A bbolt source must exist (Open would

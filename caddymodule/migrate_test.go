@@ -308,8 +308,8 @@ func TestMigrateStoreRefusals(t *testing.T) {
 	}{
 		{"NoFrom", []string{"--to", "bbolt:" + filepath.Join(dir, "a.db")}, `required flag(s) "from"`},
 		{"NoTo", []string{"--from", "bbolt:" + existing}, `required flag(s) "to"`},
-		{"NoBackend", []string{"--from", existing, "--to", "bbolt:" + filepath.Join(dir, "b.db")}, "want bbolt:<path>"},
-		{"EmptyPath", []string{"--from", "bbolt:", "--to", "bbolt:" + filepath.Join(dir, "c.db")}, "want bbolt:<path>"},
+		{"NoBackend", []string{"--from", existing, "--to", "bbolt:" + filepath.Join(dir, "b.db")}, "a store is bbolt:<path>"},
+		{"EmptyPath", []string{"--from", "bbolt:", "--to", "bbolt:" + filepath.Join(dir, "c.db")}, "a store is bbolt:<path>"},
 		{"UnknownBackend", []string{"--from", "mysql:x", "--to", "bbolt:" + filepath.Join(dir, "d.db")}, `unknown store backend "mysql"`},
 		{"UnsetEnv", []string{"--from", "bbolt:" + existing, "--to", "postgres:env:MCPAUTH_MIGRATE_EMPTY"}, "MCPAUTH_MIGRATE_EMPTY is empty or unset"},
 		{"EnvWithoutName", []string{"--from", "bbolt:" + existing, "--to", "postgres:env:"}, "needs a variable name"},
@@ -362,28 +362,71 @@ func TestMigrateStoreFailedCopyRemovesNewFile(t *testing.T) {
 }
 
 // FuzzParseStoreLocation: any --from/--to value parses or is refused
-// without panicking, and a refusal never echoes a DSN password.
+// without panicking, and neither a refusal nor the printed form of a store
+// carries the DSN's password.
 func FuzzParseStoreLocation(f *testing.F) {
 	for _, s := range []string{
-		"bbolt:/var/lib/mcpauth.db", "bbolt:", "postgres:env:X", "postgres:env:", "postgres:postgres://u:sekrit@h/db",
-		"postgresql:host=h user=u password=sekrit dbname=d", "postgres:postgres://u:sekrit@[::1", "mysql:x", "", ":", "bbolt",
+		"bbolt:/var/lib/mcpauth.db", "bbolt:", "postgres:env:X", "postgres:env:", "mysql:x", "", ":", "bbolt",
+		"postgres:postgres://u:@h/db", "postgres:host=h", "postgres://u:pw@h/db",
 	} {
-		f.Add(s)
+		f.Add(s, "Pw9xQ")
 	}
-	env := func(string) string { return "postgres://envuser:sekrit@127.0.0.1/db" }
-	f.Fuzz(func(t *testing.T, s string) {
-		loc, err := parseStoreLocation(s, env)
-		if err != nil {
-			if strings.Contains(err.Error(), "sekrit") {
-				t.Fatalf("error echoes the password: %v", err)
+	env := func(string) string { return "postgres://envuser:EnvPw7@127.0.0.1/db" }
+	f.Fuzz(func(t *testing.T, s, pw string) {
+		check := func(in, secret string) {
+			loc, err := parseStoreLocation(in, env)
+			var out string
+			if err != nil {
+				out = err.Error()
+			} else {
+				out = loc.display
+				if loc.backend != "bbolt" && loc.backend != "postgres" {
+					t.Fatalf("backend %q", loc.backend)
+				}
 			}
-			return
+			if secret != "" && strings.Contains(out, secret) {
+				t.Fatalf("%q: output %q carries the password", in, out)
+			}
 		}
-		if strings.Contains(loc.display, "sekrit") {
-			t.Fatalf("display form carries the password: %q", loc.display)
+		check(s, "EnvPw7")
+		// A password worth looking for: long enough not to match by chance.
+		secret := ""
+		if len(pw) >= 5 && strings.IndexFunc(pw, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) < 0 && !strings.Contains(s, pw) {
+			secret = pw
 		}
-		if loc.backend != "bbolt" && loc.backend != "postgres" {
-			t.Fatalf("backend %q", loc.backend)
-		}
+		check("postgres:postgres://u:"+pw+"@"+s+"/db", secret)
+		check("postgres:host=h user=u password="+pw+" "+s, secret)
+		check("postgres://u:"+pw+"@h/"+s, secret)
 	})
+}
+
+func TestParseStoreLocation(t *testing.T) {
+	env := func(name string) string {
+		if name == "DSN" {
+			return "postgres://envuser:EnvPw7@db.internal:5433/mcp?sslmode=verify-full"
+		}
+		return ""
+	}
+	cases := []struct {
+		name, in, backend, dsn, display string
+	}{
+		{"Bbolt", "bbolt:/var/lib/m.db", "bbolt", "", "bbolt:/var/lib/m.db"},
+		{"PostgresURL", "postgres:postgres://u:pw@h:5432/d", "postgres", "postgres://u:pw@h:5432/d", "postgres://u@h:5432/d"},
+		{"BareURL", "postgres://u:pw@h/d", "postgres", "postgres://u:pw@h/d", "postgres://u@h:5432/d"},
+		{"KeywordValue", "postgresql:host=h user=u password=pw dbname=d", "postgres", "host=h user=u password=pw dbname=d", "postgres://u@h:5432/d"},
+		{"Env", "postgres:env:DSN", "postgres", env("DSN"), "postgres://envuser@db.internal:5433/mcp"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			loc, err := parseStoreLocation(c.in, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if loc.backend != c.backend || loc.dsn != c.dsn || loc.display != c.display {
+				t.Fatalf("got %+v, want backend %s dsn %s display %s", loc, c.backend, c.dsn, c.display)
+			}
+		})
+	}
 }
