@@ -64,4 +64,12 @@
 // consents, sessions and grants buckets; run it periodically (minutes),
 // not per request. Backup copies the file from a read transaction while
 // writers carry on.
+//
+// Export and Import (storage.Snapshotter, used by `caddy-mcpauth mcpauth
+// migrate-store`) move a whole store to another backend: Export emits every
+// record from one read transaction (refresh families with every hash ever
+// issued, audit events oldest first); Import fills an empty file in one
+// write transaction, all or nothing, keeping ids, times and used/revoked
+// states (audit events get fresh keys in arrival order, so their order is
+// kept).
 package bboltstore

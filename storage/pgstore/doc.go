@@ -67,6 +67,15 @@
 // storage.ErrAlreadyExists. Serialization failures (40001) and deadlocks
 // (40P01) rerun the transaction, at most 6 times with a short random backoff.
 //
+// # Moving a store
+//
+// Export and Import (storage.Snapshotter, used by `caddy-mcpauth mcpauth
+// migrate-store`) move a whole store between backends. Export reads one
+// REPEATABLE READ, READ ONLY transaction (a consistent snapshot while other
+// instances write); Import locks every table in EXCLUSIVE mode, refuses a
+// database that holds any record, and inserts in batched round trips in one
+// transaction, all or nothing. Audit events keep their ids and order.
+//
 // # Testing
 //
 // The tests run against a real PostgreSQL server named by
