@@ -21,6 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/oauth2"
+
+	"github.com/mcpauth/caddy-mcpauth/caddymodule"
 )
 
 // multiDSN returns the DSN of a fresh PostgreSQL schema (dropped at the
@@ -520,4 +522,51 @@ func adminPost(t *testing.T, in *instance, path string) {
 func disableClient(t *testing.T, p *pair, id string) {
 	t.Helper()
 	adminPost(t, p.B, "/mcp_auth/clients/"+url.PathEscape(id)+"/disable")
+}
+
+// TestMigrateBboltInstallationToPostgres moves a running bbolt installation
+// to PostgreSQL as an operator does: stop the server, migrate-store, start
+// it on the database. Users notice nothing: the same keys sign and are
+// published, an access token issued before still passes the guard and the
+// refresh token issued before still rotates.
+func TestMigrateBboltInstallationToPostgres(t *testing.T) {
+	dsn := multiDSN(t)
+	s := startStack(t, stackOpts{})
+	conf := s.oauthConfig("todo:read", "offline_access")
+	tok := s.login(t, conf)
+	in := &instance{name: "bbolt", caddy: s.caddy, base: s.Issuer}
+	p := &pair{Client: s.Client, Issuer: s.Issuer, MCPURL: s.MCPURL}
+	kidsBefore := p.kids(t, in)
+	s.caddy.stop()
+
+	var out strings.Builder
+	if _, err := caddymodule.MigrateStore(t.Context(), caddymodule.MigrateOptions{
+		From: "bbolt:" + filepath.Join(s.dir, "mcpauth.db"), To: "postgres:" + dsn, Out: &out,
+	}); err != nil {
+		t.Fatalf("migrate-store: %v\n%s", err, out.String())
+	}
+	t.Logf("migrate-store:\n%s", out.String())
+
+	in.caddy = startCaddy(t, s.dir, multiCaddyfile(s.Issuer, s.port, s.todoAddr), "MCPAUTH_E2E_DSN="+dsn)
+	waitHTTP(t, s.Client, s.Issuer+"/.well-known/oauth-authorization-server")
+	if got := p.kids(t, in); !slices.Equal(got, kidsBefore) {
+		t.Fatalf("JWKS after the move %v, before %v", got, kidsBefore)
+	}
+	if st := p.mcp(t, in, tok.AccessToken); st != 200 {
+		t.Fatalf("guard with a token issued before the move: %d, want 200", st)
+	}
+	r := p.refresh(t, s.Issuer, tok.RefreshToken)
+	if r.status != 200 || r.refresh == "" {
+		t.Fatalf("refresh with a token issued before the move: %d %s", r.status, r.errCode)
+	}
+	if st := p.mcp(t, in, r.access); st != 200 {
+		t.Fatalf("guard with a token issued after the move: %d, want 200", st)
+	}
+	// The rotated-out token is still recognized as reuse.
+	if r2 := p.refresh(t, s.Issuer, r.refresh); r2.status != 200 {
+		t.Fatalf("second refresh: %d %s", r2.status, r2.errCode)
+	}
+	if r3 := p.refresh(t, s.Issuer, tok.RefreshToken); r3.status != 400 || r3.errCode != "invalid_grant" {
+		t.Fatalf("replay of the pre-move token: %d %s, want 400 invalid_grant", r3.status, r3.errCode)
+	}
 }
