@@ -328,3 +328,47 @@ func TestAuditHookAndFlushOnClose(t *testing.T) {
 		t.Fatalf("event after Close not written: %+v", evs)
 	}
 }
+
+// Server.Active answers from a cache tied to the store's revocation
+// generation: every revocation or client change written to the store, even
+// directly (admin API, reuse detection inside the store), is seen at once.
+func TestActiveCacheSeesEveryRevocation(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	tok := h.mustToken(h.exchangeForm("app", h.code("app", "http://127.0.0.1/callback"), "http://127.0.0.1/callback", testVerifier))
+	sid, _ := h.claims(tok.AccessToken)["sid"].(string)
+	active := func() bool {
+		t.Helper()
+		ok, err := h.srv.Active(ctx, sid, "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for i := 0; i < 3; i++ { // cached after the first call
+		if !active() {
+			t.Fatal("fresh grant not active")
+		}
+	}
+	if err := h.store.SetClientDisabled(ctx, "app", true, h.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if active() {
+		t.Fatal("still active after the client was disabled in the store")
+	}
+	if err := h.store.SetClientDisabled(ctx, "app", false, h.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if !active() {
+		t.Fatal("not active after the client was enabled again")
+	}
+	if ok, _ := h.srv.Active(ctx, sid, "app2"); ok {
+		t.Fatal("active for another client id")
+	}
+	if err := h.store.RevokeGrant(ctx, sid, "test", h.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if active() {
+		t.Fatal("still active after the grant was revoked in the store")
+	}
+}

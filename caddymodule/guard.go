@@ -250,10 +250,20 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
-		repl.Set("http.auth.user.id", p.Subject)
-		repl.Set("http.auth.user.client_id", p.ClientID)
-		repl.Set("http.auth.user.scope", strings.Join(p.Scopes, " "))
-		repl.Set("http.auth.user.email", p.Email)
+		// Resolved lazily: most configs never read them.
+		repl.Map(func(key string) (any, bool) {
+			switch key {
+			case "http.auth.user.id":
+				return p.Subject, true
+			case "http.auth.user.client_id":
+				return p.ClientID, true
+			case "http.auth.user.scope":
+				return strings.Join(p.Scopes, " "), true
+			case "http.auth.user.email":
+				return p.Email, true
+			}
+			return nil, false
+		})
 	}
 	resourceguard.PrepareUpstream(r, p, g.headers)
 	return next.ServeHTTP(w, r)

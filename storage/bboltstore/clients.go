@@ -32,6 +32,7 @@ func (s *Store) GetClient(ctx context.Context, id string) (storage.Client, error
 
 // PutClient implements storage.Clients.
 func (s *Store) PutClient(ctx context.Context, c storage.Client) error {
+	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	if err := checkClient(c); err != nil {
 		return err
 	}
@@ -42,6 +43,7 @@ func (s *Store) PutClient(ctx context.Context, c storage.Client) error {
 
 // CreateClient implements storage.Clients.
 func (s *Store) CreateClient(ctx context.Context, c storage.Client) error {
+	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	if err := checkClient(c); err != nil {
 		return err
 	}
@@ -57,6 +59,7 @@ func (s *Store) CreateClient(ctx context.Context, c storage.Client) error {
 // DeleteClient implements storage.Clients. It removes the client record
 // only; the caller revokes its grants and consents.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := bucket(tx, bktClients)
 		if b.Get([]byte(id)) == nil {
@@ -84,6 +87,7 @@ func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
 
 // SetClientDisabled implements storage.Clients.
 func (s *Store) SetClientDisabled(ctx context.Context, id string, disabled bool, now time.Time) error {
+	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	return s.modifyClient(ctx, id, func(c *storage.Client) bool {
 		c.Disabled = disabled
 		c.UpdatedAt = now

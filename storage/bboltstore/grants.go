@@ -145,6 +145,7 @@ func (s *Store) GrantByRefresh(ctx context.Context, hash []byte) (storage.Grant,
 // and returns it with ErrRefreshReused. An expired current token
 // (RefreshExpiresAt) is ErrNotFound.
 func (s *Store) RotateRefresh(ctx context.Context, r storage.Rotation) (storage.Grant, error) {
+	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	if err := checkHash("next refresh token", r.Next); err != nil {
 		return storage.Grant{}, err
 	}
@@ -219,6 +220,7 @@ func (s *Store) RotateRefresh(ctx context.Context, r storage.Rotation) (storage.
 // RevokeGrant implements storage.Grants. Revoking a revoked grant keeps the
 // first revocation and succeeds.
 func (s *Store) RevokeGrant(ctx context.Context, id, reason string, now time.Time) error {
+	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	now = s.revocationTime(now)
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		_, err := revoke(tx, []byte(id), reason, now)
@@ -253,12 +255,14 @@ func revoke(tx *bolt.Tx, id []byte, reason string, now time.Time) (bool, error) 
 // RevokeClientGrants implements storage.Grants; it counts the grants it
 // revoked (not those revoked before).
 func (s *Store) RevokeClientGrants(ctx context.Context, clientID, reason string, now time.Time) (int, error) {
+	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	return s.revokeIndexed(ctx, bktGrantsByClient, clientID, reason, now)
 }
 
 // RevokeSubjectGrants implements storage.Grants; it counts the grants it
 // revoked (not those revoked before).
 func (s *Store) RevokeSubjectGrants(ctx context.Context, subject, reason string, now time.Time) (int, error) {
+	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	return s.revokeIndexed(ctx, bktGrantsBySubject, subject, reason, now)
 }
 

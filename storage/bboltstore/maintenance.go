@@ -17,6 +17,7 @@ import (
 // passed, and audit events older than auditBefore (zero keeps them all).
 // It returns how many records it removed.
 func (s *Store) DeleteExpired(ctx context.Context, now, auditBefore time.Time) (int, error) {
+	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	n := 0
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		n = 0

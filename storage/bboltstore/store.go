@@ -43,15 +43,27 @@ type Options struct {
 
 // Store is a storage.Backend on a bbolt file. It is safe for concurrent use.
 type Store struct {
-	db     *bolt.DB
-	log    *slog.Logger
-	now    func() time.Time
-	seq    atomic.Uint64 // audit key sequence
+	db  *bolt.DB
+	log *slog.Logger
+	now func() time.Time
+	seq atomic.Uint64 // audit key sequence
+	// revGen changes after every commit that can end a token's validity
+	// (storage.RevocationGeneration).
+	revGen atomic.Uint64
 	closer sync.Once
 	cerr   error
 }
 
-var _ storage.Backend = (*Store)(nil)
+var (
+	_ storage.Backend              = (*Store)(nil)
+	_ storage.RevocationGeneration = (*Store)(nil)
+)
+
+// RevocationGeneration implements storage.RevocationGeneration: it is bumped
+// after (never before) every commit that revokes or deletes a grant or
+// changes a client, so a reader that saw the old number before reading the
+// store can never keep a stale answer under the new one.
+func (s *Store) RevocationGeneration() uint64 { return s.revGen.Load() }
 
 // Open opens (creating if needed) the store at path and brings its schema
 // up to date. The parent directory is created with mode 0700 and the file
