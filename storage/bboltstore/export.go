@@ -144,6 +144,8 @@ func splitLP(k []byte) (string, []byte, error) {
 // it commits; bbolt stores are small enough for that. Identities must come
 // after their accounts (Export's order).
 func (s *Store) Import(ctx context.Context, next func() (storage.Record, error)) error {
+	// Grants and clients appear: cached "inactive" answers are stale.
+	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		for _, name := range v1Buckets {
 			if k, _ := bucket(tx, name).Cursor().First(); k != nil {
