@@ -27,7 +27,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mcpauth",
-		Usage: "clients|users|audit|keys ...",
+		Usage: "clients|users|audit|keys|migrate-store ...",
 		Short: "Operates the mcp_auth app of a running server (clients, users, audit, keys)",
 		Long: `
 Operates the mcp_auth app of a running caddy-mcpauth through its admin API
@@ -39,6 +39,8 @@ open it themselves).
   mcpauth users list|disable <id>|enable <id>|set-password <id>|revoke-sessions <id>
   mcpauth audit tail [--limit N] [--type T] [--client-id ID] [--since 24h]
   mcpauth keys list|rotate
+  mcpauth migrate-store --from bbolt:<path> --to postgres:env:<VAR>
+                                  (offline: stop the server first; also postgres -> bbolt)
 
 A user may be named by id or email. Passwords are read from --password-stdin,
 else the MCPAUTH_PASSWORD environment variable, else prompted on the
@@ -170,7 +172,7 @@ func setupMCPAuthCommandWith(cmd *cobra.Command, env *cliEnv) {
 			return o.post(c.Context(), "keys/rotate", nil, printKeys)
 		}},
 	)
-	cmd.AddCommand(clients, users, audit, keys)
+	cmd.AddCommand(clients, users, audit, keys, NewMigrateStoreCommand())
 }
 
 func clientAction(o *cliOpts, action, short string) *cobra.Command {

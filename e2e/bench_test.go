@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -49,12 +51,10 @@ http://127.0.0.1:%[2]d {
 	pid := s.caddy.cmd.Process.Pid
 
 	type result struct{ rps, cpuPerReq float64 }
-	run := func(url string, auth bool) result {
-		args := []string{"-t2", "-c32", fmt.Sprintf("-d%ds", secs), "--latency"}
-		if auth {
-			args = append(args, "-H", "Authorization: Bearer "+tok)
-		}
-		args = append(args, url)
+	// Both sides get the same requests, token included (the plain proxy just
+	// forwards it), so the difference is the guard's own work.
+	run := func(url string, _ bool) result {
+		args := []string{"-t2", "-c32", fmt.Sprintf("-d%ds", secs), "--latency", "-H", "Authorization: Bearer " + tok, url}
 		cpu0 := procCPU(b, pid)
 		out, err := exec.Command("wrk", args...).CombinedOutput()
 		cpu1 := procCPU(b, pid)
@@ -72,7 +72,32 @@ http://127.0.0.1:%[2]d {
 	plainURL := fmt.Sprintf("http://127.0.0.1:%d/healthz", plainPort)
 	guardURL := fmt.Sprintf("http://127.0.0.1:%d/healthz", guardPort)
 	run(plainURL, false) // warm up both paths
-	run(guardURL, true)
+	if out := os.Getenv("MCPAUTH_BENCH_PPROF"); out != "" {
+		// A CPU profile of Caddy during one guarded round, for `go tool pprof`.
+		done := make(chan error, 1)
+		go func() {
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.caddy.admin, secs-1))
+			if err != nil {
+				done <- err
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(out)
+			if err != nil {
+				done <- err
+				return
+			}
+			defer f.Close()
+			_, err = io.Copy(f, resp.Body)
+			done <- err
+		}()
+		run(guardURL, true)
+		if err := <-done; err != nil {
+			b.Fatalf("profile: %v", err)
+		}
+	} else {
+		run(guardURL, true)
+	}
 	var sumPlain, sumGuard, cpuPlain, cpuGuard float64
 	for i := 0; i < rounds; i++ {
 		p := run(plainURL, false)
