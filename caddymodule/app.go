@@ -96,6 +96,35 @@ func init() {
 //				user <email> <password> [<name>]
 //				session_idle <duration>
 //				session_lifetime <duration>
+//				oidc <name> {
+//					issuer <url>
+//					client_id <id>
+//					client_secret <secret>
+//					scopes <scope...>
+//					display_name <text>
+//					icon_url <url>
+//					claim_subject|claim_email|claim_email_verified|claim_name|claim_groups <claim>
+//					userinfo
+//					allow_email_domains|allow_groups|allow_subjects <value...>
+//					link_by_email
+//					no_account_creation
+//				}
+//				saml <name> {
+//					idp_metadata_url <url> | idp_metadata_file <path>
+//					entity_id <id>
+//					sp_cert_file <pem>
+//					sp_key_file <pem>
+//					binding redirect|post
+//					display_name <text>
+//					icon_url <url>
+//					attr_subject|attr_email|attr_name|attr_groups <attribute>
+//					trust_email
+//					accept_response_signature
+//					allow_email_domains|allow_groups|allow_subjects <value...>
+//					link_by_email
+//					no_account_creation
+//				}
+//				home_realm <email domain> <provider>
 //			}
 //		}
 //	}
@@ -273,6 +302,13 @@ type LoginConfig struct {
 	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
 	// SessionLifetime ends a browser session this long after sign-in (default 7 days).
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+	// OIDC are upstream OpenID Connect providers (a button each).
+	OIDC []OIDCProvider `json:"oidc,omitempty"`
+	// SAML are upstream SAML 2.0 identity providers (a button each).
+	SAML []SAMLProvider `json:"saml,omitempty"`
+	// HomeRealm sends users of an email domain straight to a provider
+	// (domain -> provider name); the login page then asks for the email first.
+	HomeRealm map[string]string `json:"home_realm,omitempty"`
 }
 
 // UserConfig is a password account seeded from config.
@@ -363,7 +399,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	go keys.Run(runCtx)
 	go runMaintenance(runCtx, a, DefaultMaintenanceEvery, a.dcrExpireUnused(), time.Duration(a.AuditRetention))
 
-	login, err := idp.New(runCtx, a.idpConfig(store))
+	providers, err := a.providers(ctx, runCtx)
+	if err != nil {
+		return err
+	}
+	icfg := a.idpConfig(store)
+	icfg.Providers = providers
+	login, err := idp.New(runCtx, icfg)
 	if err != nil {
 		return fmt.Errorf("mcp_auth: hosted login: %w", err)
 	}
@@ -420,6 +462,21 @@ func (a *App) Validate() error {
 		}
 		if (a.CIMD.Policy == "" || a.CIMD.Policy == "trusted") && len(a.CIMD.TrustedHosts) == 0 {
 			return errors.New("mcp_auth: cimd policy trusted needs trusted_hosts (or use policy any)")
+		}
+	}
+	names := map[string]bool{}
+	for _, n := range append(oidcNames(a.Login.OIDC), samlNames(a.Login.SAML)...) {
+		if !validProviderName(n) {
+			return fmt.Errorf("mcp_auth: provider name %q: use lower-case letters, digits and -", n)
+		}
+		if names[n] {
+			return fmt.Errorf("mcp_auth: provider %q is configured twice", n)
+		}
+		names[n] = true
+	}
+	for domain, p := range a.Login.HomeRealm {
+		if !names[p] {
+			return fmt.Errorf("mcp_auth: home_realm %s names unknown provider %q", domain, p)
 		}
 	}
 	switch a.Login.Signup {
@@ -733,6 +790,7 @@ func (a *App) idpConfig(store storage.Backend) idp.Config {
 		SeedAccounts:    seeds,
 		SessionIdle:     time.Duration(a.Login.SessionIdle),
 		SessionAbsolute: time.Duration(a.Login.SessionLifetime),
+		HomeRealm:       a.Login.HomeRealm,
 		ClientIP:        clientIP,
 		Logger:          a.slogger,
 		OnEvent:         a.metrics.OnEvent,
@@ -750,6 +808,22 @@ func clientIP(r *http.Request) string {
 		host = strings.Trim(host[:i], "[]")
 	}
 	return host
+}
+
+func oidcNames(ps []OIDCProvider) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Name
+	}
+	return out
+}
+
+func samlNames(ps []SAMLProvider) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Name
+	}
+	return out
 }
 
 func isLoopbackHost(h string) bool {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -315,6 +316,27 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 				u.Name = args[2]
 			}
 			l.Users = append(l.Users, u)
+		case "oidc":
+			o, err := parseOIDC(d)
+			if err != nil {
+				return err
+			}
+			l.OIDC = append(l.OIDC, o)
+		case "saml":
+			s, err := parseSAML(d)
+			if err != nil {
+				return err
+			}
+			l.SAML = append(l.SAML, s)
+		case "home_realm":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("home_realm <email domain> <provider>")
+			}
+			if l.HomeRealm == nil {
+				l.HomeRealm = map[string]string{}
+			}
+			l.HomeRealm[strings.ToLower(args[0])] = args[1]
 		case "session_idle", "session_lifetime":
 			v, err := durationArg(d)
 			if err != nil {

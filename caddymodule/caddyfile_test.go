@@ -87,6 +87,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"dcr rate", "{\n mcp_auth {\n  dcr {\n   rate_limit 0 1m\n  }\n }\n}\n", "rate_limit burst"},
 		{"dcr unknown", "{\n mcp_auth {\n  dcr {\n   confidential\n  }\n }\n}\n", `unknown dcr option "confidential"`},
 		{"token rate", "{\n mcp_auth {\n  token_rate_limit fast\n }\n}\n", `token_rate_limit "fast"`},
+		{"saml without metadata", "{\n mcp_auth {\n  login {\n   saml corp {\n    binding post\n   }\n  }\n }\n}\n", "exactly one of idp_metadata_url"},
+		{"saml binding", "{\n mcp_auth {\n  login {\n   saml corp {\n    idp_metadata_file /x\n    binding artifact\n   }\n  }\n }\n}\n", `binding "artifact"`},
+		{"oidc unknown", "{\n mcp_auth {\n  login {\n   oidc g {\n    implicit\n   }\n  }\n }\n}\n", `unknown oidc option "implicit"`},
+		{"home realm args", "{\n mcp_auth {\n  login {\n   home_realm example.org\n  }\n }\n}\n", "home_realm <email domain> <provider>"},
 		{"twice", "{\n mcp_auth {\n }\n mcp_auth {\n }\n}\n", "only once"},
 	}
 	for _, c := range cases {

@@ -1,0 +1,58 @@
+package caddymodule
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestAppValidate(t *testing.T) {
+	base := func() *App {
+		return &App{Issuer: "https://auth.example.com", SigningAlgorithm: "ES256"}
+	}
+	cases := []struct {
+		name string
+		mod  func(a *App)
+		want string // "" = valid
+	}{
+		{"minimal", func(a *App) {}, ""},
+		{"no issuer", func(a *App) { a.Issuer = "" }, "issuer is required"},
+		{"http issuer off loopback", func(a *App) { a.Issuer = "http://auth.example.com" }, "must use https"},
+		{"http issuer on localhost", func(a *App) { a.Issuer = "http://localhost:8080" }, ""},
+		{"issuer with query", func(a *App) { a.Issuer = "https://a.example.com/?x=1" }, "without query"},
+		{"bad algorithm", func(a *App) { a.SigningAlgorithm = "HS256" }, "signing_algorithm"},
+		{"long code lifetime", func(a *App) { a.CodeLifetime = 11 * 60 * 1e9 }, "code_lifetime"},
+		{"client without redirect", func(a *App) { a.Clients = []ClientConfig{{ID: "x"}} }, "redirect_uri"},
+		{"client id is a URL", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "https://x.example/c.json", RedirectURIs: []string{"https://x.example/cb"}}}
+		}, "must not be URLs"},
+		{"client twice", func(a *App) {
+			c := ClientConfig{ID: "x", RedirectURIs: []string{"https://x.example/cb"}}
+			a.Clients = []ClientConfig{c, c}
+		}, "twice"},
+		{"client with a bad redirect", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"http://x.example/cb"}}}
+		}, "client \"x\""},
+		{"cimd trusted without hosts", func(a *App) { a.CIMD = &CIMDConfig{} }, "trusted_hosts"},
+		{"cimd any", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any"} }, ""},
+		{"provider name", func(a *App) { a.Login.OIDC = []OIDCProvider{{Name: "Bad/Name"}} }, "provider name"},
+		{"provider twice", func(a *App) {
+			a.Login.OIDC = []OIDCProvider{{Name: "corp"}}
+			a.Login.SAML = []SAMLProvider{{Name: "corp"}}
+		}, "configured twice"},
+		{"home realm unknown provider", func(a *App) { a.Login.HomeRealm = map[string]string{"example.org": "nobody"} }, "unknown provider"},
+		{"signup domains empty", func(a *App) { a.Login.Signup = "domains" }, "at least one domain"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := base()
+			c.mod(a)
+			err := a.Validate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+}
