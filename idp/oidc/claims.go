@@ -2,9 +2,8 @@ package oidc
 
 import (
 	"errors"
+	"github.com/mcpauth/caddy-mcpauth/idp/internal/upstream"
 	"net/url"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/mcpauth/caddy-mcpauth/idp"
 )
@@ -24,11 +23,11 @@ var errClaims = errors.New("oidc: unusable claims")
 // mapClaims turns verified claims into the identity the idp links.
 func mapClaims(provider string, m ClaimMapping, claims map[string]any) (idp.ExternalIdentity, error) {
 	sub, ok := claims[m.Subject].(string)
-	if !ok || sub == "" || len(sub) > maxSubject || !printable(sub) {
+	if !ok || sub == "" || len(sub) > maxSubject || !upstream.Printable(sub) {
 		return idp.ExternalIdentity{}, errClaims
 	}
 	ext := idp.ExternalIdentity{Provider: provider, Subject: sub}
-	if e, ok := claims[m.Email].(string); ok && len(e) <= maxEmail && printable(e) {
+	if e, ok := claims[m.Email].(string); ok && len(e) <= maxEmail && upstream.Printable(e) {
 		ext.Email = e
 	}
 	switch v := claims[m.EmailVerified].(type) {
@@ -41,7 +40,7 @@ func mapClaims(provider string, m ClaimMapping, claims map[string]any) (idp.Exte
 		ext.EmailVerified = false
 	}
 	if n, ok := claims[m.Name].(string); ok {
-		ext.Name = cleanText(n, maxName)
+		ext.Name = upstream.CleanText(n, maxName)
 	}
 	ext.Groups = groupsOf(claims[m.Groups])
 	return ext, nil
@@ -51,7 +50,7 @@ func mapClaims(provider string, m ClaimMapping, claims map[string]any) (idp.Exte
 func groupsOf(v any) []string {
 	var out []string
 	add := func(s string) {
-		if s != "" && len(s) <= maxGroup && printable(s) && len(out) < maxGroups {
+		if s != "" && len(s) <= maxGroup && upstream.Printable(s) && len(out) < maxGroups {
 			out = append(out, s)
 		}
 	}
@@ -70,35 +69,6 @@ func groupsOf(v any) []string {
 		}
 	}
 	return out
-}
-
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func cleanText(s string, max int) string {
-	s = strings.ToValidUTF8(s, "")
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, strings.TrimSpace(s))
-	if len(s) > max {
-		s = s[:max]
-		for !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-	}
-	return s
 }
 
 // callbackParams is the authorization response (RFC 6749 §4.1.2, RFC 9207).
@@ -134,7 +104,7 @@ func parseCallback(rawQuery string) (callbackParams, error) {
 		default:
 			continue // error_description, session_state, scope, ...: ignored
 		}
-		if len(vs) != 1 || len(vs[0]) > maxParamValue || !printable(vs[0]) {
+		if len(vs) != 1 || len(vs[0]) > maxParamValue || !upstream.Printable(vs[0]) {
 			return callbackParams{}, errParams
 		}
 		*dst = vs[0]

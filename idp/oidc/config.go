@@ -3,8 +3,8 @@ package oidc
 import (
 	"errors"
 	"fmt"
+	"github.com/mcpauth/caddy-mcpauth/idp/internal/upstream"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -98,24 +98,24 @@ const (
 )
 
 func (c *Config) validate() error {
-	if !validName(c.Name) {
+	if !upstream.ValidName(c.Name) {
 		return fmt.Errorf("oidc: provider name %q must be 1-32 lower-case letters, digits, - or _", c.Name)
 	}
 	if c.DisplayName == "" {
 		c.DisplayName = c.Name
 	}
-	if c.IconURL != "" && !validIcon(c.IconURL) {
+	if c.IconURL != "" && !upstream.ValidIcon(c.IconURL) {
 		return fmt.Errorf("oidc: %s: icon %q must be an https or data:image URL", c.Name, c.IconURL)
 	}
 	iu, err := url.Parse(c.Issuer)
-	if err != nil || iu.Host == "" || iu.User != nil || iu.RawQuery != "" || iu.Fragment != "" || !secureURL(iu) {
+	if err != nil || iu.Host == "" || iu.User != nil || iu.RawQuery != "" || iu.Fragment != "" || !upstream.SecureURL(iu) {
 		return fmt.Errorf("oidc: %s: issuer %q must be an https URL without query or fragment (http only on loopback)", c.Name, c.Issuer)
 	}
 	if c.ClientID == "" {
 		return fmt.Errorf("oidc: %s: client id is required", c.Name)
 	}
 	ru, err := url.Parse(c.RedirectURL)
-	if err != nil || ru.Host == "" || ru.User != nil || ru.RawQuery != "" || ru.Fragment != "" || !secureURL(ru) ||
+	if err != nil || ru.Host == "" || ru.User != nil || ru.RawQuery != "" || ru.Fragment != "" || !upstream.SecureURL(ru) ||
 		!strings.HasSuffix(ru.Path, "/login/"+c.Name+"/callback") {
 		return fmt.Errorf("oidc: %s: redirect URL %q must be the https URL {public URL}{prefix}/login/%s/callback", c.Name, c.RedirectURL, c.Name)
 	}
@@ -167,42 +167,10 @@ func checkEndpoint(name, s string, required bool) error {
 		return nil
 	}
 	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || !secureURL(u) {
+	if err != nil || u.Host == "" || !upstream.SecureURL(u) {
 		return fmt.Errorf("%w: %s %q", errInsecureEndpoint, name, s)
 	}
 	return nil
-}
-
-func secureURL(u *url.URL) bool {
-	return u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func validName(n string) bool {
-	if n == "" || len(n) > 32 {
-		return false
-	}
-	for _, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-func validIcon(s string) bool {
-	if strings.HasPrefix(s, "data:image/") {
-		return !strings.ContainsAny(s, "\"'<> ")
-	}
-	u, err := url.Parse(s)
-	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil
 }
 
 func cmpOr(a, b string) string {

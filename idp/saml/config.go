@@ -3,8 +3,8 @@ package saml
 import (
 	"context"
 	"fmt"
+	"github.com/mcpauth/caddy-mcpauth/idp/internal/upstream"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -130,17 +130,17 @@ const (
 )
 
 func (c *Config) validate() error {
-	if !validName(c.Name) {
+	if !upstream.ValidName(c.Name) {
 		return fmt.Errorf("saml: provider name %q must be 1-32 lower-case letters, digits, - or _", c.Name)
 	}
 	if c.DisplayName == "" {
 		c.DisplayName = c.Name
 	}
-	if c.IconURL != "" && !validIcon(c.IconURL) {
+	if c.IconURL != "" && !upstream.ValidIcon(c.IconURL) {
 		return fmt.Errorf("saml: %s: icon %q must be an https or data:image URL", c.Name, c.IconURL)
 	}
 	bu, err := url.Parse(c.BaseURL)
-	if err != nil || bu.Host == "" || bu.User != nil || bu.RawQuery != "" || bu.Fragment != "" || !secureURL(bu) ||
+	if err != nil || bu.Host == "" || bu.User != nil || bu.RawQuery != "" || bu.Fragment != "" || !upstream.SecureURL(bu) ||
 		!strings.HasSuffix(bu.Path, "/login/"+c.Name) {
 		return fmt.Errorf("saml: %s: base URL %q must be the https URL {public URL}{prefix}/login/%s", c.Name, c.BaseURL, c.Name)
 	}
@@ -155,7 +155,7 @@ func (c *Config) validate() error {
 	}
 	if c.IdPMetadataURL != "" {
 		mu, err := url.Parse(c.IdPMetadataURL)
-		if err != nil || mu.Host == "" || mu.User != nil || !secureURL(mu) {
+		if err != nil || mu.Host == "" || mu.User != nil || !upstream.SecureURL(mu) {
 			return fmt.Errorf("saml: %s: idp metadata URL %q must be https (http only on loopback)", c.Name, c.IdPMetadataURL)
 		}
 	}
@@ -199,36 +199,4 @@ func (c *Config) validate() error {
 		c.Logger = slog.Default()
 	}
 	return nil
-}
-
-func secureURL(u *url.URL) bool {
-	return u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func validName(n string) bool {
-	if n == "" || len(n) > 32 {
-		return false
-	}
-	for _, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-func validIcon(s string) bool {
-	if strings.HasPrefix(s, "data:image/") {
-		return !strings.ContainsAny(s, "\"'<> ")
-	}
-	u, err := url.Parse(s)
-	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil
 }

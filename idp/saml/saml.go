@@ -12,6 +12,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"github.com/mcpauth/caddy-mcpauth/idp/internal/upstream"
 	"html/template"
 	"io"
 	"net/http"
@@ -245,7 +246,7 @@ func parseIdPMetadata(raw []byte) (*saml.EntityDescriptor, error) {
 				continue
 			}
 			u, err := url.Parse(s.Location)
-			if err != nil || u.Host == "" || !secureURL(u) {
+			if err != nil || u.Host == "" || !upstream.SecureURL(u) {
 				return nil, fmt.Errorf("%w: single sign-on URL %q is not https", errMetadata, s.Location)
 			}
 			ssos++

@@ -4,9 +4,9 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"github.com/mcpauth/caddy-mcpauth/idp/internal/upstream"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/beevik/etree"
 	"github.com/crewjam/saml"
@@ -384,50 +384,21 @@ func (p *Provider) identity(a *verifiedAssertion) (idp.ExternalIdentity, error) 
 	} else if a.Subject != nil && a.Subject.NameID != nil {
 		sub = strings.TrimSpace(a.Subject.NameID.Value)
 	}
-	if sub == "" || len(sub) > maxSubject || !printable(sub) {
+	if sub == "" || len(sub) > maxSubject || !upstream.Printable(sub) {
 		return idp.ExternalIdentity{}, refuse("subject_missing", "no usable subject")
 	}
 	ext := idp.ExternalIdentity{Provider: p.cfg.Name, Subject: sub}
-	if v := pick(m.Email, defaultEmailAttrs); len(v) > 0 && len(v[0]) <= maxEmail && printable(v[0]) {
+	if v := pick(m.Email, defaultEmailAttrs); len(v) > 0 && len(v[0]) <= maxEmail && upstream.Printable(v[0]) {
 		ext.Email = v[0]
 		ext.EmailVerified = p.cfg.TrustEmail
 	}
 	if v := pick(m.Name, defaultNameAttrs); len(v) > 0 {
-		ext.Name = cleanText(v[0], maxName)
+		ext.Name = upstream.CleanText(v[0], maxName)
 	}
 	for _, g := range pick(m.Groups, defaultGroupAttrs) {
-		if g != "" && len(g) <= maxGroup && printable(g) && len(ext.Groups) < maxGroups {
+		if g != "" && len(g) <= maxGroup && upstream.Printable(g) && len(ext.Groups) < maxGroups {
 			ext.Groups = append(ext.Groups, g)
 		}
 	}
 	return ext, nil
-}
-
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func cleanText(s string, max int) string {
-	s = strings.ToValidUTF8(s, "")
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, strings.TrimSpace(s))
-	if len(s) > max {
-		s = s[:max]
-		for !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-	}
-	return s
 }
