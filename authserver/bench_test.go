@@ -1,23 +1,17 @@
 package authserver
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"io"
-	"net/http"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
 // benchClients is the number of concurrent clients of the benchmarks.
@@ -51,52 +45,7 @@ func reportLatencies(b *testing.B, lat []time.Duration, elapsed time.Duration, u
 //	go test -run '^$' -bench 'CodeExchange|BboltCommit' -benchtime 3000x ./authserver/
 func BenchmarkCodeExchange(b *testing.B) {
 	h := newHarnessSync(b, true)
-	ctx := context.Background()
-	now := h.clock.Now()
-	bodies := make([]string, b.N)
-	for i := range bodies {
-		code := randomBenchToken(b)
-		grantID := randomBenchToken(b)[:22]
-		if err := h.store.SaveCode(ctx, storage.AuthCode{Hash: hashToken(code), ClientID: "app", RedirectURI: appRedirect,
-			CodeChallenge: s256(testVerifier), CodeChallengeMethod: "S256", Subject: "alice", Scopes: []string{"read"},
-			Resource: testResource, GrantID: grantID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-			b.Fatal(err)
-		}
-		bodies[i] = h.exchangeForm("app", code, appRedirect, testVerifier).Encode()
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * benchClients, MaxConnsPerHost: 2 * benchClients}}
-	defer client.CloseIdleConnections()
-	var next atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
-	b.SetParallelism(benchParallelism())
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		var mine []time.Duration
-		for pb.Next() {
-			body := bodies[next.Add(1)-1]
-			t0 := time.Now()
-			resp, err := client.Post(h.ts.URL+"/token", "application/x-www-form-urlencoded", strings.NewReader(body))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body) // keep the connection alive
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Errorf("status %d", resp.StatusCode)
-				return
-			}
-			mine = append(mine, time.Since(t0))
-		}
-		mu.Lock()
-		lat = append(lat, mine...)
-		mu.Unlock()
-	})
-	elapsed := time.Since(start)
-	b.StopTimer()
-	reportLatencies(b, lat, elapsed, "exchanges/s")
+	benchExchanges(b, h.ts.URL, h.store, h.clock.Now())
 }
 
 // BenchmarkBboltCommit is the raw bbolt single-writer commit rate on the same
