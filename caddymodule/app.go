@@ -498,10 +498,14 @@ func (a *App) Start() error {
 	return err
 }
 
-// Stop stops background work.
+// Stop stops background work and flushes the authorization server's batched
+// audit events (requests still in flight then write theirs directly).
 func (a *App) Stop() error {
 	if a.cancel != nil {
 		a.cancel()
+	}
+	if a.st != nil && a.st.server != nil {
+		return a.st.server.Close()
 	}
 	return nil
 }
