@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -232,4 +233,36 @@ func tamper(seg string) string {
 	b, _ := decodeSeg(seg)
 	s := strings.Replace(string(b), `"sub":"`, `"sub":"x`, 1)
 	return encodeSeg([]byte(s))
+}
+
+// TestGuardWithHandleErrors: on a site with handle_errors routes, a refusal
+// is returned as a Caddy error (the operator's route renders the body) and
+// the challenge header is still there.
+func TestGuardWithHandleErrors(t *testing.T) {
+	port := freePort(t)
+	startStackWith(t, stackOpts{}, func(st *stack) string {
+		return fmt.Sprintf(`
+http://127.0.0.1:%d {
+	mcp_protect /* {
+		resource %s
+	}
+	respond "upstream"
+	handle_errors {
+		respond "custom error page {err.status_code}"
+	}
+}
+`, port, st.MCPURL)
+	})
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/anything", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || string(body) != "custom error page 401" {
+		t.Fatalf("got %d %q, want 401 from the handle_errors route", resp.StatusCode, body)
+	}
+	if !strings.Contains(resp.Header.Get("WWW-Authenticate"), `resource_metadata="`) {
+		t.Fatalf("challenge header missing: %q", resp.Header.Get("WWW-Authenticate"))
+	}
 }
