@@ -49,7 +49,7 @@ func openBenchPG(b *testing.B) *pgstore.Store {
 	if dsn == "" {
 		const msg = "MCPAUTH_TEST_POSTGRES_DSN is not set: the postgres case needs a real server; " +
 			"run with: MCPAUTH_TEST_PG_DURABLE=1 scripts/pg-test.sh run go test -run '^$' -bench CodeExchangeBackends ./authserver/"
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") == "true" || os.Getenv("MCPAUTH_TEST_STRICT") == "1" {
 			b.Fatal(msg + " (CI=true: refusing to skip)")
 		}
 		b.Skip(msg)
