@@ -57,6 +57,7 @@ type ResolverConfig struct {
 	// response's Cache-Control / Expires (defaults 5m and 24h).
 	MinCacheTTL time.Duration
 	MaxCacheTTL time.Duration
+	NegativeTTL time.Duration
 	// Now is the cache clock; nil means time.Now.
 	Now func() time.Time
 	// Logger; nil discards.

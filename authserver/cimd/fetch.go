@@ -54,6 +54,7 @@ type FetcherConfig struct {
 	HeaderTimeout time.Duration
 	// TotalTimeout bounds the whole fetch, body included (default 10s).
 	TotalTimeout time.Duration
+	UntrustedTimeout time.Duration
 	// PerHostRate is the sustained number of fetches per second allowed to
 	// one host (default 1); PerHostBurst the burst (default 10).
 	PerHostRate  float64
