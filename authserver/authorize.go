@@ -129,8 +129,13 @@ func (s *Server) validateAuthorize(r *http.Request, signedIn bool) (*authzReques
 	if len(q["client_id"]) != 1 || q.Get("client_id") == "" {
 		return page(ErrInvalidRequest("client_id is missing or repeated"))
 	}
-	client, err := s.lookupClient(r.Context(), q.Get("client_id"))
+	client, err := s.lookupClient(s.requesterContext(r), q.Get("client_id"))
 	if err != nil {
+		if e, ok := clientUnavailable(err); ok {
+			// The client and its redirect URI cannot be checked now: a
+			// page, never a redirect.
+			return page(e)
+		}
 		if errors.Is(err, errClientUnknown) {
 			return ar, &authzFailure{err: ErrInvalidClient("the client is not registered"), page: true}
 		}
@@ -248,6 +253,7 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *aut
 		default:
 			status = http.StatusBadRequest
 		}
+		f.err.setRetryAfter(w)
 		s.cfg.Browser.Error(w, r, status, f.err.Code, f.err.Description)
 		return
 	}

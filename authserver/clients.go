@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 
@@ -36,9 +37,50 @@ const (
 // errClientUnknown is returned by lookupClient for ids no one knows.
 var errClientUnknown = errors.New("authserver: unknown client")
 
+// temporaryError is a resolver error that may pass (a CIMD fetch that was
+// throttled, timed out or met a 5xx or network error): the client is not
+// unknown, only unavailable now.
+type temporaryError interface {
+	Temporary() bool
+	RetryAfter() time.Duration
+}
+
+// clientUnavailableError wraps a temporary resolver failure in lookupClient.
+type clientUnavailableError struct {
+	retryAfter time.Duration
+	cause      error
+}
+
+func (e *clientUnavailableError) Error() string {
+	return "authserver: client unavailable: " + e.cause.Error()
+}
+func (e *clientUnavailableError) Unwrap() error { return e.cause }
+
+// clientUnavailable maps a temporary lookup failure to 503
+// temporarily_unavailable with Retry-After: never invalid_client, which
+// clients read as "forget your credentials".
+func clientUnavailable(err error) (*Error, bool) {
+	var u *clientUnavailableError
+	if !errors.As(err, &u) {
+		return nil, false
+	}
+	e := ErrTemporarilyUnavailable("the client's metadata document cannot be fetched right now; try again later")
+	e.RetryAfter = max(u.retryAfter, time.Second)
+	return e, true
+}
+
+type requesterKey struct{}
+
+// requesterContext carries the client IP to lookupClient, for resolvers
+// that budget their work per requester.
+func (s *Server) requesterContext(r *http.Request) context.Context {
+	return context.WithValue(r.Context(), requesterKey{}, s.clientIP(r))
+}
+
 // lookupClient finds a client: https ids through the ClientResolver (CIMD),
 // others in the store (owned and DCR clients). Unknown ids wrap
-// errClientUnknown; other errors are store or fetch failures.
+// errClientUnknown; a temporary resolver failure is an
+// *clientUnavailableError; other errors are store failures.
 func (s *Server) lookupClient(ctx context.Context, id string) (storage.Client, error) {
 	if id == "" || len(id) > 2048 {
 		return storage.Client{}, errClientUnknown
@@ -47,8 +89,19 @@ func (s *Server) lookupClient(ctx context.Context, id string) (storage.Client, e
 		if s.cfg.ClientResolver == nil {
 			return storage.Client{}, errClientUnknown
 		}
-		c, err := s.cfg.ClientResolver.ResolveClient(ctx, id)
+		var c storage.Client
+		var err error
+		if rr, ok := s.cfg.ClientResolver.(RequesterClientResolver); ok {
+			requester, _ := ctx.Value(requesterKey{}).(string)
+			c, err = rr.ResolveClientFrom(ctx, id, requester)
+		} else {
+			c, err = s.cfg.ClientResolver.ResolveClient(ctx, id)
+		}
 		if err != nil {
+			var te temporaryError
+			if errors.As(err, &te) && te.Temporary() {
+				return storage.Client{}, &clientUnavailableError{retryAfter: te.RetryAfter(), cause: err}
+			}
 			return storage.Client{}, fmt.Errorf("%w: %w", errClientUnknown, err)
 		}
 		if c.ID != id {
@@ -123,8 +176,11 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 	if id == "" {
 		return storage.Client{}, ErrInvalidClient("client authentication required")
 	}
-	c, err := s.lookupClient(r.Context(), id)
+	c, err := s.lookupClient(s.requesterContext(r), id)
 	if err != nil {
+		if e, ok := clientUnavailable(err); ok {
+			return storage.Client{}, e
+		}
 		if errors.Is(err, errClientUnknown) {
 			return storage.Client{}, ErrInvalidClient("client authentication failed")
 		}

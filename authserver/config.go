@@ -26,8 +26,20 @@ type Store interface {
 
 // ClientResolver resolves client ids that are https URLs (Client ID Metadata
 // Documents). It returns a client of Kind storage.ClientCIMD, or an error.
+//
+// An error with the methods Temporary() bool (true) and RetryAfter()
+// time.Duration (cimd's throttled, timed-out, 5xx and network failures) is
+// answered 503 temporarily_unavailable with Retry-After, at /token and on
+// the /authorize error page; any other error is an unknown client.
 type ClientResolver interface {
 	ResolveClient(ctx context.Context, clientID string) (storage.Client, error)
+}
+
+// RequesterClientResolver is a ClientResolver that also takes the requester
+// (the client IP, as ClientIP resolves it), to budget its fetches per
+// requester. The server uses it when the resolver implements it.
+type RequesterClientResolver interface {
+	ResolveClientFrom(ctx context.Context, clientID, requester string) (storage.Client, error)
 }
 
 // Limits and defaults.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // OAuth error codes (RFC 6749 §4.1.2.1 and §5.2, RFC 7009 §2.2.1, RFC 7591
@@ -40,6 +42,16 @@ type Error struct {
 	Code        string
 	Description string
 	Status      int
+	// RetryAfter, when positive, is sent as a Retry-After header (whole
+	// seconds) with a temporarily_unavailable answer, JSON or page.
+	RetryAfter time.Duration
+}
+
+// setRetryAfter writes e's Retry-After header, if any.
+func (e *Error) setRetryAfter(w http.ResponseWriter) {
+	if e != nil && e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	}
 }
 
 // Error implements error: "authserver: <code>: <description>".
@@ -184,6 +196,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Code == CodeInvalidClient && status == http.StatusUnauthorized && r != nil && usedBasicAuth(r) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="oauth", charset="UTF-8"`)
 	}
+	e.setRetryAfter(w)
 	writeJSON(w, status, oauthErrorBody{Error: sanitizeErrorText(e.Code), ErrorDescription: sanitizeErrorText(e.Description)})
 }
 

@@ -471,3 +471,132 @@ func TestFailureClassification(t *testing.T) {
 	}
 }
 
+// Requester keys: IPv4 as is (also IPv4-mapped), IPv6 by /64, anything else
+// bounded in length.
+func TestRequesterKey(t *testing.T) {
+	same := [][2]string{
+		{"192.0.2.1", "::ffff:192.0.2.1"},
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"},
+		{"2001:db8:1:2::1", "2001:db8:1:2::1%eth0"},
+	}
+	for _, p := range same {
+		if requesterKey(p[0]) != requesterKey(p[1]) {
+			t.Fatalf("%s and %s: %q vs %q", p[0], p[1], requesterKey(p[0]), requesterKey(p[1]))
+		}
+	}
+	differ := [][2]string{{"192.0.2.1", "192.0.2.2"}, {"2001:db8:1:2::1", "2001:db8:1:3::1"}, {"", "192.0.2.1"}}
+	for _, p := range differ {
+		if requesterKey(p[0]) == requesterKey(p[1]) {
+			t.Fatalf("%s and %s share %q", p[0], p[1], requesterKey(p[0]))
+		}
+	}
+	if k := requesterKey(strings.Repeat("x", 5000)); len(k) > maxKeyLen {
+		t.Fatalf("key of %d bytes", len(k))
+	}
+	for host, want := range map[string]string{
+		"claude.ai":             "claude.ai",
+		"a.b.example.com":       "example.com",
+		"x.tarpit.test":         "tarpit.test",
+		"alice.github.io":       "alice.github.io",
+		"github.io":             "github.io",
+		"www.example.co.uk":     "example.co.uk",
+		"127.0.0.1":             "127.0.0.1",
+		"co.uk":                 "co.uk",
+		"deep.a.b.c.d.bank.com": "bank.com",
+	} {
+		if got := registrableDomain(host); got != want {
+			t.Fatalf("registrableDomain(%q) = %q, want %q", host, got, want)
+		}
+	}
+}
+
+func FuzzRequesterKey(f *testing.F) {
+	for _, s := range []string{"192.0.2.1", "::ffff:10.0.0.1", "2001:db8::1", "fe80::1%eth0", "", "junk", "1.2.3.4:5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		k := requesterKey(s)
+		if len(k) > maxKeyLen {
+			t.Fatalf("key of %d bytes", len(k))
+		}
+		if a, err := netip.ParseAddr(s); err == nil && a.Is6() && !a.Is4In6() {
+			p, _ := a.WithZone("").Prefix(64)
+			if k != requesterKey(p.Addr().String()) {
+				t.Fatalf("%q not keyed by its /64", s)
+			}
+		}
+		if d := registrableDomain(s); len(d) > len(s) {
+			t.Fatalf("domain %q longer than host %q", d, s)
+		}
+	})
+}
+
+// Limiter tables are bounded: attacker-chosen keys never grow memory past
+// the cap, and a full table evicts the least recently used idle entry
+// instead of refusing.
+func TestBudgetTablesBounded(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := newFetchLimits(limitsConfig{
+		requester: limitSpec{rate: 1, burst: 1, conc: 1},
+		domain:    limitSpec{rate: 1, burst: 1, conc: 1},
+		host:      limitSpec{rate: 1, burst: 1, conc: 1},
+		general:   100, reserved: 4, tableCap: 64,
+	})
+	held, err := l.acquire(fetchKeys{requester: "r-held", domain: "held.test", host: "held.test"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		k := fmt.Sprintf("k%d", i)
+		release, err := l.acquire(fetchKeys{requester: k, domain: k + ".test", host: k + ".test"}, now)
+		if err != nil {
+			t.Fatalf("acquire %d refused with a full table: %v", i, err)
+		}
+		release()
+	}
+	for _, tb := range []*budgetTable{l.requester, l.domain, l.host, l.known} {
+		if n := tb.t.len(); n > 64 {
+			t.Fatalf("%s table holds %d entries, cap 64", tb.name, n)
+		}
+	}
+	// The in-flight entry was kept: its concurrency limit still holds.
+	if _, err := l.acquire(fetchKeys{requester: "r-held", domain: "other.test", host: "other.test"}, now); err == nil {
+		t.Fatal("in-flight requester entry was evicted")
+	}
+	held()
+	held() // idempotent
+}
+
+func TestFetchLimitsSlots(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := newFetchLimits(limitsConfig{
+		requester: limitSpec{rate: 100, burst: 100, conc: 5},
+		domain:    limitSpec{rate: 100, burst: 100, conc: 5},
+		host:      limitSpec{rate: 100, burst: 100, conc: 5},
+		general:   2, reserved: 1, tableCap: 64,
+	})
+	r1, err1 := l.acquire(fetchKeys{host: "a.example", domain: "a.example"}, now)
+	_, err2 := l.acquire(fetchKeys{host: "b.example", domain: "b.example"}, now)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("acquire: %v %v", err1, err2)
+	}
+	if _, err := l.acquire(fetchKeys{host: "c.example", domain: "c.example"}, now); err == nil {
+		t.Fatal("third concurrent fetch across hosts allowed")
+	}
+	k1, err := l.acquire(fetchKeys{host: "k.example", known: true}, now)
+	if err != nil {
+		t.Fatalf("known-good fetch with the general slots full: %v", err)
+	}
+	if _, err := l.acquire(fetchKeys{host: "k2.example", known: true}, now); err == nil {
+		t.Fatal("second known-good fetch beyond the reserved slot allowed")
+	}
+	k1()
+	r1()
+	r1() // idempotent
+	if _, err := l.acquire(fetchKeys{host: "c.example", domain: "c.example"}, now); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	if _, err := l.acquire(fetchKeys{host: "d.example", domain: "d.example"}, now); err == nil {
+		t.Fatal("double release freed two slots")
+	}
+}

@@ -28,6 +28,13 @@ const (
 const (
 	DefaultMinCacheTTL = 5 * time.Minute
 	DefaultMaxCacheTTL = 24 * time.Hour
+	// DefaultNegativeTTL is how long a failed client id is remembered: a
+	// repeated request for it costs no fetch.
+	DefaultNegativeTTL = 30 * time.Second
+	// DefaultMaxStale is how long past its expiry a document that resolved
+	// before is still served when its refetch fails transiently (throttled,
+	// timeout, 5xx, network). A permanent failure drops it at once.
+	DefaultMaxStale = time.Hour
 	// maxCacheEntries bounds the document cache (PolicyAny lets anyone add
 	// entries); beyond it, expired entries and then the oldest are dropped.
 	maxCacheEntries = 1024
@@ -57,7 +64,14 @@ type ResolverConfig struct {
 	// response's Cache-Control / Expires (defaults 5m and 24h).
 	MinCacheTTL time.Duration
 	MaxCacheTTL time.Duration
+	// NegativeTTL is how long a failed fetch (not a budget refusal) is
+	// remembered per client id (default 30s; negative: never). Repeated
+	// junk then costs no fetch. Draft §5.2 forbids caching error responses
+	// as documents; this caches only the fact of a failure, briefly.
 	NegativeTTL time.Duration
+	// MaxStale is how long past expiry a cached document is served when its
+	// refetch fails transiently (default 1h; negative: never).
+	MaxStale time.Duration
 	// Now is the cache clock; nil means time.Now.
 	Now func() time.Time
 	// Logger; nil discards.
@@ -72,20 +86,32 @@ type ResolverConfig struct {
 
 // Resolver turns a CIMD client_id into a client: policy check, cached fetch,
 // validation. Concurrent resolutions of one URL share a single fetch; a
-// failure is never cached (draft §5.2: "MUST NOT cache error responses").
+// failure is remembered for NegativeTTL only (no document is ever cached
+// from an error response, draft §5.2). Fetches are charged to the requester,
+// the registrable domain and the host (see budget.go); a refetch of a client
+// id that resolved before, on a trusted host, has budgets and slots of its
+// own, and any known-good document is served stale for MaxStale when its
+// refetch fails transiently.
 //
 // A Resolver is safe for concurrent use.
 type Resolver struct {
-	cfg     ResolverConfig
-	exact   map[string]bool
-	suffix  []string // ".example.com"
-	now     func() time.Time
-	log     *slog.Logger
-	group   singleflight.Group
-	mu      sync.Mutex
-	entries map[string]cacheEntry
+	cfg      ResolverConfig
+	exact    map[string]bool
+	suffix   []string // ".example.com"
+	now      func() time.Time
+	log      *slog.Logger
+	group    singleflight.Group
+	mu       sync.Mutex
+	entries  map[string]cacheEntry
+	negative *lru[negativeEntry]
+	known    *lru[struct{}] // client ids that resolved successfully
 	// afterJoin, when set (tests), runs once a caller waits on a flight.
 	afterJoin func()
+}
+
+type negativeEntry struct {
+	err   error
+	until time.Time
 }
 
 type cacheEntry struct {
@@ -119,12 +145,16 @@ func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 	if cfg.MinCacheTTL > cfg.MaxCacheTTL {
 		return nil, errors.New("cimd: min cache ttl exceeds max cache ttl")
 	}
+	setDefault(&cfg.NegativeTTL, DefaultNegativeTTL)
+	setDefault(&cfg.MaxStale, DefaultMaxStale)
 	r := &Resolver{
-		cfg:     cfg,
-		exact:   map[string]bool{},
-		now:     cfg.Now,
-		log:     cfg.Logger,
-		entries: map[string]cacheEntry{},
+		cfg:      cfg,
+		exact:    map[string]bool{},
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		entries:  map[string]cacheEntry{},
+		negative: newLRU[negativeEntry](maxTrackedKeys, nil),
+		known:    newLRU[struct{}](maxTrackedKeys, nil),
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -180,19 +210,31 @@ func (r *Resolver) trustedHost(host string) bool {
 
 // Resolve returns the client described by the metadata document at
 // clientID. Errors match ErrInvalidClientID, ErrUntrustedHost, ErrFetch or
-// ErrInvalidDocument. The returned client's CreatedAt/UpdatedAt are the
-// fetch time; its Fingerprint changes when the name or redirect URIs do.
+// ErrInvalidDocument; a failure that may pass also matches ErrTemporary. The
+// returned client's CreatedAt/UpdatedAt are the fetch time; its Fingerprint
+// changes when the name or redirect URIs do. The fetch, if any, is charged
+// to an anonymous requester: servers use ResolveFrom.
 func (r *Resolver) Resolve(ctx context.Context, clientID string) (storage.Client, error) {
+	return r.ResolveFrom(ctx, clientID, "")
+}
+
+// ResolveFrom is Resolve on behalf of requester (the client IP that sent
+// the client_id), whose budget pays for a fetch.
+func (r *Resolver) ResolveFrom(ctx context.Context, clientID, requester string) (storage.Client, error) {
 	if err := r.ValidClientID(clientID); err != nil {
 		return storage.Client{}, err
 	}
 	host := hostOf(clientID)
-	if r.cfg.Policy == PolicyTrusted && !r.trustedHost(host) {
+	trusted := r.trustedHost(host)
+	if r.cfg.Policy == PolicyTrusted && !trusted {
 		r.report(host, ResultUntrustedHost)
 		return storage.Client{}, ErrUntrustedHost
 	}
 	if c, ok := r.cached(clientID); ok {
 		return c, nil
+	}
+	if c, ok, err := r.negativeHit(clientID); ok {
+		return c, err
 	}
 
 	// One fetch per URL at a time. The fetch runs on a context detached
@@ -202,14 +244,18 @@ func (r *Resolver) Resolve(ctx context.Context, clientID string) (storage.Client
 		if c, ok := r.cached(clientID); ok { // filled while we queued
 			return c, nil
 		}
-		return r.fetchAndStore(context.WithoutCancel(ctx), clientID, host)
+		if c, ok, err := r.negativeHit(clientID); ok {
+			return c, err
+		}
+		class := fetchClass{requester: requester, trusted: trusted, known: trusted && r.isKnown(clientID)}
+		return r.fetchAndStore(context.WithoutCancel(ctx), clientID, host, class)
 	})
 	if r.afterJoin != nil {
 		r.afterJoin()
 	}
 	select {
 	case <-ctx.Done():
-		return storage.Client{}, &fetchError{reason: "canceled", cause: ctx.Err()}
+		return storage.Client{}, &fetchError{reason: "canceled", cause: ctx.Err(), temporary: true}
 	case res := <-ch:
 		if res.Err != nil {
 			return storage.Client{}, res.Err
@@ -224,8 +270,14 @@ func (r *Resolver) ResolveClient(ctx context.Context, clientID string) (storage.
 	return r.Resolve(ctx, clientID)
 }
 
-func (r *Resolver) fetchAndStore(ctx context.Context, clientID, host string) (storage.Client, error) {
-	resp, err := r.cfg.Fetcher.Fetch(ctx, clientID)
+// ResolveClientFrom is ResolveFrom under the name of the authorization
+// server's optional requester-aware resolver interface.
+func (r *Resolver) ResolveClientFrom(ctx context.Context, clientID, requester string) (storage.Client, error) {
+	return r.ResolveFrom(ctx, clientID, requester)
+}
+
+func (r *Resolver) fetchAndStore(ctx context.Context, clientID, host string, class fetchClass) (storage.Client, error) {
+	resp, err := r.cfg.Fetcher.fetchAs(ctx, clientID, class)
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrForbiddenAddress):
@@ -235,19 +287,101 @@ func (r *Resolver) fetchAndStore(ctx context.Context, clientID, host string) (st
 		default:
 			r.report(host, ResultFetchError)
 		}
-		return storage.Client{}, err
+		var fe *fetchError
+		if !errors.As(err, &fe) {
+			return storage.Client{}, err // an invalid client id: nothing was sent
+		}
+		if !errors.Is(err, ErrRateLimited) {
+			// A budget refusal is the limiter's business; anything that
+			// reached the network is remembered.
+			r.remember(clientID, fe)
+			if fe.temporary && r.cfg.NegativeTTL > 0 {
+				fe = fe.withRetry(r.cfg.NegativeTTL)
+			}
+		}
+		if !fe.temporary {
+			r.forget(clientID)
+			return storage.Client{}, fe
+		}
+		if c, ok := r.stale(clientID); ok {
+			r.log.Debug("cimd: refetch failed, serving the cached document", "host", host, "reason", fe.reason)
+			return c, nil
+		}
+		return storage.Client{}, fe
 	}
 	c, err := ValidateDocument(clientID, resp.Body)
 	if err != nil {
 		r.report(host, ResultInvalidDocument)
+		r.remember(clientID, err)
+		r.forget(clientID)
 		return storage.Client{}, err
 	}
 	c = stamp(c, resp.FetchedAt)
 	r.report(host, ResultOK)
+	r.mu.Lock()
+	r.known.put(clientID, struct{}{})
+	r.negative.remove(clientID)
+	r.mu.Unlock()
 	if ttl, ok := r.cacheTTL(resp.Header, resp.FetchedAt); ok {
 		r.store(clientID, c, resp.FetchedAt.Add(ttl))
+	} else {
+		r.mu.Lock()
+		delete(r.entries, clientID) // no-store: drop an older copy too
+		r.mu.Unlock()
 	}
 	return c, nil
+}
+
+// remember records a failed fetch of clientID for NegativeTTL.
+func (r *Resolver) remember(clientID string, err error) {
+	if r.cfg.NegativeTTL <= 0 {
+		return
+	}
+	r.mu.Lock()
+	r.negative.put(clientID, negativeEntry{err: err, until: r.now().Add(r.cfg.NegativeTTL)})
+	r.mu.Unlock()
+}
+
+// negativeHit answers from a remembered failure: the stale document when
+// the failure was temporary and one is kept, else the failure (a temporary
+// one suggesting to retry when it is forgotten).
+func (r *Resolver) negativeHit(clientID string) (storage.Client, bool, error) {
+	r.mu.Lock()
+	now := r.now()
+	e, ok := r.negative.peek(clientID)
+	if ok && !now.Before(e.until) {
+		r.negative.remove(clientID)
+		ok = false
+	}
+	r.mu.Unlock()
+	if !ok {
+		return storage.Client{}, false, nil
+	}
+	var fe *fetchError
+	if errors.As(e.err, &fe) && fe.temporary {
+		if c, ok := r.stale(clientID); ok {
+			return c, true, nil
+		}
+		return storage.Client{}, true, fe.withRetry(e.until.Sub(now))
+	}
+	return storage.Client{}, true, e.err
+}
+
+// isKnown reports whether clientID resolved successfully before.
+func (r *Resolver) isKnown(clientID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.known.get(clientID)
+	return ok
+}
+
+// forget drops what is known of clientID after a permanent failure (the
+// document is gone or no longer valid): no stale copy, no reserved budget.
+func (r *Resolver) forget(clientID string) {
+	r.mu.Lock()
+	delete(r.entries, clientID)
+	r.known.remove(clientID)
+	r.mu.Unlock()
 }
 
 func (r *Resolver) report(host, result string) {
@@ -256,13 +390,17 @@ func (r *Resolver) report(host, result string) {
 	}
 }
 
-// Invalidate drops a cached document (e.g. after an operator action).
+// Invalidate drops a cached document and any remembered failure (e.g.
+// after an operator action).
 func (r *Resolver) Invalidate(clientID string) {
 	r.mu.Lock()
 	delete(r.entries, clientID)
+	r.negative.remove(clientID)
+	r.known.remove(clientID)
 	r.mu.Unlock()
 }
 
+// cached returns a fresh cached document.
 func (r *Resolver) cached(clientID string) (storage.Client, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -270,11 +408,32 @@ func (r *Resolver) cached(clientID string) (storage.Client, bool) {
 	if !ok {
 		return storage.Client{}, false
 	}
-	if !r.now().Before(e.expires) {
-		delete(r.entries, clientID)
+	now := r.now()
+	if !now.Before(e.expires) {
+		if !now.Before(r.staleUntil(e)) {
+			delete(r.entries, clientID)
+		}
 		return storage.Client{}, false
 	}
 	return cloneClient(e.client), true
+}
+
+// stale returns a cached document, expired or not, within MaxStale.
+func (r *Resolver) stale(clientID string) (storage.Client, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.entries[clientID]
+	if !ok || !r.now().Before(r.staleUntil(e)) {
+		return storage.Client{}, false
+	}
+	return cloneClient(e.client), true
+}
+
+func (r *Resolver) staleUntil(e cacheEntry) time.Time {
+	if r.cfg.MaxStale <= 0 {
+		return e.expires
+	}
+	return e.expires.Add(r.cfg.MaxStale)
 }
 
 func (r *Resolver) store(clientID string, c storage.Client, expires time.Time) {
@@ -285,7 +444,7 @@ func (r *Resolver) store(clientID string, c storage.Client, expires time.Time) {
 		var oldestKey string
 		var oldest time.Time
 		for k, e := range r.entries {
-			if !now.Before(e.expires) {
+			if !now.Before(r.staleUntil(e)) {
 				delete(r.entries, k)
 				continue
 			}

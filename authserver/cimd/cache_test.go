@@ -71,6 +71,8 @@ func newTestResolver(t *testing.T, s *docServer, clk *clock, mod func(*ResolverC
 		c.Now = clk.Now
 		c.PerHostBurst = 1000
 		c.PerHostConcurrency = 100
+		c.PerDomainBurst, c.PerDomainConcurrency = 1000, 100
+		c.PerRequesterBurst, c.PerRequesterConcurrency = 1000, 100
 	})
 	log := &fetchLog{}
 	cfg := ResolverConfig{Fetcher: f, TrustedHosts: []string{"example.com"}, Now: clk.Now, OnFetch: log.hook}
@@ -178,11 +180,17 @@ func TestResolveRefusals(t *testing.T) {
 			if strings.Contains(err.Error(), "hunter2") {
 				t.Fatalf("error echoes the secret")
 			}
-			// Never cached: a second resolve fetches again.
+			// Remembered briefly: a second resolve gives the same answer
+			// without a fetch; after NegativeTTL it fetches again.
 			before := s.count(tt.path)
+			_, again := r.Resolve(context.Background(), s.url(tt.path))
+			if again == nil || again.Error() != err.Error() || s.count(tt.path) != before {
+				t.Fatalf("second resolve: %v after %d -> %d fetches", again, before, s.count(tt.path))
+			}
+			clk.Add(DefaultNegativeTTL)
 			r.Resolve(context.Background(), s.url(tt.path))
 			if s.count(tt.path) != before+1 {
-				t.Fatalf("failure was cached")
+				t.Fatalf("failure remembered past NegativeTTL")
 			}
 		})
 	}
@@ -322,6 +330,8 @@ func TestResolveCache(t *testing.T) {
 	}
 }
 
+// A failure is never cached as a document: once the negative entry lapses
+// (NegativeTTL) the next resolve fetches again and succeeds.
 func TestResolveFailureNotCached(t *testing.T) {
 	s := newDocServer(t)
 	clk := newClock()
@@ -340,6 +350,7 @@ func TestResolveFailureNotCached(t *testing.T) {
 		t.Fatalf("first resolve: %v", err)
 	}
 	fail.Store(false)
+	clk.Add(DefaultNegativeTTL)
 	if _, err := r.Resolve(context.Background(), s.url("/client")); err != nil {
 		t.Fatalf("second resolve: %v", err)
 	}

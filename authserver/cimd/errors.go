@@ -1,6 +1,9 @@
 package cimd
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Sentinel errors. Every error of ValidClientIDURL, Fetch, ValidateDocument
 // and Resolve matches exactly one of the first four with errors.Is; fetch
@@ -23,15 +26,25 @@ var (
 	// ErrRateLimited (with ErrFetch): the per-host rate or concurrency limit
 	// refused the fetch; nothing was sent.
 	ErrRateLimited = errors.New("cimd: too many fetches for this host")
+	// ErrTemporary (with ErrFetch): the failure may pass (a budget or a
+	// slot refused the fetch, a timeout, a network error, a 5xx, 408 or 429
+	// answer). Such errors also have the methods Temporary() bool (true)
+	// and RetryAfter() time.Duration: the authorization server answers
+	// 503 temporarily_unavailable with Retry-After, never invalid_client.
+	// A permanent failure (404, too large, invalid document, forbidden
+	// address, redirect, TLS) does not match it.
+	ErrTemporary = errors.New("cimd: temporary failure")
 )
 
 // fetchError is an ErrFetch with a safe reason. The underlying error (which
 // can carry resolved addresses) is reachable through errors.Is/As for the
 // operator's logs but is not part of the message.
 type fetchError struct {
-	reason string
-	kind   error // optional second sentinel (ErrForbiddenAddress, ErrRateLimited)
-	cause  error
+	reason    string
+	kind      error // optional second sentinel (ErrForbiddenAddress, ErrRateLimited)
+	cause     error
+	temporary bool
+	retry     time.Duration // suggested wait of a temporary failure (0: default)
 }
 
 func (e *fetchError) Error() string { return ErrFetch.Error() + ": " + e.reason }
@@ -41,6 +54,9 @@ func (e *fetchError) Unwrap() []error {
 	if e.kind != nil {
 		errs = append(errs, e.kind)
 	}
+	if e.temporary {
+		errs = append(errs, ErrTemporary)
+	}
 	if e.cause != nil {
 		errs = append(errs, e.cause)
 	}
@@ -49,6 +65,30 @@ func (e *fetchError) Unwrap() []error {
 
 // Reason is the short, safe reason of a fetch error (for audit details).
 func (e *fetchError) Reason() string { return e.reason }
+
+// Temporary reports whether the failure may pass on a later try.
+func (e *fetchError) Temporary() bool { return e.temporary }
+
+// RetryAfter suggests how long to wait before trying again (whole
+// seconds, at least one, at most a minute); zero for a permanent failure.
+func (e *fetchError) RetryAfter() time.Duration {
+	if !e.temporary {
+		return 0
+	}
+	d := e.retry
+	if d <= 0 {
+		d = defaultRetryAfter
+	}
+	d = (d + time.Second - 1).Truncate(time.Second)
+	return min(max(d, time.Second), maxRetryAfter)
+}
+
+// withRetry is a copy of e suggesting d.
+func (e *fetchError) withRetry(d time.Duration) *fetchError {
+	c := *e
+	c.retry = d
+	return &c
+}
 
 // docError is an ErrInvalidDocument with a safe reason.
 type docError struct{ reason string }

@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -23,18 +22,33 @@ import (
 
 // Defaults of FetcherConfig.
 const (
-	DefaultMaxBytes           = 5120 // draft §8.7: "The recommended maximum size to read is 5 kilobytes."
-	DefaultDialTimeout        = 3 * time.Second
-	DefaultTLSTimeout         = 5 * time.Second
-	DefaultHeaderTimeout      = 5 * time.Second
-	DefaultTotalTimeout       = 10 * time.Second
+	DefaultMaxBytes      = 5120 // draft §8.7: "The recommended maximum size to read is 5 kilobytes."
+	DefaultDialTimeout   = 3 * time.Second
+	DefaultTLSTimeout    = 5 * time.Second
+	DefaultHeaderTimeout = 5 * time.Second
+	DefaultTotalTimeout  = 10 * time.Second
+	// DefaultUntrustedTimeout bounds a whole fetch from a host outside the
+	// trusted hosts (policy any): a tarpit holds a slot this long at most.
+	DefaultUntrustedTimeout   = 3 * time.Second
 	DefaultPerHostRate        = 1.0 // fetches per second, sustained
 	DefaultPerHostBurst       = 10
-	DefaultPerHostConcurrency = 2
-	DefaultMaxConcurrency     = 32
-	// maxTrackedHosts bounds the per-host limiter table; beyond it, idle
-	// entries are evicted, and if none is idle the fetch is refused.
-	maxTrackedHosts = 4096
+	DefaultPerHostConcurrency = 4
+	// Per registrable domain (eTLD+1): many hosts of one domain share it.
+	DefaultPerDomainRate        = 2.0
+	DefaultPerDomainBurst       = 20
+	DefaultPerDomainConcurrency = 4
+	// Per requester (client IP; IPv6 by /64): one source cannot drain a
+	// host's bucket on its own (burst and rate below the host's).
+	DefaultPerRequesterRate        = 0.2
+	DefaultPerRequesterBurst       = 5
+	DefaultPerRequesterConcurrency = 2
+	DefaultMaxConcurrency          = 32
+	// DefaultReservedConcurrency slots are kept, beyond MaxConcurrency, for
+	// refetches of client ids that resolved successfully before.
+	DefaultReservedConcurrency = 8
+	// defaultRetryAfter is suggested after a transient failure that no
+	// budget or negative cache times more precisely.
+	defaultRetryAfter = 5 * time.Second
 	// maxAddrs bounds how many resolved addresses are considered.
 	maxAddrs = 16
 	// userAgent identifies the fetcher to document hosts.
@@ -52,19 +66,35 @@ type FetcherConfig struct {
 	TLSTimeout time.Duration
 	// HeaderTimeout bounds the wait for response headers (default 5s).
 	HeaderTimeout time.Duration
-	// TotalTimeout bounds the whole fetch, body included (default 10s).
+	// TotalTimeout bounds the whole fetch, body included (default 10s), for
+	// trusted hosts (and for Fetch).
 	TotalTimeout time.Duration
+	// UntrustedTimeout bounds the whole fetch from a host that is not among
+	// the resolver's trusted hosts (default 3s; never above TotalTimeout).
 	UntrustedTimeout time.Duration
 	// PerHostRate is the sustained number of fetches per second allowed to
 	// one host (default 1); PerHostBurst the burst (default 10).
 	PerHostRate  float64
 	PerHostBurst int
-	// PerHostConcurrency caps simultaneous fetches to one host (default 2).
+	// PerHostConcurrency caps simultaneous fetches to one host (default 4).
 	// Over the limit a fetch is refused at once, never queued.
 	PerHostConcurrency int
+	// PerDomainRate, PerDomainBurst and PerDomainConcurrency are the same
+	// budget per registrable domain (defaults 2/s, 20, 4).
+	PerDomainRate        float64
+	PerDomainBurst       int
+	PerDomainConcurrency int
+	// PerRequesterRate, PerRequesterBurst and PerRequesterConcurrency are
+	// the same budget per requester IP, IPv6 by /64 (defaults 0.2/s, 5, 2).
+	PerRequesterRate        float64
+	PerRequesterBurst       int
+	PerRequesterConcurrency int
 	// MaxConcurrency caps simultaneous fetches to all hosts together
 	// (default 32): with policy "any", anyone can name fresh hosts.
 	MaxConcurrency int
+	// ReservedConcurrency slots (default 8) are added for refetches of
+	// client ids that resolved before: junk never takes them.
+	ReservedConcurrency int
 	// ExtraCAs are trusted in addition to the system roots (private PKI).
 	ExtraCAs *x509.CertPool
 	// AllowLoopback is for development only and MUST NOT be set in
@@ -98,7 +128,7 @@ type Fetcher struct {
 	lookup    func(ctx context.Context, host string) ([]netip.Addr, error)
 	now       func() time.Time
 	log       *slog.Logger
-	limits    *hostLimits
+	limits    *fetchLimits
 	// allowAddr decides which dialled addresses are reachable. Tests in this
 	// package replace it to reach one exact test listener in production mode.
 	allowAddr func(netip.AddrPort) bool
@@ -119,37 +149,33 @@ var errRedirect = errors.New("cimd: redirect not followed")
 
 // NewFetcher builds a Fetcher. It refuses negative limits.
 func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
-	if cfg.MaxBytes < 0 || cfg.DialTimeout < 0 || cfg.TLSTimeout < 0 || cfg.HeaderTimeout < 0 ||
-		cfg.TotalTimeout < 0 || cfg.PerHostRate < 0 || cfg.PerHostBurst < 0 || cfg.PerHostConcurrency < 0 || cfg.MaxConcurrency < 0 {
-		return nil, errors.New("cimd: fetcher limits must not be negative")
+	for _, n := range []float64{float64(cfg.MaxBytes), float64(cfg.DialTimeout), float64(cfg.TLSTimeout), float64(cfg.HeaderTimeout),
+		float64(cfg.TotalTimeout), float64(cfg.UntrustedTimeout), cfg.PerHostRate, float64(cfg.PerHostBurst), float64(cfg.PerHostConcurrency),
+		cfg.PerDomainRate, float64(cfg.PerDomainBurst), float64(cfg.PerDomainConcurrency),
+		cfg.PerRequesterRate, float64(cfg.PerRequesterBurst), float64(cfg.PerRequesterConcurrency),
+		float64(cfg.MaxConcurrency), float64(cfg.ReservedConcurrency)} {
+		if n < 0 {
+			return nil, errors.New("cimd: fetcher limits must not be negative")
+		}
 	}
-	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = DefaultMaxBytes
-	}
-	if cfg.DialTimeout == 0 {
-		cfg.DialTimeout = DefaultDialTimeout
-	}
-	if cfg.TLSTimeout == 0 {
-		cfg.TLSTimeout = DefaultTLSTimeout
-	}
-	if cfg.HeaderTimeout == 0 {
-		cfg.HeaderTimeout = DefaultHeaderTimeout
-	}
-	if cfg.TotalTimeout == 0 {
-		cfg.TotalTimeout = DefaultTotalTimeout
-	}
-	if cfg.PerHostRate == 0 {
-		cfg.PerHostRate = DefaultPerHostRate
-	}
-	if cfg.PerHostBurst == 0 {
-		cfg.PerHostBurst = DefaultPerHostBurst
-	}
-	if cfg.PerHostConcurrency == 0 {
-		cfg.PerHostConcurrency = DefaultPerHostConcurrency
-	}
-	if cfg.MaxConcurrency == 0 {
-		cfg.MaxConcurrency = DefaultMaxConcurrency
-	}
+	setDefault(&cfg.MaxBytes, DefaultMaxBytes)
+	setDefault(&cfg.DialTimeout, DefaultDialTimeout)
+	setDefault(&cfg.TLSTimeout, DefaultTLSTimeout)
+	setDefault(&cfg.HeaderTimeout, DefaultHeaderTimeout)
+	setDefault(&cfg.TotalTimeout, DefaultTotalTimeout)
+	setDefault(&cfg.UntrustedTimeout, DefaultUntrustedTimeout)
+	cfg.UntrustedTimeout = min(cfg.UntrustedTimeout, cfg.TotalTimeout)
+	setDefault(&cfg.PerHostRate, DefaultPerHostRate)
+	setDefault(&cfg.PerHostBurst, DefaultPerHostBurst)
+	setDefault(&cfg.PerHostConcurrency, DefaultPerHostConcurrency)
+	setDefault(&cfg.PerDomainRate, DefaultPerDomainRate)
+	setDefault(&cfg.PerDomainBurst, DefaultPerDomainBurst)
+	setDefault(&cfg.PerDomainConcurrency, DefaultPerDomainConcurrency)
+	setDefault(&cfg.PerRequesterRate, DefaultPerRequesterRate)
+	setDefault(&cfg.PerRequesterBurst, DefaultPerRequesterBurst)
+	setDefault(&cfg.PerRequesterConcurrency, DefaultPerRequesterConcurrency)
+	setDefault(&cfg.MaxConcurrency, DefaultMaxConcurrency)
+	setDefault(&cfg.ReservedConcurrency, DefaultReservedConcurrency)
 	f := &Fetcher{
 		cfg:    cfg,
 		lookup: cfg.LookupIP,
@@ -168,7 +194,13 @@ func NewFetcher(cfg FetcherConfig) (*Fetcher, error) {
 		f.log = slog.New(slog.DiscardHandler)
 	}
 	f.allowAddr = f.defaultAllowAddr
-	f.limits = newHostLimits(rate.Limit(cfg.PerHostRate), cfg.PerHostBurst, cfg.PerHostConcurrency, cfg.MaxConcurrency)
+	f.limits = newFetchLimits(limitsConfig{
+		requester: limitSpec{rate: rate.Limit(cfg.PerRequesterRate), burst: cfg.PerRequesterBurst, conc: cfg.PerRequesterConcurrency},
+		domain:    limitSpec{rate: rate.Limit(cfg.PerDomainRate), burst: cfg.PerDomainBurst, conc: cfg.PerDomainConcurrency},
+		host:      limitSpec{rate: rate.Limit(cfg.PerHostRate), burst: cfg.PerHostBurst, conc: cfg.PerHostConcurrency},
+		general:   cfg.MaxConcurrency,
+		reserved:  cfg.ReservedConcurrency,
+	})
 
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.ExtraCAs != nil {
@@ -333,20 +365,47 @@ func verifyChain(cs tls.ConnectionState, extra *x509.CertPool) error {
 // Fetch retrieves the document at clientID. clientID must be a valid Client
 // Identifier URL (IP literals only in development mode); otherwise the error
 // wraps ErrInvalidClientID and nothing is sent. Other failures wrap ErrFetch
-// with a short, safe reason.
+// with a short, safe reason. Fetch is charged to an anonymous requester and
+// uses the trusted-host timeout; the Resolver charges the real requester.
 func (f *Fetcher) Fetch(ctx context.Context, clientID string) (*Response, error) {
+	return f.fetchAs(ctx, clientID, fetchClass{trusted: true})
+}
+
+// fetchClass says whom a fetch is charged to and how long it may take.
+type fetchClass struct {
+	requester string // the requester's IP ("" unknown: no requester budget)
+	known     bool   // the client id resolved successfully before
+	trusted   bool   // the host is among the trusted hosts
+}
+
+func (f *Fetcher) fetchAs(ctx context.Context, clientID string, class fetchClass) (*Response, error) {
 	if err := validClientIDURL(clientID, f.cfg.AllowLoopback); err != nil {
 		return nil, err
 	}
 	host := hostOf(clientID)
-	release, err := f.limits.acquire(host, f.now())
+	requester := ""
+	if class.requester != "" {
+		requester = requesterKey(class.requester)
+	}
+	release, err := f.limits.acquire(fetchKeys{
+		requester: requester,
+		domain:    registrableDomain(host),
+		host:      host,
+		known:     class.known,
+	}, f.now())
 	if err != nil {
+		var le *limitError
+		errors.As(err, &le)
 		f.log.Debug("cimd: fetch refused", "host", host, "reason", err.Error())
-		return nil, &fetchError{reason: err.Error(), kind: ErrRateLimited}
+		return nil, &fetchError{reason: err.Error(), kind: ErrRateLimited, temporary: true, retry: le.wait}
 	}
 	defer release()
 
-	resp, err := f.fetch(ctx, clientID)
+	timeout := f.cfg.TotalTimeout
+	if !class.trusted {
+		timeout = f.cfg.UntrustedTimeout
+	}
+	resp, err := f.fetch(ctx, clientID, timeout)
 	if err != nil {
 		var fe *fetchError
 		if errors.As(err, &fe) {
@@ -357,8 +416,8 @@ func (f *Fetcher) Fetch(ctx context.Context, clientID string) (*Response, error)
 	return resp, nil
 }
 
-func (f *Fetcher) fetch(ctx context.Context, clientID string) (*Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.TotalTimeout)
+func (f *Fetcher) fetch(ctx context.Context, clientID string, timeout time.Duration) (*Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
 	if err != nil {
@@ -378,7 +437,9 @@ func (f *Fetcher) fetch(ctx context.Context, clientID string) (*Response, error)
 		return nil, &fetchError{reason: "redirect not followed"}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &fetchError{reason: "status " + strconv.Itoa(resp.StatusCode)}
+		// 5xx, 408 and 429 may pass; any other status is the host's answer.
+		st := resp.StatusCode
+		return nil, &fetchError{reason: "status " + strconv.Itoa(st), temporary: st >= 500 || st == http.StatusRequestTimeout || st == http.StatusTooManyRequests}
 	}
 	if ce := strings.TrimSpace(resp.Header.Get("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") {
 		return nil, &fetchError{reason: "content encoding not accepted"}
@@ -419,91 +480,27 @@ func classifyTransportError(err error) error {
 	case errors.Is(err, ErrForbiddenAddress):
 		return &fetchError{reason: "address not allowed", kind: ErrForbiddenAddress, cause: err}
 	case errors.Is(err, context.Canceled):
-		return &fetchError{reason: "canceled", cause: err}
+		return &fetchError{reason: "canceled", cause: err, temporary: true}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		return &fetchError{reason: "timeout", cause: err}
+		return &fetchError{reason: "timeout", cause: err, temporary: true}
 	case errors.As(err, &hostErr), errors.As(err, &authErr), errors.As(err, &certErr),
 		errors.As(err, &recErr), errors.As(err, &alertErr), errors.As(err, &verErr):
 		return &fetchError{reason: "tls handshake failed", cause: err}
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "lookup" {
-		return &fetchError{reason: "host name did not resolve", cause: err}
+		return &fetchError{reason: "host name did not resolve", cause: err, temporary: true}
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
-		return &fetchError{reason: "host name did not resolve", cause: err}
+		return &fetchError{reason: "host name did not resolve", cause: err, temporary: true}
 	}
-	return &fetchError{reason: "connection failed", cause: err}
+	return &fetchError{reason: "connection failed", cause: err, temporary: true}
 }
 
-// hostLimits keeps a token bucket and an in-flight count per host, and a
-// total in-flight count.
-type hostLimits struct {
-	mu       sync.Mutex
-	hosts    map[string]*hostLimit
-	rate     rate.Limit
-	burst    int
-	conc     int
-	maxConc  int
-	inflight int
-}
-
-type hostLimit struct {
-	lim      *rate.Limiter
-	inflight int
-	last     time.Time
-}
-
-func newHostLimits(r rate.Limit, burst, conc, maxConc int) *hostLimits {
-	return &hostLimits{hosts: map[string]*hostLimit{}, rate: r, burst: burst, conc: conc, maxConc: maxConc}
-}
-
-// acquire takes one fetch slot for host or refuses at once.
-func (l *hostLimits) acquire(host string, now time.Time) (func(), error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.inflight >= l.maxConc {
-		return nil, errors.New("too many concurrent fetches")
-	}
-	h, ok := l.hosts[host]
-	if !ok {
-		if len(l.hosts) >= maxTrackedHosts {
-			l.evictIdle(now)
-			if len(l.hosts) >= maxTrackedHosts {
-				return nil, errors.New("too many hosts being fetched")
-			}
-		}
-		h = &hostLimit{lim: rate.NewLimiter(l.rate, l.burst)}
-		l.hosts[host] = h
-	}
-	if h.inflight >= l.conc {
-		return nil, errors.New("too many concurrent fetches for this host")
-	}
-	if !h.lim.AllowN(now, 1) {
-		return nil, errors.New("rate limit exceeded for this host")
-	}
-	h.inflight++
-	l.inflight++
-	h.last = now
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			h.inflight--
-			l.inflight--
-			l.mu.Unlock()
-		})
-	}, nil
-}
-
-// evictIdle drops hosts with nothing in flight whose bucket has refilled
-// (forgetting them changes nothing).
-func (l *hostLimits) evictIdle(now time.Time) {
-	refill := time.Duration(float64(l.burst) / float64(l.rate) * float64(time.Second))
-	for k, h := range l.hosts {
-		if h.inflight == 0 && now.Sub(h.last) >= refill {
-			delete(l.hosts, k)
-		}
+// setDefault sets *p to def when it is zero.
+func setDefault[T int | int64 | float64 | time.Duration](p *T, def T) {
+	if *p == 0 {
+		*p = def
 	}
 }
