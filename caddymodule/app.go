@@ -64,8 +64,14 @@ func init() {
 //				trusted_hosts <host...>
 //				max_bytes <n>
 //				timeout <duration>
+//				untrusted_timeout <duration>
 //				cache_min <duration>
 //				cache_max <duration>
+//				negative_cache <duration>|off
+//				serve_stale <duration>|off
+//				host_rate <n>/<duration>
+//				domain_rate <n>/<duration>
+//				requester_rate <n>/<duration>
 //				ca_bundle <pem file>
 //				insecure_allow_loopback
 //			}
@@ -215,17 +221,49 @@ type CIMDConfig struct {
 	TrustedHosts []string `json:"trusted_hosts,omitempty"`
 	// MaxBytes caps a document (default 5120).
 	MaxBytes int64 `json:"max_bytes,omitempty"`
-	// Timeout bounds a whole fetch (default 5s).
+	// Timeout bounds a whole fetch from a trusted host (default 10s).
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// UntrustedTimeout bounds a whole fetch from a host outside
+	// TrustedHosts, with policy "any" (default 3s, at most Timeout).
+	UntrustedTimeout caddy.Duration `json:"untrusted_timeout,omitempty"`
 	// CacheMin and CacheMax bound how long a document is cached (defaults 5m, 24h).
 	CacheMin caddy.Duration `json:"cache_min,omitempty"`
 	CacheMax caddy.Duration `json:"cache_max,omitempty"`
+	// NegativeCache is how long a failed client id is remembered, so that
+	// asking again costs no fetch (default 30s; negative: off).
+	NegativeCache caddy.Duration `json:"negative_cache,omitempty"`
+	// ServeStale is how long past expiry a document that resolved before is
+	// still served when its refetch fails transiently (default 1h; negative: off).
+	ServeStale caddy.Duration `json:"serve_stale,omitempty"`
+	// HostRate is the fetch budget per document host (default 10 per 10s).
+	HostRate *CIMDRate `json:"host_rate,omitempty"`
+	// DomainRate is the fetch budget per registrable domain (default 20 per 10s).
+	DomainRate *CIMDRate `json:"domain_rate,omitempty"`
+	// RequesterRate is the fetch budget per client IP, IPv6 by /64 (default 5 per 25s).
+	RequesterRate *CIMDRate `json:"requester_rate,omitempty"`
 	// CABundle is a PEM file of extra CAs for documents on a private PKI.
 	CABundle string `json:"ca_bundle,omitempty"`
 	// InsecureAllowLoopback lets documents be fetched from loopback
 	// addresses. For development and tests only: it MUST NOT be used in
 	// production (it reopens SSRF to this machine). Logged loudly.
 	InsecureAllowLoopback bool `json:"insecure_allow_loopback,omitempty"`
+}
+
+// CIMDRate is a fetch budget: Burst fetches at once, refilled at Burst per
+// Interval.
+type CIMDRate struct {
+	// Burst is how many fetches may happen at once.
+	Burst int `json:"burst"`
+	// Interval is the time over which Burst fetches are refilled.
+	Interval caddy.Duration `json:"interval"`
+}
+
+// perSecond is the sustained rate of a budget (nil: 0, the default).
+func (r *CIMDRate) perSecond() (float64, int) {
+	if r == nil || r.Interval <= 0 {
+		return 0, 0
+	}
+	return float64(r.Burst) / time.Duration(r.Interval).Seconds(), r.Burst
 }
 
 // DCRConfig configures Dynamic Client Registration.
@@ -462,6 +500,14 @@ func (a *App) Validate() error {
 		}
 		if (a.CIMD.Policy == "" || a.CIMD.Policy == "trusted") && len(a.CIMD.TrustedHosts) == 0 {
 			return errors.New("mcp_auth: cimd policy trusted needs trusted_hosts (or use policy any)")
+		}
+		for name, r := range map[string]*CIMDRate{"host_rate": a.CIMD.HostRate, "domain_rate": a.CIMD.DomainRate, "requester_rate": a.CIMD.RequesterRate} {
+			if r != nil && (r.Burst < 1 || r.Interval <= 0) {
+				return fmt.Errorf("mcp_auth: cimd %s: burst must be at least 1 and interval positive", name)
+			}
+		}
+		if a.CIMD.Timeout < 0 || a.CIMD.UntrustedTimeout < 0 {
+			return errors.New("mcp_auth: cimd timeouts must not be negative")
 		}
 	}
 	names := map[string]bool{}
@@ -737,11 +783,15 @@ func (a *App) tokenRate() float64 {
 func (a *App) cimdResolver() (*cimd.Resolver, error) {
 	c := a.CIMD
 	fc := cimd.FetcherConfig{
-		MaxBytes:      c.MaxBytes,
-		TotalTimeout:  time.Duration(c.Timeout),
-		AllowLoopback: c.InsecureAllowLoopback,
-		Logger:        a.slogger,
+		MaxBytes:         c.MaxBytes,
+		TotalTimeout:     time.Duration(c.Timeout),
+		UntrustedTimeout: time.Duration(c.UntrustedTimeout),
+		AllowLoopback:    c.InsecureAllowLoopback,
+		Logger:           a.slogger,
 	}
+	fc.PerHostRate, fc.PerHostBurst = c.HostRate.perSecond()
+	fc.PerDomainRate, fc.PerDomainBurst = c.DomainRate.perSecond()
+	fc.PerRequesterRate, fc.PerRequesterBurst = c.RequesterRate.perSecond()
 	if c.CABundle != "" {
 		pem, err := os.ReadFile(c.CABundle)
 		if err != nil {
@@ -763,6 +813,8 @@ func (a *App) cimdResolver() (*cimd.Resolver, error) {
 		Policy:       c.Policy,
 		MinCacheTTL:  time.Duration(c.CacheMin),
 		MaxCacheTTL:  time.Duration(c.CacheMax),
+		NegativeTTL:  time.Duration(c.NegativeCache),
+		MaxStale:     time.Duration(c.ServeStale),
 		Logger:       a.slogger,
 		OnFetch:      a.metrics.CIMDFetch,
 	})

@@ -34,6 +34,13 @@ func TestAppValidate(t *testing.T) {
 		}, "client \"x\""},
 		{"cimd trusted without hosts", func(a *App) { a.CIMD = &CIMDConfig{} }, "trusted_hosts"},
 		{"cimd any", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any"} }, ""},
+		{"cimd rate without interval", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any", HostRate: &CIMDRate{Burst: 5}} }, "host_rate"},
+		{"cimd rate without burst", func(a *App) {
+			a.CIMD = &CIMDConfig{Policy: "any", RequesterRate: &CIMDRate{Interval: 1e9}}
+		}, "requester_rate"},
+		{"cimd rates", func(a *App) {
+			a.CIMD = &CIMDConfig{Policy: "any", DomainRate: &CIMDRate{Burst: 5, Interval: 1e9}, NegativeCache: -1}
+		}, ""},
 		{"provider name", func(a *App) { a.Login.OIDC = []OIDCProvider{{Name: "Bad/Name"}} }, "provider name"},
 		{"provider twice", func(a *App) {
 			a.Login.OIDC = []OIDCProvider{{Name: "corp"}}

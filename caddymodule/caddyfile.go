@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -381,7 +382,7 @@ func parseCIMD(d *caddyfile.Dispenser) (*CIMDConfig, error) {
 				return nil, err
 			}
 			c.MaxBytes = int64(n)
-		case "timeout", "cache_min", "cache_max":
+		case "timeout", "untrusted_timeout", "cache_min", "cache_max":
 			v, err := durationArg(d)
 			if err != nil {
 				return nil, err
@@ -389,10 +390,47 @@ func parseCIMD(d *caddyfile.Dispenser) (*CIMDConfig, error) {
 			switch opt {
 			case "timeout":
 				c.Timeout = v
+			case "untrusted_timeout":
+				c.UntrustedTimeout = v
 			case "cache_min":
 				c.CacheMin = v
 			default:
 				c.CacheMax = v
+			}
+		case "negative_cache", "serve_stale":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			dur := caddy.Duration(-1) // off
+			if v != "off" {
+				p, err := caddy.ParseDuration(v)
+				if err != nil || p <= 0 {
+					return nil, d.Errf("cimd %s: %q is not a positive duration or off", opt, v)
+				}
+				dur = caddy.Duration(p)
+			}
+			if opt == "negative_cache" {
+				c.NegativeCache = dur
+			} else {
+				c.ServeStale = dur
+			}
+		case "host_rate", "domain_rate", "requester_rate":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			r, err := parseCIMDRate(v)
+			if err != nil {
+				return nil, d.Errf("cimd %s: %v", opt, err)
+			}
+			switch opt {
+			case "host_rate":
+				c.HostRate = r
+			case "domain_rate":
+				c.DomainRate = r
+			default:
+				c.RequesterRate = r
 			}
 		case "ca_bundle":
 			if !d.AllArgs(&c.CABundle) {
@@ -450,6 +488,24 @@ func parseDCR(d *caddyfile.Dispenser) (*DCRConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// parseCIMDRate parses "<n>/<duration>" (e.g. "10/10s"): n fetches at
+// once, refilled n per duration.
+func parseCIMDRate(v string) (*CIMDRate, error) {
+	ns, ds, ok := strings.Cut(v, "/")
+	if !ok {
+		return nil, fmt.Errorf("%q: want <n>/<duration>, e.g. 10/10s", v)
+	}
+	n, err := strconv.Atoi(ns)
+	if err != nil || n < 1 || n > 1_000_000 {
+		return nil, fmt.Errorf("%q: %q is not a whole number from 1 to 1000000", v, ns)
+	}
+	dur, err := caddy.ParseDuration(ds)
+	if err != nil || dur <= 0 {
+		return nil, fmt.Errorf("%q: %q is not a positive duration", v, ds)
+	}
+	return &CIMDRate{Burst: n, Interval: caddy.Duration(dur)}, nil
 }
 
 func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
