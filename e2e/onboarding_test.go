@@ -119,6 +119,7 @@ type cimdServer struct {
 	URL     string
 	CAFile  string
 	fetches atomic.Int64
+	others  atomic.Int64 // requests for any other path (junk)
 	doc     atomic.Value // string
 }
 
@@ -151,6 +152,7 @@ func startCIMDServer(t *testing.T) *cimdServer {
 	cs.URL = fmt.Sprintf("https://localhost:%d/oauth/client-metadata.json", port)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/oauth/client-metadata.json" {
+			cs.others.Add(1)
 			http.NotFound(w, r)
 			return
 		}
