@@ -20,17 +20,29 @@
 //     every dialled address checked against the RFC 6890 special-use ranges
 //     after DNS resolution and again on the socket (DNS rebinding), strict
 //     timeouts, a 5 KiB read cap by default (§8.7), only 200 +
-//     application/json + identity encoding, per-host rate and concurrency
-//     limits, optional extra CA roots. A development-only loopback exception
-//     exists; it is off by default and logged loudly.
+//     application/json + identity encoding, optional extra CA roots, and a
+//     shorter whole-fetch timeout for hosts outside the trusted hosts. A
+//     development-only loopback exception exists; it is off by default and
+//     logged loudly.
+//   - Budgets (budget.go): a fetch is charged to the requester (client IP,
+//     IPv6 by /64), the registrable domain (Public Suffix List) and the
+//     host, as token buckets with concurrency caps, under a global slot
+//     limit; a refetch of a client id that resolved before (trusted host)
+//     has its own per-host bucket and reserved slots. Tables are bounded
+//     LRUs that evict the least recently used idle entry, never refusing
+//     because they are full. A refusal is a temporary failure (ErrTemporary,
+//     with a Retry-After), like timeouts, 5xx and network errors.
 //   - ValidateDocument (document.go) checks a document (§4, §4.1):
 //     client_id equal to the URL, redirect_uris and client_name present, no
 //     client secret, no shared-secret or private_key_jwt-only
 //     authentication; a list of methods that includes "none" is accepted
 //     as "none".
 //   - Resolver (cache.go) combines them with the trusted-hosts policy and a
-//     cache that follows HTTP cache headers within bounds (§5.2), never
-//     caches a failure and shares one fetch among concurrent callers.
+//     cache that follows HTTP cache headers within bounds (§5.2), shares
+//     one fetch among concurrent callers, never caches a failure as a
+//     document but remembers it briefly (NegativeTTL) so repeated junk
+//     costs no fetch, and serves a known-good document stale (MaxStale)
+//     when its refetch fails transiently.
 //
 // A change of redirect_uris or client_name changes storage.Client.Fingerprint
 // (dcr.Fingerprint), which the consent logic binds remembered consent to.
