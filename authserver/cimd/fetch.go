@@ -394,10 +394,12 @@ func (f *Fetcher) fetchAs(ctx context.Context, clientID string, class fetchClass
 		known:     class.known,
 	}, f.now())
 	if err != nil {
-		var le *limitError
-		errors.As(err, &le)
+		var wait time.Duration
+		if le := (*limitError)(nil); errors.As(err, &le) {
+			wait = le.wait
+		}
 		f.log.Debug("cimd: fetch refused", "host", host, "reason", err.Error())
-		return nil, &fetchError{reason: err.Error(), kind: ErrRateLimited, temporary: true, retry: le.wait}
+		return nil, &fetchError{reason: err.Error(), kind: ErrRateLimited, temporary: true, retry: wait}
 	}
 	defer release()
 
