@@ -2,6 +2,8 @@ module github.com/mcpauth/caddy-mcpauth
 
 go 1.26.0
 
+toolchain go1.26.8
+
 require (
 	github.com/beevik/etree v1.7.0
 	github.com/caddyserver/caddy/v2 v2.11.9

@@ -75,6 +75,10 @@ type KeyConfig struct {
 	Now func() time.Time
 	// Logger receives rotation and maintenance events; default slog.Default().
 	Logger *slog.Logger
+	// Encryption seals private keys at rest (see KeyEncryption). Nil stores
+	// them as plaintext JWKs, and then an encrypted stored key fails
+	// NewKeySet with ErrKeyDecrypt.
+	Encryption *KeyEncryption
 }
 
 // loadedKey is a stored signing key, decoded.
@@ -142,7 +146,12 @@ func NewKeySet(ctx context.Context, store storage.Keys, cfg KeyConfig) (*KeySet,
 		cfg.Logger = slog.Default()
 	}
 	k := &KeySet{store: store, cfg: cfg, published: map[string]*loadedKey{}}
-	if err := k.Reload(ctx); err != nil {
+	// At start a key we cannot decrypt is fatal: carrying on would replace
+	// the keys of every instance sharing the store with a new one.
+	if err := k.reload(ctx, true); err != nil {
+		return nil, err
+	}
+	if err := k.rewrap(ctx); err != nil {
 		return nil, err
 	}
 	k.mu.RLock()
@@ -273,6 +282,9 @@ func (k *KeySet) Rotate(ctx context.Context) error {
 func (k *KeySet) rotate(ctx context.Context, expectActive string) error {
 	k.reloadMu.Lock()
 	key, err := generateSigningKey(k.cfg.Algorithm, k.cfg.Now())
+	if err == nil && k.cfg.Encryption != nil {
+		key.PrivateJWK, err = k.cfg.Encryption.seal(key.ID, key.PrivateJWK)
+	}
 	if err != nil {
 		k.reloadMu.Unlock()
 		return err
@@ -293,8 +305,13 @@ func (k *KeySet) rotate(ctx context.Context, expectActive string) error {
 	return k.Reload(ctx)
 }
 
-// Reload re-reads the keys from the store.
-func (k *KeySet) Reload(ctx context.Context) error {
+// Reload re-reads the keys from the store. A key that cannot be decoded
+// (or decrypted) is logged and left out.
+func (k *KeySet) Reload(ctx context.Context) error { return k.reload(ctx, false) }
+
+// reload is Reload; with strict, a key that cannot be decrypted
+// (ErrKeyDecrypt) is an error instead.
+func (k *KeySet) reload(ctx context.Context, strict bool) error {
 	k.reloadMu.Lock()
 	defer k.reloadMu.Unlock()
 	stored, err := k.store.ListSigningKeys(ctx)
@@ -324,9 +341,20 @@ func (k *KeySet) Reload(ctx context.Context) error {
 			continue
 		}
 		lk, ok := cache[sk.ID]
-		if !ok || !lk.retiredAt.Equal(sk.RetiredAt) || !lk.publishUntil.Equal(sk.PublishUntil) {
-			lk, err = decodeSigningKey(sk)
+		switch {
+		case ok && (!lk.retiredAt.Equal(sk.RetiredAt) || !lk.publishUntil.Equal(sk.PublishUntil)):
+			// The kid is the thumbprint of the key: only its retirement
+			// changed (the stored material may have been re-encrypted with
+			// a KEK this instance does not have yet, during KEK rotation).
+			c := *lk
+			c.retiredAt, c.publishUntil = sk.RetiredAt, sk.PublishUntil
+			lk = &c
+		case !ok:
+			lk, err = decodeSigningKey(sk, k.cfg.Encryption)
 			if err != nil {
+				if strict && errors.Is(err, ErrKeyDecrypt) {
+					return fmt.Errorf("authserver: %w", err)
+				}
 				// One bad record must not take the server down; it is neither
 				// published nor used.
 				k.cfg.Logger.Error("authserver: skipping unreadable signing key", "kid", sk.ID, "error", err)
@@ -458,10 +486,14 @@ func generateSigningKey(alg string, now time.Time) (storage.SigningKey, error) {
 	return storage.SigningKey{ID: kid, Algorithm: alg, PrivateJWK: private, CreatedAt: now}, nil
 }
 
-// decodeSigningKey parses a stored key and checks that it is a private key
-// matching its algorithm.
-func decodeSigningKey(sk storage.SigningKey) (*loadedKey, error) {
-	key, err := jwk.ParseKey(sk.PrivateJWK)
+// decodeSigningKey decrypts (with enc, when the key is sealed) and parses a
+// stored key and checks that it is a private key matching its algorithm.
+func decodeSigningKey(sk storage.SigningKey, enc *KeyEncryption) (*loadedKey, error) {
+	plain, err := enc.openPrivateJWK(sk.ID, sk.PrivateJWK)
+	if err != nil {
+		return nil, err
+	}
+	key, err := jwk.ParseKey(plain)
 	if err != nil {
 		return nil, fmt.Errorf("authserver: parse signing key: %w", err)
 	}
@@ -516,6 +548,48 @@ func decodeSigningKey(sk storage.SigningKey) (*loadedKey, error) {
 		retiredAt:    sk.RetiredAt,
 		publishUntil: sk.PublishUntil,
 	}, nil
+}
+
+// rewrap seals with the current KEK every stored key that is plaintext
+// (stored before encryption was configured) or sealed with a previous KEK.
+// A key another instance rewrapped meanwhile (ErrConflict) or deleted is
+// left alone. Plaintext is never logged.
+func (k *KeySet) rewrap(ctx context.Context) error {
+	enc := k.cfg.Encryption
+	if enc == nil {
+		return nil
+	}
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	stored, err := k.store.ListSigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("authserver: list signing keys: %w", err)
+	}
+	done := 0
+	for _, sk := range stored {
+		if !enc.needsRewrap(sk.PrivateJWK) {
+			continue
+		}
+		plain, err := enc.openPrivateJWK(sk.ID, sk.PrivateJWK)
+		if err != nil {
+			continue // past its PublishUntil (reload skipped it), deleted soon
+		}
+		sealed, err := enc.seal(sk.ID, plain)
+		if err != nil {
+			return err
+		}
+		switch err := k.store.RewrapSigningKey(ctx, sk.ID, sk.PrivateJWK, sealed); {
+		case err == nil:
+			done++
+		case errors.Is(err, storage.ErrConflict), errors.Is(err, storage.ErrNotFound):
+		default:
+			return fmt.Errorf("authserver: re-encrypt signing key %q: %w", sk.ID, err)
+		}
+	}
+	if done > 0 {
+		k.cfg.Logger.Info("authserver: signing keys encrypted with the current key_encryption_key", "count", done, "kek_id", enc.ID())
+	}
+	return nil
 }
 
 // buildJWKS encodes the published keys, active first then newest first, and

@@ -42,6 +42,10 @@ func init() {
 //			storage bbolt [<path>] | postgres <dsn>
 //			signing_algorithm ES256|EdDSA|RS256
 //			key_rotation <duration>
+//			key_encryption_key <base64 of 32 random bytes, e.g. {env.MCPAUTH_KEK}>
+//			key_encryption_key_file <path>
+//			key_encryption_key_previous <old key>     # during KEK rotation
+//			key_encryption_key_previous_file <path>
 //			code_lifetime <duration>
 //			access_token_lifetime <duration>
 //			refresh_token_lifetime <duration>
@@ -148,6 +152,22 @@ type App struct {
 	SigningAlgorithm string `json:"signing_algorithm,omitempty"`
 	// KeyRotation rotates the signing key on this period (0: only on demand).
 	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+	// KeyEncryptionKey encrypts the signing keys at rest (AES-256-GCM):
+	// base64 of at least 32 random bytes (`openssl rand -base64 32`). Use
+	// {env.*} or KeyEncryptionKeyFile rather than writing it in the config.
+	// Every instance sharing the store needs the same one. Unset: keys are
+	// stored unencrypted.
+	KeyEncryptionKey string `json:"key_encryption_key,omitempty"`
+	// KeyEncryptionKeyFile reads KeyEncryptionKey from a file (surrounding
+	// whitespace ignored); exclusive with KeyEncryptionKey.
+	KeyEncryptionKeyFile string `json:"key_encryption_key_file,omitempty"`
+	// KeyEncryptionKeyPrevious is the key-encryption key being rotated out:
+	// it only decrypts, and keys sealed with it are re-encrypted with
+	// KeyEncryptionKey at start. Same format.
+	KeyEncryptionKeyPrevious string `json:"key_encryption_key_previous,omitempty"`
+	// KeyEncryptionKeyPreviousFile reads KeyEncryptionKeyPrevious from a
+	// file; exclusive with it.
+	KeyEncryptionKeyPreviousFile string `json:"key_encryption_key_previous_file,omitempty"`
 	// CodeLifetime of authorization codes (default 60s, at most 10m).
 	CodeLifetime caddy.Duration `json:"code_lifetime,omitempty"`
 	// AccessTokenLifetime of access tokens (default 1h).
@@ -190,6 +210,10 @@ type App struct {
 	TokenRateBurst int `json:"token_rate_burst,omitempty"`
 	// AuditRetention deletes audit events older than this (default 90 days; negative keeps them all).
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+
+	// kek and kekPrevious are the key-encryption keys as configured, with
+	// placeholders replaced and files read (never logged).
+	kek, kekPrevious string
 
 	metrics *Metrics
 	ctx     caddy.Context
@@ -393,6 +417,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for i := range a.Login.Users {
 		a.Login.Users[i].Password = repl.ReplaceKnown(a.Login.Users[i].Password, "")
 	}
+	if err := a.provisionKEK(repl); err != nil {
+		return err
+	}
+	warnAdminExposure(a.logger, adminOf(ctx))
 	if a.TokenRateBurst <= 0 {
 		a.TokenRateBurst = 50
 	}
@@ -429,7 +457,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	keys, err := authserver.NewKeySet(runCtx, store, a.keyConfig())
+	kc, err := a.keyConfig()
+	if err != nil {
+		return err
+	}
+	keys, err := authserver.NewKeySet(runCtx, store, kc)
 	if err != nil {
 		return fmt.Errorf("mcp_auth: signing keys: %w", err)
 	}
@@ -467,6 +499,9 @@ func (a *App) Validate() error {
 	case "ES256", "EdDSA", "RS256":
 	default:
 		return fmt.Errorf("mcp_auth: signing_algorithm %q: use ES256, EdDSA or RS256", a.SigningAlgorithm)
+	}
+	if err := a.validateKEK(); err != nil {
+		return err
 	}
 	if a.CodeLifetime < 0 || time.Duration(a.CodeLifetime) > 10*time.Minute {
 		return errors.New("mcp_auth: code_lifetime must be at most 10m")
@@ -602,17 +637,22 @@ func (a *App) Active(ctx context.Context, grantID, clientID string) (bool, error
 	return s.Active(ctx, grantID, clientID)
 }
 
-func (a *App) keyConfig() authserver.KeyConfig {
+func (a *App) keyConfig() (authserver.KeyConfig, error) {
 	publish := 2 * time.Duration(a.AccessTokenLifetime)
 	for _, c := range a.Clients {
 		publish = max(publish, 2*time.Duration(c.AccessTokenLifetime))
+	}
+	enc, err := a.keyEncryption()
+	if err != nil {
+		return authserver.KeyConfig{}, err
 	}
 	return authserver.KeyConfig{
 		Algorithm:   a.SigningAlgorithm,
 		PublishFor:  publish,
 		RotateEvery: time.Duration(a.KeyRotation),
 		Logger:      a.slogger,
-	}
+		Encryption:  enc,
+	}, nil
 }
 
 func (a *App) knownResources() []string {
@@ -711,13 +751,17 @@ func (a *App) buildServer() (*authserver.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	kc, err := a.keyConfig()
+	if err != nil {
+		return nil, err
+	}
 	cfg := authserver.Config{
 		Issuer:          a.Issuer,
 		PathPrefix:      a.PathPrefix,
 		Store:           a.store,
 		Browser:         a.login,
 		Keys:            a.keys,
-		KeyConfig:       a.keyConfig(),
+		KeyConfig:       kc,
 		Scopes:          a.Scopes,
 		DefaultScopes:   a.DefaultScopes,
 		Resources:       policy,

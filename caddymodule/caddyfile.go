@@ -90,6 +90,22 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.SigningAlgorithm) {
 				return d.ArgErr()
 			}
+		case "key_encryption_key":
+			if !d.AllArgs(&a.KeyEncryptionKey) {
+				return d.ArgErr()
+			}
+		case "key_encryption_key_file":
+			if !d.AllArgs(&a.KeyEncryptionKeyFile) {
+				return d.ArgErr()
+			}
+		case "key_encryption_key_previous":
+			if !d.AllArgs(&a.KeyEncryptionKeyPrevious) {
+				return d.ArgErr()
+			}
+		case "key_encryption_key_previous_file":
+			if !d.AllArgs(&a.KeyEncryptionKeyPreviousFile) {
+				return d.ArgErr()
+			}
 		case "key_rotation", "code_lifetime", "access_token_lifetime", "refresh_token_lifetime", "grant_lifetime":
 			v, err := durationArg(d)
 			if err != nil {

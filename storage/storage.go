@@ -148,7 +148,8 @@ type Rotation struct {
 type SigningKey struct {
 	ID        string `json:"kid"`
 	Algorithm string `json:"alg"`
-	// PrivateJWK is the private key as a JSON Web Key.
+	// PrivateJWK is the private key as a JSON Web Key, or that JWK
+	// encrypted at rest by the authorization server (opaque to storage).
 	PrivateJWK   []byte    `json:"private_jwk"`
 	CreatedAt    time.Time `json:"created_at"`
 	RetiredAt    time.Time `json:"retired_at,omitempty"`
@@ -285,6 +286,11 @@ type Keys interface {
 	AddSigningKey(ctx context.Context, key SigningKey, expectActive string, publishUntil time.Time) error
 	// DeleteSigningKey removes a retired key (after PublishUntil).
 	DeleteSigningKey(ctx context.Context, kid string) error
+	// RewrapSigningKey replaces the PrivateJWK of key kid (the same private
+	// key, encrypted at rest anew) when it still equals expect, and nothing
+	// else: ErrNotFound for an unknown kid, ErrConflict when the stored
+	// material differs (another instance rewrapped it first).
+	RewrapSigningKey(ctx context.Context, kid string, expect, replacement []byte) error
 }
 
 // Consents stores remembered consents.

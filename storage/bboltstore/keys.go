@@ -1,6 +1,7 @@
 package bboltstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -103,5 +104,24 @@ func (s *Store) DeleteSigningKey(ctx context.Context, kid string) error {
 			return fmt.Errorf("bboltstore: signing key %q is not retired: %w", kid, storage.ErrConflict)
 		}
 		return b.Delete([]byte(kid))
+	})
+}
+
+// RewrapSigningKey implements storage.Keys.
+func (s *Store) RewrapSigningKey(ctx context.Context, kid string, expect, replacement []byte) error {
+	if len(replacement) == 0 {
+		return errors.New("bboltstore: rewrap signing key: empty replacement")
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := bucket(tx, bktKeys)
+		var k storage.SigningKey
+		if err := getJSON(b, []byte(kid), &k); err != nil {
+			return err
+		}
+		if !bytes.Equal(k.PrivateJWK, expect) {
+			return fmt.Errorf("bboltstore: signing key %q changed: %w", kid, storage.ErrConflict)
+		}
+		k.PrivateJWK = replacement
+		return putJSON(b, []byte(kid), k)
 	})
 }

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -108,6 +109,35 @@ func (s *Store) DeleteSigningKey(ctx context.Context, kid string) error {
 			return fmt.Errorf("pgstore: %s: key is not retired: %w", op, storage.ErrConflict)
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM mcpauth_signing_keys WHERE kid = $1`, kid)
+		return dbErr(op, err)
+	})
+}
+
+// RewrapSigningKey replaces the private material of key kid when it still
+// equals expect (a compare-and-swap under the row lock).
+func (s *Store) RewrapSigningKey(ctx context.Context, kid string, expect, replacement []byte) error {
+	const op = "rewrap signing key"
+	if len(replacement) == 0 {
+		return errors.New("pgstore: rewrap signing key: empty replacement")
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var data []byte
+		if err := tx.QueryRow(ctx, `SELECT data FROM mcpauth_signing_keys WHERE kid = $1 FOR UPDATE`, kid).Scan(&data); err != nil {
+			return dbErr(op, err)
+		}
+		var k storage.SigningKey
+		if err := decode(op, data, &k); err != nil {
+			return err
+		}
+		if !bytes.Equal(k.PrivateJWK, expect) {
+			return fmt.Errorf("pgstore: %s: key %q changed: %w", op, kid, storage.ErrConflict)
+		}
+		k.PrivateJWK = replacement
+		kd, err := encode(op, k)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE mcpauth_signing_keys SET data = $2 WHERE kid = $1`, kid, kd)
 		return dbErr(op, err)
 	})
 }

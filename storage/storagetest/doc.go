@@ -62,6 +62,8 @@
 //   - AddSigningKey compares against the newest unretired key by CreatedAt
 //     (then kid); ListSigningKeys is ordered by CreatedAt, then kid.
 //     DeleteSigningKey of an unretired key is ErrConflict.
+//     RewrapSigningKey swaps only PrivateJWK, when it equals the expected
+//     material (ErrConflict otherwise, ErrNotFound for an unknown kid).
 //   - Single-record deletes (DeleteClient, DeleteConsent, DeleteSession,
 //     DeleteSigningKey) of something absent return ErrNotFound; callers
 //     that want idempotence ignore it. Revoking a revoked grant succeeds

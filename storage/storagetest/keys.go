@@ -73,4 +73,27 @@ func (s *suite) testKeys(t *testing.T) {
 		must(t, "ListSigningKeys", err)
 		same(t, "keys", list, []storage.SigningKey{k2})
 	})
+	t.Run("Rewrap", func(t *testing.T) {
+		b, ctx := s.backend(t), t.Context()
+		k1, k2 := newKey("k1", at(0)), newKey("k2", at(time.Hour))
+		must(t, "AddSigningKey", b.AddSigningKey(ctx, k1, "", at(2*time.Hour)))
+		must(t, "AddSigningKey", b.AddSigningKey(ctx, k2, "k1", at(2*time.Hour)))
+		list, err := b.ListSigningKeys(ctx)
+		must(t, "ListSigningKeys", err)
+		r1 := list[0]
+
+		sealed := []byte("sealed:k1")
+		must(t, "RewrapSigningKey", b.RewrapSigningKey(ctx, "k1", k1.PrivateJWK, sealed))
+		// A stale expectation (another instance rewrapped first) changes nothing.
+		wantErr(t, "RewrapSigningKey stale", b.RewrapSigningKey(ctx, "k1", k1.PrivateJWK, []byte("other")), storage.ErrConflict)
+		wantErr(t, "RewrapSigningKey unknown", b.RewrapSigningKey(ctx, "nope", nil, []byte("x")), storage.ErrNotFound)
+		if err := b.RewrapSigningKey(ctx, "k2", k2.PrivateJWK, nil); err == nil {
+			t.Fatal("RewrapSigningKey with empty material succeeded")
+		}
+		list, err = b.ListSigningKeys(ctx)
+		must(t, "ListSigningKeys", err)
+		// Only the material changed: retirement, order and the other key stay.
+		r1.PrivateJWK = sealed
+		same(t, "keys after rewrap", list, []storage.SigningKey{r1, k2})
+	})
 }
