@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
-	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
