@@ -146,8 +146,8 @@ func NewAggregator(cfg AggregatorConfig) *Aggregator {
 	return &Aggregator{cfg: cfg, counts: map[Key]int{}, overflow: map[Key]int{}}
 }
 
-// Add counts one refusal (ev.Time zero: now). When it is the first event
-// after a minute held has ended, the ended minutes are written first.
+// Add counts one refusal (ev.Time zero: now). When a minute held has ended,
+// its records are written first (so they also make room).
 func (a *Aggregator) Add(ctx context.Context, ev storage.AuditEvent) {
 	now := a.cfg.Now()
 	if ev.Time.IsZero() {
@@ -155,6 +155,13 @@ func (a *Aggregator) Add(ctx context.Context, ev storage.AuditEvent) {
 	}
 	k := KeyOf(ev, a.cfg.Prefixes)
 	a.mu.Lock()
+	due := a.oldest != 0 && a.oldest < now.UTC().Truncate(time.Minute).Unix()
+	a.mu.Unlock()
+	if due {
+		_ = a.Flush(context.WithoutCancel(ctx), false)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if _, ok := a.counts[k]; ok || len(a.counts) < a.cfg.MaxKeys {
 		a.counts[k]++
 	} else {
@@ -166,11 +173,6 @@ func (a *Aggregator) Add(ctx context.Context, ev storage.AuditEvent) {
 	}
 	if a.oldest == 0 || k.Minute < a.oldest {
 		a.oldest = k.Minute
-	}
-	due := a.oldest < now.UTC().Truncate(time.Minute).Unix()
-	a.mu.Unlock()
-	if due {
-		_ = a.Flush(context.WithoutCancel(ctx), false)
 	}
 }
 
