@@ -157,8 +157,9 @@ func (a *Aggregator) Add(ctx context.Context, ev storage.AuditEvent) {
 	a.mu.Lock()
 	due := a.oldest != 0 && a.oldest < now.UTC().Truncate(time.Minute).Unix()
 	a.mu.Unlock()
-	if due {
-		_ = a.Flush(context.WithoutCancel(ctx), false)
+	if due && a.flushMu.TryLock() { // a flush under way does the work
+		_ = a.flush(context.WithoutCancel(ctx), false)
+		a.flushMu.Unlock()
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -182,6 +183,11 @@ func (a *Aggregator) Add(ctx context.Context, ev storage.AuditEvent) {
 func (a *Aggregator) Flush(ctx context.Context, all bool) error {
 	a.flushMu.Lock()
 	defer a.flushMu.Unlock()
+	return a.flush(ctx, all)
+}
+
+// flush is Flush with flushMu held.
+func (a *Aggregator) flush(ctx context.Context, all bool) error {
 	cur := a.cfg.Now().UTC().Truncate(time.Minute).Unix()
 	var evs []storage.AuditEvent
 	a.mu.Lock()
