@@ -21,6 +21,7 @@ import (
 // RegistrationStore is what the registration endpoint needs.
 type RegistrationStore interface {
 	storage.Clients
+	storage.Consents
 	storage.Audit
 }
 
@@ -44,7 +45,11 @@ type RegistrationConfig struct {
 	MaxRequesters int
 	// MaxClientsPerPrefix and MaxClients cap the stored DCR clients
 	// registered from one requester prefix (default 100) and in all
-	// (default 10000). Unused clients expire (caddymodule's maintenance).
+	// (default 10000). Past the per-prefix cap registration is refused;
+	// at the total cap the oldest client never used (no token ever issued)
+	// and registered over an hour ago is deleted to make room, and only
+	// when there is none is registration refused. Unused clients also
+	// expire (caddymodule's maintenance).
 	MaxClientsPerPrefix int
 	MaxClients          int
 	// IPv4Prefix and IPv6Prefix are the bits of a client IP that identify a
@@ -180,7 +185,10 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		client.Fingerprint = dcr.Fingerprint(client.Name, client.RedirectURIs)
 	}
 	h.mu.Lock()
-	scope, err := h.overCap(r.Context(), ip)
+	scope, victim, err := h.overCap(r.Context(), ip, now)
+	if err == nil && victim != nil {
+		err = h.evict(r.Context(), *victim, now)
+	}
 	if err == nil && scope == "" {
 		err = h.cfg.Store.CreateClient(r.Context(), client)
 	}
@@ -219,19 +227,25 @@ func (h *registration) tooMany(w http.ResponseWriter, r *http.Request, ip, outco
 	WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: desc, Status: http.StatusTooManyRequests})
 }
 
+// evictUnusedAfter is how old a never-used client must be to make room at
+// the total cap: a real client finishes its first authorization in minutes.
+const evictUnusedAfter = time.Hour
+
 // overCap reports whether storing one more client registered from ip
 // would pass the per-prefix cap (ScopeRequester) or the total cap
-// (ScopeGlobal). It reads the client list: registrations are rare (the
+// (ScopeGlobal); at the total cap it returns the client to evict instead
+// when there is one. It reads the client list: registrations are rare (the
 // rate limits above bound them), so no counter has to be kept in step
 // with expiry, other instances and the admin API.
-func (h *registration) overCap(ctx context.Context, ip string) (string, error) {
+func (h *registration) overCap(ctx context.Context, ip string, now time.Time) (string, *storage.Client, error) {
 	cs, err := h.cfg.Store.ListClients(ctx)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	key := h.prefixes.Key(ip)
 	total, mine := 0, 0
-	for _, c := range cs {
+	var victim *storage.Client
+	for i, c := range cs {
 		if c.Kind != storage.ClientDCR {
 			continue
 		}
@@ -239,14 +253,34 @@ func (h *registration) overCap(ctx context.Context, ip string) (string, error) {
 		if h.prefixes.Key(c.RegisteredFrom) == key {
 			mine++
 		}
+		if c.LastUsedAt.IsZero() && now.Sub(c.CreatedAt) > evictUnusedAfter &&
+			(victim == nil || c.CreatedAt.Before(victim.CreatedAt) || c.CreatedAt.Equal(victim.CreatedAt) && c.ID < victim.ID) {
+			victim = &cs[i]
+		}
 	}
 	switch {
 	case mine >= h.cfg.MaxClientsPerPrefix:
-		return abuse.ScopeRequester, nil
+		return abuse.ScopeRequester, nil, nil
+	case total >= h.cfg.MaxClients && victim != nil:
+		return "", victim, nil
 	case total >= h.cfg.MaxClients:
-		return abuse.ScopeGlobal, nil
+		return abuse.ScopeGlobal, nil, nil
 	}
-	return "", nil
+	return "", nil, nil
+}
+
+// evict deletes a never-used client (and any consent given to it) to make
+// room at the total cap, and audits it.
+func (h *registration) evict(ctx context.Context, c storage.Client, now time.Time) error {
+	if _, err := h.cfg.Store.DeleteClientConsents(ctx, c.ID); err != nil {
+		return err
+	}
+	if err := h.cfg.Store.DeleteClient(ctx, c.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	h.audit(ctx, storage.AuditEvent{Type: "client.evicted", Outcome: "success", ClientID: c.ID,
+		Detail: map[string]string{"reason": "max_clients", "registered": c.CreatedAt.UTC().Format(time.RFC3339)}})
+	return nil
 }
 
 // refused counts an unauthenticated refusal: OnEvent sees each one, the

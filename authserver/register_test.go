@@ -166,19 +166,48 @@ func TestRegistrationStoredClientCaps(t *testing.T) {
 	if e.ok("198.51.100.3") {
 		t.Fatal("a sixth client was stored past the total cap")
 	}
-	cs, err := e.store.ListClients(context.Background())
+	ctx := context.Background()
+	cs, err := e.store.ListClients(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cs) != 5 {
 		t.Fatalf("%d clients stored, want 5", len(cs))
 	}
-	// Expiry makes room again.
-	if err := e.store.DeleteClient(context.Background(), cs[0].ID); err != nil {
-		t.Fatal(err)
+	// At the total cap, a client registered over an hour ago and never used
+	// (no token ever issued) makes room; used ones are kept.
+	e.clock.Advance(2 * time.Hour)
+	used := map[string]bool{}
+	for _, c := range cs {
+		if strings.HasPrefix(c.RegisteredFrom, "2001:db8:5:5:") {
+			used[c.ID] = true
+			if err := e.store.TouchClient(ctx, c.ID, e.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if !e.ok("198.51.100.3") {
-		t.Fatal("no room after a client went away")
+		t.Fatal("no room made at the total cap")
+	}
+	after, _ := e.store.ListClients(ctx)
+	if len(after) != 5 {
+		t.Fatalf("%d clients after eviction, want 5", len(after))
+	}
+	kept := 0
+	for _, c := range after {
+		if used[c.ID] {
+			kept++
+		}
+	}
+	if len(used) != 2 || kept != 2 {
+		t.Fatalf("used clients kept: %d of %d", kept, len(used))
+	}
+	if evs, _ := e.store.ListAudit(ctx, storage.AuditQuery{Type: "client.evicted"}); len(evs) != 1 || evs[0].Outcome != "success" {
+		t.Fatalf("eviction audit: %+v", evs)
+	}
+	// The per-prefix cap does not evict.
+	if e.ok("2001:db8:5:5::4") {
+		t.Fatal("the per-prefix cap evicted instead of refusing")
 	}
 }
 
