@@ -85,7 +85,9 @@ const maxRegistrationBody = 16 << 10
 // NewRegistrationHandler returns the /register endpoint (RFC 7591 §3): it
 // accepts only public clients using the authorization code with PKCE
 // (token_endpoint_auth_method "none"), issues ids that never look like a CIMD
-// URL, rate-limits per client IP and audits every outcome.
+// URL, rate-limits per requester (client IP, IPv6 by /64) and in all, caps
+// the stored clients per requester and in all, and audits every outcome
+// (refusals aggregated).
 func NewRegistrationHandler(cfg RegistrationConfig) (http.Handler, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("authserver: registration needs a store")
