@@ -64,6 +64,12 @@ func TestLockoutSparesOwnerOnAnotherIP(t *testing.T) {
 // the account-wide back-off bounds how many passwords they get to try.
 func TestAccountBackoffBoundsAttackerRate(t *testing.T) {
 	e := newEnv(t, nil) // default throttle
+	// The owner signed in from home before the attack.
+	home := e.browser()
+	home.ip = "2001:db8:feed:1::10"
+	if res := home.login(aliceEmail, alicePW, "/"); res.status != http.StatusSeeOther {
+		t.Fatalf("owner before the attack = %d", res.status)
+	}
 	start := e.clock.Now()
 	checked, refused := 0, 0
 	maxRetry := 0
@@ -94,8 +100,18 @@ func TestAccountBackoffBoundsAttackerRate(t *testing.T) {
 	if maxRetry > 61 {
 		t.Fatalf("back-off refusal asked to wait %ds; the back-off is capped at 1 minute", maxRetry)
 	}
-	// The owner is refused at most for the current back-off, then signs in
-	// with the right password.
+	// During the back-off the owner's familiar network (another address of
+	// the same /64) is not held back.
+	if locked, _ := e.login.accounts.locked(aliceEmail, e.clock.Now()); !locked {
+		t.Fatal("no back-off running at the end of the attack")
+	}
+	home = e.browser()
+	home.ip = "2001:db8:feed:1::11"
+	if res := home.login(aliceEmail, alicePW, "/"); res.status != http.StatusSeeOther {
+		t.Fatalf("owner from a familiar network during the back-off = %d, want 303", res.status)
+	}
+	// From a new address the owner is refused at most for the current
+	// back-off, then signs in with the right password.
 	owner := e.browser()
 	owner.ip = "203.0.113.9"
 	res := owner.login(aliceEmail, alicePW, "/")

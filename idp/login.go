@@ -35,6 +35,7 @@ type Login struct {
 	pairs     *throttle // (account, client prefix): lock
 	ips       *throttle // client prefix: lock
 	accounts  *throttle // account: back-off
+	familiar  *familiar // (account, client prefix) that signed in: no back-off
 	signups   *throttle // client prefix
 	prefixes  abuse.Prefixes
 
@@ -80,6 +81,7 @@ func New(ctx context.Context, cfg Config) (*Login, error) {
 		ips:       newThrottle(cfg.Throttle.Window, cfg.Throttle.Lockout, cfg.Throttle.MaxLockout),
 		accounts:  newThrottle(cfg.Throttle.Window, cfg.Throttle.Backoff, cfg.Throttle.MaxBackoff),
 		signups:   newThrottle(cfg.Throttle.Window, cfg.Throttle.Window, cfg.Throttle.MaxLockout),
+		familiar:  newFamiliar(),
 		prefixes:  abuse.Prefixes{IPv4: cfg.Throttle.IPv4Prefix, IPv6: cfg.Throttle.IPv6Prefix},
 	}
 	if l.hasher == nil {

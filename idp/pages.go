@@ -148,7 +148,7 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 		scope, until = "ip", u
 	} else if locked, u := l.pairs.locked(pairKey, now); locked {
 		scope, until = "account_ip", u
-	} else if locked, u := l.accounts.locked(acctKey, now); locked {
+	} else if locked, u := l.accounts.locked(acctKey, now); locked && !l.familiar.has(pairKey, now) {
 		scope, until = "account_backoff", u
 	}
 	if scope != "" {
@@ -190,6 +190,7 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 	// The account's back-off is kept: a sign-in by its owner must not give
 	// the attacker a fresh series.
 	l.pairs.reset(pairKey)
+	l.familiar.add(pairKey, now)
 	if err := l.startSession(w, r, acct.ID, "password"); err != nil {
 		l.log.Error("idp: starting session failed", "err", err)
 		lv.Error = msgUnavail

@@ -146,3 +146,39 @@ func (t *throttle) sweep(now time.Time) {
 		return len(e.failures) == 0 && !now.Before(e.lockedUntil) && now.Sub(e.lastLockout) > 24*time.Hour
 	})
 }
+
+// familiar remembers the (account, client prefix) pairs that signed in
+// with the right password recently, in a bounded LRU table. They skip the
+// account-wide back-off (never their own lockout): an attacker cannot make
+// a prefix familiar without the password, and the owner's usual network
+// keeps working while strangers fail on the account.
+type familiar struct {
+	mu      sync.Mutex
+	entries *abuse.LRU[time.Time]
+	ttl     time.Duration
+}
+
+// familiarFor is how long a successful sign-in makes its pair familiar.
+const familiarFor = 30 * 24 * time.Hour
+
+func newFamiliar() *familiar {
+	return &familiar{entries: abuse.NewLRU[time.Time](maxThrottleEntries), ttl: familiarFor}
+}
+
+func (f *familiar) add(key string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.entries.Delete(key)
+	f.entries.GetOrAdd(key, func() time.Time { return now })
+}
+
+func (f *familiar) has(key string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.entries.Get(key)
+	if ok && now.Sub(t) > f.ttl {
+		f.entries.Delete(key)
+		return false
+	}
+	return ok
+}
