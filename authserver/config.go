@@ -112,6 +112,10 @@ type Config struct {
 	// temporarily_unavailable and a Retry-After.
 	TokenRatePerIP  float64
 	TokenBurstPerIP int
+	// IPv4Prefix and IPv6Prefix are the bits of a client IP that identify a
+	// requester for TokenRatePerIP (defaults 32 and 64).
+	IPv4Prefix int
+	IPv6Prefix int
 	// UserEmail, when set, returns the email of a subject for the access
 	// token's "email" claim (the guard hands it upstream); "" leaves it out.
 	// It is called once per token issued.

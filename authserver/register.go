@@ -14,12 +14,14 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
 // RegistrationStore is what the registration endpoint needs.
 type RegistrationStore interface {
 	storage.Clients
+	storage.Consents
 	storage.Audit
 }
 
@@ -29,17 +31,53 @@ type RegistrationConfig struct {
 	Store RegistrationStore
 	// Options are the validation rules (dcr.DefaultOptions() when zero).
 	Options *dcr.Options
-	// RatePerIP and BurstPerIP limit registrations per client IP
-	// (defaults: one every 6 minutes on average, bursts of 10).
+	// RatePerIP and BurstPerIP limit registrations per requester: a client
+	// IP cut to IPv4Prefix or IPv6Prefix bits (defaults: one every 6
+	// minutes on average, bursts of 10).
 	RatePerIP  rate.Limit
 	BurstPerIP int
+	// GlobalRate and GlobalBurst limit registrations from all requesters
+	// together (defaults: one every 10 seconds on average, bursts of 60).
+	GlobalRate  rate.Limit
+	GlobalBurst int
+	// MaxRequesters bounds the requesters whose budgets are remembered
+	// (default 10000); past it the least recently seen is forgotten.
+	MaxRequesters int
+	// MaxClientsPerPrefix and MaxClients cap the stored DCR clients
+	// registered from one requester prefix (default 100) and in all
+	// (default 10000). Past the per-prefix cap registration is refused;
+	// at the total cap the oldest client never used (no token ever issued)
+	// and registered over an hour ago is deleted to make room, and only
+	// when there is none is registration refused. Unused clients also
+	// expire (caddymodule's maintenance).
+	MaxClientsPerPrefix int
+	MaxClients          int
+	// IPv4Prefix and IPv6Prefix are the bits of a client IP that identify a
+	// requester (defaults 32 and 64).
+	IPv4Prefix int
+	IPv6Prefix int
 	// ClientIP returns Caddy's resolved client IP.
 	ClientIP func(*http.Request) string
-	// OnEvent is called for every audit event (metrics).
+	// OnEvent is called for every audit event (metrics), refusals included.
 	OnEvent func(storage.AuditEvent)
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// Refusals aggregates refused registrations into one stored record per
+	// outcome, source prefix and minute. Nil: the handler keeps its own,
+	// whose records are written when a later refusal arrives after their
+	// minute.
+	Refusals *abuse.Aggregator
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
+
+// Registration defaults.
+const (
+	DefaultRegistrationBurst     = 10
+	DefaultRegistrationEvery     = 6 * time.Minute
+	DefaultRegistrationGlobal    = 60
+	DefaultRegistrationGlobalGap = 10 * time.Second
+	DefaultMaxClientsPerPrefix   = 100
+	DefaultMaxClients            = 10_000
+)
 
 // maxRegistrationBody bounds a registration request.
 const maxRegistrationBody = 16 << 10
@@ -47,7 +85,9 @@ const maxRegistrationBody = 16 << 10
 // NewRegistrationHandler returns the /register endpoint (RFC 7591 §3): it
 // accepts only public clients using the authorization code with PKCE
 // (token_endpoint_auth_method "none"), issues ids that never look like a CIMD
-// URL, rate-limits per client IP and audits every outcome.
+// URL, rate-limits per requester (client IP, IPv6 by /64) and in all, caps
+// the stored clients per requester and in all, and audits every outcome
+// (refusals aggregated).
 func NewRegistrationHandler(cfg RegistrationConfig) (http.Handler, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("authserver: registration needs a store")
@@ -57,10 +97,22 @@ func NewRegistrationHandler(cfg RegistrationConfig) (http.Handler, error) {
 		cfg.Options = &o
 	}
 	if cfg.RatePerIP == 0 {
-		cfg.RatePerIP = rate.Every(6 * time.Minute)
+		cfg.RatePerIP = rate.Every(DefaultRegistrationEvery)
 	}
-	if cfg.BurstPerIP == 0 {
-		cfg.BurstPerIP = 10
+	if cfg.BurstPerIP <= 0 {
+		cfg.BurstPerIP = DefaultRegistrationBurst
+	}
+	if cfg.GlobalRate == 0 {
+		cfg.GlobalRate = rate.Every(DefaultRegistrationGlobalGap)
+	}
+	if cfg.GlobalBurst <= 0 {
+		cfg.GlobalBurst = DefaultRegistrationGlobal
+	}
+	if cfg.MaxClientsPerPrefix <= 0 {
+		cfg.MaxClientsPerPrefix = DefaultMaxClientsPerPrefix
+	}
+	if cfg.MaxClients <= 0 {
+		cfg.MaxClients = DefaultMaxClients
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -71,12 +123,22 @@ func NewRegistrationHandler(cfg RegistrationConfig) (http.Handler, error) {
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = remoteHost
 	}
-	return &registration{cfg: cfg, limits: newIPLimiter(cfg.RatePerIP, cfg.BurstPerIP, cfg.Now)}, nil
+	if cfg.Refusals == nil {
+		cfg.Refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: cfg.Store, Now: cfg.Now, Logger: cfg.Logger})
+	}
+	prefixes := abuse.Prefixes{IPv4: cfg.IPv4Prefix, IPv6: cfg.IPv6Prefix}
+	return &registration{cfg: cfg, prefixes: prefixes, limits: abuse.NewLimiter(abuse.LimiterConfig{
+		Rate: cfg.RatePerIP, Burst: cfg.BurstPerIP, GlobalRate: cfg.GlobalRate, GlobalBurst: cfg.GlobalBurst,
+		MaxKeys: cfg.MaxRequesters, Prefixes: prefixes, Now: cfg.Now,
+	})}, nil
 }
 
 type registration struct {
-	cfg    RegistrationConfig
-	limits *ipLimiter
+	cfg      RegistrationConfig
+	prefixes abuse.Prefixes
+	limits   *abuse.Limiter
+	// mu serializes the stored-client count with the write it allows.
+	mu sync.Mutex
 }
 
 func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -86,10 +148,12 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := h.cfg.ClientIP(r)
-	if !h.limits.allow(ip) {
-		w.Header().Set("Retry-After", strconv.Itoa(int(h.limits.retryAfter().Seconds())+1))
-		h.audit(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: "rate_limited", IP: ip})
-		WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: "too many registrations from this address; try again later", Status: http.StatusTooManyRequests})
+	if d := h.limits.Allow(ip); !d.OK {
+		desc := "too many registrations from this address; try again later"
+		if d.Scope == abuse.ScopeGlobal {
+			desc = "too many registrations; try again later"
+		}
+		h.tooMany(w, r, ip, "rate_limited", d.Scope, d.RetryAfter, desc)
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
@@ -122,9 +186,26 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if client.Fingerprint == "" {
 		client.Fingerprint = dcr.Fingerprint(client.Name, client.RedirectURIs)
 	}
-	if err := h.cfg.Store.CreateClient(r.Context(), client); err != nil {
+	h.mu.Lock()
+	scope, victim, err := h.overCap(r.Context(), ip, now)
+	if err == nil && victim != nil {
+		err = h.evict(r.Context(), *victim, now)
+	}
+	if err == nil && scope == "" {
+		err = h.cfg.Store.CreateClient(r.Context(), client)
+	}
+	h.mu.Unlock()
+	if err != nil {
 		h.cfg.Logger.Error("authserver: storing a registered client", "error", err)
 		WriteError(w, r, ErrTemporarilyUnavailable("registration could not be stored"))
+		return
+	}
+	if scope != "" {
+		desc := "too many clients are registered from this address; unused ones expire"
+		if scope == abuse.ScopeGlobal {
+			desc = "too many clients are registered; unused ones expire"
+		}
+		h.tooMany(w, r, ip, "client_cap", scope, time.Hour, desc)
 		return
 	}
 	h.audit(r.Context(), storage.AuditEvent{Type: "client.registered", Outcome: "success", ClientID: client.ID, IP: ip,
@@ -135,9 +216,83 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *registration) refuse(w http.ResponseWriter, r *http.Request, ip string, e *dcr.Error) {
-	h.audit(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: e.Code, IP: ip})
+	h.refused(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: e.Code, IP: ip})
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, e.Status(), e.Body())
+}
+
+// tooMany answers 429 temporarily_unavailable with a Retry-After.
+func (h *registration) tooMany(w http.ResponseWriter, r *http.Request, ip, outcome, scope string, after time.Duration, desc string) {
+	h.refused(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: outcome, IP: ip,
+		Detail: map[string]string{"scope": scope}})
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((after+time.Second-1)/time.Second))))
+	WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: desc, Status: http.StatusTooManyRequests})
+}
+
+// evictUnusedAfter is how old a never-used client must be to make room at
+// the total cap: a real client finishes its first authorization in minutes.
+const evictUnusedAfter = time.Hour
+
+// overCap reports whether storing one more client registered from ip
+// would pass the per-prefix cap (ScopeRequester) or the total cap
+// (ScopeGlobal); at the total cap it returns the client to evict instead
+// when there is one. It reads the client list: registrations are rare (the
+// rate limits above bound them), so no counter has to be kept in step
+// with expiry, other instances and the admin API.
+func (h *registration) overCap(ctx context.Context, ip string, now time.Time) (string, *storage.Client, error) {
+	cs, err := h.cfg.Store.ListClients(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	key := h.prefixes.Key(ip)
+	total, mine := 0, 0
+	var victim *storage.Client
+	for i, c := range cs {
+		if c.Kind != storage.ClientDCR {
+			continue
+		}
+		total++
+		if h.prefixes.Key(c.RegisteredFrom) == key {
+			mine++
+		}
+		if c.LastUsedAt.IsZero() && now.Sub(c.CreatedAt) > evictUnusedAfter &&
+			(victim == nil || c.CreatedAt.Before(victim.CreatedAt) || c.CreatedAt.Equal(victim.CreatedAt) && c.ID < victim.ID) {
+			victim = &cs[i]
+		}
+	}
+	switch {
+	case mine >= h.cfg.MaxClientsPerPrefix:
+		return abuse.ScopeRequester, nil, nil
+	case total >= h.cfg.MaxClients && victim != nil:
+		return "", victim, nil
+	case total >= h.cfg.MaxClients:
+		return abuse.ScopeGlobal, nil, nil
+	}
+	return "", nil, nil
+}
+
+// evict deletes a never-used client (and any consent given to it) to make
+// room at the total cap, and audits it.
+func (h *registration) evict(ctx context.Context, c storage.Client, now time.Time) error {
+	if _, err := h.cfg.Store.DeleteClientConsents(ctx, c.ID); err != nil {
+		return err
+	}
+	if err := h.cfg.Store.DeleteClient(ctx, c.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	h.audit(ctx, storage.AuditEvent{Type: "client.evicted", Outcome: "success", ClientID: c.ID,
+		Detail: map[string]string{"reason": "max_clients", "registered": c.CreatedAt.UTC().Format(time.RFC3339)}})
+	return nil
+}
+
+// refused counts an unauthenticated refusal: OnEvent sees each one, the
+// audit log one aggregated record per outcome, source prefix and minute.
+func (h *registration) refused(ctx context.Context, ev storage.AuditEvent) {
+	ev.Time = h.cfg.Now().UTC()
+	if h.cfg.OnEvent != nil {
+		h.cfg.OnEvent(ev)
+	}
+	h.cfg.Refusals.Add(ctx, ev)
 }
 
 func (h *registration) audit(ctx context.Context, ev storage.AuditEvent) {
@@ -178,11 +333,10 @@ func (s *Server) limitPerIP(h http.Handler) http.Handler {
 		return h
 	}
 	if s.tokenLimits == nil {
-		burst := s.cfg.TokenBurstPerIP
-		if burst <= 0 {
-			burst = 1
-		}
-		s.tokenLimits = newIPLimiter(rate.Limit(s.cfg.TokenRatePerIP), burst, s.cfg.Now)
+		s.tokenLimits = abuse.NewLimiter(abuse.LimiterConfig{
+			Rate: rate.Limit(s.cfg.TokenRatePerIP), Burst: s.cfg.TokenBurstPerIP, Now: s.cfg.Now,
+			Prefixes: abuse.Prefixes{IPv4: s.cfg.IPv4Prefix, IPv6: s.cfg.IPv6Prefix},
+		})
 	}
 	l := s.tokenLimits
 	clientIP := s.cfg.ClientIP
@@ -190,56 +344,13 @@ func (s *Server) limitPerIP(h http.Handler) http.Handler {
 		clientIP = remoteHost
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodOptions && !l.allow(clientIP(r)) {
-			w.Header().Set("Retry-After", strconv.Itoa(int(l.retryAfter().Seconds())+1))
-			WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: "too many requests from this address; try again later", Status: http.StatusTooManyRequests})
-			return
+		if r.Method != http.MethodOptions {
+			if d := l.Allow(clientIP(r)); !d.OK {
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((d.RetryAfter+time.Second-1)/time.Second))))
+				WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: "too many requests from this address; try again later", Status: http.StatusTooManyRequests})
+				return
+			}
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-// ipLimiter is a token bucket per client IP, bounded in size: when full, it
-// drops the buckets that have refilled (they carry no state worth keeping).
-type ipLimiter struct {
-	mu      sync.Mutex
-	limit   rate.Limit
-	burst   int
-	now     func() time.Time
-	buckets map[string]*rate.Limiter
-}
-
-const maxLimiterEntries = 10000
-
-func newIPLimiter(limit rate.Limit, burst int, now func() time.Time) *ipLimiter {
-	return &ipLimiter{limit: limit, burst: burst, now: now, buckets: map[string]*rate.Limiter{}}
-}
-
-func (l *ipLimiter) allow(ip string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	b, ok := l.buckets[ip]
-	if !ok {
-		if len(l.buckets) >= maxLimiterEntries {
-			for k, v := range l.buckets {
-				if v.TokensAt(now) >= float64(l.burst) {
-					delete(l.buckets, k)
-				}
-			}
-			if len(l.buckets) >= maxLimiterEntries {
-				return false
-			}
-		}
-		b = rate.NewLimiter(l.limit, l.burst)
-		l.buckets[ip] = b
-	}
-	return b.AllowN(now, 1)
-}
-
-func (l *ipLimiter) retryAfter() time.Duration {
-	if l.limit <= 0 {
-		return time.Minute
-	}
-	return time.Duration(float64(time.Second) / float64(l.limit))
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -36,7 +37,7 @@ type Server struct {
 	keys        *KeySet
 	ownKeys     bool
 	origin      string // scheme://host of the issuer
-	tokenLimits *ipLimiter
+	tokenLimits *abuse.Limiter
 	activeCache activeCache
 	metadata    map[string]any
 	metaJSON    []byte

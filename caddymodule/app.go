@@ -23,6 +23,7 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
 	"github.com/mcpauth/caddy-mcpauth/idp"
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -79,8 +80,13 @@ func init() {
 //				ca_bundle <pem file>
 //				insecure_allow_loopback
 //			}
+//			client_ipv4_prefix <bits>       # requester key of budgets (default 32)
+//			client_ipv6_prefix <bits>       # (default 64)
 //			dcr {
 //				rate_limit <burst> <interval>
+//				global_rate_limit <burst> <interval>
+//				max_clients_per_prefix <n>
+//				max_clients <n>
 //				expire_unused <duration>
 //				private_schemes on|off
 //			}
@@ -210,6 +216,14 @@ type App struct {
 	TokenRateBurst int `json:"token_rate_burst,omitempty"`
 	// AuditRetention deletes audit events older than this (default 90 days; negative keeps them all).
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+	// ClientIPv4Prefix is how many leading bits of a client's IPv4 address
+	// identify one requester for the per-requester budgets (token and
+	// registration rate limits, stored DCR clients, login throttling).
+	// Default 32: each address.
+	ClientIPv4Prefix int `json:"client_ipv4_prefix,omitempty"`
+	// ClientIPv6Prefix is the same for IPv6 addresses. Default 64: one
+	// subscriber's /64 is one requester, however many addresses it uses.
+	ClientIPv6Prefix int `json:"client_ipv6_prefix,omitempty"`
 
 	// kek and kekPrevious are the key-encryption keys as configured, with
 	// placeholders replaced and files read (never logged).
@@ -224,6 +238,10 @@ type App struct {
 	login   *idp.Login
 	cancel  context.CancelFunc
 	st      *appState
+	// refusals aggregates unauthenticated refusals for the audit log;
+	// refusalsDone closes once its last records are written.
+	refusals     *abuse.Aggregator
+	refusalsDone chan struct{}
 }
 
 // appState is the app's mutable runtime state, behind a pointer so that the
@@ -292,10 +310,20 @@ func (r *CIMDRate) perSecond() (float64, int) {
 
 // DCRConfig configures Dynamic Client Registration.
 type DCRConfig struct {
-	// RateBurst registrations per client IP at once (default 10) …
+	// RateBurst registrations per requester (client IP, IPv6 by /64) at once (default 10) …
 	RateBurst int `json:"rate_burst,omitempty"`
 	// … refilled one every RateEvery (default 6m).
 	RateEvery caddy.Duration `json:"rate_every,omitempty"`
+	// GlobalRateBurst registrations from all requesters together at once (default 60) …
+	GlobalRateBurst int `json:"global_rate_burst,omitempty"`
+	// … refilled one every GlobalRateEvery (default 10s).
+	GlobalRateEvery caddy.Duration `json:"global_rate_every,omitempty"`
+	// MaxClientsPerPrefix caps the stored clients registered from one
+	// requester (default 100); further registrations get 429 until unused
+	// ones expire.
+	MaxClientsPerPrefix int `json:"max_clients_per_prefix,omitempty"`
+	// MaxClients caps the stored registered clients in all (default 10000).
+	MaxClients int `json:"max_clients,omitempty"`
 	// ExpireUnused deletes registered clients unused for this long (default 720h; 0 keeps them).
 	ExpireUnused *caddy.Duration `json:"expire_unused,omitempty"`
 	// PrivateSchemes allows private-use redirect schemes such as cursor:// (default on).
@@ -408,6 +436,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.SigningAlgorithm == "" {
 		a.SigningAlgorithm = "ES256"
 	}
+	if a.ClientIPv4Prefix == 0 {
+		a.ClientIPv4Prefix = abuse.DefaultIPv4Bits
+	}
+	if a.ClientIPv6Prefix == 0 {
+		a.ClientIPv6Prefix = abuse.DefaultIPv6Bits
+	}
 	if a.AccessTokenLifetime == 0 {
 		a.AccessTokenLifetime = caddy.Duration(time.Hour)
 	}
@@ -429,7 +463,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 			a.DCR.RateEvery = caddy.Duration(6 * time.Minute)
 		}
 		if a.DCR.RateBurst <= 0 {
-			a.DCR.RateBurst = 10
+			a.DCR.RateBurst = authserver.DefaultRegistrationBurst
+		}
+		if a.DCR.GlobalRateEvery <= 0 {
+			a.DCR.GlobalRateEvery = caddy.Duration(authserver.DefaultRegistrationGlobalGap)
+		}
+		if a.DCR.GlobalRateBurst <= 0 {
+			a.DCR.GlobalRateBurst = authserver.DefaultRegistrationGlobal
+		}
+		if a.DCR.MaxClientsPerPrefix <= 0 {
+			a.DCR.MaxClientsPerPrefix = authserver.DefaultMaxClientsPerPrefix
+		}
+		if a.DCR.MaxClients <= 0 {
+			a.DCR.MaxClients = authserver.DefaultMaxClients
 		}
 		if a.DCR.ExpireUnused == nil {
 			d := caddy.Duration(720 * time.Hour)
@@ -468,6 +514,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.keys = keys
 	go keys.Run(runCtx)
 	go runMaintenance(runCtx, a, DefaultMaintenanceEvery, a.dcrExpireUnused(), time.Duration(a.AuditRetention))
+	a.refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: store, Logger: a.slogger})
+	a.refusalsDone = make(chan struct{})
+	go func() { defer close(a.refusalsDone); a.refusals.Run(runCtx, refusalFlushEvery) }()
 
 	providers, err := a.providers(ctx, runCtx)
 	if err != nil {
@@ -494,6 +543,12 @@ func (a *App) Validate() error {
 	}
 	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
 		return fmt.Errorf("mcp_auth: issuer %q must use https (http only for localhost)", a.Issuer)
+	}
+	if a.ClientIPv4Prefix < 0 || a.ClientIPv4Prefix > 32 {
+		return fmt.Errorf("mcp_auth: client_ipv4_prefix %d must be between 1 and 32", a.ClientIPv4Prefix)
+	}
+	if a.ClientIPv6Prefix < 0 || a.ClientIPv6Prefix > 128 {
+		return fmt.Errorf("mcp_auth: client_ipv6_prefix %d must be between 1 and 128", a.ClientIPv6Prefix)
 	}
 	switch a.SigningAlgorithm {
 	case "ES256", "EdDSA", "RS256":
@@ -580,11 +635,13 @@ func (a *App) Start() error {
 }
 
 // Stop stops background work and flushes the authorization server's batched
-// audit events (requests still in flight then write theirs directly).
+// audit events and the aggregated refusals (requests still in flight then
+// write theirs directly).
 func (a *App) Stop() error {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	a.waitRefusals()
 	if a.st != nil && a.st.server != nil {
 		return a.st.server.Close()
 	}
@@ -597,10 +654,23 @@ func (a *App) Cleanup() error {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	a.waitRefusals()
 	if a.store != nil {
 		return a.Storage.release()
 	}
 	return nil
+}
+
+// refusalFlushEvery is how often ended minutes of aggregated refusals are
+// written.
+const refusalFlushEvery = 15 * time.Second
+
+// waitRefusals waits until the refusal aggregator has written its last
+// records (after cancel).
+func (a *App) waitRefusals() {
+	if a.refusalsDone != nil {
+		<-a.refusalsDone
+	}
 }
 
 // RegisterResource adds a protected resource that tokens may be bound to.
@@ -776,6 +846,8 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		OnEvent:         a.metrics.OnEvent,
 		TokenRatePerIP:  a.tokenRate(),
 		TokenBurstPerIP: a.TokenRateBurst,
+		IPv4Prefix:      a.ClientIPv4Prefix,
+		IPv6Prefix:      a.ClientIPv6Prefix,
 		UserEmail: func(ctx context.Context, subject string) string {
 			acct, err := a.store.GetAccount(ctx, subject)
 			if err != nil {
@@ -797,13 +869,20 @@ func (a *App) buildServer() (*authserver.Server, error) {
 			opts.AllowPrivateSchemes = *a.DCR.PrivateSchemes
 		}
 		reg, err := authserver.NewRegistrationHandler(authserver.RegistrationConfig{
-			Store:      a.store,
-			Options:    &opts,
-			RatePerIP:  rate.Every(time.Duration(a.DCR.RateEvery)),
-			BurstPerIP: a.DCR.RateBurst,
-			ClientIP:   clientIP,
-			Logger:     a.slogger,
-			OnEvent:    a.metrics.OnEvent,
+			Store:               a.store,
+			Options:             &opts,
+			RatePerIP:           rate.Every(time.Duration(a.DCR.RateEvery)),
+			BurstPerIP:          a.DCR.RateBurst,
+			GlobalRate:          rate.Every(time.Duration(a.DCR.GlobalRateEvery)),
+			GlobalBurst:         a.DCR.GlobalRateBurst,
+			MaxClientsPerPrefix: a.DCR.MaxClientsPerPrefix,
+			MaxClients:          a.DCR.MaxClients,
+			IPv4Prefix:          a.ClientIPv4Prefix,
+			IPv6Prefix:          a.ClientIPv6Prefix,
+			ClientIP:            clientIP,
+			Logger:              a.slogger,
+			OnEvent:             a.metrics.OnEvent,
+			Refusals:            a.refusals,
 		})
 		if err != nil {
 			return nil, err
@@ -894,6 +973,8 @@ func (a *App) idpConfig(store storage.Backend) idp.Config {
 		ClientIP:        clientIP,
 		Logger:          a.slogger,
 		OnEvent:         a.metrics.OnEvent,
+		Refusals:        a.refusals,
+		Throttle:        idp.ThrottleConfig{IPv4Prefix: a.ClientIPv4Prefix, IPv6Prefix: a.ClientIPv6Prefix},
 	}
 }
 

@@ -184,6 +184,23 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.AuditRetention = v
+		case "client_ipv4_prefix", "client_ipv6_prefix":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			maxBits := 32
+			if opt == "client_ipv6_prefix" {
+				maxBits = 128
+			}
+			if n < 1 || n > maxBits {
+				return d.Errf("%s %d must be between 1 and %d", opt, n, maxBits)
+			}
+			if opt == "client_ipv4_prefix" {
+				a.ClientIPv4Prefix = n
+			} else {
+				a.ClientIPv6Prefix = n
+			}
 		case "cors_origins":
 			a.CORSOrigins = append(a.CORSOrigins, d.RemainingArgs()...)
 		case "client":
@@ -472,21 +489,38 @@ func parseDCR(d *caddyfile.Dispenser) (*DCRConfig, error) {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		switch opt {
-		case "rate_limit":
-			// rate_limit <burst> <every>
+		case "rate_limit", "global_rate_limit":
+			// [global_]rate_limit <burst> <every>
 			args := d.RemainingArgs()
 			if len(args) != 2 {
-				return nil, d.Errf("rate_limit <burst> <refill interval>")
+				return nil, d.Errf("%s <burst> <refill interval>", opt)
 			}
 			n, err := strconv.Atoi(args[0])
 			if err != nil || n < 1 {
-				return nil, d.Errf("rate_limit burst %q is not a positive number", args[0])
+				return nil, d.Errf("%s burst %q is not a positive number", opt, args[0])
 			}
 			every, err := caddy.ParseDuration(args[1])
 			if err != nil || every <= 0 {
-				return nil, d.Errf("rate_limit interval %q: %v", args[1], err)
+				return nil, d.Errf("%s interval %q: %v", opt, args[1], err)
 			}
-			c.RateBurst, c.RateEvery = n, caddy.Duration(every)
+			if opt == "rate_limit" {
+				c.RateBurst, c.RateEvery = n, caddy.Duration(every)
+			} else {
+				c.GlobalRateBurst, c.GlobalRateEvery = n, caddy.Duration(every)
+			}
+		case "max_clients_per_prefix", "max_clients":
+			n, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if n < 1 {
+				return nil, d.Errf("%s %d is not a positive number", opt, n)
+			}
+			if opt == "max_clients" {
+				c.MaxClients = n
+			} else {
+				c.MaxClientsPerPrefix = n
+			}
 		case "expire_unused":
 			v, err := durationArg(d)
 			if err != nil {

@@ -204,6 +204,21 @@ func (l *Login) audit(r *http.Request, ev storage.AuditEvent) {
 	l.auditCtx(r.Context(), ev)
 }
 
+// refused counts an unauthenticated refusal (CSRF failure, throttled
+// attempt, refused upstream callback): it reaches OnEvent (metrics) every
+// time but the audit log only as one aggregated record per reason, source
+// prefix and minute, so a flood cannot fill the store (requirement 40).
+func (l *Login) refused(r *http.Request, ev storage.AuditEvent) {
+	ev.IP = l.cfg.ClientIP(r)
+	if ev.Time.IsZero() {
+		ev.Time = l.now()
+	}
+	if l.cfg.OnEvent != nil {
+		l.cfg.OnEvent(ev)
+	}
+	l.cfg.Refusals.Add(r.Context(), ev)
+}
+
 func (l *Login) auditCtx(ctx context.Context, ev storage.AuditEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = l.now()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -81,8 +82,15 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives operational logs (default slog.Default()).
 	Logger *slog.Logger
-	// OnEvent, when set, is called with every audit event after it is stored.
+	// OnEvent, when set, is called with every audit event after it is stored
+	// (or, for an unauthenticated refusal, counted by Refusals).
 	OnEvent func(storage.AuditEvent)
+	// Refusals aggregates unauthenticated refusals (CSRF failures,
+	// throttled logins and signups, refused upstream callbacks) into one
+	// stored record per reason, source prefix and minute. Nil: the login
+	// keeps an aggregator of its own, whose records are written when a
+	// later refusal arrives after their minute.
+	Refusals *abuse.Aggregator
 }
 
 // PasswordHasher hashes and verifies passwords; *password.Hasher implements
@@ -126,20 +134,44 @@ type SeedAccount struct {
 }
 
 // ThrottleConfig limits failed logins. Failures are counted in a sliding
-// window per account (email) and per client IP; reaching the limit locks the
-// key for Lockout, doubling with each further lockout up to MaxLockout.
+// window per (account, client prefix), per client prefix and per account:
+//
+//   - AccountFailures from one client prefix lock that prefix out of that
+//     account for Lockout, doubling with each further lockout up to
+//     MaxLockout. The account's owner elsewhere is not locked out.
+//   - IPFailures from one client prefix, whatever the accounts, lock the
+//     prefix out of every account the same way (password spraying).
+//   - From BackoffAfter failures on an account, from any addresses, each
+//     further failure holds every sign-in to that account back for
+//     Backoff, doubling up to MaxBackoff (a short refusal with
+//     Retry-After; refused attempts do not count). This bounds the guesses
+//     of an attacker with many addresses to about one per MaxBackoff.
+//
+// A client prefix is the client IP cut to IPv4Prefix or IPv6Prefix bits.
 type ThrottleConfig struct {
-	// AccountFailures per Window before an account is locked (default 5).
+	// AccountFailures per Window from one client prefix before that prefix
+	// is locked out of the account (default 5).
 	AccountFailures int
-	// IPFailures per Window before a client IP is locked (default 20).
+	// IPFailures per Window before a client prefix is locked (default 20).
 	IPFailures int
 	// Window is the counting window (default 15m).
 	Window time.Duration
 	// Lockout is the first lockout (default 1m); MaxLockout the cap (default 1h).
 	Lockout    time.Duration
 	MaxLockout time.Duration
-	// SignupsPerIP per Window (default 10).
+	// BackoffAfter failures on one account per Window start its back-off
+	// (default 10).
+	BackoffAfter int
+	// Backoff is the first account-wide back-off (default 1s); MaxBackoff
+	// the cap (default 1m).
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// SignupsPerIP per Window and client prefix (default 10).
 	SignupsPerIP int
+	// IPv4Prefix and IPv6Prefix are the bits of a client IP that identify a
+	// requester (defaults 32 and 64).
+	IPv4Prefix int
+	IPv6Prefix int
 }
 
 func (t *ThrottleConfig) defaults() {
@@ -161,8 +193,26 @@ func (t *ThrottleConfig) defaults() {
 	if t.MaxLockout < t.Lockout {
 		t.MaxLockout = t.Lockout
 	}
+	if t.BackoffAfter <= 0 {
+		t.BackoffAfter = 10
+	}
+	if t.Backoff <= 0 {
+		t.Backoff = time.Second
+	}
+	if t.MaxBackoff <= 0 {
+		t.MaxBackoff = time.Minute
+	}
+	if t.MaxBackoff < t.Backoff {
+		t.MaxBackoff = t.Backoff
+	}
 	if t.SignupsPerIP <= 0 {
 		t.SignupsPerIP = 10
+	}
+	if t.IPv4Prefix <= 0 || t.IPv4Prefix > 32 {
+		t.IPv4Prefix = abuse.DefaultIPv4Bits
+	}
+	if t.IPv6Prefix <= 0 || t.IPv6Prefix > 128 {
+		t.IPv6Prefix = abuse.DefaultIPv6Bits
 	}
 }
 
@@ -250,6 +300,9 @@ func (c *Config) validate() (*url.URL, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Refusals == nil {
+		c.Refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: c.Store, Now: c.Now, Logger: c.Logger})
 	}
 	if c.Language == "" {
 		c.Language = "en"

@@ -20,9 +20,14 @@
 //     Referrer-Policy no-referrer, nosniff, Cache-Control no-store.
 //   - The post-login return path (returnto.go) is a same-origin relative path
 //     only.
-//   - Failed logins are throttled per account and per client IP
-//     (throttle.go); the client IP is the one Caddy resolved, never a raw
-//     X-Forwarded-For.
+//   - Failed logins are throttled per (account, client prefix) and per client
+//     prefix, with an account-wide back-off (throttle.go, ThrottleConfig):
+//     an attacker locks only itself out of an account, never its owner for
+//     long. The client IP is the one Caddy resolved, never a raw
+//     X-Forwarded-For; IPv6 counts by /64.
+//   - Unauthenticated refusals (CSRF failures, throttled attempts, refused
+//     upstream callbacks) reach the audit log through an aggregator
+//     (Config.Refusals): one record per reason, source prefix and minute.
 //   - Passwords are argon2id (package idp/password); unknown accounts cost the
 //     same work as known ones and get the same message.
 //

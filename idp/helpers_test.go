@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
 )
@@ -57,6 +58,8 @@ type env struct {
 	srv    *httptest.Server
 	clock  *clock
 	consen authserver.ConsentPage
+	// refusals aggregates the login's unauthenticated refusals.
+	refusals *abuse.Aggregator
 	// clientCallback, when set, is where the stand-in authorization server
 	// sends the browser (303) after consent or, with skip=1, right after
 	// sign-in (an owned client that skips consent).
@@ -131,7 +134,9 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 	})
 	e.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(e.srv.Close)
+	e.refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: e.store, Now: e.clock.Now})
 	cfg := Config{
+		Refusals:      e.refusals,
 		PublicURL:     e.srv.URL,
 		Store:         e.store,
 		PasswordLogin: true,
@@ -261,6 +266,9 @@ func sessionHashOf(t *testing.T, value string) []byte {
 
 func (e *env) auditTypes(typ string) []storage.AuditEvent {
 	e.t.Helper()
+	if err := e.refusals.Flush(context.Background(), true); err != nil {
+		e.t.Fatal(err)
+	}
 	evs, err := e.store.ListAudit(context.Background(), storage.AuditQuery{Type: typ, Limit: 1000})
 	if err != nil {
 		e.t.Fatal(err)

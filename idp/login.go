@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -31,9 +32,12 @@ type Login struct {
 	providers map[string]Provider
 	order     []Provider
 	handlers  map[string]http.Handler
-	accounts  *throttle
-	ips       *throttle
-	signups   *throttle
+	pairs     *throttle // (account, client prefix): lock
+	ips       *throttle // client prefix: lock
+	accounts  *throttle // account: back-off
+	familiar  *familiar // (account, client prefix) that signed in: no back-off
+	signups   *throttle // client prefix
+	prefixes  abuse.Prefixes
 
 	sessionCookie, csrfCookie string
 	loginPath, signupPath     string
@@ -73,9 +77,12 @@ func New(ctx context.Context, cfg Config) (*Login, error) {
 		brand:     brandViewOf(cfg.Branding),
 		providers: map[string]Provider{},
 		handlers:  map[string]http.Handler{},
-		accounts:  newThrottle(cfg.Throttle.Window, cfg.Throttle.Lockout, cfg.Throttle.MaxLockout),
+		pairs:     newThrottle(cfg.Throttle.Window, cfg.Throttle.Lockout, cfg.Throttle.MaxLockout),
 		ips:       newThrottle(cfg.Throttle.Window, cfg.Throttle.Lockout, cfg.Throttle.MaxLockout),
+		accounts:  newThrottle(cfg.Throttle.Window, cfg.Throttle.Backoff, cfg.Throttle.MaxBackoff),
 		signups:   newThrottle(cfg.Throttle.Window, cfg.Throttle.Window, cfg.Throttle.MaxLockout),
+		familiar:  newFamiliar(),
+		prefixes:  abuse.Prefixes{IPv4: cfg.Throttle.IPv4Prefix, IPv6: cfg.Throttle.IPv6Prefix},
 	}
 	if l.hasher == nil {
 		l.hasher = password.Default()
@@ -185,7 +192,7 @@ func (l *Login) checkPost(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if err := l.VerifyCSRF(r); err != nil {
-		l.audit(r, storage.AuditEvent{Type: "csrf.failure", Outcome: "failure", Detail: map[string]string{"path": r.URL.Path, "reason": csrfReason(err)}})
+		l.refused(r, storage.AuditEvent{Type: "csrf.failure", Outcome: "failure", Detail: map[string]string{"path": r.URL.Path, "reason": csrfReason(err)}})
 		l.Error(w, r, http.StatusForbidden, "csrf_failed", "This form has expired or was not sent from this site. Go back, reload the page and try again.")
 		return false
 	}

@@ -123,51 +123,51 @@ func TestDisabledAccountCannotLogin(t *testing.T) {
 	}
 }
 
-func TestThrottlePerAccount(t *testing.T) {
+func TestThrottlePerAccountAndIP(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.Throttle = ThrottleConfig{AccountFailures: 3, IPFailures: 100, Lockout: time.Minute}
 	})
+	attacker := func() *browser { b := e.browser(); b.ip = "198.51.100.1"; return b }
 	for i := range 3 {
-		b := e.browser()
-		b.ip = "198.51.100." + string(rune('1'+i)) // a different IP each time
-		if res := b.login(aliceEmail, "wrong password!", "/"); res.status != http.StatusBadRequest {
+		if res := attacker().login(aliceEmail, "wrong password!", "/"); res.status != http.StatusBadRequest {
 			t.Fatalf("failure %d: status %d", i, res.status)
 		}
 	}
-	b := e.browser()
-	b.ip = "203.0.113.9"
-	res := b.login(aliceEmail, alicePW, "/")
+	res := attacker().login(aliceEmail, alicePW, "/")
 	if res.status != http.StatusTooManyRequests || !strings.Contains(res.body, "Too many failed sign-in attempts") || findCookie(res.cookies, SessionCookie) != nil {
-		t.Fatalf("locked account with the right password = %d", res.status)
+		t.Fatalf("locked (account, IP) with the right password = %d", res.status)
+	}
+	if ra := res.header.Get("Retry-After"); ra != "60" {
+		t.Fatalf("Retry-After = %q, want the lockout's 60", ra)
 	}
 	// Unknown accounts lock the same way (no enumeration through the lock).
 	for range 3 {
-		e.browser().login("ghost@example.com", "wrong password!", "/")
+		attacker().login("ghost@example.com", "wrong password!", "/")
 	}
-	if res := e.browser().login("ghost@example.com", "wrong password!", "/"); res.status != http.StatusTooManyRequests {
+	if res := attacker().login("ghost@example.com", "wrong password!", "/"); res.status != http.StatusTooManyRequests {
 		t.Fatalf("unknown account not throttled: %d", res.status)
 	}
-	// Another account is not affected.
-	if res := e.browser().login(bobEmail, bobPW, "/"); res.status != http.StatusSeeOther {
+	// Another account from the same address is not affected.
+	if res := attacker().login(bobEmail, bobPW, "/"); res.status != http.StatusSeeOther {
 		t.Fatalf("bob = %d", res.status)
 	}
 	if evs := e.auditTypes("login.failure"); evs[0].Detail["reason"] != "throttled" && evs[1].Detail["reason"] != "throttled" {
 		t.Fatalf("throttling not audited: %+v", evs[:2])
 	}
 	e.clock.Advance(time.Minute + time.Second)
-	if res := e.browser().login(aliceEmail, alicePW, "/"); res.status != http.StatusSeeOther {
+	if res := attacker().login(aliceEmail, alicePW, "/"); res.status != http.StatusSeeOther {
 		t.Fatalf("after the lockout = %d", res.status)
 	}
 	// Lockouts grow: three more failures lock for 2 minutes.
 	for range 3 {
-		e.browser().login(aliceEmail, "wrong password!", "/")
+		attacker().login(aliceEmail, "wrong password!", "/")
 	}
 	e.clock.Advance(time.Minute + time.Second)
-	if res := e.browser().login(aliceEmail, alicePW, "/"); res.status != http.StatusTooManyRequests {
+	if res := attacker().login(aliceEmail, alicePW, "/"); res.status != http.StatusTooManyRequests {
 		t.Fatalf("second lockout should last 2m: %d", res.status)
 	}
 	e.clock.Advance(time.Minute)
-	if res := e.browser().login(aliceEmail, alicePW, "/"); res.status != http.StatusSeeOther {
+	if res := attacker().login(aliceEmail, alicePW, "/"); res.status != http.StatusSeeOther {
 		t.Fatalf("after the second lockout = %d", res.status)
 	}
 }

@@ -3,7 +3,9 @@ package idp
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -16,6 +18,7 @@ import (
 const (
 	msgBadLogin  = "Incorrect email or password."
 	msgThrottled = "Too many failed sign-in attempts. Wait a few minutes and try again."
+	msgBackoff   = "Too many failed sign-in attempts on this account. Wait a few seconds and try again."
 	msgBadEmail  = "Enter a valid email address."
 	msgNoMethod  = "There is no password sign-in for this address. Use one of the options below."
 	msgSignupOff = "Account creation is not available."
@@ -137,16 +140,24 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 		acctKey = acctKey[:254]
 	}
 	now := l.now()
-	ipLocked, _ := l.ips.locked(ip, now)
-	acctLocked, _ := l.accounts.locked(acctKey, now)
-	if ipLocked || acctLocked {
-		scope := "account"
-		if ipLocked {
-			scope = "ip"
-		}
-		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "throttled", "scope": scope, "method": "password"}})
+	src := l.prefixes.Key(ip)
+	pairKey := acctKey + "\x00" + src
+	// Refusals come before any password check and do not count as failures.
+	scope, until := "", time.Time{}
+	if locked, u := l.ips.locked(src, now); locked {
+		scope, until = "ip", u
+	} else if locked, u := l.pairs.locked(pairKey, now); locked {
+		scope, until = "account_ip", u
+	} else if locked, u := l.accounts.locked(acctKey, now); locked && !l.familiar.has(pairKey, now) {
+		scope, until = "account_backoff", u
+	}
+	if scope != "" {
+		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "throttled", "scope": scope, "method": "password"}})
 		lv.Error = msgThrottled
-		w.Header().Set("Retry-After", "60")
+		if scope == "account_backoff" {
+			lv.Error = msgBackoff
+		}
+		w.Header().Set("Retry-After", retryAfter(until.Sub(now)))
 		l.renderLogin(w, r, http.StatusTooManyRequests, lv)
 		return
 	}
@@ -158,11 +169,15 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if reason != "" {
-		lockedAcct := l.accounts.fail(acctKey, l.cfg.Throttle.AccountFailures, now)
-		lockedIP := l.ips.fail(ip, l.cfg.Throttle.IPFailures, now)
+		lockedPair := l.pairs.fail(pairKey, l.cfg.Throttle.AccountFailures, now)
+		lockedIP := l.ips.fail(src, l.cfg.Throttle.IPFailures, now)
+		backoff := l.accounts.backoff(acctKey, l.cfg.Throttle.BackoffAfter, now)
 		detail := map[string]string{"reason": reason, "method": "password"}
-		if lockedAcct {
-			detail["locked"] = "account"
+		if backoff > 0 {
+			detail["locked"] = "account_backoff"
+		}
+		if lockedPair {
+			detail["locked"] = "account_ip"
 		}
 		if lockedIP {
 			detail["locked"] = "ip"
@@ -172,7 +187,10 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 		l.renderLogin(w, r, http.StatusBadRequest, lv)
 		return
 	}
-	l.accounts.reset(acctKey)
+	// The account's back-off is kept: a sign-in by its owner must not give
+	// the attacker a fresh series.
+	l.pairs.reset(pairKey)
+	l.familiar.add(pairKey, now)
 	if err := l.startSession(w, r, acct.ID, "password"); err != nil {
 		l.log.Error("idp: starting session failed", "err", err)
 		lv.Error = msgUnavail
@@ -267,10 +285,10 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 	if len(raw) <= 254 {
 		sv.Email = raw
 	}
-	ip := l.cfg.ClientIP(r)
+	ip := l.prefixes.Key(l.cfg.ClientIP(r))
 	now := l.now()
 	if locked, _ := l.signups.locked(ip, now); locked {
-		l.audit(r, storage.AuditEvent{Type: "signup", Outcome: "failure", Detail: map[string]string{"reason": "throttled"}})
+		l.refused(r, storage.AuditEvent{Type: "signup", Outcome: "failure", Detail: map[string]string{"reason": "throttled"}})
 		sv.Error = "Too many attempts from your network. Try again later."
 		w.Header().Set("Retry-After", "900")
 		l.renderSignup(w, r, http.StatusTooManyRequests, sv)
@@ -381,7 +399,7 @@ func (l *Login) serveLogout(w http.ResponseWriter, r *http.Request) {
 		s, signedIn := l.currentSession(r)
 		if signedIn {
 			if err := l.VerifyCSRF(r); err != nil {
-				l.audit(r, storage.AuditEvent{Type: "csrf.failure", Outcome: "failure", Subject: s.AccountID, Detail: map[string]string{"path": r.URL.Path, "reason": csrfReason(err)}})
+				l.refused(r, storage.AuditEvent{Type: "csrf.failure", Outcome: "failure", Subject: s.AccountID, Detail: map[string]string{"path": r.URL.Path, "reason": csrfReason(err)}})
 				l.Error(w, r, http.StatusForbidden, "csrf_failed", "This form has expired or was not sent from this site. Go back, reload the page and try again.")
 				return
 			}
@@ -486,4 +504,9 @@ func (l *Login) notAllowed(w http.ResponseWriter, r *http.Request, ext ExternalI
 	}
 	email, _ := normalizeEmail(ext.Email)
 	l.render(w, http.StatusForbidden, "not_allowed.html", view{NotAllowed: &notAllowedView{Email: email, Provider: name, LoginURL: l.loginPath}}, newNonce(), true)
+}
+
+// retryAfter renders a Retry-After value in whole seconds (at least 1).
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(max(1, int((d+time.Second-1)/time.Second)))
 }

@@ -170,7 +170,7 @@ func (l *Login) takeAttempt(ctx context.Context, id string) (Attempt, error) {
 // the error page.
 func (l *Login) FailUpstream(w http.ResponseWriter, r *http.Request, attemptID, reason string) {
 	a, _ := l.takeAttempt(r.Context(), attemptID)
-	l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{
+	l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{
 		"reason": reasonCode(reason), "method": "upstream", "provider": a.Provider,
 	}})
 	l.Error(w, r, http.StatusBadRequest, "login_failed", "Sign-in with your identity provider could not be completed. Please try again.")
@@ -196,18 +196,18 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 	ctx := r.Context()
 	a, err := l.takeAttempt(ctx, attemptID)
 	if err != nil {
-		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "attempt_unknown", "provider": ext.Provider}})
+		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "attempt_unknown", "provider": ext.Provider}})
 		l.Error(w, r, http.StatusBadRequest, "login_expired", "This sign-in attempt has expired or was already used. Please start again.")
 		return
 	}
 	if !l.sameBrowser(r, a) {
-		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "browser_mismatch", "provider": a.Provider}})
+		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "browser_mismatch", "provider": a.Provider}})
 		l.Error(w, r, http.StatusBadRequest, "login_failed", "This sign-in was started in another browser. Please start again here.")
 		return
 	}
 	p := l.providers[a.Provider]
 	if p == nil || ext.Provider != a.Provider || ext.Subject == "" {
-		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "attempt_mismatch", "provider": a.Provider}})
+		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "attempt_mismatch", "provider": a.Provider}})
 		l.Error(w, r, http.StatusBadRequest, "login_failed", "Sign-in with your identity provider could not be completed. Please try again.")
 		return
 	}

@@ -3,21 +3,33 @@ package idp
 import (
 	"sync"
 	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 )
 
-// throttle counts failures per key in a sliding window. Reaching the limit
-// locks the key; each further lockout doubles, up to the maximum. Lockouts
-// are remembered for a day so the growth is not reset by waiting one out.
+// throttle counts failures per key in a sliding window, in a bounded LRU
+// table. Two policies use it:
 //
-// State is in memory: several instances sharing a store each keep their own
-// counts (the effective limit is multiplied by the instance count).
+//   - lock (fail): reaching the limit locks the key; each further lockout
+//     doubles, up to the maximum. Lockouts are remembered for a day so the
+//     growth is not reset by waiting one out. Used per (account, client
+//     prefix), per client prefix and for signups.
+//   - back-off (backoff): from the limit on, every failure blocks the key
+//     for base·2^(failures−limit), capped at the maximum; attempts refused
+//     meanwhile do not count. Used per account, so that failures from ever
+//     new addresses slow the account down without locking its owner out
+//     for long.
+//
+// When the table is full the least recently failed key is forgotten (an
+// attacker spraying keys to evict a lock pays one failure, and its argon2id
+// check, per key). State is in memory: several instances sharing a store
+// each keep their own counts.
 type throttle struct {
 	mu      sync.Mutex
-	entries map[string]*throttleEntry
+	entries *abuse.LRU[*throttleEntry]
 	window  time.Duration
 	base    time.Duration
 	max     time.Duration
-	sweepAt time.Time
 }
 
 type throttleEntry struct {
@@ -27,55 +39,83 @@ type throttleEntry struct {
 	lastLockout time.Time
 }
 
-// maxThrottleEntries bounds memory under a spray of distinct keys; when it is
-// reached, entries without a lockout are dropped first.
+// maxThrottleEntries bounds memory under a spray of distinct keys.
 const maxThrottleEntries = 100_000
 
+// maxFailuresKept bounds one entry (a back-off key keeps its failures).
+const maxFailuresKept = 256
+
 func newThrottle(window, base, max time.Duration) *throttle {
-	return &throttle{entries: map[string]*throttleEntry{}, window: window, base: base, max: max}
+	return &throttle{entries: abuse.NewLRU[*throttleEntry](maxThrottleEntries), window: window, base: base, max: max}
 }
 
 // locked reports whether key is locked at now, and until when.
 func (t *throttle) locked(key string, now time.Time) (bool, time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := t.entries[key]
+	e, _ := t.entries.Peek(key)
 	if e == nil || !now.Before(e.lockedUntil) {
 		return false, time.Time{}
 	}
 	return true, e.lockedUntil
 }
 
+// record prunes key's window and appends a failure.
+func (t *throttle) record(key string, now time.Time) *throttleEntry {
+	t.sweep(now)
+	e := t.entries.GetOrAdd(key, func() *throttleEntry { return &throttleEntry{} })
+	e.prune(now, t.window)
+	if len(e.failures) >= maxFailuresKept {
+		e.failures = e.failures[1:]
+	}
+	e.failures = append(e.failures, now)
+	return e
+}
+
 // fail records a failure of key; it reports whether this failure locked it.
 func (t *throttle) fail(key string, limit int, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.sweep(now)
-	e := t.entries[key]
-	if e == nil {
-		e = &throttleEntry{}
-		t.entries[key] = e
-	}
-	e.prune(now, t.window)
-	e.failures = append(e.failures, now)
+	e := t.record(key, now)
 	if len(e.failures) < limit {
 		return false
 	}
 	if now.Sub(e.lastLockout) > 24*time.Hour {
 		e.lockouts = 0
 	}
-	d := t.base
-	for i := 0; i < e.lockouts && d < t.max; i++ {
-		d *= 2
-	}
-	if d > t.max {
-		d = t.max
-	}
+	e.lock(now, t.grow(e.lockouts))
 	e.lockouts++
-	e.lastLockout = now
-	e.lockedUntil = now.Add(d)
 	e.failures = e.failures[:0]
 	return true
+}
+
+// backoff records a failure of key under the back-off policy and returns
+// the back-off it starts (0 below the limit).
+func (t *throttle) backoff(key string, limit int, now time.Time) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.record(key, now)
+	n := len(e.failures) - limit
+	if n < 0 {
+		return 0
+	}
+	d := t.grow(n)
+	e.lock(now, d)
+	return d
+}
+
+// grow is base doubled n times, capped at max.
+func (t *throttle) grow(n int) time.Duration {
+	d := t.base
+	for i := 0; i < n && d < t.max; i++ {
+		d *= 2
+	}
+	return min(d, t.max)
+}
+
+func (e *throttleEntry) lock(now time.Time, d time.Duration) {
+	e.lastLockout = now
+	e.lockedUntil = now.Add(d)
 }
 
 // reset forgets key's failures (after a successful login); lockout growth
@@ -83,10 +123,10 @@ func (t *throttle) fail(key string, limit int, now time.Time) bool {
 func (t *throttle) reset(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e := t.entries[key]; e != nil {
+	if e, ok := t.entries.Peek(key); ok {
 		e.failures = nil
 		if e.lockouts == 0 {
-			delete(t.entries, key)
+			t.entries.Delete(key)
 		}
 	}
 }
@@ -99,23 +139,46 @@ func (e *throttleEntry) prune(now time.Time, window time.Duration) {
 	e.failures = e.failures[i:]
 }
 
-// sweep drops idle entries every window, and under memory pressure.
+// sweep drops idle entries from the least recently used end.
 func (t *throttle) sweep(now time.Time) {
-	if now.Before(t.sweepAt) && len(t.entries) < maxThrottleEntries {
-		return
-	}
-	t.sweepAt = now.Add(t.window)
-	for k, e := range t.entries {
+	t.entries.DeleteOldestWhile(func(_ string, e *throttleEntry) bool {
 		e.prune(now, t.window)
-		if len(e.failures) == 0 && !now.Before(e.lockedUntil) && now.Sub(e.lastLockout) > 24*time.Hour {
-			delete(t.entries, k)
-		}
+		return len(e.failures) == 0 && !now.Before(e.lockedUntil) && now.Sub(e.lastLockout) > 24*time.Hour
+	})
+}
+
+// familiar remembers the (account, client prefix) pairs that signed in
+// with the right password recently, in a bounded LRU table. They skip the
+// account-wide back-off (never their own lockout): an attacker cannot make
+// a prefix familiar without the password, and the owner's usual network
+// keeps working while strangers fail on the account.
+type familiar struct {
+	mu      sync.Mutex
+	entries *abuse.LRU[time.Time]
+	ttl     time.Duration
+}
+
+// familiarFor is how long a successful sign-in makes its pair familiar.
+const familiarFor = 30 * 24 * time.Hour
+
+func newFamiliar() *familiar {
+	return &familiar{entries: abuse.NewLRU[time.Time](maxThrottleEntries), ttl: familiarFor}
+}
+
+func (f *familiar) add(key string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.entries.Delete(key)
+	f.entries.GetOrAdd(key, func() time.Time { return now })
+}
+
+func (f *familiar) has(key string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.entries.Get(key)
+	if ok && now.Sub(t) > f.ttl {
+		f.entries.Delete(key)
+		return false
 	}
-	if len(t.entries) >= maxThrottleEntries {
-		for k, e := range t.entries {
-			if !now.Before(e.lockedUntil) {
-				delete(t.entries, k)
-			}
-		}
-	}
+	return ok
 }

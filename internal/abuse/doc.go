@@ -1,0 +1,22 @@
+// Package abuse holds the bounded building blocks that keep unauthenticated
+// traffic from exhausting memory, storage or other users' budgets
+// (requirements 38 and 40):
+//
+//   - Prefixes maps a client address to the key budgets are counted under:
+//     IPv4 by address (/32) and IPv6 by /64 by default, because one IPv6
+//     subscriber usually holds a whole /64 and would otherwise get 2^64
+//     budgets;
+//   - LRU is a size-bounded table that evicts the least recently used entry
+//     when full, so a spray of new keys costs old idle entries their state
+//     instead of refusing every newcomer (fail open per key, never closed for
+//     everyone);
+//   - Limiter is a token bucket per prefix in an LRU, with an optional global
+//     bucket that bounds the total rate whatever the number of prefixes;
+//   - Aggregator turns unauthenticated refusals (CSRF failures, throttled
+//     logins, refused registrations) into one stored audit record per
+//     (type, outcome, detail, source prefix, minute) carrying a count,
+//     with a bounded number of keys and an "other" bucket for the overflow.
+//
+// The package knows nothing of HTTP or Caddy; callers pass Caddy's resolved
+// client IP (never a raw X-Forwarded-For).
+package abuse
