@@ -4,7 +4,7 @@
 // It is responsible for, in request order:
 //
 //   - Request header limits (hygiene.go): more than MaxHeaders fields or
-//     MaxHeaderBytes of them is refused with 431 before anything else.
+//     MaxHeaderBytes of them is refused with 431 before any other check.
 //   - Protected Resource Metadata (RFC 9728, prm.go): the JSON document that tells
 //     clients which authorization server protects this resource, served at the
 //     path-inserted URL /.well-known/oauth-protected-resource<resource path> and at
