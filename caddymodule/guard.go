@@ -282,6 +282,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 				return json.NewEncoder(w).Encode(srv.Metadata())
 			}
 		}
+		g.guard.PrepareUpstream(r, nil) // unauthenticated: no credentials, no forged identity
 		return next.ServeHTTP(w, r)
 	}
 	if g.guard.ServeCORS(w, r) {
