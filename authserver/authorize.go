@@ -64,8 +64,17 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		signedIn = false
 	}
 	ar, fail := s.validateAuthorize(r, signedIn)
+	// Requirement 42: until the user has consented to a third-party client,
+	// no refusal sends the browser to its redirect URI (owned clients keep
+	// the redirect: the operator vouches for them).
+	refuse := func(f *authzFailure) {
+		if !f.page && thirdParty(ar.client) && !s.consentedBefore(r, ar.client, id.Subject) {
+			f.page = true
+		}
+		s.authorizeFailed(w, r, ar, f)
+	}
 	if fail != nil {
-		s.authorizeFailed(w, r, ar, fail)
+		refuse(fail)
 		return
 	}
 
@@ -73,7 +82,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	if !signedIn {
 		if ar.prompt["none"] {
-			s.authorizeFailed(w, r, ar, &authzFailure{err: ErrLoginRequired("the user is not signed in"), page: thirdParty(ar.client)})
+			refuse(&authzFailure{err: ErrLoginRequired("the user is not signed in")})
 			return
 		}
 		s.cfg.Browser.Login(w, r, LoginRequest{ReturnTo: s.returnTo(ar, false), Client: ar.client, LoginHint: ar.loginHint})
@@ -82,7 +91,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	tooOld := ar.maxAge >= 0 && (id.AuthTime.IsZero() || now.Sub(id.AuthTime) > ar.maxAge)
 	if r.Method == http.MethodGet && (ar.prompt["login"] || tooOld) {
 		if ar.prompt["none"] {
-			s.authorizeFailed(w, r, ar, &authzFailure{err: ErrLoginRequired("a fresh sign-in is required")})
+			refuse(&authzFailure{err: ErrLoginRequired("a fresh sign-in is required")})
 			return
 		}
 		s.cfg.Browser.Login(w, r, LoginRequest{ReturnTo: s.returnTo(ar, true), Client: ar.client, LoginHint: ar.loginHint, ForceLogin: true})
@@ -96,12 +105,12 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	need, err := s.consentNeeded(r, ar, id)
 	if err != nil {
 		s.cfg.Logger.Error("authserver: consent lookup", "client_id", ar.client.ID, "error", err)
-		s.authorizeFailed(w, r, ar, &authzFailure{err: ErrTemporarilyUnavailable("storage unavailable")})
+		refuse(&authzFailure{err: ErrTemporarilyUnavailable("storage unavailable")})
 		return
 	}
 	if need {
 		if ar.prompt["none"] {
-			s.authorizeFailed(w, r, ar, &authzFailure{err: ErrConsentRequired("the user must approve this client")})
+			refuse(&authzFailure{err: ErrConsentRequired("the user must approve this client")})
 			return
 		}
 		s.cfg.Browser.Consent(w, r, s.consentPage(ar, id))

@@ -143,7 +143,8 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 }
 
 // Requirement 4 (choice): for CIMD and DCR clients every error before
-// sign-in is a page; after sign-in it is redirected.
+// sign-in is a page; after sign-in too until the user has consented
+// (requirement 42, TestAuthorizeNoRedirectBeforeConsent).
 func TestAuthorizeThirdPartyPreLoginErrorsArePages(t *testing.T) {
 	h := newHarness(t)
 	for _, c := range []struct{ id, uri string }{{"dcr-1", "http://localhost:4242/cb"}, {testCIMDClient, "https://client.example.com/cb"}} {
@@ -161,8 +162,8 @@ func TestAuthorizeThirdPartyPreLoginErrorsArePages(t *testing.T) {
 				t.Fatalf("prompt=none signed out: %d %q", w.Code, w.Header().Get("X-Test-Error"))
 			}
 			w = h.authorize(q, "alice")
-			if _, p := redirectParams(t, w); p.Get("error") != CodeInvalidRequest {
-				t.Fatalf("signed in: %v", p)
+			if w.Code != 400 || w.Header().Get("X-Test-Error") != CodeInvalidRequest || w.Header().Get("Location") != "" {
+				t.Fatalf("signed in, no consent: %d %q %q", w.Code, w.Header().Get("X-Test-Error"), w.Header().Get("Location"))
 			}
 		})
 	}
@@ -348,8 +349,9 @@ func TestAuthorizeConsent(t *testing.T) {
 	t.Run("prompt none needing consent", func(t *testing.T) {
 		q := h.authzQuery("dcr-1", "http://localhost:9999/cb")
 		q.Set("prompt", "none")
-		if _, p := redirectParams(t, h.authorize(q, "alice")); p.Get("error") != CodeConsentRequired {
-			t.Fatalf("%v", p)
+		// Requirement 42: not redirected before the user consented.
+		if w := h.authorize(q, "alice"); w.Code != 400 || w.Header().Get("X-Test-Error") != CodeConsentRequired || w.Header().Get("Location") != "" {
+			t.Fatalf("got %d error %q Location %q", w.Code, w.Header().Get("X-Test-Error"), w.Header().Get("Location"))
 		}
 	})
 	refusals := []struct {
@@ -380,8 +382,8 @@ func TestAuthorizeConsent(t *testing.T) {
 	t.Run("post re-validates the request", func(t *testing.T) {
 		q := h.authzQuery("dcr-1", "http://localhost:9999/cb")
 		q.Set("scope", "admin")
-		if _, p := redirectParams(t, h.consentPost(q, "alice", approve)); p.Get("error") != CodeInvalidScope {
-			t.Fatalf("%v", p)
+		if w := h.consentPost(q, "alice", approve); w.Code != 400 || w.Header().Get("X-Test-Error") != CodeInvalidScope || w.Header().Get("Location") != "" {
+			t.Fatalf("got %d error %q Location %q", w.Code, w.Header().Get("X-Test-Error"), w.Header().Get("Location"))
 		}
 		q = h.authzQuery("dcr-1", "https://evil.example.com/cb")
 		if w := h.consentPost(q, "alice", approve); w.Header().Get("X-Test-Page") != "error" {

@@ -42,6 +42,24 @@ func (s *Server) consentNeeded(r *http.Request, ar *authzRequest, id Identity) (
 	return false, nil
 }
 
+// consentedBefore reports whether the user has a remembered, unexpired
+// consent for this client as it is now (same metadata fingerprint), whatever
+// its scopes and resource: such a client may receive this user's error
+// redirects (requirement 42). A storage error counts as no.
+func (s *Server) consentedBefore(r *http.Request, client storage.Client, subject string) bool {
+	if subject == "" || client.ID == "" {
+		return false
+	}
+	c, err := s.store.GetConsent(r.Context(), subject, client.ID)
+	if err != nil {
+		return false
+	}
+	if !c.ExpiresAt.IsZero() && !s.cfg.Now().Before(c.ExpiresAt) {
+		return false
+	}
+	return c.Fingerprint == fingerprintOf(client)
+}
+
 // fingerprintOf is the client's metadata fingerprint (set by the CIMD
 // resolver and DCR; computed for clients that lack one).
 func fingerprintOf(c storage.Client) string {

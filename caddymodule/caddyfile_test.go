@@ -82,6 +82,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"guard unknown", "example.com {\n mcp_protect /mcp* {\n  bogus\n }\n}\n", `unknown mcp_protect option "bogus"`},
 		{"guard cache size", "example.com {\n mcp_protect {\n  cache_size -1\n }\n}\n", "cache_size"},
 		{"guard identity header", "example.com {\n mcp_protect {\n  identity_headers {\n   color X-C\n  }\n }\n}\n", `unknown identity header "color"`},
+		{"guard strip_cookies", "example.com {\n mcp_protect {\n  strip_cookies some\n }\n}\n", `strip_cookies: "some"`},
+		{"guard max_headers", "example.com {\n mcp_protect {\n  max_headers 0\n }\n}\n", "max_headers"},
+		{"guard max_header_bytes", "example.com {\n mcp_protect {\n  max_header_bytes lots\n }\n}\n", "max_header_bytes"},
 		{"cimd policy", "{\n mcp_auth {\n  cimd {\n   policy sometimes\n  }\n }\n}\n", `cimd policy "sometimes"`},
 		{"cimd unknown", "{\n mcp_auth {\n  cimd {\n   fetch_everything\n  }\n }\n}\n", `unknown cimd option "fetch_everything"`},
 		{"cimd host_rate shape", "{\n mcp_auth {\n  cimd {\n   host_rate 10\n  }\n }\n}\n", `want <n>/<duration>`},
@@ -115,5 +118,19 @@ func TestCaddyfileErrors(t *testing.T) {
 				t.Errorf("error %q does not name the file and line", err)
 			}
 		})
+	}
+}
+
+// JSON configs get the same checks as the Caddyfile.
+func TestGuardValidate(t *testing.T) {
+	for _, g := range []Guard{{StripCookies: "some"}, {MaxHeaders: -2}, {MaxHeaderBytes: -5}} {
+		if err := g.Validate(); err == nil {
+			t.Errorf("%+v validated", g)
+		}
+	}
+	for _, g := range []Guard{{}, {StripCookies: "product"}, {StripCookies: "all", MaxHeaders: -1, MaxHeaderBytes: 1 << 20}} {
+		if err := g.Validate(); err != nil {
+			t.Errorf("%+v: %v", g, err)
+		}
 	}
 }

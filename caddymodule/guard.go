@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
@@ -53,7 +54,14 @@ func init() {
 //		leeway <duration>
 //		cache_size <n>
 //		cache_ttl <duration>
+//		strip_cookies product|all       # default product: only caddy-mcpauth's own cookies
+//		max_headers <n>                 # default 100; more gets 431
+//		max_header_bytes <size>         # default 32KiB; more gets 431
 //	}
+//
+// A matcher that is an exact path (`/mcp`) also guards its subpaths: it is
+// widened to `/mcp` and `/mcp/*`, so that `/mcp/`, `/mcp/x` or `/mcp%2F`
+// never reach an unmatched `reverse_proxy` without a token.
 //
 // The directive adds a second route for the metadata paths
 // (/.well-known/oauth-protected-resource and its path-inserted form), which
@@ -100,6 +108,19 @@ type Guard struct {
 	// re-verifying its signature (default 5m; revocation is checked on every
 	// request regardless).
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+	// StripCookies chooses which request cookies are removed before the
+	// upstream: "product" (the default) removes caddy-mcpauth's own cookies
+	// (the hosted login's session and CSRF cookies, the OIDC and SAML binding
+	// cookies) and forwards the others; "all" removes every cookie.
+	StripCookies string `json:"strip_cookies,omitempty"`
+	// MaxHeaders bounds the number of request header fields on the guarded
+	// route (default 100; -1: no limit). More gets 431 before the token is
+	// looked at.
+	MaxHeaders int `json:"max_headers,omitempty"`
+	// MaxHeaderBytes bounds the total size of the request header fields on
+	// the guarded route (default 32 KiB; -1: no limit). More gets 431 before
+	// the token is looked at.
+	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
 
 	guard   *resourceguard.Guard
 	metrics *Metrics
@@ -160,6 +181,10 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		Leeway:                time.Duration(g.Leeway),
 		CacheSize:             g.CacheSize,
 		CacheMaxTTL:           time.Duration(g.CacheTTL),
+		Identity:              g.headers,
+		StripAllCookies:       g.StripCookies == stripCookiesAll,
+		MaxHeaders:            g.MaxHeaders,
+		MaxHeaderBytes:        g.MaxHeaderBytes,
 		Logger:                ctx.Slogger(),
 	}
 
@@ -213,6 +238,25 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// Values of StripCookies.
+const (
+	stripCookiesProduct = "product"
+	stripCookiesAll     = "all"
+)
+
+// Validate checks the options that Provision does not.
+func (g *Guard) Validate() error {
+	switch g.StripCookies {
+	case "", stripCookiesProduct, stripCookiesAll:
+	default:
+		return fmt.Errorf("mcp_protect: strip_cookies %q: want product or all", g.StripCookies)
+	}
+	if g.MaxHeaders < -1 || g.MaxHeaderBytes < -1 {
+		return errors.New("mcp_protect: max_headers and max_header_bytes must be positive (or -1 for no limit)")
+	}
+	return nil
+}
+
 // Cleanup stops the remote key source, if any.
 func (g *Guard) Cleanup() error {
 	if g.cancel != nil {
@@ -238,6 +282,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 				return json.NewEncoder(w).Encode(srv.Metadata())
 			}
 		}
+		g.guard.PrepareUpstream(r, nil) // unauthenticated: no credentials, no forged identity
 		return next.ServeHTTP(w, r)
 	}
 	if g.guard.ServeCORS(w, r) {
@@ -265,7 +310,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 			return nil, false
 		})
 	}
-	resourceguard.PrepareUpstream(r, p, g.headers)
+	g.guard.PrepareUpstream(r, p)
 	return next.ServeHTTP(w, r)
 }
 
@@ -396,6 +441,37 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("cache_size: %q is not a positive number", v)
 			}
 			g.CacheSize = n
+		case "strip_cookies":
+			if !d.AllArgs(&g.StripCookies) {
+				return d.ArgErr()
+			}
+			if g.StripCookies != stripCookiesProduct && g.StripCookies != stripCookiesAll {
+				return d.Errf("strip_cookies: %q: want product or all", g.StripCookies)
+			}
+		case "max_headers":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < -1 || n == 0 {
+				return d.Errf("max_headers: %q is not a positive number (or -1 for no limit)", v)
+			}
+			g.MaxHeaders = n
+		case "max_header_bytes":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			if v == "-1" {
+				g.MaxHeaderBytes = -1
+				break
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<30 {
+				return d.Errf("max_header_bytes: %q is not a size such as 32KiB (or -1 for no limit)", v)
+			}
+			g.MaxHeaderBytes = int(n)
 		default:
 			return d.Errf("unknown mcp_protect option %q", d.Val())
 		}
@@ -410,15 +486,23 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 		return nil, h.ArgErr()
 	}
 	// A plain path matcher (`/mcp*`) also names the MCP endpoint's path.
-	path := ""
+	path, exact := "", ""
 	if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
 		path = strings.TrimRight(strings.TrimSuffix(h.Val(), "*"), "/")
+		if !strings.Contains(h.Val(), "*") {
+			exact = h.Val()
+		}
 	}
 	h.Reset()
 	h.Next()
 	matcherSet, err := h.ExtractMatcherSet()
 	if err != nil {
 		return nil, err
+	}
+	if exact != "" && matcherSet["path"] != nil {
+		// An exact path also guards its subpaths: /mcp/, /mcp/x and /mcp%2F
+		// must not reach an unmatched reverse_proxy without a token.
+		matcherSet["path"] = h.JSON(caddyhttp.MatchPath{exact, strings.TrimRight(exact, "/") + "/*"})
 	}
 	var g Guard
 	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
@@ -448,6 +532,7 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Guard)(nil)
+	_ caddy.Validator             = (*Guard)(nil)
 	_ caddy.CleanerUpper          = (*Guard)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Guard)(nil)
 	_ caddyfile.Unmarshaler       = (*Guard)(nil)

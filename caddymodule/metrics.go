@@ -165,6 +165,8 @@ func guardOutcome(ch *resourceguard.Challenge) string {
 		return "origin_refused"
 	case ch.Status == http.StatusRequestEntityTooLarge:
 		return "body_too_large"
+	case ch.Status == http.StatusRequestHeaderFieldsTooLarge:
+		return "headers_too_large"
 	case ch.Status == http.StatusServiceUnavailable:
 		return "unavailable"
 	}

@@ -98,6 +98,7 @@ func TestMetricsLabels(t *testing.T) {
 		{"guard origin", func() {
 			m.GuardDecision(&resourceguard.Challenge{Status: http.StatusForbidden, Description: "origin not allowed"})
 		}, want{m.guard, "origin_refused"}},
+		{"guard headers too large", func() { m.GuardDecision(&resourceguard.Challenge{Status: 431}) }, want{m.guard, "headers_too_large"}},
 		{"guard unavailable", func() { m.GuardDecision(&resourceguard.Challenge{Status: 503}) }, want{m.guard, "unavailable"}},
 		{"guard teapot", func() { m.GuardDecision(&resourceguard.Challenge{Status: 418}) }, want{m.guard, "other"}},
 	}

@@ -51,11 +51,28 @@ type stackOpts struct {
 	// extraSites is appended after the main site ({TODO} is the sample
 	// server's address).
 	extraSites string
+	// upstream replaces the sample server as the reverse_proxy target.
+	upstream string
+	// protect is mcp_protect's matcher (default /mcp*).
+	protect string
+	// proxyAll leaves reverse_proxy unmatched (every path not served by
+	// mcp_auth_server goes upstream).
+	proxyAll bool
 }
 
 func (s *stack) caddyfile(o stackOpts) string {
 	if o.productName == "" {
 		o.productName = "Todo MCP"
+	}
+	upstream, protect, proxy := s.todoAddr, "/mcp*", "/mcp* "
+	if o.upstream != "" {
+		upstream = o.upstream
+	}
+	if o.protect != "" {
+		protect = o.protect
+	}
+	if o.proxyAll {
+		proxy = ""
 	}
 	return fmt.Sprintf(`{
 	admin {ADMIN}
@@ -86,7 +103,7 @@ func (s *stack) caddyfile(o stackOpts) string {
 https://localhost:%[8]d {
 	tls internal
 	mcp_auth_server
-	mcp_protect /mcp* {
+	mcp_protect %[11]s {
 		scopes todo:read
 		identity_headers {
 			subject X-Mcp-Subject
@@ -96,11 +113,11 @@ https://localhost:%[8]d {
 		}
 		%[9]s
 	}
-	reverse_proxy /mcp* %[10]s {
+	reverse_proxy %[12]s%[10]s {
 		flush_interval -1
 	}
 }
-`, s.Issuer, filepath.Join(s.dir, "mcpauth.db"), o.productName, aliceEmail, alicePassword, cliClientID, o.extraApp, s.port, o.extraGuard, s.todoAddr) +
+`, s.Issuer, filepath.Join(s.dir, "mcpauth.db"), o.productName, aliceEmail, alicePassword, cliClientID, o.extraApp, s.port, o.extraGuard, upstream, protect, proxy) +
 		strings.ReplaceAll(o.extraSites, "{TODO}", s.todoAddr)
 }
 

@@ -2,7 +2,6 @@ package resourceguard
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 )
 
@@ -15,11 +14,8 @@ const maxTokenLen = 16 << 10
 // ["header"]); a token in the query string (§2.3) or two Authorization
 // headers is a malformed request.
 func (g *Guard) bearerToken(r *http.Request) (string, *Challenge) {
-	if q := r.URL.RawQuery; q != "" && (strings.Contains(q, "access_token") || strings.Contains(q, "%")) {
-		// Only a query naming access_token (possibly percent-encoded) is parsed.
-		if _, ok := parseQuery(q)["access_token"]; ok {
-			return "", invalidRequest("access tokens are accepted only in the Authorization header")
-		}
+	if q := r.URL.RawQuery; q != "" && queryHasAccessToken(q) {
+		return "", invalidRequest("access tokens are accepted only in the Authorization header")
 	}
 	values := r.Header.Values("Authorization")
 	switch len(values) {
@@ -38,11 +34,6 @@ func (g *Guard) bearerToken(r *http.Request) (string, *Challenge) {
 	default:
 		return "", invalidToken("malformed bearer token")
 	}
-}
-
-func parseQuery(q string) url.Values {
-	v, _ := url.ParseQuery(q) // a partly invalid query still yields its valid pairs
-	return v
 }
 
 // BearerResult classifies an Authorization header value.

@@ -27,8 +27,8 @@ var ErrRefused = errors.New("resourceguard: request refused")
 //   - 400, invalid_request: a malformed request (token in the query, two
 //     Authorization headers, an unreadable JSON-RPC body).
 //   - 403, Error "": an Origin that is not allowed (no WWW-Authenticate).
-//   - 413, 503: body too large, key source or revocation store unavailable
-//     (no WWW-Authenticate).
+//   - 413, 431, 503: body or header fields too large, key source or
+//     revocation store unavailable (no WWW-Authenticate).
 type Challenge struct {
 	Status      int
 	Error       string
@@ -66,6 +66,8 @@ func (c *Challenge) BodyError() string {
 		return "forbidden"
 	case http.StatusRequestEntityTooLarge:
 		return "request_too_large"
+	case http.StatusRequestHeaderFieldsTooLarge:
+		return "request_header_fields_too_large"
 	case http.StatusServiceUnavailable:
 		return "temporarily_unavailable"
 	}

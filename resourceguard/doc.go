@@ -3,6 +3,8 @@
 //
 // It is responsible for, in request order:
 //
+//   - Request header limits (hygiene.go): more than MaxHeaders fields or
+//     MaxHeaderBytes of them is refused with 431 before any other check.
 //   - Protected Resource Metadata (RFC 9728, prm.go): the JSON document that tells
 //     clients which authorization server protects this resource, served at the
 //     path-inserted URL /.well-known/oauth-protected-resource<resource path> and at
@@ -11,7 +13,9 @@
 //     is refused with 403 (DNS rebinding defence, MCP transport specification).
 //   - Bearer token extraction (bearer.go, RFC 6750 §2.1): tokens are accepted
 //     only from a single Authorization header; a token in the query string or
-//     two Authorization headers is a malformed request (400 invalid_request).
+//     two Authorization headers is a malformed request (400 invalid_request);
+//     the query is scanned for access_token in every spelling an upstream
+//     might read (";" separators, percent-encoding, "access.token", any case).
 //     Every cheap syntactic check runs before any cryptography.
 //   - JWT access token verification (verify.go, RFC 9068 and the JWT BCP RFC
 //     8725): a fixed algorithm allow-list, the key chosen by kid from a KeySource
@@ -25,8 +29,10 @@
 //     and tool, with a configurable scope hierarchy.
 //   - Challenges (challenge.go, RFC 6750 §3 and RFC 9728 §5.1): the
 //     WWW-Authenticate header and a small JSON body.
-//   - The hand-off upstream (guard.go): the client's Authorization header is
-//     removed and identity headers are set after deleting client-sent copies.
+//   - The hand-off upstream (guard.go): the client's Authorization header and
+//     the product's own cookies (IsProductCookie; every cookie with
+//     StripAllCookies) are removed, and identity headers are set after
+//     deleting client-sent copies.
 //     Responses are never buffered, so SSE streams pass through.
 //   - Remote key discovery (remote.go, RFC 8414 and OpenID Connect Discovery):
 //     a JWKS cache for authorization servers other than ours.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -169,6 +170,20 @@ func FuzzJSONRPC(f *testing.F) {
 		}
 		if c.method != "" && !strings.HasPrefix(c.method, "resources/") && std.Params.Name != c.target {
 			t.Fatalf("name: encoding/json %q, guard %q (body %q)", std.Params.Name, c.target, body)
+		}
+	})
+}
+
+// FuzzQueryHasAccessToken: the query scan never panics and agrees with
+// url.ParseQuery wherever the standard parser sees an access_token pair.
+func FuzzQueryHasAccessToken(f *testing.F) {
+	for _, s := range []string{"access_token=x", "a=1;access_token=x", "acc%65ss_token", "access.token=1", "%", "&&;;=", "a=%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		got := queryHasAccessToken(q)
+		if v, _ := url.ParseQuery(q); v.Has("access_token") && !got {
+			t.Fatalf("missed access_token in %q", q)
 		}
 	})
 }

@@ -116,6 +116,19 @@ type Config struct {
 	DisableRootMetadata bool
 	// Identity names the headers set upstream by Wrap.
 	Identity IdentityHeaders
+	// StripAllCookies removes every Cookie header from upstream requests.
+	// By default only the product's own cookies (IsProductCookie: the hosted
+	// login's session and CSRF cookies, the OIDC and SAML binding cookies)
+	// are removed and the others are forwarded.
+	StripAllCookies bool
+	// MaxHeaders bounds the number of request header field lines (each value
+	// of a repeated header counts): more gets 431 before any other check.
+	// Default 100; negative: no limit.
+	MaxHeaders int
+	// MaxHeaderBytes bounds the total size of the request header fields
+	// (names, values and separators): more gets 431 before any other check.
+	// Default 32 KiB (room for a 16 KiB bearer token); negative: no limit.
+	MaxHeaderBytes int
 	// Leeway is the allowed clock skew for exp, nbf and iat: default 30s,
 	// at most 2m.
 	Leeway time.Duration
@@ -166,6 +179,9 @@ type Guard struct {
 	methodScope map[string][]string
 	implied     map[string][]string // transitive closure of ScopeHierarchy
 	identity    IdentityHeaders
+	stripAll    bool
+	maxHeaders  int
+	maxHdrBytes int
 	leeway      time.Duration
 	cacheMaxTTL time.Duration
 	maxBody     int64
@@ -225,6 +241,9 @@ func New(cfg Config) (*Guard, error) {
 		requireTyp:  cfg.RequireTyp,
 		cors:        cfg.CORS,
 		identity:    cfg.Identity,
+		stripAll:    cfg.StripAllCookies,
+		maxHeaders:  cfg.MaxHeaders,
+		maxHdrBytes: cfg.MaxHeaderBytes,
 		leeway:      cfg.Leeway,
 		cacheMaxTTL: cfg.CacheMaxTTL,
 		maxBody:     cfg.MaxBodyBytes,
@@ -247,6 +266,12 @@ func New(cfg Config) (*Guard, error) {
 		g.cacheMaxTTL = defaultCacheMaxTTL
 	} else if g.cacheMaxTTL < 0 {
 		return nil, errors.New("resourceguard: negative cache max TTL")
+	}
+	if g.maxHeaders == 0 {
+		g.maxHeaders = defaultMaxHeaders
+	}
+	if g.maxHdrBytes == 0 {
+		g.maxHdrBytes = defaultMaxHeaderBytes
 	}
 	if g.maxBody == 0 {
 		g.maxBody = defaultMaxBody
@@ -413,6 +438,9 @@ func (g *Guard) Check(r *http.Request) (*Principal, *Challenge) {
 }
 
 func (g *Guard) check(r *http.Request) (*Principal, *Challenge) {
+	if c := g.checkHeaderLimits(r); c != nil {
+		return nil, c
+	}
 	if c := g.checkOrigin(r); c != nil {
 		return nil, c
 	}
@@ -476,16 +504,27 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		r = r.WithContext(NewContext(r.Context(), p))
-		PrepareUpstream(r, p, g.identity)
+		g.PrepareUpstream(r, p)
 		next.ServeHTTP(w, r)
 	})
 }
 
-// PrepareUpstream deletes the client's Authorization header and any
-// client-sent copies of the identity headers, then sets the configured ones
-// from p. Headers whose value is empty are not sent.
+// PrepareUpstream is PrepareUpstream with the guard's identity headers; with
+// StripAllCookies it also removes every Cookie header.
+func (g *Guard) PrepareUpstream(r *http.Request, p *Principal) {
+	PrepareUpstream(r, p, g.identity)
+	if g.stripAll {
+		r.Header.Del("Cookie")
+	}
+}
+
+// PrepareUpstream deletes the client's Authorization header, the product's
+// own cookies (IsProductCookie) and any client-sent copies of the identity
+// headers, then sets the configured ones from p. Headers whose value is
+// empty are not sent.
 func PrepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
 	r.Header.Del("Authorization")
+	stripProductCookies(r.Header)
 	set := func(name, value string) {
 		if name == "" {
 			return

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -130,8 +132,10 @@ type request struct {
 //   - response_types is [code] (default [code]);
 //   - client_name, when present, is a string of at most 200 bytes without
 //     control characters;
-//   - client_uri and logo_uri are kept only when they are https URLs
-//     (otherwise dropped, as RFC 7591 §2 lets the server do);
+//   - client_uri and logo_uri are kept only when they are https URLs on a
+//     public DNS name (not an IP address, localhost or a special-use name
+//     such as .local or .internal); otherwise they are dropped, as RFC 7591
+//     §2 lets the server do;
 //   - unknown metadata is ignored (RFC 7591 §2). "scope" is ignored: the
 //     server's scope policy applies at /authorize.
 func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
@@ -371,7 +375,42 @@ func optionalHTTPS(m json.RawMessage) string {
 	if k, err := CheckRedirectURI(s, RedirectPolicy{}); err != nil || k != RedirectHTTPS {
 		return ""
 	}
+	u, err := url.Parse(s)
+	if err != nil || !publicName(u.Hostname()) {
+		return ""
+	}
 	return s
+}
+
+// specialUseSuffixes are the special-use and private-use domain names
+// (RFC 6761, RFC 6762, RFC 7686, RFC 8375, RFC 9476, ICANN's .internal):
+// names that never denote a public web site.
+var specialUseSuffixes = []string{
+	"localhost", "local", "test", "invalid", "example", "onion", "alt", "internal", "arpa",
+	"example.com", "example.net", "example.org",
+}
+
+// publicName reports whether host is a DNS name of the public web: dotted,
+// not an IP address (in any spelling a browser would parse as one), not
+// localhost and not under a special-use name. Names are not resolved.
+func publicName(host string) bool {
+	host = strings.ToLower(host)
+	if host == "" || strings.HasSuffix(host, ".") || !strings.Contains(host, ".") {
+		return false
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return false
+	}
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if strings.Trim(last, "0123456789") == "" || strings.HasPrefix(last, "0x") {
+		return false // "ends in a number": browsers read 127.1 or 0x7f.1 as IPv4
+	}
+	for _, sfx := range specialUseSuffixes {
+		if host == sfx || strings.HasSuffix(host, "."+sfx) {
+			return false
+		}
+	}
+	return true
 }
 
 // NewClientID returns a fresh client id: "dcr_" and 128 bits from

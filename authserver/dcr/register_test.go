@@ -2,6 +2,8 @@ package dcr
 
 import (
 	"encoding/json"
+	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -414,6 +416,69 @@ func FuzzValidateRegistration(f *testing.F) {
 		}
 		if !printable(c.Name) {
 			t.Fatalf("accepted name %q", c.Name)
+		}
+	})
+}
+
+// 13b: client_uri and logo_uri are shown on the consent page (the logo is
+// fetched by the user's browser): they are kept only when https on a public
+// host, else dropped without refusing the registration.
+func TestRegistrationLinksOnlyPublicHTTPS(t *testing.T) {
+	kept := []string{
+		"https://github.com/modelcontextprotocol/mcp-cli", "https://cursor.com/logo.png", "https://app.vendor.io:8443/x.png",
+		"https://xn--bcher-kva.ch/", "https://8.8.8.8.nip.io/logo.png",
+	}
+	dropped := []string{
+		"http://cursor.com/logo.png", "javascript:alert(1)", "data:image/png;base64,AAAA", "https://",
+		"https://localhost/logo.png", "https://app.localhost/logo.png", "https://LOCALHOST/logo.png", "https://127.0.0.1/logo.png",
+		"https://[::1]/logo.png", "https://10.0.0.5/logo.png", "https://192.168.1.1/", "https://169.254.169.254/latest/meta-data",
+		"https://8.8.8.8/logo.png", "https://[2606:4700::1111]/", "https://2130706433/", "https://0x7f000001/", "https://127.1/",
+		"https://printer.local/logo.png", "https://intranet/logo.png", "https://wiki.corp.internal/", "https://x.home.arpa/",
+		"https://site.test/", "https://foo.invalid/", "https://example.com/logo.png", "https://www.example.org/", "https://abc.onion/",
+		"https://user:pass@cursor.com/logo.png", "https://cursor.com./logo.png",
+	}
+	check := func(t *testing.T, uri string, wantKept bool) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]any{"redirect_uris": []string{"http://127.0.0.1/cb"}, "client_uri": uri, "logo_uri": uri})
+		c, e := ValidateRegistration(body, opts())
+		if e != nil {
+			t.Fatalf("%s: registration refused: %v", uri, e)
+		}
+		want := ""
+		if wantKept {
+			want = uri
+		}
+		if c.ClientURI != want || c.LogoURI != want {
+			t.Fatalf("%s: client_uri=%q logo_uri=%q, want %q", uri, c.ClientURI, c.LogoURI, want)
+		}
+	}
+	for _, u := range kept {
+		t.Run("kept "+u, func(t *testing.T) { check(t, u, true) })
+	}
+	for _, u := range dropped {
+		t.Run("dropped "+u, func(t *testing.T) { check(t, u, false) })
+	}
+}
+
+// FuzzPublicLink: the link filter never panics and keeps only https URLs
+// whose host is a dotted DNS name outside the special-use names.
+func FuzzPublicLink(f *testing.F) {
+	for _, s := range []string{"https://cursor.com/logo.png", "https://localhost/", "https://10.0.0.1/", "https://[::1]/", "https://a.local/", "https://a/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		raw, _ := json.Marshal(s)
+		got := optionalHTTPS(raw)
+		if got == "" {
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil || u.Scheme != "https" || u.User != nil {
+			t.Fatalf("kept %q", got)
+		}
+		h := strings.ToLower(u.Hostname())
+		if _, err := netip.ParseAddr(h); err == nil || !strings.Contains(h, ".") || h == "localhost" || strings.HasSuffix(h, ".localhost") || strings.HasSuffix(h, ".local") {
+			t.Fatalf("kept %q (host %q)", got, h)
 		}
 	})
 }
