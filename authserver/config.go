@@ -50,6 +50,11 @@ const (
 	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
 	DefaultGrantTTL        = 90 * 24 * time.Hour
 	DefaultConsentTTL      = 90 * 24 * time.Hour
+	DefaultRefreshGrace    = 60 * time.Second
+	MaxRefreshGrace        = 10 * time.Minute
+	// NoRefreshGrace (or any negative RefreshGrace) is strict rotation: a
+	// rotated-out refresh token is reuse at once.
+	NoRefreshGrace time.Duration = -1
 
 	// maxFormBytes caps the body of /token, /revoke and the consent form.
 	maxFormBytes = 64 << 10
@@ -95,6 +100,12 @@ type Config struct {
 	RefreshTokenTTL time.Duration
 	// GrantTTL is the absolute life of a grant family (default 90 days).
 	GrantTTL time.Duration
+	// RefreshGrace is how long a rotated-out refresh token may still be
+	// redeemed, once, by a client that lost the response carrying its
+	// successor (requirement 37; default 60s, at most 10m). Outside the
+	// window, or on a second use, it is reuse and revokes the grant family.
+	// NoRefreshGrace (negative) is strict rotation.
+	RefreshGrace time.Duration
 	// ConsentTTL is how long a remembered consent lasts (default 90 days).
 	ConsentTTL time.Duration
 	// CORS applies to metadata, JWKS, token, revocation and registration.
@@ -169,6 +180,14 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.ConsentTTL == 0 {
 		cfg.ConsentTTL = DefaultConsentTTL
+	}
+	switch {
+	case cfg.RefreshGrace == 0:
+		cfg.RefreshGrace = DefaultRefreshGrace
+	case cfg.RefreshGrace < 0:
+		cfg.RefreshGrace = NoRefreshGrace
+	case cfg.RefreshGrace > MaxRefreshGrace:
+		return cfg, fmt.Errorf("authserver: config: refresh grace %s is longer than %s", cfg.RefreshGrace, MaxRefreshGrace)
 	}
 	for _, sc := range append(append([]string{}, cfg.Scopes...), cfg.DefaultScopes...) {
 		if !validScopeToken(sc) {

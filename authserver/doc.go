@@ -25,8 +25,9 @@
 // Documented choices (requirements 2-10, 13):
 //
 //   - redirect_uri is required on every authorization request, also for
-//     clients with a single registered URI, and must then be sent unchanged to
-//     /token (OAuth 2.1 §4.1.3). MCP clients always send it.
+//     clients with a single registered URI. At /token it is optional (OAuth
+//     2.1 §4.1.3): the code is bound to the authorization request's redirect
+//     URI and PKCE to that request; when sent, it must equal that URI exactly.
 //   - An authorization request's path and query are at most 4 KiB (it must
 //     survive the round trip through the hosted login as ReturnTo).
 //   - An authorization request is a GET; POST /authorize is only the consent
@@ -37,13 +38,17 @@
 //     fresh sign-in is not asked for again in a loop.
 //   - A failed check at /token (client binding, redirect_uri, PKCE, resource)
 //     burns the code. Syntax errors found before the store is touched (missing
-//     code, redirect_uri or code_verifier, duplicated parameters) leave it
-//     redeemable.
+//     code or code_verifier, duplicated parameters) leave it redeemable.
 //   - A replayed code whose client and verifier are valid revokes the grant
 //     the first redemption produced; a replay with a wrong verifier or from
 //     another client revokes nothing. Both answer invalid_grant.
 //   - A refresh token is issued to every client allowed the refresh_token
 //     grant (MCP clients rarely ask for offline_access but expect one).
+//   - Refresh tokens rotate on every use. The rotated-out token may be
+//     redeemed once more within Config.RefreshGrace (default 60s; a client
+//     that lost the response); any other use of a token of the family is
+//     reuse and revokes the grant (requirements 9 and 37, decided by
+//     storage.RotateGrant in the store's transaction).
 //   - Confidential owned clients authenticate with client_secret_basic or
 //     client_secret_post (either; never both in one request). Secrets are
 //     stored as argon2id PHC strings (HashClientSecret); at most four

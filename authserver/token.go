@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"io"
 	"mime"
@@ -121,12 +122,14 @@ func (s *Server) storageError(op string, err error) *Error {
 // leave the code redeemable; checks on the code burn it.
 func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.Values) (*tokenResponse, *Error) {
 	ctx := r.Context()
-	code, verifier, redirectURI := form.Get("code"), form.Get("code_verifier"), form.Get("redirect_uri")
+	// redirect_uri is optional (OAuth 2.1 §4.1.3): the code is bound to the
+	// redirect URI of its authorization request, and PKCE to that request.
+	// When sent, it must equal that URI exactly.
+	code, verifier := form.Get("code"), form.Get("code_verifier")
+	redirectURI, sentRedirect := form.Get("redirect_uri"), form.Has("redirect_uri")
 	switch {
 	case code == "":
 		return nil, ErrInvalidRequest("code is required")
-	case redirectURI == "":
-		return nil, ErrInvalidRequest("redirect_uri is required")
 	case verifier == "":
 		return nil, ErrInvalidRequest("code_verifier is required")
 	case len(code) > 512:
@@ -147,7 +150,7 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 		if c.ClientID != client.ID {
 			return nil, ErrInvalidGrant("the code was issued to another client")
 		}
-		if c.RedirectURI != redirectURI {
+		if sentRedirect && c.RedirectURI != redirectURI {
 			return nil, ErrInvalidGrant("redirect_uri does not match the authorization request")
 		}
 		if c.CodeChallenge == "" {
@@ -266,6 +269,7 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 		Next:          hashToken(next),
 		Now:           now,
 		NextExpiresAt: now.Add(s.refreshTTL(client)),
+		Grace:         max(s.cfg.RefreshGrace, 0),
 		Check: func(g storage.Grant) error {
 			if g.ClientID != client.ID {
 				return ErrInvalidGrant("the refresh token was issued to another client")
@@ -305,8 +309,11 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 	if e != nil {
 		return nil, e
 	}
-	s.emit(ctx, r, storage.AuditEvent{Type: "token.issued", Outcome: "success", Subject: g.Subject, ClientID: client.ID,
-		Detail: map[string]string{"grant_type": GrantRefreshToken, "grant_id": g.ID, "scope": resp.Scope, "resource": aud}})
+	detail := map[string]string{"grant_type": GrantRefreshToken, "grant_id": g.ID, "scope": resp.Scope, "resource": aud}
+	if g.PreviousUsed && subtle.ConstantTimeCompare(g.PreviousHash, hashToken(presented)) == 1 {
+		detail["rotation"] = "lost_response_retry" // the grace's one use
+	}
+	s.emit(ctx, r, storage.AuditEvent{Type: "token.issued", Outcome: "success", Subject: g.Subject, ClientID: client.ID, Detail: detail})
 	return resp, nil
 }
 

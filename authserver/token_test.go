@@ -45,7 +45,6 @@ func TestTokenExchangeRefusals(t *testing.T) {
 		{name: "missing code", body: func(f url.Values) string { f.Del("code"); return f.Encode() }, status: 400, err: CodeInvalidRequest},
 		{name: "missing code_verifier", body: func(f url.Values) string { f.Del("code_verifier"); return f.Encode() }, status: 400, err: CodeInvalidRequest},
 		{name: "empty code_verifier", body: func(f url.Values) string { f.Set("code_verifier", ""); return f.Encode() }, status: 400, err: CodeInvalidRequest},
-		{name: "missing redirect_uri", body: func(f url.Values) string { f.Del("redirect_uri"); return f.Encode() }, status: 400, err: CodeInvalidRequest},
 		{name: "missing grant_type", body: func(f url.Values) string { f.Del("grant_type"); return f.Encode() }, status: 400, err: CodeInvalidRequest},
 		{name: "unsupported grant_type", body: func(f url.Values) string { f.Set("grant_type", "password"); return f.Encode() }, status: 400, err: CodeUnsupportedGrantType},
 		{name: "client_credentials", body: func(f url.Values) string { f.Set("grant_type", "client_credentials"); return f.Encode() }, status: 400, err: CodeUnsupportedGrantType},
@@ -275,6 +274,83 @@ func refreshForm(client, rt string) url.Values {
 	return url.Values{"grant_type": {GrantRefreshToken}, "client_id": {client}, "refresh_token": {rt}}
 }
 
+// OAuth 2.1 §4.1.3: redirect_uri is optional at /token. The code is bound to
+// the redirect URI used at /authorize (and PKCE binds the exchange to that
+// request), so an absent redirect_uri is accepted; a present one must equal
+// it exactly, else invalid_grant and the code is burned.
+func TestTokenExchangeRedirectURI(t *testing.T) {
+	h := newHarness(t)
+	for _, c := range []struct {
+		name     string
+		redirect func(f url.Values)
+		status   int
+		err      string
+	}{
+		{"absent", func(f url.Values) { f.Del("redirect_uri") }, 200, ""},
+		{"present and equal", func(url.Values) {}, 200, ""},
+		{"present and different", func(f url.Values) { f.Set("redirect_uri", "https://app.example.com/other") }, 400, CodeInvalidGrant},
+		{"another loopback port", func(f url.Values) { f.Set("redirect_uri", "http://127.0.0.1:4001/callback") }, 400, CodeInvalidGrant},
+		{"trailing slash", func(f url.Values) { f.Set("redirect_uri", appRedirect+"/") }, 400, CodeInvalidGrant},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code := h.code("app", appRedirect)
+			f := h.exchangeForm("app", code, appRedirect, testVerifier)
+			c.redirect(f)
+			w := h.token(f)
+			if w.Code != c.status || (c.err != "" && oauthError(t, w) != c.err) {
+				t.Fatalf("got %d %s, want %d %s", w.Code, w.Body, c.status, c.err)
+			}
+			if c.status != 200 {
+				// The refusal burned the code.
+				if w := h.token(h.exchangeForm("app", code, appRedirect, testVerifier)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+					t.Fatalf("code redeemable after a wrong redirect_uri: %d %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
+
+// Requirement 37: RefreshGrace sets the lost-response window; NoRefreshGrace
+// is strict rotation.
+func TestTokenRefreshGraceConfig(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		grace   time.Duration
+		after   time.Duration
+		retryOK bool
+	}{
+		{"custom window, inside", 5 * time.Minute, 4 * time.Minute, true},
+		{"custom window, at its end", 5 * time.Minute, 5 * time.Minute, false},
+		{"strict", NoRefreshGrace, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, func(cfg *Config) { cfg.RefreshGrace = c.grace })
+			code := h.code("app", appRedirect)
+			t0 := h.mustToken(h.exchangeForm("app", code, appRedirect, testVerifier))
+			t1 := h.mustToken(refreshForm("app", t0.RefreshToken))
+			h.clock.Advance(c.after)
+			w := h.token(refreshForm("app", t0.RefreshToken))
+			if c.retryOK != (w.Code == 200) {
+				t.Fatalf("retry of the rotated-out token: %d %s, want success %v", w.Code, w.Body, c.retryOK)
+			}
+			if !c.retryOK {
+				if oauthError(t, w) != CodeInvalidGrant {
+					t.Fatalf("retry refused with %s", w.Body)
+				}
+				if w := h.token(refreshForm("app", t1.RefreshToken)); w.Code != 400 {
+					t.Fatalf("family survived reuse: %d %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
+	h := newHarness(t)
+	cfg := h.srv.cfg
+	cfg.RefreshGrace = MaxRefreshGrace + time.Second
+	if _, err := cfg.withDefaults(); err == nil || !strings.Contains(err.Error(), "refresh grace") {
+		t.Fatalf("a refresh grace above the maximum: %v", err)
+	}
+}
+
 // Requirement 9: rotation on every use, the lost-response window, reuse
 // revokes the family, scope can only narrow, client binding.
 func TestTokenRefresh(t *testing.T) {
@@ -319,6 +395,31 @@ func TestTokenRefresh(t *testing.T) {
 		}
 		if w := h.token(refreshForm("app", t2.RefreshToken)); w.Code != 400 {
 			t.Fatalf("family survived reuse: %d", w.Code)
+		}
+	})
+	t.Run("lost-response retry is single use", func(t *testing.T) {
+		t0 := start(t, "read")
+		h.mustToken(refreshForm("app", t0.RefreshToken))
+		t2 := h.mustToken(refreshForm("app", t0.RefreshToken)) // the one retry
+		if evs := h.audit("token.issued"); evs[0].Detail["rotation"] != "lost_response_retry" {
+			t.Fatalf("retry not audited as such: %+v", evs[0])
+		}
+		if w := h.token(refreshForm("app", t0.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+			t.Fatalf("second retry: %d %s", w.Code, w.Body)
+		}
+		if w := h.token(refreshForm("app", t2.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+			t.Fatalf("family survived a second retry: %d %s", w.Code, w.Body)
+		}
+	})
+	t.Run("lost-response retry ends with the default window", func(t *testing.T) {
+		t0 := start(t, "read")
+		t1 := h.mustToken(refreshForm("app", t0.RefreshToken))
+		h.clock.Advance(DefaultRefreshGrace)
+		if w := h.token(refreshForm("app", t0.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+			t.Fatalf("retry after the window: %d %s", w.Code, w.Body)
+		}
+		if w := h.token(refreshForm("app", t1.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+			t.Fatalf("family survived a late retry: %d %s", w.Code, w.Body)
 		}
 	})
 	refusals := []struct {
@@ -583,9 +684,10 @@ func TestTokenAuditHasNoSecrets(t *testing.T) {
 	}
 }
 
-// Concurrent refreshes of one token over HTTP: no 5xx, and exactly one of
-// the tokens handed out is the family's current token afterwards (the
-// others were replaced while unused, or refused).
+// Concurrent refreshes of one token over HTTP: no 5xx; the store
+// serializes them, so the rotation and the one lost-response retry of the
+// rotated-out token succeed, the third use is reuse and revokes the family,
+// and the rest are refused (requirement 37).
 func TestTokenConcurrentRefresh(t *testing.T) {
 	h := newHarness(t)
 	t0 := h.mustToken(h.exchangeForm("app", h.code("app", appRedirect), appRedirect, testVerifier))
@@ -628,8 +730,8 @@ func TestTokenConcurrentRefresh(t *testing.T) {
 			current++
 		}
 	}
-	if len(issued) == 0 || current != 1 || g.Revoked() {
-		t.Fatalf("%d issued, %d current, revoked=%v", len(issued), current, g.Revoked())
+	if len(issued) != 2 || current != 1 || !g.Revoked() || g.RevokedReason != storage.ReasonRefreshReuse {
+		t.Fatalf("%d issued, %d current, revoked=%v (%s)", len(issued), current, g.Revoked(), g.RevokedReason)
 	}
 }
 

@@ -531,8 +531,8 @@ func (a *AdminAPI) serveUsers(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	resp := map[string]any{"id": rt.id}
 	// Each idp call writes its own audit event ("account.disabled",
-	// "account.password_changed", "session.revoked"); RevokeSubject writes
-	// "subject.revoked".
+	// "account.password_changed" with "subject.revoked", "session.revoked");
+	// RevokeSubject writes "subject.revoked".
 	switch rt.action {
 	case "disable", "enable":
 		disabled := rt.action == "disable"
@@ -557,12 +557,11 @@ func (a *AdminAPI) serveUsers(ctx context.Context, w http.ResponseWriter, r *htt
 		if in.Password == "" {
 			return adminError(http.StatusBadRequest, "password is required")
 		}
-		if err := login.SetPassword(ctx, rt.id, in.Password); err != nil {
-			return userInputError(err)
-		}
-		n, err := srv.RevokeSubject(ctx, rt.id, "password_changed")
+		// SetPassword ends the account's sessions and grants itself
+		// (requirement 41: whatever changes a password).
+		n, err := login.SetPassword(ctx, rt.id, in.Password)
 		if err != nil {
-			return adminStoreError("revoke", err)
+			return userInputError(err)
 		}
 		resp["grants_revoked"] = n
 	case "revoke-sessions":

@@ -51,6 +51,7 @@ func init() {
 //			access_token_lifetime <duration>
 //			refresh_token_lifetime <duration>
 //			grant_lifetime <duration>
+//			refresh_grace <duration>      # 0: strict rotation
 //			scopes <scope...>
 //			default_scopes <scope...>
 //			resource <url>                # a known resource (repeatable)
@@ -182,6 +183,12 @@ type App struct {
 	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
 	// GrantLifetime is the absolute life of a grant and its refresh tokens (default 90 days).
 	GrantLifetime caddy.Duration `json:"grant_lifetime,omitempty"`
+	// RefreshGrace is how long a rotated-out refresh token may still be
+	// redeemed, once, by a client that lost the response carrying its
+	// successor (default 60s, at most 10m). Outside that window, or on a
+	// second use, presenting it is reuse and revokes the whole grant family.
+	// 0 is strict rotation: the rotated-out token is reuse at once.
+	RefreshGrace *caddy.Duration `json:"refresh_grace,omitempty"`
 	// Scopes offered (scopes_supported); offline_access is always offered.
 	Scopes []string `json:"scopes,omitempty"`
 	// DefaultScopes apply when a request carries no scope and its client has none.
@@ -445,6 +452,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.AccessTokenLifetime == 0 {
 		a.AccessTokenLifetime = caddy.Duration(time.Hour)
 	}
+	if a.RefreshGrace == nil {
+		g := caddy.Duration(authserver.DefaultRefreshGrace)
+		a.RefreshGrace = &g
+	}
 	for i := range a.Clients {
 		a.Clients[i].Secret = repl.ReplaceKnown(a.Clients[i].Secret, "")
 	}
@@ -560,6 +571,9 @@ func (a *App) Validate() error {
 	}
 	if a.CodeLifetime < 0 || time.Duration(a.CodeLifetime) > 10*time.Minute {
 		return errors.New("mcp_auth: code_lifetime must be at most 10m")
+	}
+	if g := a.RefreshGrace; g != nil && (*g < 0 || time.Duration(*g) > authserver.MaxRefreshGrace) {
+		return fmt.Errorf("mcp_auth: refresh_grace must be from 0 (strict rotation) to %s", authserver.MaxRefreshGrace)
 	}
 	seen := map[string]bool{}
 	for _, c := range a.Clients {
@@ -812,6 +826,18 @@ func (a *App) ownedClients() ([]storage.Client, error) {
 	return out, nil
 }
 
+// refreshGrace maps refresh_grace to authserver.Config.RefreshGrace: unset
+// is the default, 0 strict rotation.
+func (a *App) refreshGrace() time.Duration {
+	switch {
+	case a.RefreshGrace == nil:
+		return 0
+	case *a.RefreshGrace == 0:
+		return authserver.NoRefreshGrace
+	}
+	return time.Duration(*a.RefreshGrace)
+}
+
 func (a *App) buildServer() (*authserver.Server, error) {
 	policy, err := a.resourcePolicy()
 	if err != nil {
@@ -840,6 +866,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		AccessTokenTTL:  time.Duration(a.AccessTokenLifetime),
 		RefreshTokenTTL: time.Duration(a.RefreshTokenLifetime),
 		GrantTTL:        time.Duration(a.GrantLifetime),
+		RefreshGrace:    a.refreshGrace(),
 		CORS:            authserver.CORS{AllowedOrigins: a.CORSOrigins},
 		ClientIP:        clientIP,
 		Logger:          a.slogger,

@@ -3,6 +3,11 @@ package caddymodule
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver"
 )
 
 func TestAppValidate(t *testing.T) {
@@ -21,6 +26,9 @@ func TestAppValidate(t *testing.T) {
 		{"issuer with query", func(a *App) { a.Issuer = "https://a.example.com/?x=1" }, "without query"},
 		{"bad algorithm", func(a *App) { a.SigningAlgorithm = "HS256" }, "signing_algorithm"},
 		{"long code lifetime", func(a *App) { a.CodeLifetime = 11 * 60 * 1e9 }, "code_lifetime"},
+		{"negative refresh grace", func(a *App) { g := caddy.Duration(-time.Second); a.RefreshGrace = &g }, "refresh_grace"},
+		{"long refresh grace", func(a *App) { g := caddy.Duration(11 * time.Minute); a.RefreshGrace = &g }, "refresh_grace"},
+		{"strict refresh rotation", func(a *App) { g := caddy.Duration(0); a.RefreshGrace = &g }, ""},
 		{"client without redirect", func(a *App) { a.Clients = []ClientConfig{{ID: "x"}} }, "redirect_uri"},
 		{"client id is a URL", func(a *App) {
 			a.Clients = []ClientConfig{{ID: "https://x.example/c.json", RedirectURIs: []string{"https://x.example/cb"}}}
@@ -59,6 +67,27 @@ func TestAppValidate(t *testing.T) {
 				t.Fatalf("unexpected error: %v", err)
 			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 				t.Fatalf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+// refresh_grace: unset is authserver's default, 0 is strict rotation,
+// anything else is passed on.
+func TestAppRefreshGrace(t *testing.T) {
+	d := func(v time.Duration) *caddy.Duration { c := caddy.Duration(v); return &c }
+	for _, c := range []struct {
+		name string
+		in   *caddy.Duration
+		want time.Duration
+	}{
+		{"unset", nil, 0},
+		{"strict", d(0), authserver.NoRefreshGrace},
+		{"two minutes", d(2 * time.Minute), 2 * time.Minute},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := (&App{RefreshGrace: c.in}).refreshGrace(); got != c.want {
+				t.Fatalf("refreshGrace() = %v, want %v", got, c.want)
 			}
 		})
 	}

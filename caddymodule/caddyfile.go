@@ -123,6 +123,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "grant_lifetime":
 				a.GrantLifetime = v
 			}
+		case "refresh_grace":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			a.RefreshGrace = &v
 		case "scopes":
 			a.Scopes = append(a.Scopes, d.RemainingArgs()...)
 		case "default_scopes":

@@ -66,6 +66,18 @@ func TestCaddyfileGolden(t *testing.T) {
 	}
 }
 
+// refresh_grace 0 (strict rotation) must survive adaptation as an explicit
+// zero, not be dropped as "unset" (which means the 60s default).
+func TestCaddyfileRefreshGraceZero(t *testing.T) {
+	out, err := adapt(t, "{\n mcp_auth {\n  issuer https://auth.example.com\n  refresh_grace 0\n }\n}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"refresh_grace": 0`) {
+		t.Fatalf("refresh_grace 0 lost in adaptation:\n%s", out)
+	}
+}
+
 // TestCaddyfileErrors checks that mistakes are reported with file:line.
 func TestCaddyfileErrors(t *testing.T) {
 	cases := []struct{ name, src, want string }{
@@ -73,6 +85,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad storage", "{\n mcp_auth {\n  storage redis x\n }\n}\n", `unknown storage backend "redis"`},
 		{"postgres without dsn", "{\n mcp_auth {\n  storage postgres\n }\n}\n", "needs a connection string"},
 		{"bad duration", "{\n mcp_auth {\n  access_token_lifetime soon\n }\n}\n", "access_token_lifetime"},
+		{"refresh grace args", "{\n mcp_auth {\n  refresh_grace\n }\n}\n", "wrong argument count"},
+		{"refresh grace duration", "{\n mcp_auth {\n  refresh_grace soon\n }\n}\n", "refresh_grace"},
 		{"bad signup", "{\n mcp_auth {\n  login {\n   signup maybe\n  }\n }\n}\n", `signup "maybe"`},
 		{"signup domains empty", "{\n mcp_auth {\n  login {\n   signup domains\n  }\n }\n}\n", "at least one domain"},
 		{"user args", "{\n mcp_auth {\n  login {\n   user a@b.c\n  }\n }\n}\n", "user <email> <password>"},

@@ -105,9 +105,14 @@ func TestCLIAgainstAdminAPI(t *testing.T) {
 		if !strings.Contains(out, "carol@example.com") || !strings.Contains(out, testEmail) || secretsIn(out) != "" {
 			t.Fatalf("list:\n%s", out)
 		}
+		addGrant(t, app, "gcarol", "cli-app", acct.ID)
 		out, err = runCLI(t, "", map[string]string{"MCPAUTH_PASSWORD": "yet-another-passphrase"}, "users", "set-password", "carol@example.com", "--address", addr)
 		if err != nil || !strings.Contains(out, "grants_revoked") {
 			t.Fatalf("set-password: %v\n%s", err, out)
+		}
+		// Requirement 41: the password change ended carol's grant.
+		if g, err := app.store.GetGrant(ctx, "gcarol"); err != nil || !g.Revoked() || g.RevokedReason != "password_changed" {
+			t.Fatalf("grant after set-password: %+v %v", g, err)
 		}
 		if a, _ := app.store.GetAccount(ctx, acct.ID); a.PasswordHash == acct.PasswordHash {
 			t.Fatal("password unchanged")

@@ -13,7 +13,8 @@ import (
 
 // seed creates the configured accounts, or brings an existing one's
 // password in line with the configuration (the configuration is the source
-// of truth for seeded accounts; a change revokes the account's sessions).
+// of truth for seeded accounts; a change revokes the account's sessions and
+// grants, as every password change does).
 func (l *Login) seed(ctx context.Context) error {
 	for _, s := range l.cfg.SeedAccounts {
 		email, ok := normalizeEmail(s.Email)
@@ -88,10 +89,13 @@ func (l *Login) seed(ctx context.Context) error {
 				if err := l.store.UpdateAccount(ctx, existing); err != nil {
 					return fmt.Errorf("idp: seed account %s: %w", email, err)
 				}
-				if _, err := l.store.DeleteAccountSessions(ctx, existing.ID); err != nil {
+				n, err := l.passwordChanged(ctx, existing.ID)
+				if err != nil {
 					return fmt.Errorf("idp: seed account %s: %w", email, err)
 				}
-				l.log.Info("idp: seeded account password updated from configuration", "account", existing.ID)
+				l.auditCtx(ctx, storage.AuditEvent{Type: "account.password_changed", Outcome: "success", Subject: existing.ID,
+					Detail: map[string]string{"by": "configuration", "grants_revoked": fmt.Sprint(n)}})
+				l.log.Info("idp: seeded account password updated from configuration", "account", existing.ID, "grants_revoked", n)
 			}
 		}
 	}
@@ -137,32 +141,56 @@ func (l *Login) CreateAccount(ctx context.Context, email, name, pw string) (stor
 	return a, nil
 }
 
-// SetPassword sets an account's password (policy checked) and ends all its
-// browser sessions. The caller revokes the account's refresh tokens
-// (authserver) as requirement 10 asks.
-func (l *Login) SetPassword(ctx context.Context, accountID, pw string) error {
+// SetPassword sets an account's password (policy checked) as the operator
+// (admin API, CLI), ends all its browser sessions and revokes all its grants
+// (requirements 10 and 41: their refresh tokens stop working and the guard
+// refuses their access tokens). It returns the number of grants revoked.
+func (l *Login) SetPassword(ctx context.Context, accountID, pw string) (int, error) {
 	a, err := l.store.GetAccount(ctx, accountID)
 	if err != nil {
-		return fmt.Errorf("idp: set password: %w", err)
+		return 0, fmt.Errorf("idp: set password: %w", err)
 	}
 	if err := password.Check(pw, a.Email); err != nil {
-		return err
+		return 0, err
 	}
 	h, err := l.hasher.Hash(pw)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	now := l.now()
 	a.PasswordHash, a.PasswordChangedAt, a.UpdatedAt = h, now, now
 	if err := l.store.UpdateAccount(ctx, a); err != nil {
-		return fmt.Errorf("idp: set password: %w", err)
+		return 0, fmt.Errorf("idp: set password: %w", err)
 	}
-	if _, err := l.store.DeleteAccountSessions(ctx, a.ID); err != nil {
-		return fmt.Errorf("idp: set password: revoking sessions: %w", err)
+	n, err := l.passwordChanged(ctx, a.ID)
+	if err != nil {
+		return n, fmt.Errorf("idp: set password: %w", err)
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "account.password_changed", Outcome: "success", Subject: a.ID})
-	return nil
+	l.auditCtx(ctx, storage.AuditEvent{Type: "account.password_changed", Outcome: "success", Subject: a.ID,
+		Detail: map[string]string{"by": "operator", "grants_revoked": fmt.Sprint(n)}})
+	return n, nil
 }
+
+// passwordChanged ends what the old password opened, after the new one is
+// stored: the account's browser sessions, then its grants (last, so that a
+// grant minted from a session in the meantime is revoked too). It returns
+// the number of grants revoked.
+func (l *Login) passwordChanged(ctx context.Context, accountID string) (int, error) {
+	if _, err := l.store.DeleteAccountSessions(ctx, accountID); err != nil {
+		return 0, fmt.Errorf("revoking sessions: %w", err)
+	}
+	n, err := l.store.RevokeSubjectGrants(ctx, accountID, ReasonPasswordChanged, l.now())
+	if err != nil {
+		return 0, fmt.Errorf("revoking grants: %w", err)
+	}
+	l.auditCtx(ctx, storage.AuditEvent{Type: "subject.revoked", Outcome: "success", Subject: accountID,
+		Detail: map[string]string{"grants": fmt.Sprint(n), "reason": ReasonPasswordChanged}})
+	return n, nil
+}
+
+// ReasonPasswordChanged is the RevokedReason of grants ended by a password
+// change.
+const ReasonPasswordChanged = "password_changed"
 
 // SetAccountDisabled disables or enables an account. Disabling ends its
 // sessions; the caller revokes its grants.

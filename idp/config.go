@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,9 @@ type Store interface {
 	storage.Sessions
 	storage.Tickets
 	storage.Audit
+	// RevokeSubjectGrants (of storage.Grants): a password change ends the
+	// account's grants, whatever changed it (requirements 10 and 41).
+	RevokeSubjectGrants(ctx context.Context, subject, reason string, now time.Time) (int, error)
 }
 
 // Signup modes.

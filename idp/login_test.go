@@ -282,7 +282,7 @@ func TestIdentifyRefusesDeadSessions(t *testing.T) {
 		{"disabled account", func(e *env, id string, _ []byte) { e.login.SetAccountDisabled(context.Background(), id, true) }},
 		{"password changed", func(e *env, id string, _ []byte) {
 			e.clock.Advance(time.Second)
-			if err := e.login.SetPassword(context.Background(), id, "a brand new passphrase"); err != nil {
+			if _, err := e.login.SetPassword(context.Background(), id, "a brand new passphrase"); err != nil {
 				e.t.Fatal(err)
 			}
 		}},

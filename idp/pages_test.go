@@ -423,7 +423,7 @@ func TestOperatorFunctions(t *testing.T) {
 		t.Fatalf("login = %d", res.status)
 	}
 	e.clock.Advance(1)
-	if err := e.login.SetPassword(ctx, a.ID, "carol's next passphrase"); err != nil {
+	if _, err := e.login.SetPassword(ctx, a.ID, "carol's next passphrase"); err != nil {
 		t.Fatal(err)
 	}
 	if strings.HasPrefix(b.get("/authorize").body, "hello ") {
@@ -444,7 +444,7 @@ func TestOperatorFunctions(t *testing.T) {
 	if res := e.browser().login("carol@example.com", "carol's next passphrase", "/"); res.status != http.StatusSeeOther {
 		t.Fatal("re-enabled account refused")
 	}
-	if err := e.login.SetPassword(ctx, "nope", "whatever passphrase"); err == nil {
+	if _, err := e.login.SetPassword(ctx, "nope", "whatever passphrase"); err == nil {
 		t.Fatal("SetPassword on an unknown account succeeded")
 	}
 }

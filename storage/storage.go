@@ -108,11 +108,16 @@ type Grant struct {
 	AuthTime time.Time `json:"auth_time"`
 	// RefreshHash is the SHA-256 of the current refresh token (nil: no refresh token).
 	RefreshHash []byte `json:"refresh_hash,omitempty"`
-	// PreviousHash is the token that RefreshHash replaced. It stays valid only
-	// until RefreshHash is first used (covers a lost response).
+	// PreviousHash is the token that RefreshHash replaced. It may be
+	// redeemed once more, within the rotation's grace after
+	// PreviousRetiredAt, while RefreshHash is unused (covers a lost
+	// response; see RotateGrant).
 	PreviousHash []byte `json:"previous_hash,omitempty"`
-	// RefreshUsed records that RefreshHash has been presented at least once.
-	RefreshUsed bool `json:"refresh_used,omitempty"`
+	// PreviousRetiredAt is when PreviousHash stopped being current.
+	PreviousRetiredAt time.Time `json:"previous_retired_at,omitzero"`
+	// PreviousUsed records that PreviousHash had its one lost-response
+	// retry: presenting it again is reuse.
+	PreviousUsed bool `json:"previous_used,omitempty"`
 	// Generation counts rotations.
 	Generation int       `json:"generation"`
 	CreatedAt  time.Time `json:"created_at"`
@@ -136,6 +141,10 @@ type Rotation struct {
 	// Now is the time of the request; NextExpiresAt the new token's end.
 	Now           time.Time
 	NextExpiresAt time.Time
+	// Grace is how long after its rotation the previous token may be
+	// redeemed, once, by a client that lost the response (requirement 37).
+	// Zero is strict rotation: any use of the previous token is reuse.
+	Grace time.Duration
 	// Check runs inside the transaction on the grant found, before anything
 	// is written (client binding, scope, expiry). An error aborts the rotation
 	// with no state change and is returned as is.
@@ -259,12 +268,13 @@ type Codes interface {
 type Grants interface {
 	CreateGrant(ctx context.Context, g Grant) error
 	GetGrant(ctx context.Context, id string) (Grant, error)
-	// RotateRefresh swaps the refresh token atomically. Presented must be the
-	// grant's current token, or its previous token while the current one was
-	// never used (a lost response; the unused current token is replaced). Any
-	// other token of the family is reuse: the grant is revoked in the same
-	// transaction and ErrRefreshReused returned with it. Unknown tokens:
-	// ErrNotFound. Revoked grants: ErrGrantRevoked. Expired: ErrNotFound.
+	// RotateRefresh swaps the refresh token atomically, deciding with
+	// RotateGrant. Presented must be the grant's current token, or its
+	// previous token once within r.Grace (a lost response; the unused current
+	// token is replaced). Any other use of a token of the family is reuse:
+	// the grant is revoked in the same transaction and ErrRefreshReused
+	// returned with it. Unknown tokens: ErrNotFound. Revoked grants:
+	// ErrGrantRevoked. Expired: ErrNotFound.
 	RotateRefresh(ctx context.Context, r Rotation) (Grant, error)
 	// GrantByRefresh finds the grant a refresh token (current, previous or
 	// older) belongs to, without changing anything.

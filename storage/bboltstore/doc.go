@@ -55,10 +55,8 @@
 //
 // The semantics every backend shares (refresh rotation and reuse, what a
 // refused call leaves behind, orderings) are written down and tested in
-// package storagetest; this package passes that suite. In particular,
-// Grant.RefreshUsed is honoured (when true, the previous token no longer
-// rotates) but this backend never sets it: presenting the current token
-// rotates it, which closes the previous token's window by itself.
+// package storagetest; this package passes that suite. The rotation
+// decision itself is storage.RotateGrant, shared with every backend.
 //
 // DeleteExpired runs in one write transaction and scans the codes, tickets,
 // consents, sessions and grants buckets; run it periodically (minutes),

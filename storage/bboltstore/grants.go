@@ -2,7 +2,6 @@ package bboltstore
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,11 +14,7 @@ import (
 
 // ReasonRefreshReuse is the RevokedReason RotateRefresh records when it
 // revokes a family because a stale refresh token was presented.
-const ReasonRefreshReuse = "refresh_reuse"
-
-func sameHash(a, b []byte) bool {
-	return len(a) > 0 && subtle.ConstantTimeCompare(a, b) == 1
-}
+const ReasonRefreshReuse = storage.ReasonRefreshReuse
 
 // createGrant validates everything before writing, so a refusal leaves tx
 // untouched.
@@ -137,13 +132,10 @@ func (s *Store) GrantByRefresh(ctx context.Context, hash []byte) (storage.Grant,
 
 // RotateRefresh implements storage.Grants in one write transaction.
 //
-// Order of the checks: unknown token (ErrNotFound), r.Check (its error, no
-// change), revoked grant (ErrGrantRevoked), expired family (ErrNotFound),
-// then the token's place in the family: the current token rotates; the
-// previous token rotates too while the current one was never used (the
-// client lost the response) and replaces it; anything else revokes the grant
-// and returns it with ErrRefreshReused. An expired current token
-// (RefreshExpiresAt) is ErrNotFound.
+// An unknown token is ErrNotFound; otherwise storage.RotateGrant decides
+// (the rule every backend shares: current token, one lost-response retry of
+// the previous token within r.Grace, reuse revokes the family) and the
+// transaction writes what it returns.
 func (s *Store) RotateRefresh(ctx context.Context, r storage.Rotation) (storage.Grant, error) {
 	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	if err := checkHash("next refresh token", r.Next); err != nil {
@@ -167,39 +159,18 @@ func (s *Store) RotateRefresh(ctx context.Context, r storage.Rotation) (storage.
 		if err := getJSON(grants, id, &g); err != nil {
 			return err
 		}
-		if r.Check != nil {
-			if err := r.Check(g); err != nil {
-				return err
-			}
-		}
-		if g.Revoked() {
-			return storage.ErrGrantRevoked
-		}
-		if expired(g.ExpiresAt, r.Now) {
-			return storage.ErrNotFound
-		}
+		next, err := storage.RotateGrant(g, r)
 		switch {
-		case sameHash(r.Presented, g.RefreshHash):
-			g.PreviousHash = g.RefreshHash
-		case sameHash(r.Presented, g.PreviousHash) && !g.RefreshUsed:
-			// Lost response: the unused current token is replaced and the
-			// previous one stays previous.
-		default:
-			g.RevokedAt = r.Now
-			g.RevokedReason = ReasonRefreshReuse
-			reused = true
+		case errors.Is(err, storage.ErrRefreshReused):
+			g, reused = next, true
 			return putJSON(grants, id, g)
-		}
-		if expired(g.RefreshExpiresAt, r.Now) {
-			return storage.ErrNotFound
+		case err != nil:
+			return err
 		}
 		if idx.Get(r.Next) != nil {
 			return fmt.Errorf("bboltstore: next refresh token: %w", storage.ErrAlreadyExists)
 		}
-		g.RefreshHash = clone(r.Next)
-		g.RefreshUsed = false
-		g.RefreshExpiresAt = r.NextExpiresAt
-		g.Generation++
+		g = next
 		if err := putJSON(grants, id, g); err != nil {
 			return err
 		}

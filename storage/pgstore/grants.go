@@ -182,14 +182,11 @@ func (s *Store) GetGrant(ctx context.Context, id string) (storage.Grant, error) 
 // the grant's row lock (SELECT ... FOR UPDATE), so concurrent rotations on
 // any number of instances are serialized.
 //
-// Order of the checks (as in every backend): unknown token (ErrNotFound),
-// r.Check (its error, no change), revoked grant (ErrGrantRevoked), expired
-// family (ErrNotFound), then the token's place in the family: the current
-// token rotates; the previous token rotates too while the current one was
-// never used (the client lost the response) and replaces it; any other token
-// of the family revokes the grant in the same transaction and returns it
-// with ErrRefreshReused. An expired current token (RefreshExpiresAt) is
-// ErrNotFound. Check may run again if the transaction is retried.
+// An unknown token is ErrNotFound; otherwise storage.RotateGrant decides
+// (the rule every backend shares: current token, one lost-response retry of
+// the previous token within r.Grace, reuse revokes the family in the same
+// transaction) and the transaction writes what it returns. Check may run
+// again if the transaction is retried.
 func (s *Store) RotateRefresh(ctx context.Context, r storage.Rotation) (storage.Grant, error) {
 	const op = "rotate refresh"
 	if err := checkHash("next refresh token", r.Next); err != nil {
@@ -211,39 +208,23 @@ WHERE t.hash = $1 FOR UPDATE OF g`, r.Presented).Scan(&data)
 		if err := decode(op, data, &g); err != nil {
 			return err
 		}
-		if r.Check != nil {
-			if err := r.Check(g); err != nil {
-				return err
-			}
-		}
-		if g.Revoked() {
-			return fmt.Errorf("pgstore: %s: %w", op, storage.ErrGrantRevoked)
-		}
-		if expired(g.ExpiresAt, r.Now) {
-			return notFound(op)
-		}
+		next, err := storage.RotateGrant(g, r)
 		switch {
-		case sameHash(r.Presented, g.RefreshHash):
-			g.PreviousHash = g.RefreshHash
-		case sameHash(r.Presented, g.PreviousHash) && !g.RefreshUsed:
-			// Lost response: the unused current token is replaced and the
-			// previous one stays previous.
-		default:
+		case errors.Is(err, storage.ErrRefreshReused):
 			// Reuse of a retired token of the family: end the family now.
-			g.RevokedAt = r.Now
-			g.RevokedReason = ReasonRefreshReuse
+			g = next
 			if err := updateGrant(ctx, tx, op, g); err != nil {
 				return err
 			}
-			return errCommit{fmt.Errorf("pgstore: %s: %w", op, storage.ErrRefreshReused)}
-		}
-		if expired(g.RefreshExpiresAt, r.Now) {
+			return errCommit{fmt.Errorf("pgstore: %s: %w", op, err)}
+		case errors.Is(err, storage.ErrGrantRevoked):
+			return fmt.Errorf("pgstore: %s: %w", op, err)
+		case errors.Is(err, storage.ErrNotFound):
 			return notFound(op)
+		case err != nil:
+			return err // r.Check's, as is
 		}
-		g.RefreshHash = append([]byte(nil), r.Next...)
-		g.RefreshUsed = false
-		g.RefreshExpiresAt = r.NextExpiresAt
-		g.Generation++
+		g = next
 		if err := updateGrant(ctx, tx, op, g); err != nil {
 			return err
 		}
@@ -264,11 +245,7 @@ WHERE t.hash = $1 FOR UPDATE OF g`, r.Presented).Scan(&data)
 
 // ReasonRefreshReuse is the RevokedReason RotateRefresh records when it
 // revokes a family because a stale refresh token was presented.
-const ReasonRefreshReuse = "refresh_reuse"
-
-func sameHash(a, b []byte) bool {
-	return len(a) > 0 && subtle.ConstantTimeCompare(a, b) == 1
-}
+const ReasonRefreshReuse = storage.ReasonRefreshReuse
 
 func updateGrant(ctx context.Context, tx pgx.Tx, op string, g storage.Grant) error {
 	data, err := encode(op, g)

@@ -72,66 +72,67 @@ func (s *suite) testConcurrency(t *testing.T) {
 
 	t.Run("RotateRefreshSerialized", func(t *testing.T) {
 		// 50 rotations present the same current token r0, each with its own
-		// Next. The store serializes them: the first rotates r0, every
-		// later one is a retry of the (now previous) r0 that replaces the
-		// unused current token. Exactly one Next ends current; each of the
-		// others was replaced before use and is reuse when presented.
-		b, ctx := s.backend(t), t.Context()
-		must(t, "CreateGrant", b.CreateGrant(ctx, newGrant("grant-1", "client-1", "user-1", "r0")))
-		const n = 50
-		errs := make([]error, n)
-		got := make([]storage.Grant, n)
-		race(n, func(i int) {
-			got[i], errs[i] = b.RotateRefresh(ctx, rotation("r0", fmt.Sprint("next-", i), at(time.Hour)))
-		})
-		winner := -1
-		gens := map[int]bool{}
-		for i, err := range errs {
-			must(t, fmt.Sprint("RotateRefresh ", i), err)
-			if !bytes.Equal(got[i].RefreshHash, Hash(fmt.Sprint("next-", i))) {
-				t.Fatalf("rotation %d returned another current token", i)
-			}
-			if gens[got[i].Generation] {
-				t.Fatalf("generation %d returned twice: rotations were not serialized", got[i].Generation)
-			}
-			gens[got[i].Generation] = true
-			if got[i].Generation == n {
-				winner = i
-			}
-		}
-		if winner < 0 {
-			t.Fatalf("no rotation reached generation %d: %v", n, gens)
-		}
-		stored := getGrant(t, b, "grant-1")
-		if !bytes.Equal(stored.RefreshHash, Hash(fmt.Sprint("next-", winner))) || !bytes.Equal(stored.PreviousHash, Hash("r0")) ||
-			stored.Generation != n || stored.Revoked() {
-			t.Fatalf("stored grant after the race: %+v (winner %d)", stored, winner)
-		}
-		var losers []int
-		for i := range n {
-			if i == winner {
-				continue
-			}
-			losers = append(losers, i)
-			h := Hash(fmt.Sprint("next-", i))
-			if bytes.Equal(stored.RefreshHash, h) || bytes.Equal(stored.PreviousHash, h) {
-				t.Fatalf("token of rotation %d is still live", i)
-			}
-			g, err := b.GrantByRefresh(ctx, h)
-			must(t, "GrantByRefresh of a replaced token", err)
-			if g.ID != "grant-1" {
-				t.Fatalf("replaced token maps to %q", g.ID)
-			}
-		}
-		// A replaced token presented later is reuse and revokes the family.
-		g, err := b.RotateRefresh(ctx, rotation(fmt.Sprint("next-", losers[0]), "late", at(2*time.Hour)))
-		wantErr(t, "RotateRefresh replaced token", err, storage.ErrRefreshReused)
-		if !g.Revoked() || g.RevokedReason != ReasonRefreshReuse {
-			t.Fatalf("grant returned with ErrRefreshReused: %+v", g)
-		}
-		for _, i := range append(losers[1:], winner) {
-			_, err := b.RotateRefresh(ctx, rotation(fmt.Sprint("next-", i), fmt.Sprint("late-", i), at(2*time.Hour)))
-			wantErr(t, "RotateRefresh after the family was revoked", err, storage.ErrGrantRevoked)
+		// Next. The store serializes them: the first rotates r0; with a
+		// grace, the second is the one lost-response retry of the (now
+		// previous) r0; the next one is reuse and revokes the family; every
+		// later one finds it revoked. Without a grace there is no retry.
+		for _, grace := range []time.Duration{testGrace, 0} {
+			t.Run(fmt.Sprint("Grace", grace), func(t *testing.T) {
+				b, ctx := s.backend(t), t.Context()
+				must(t, "CreateGrant", b.CreateGrant(ctx, newGrant("grant-1", "client-1", "user-1", "r0")))
+				const n = 50
+				errs := make([]error, n)
+				got := make([]storage.Grant, n)
+				race(n, func(i int) {
+					r := rotation("r0", fmt.Sprint("next-", i), at(time.Hour))
+					r.Grace = grace
+					got[i], errs[i] = b.RotateRefresh(ctx, r)
+				})
+				gens := map[int]int{} // generation -> rotation
+				reused, revoked := 0, 0
+				for i, err := range errs {
+					switch {
+					case err == nil:
+						if !bytes.Equal(got[i].RefreshHash, Hash(fmt.Sprint("next-", i))) {
+							t.Fatalf("rotation %d returned another current token", i)
+						}
+						if _, dup := gens[got[i].Generation]; dup {
+							t.Fatalf("generation %d returned twice: rotations were not serialized", got[i].Generation)
+						}
+						gens[got[i].Generation] = i
+					case errors.Is(err, storage.ErrRefreshReused):
+						reused++
+						if !got[i].Revoked() || got[i].RevokedReason != ReasonRefreshReuse {
+							t.Fatalf("grant returned with ErrRefreshReused: %+v", got[i])
+						}
+					case errors.Is(err, storage.ErrGrantRevoked):
+						revoked++
+					default:
+						t.Fatalf("RotateRefresh %d: %v", i, err)
+					}
+				}
+				wantWins := 1
+				if grace > 0 {
+					wantWins = 2
+				}
+				if len(gens) != wantWins || reused != 1 || revoked != n-wantWins-1 {
+					t.Fatalf("%d rotations (generations %v), %d reuse, %d revoked; want %d, 1, %d", len(gens), gens, reused, revoked, wantWins, n-wantWins-1)
+				}
+				for gen := 1; gen <= wantWins; gen++ {
+					if _, ok := gens[gen]; !ok {
+						t.Fatalf("no rotation reached generation %d: %v", gen, gens)
+					}
+				}
+				stored := getGrant(t, b, "grant-1")
+				if !stored.Revoked() || stored.RevokedReason != ReasonRefreshReuse || !bytes.Equal(stored.PreviousHash, Hash("r0")) ||
+					!bytes.Equal(stored.RefreshHash, Hash(fmt.Sprint("next-", gens[wantWins]))) {
+					t.Fatalf("stored grant after the race: %+v (generations %v)", stored, gens)
+				}
+				for _, i := range gens {
+					_, err := b.RotateRefresh(ctx, rotation(fmt.Sprint("next-", i), fmt.Sprint("late-", i), at(2*time.Hour)))
+					wantErr(t, "RotateRefresh after the family was revoked", err, storage.ErrGrantRevoked)
+				}
+			})
 		}
 	})
 

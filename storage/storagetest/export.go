@@ -53,7 +53,7 @@ func RunSnapshot(t *testing.T, openSrc, openDst func(t *testing.T) storage.Backe
 		}
 		same(t, "records per kind", counts, map[string]int{
 			storage.KindClient: 2, storage.KindSigningKey: 2, storage.KindAccount: 2,
-			storage.KindIdentity: 2, storage.KindConsent: 2, storage.KindGrant: 3,
+			storage.KindIdentity: 2, storage.KindConsent: 2, storage.KindGrant: 4,
 			storage.KindCode: 2, storage.KindSession: 2, storage.KindTicket: 1,
 			storage.KindAudit: 5,
 		})
@@ -113,6 +113,12 @@ func RunSnapshot(t *testing.T, openSrc, openDst func(t *testing.T) storage.Backe
 			}
 			_, err = b.RotateRefresh(ctx, rotation("r3", "r10", at(22*time.Second)))
 			wantErr(t, "RotateRefresh after reuse", err, storage.ErrGrantRevoked)
+		})
+		t.Run("UsedGraceStaysUsed", func(t *testing.T) {
+			// The retry was spent before the move: the rotated-out token is
+			// reuse on the new store, even inside the window.
+			_, err := b.RotateRefresh(ctx, rotation("g0", "g9", at(4*time.Second)))
+			wantErr(t, "RotateRefresh spent retry", err, storage.ErrRefreshReused)
 		})
 		t.Run("RevokedGrantStaysRevoked", func(t *testing.T) {
 			_, err := b.RotateRefresh(ctx, rotation("revoked-r0", "revoked-r1", at(time.Minute)))
@@ -235,6 +241,12 @@ func fillSnapshot(t *testing.T, b storage.Backend) {
 	must(t, "RotateRefresh", err)
 	_, err = b.RotateRefresh(ctx, rotation("r1", "r2", at(3*time.Second)))
 	must(t, "RotateRefresh", err)
+	// A grant whose rotated-out token had its one lost-response retry.
+	must(t, "CreateGrant", b.CreateGrant(ctx, newGrant("grant-grace", "client-1", "acct-1", "g0")))
+	_, err = b.RotateRefresh(ctx, rotation("g0", "g1", at(2*time.Second)))
+	must(t, "RotateRefresh", err)
+	_, err = b.RotateRefresh(ctx, rotation("g0", "g2", at(3*time.Second)))
+	must(t, "RotateRefresh retry", err)
 	// An unused code.
 	fresh := newCode("code-fresh", "grant-fresh")
 	fresh.Subject = "acct-1"

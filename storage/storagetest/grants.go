@@ -10,7 +10,7 @@ import (
 
 // ReasonRefreshReuse is the RevokedReason of a family revoked by
 // RotateRefresh on reuse.
-const ReasonRefreshReuse = "refresh_reuse"
+const ReasonRefreshReuse = storage.ReasonRefreshReuse
 
 func (s *suite) testGrants(t *testing.T) {
 	t.Run("CreateGetRoundTrip", func(t *testing.T) {
@@ -73,6 +73,7 @@ func (s *suite) testGrants(t *testing.T) {
 		same(t, "grant handed to Check", checked, g)
 		want := g
 		want.RefreshHash, want.PreviousHash = Hash("r1"), Hash("r0")
+		want.PreviousRetiredAt = r.Now
 		want.Generation = 1
 		want.RefreshExpiresAt = r.NextExpiresAt
 		same(t, "rotated grant", got, want)
@@ -97,7 +98,8 @@ func (s *suite) testGrants(t *testing.T) {
 		// The client never saw r1 and retries with r0.
 		got, err := b.RotateRefresh(ctx, rotation("r0", "r2", at(time.Hour+time.Second)))
 		must(t, "RotateRefresh retry of r0", err)
-		if !bytes.Equal(got.RefreshHash, Hash("r2")) || !bytes.Equal(got.PreviousHash, Hash("r0")) || got.Generation != 2 || got.Revoked() {
+		if !bytes.Equal(got.RefreshHash, Hash("r2")) || !bytes.Equal(got.PreviousHash, Hash("r0")) || got.Generation != 2 || got.Revoked() ||
+			!got.PreviousUsed || !got.PreviousRetiredAt.Equal(at(time.Hour)) {
 			t.Fatalf("retry: %+v", got)
 		}
 		// r1 was replaced: presenting it now is reuse.
@@ -112,6 +114,97 @@ func (s *suite) testGrants(t *testing.T) {
 		}
 		_, err = b.GrantByRefresh(ctx, Hash("r3"))
 		wantErr(t, "GrantByRefresh r3 (never issued)", err, storage.ErrNotFound)
+	})
+	t.Run("GraceRetryIsSingleUse", func(t *testing.T) {
+		// Requirement 37: the lost-response retry of the rotated-out token
+		// works once; a second use of it is reuse and ends the family,
+		// including the token the retry issued.
+		b, ctx := s.backend(t), t.Context()
+		must(t, "CreateGrant", b.CreateGrant(ctx, newGrant("grant-1", "client-1", "user-1", "r0")))
+		_, err := b.RotateRefresh(ctx, rotation("r0", "r1", at(time.Hour)))
+		must(t, "RotateRefresh r0", err)
+		_, err = b.RotateRefresh(ctx, rotation("r0", "r2", at(time.Hour+time.Second)))
+		must(t, "first retry of r0", err)
+		got, err := b.RotateRefresh(ctx, rotation("r0", "r3", at(time.Hour+2*time.Second)))
+		wantErr(t, "second retry of r0", err, storage.ErrRefreshReused)
+		if !got.RevokedAt.Equal(at(time.Hour+2*time.Second)) || got.RevokedReason != ReasonRefreshReuse {
+			t.Fatalf("grant returned with ErrRefreshReused: %+v", got)
+		}
+		_, err = b.RotateRefresh(ctx, rotation("r2", "r4", at(time.Hour+3*time.Second)))
+		wantErr(t, "RotateRefresh of the retry's token after reuse", err, storage.ErrGrantRevoked)
+		_, err = b.GrantByRefresh(ctx, Hash("r3"))
+		wantErr(t, "GrantByRefresh r3 (never issued)", err, storage.ErrNotFound)
+	})
+	t.Run("GraceRetryIsTimeBound", func(t *testing.T) {
+		// The window is [retired, retired+Grace): at its end, the
+		// rotated-out token is reuse.
+		for _, c := range []struct {
+			name  string
+			after time.Duration
+			want  error
+		}{
+			{"JustInside", testGrace - time.Microsecond, nil},
+			{"AtTheEnd", testGrace, storage.ErrRefreshReused},
+			{"LongAfter", 30 * time.Minute, storage.ErrRefreshReused},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				b, ctx := s.backend(t), t.Context()
+				must(t, "CreateGrant", b.CreateGrant(ctx, newGrant("grant-1", "client-1", "user-1", "r0")))
+				_, err := b.RotateRefresh(ctx, rotation("r0", "r1", at(time.Hour)))
+				must(t, "RotateRefresh r0", err)
+				_, err = b.RotateRefresh(ctx, rotation("r0", "r2", at(time.Hour+c.after)))
+				wantErr(t, "retry of r0", err, c.want)
+				stored := getGrant(t, b, "grant-1")
+				if revoked := c.want != nil; stored.Revoked() != revoked {
+					t.Fatalf("stored grant revoked = %v, want %v: %+v", stored.Revoked(), revoked, stored)
+				}
+			})
+		}
+	})
+	t.Run("StrictRotationWithoutGrace", func(t *testing.T) {
+		// Grace zero (refresh_grace 0): the rotated-out token is reuse at
+		// once, even in the same instant.
+		b, ctx := s.backend(t), t.Context()
+		must(t, "CreateGrant", b.CreateGrant(ctx, newGrant("grant-1", "client-1", "user-1", "r0")))
+		r := rotation("r0", "r1", at(time.Hour))
+		r.Grace = 0
+		_, err := b.RotateRefresh(ctx, r)
+		must(t, "RotateRefresh r0", err)
+		r = rotation("r0", "r2", at(time.Hour))
+		r.Grace = 0
+		_, err = b.RotateRefresh(ctx, r)
+		wantErr(t, "strict retry of r0", err, storage.ErrRefreshReused)
+		_, err = b.RotateRefresh(ctx, rotation("r1", "r3", at(time.Hour+time.Second)))
+		wantErr(t, "RotateRefresh r1 after reuse", err, storage.ErrGrantRevoked)
+	})
+	t.Run("GraceRenewsWithEachRotation", func(t *testing.T) {
+		// A retry does not extend the window; the next normal rotation
+		// opens a fresh one for the token it retires.
+		b, ctx := s.backend(t), t.Context()
+		must(t, "CreateGrant", b.CreateGrant(ctx, newGrant("grant-1", "client-1", "user-1", "r0")))
+		_, err := b.RotateRefresh(ctx, rotation("r0", "r1", at(time.Hour)))
+		must(t, "RotateRefresh r0", err)
+		_, err = b.RotateRefresh(ctx, rotation("r0", "r2", at(time.Hour+10*time.Second)))
+		must(t, "retry of r0", err)
+		got, err := b.RotateRefresh(ctx, rotation("r2", "r3", at(time.Hour+50*time.Second)))
+		must(t, "RotateRefresh r2", err)
+		if !bytes.Equal(got.PreviousHash, Hash("r2")) || got.PreviousUsed || !got.PreviousRetiredAt.Equal(at(time.Hour+50*time.Second)) {
+			t.Fatalf("after rotating r2: %+v", got)
+		}
+		_, err = b.RotateRefresh(ctx, rotation("r2", "r4", at(time.Hour+100*time.Second)))
+		must(t, "retry of r2 in its own window", err)
+		_, err = b.RotateRefresh(ctx, rotation("r0", "r5", at(time.Hour+101*time.Second)))
+		wantErr(t, "r0 after two rotations", err, storage.ErrRefreshReused)
+	})
+	t.Run("GrantWithoutRetirementTimeHasNoGrace", func(t *testing.T) {
+		// A grant written before retirement times were recorded: its
+		// previous token is reuse.
+		b, ctx := s.backend(t), t.Context()
+		g := newGrant("grant-1", "client-1", "user-1", "r1")
+		g.PreviousHash, g.Generation = Hash("r0"), 1
+		must(t, "CreateGrant", b.CreateGrant(ctx, g))
+		_, err := b.RotateRefresh(ctx, rotation("r0", "r2", at(time.Second)))
+		wantErr(t, "previous token of a legacy grant", err, storage.ErrRefreshReused)
 	})
 	t.Run("PreviousInvalidOnceCurrentUsed", func(t *testing.T) {
 		b, ctx := s.backend(t), t.Context()

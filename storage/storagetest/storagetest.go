@@ -240,12 +240,16 @@ func newGrant(id, clientID, subject, refresh string) storage.Grant {
 	return g
 }
 
+// testGrace is the lost-response grace of the suite's rotations.
+const testGrace = time.Minute
+
 func rotation(presented, next string, now time.Time) storage.Rotation {
 	return storage.Rotation{
 		Presented:     Hash(presented),
 		Next:          Hash(next),
 		Now:           now,
 		NextExpiresAt: now.Add(24 * time.Hour),
+		Grace:         testGrace,
 	}
 }
 
