@@ -371,4 +371,3 @@ func TestLinkByEmailNeedsVerifiedAccount(t *testing.T) {
 		t.Fatalf("linking browser not signed in: %q", who)
 	}
 }
-
