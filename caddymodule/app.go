@@ -686,12 +686,12 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		OnEvent:         a.metrics.OnEvent,
 		TokenRatePerIP:  a.tokenRate(),
 		TokenBurstPerIP: a.TokenRateBurst,
-		UserEmail: func(ctx context.Context, subject string) string {
+		UserEmail: func(ctx context.Context, subject string) (string, bool) {
 			acct, err := a.store.GetAccount(ctx, subject)
 			if err != nil {
-				return ""
+				return "", false
 			}
-			return acct.Email
+			return acct.Email, acct.EmailVerified
 		},
 	}
 	if a.CIMD != nil {
