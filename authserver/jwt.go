@@ -25,8 +25,8 @@ type AccessToken struct {
 	JTI      string // generated when empty
 	// Email is a verified email of the subject: it is asserted with
 	// "email_verified": true. Never set it to an unverified address.
-	Email string
-	Scopes   []string
+	Email  string
+	Scopes []string
 	// IssuedAt and ExpiresAt are required; AuthTime is optional.
 	IssuedAt  time.Time
 	ExpiresAt time.Time
