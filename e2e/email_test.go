@@ -66,7 +66,9 @@ func TestAssertedEmailsAgainstBinary(t *testing.T) {
 
 	// 3. The victim signs in upstream (email verified there): no link into
 	// the squatter's account.
-	op.set(func(o *testOP) { o.user = opUser{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"} })
+	op.set(func(o *testOP) {
+		o.user = opUser{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"}
+	})
 	status, page, q := upstreamSignIn(t, newBrowser(t, s.Client, "http://127.0.0.1:5555/"), s, conf)
 	if status != http.StatusConflict || !strings.Contains(page, "Sign in with it first") || q != nil {
 		t.Fatalf("link into the unverified account: %d %v\n%s", status, q, tail(page, 2000))
@@ -74,7 +76,9 @@ func TestAssertedEmailsAgainstBinary(t *testing.T) {
 
 	// 4. An upstream user whose email the provider does not verify gets a
 	// token without email, and the guard forwards no email header.
-	op.set(func(o *testOP) { o.user = opUser{Subject: "zed-sub", Email: "zed@corp.example", EmailVerified: false, Name: "Zed"} })
+	op.set(func(o *testOP) {
+		o.user = opUser{Subject: "zed-sub", Email: "zed@corp.example", EmailVerified: false, Name: "Zed"}
+	})
 	status, page, q = upstreamSignIn(t, newBrowser(t, s.Client, "http://127.0.0.1:5555/"), s, conf)
 	if q == nil {
 		t.Fatalf("upstream sign-in: %d\n%s", status, tail(page, 2000))
@@ -121,7 +125,9 @@ func TestAssertedEmailsAgainstBinary(t *testing.T) {
 	if who := whoamiWith(t, s, tok.AccessToken); !strings.Contains(who, victim) {
 		t.Fatalf("guard did not forward the verified email: %s", who)
 	}
-	op.set(func(o *testOP) { o.user = opUser{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"} })
+	op.set(func(o *testOP) {
+		o.user = opUser{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"}
+	})
 	if status, page, q = upstreamSignIn(t, newBrowser(t, s.Client, "http://127.0.0.1:5555/"), s, conf); q == nil {
 		t.Fatalf("link into the verified account: %d\n%s", status, tail(page, 2000))
 	}
@@ -200,7 +206,7 @@ func csrfIn(t *testing.T, page string) string {
 // signupAt posts the signup form and returns the answer page.
 func signupAt(t *testing.T, b *browser, s *stack, email, pw string) string {
 	t.Helper()
-	_, page := readBody(t)(b.Get(s.Issuer+"/signup"))
+	_, page := readBody(t)(b.Get(s.Issuer + "/signup"))
 	st, body := readBody(t)(b.PostForm(s.Issuer+"/signup", url.Values{"csrf_token": {csrfIn(t, page)}, "email": {email}, "password": {pw}}))
 	if st != http.StatusOK {
 		t.Fatalf("signup: %d\n%s", st, tail(body, 2000))
@@ -275,7 +281,6 @@ func upstreamSignIn(t *testing.T, b *browser, s *stack, conf *oauth2.Config) (in
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body), nil
 }
-
 
 // whoamiWith calls the sample server's whoami tool through the guard with
 // token and returns what the upstream saw.
