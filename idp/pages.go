@@ -332,7 +332,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 	if l.cfg.Mailer != nil && !existing.Disabled {
 		switch {
 		case existing.EmailVerified:
-			l.mailExisting(ctx, existing)
+			l.mailExisting(existing)
 		case existing.PasswordHash != "":
 			// An unverified signup holds the address: the mailbox owner
 			// may claim it with the password chosen now.

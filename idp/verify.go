@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,14 +84,28 @@ func (l *Login) sendVerification(ctx context.Context, acct storage.Account, pwHa
 		"Someone, hopefully you, created an account for "+product+" with this address,\n"+
 			"or asked for a new confirmation link.\n\n"+
 			"To confirm the address, open this link and enter the password you chose\n"+
-			"(the link works once, for "+l.cfg.VerificationTTL.String()+"):\n\n"+link+"\n\n"+
+			"(the link works once, for "+humanDuration(l.cfg.VerificationTTL)+"):\n\n"+link+"\n\n"+
 			"If this was not you, ignore this mail: without that password the link does nothing.\n")
 	return nil
 }
 
+// humanDuration says d in hours or minutes for a mail ("24 hours").
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		if d == time.Hour {
+			return "1 hour"
+		}
+		return strconv.Itoa(int(d/time.Hour)) + " hours"
+	case d >= time.Minute:
+		return strconv.Itoa(int(d/time.Minute)) + " minutes"
+	}
+	return d.String()
+}
+
 // mailExisting tells the owner of an existing account that someone tried
 // to sign up with the address, instead of revealing it on the page.
-func (l *Login) mailExisting(ctx context.Context, acct storage.Account) {
+func (l *Login) mailExisting(acct storage.Account) {
 	product := l.cfg.Branding.ProductName
 	l.mail(acct.Email, "You already have an account for "+product,
 		"Someone, hopefully you, tried to create an account for "+product+" with this address,\n"+

@@ -78,7 +78,11 @@ func TestSignupEmailVerification(t *testing.T) {
 	if acct.EmailVerified {
 		t.Fatal("new signup is verified")
 	}
-	link := linkIn(t, sink.Wait(t, email, isVerifyMail))
+	first := sink.Wait(t, email, isVerifyMail)
+	if !strings.Contains(first.Body, "for 24 hours") {
+		t.Fatalf("mail does not say how long the link works:\n%s", first.Body)
+	}
+	link := linkIn(t, first)
 	if !strings.Contains(link, "return_to=%2Fauthorize%3Fa%3D1") {
 		t.Fatalf("link %q does not resume the request", link)
 	}
