@@ -312,3 +312,61 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	return b.base.RoundTrip(r)
 }
+
+// TestUnverifiedEmailsNotAssertedAgainstBinary: without smtp, a self-signup
+// address stays unverified: its token has no email, the guard forwards no
+// email header, and link_by_email does not hand a squatter the victim's
+// upstream identity (the pre-account takeover of requirement 35).
+func TestUnverifiedEmailsNotAssertedAgainstBinary(t *testing.T) {
+	binaries(t)
+	op := newTestOP(t)
+	s := startStack(t, stackOpts{extraApp: fmt.Sprintf(`login {
+			signup open
+			oidc corp {
+				issuer %s
+				client_id %s
+				client_secret %s
+				display_name "Corp SSO"
+				link_by_email
+			}
+		}`, op.issuer, opClientID, opClientSecret)})
+	registerRedirect(t, op, s.Issuer+"/login/corp/callback")
+	conf := s.oauthConfig("todo:read")
+	const victim, squatterPW = "victim@corp.example", "squatter chosen secret"
+
+	squatter := newBrowser(t, s.Client, "http://127.0.0.1:5555/")
+	_, page := readBody(t)(squatter.Get(s.Issuer + "/signup"))
+	readBody(t)(squatter.PostForm(s.Issuer+"/signup", url.Values{"csrf_token": {csrfIn(t, page)}, "email": {victim}, "password": {squatterPW}}))
+	res := squatter.authorize(t, mustAuthURL(t, s, conf), victim, squatterPW)
+	tok := exchange(t, s, conf, res.Query)
+	squatterSub := jwtClaims(t, tok.AccessToken)["sub"]
+	if c := jwtClaims(t, tok.AccessToken); c["email"] != nil || c["email_verified"] != nil {
+		t.Fatalf("self-signup email asserted in the token: %v", c)
+	}
+	if who := whoamiWith(t, s, tok.AccessToken); strings.Contains(who, victim) {
+		t.Fatalf("guard forwarded a self-signup email: %s", who)
+	}
+
+	op.set(func(o *testOP) {
+		o.user = opUser{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"}
+	})
+	status, body, q := upstreamSignIn(t, newBrowser(t, s.Client, "http://127.0.0.1:5555/"), s, conf)
+	if q != nil {
+		if c := jwtClaims(t, exchange(t, s, conf, q).AccessToken); c["sub"] == squatterSub {
+			t.Fatal("the victim's upstream identity was linked into the squatter's account")
+		}
+		t.Fatalf("upstream sign-in into a taken, unverified address went through: %v", q)
+	}
+	if status != http.StatusConflict || !strings.Contains(body, "Sign in with it first") {
+		t.Fatalf("refusal page: %d\n%s", status, tail(body, 2000))
+	}
+
+	// The seeded (operator-verified) account's email is asserted and forwarded.
+	tok = s.login(t, conf)
+	if c := jwtClaims(t, tok.AccessToken); c["email"] != aliceEmail || c["email_verified"] != true {
+		t.Fatalf("verified email not asserted: %v", c)
+	}
+	if who := whoamiWith(t, s, tok.AccessToken); !strings.Contains(who, aliceEmail) {
+		t.Fatalf("guard did not forward the verified email: %s", who)
+	}
+}
