@@ -449,6 +449,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		icfg.Mailer = m
 	}
+	icfg.RevokeGrants = func(ctx context.Context, subject, reason string) (int, error) {
+		srv, err := a.Server()
+		if err != nil {
+			return 0, err
+		}
+		return srv.RevokeSubject(ctx, subject, reason)
+	}
 	login, err := idp.New(runCtx, icfg)
 	if err != nil {
 		return fmt.Errorf("mcp_auth: hosted login: %w", err)

@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,6 +57,11 @@ type Config struct {
 	Mailer Mailer
 	// VerificationTTL is how long a verification link works (default 24h).
 	VerificationTTL time.Duration
+	// RevokeGrants, when set, ends every grant of an account (the
+	// authorization server's RevokeSubject). A confirmed verification link
+	// calls it: grants obtained before the address was proven (perhaps by
+	// whoever squatted it) do not outlive the proof.
+	RevokeGrants func(ctx context.Context, subject, reason string) (int, error)
 	// PasswordLogin enables email + password login for local accounts.
 	PasswordLogin bool
 	// SeedAccounts are created (or brought in line) at New.

@@ -255,9 +255,14 @@ func (l *Login) postVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Whoever else was signed in to the account (perhaps whoever typed this
-	// address at signup) is signed out.
+	// address at signup) is signed out, and loses the grants they got.
 	if _, err := l.store.DeleteAccountSessions(ctx, acct.ID); err != nil {
 		l.log.Error("idp: email verification: ending sessions failed", "err", err)
+	}
+	if l.cfg.RevokeGrants != nil {
+		if _, err := l.cfg.RevokeGrants(ctx, acct.ID, "email_verified"); err != nil {
+			l.log.Error("idp: email verification: revoking grants failed", "err", err)
+		}
 	}
 	l.accounts.reset(v.Email)
 	detail := map[string]string{}

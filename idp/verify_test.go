@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -13,14 +14,20 @@ import (
 
 // smtpEnv is a hosted login with open signup whose mails go to a real SMTP
 // server (Postfix's smtp-sink).
-func smtpEnv(t *testing.T) (*env, *smtpsink.Sink) {
+func smtpEnv(t *testing.T, mutate ...func(*Config)) (*env, *smtpsink.Sink) {
 	t.Helper()
 	sink := smtpsink.Start(t)
 	m, err := mailer.New(mailer.Config{Host: sink.Host, Port: sink.Port, TLS: mailer.TLSNone, From: "no-reply@acme.example"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, func(c *Config) { c.Signup.Mode = SignupOpen; c.Mailer = m })
+	e := newEnv(t, func(c *Config) {
+		c.Signup.Mode = SignupOpen
+		c.Mailer = m
+		for _, f := range mutate {
+			f(c)
+		}
+	})
 	t.Cleanup(e.login.WaitMail)
 	return e, sink
 }
@@ -144,7 +151,13 @@ func TestSignupEmailVerification(t *testing.T) {
 // the address by signing up again: confirming sets their password and ends
 // the squatter's sessions (requirement 35).
 func TestSignupSquatterCannotVerify(t *testing.T) {
-	e, sink := smtpEnv(t)
+	var revoked []string
+	e, sink := smtpEnv(t, func(c *Config) {
+		c.RevokeGrants = func(_ context.Context, sub, reason string) (int, error) {
+			revoked = append(revoked, sub+" "+reason)
+			return 1, nil
+		}
+	})
 	const victim = "victim@example.org"
 	mallory := e.browser()
 	mallory.signup(victim, "attacker chosen secret", "/")
@@ -179,6 +192,9 @@ func TestSignupSquatterCannotVerify(t *testing.T) {
 	}
 	if who := mallory.get("/authorize").body; strings.HasPrefix(who, "hello ") {
 		t.Fatal("the squatter is still signed in")
+	}
+	if len(revoked) != 1 || revoked[0] != a.ID+" email_verified" {
+		t.Fatalf("grants revoked at confirmation: %v", revoked)
 	}
 	if res := e.browser().login(victim, "attacker chosen secret", "/"); res.status == http.StatusSeeOther {
 		t.Fatal("the squatter's password still works")
