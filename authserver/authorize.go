@@ -98,6 +98,19 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if id.MustVerifyEmail {
+		// No grant for an address nobody verified (requirement 36).
+		if ar.prompt["none"] {
+			s.authorizeFailed(w, r, ar, &authzFailure{err: ErrInteractionRequired("the user must verify their email")})
+			return
+		}
+		if v, ok := s.cfg.Browser.(EmailVerifier); ok {
+			v.VerifyEmail(w, r, LoginRequest{ReturnTo: s.returnTo(ar, false), Client: ar.client, LoginHint: ar.loginHint})
+			return
+		}
+		s.cfg.Browser.Error(w, r, http.StatusForbidden, CodeAccessDenied, "verify your email address first")
+		return
+	}
 	if r.Method == http.MethodPost {
 		s.consentPosted(w, r, ar, id)
 		return

@@ -513,3 +513,32 @@ func TestAuthorizeDisabledCIMDClient(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthorizeHoldsBackUnverifiedEmail: while the browser says the user
+// must verify their email first, no consent page and no code; prompt=none
+// gets interaction_required (requirement 36).
+func TestAuthorizeHoldsBackUnverifiedEmail(t *testing.T) {
+	h := newHarness(t)
+	q := h.authzQuery("app", appRedirect)
+	w := h.authorize(q, "unverified-1")
+	if w.Code != http.StatusOK || w.Header().Get("X-Test-Page") != "verify_email" || !strings.HasPrefix(w.Header().Get("X-Test-Return"), "/authorize?") {
+		t.Fatalf("authorize: %d page %q return %q", w.Code, w.Header().Get("X-Test-Page"), w.Header().Get("X-Test-Return"))
+	}
+	asks := h.authzQuery("asks", "https://asks.example.com/cb")
+	if w := h.consentPost(asks, "unverified-1", url.Values{"csrf": {"csrf-unverified-1"}, "decision": {"approve"}}); w.Header().Get("X-Test-Page") != "verify_email" {
+		t.Fatalf("consent post: %d page %q", w.Code, w.Header().Get("X-Test-Page"))
+	}
+	q.Set("prompt", "none")
+	w = h.authorize(q, "unverified-1")
+	u, _ := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusSeeOther || u == nil || u.Query().Get("error") != CodeInteractionRequired || u.Query().Get("code") != "" {
+		t.Fatalf("prompt=none: %d %q", w.Code, w.Header().Get("Location"))
+	}
+	if evs := h.audit("code.issued"); len(evs) != 0 {
+		t.Fatalf("codes issued to an unverified account: %d", len(evs))
+	}
+	// A verified user goes through.
+	if code := h.code("app", appRedirect); code == "" {
+		t.Fatal("no code for a verified user")
+	}
+}

@@ -19,6 +19,11 @@ type Identity struct {
 	AuthTime time.Time
 	// Method is how they signed in: "password", "oidc:<name>", "saml:<name>".
 	Method string
+	// MustVerifyEmail holds back every grant until the user has verified
+	// their email (a self-signup account while signup verification mails
+	// are configured): the authorization endpoint shows the browser's
+	// "verify your email" page instead of consent or a code.
+	MustVerifyEmail bool
 }
 
 // LoginRequest tells the hosted login why the user is asked to sign in.
@@ -49,6 +54,14 @@ type ConsentPage struct {
 	Action string
 	// User is who is consenting.
 	User Identity
+}
+
+// EmailVerifier is implemented by a Browser that can hold a sign-in back
+// until the email is verified (Identity.MustVerifyEmail).
+type EmailVerifier interface {
+	// VerifyEmail writes the "verify your email" page; req.ReturnTo resumes
+	// the authorization request once the email is verified.
+	VerifyEmail(w http.ResponseWriter, r *http.Request, req LoginRequest)
 }
 
 // Browser is the browser side of the authorization endpoint: who is signed

@@ -127,10 +127,12 @@ type Config struct {
 	// requester for TokenRatePerIP (defaults 32 and 64).
 	IPv4Prefix int
 	IPv6Prefix int
-	// UserEmail, when set, returns the email of a subject for the access
-	// token's "email" claim (the guard hands it upstream); "" leaves it out.
+	// UserEmail, when set, returns the email of a subject and whether it
+	// is verified, for the access token's "email" and "email_verified"
+	// claims (the guard hands the email upstream). Only a verified email is
+	// asserted (requirement 36); "" or unverified leaves both claims out.
 	// It is called once per token issued.
-	UserEmail func(ctx context.Context, subject string) string
+	UserEmail func(ctx context.Context, subject string) (email string, verified bool)
 	// ClientIP returns the client's IP as resolved by the proxy in front
 	// (Caddy's client_ip). Nil: the request's RemoteAddr.
 	ClientIP func(*http.Request) string

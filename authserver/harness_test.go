@@ -67,7 +67,14 @@ func (b *testBrowser) Identify(r *http.Request) (Identity, bool) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return Identity{Subject: c.Value, Email: c.Value + "@example.com", AuthTime: b.authTime, Method: "password"}, true
+	return Identity{Subject: c.Value, Email: c.Value + "@example.com", AuthTime: b.authTime, Method: "password",
+		MustVerifyEmail: strings.HasPrefix(c.Value, "unverified")}, true
+}
+
+func (b *testBrowser) VerifyEmail(w http.ResponseWriter, r *http.Request, req LoginRequest) {
+	w.Header().Set("X-Test-Page", "verify_email")
+	w.Header().Set("X-Test-Return", req.ReturnTo)
+	w.WriteHeader(http.StatusOK)
 }
 
 func (b *testBrowser) Login(w http.ResponseWriter, r *http.Request, req LoginRequest) {

@@ -23,8 +23,10 @@ type AccessToken struct {
 	ClientID string
 	GrantID  string // claim "sid": revoking the grant revokes the token
 	JTI      string // generated when empty
-	Email    string
-	Scopes   []string
+	// Email is a verified email of the subject: it is asserted with
+	// "email_verified": true. Never set it to an unverified address.
+	Email  string
+	Scopes []string
 	// IssuedAt and ExpiresAt are required; AuthTime is optional.
 	IssuedAt  time.Time
 	ExpiresAt time.Time
@@ -34,7 +36,7 @@ type AccessToken struct {
 // MintAccessToken signs t as an RFC 9068 JWT with the active key: header
 // {alg, kid, typ: "at+jwt"}; claims iss, sub, aud (a string), exp, iat,
 // nbf (= iat), jti, client_id, scope (space-separated, when any), sid (the
-// grant id, when set), auth_time (when set) and email (when set).
+// grant id, when set), auth_time (when set) and email with email_verified true (when set).
 func (k *KeySet) MintAccessToken(ctx context.Context, t AccessToken) (string, error) {
 	switch {
 	case t.Issuer == "":
@@ -82,6 +84,7 @@ func (k *KeySet) MintAccessToken(ctx context.Context, t AccessToken) (string, er
 	}
 	if t.Email != "" {
 		claims["email"] = t.Email
+		claims["email_verified"] = true
 	}
 	return k.Sign(ctx, claims, AccessTokenType)
 }

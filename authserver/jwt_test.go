@@ -31,7 +31,7 @@ func TestMintAccessToken(t *testing.T) {
 		"iss": "https://as.example", "sub": "acct-1", "aud": "https://mcp.example/mcp",
 		"exp": float64(iat.Add(time.Hour).Unix()), "iat": float64(iat.Unix()), "nbf": float64(iat.Unix()),
 		"jti": "jti-1", "client_id": "client-1", "scope": "mcp:read mcp:write", "sid": "grant-1",
-		"auth_time": float64(iat.Add(-time.Minute).Unix()), "email": "a@example.com",
+		"auth_time": float64(iat.Add(-time.Minute).Unix()), "email": "a@example.com", "email_verified": true,
 	}
 	if len(claims) != len(want) {
 		t.Fatalf("claims %v, want %v", claims, want)
@@ -55,7 +55,7 @@ func TestMintAccessToken(t *testing.T) {
 		b, _ := ks.MintAccessToken(ctx, min)
 		_, ca, _, _ := jwsParts(t, a)
 		_, cb, _, _ := jwsParts(t, b)
-		for _, k := range []string{"scope", "sid", "auth_time", "email"} {
+		for _, k := range []string{"scope", "sid", "auth_time", "email", "email_verified"} {
 			if _, ok := ca[k]; ok {
 				t.Fatalf("claim %s present", k)
 			}

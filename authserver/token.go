@@ -337,7 +337,11 @@ func (s *Server) mint(ctx context.Context, client storage.Client, g storage.Gran
 	}
 	var email string
 	if s.cfg.UserEmail != nil {
-		email = s.cfg.UserEmail(ctx, g.Subject)
+		// An email nobody verified (a self-signup address) is never
+		// asserted downstream: it could be anyone's (requirement 36).
+		if e, verified := s.cfg.UserEmail(ctx, g.Subject); verified {
+			email = e
+		}
 	}
 	at, err := s.keys.MintAccessToken(ctx, AccessToken{
 		Email:     email,

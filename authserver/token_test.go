@@ -790,3 +790,31 @@ func TestTokenRateLimitPerIP(t *testing.T) {
 		t.Fatalf("another IP: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestTokenEmailOnlyWhenVerified is requirement 36: the access token
+// asserts a subject's email only when it is verified, and then says so with
+// email_verified; a self-signup address nobody verified is left out.
+func TestTokenEmailOnlyWhenVerified(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		verified bool
+	}{{"unverified email left out", false}, {"verified email asserted", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) {
+				c.UserEmail = func(_ context.Context, sub string) (string, bool) { return sub + "@example.com", tc.verified }
+			})
+			code := h.code("app", appRedirect)
+			tok := h.mustToken(h.exchangeForm("app", code, appRedirect, testVerifier))
+			for _, at := range []string{tok.AccessToken, h.mustToken(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tok.RefreshToken}, "client_id": {"app"}}).AccessToken} {
+				c := h.claims(at)
+				email, hasEmail := c["email"]
+				if tc.verified != hasEmail || tc.verified && (email != "alice@example.com" || c["email_verified"] != true) {
+					t.Fatalf("email claims: email=%v email_verified=%v", email, c["email_verified"])
+				}
+				if _, ok := c["email_verified"]; !tc.verified && ok {
+					t.Fatal("email_verified asserted for an unverified email")
+				}
+			}
+		})
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
 	"github.com/mcpauth/caddy-mcpauth/idp"
+	"github.com/mcpauth/caddy-mcpauth/idp/mailer"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -113,6 +114,14 @@ func init() {
 //				user <email> <password> [<name>]
 //				session_idle <duration>
 //				session_lifetime <duration>
+//				smtp {
+//					host <host>
+//					port <port>
+//					tls starttls|tls|none
+//					from <address>
+//					username <user>
+//					password <password>
+//				}
 //				oidc <name> {
 //					issuer <url>
 //					client_id <id>
@@ -391,8 +400,14 @@ type LoginConfig struct {
 	Password *bool `json:"password,omitempty"`
 	// Signup is "off" (default), "open" or "domains".
 	Signup string `json:"signup,omitempty"`
-	// SignupDomains are the email domains allowed to sign up with Signup "domains".
+	// SignupDomains are the email domains allowed to sign up with Signup
+	// "domains". They restrict how an address is spelled, not who owns it:
+	// only a verification mail (SMTP) proves that.
 	SignupDomains []string `json:"signup_domains,omitempty"`
+	// SMTP, when set, sends signup verification links through this server:
+	// a self-signup account then gets no grant until its email is verified,
+	// and signing up with a taken address mails its owner instead.
+	SMTP *SMTPConfig `json:"smtp,omitempty"`
 	// Users are password accounts created at start when missing.
 	Users []UserConfig `json:"users,omitempty"`
 	// SessionIdle ends a browser session after this much inactivity (default 8h).
@@ -406,6 +421,22 @@ type LoginConfig struct {
 	// HomeRealm sends users of an email domain straight to a provider
 	// (domain -> provider name); the login page then asks for the email first.
 	HomeRealm map[string]string `json:"home_realm,omitempty"`
+}
+
+// SMTPConfig is the SMTP server of the hosted login's mails.
+type SMTPConfig struct {
+	// Host is the SMTP server's host name (placeholders such as {env.SMTP_HOST} are replaced).
+	Host string `json:"host"`
+	// Port defaults to 587, or 465 with TLS "tls".
+	Port int `json:"port,omitempty"`
+	// TLS is "starttls" (default: the server must offer STARTTLS),
+	// "tls" (implicit TLS) or "none" (plain text, loopback hosts only).
+	TLS string `json:"tls,omitempty"`
+	// From is the sender address, e.g. "Acme <no-reply@acme.example>".
+	From string `json:"from"`
+	// Username and Password authenticate with AUTH PLAIN (use {env.*}).
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
 }
 
 // UserConfig is a password account seeded from config.
@@ -466,6 +497,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	warnAdminExposure(a.logger, adminOf(ctx))
+	if s := a.Login.SMTP; s != nil {
+		s.Host = repl.ReplaceKnown(s.Host, "")
+		s.From = repl.ReplaceKnown(s.From, "")
+		s.Username = repl.ReplaceKnown(s.Username, "")
+		s.Password = repl.ReplaceKnown(s.Password, "")
+	}
 	if a.TokenRateBurst <= 0 {
 		a.TokenRateBurst = 50
 	}
@@ -535,6 +572,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	icfg := a.idpConfig(store)
 	icfg.Providers = providers
+	if s := a.Login.SMTP; s != nil {
+		m, err := mailer.New(mailer.Config{Host: s.Host, Port: s.Port, TLS: s.TLS, From: s.From, Username: s.Username, Password: s.Password})
+		if err != nil {
+			return fmt.Errorf("mcp_auth: login smtp: %w", err)
+		}
+		icfg.Mailer = m
+	}
 	login, err := idp.New(runCtx, icfg)
 	if err != nil {
 		return fmt.Errorf("mcp_auth: hosted login: %w", err)
@@ -637,6 +681,16 @@ func (a *App) Validate() error {
 		}
 	default:
 		return fmt.Errorf("mcp_auth: signup %q: use off, open or domains", a.Login.Signup)
+	}
+	if s := a.Login.SMTP; s != nil {
+		if s.Host == "" || s.From == "" {
+			return errors.New("mcp_auth: login smtp needs host and from")
+		}
+		switch s.TLS {
+		case "", "starttls", "tls", "none":
+		default:
+			return fmt.Errorf("mcp_auth: login smtp tls %q: use starttls, tls or none", s.TLS)
+		}
 	}
 	return nil
 }
@@ -875,12 +929,12 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		TokenBurstPerIP: a.TokenRateBurst,
 		IPv4Prefix:      a.ClientIPv4Prefix,
 		IPv6Prefix:      a.ClientIPv6Prefix,
-		UserEmail: func(ctx context.Context, subject string) string {
+		UserEmail: func(ctx context.Context, subject string) (string, bool) {
 			acct, err := a.store.GetAccount(ctx, subject)
 			if err != nil {
-				return ""
+				return "", false
 			}
-			return acct.Email
+			return acct.Email, acct.EmailVerified
 		},
 	}
 	if a.CIMD != nil {

@@ -377,6 +377,12 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 				l.HomeRealm = map[string]string{}
 			}
 			l.HomeRealm[strings.ToLower(args[0])] = args[1]
+		case "smtp":
+			s, err := parseSMTP(d)
+			if err != nil {
+				return err
+			}
+			l.SMTP = s
 		case "session_idle", "session_lifetime":
 			v, err := durationArg(d)
 			if err != nil {
@@ -392,6 +398,48 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+func parseSMTP(d *caddyfile.Dispenser) (*SMTPConfig, error) {
+	s := &SMTPConfig{}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var ok bool
+		switch d.Val() {
+		case "host":
+			ok = d.AllArgs(&s.Host)
+		case "port":
+			var v string
+			if ok = d.AllArgs(&v); ok {
+				p, err := strconv.Atoi(v)
+				if err != nil || p < 1 || p > 65535 {
+					return nil, d.Errf("smtp port %q: use a port number", v)
+				}
+				s.Port = p
+			}
+		case "tls":
+			if ok = d.AllArgs(&s.TLS); ok && s.TLS != "starttls" && s.TLS != "tls" && s.TLS != "none" {
+				return nil, d.Errf("smtp tls %q: use starttls, tls or none", s.TLS)
+			}
+		case "from":
+			ok = d.AllArgs(&s.From)
+		case "username":
+			ok = d.AllArgs(&s.Username)
+		case "password":
+			ok = d.AllArgs(&s.Password)
+		default:
+			return nil, d.Errf("unknown smtp option %q", d.Val())
+		}
+		if !ok {
+			return nil, d.ArgErr()
+		}
+	}
+	if s.Host == "" || s.From == "" {
+		return nil, d.Errf("smtp needs host and from")
+	}
+	return s, nil
 }
 
 func parseCIMD(d *caddyfile.Dispenser) (*CIMDConfig, error) {

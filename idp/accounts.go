@@ -172,25 +172,37 @@ func (l *Login) SetPassword(ctx context.Context, accountID, pw string) (int, err
 }
 
 // passwordChanged ends what the old password opened, after the new one is
-// stored: the account's browser sessions, then its grants (last, so that a
-// grant minted from a session in the meantime is revoked too). It returns
-// the number of grants revoked.
+// stored (requirement 41).
 func (l *Login) passwordChanged(ctx context.Context, accountID string) (int, error) {
+	return l.endAccountAccess(ctx, accountID, ReasonPasswordChanged)
+}
+
+// endAccountAccess ends an account's browser sessions, then its grants (last,
+// so that a grant minted from a session in the meantime is revoked too), and
+// audits the revocation. It returns the number of grants revoked. A password
+// change and a confirmed verification link (which may oust a squatter) both
+// come through here.
+func (l *Login) endAccountAccess(ctx context.Context, accountID, reason string) (int, error) {
 	if _, err := l.store.DeleteAccountSessions(ctx, accountID); err != nil {
 		return 0, fmt.Errorf("revoking sessions: %w", err)
 	}
-	n, err := l.store.RevokeSubjectGrants(ctx, accountID, ReasonPasswordChanged, l.now())
+	n, err := l.store.RevokeSubjectGrants(ctx, accountID, reason, l.now())
 	if err != nil {
 		return 0, fmt.Errorf("revoking grants: %w", err)
 	}
 	l.auditCtx(ctx, storage.AuditEvent{Type: "subject.revoked", Outcome: "success", Subject: accountID,
-		Detail: map[string]string{"grants": fmt.Sprint(n), "reason": ReasonPasswordChanged}})
+		Detail: map[string]string{"grants": fmt.Sprint(n), "reason": reason}})
 	return n, nil
 }
 
 // ReasonPasswordChanged is the RevokedReason of grants ended by a password
 // change.
 const ReasonPasswordChanged = "password_changed"
+
+// ReasonEmailVerified is the RevokedReason of grants ended when a
+// verification link proved the address: grants obtained before the proof
+// (perhaps by whoever squatted the address) do not outlive it.
+const ReasonEmailVerified = "email_verified"
 
 // SetAccountDisabled disables or enables an account. Disabling ends its
 // sessions; the caller revokes its grants.

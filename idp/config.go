@@ -22,6 +22,7 @@ type Store interface {
 	storage.Accounts
 	storage.Sessions
 	storage.Tickets
+	storage.EmailVerifications
 	storage.Audit
 	// RevokeSubjectGrants (of storage.Grants): a password change ends the
 	// account's grants, whatever changed it (requirements 10 and 41).
@@ -53,6 +54,13 @@ type Config struct {
 	TemplatesDir string
 	// Signup is the self-service signup policy.
 	Signup SignupPolicy
+	// Mailer, when set, sends signup verification links (and "you already
+	// have an account" notices); a self-signup account then gets no grant
+	// until its email is verified. Nil: no mail, and self-signup emails
+	// stay unverified (never asserted downstream).
+	Mailer Mailer
+	// VerificationTTL is how long a verification link works (default 24h).
+	VerificationTTL time.Duration
 	// PasswordLogin enables email + password login for local accounts.
 	PasswordLogin bool
 	// SeedAccounts are created (or brought in line) at New.
@@ -285,6 +293,9 @@ func (c *Config) validate() (*url.URL, error) {
 	}
 	if c.Signup.Mode != SignupOff && !c.PasswordLogin {
 		return nil, errors.New("idp: config: signup needs password login")
+	}
+	if c.VerificationTTL <= 0 {
+		c.VerificationTTL = 24 * time.Hour
 	}
 	if c.SessionIdle <= 0 {
 		c.SessionIdle = 8 * time.Hour

@@ -113,6 +113,10 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 				LoginHint: r.URL.Query().Get("login_hint"), ForceLogin: r.URL.Query().Get("prompt") == "login"})
 			return
 		}
+		if id.MustVerifyEmail {
+			login.VerifyEmail(w, r, authserver.LoginRequest{ReturnTo: r.URL.RequestURI(), Client: storage.Client{Name: "Test App"}})
+			return
+		}
 		if r.URL.Query().Get("skip") == "1" && e.clientCallback != "" {
 			http.Redirect(w, r, e.clientCallback+"?code=c0de&decision=skipped", http.StatusSeeOther)
 			return

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
@@ -38,17 +39,20 @@ type Login struct {
 	familiar  *familiar // (account, client prefix) that signed in: no back-off
 	signups   *throttle // client prefix
 	prefixes  abuse.Prefixes
+	mailWG    sync.WaitGroup
 
 	sessionCookie, csrfCookie string
 	loginPath, signupPath     string
 	logoutPath, providerRoot  string
+	verifyPath, resendPath    string
 }
 
 // Interface guards.
 var (
-	_ authserver.Browser = (*Login)(nil)
-	_ http.Handler       = (*Login)(nil)
-	_ Completer          = (*Login)(nil)
+	_ authserver.Browser       = (*Login)(nil)
+	_ http.Handler             = (*Login)(nil)
+	_ Completer                = (*Login)(nil)
+	_ authserver.EmailVerifier = (*Login)(nil)
 )
 
 // Cookie names. Over https they carry the __Host- prefix (Secure, Path=/,
@@ -94,6 +98,7 @@ func New(ctx context.Context, cfg Config) (*Login, error) {
 	}
 	p := cfg.PathPrefix
 	l.loginPath, l.signupPath, l.logoutPath, l.providerRoot = p+"/login", p+"/signup", p+"/logout", p+"/login/"
+	l.verifyPath, l.resendPath = p+"/verify-email", p+"/verify-email/resend"
 	for _, pr := range cfg.Providers {
 		l.providers[pr.Name()] = pr
 		l.order = append(l.order, pr)
@@ -119,11 +124,11 @@ func originOf(s string) string {
 }
 
 // Handles reports whether r is for one of the hosted login's own routes:
-// {prefix}/login, {prefix}/signup, {prefix}/logout and everything under
-// {prefix}/login/.
+// {prefix}/login, {prefix}/signup, {prefix}/logout, {prefix}/verify-email
+// (and /resend) and everything under {prefix}/login/.
 func (l *Login) Handles(r *http.Request) bool {
 	p := r.URL.Path
-	return p == l.loginPath || p == l.signupPath || p == l.logoutPath || strings.HasPrefix(p, l.providerRoot)
+	return p == l.loginPath || p == l.signupPath || p == l.logoutPath || p == l.verifyPath || p == l.resendPath || strings.HasPrefix(p, l.providerRoot)
 }
 
 // ServeHTTP serves the hosted login's routes:
@@ -132,6 +137,9 @@ func (l *Login) Handles(r *http.Request) bool {
 //	POST {prefix}/login               email step / password sign-in
 //	GET  {prefix}/signup              signup page (when signup is on)
 //	POST {prefix}/signup              create a password account
+//	GET  {prefix}/verify-email        email confirmation form (token=…, with a mailer)
+//	POST {prefix}/verify-email        confirm the email with the signup's password
+//	POST {prefix}/verify-email/resend mail a new link to the signed-in account
 //	GET  {prefix}/logout              sign-out confirmation
 //	POST {prefix}/logout              sign out
 //	POST {prefix}/login/{provider}    start an upstream login
@@ -145,6 +153,10 @@ func (l *Login) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.serveSignup(w, r)
 	case p == l.logoutPath:
 		l.serveLogout(w, r)
+	case p == l.verifyPath:
+		l.serveVerify(w, r)
+	case p == l.resendPath:
+		l.serveResend(w, r)
 	case strings.HasPrefix(p, l.providerRoot):
 		rest := p[len(l.providerRoot):]
 		name, sub, _ := strings.Cut(rest, "/")

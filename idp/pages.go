@@ -23,7 +23,6 @@ const (
 	msgNoMethod  = "There is no password sign-in for this address. Use one of the options below."
 	msgSignupOff = "Account creation is not available."
 	msgSignupDom = "Accounts can only be created with an address at an allowed domain."
-	msgSignupDup = "An account may already exist for this address. Try signing in instead."
 	msgUnavail   = "Sign-in is temporarily unavailable. Please try again in a moment."
 )
 
@@ -313,27 +312,55 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 		l.renderSignup(w, r, http.StatusBadRequest, sv)
 		return
 	}
-	acct, err := l.createAccount(r.Context(), email, sv.Name, pw)
+	// From here on the answer is the same whether the address is new or
+	// taken (requirement 41): the password is hashed either way, no session
+	// is started, and with a mailer the mail says which case it was.
+	ctx := r.Context()
+	h, err := l.hasher.Hash(pw)
 	if err != nil {
-		if errors.Is(err, storage.ErrAlreadyExists) {
-			l.audit(r, storage.AuditEvent{Type: "signup", Outcome: "failure", Detail: map[string]string{"reason": "exists"}})
-			sv.Error = msgSignupDup
-			l.renderSignup(w, r, http.StatusConflict, sv)
-			return
-		}
 		l.log.Error("idp: signup failed", "err", err)
 		sv.Error = msgUnavail
 		l.renderSignup(w, r, http.StatusServiceUnavailable, sv)
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "signup", Outcome: "success", Subject: acct.ID})
-	if err := l.startSession(w, r, acct.ID, "password"); err != nil {
-		l.log.Error("idp: starting session failed", "err", err)
-		l.redirect(w, r, loginURLWith(l.loginPath, sv.ReturnTo))
+	existing, err := l.store.GetAccountByEmail(ctx, email)
+	if errors.Is(err, storage.ErrNotFound) {
+		acct := storage.Account{ID: newAccountID(), Email: email, Name: sv.Name, PasswordHash: h, CreatedAt: now, UpdatedAt: now, PasswordChangedAt: now}
+		if err = l.store.CreateAccount(ctx, acct); err == nil {
+			l.audit(r, storage.AuditEvent{Type: "signup", Outcome: "success", Subject: acct.ID})
+			if l.cfg.Mailer != nil {
+				if err := l.sendVerification(ctx, acct, h, sv.ReturnTo); err != nil {
+					l.log.Error("idp: storing email verification failed", "err", err)
+				}
+			}
+			l.signupSent(w, r, email, sv)
+			return
+		}
+		if errors.Is(err, storage.ErrAlreadyExists) { // lost a race with another signup
+			existing, err = l.store.GetAccountByEmail(ctx, email)
+		}
+	}
+	if err != nil {
+		l.log.Error("idp: signup failed", "err", err)
+		sv.Error = msgUnavail
+		l.renderSignup(w, r, http.StatusServiceUnavailable, sv)
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "login.success", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": "password", "via": "signup"}})
-	l.redirect(w, r, sv.ReturnTo)
+	l.audit(r, storage.AuditEvent{Type: "signup", Outcome: "failure", Subject: existing.ID, Detail: map[string]string{"reason": "exists"}})
+	if l.cfg.Mailer != nil && !existing.Disabled {
+		switch {
+		case existing.EmailVerified:
+			l.mailExisting(existing)
+		case existing.PasswordHash != "":
+			// An unverified signup holds the address: the mailbox owner
+			// may claim it with the password chosen now.
+			if err := l.sendVerification(ctx, existing, h, sv.ReturnTo); err != nil {
+				l.log.Error("idp: storing email verification failed", "err", err)
+			}
+		}
+		// An upstream account whose email nobody verified gets no mail.
+	}
+	l.signupSent(w, r, email, sv)
 }
 
 func domainAllowed(d string, list []string) bool {

@@ -119,15 +119,15 @@ func TestSignupModes(t *testing.T) {
 		msg     string
 	}{
 		{"off", SignupOff, nil, "new@example.com", pw, http.StatusNotFound, false, "not available"},
-		{"open", SignupOpen, nil, "New@Example.org", pw, http.StatusSeeOther, true, ""},
-		{"domains allowed", SignupDomains, []string{"corp.example"}, "new@corp.example", pw, http.StatusSeeOther, true, ""},
+		{"open", SignupOpen, nil, "New@Example.org", pw, http.StatusOK, true, "Sign in to continue"},
+		{"domains allowed", SignupDomains, []string{"corp.example"}, "new@corp.example", pw, http.StatusOK, true, "Sign in to continue"},
 		{"domains refused", SignupDomains, []string{"corp.example"}, "new@corp.example.evil.com", pw, http.StatusForbidden, false, "allowed domain"},
 		{"subdomain refused", SignupDomains, []string{"corp.example"}, "new@sub.corp.example", pw, http.StatusForbidden, false, "allowed domain"},
 		{"short password", SignupOpen, nil, "new@example.org", "short", http.StatusBadRequest, false, "at least 8"},
 		{"common password", SignupOpen, nil, "new@example.org", "password123", http.StatusBadRequest, false, "too common"},
 		{"password is email", SignupOpen, nil, "new@example.org", "new@example.org", http.StatusBadRequest, false, "too common"},
 		{"bad email", SignupOpen, nil, "new@", pw, http.StatusBadRequest, false, "valid email"},
-		{"existing", SignupOpen, nil, aliceEmail, pw, http.StatusConflict, false, "already exist"},
+		{"existing: same answer as a new address", SignupOpen, nil, aliceEmail, pw, http.StatusOK, false, "Sign in to continue"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,9 +157,12 @@ func TestSignupModes(t *testing.T) {
 			if (len(after) == len(before)+1) != tc.created || (!tc.created && len(after) != len(before)) {
 				t.Fatalf("accounts %d -> %d, created=%v", len(before), len(after), tc.created)
 			}
+			if findCookie(res.cookies, SessionCookie) != nil {
+				t.Fatal("signup started a session (it would tell a new address from a taken one)")
+			}
 			if tc.created {
-				if res.header.Get("Location") != "/authorize?a=1" || findCookie(res.cookies, SessionCookie) == nil {
-					t.Fatal("signup did not sign in and return")
+				if !strings.Contains(res.body, `/login?return_to=%2Fauthorize%3Fa%3D1&amp;login_hint=`) {
+					t.Fatalf("signup answer does not lead to sign-in:\n%s", res.body)
 				}
 				a := e.account(strings.ToLower(tc.email))
 				if a.Name != "New User" || a.EmailVerified || !strings.HasPrefix(a.PasswordHash, "$argon2id$") {
@@ -179,7 +182,7 @@ func TestSignupThrottledPerIP(t *testing.T) {
 		b := e.browser()
 		page := b.get("/signup")
 		res := b.post("/signup", url.Values{"csrf_token": {csrfOf(t, page.body)}, "email": {"u" + string(rune('a'+i)) + "@example.org"}, "password": {"a perfectly fine passphrase"}})
-		want := http.StatusSeeOther
+		want := http.StatusOK
 		if i == 2 {
 			want = http.StatusTooManyRequests
 		}

@@ -212,7 +212,13 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 		return
 	}
 	method := p.Kind() + ":" + p.Name()
-	acct, reason, err := l.linkUpstream(ctx, p.Policy(), ext)
+	// The account this browser is signed in to, if any: linking by email
+	// into an account whose email nobody verified needs it (requirement 35).
+	var signedIn string
+	if s, ok := l.currentSession(r); ok {
+		signedIn = s.AccountID
+	}
+	acct, reason, err := l.linkUpstream(ctx, p.Policy(), ext, signedIn)
 	if err != nil {
 		detail := map[string]string{"reason": reason, "method": method}
 		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Subject: acct.ID, Detail: detail})
@@ -222,6 +228,9 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 		case reason == "email_taken":
 			l.Error(w, r, http.StatusConflict, "account_exists",
 				"An account with this email address already exists. Sign in the way you signed in before, or ask your administrator to link your accounts.")
+		case reason == "email_unverified":
+			l.Error(w, r, http.StatusConflict, "account_exists",
+				"An account with this email address already exists. Sign in with it first (with its password), then use this sign-in option again to link it.")
 		default:
 			if reason == "store_error" {
 				l.log.Error("idp: upstream login failed", "provider", p.Name(), "err", err)
@@ -286,9 +295,14 @@ func allowed(pol UpstreamPolicy, ext ExternalIdentity) bool {
 
 // linkUpstream finds or creates the local account of an upstream identity:
 // by (provider, subject) first; else, when the policy allows it and the
-// email is verified, the account with that email (and links it); else a new
-// account. reason is an audit code when err is not nil.
-func (l *Login) linkUpstream(ctx context.Context, pol UpstreamPolicy, ext ExternalIdentity) (storage.Account, string, error) {
+// provider asserts the email is verified, the account with that email (and
+// links it); else a new account. Linking by email goes only into an account
+// whose own email is verified (operator seed, verification mail, a provider
+// that asserted it) or into the account signedIn, the one this browser is
+// signed in to: a self-signup account that nobody verified may belong to
+// someone who typed the victim's address (requirement 35). A link ends the
+// account's other sessions. reason is an audit code when err is not nil.
+func (l *Login) linkUpstream(ctx context.Context, pol UpstreamPolicy, ext ExternalIdentity, signedIn string) (storage.Account, string, error) {
 	if !allowed(pol, ext) {
 		return storage.Account{}, "not_allowed", errNotAllowed
 	}
@@ -320,13 +334,33 @@ func (l *Login) linkUpstream(ctx context.Context, pol UpstreamPolicy, ext Extern
 			if !pol.LinkByEmail || !ext.EmailVerified {
 				return storage.Account{}, "email_taken", errors.New("idp: email belongs to an unlinked account")
 			}
+			by := "verified_email"
+			if !existing.EmailVerified {
+				if signedIn != existing.ID {
+					return existing, "email_unverified", errors.New("idp: email belongs to an account whose email is not verified")
+				}
+				by = "signed_in"
+			}
 			if existing.Disabled {
 				return existing, "disabled", errors.New("idp: account disabled")
 			}
 			if err := l.store.LinkIdentity(ctx, ext.Provider, ext.Subject, existing.ID); err != nil {
 				return storage.Account{}, "store_error", err
 			}
-			l.auditCtx(ctx, storage.AuditEvent{Type: "account.linked", Outcome: "success", Subject: existing.ID, Detail: map[string]string{"provider": ext.Provider, "by": "verified_email"}})
+			if !existing.EmailVerified {
+				// The provider vouches for the address and the browser
+				// proved it holds the account: the email is verified now.
+				existing.EmailVerified, existing.UpdatedAt = true, l.now()
+				if err := l.store.UpdateAccount(ctx, existing); err != nil {
+					l.log.Warn("idp: marking linked email verified failed", "err", err)
+				}
+			}
+			// A new way into the account: whoever else was signed in to it
+			// is signed out (the caller starts this browser's session).
+			if _, err := l.store.DeleteAccountSessions(ctx, existing.ID); err != nil {
+				return storage.Account{}, "store_error", err
+			}
+			l.auditCtx(ctx, storage.AuditEvent{Type: "account.linked", Outcome: "success", Subject: existing.ID, Detail: map[string]string{"provider": ext.Provider, "by": by}})
 			return existing, "", nil
 		case !errors.Is(err, storage.ErrNotFound):
 			return storage.Account{}, "store_error", err

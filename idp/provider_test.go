@@ -304,3 +304,70 @@ func TestUpstreamAttemptBoundToBrowser(t *testing.T) {
 		t.Fatalf("reason = %q", evs[0].Detail["reason"])
 	}
 }
+
+// TestLinkByEmailNeedsVerifiedAccount is requirement 35: an attacker who
+// signed up with the victim's address (unverified) must not receive the
+// victim's upstream identity through link_by_email; a verified account
+// links, and the link ends the account's other sessions.
+func TestLinkByEmailNeedsVerifiedAccount(t *testing.T) {
+	const victim = "victim@corp.example"
+	p := &testProvider{name: "corp", pol: UpstreamPolicy{LinkByEmail: true}}
+	e := newEnv(t, func(c *Config) { c.Providers = []Provider{p}; c.Signup.Mode = SignupOpen })
+	ctx := context.Background()
+	attacker, err := e.login.createAccount(ctx, victim, "Mallory", "attacker chosen secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attacker.EmailVerified {
+		t.Fatal("a self-signup account starts verified")
+	}
+	mallory := e.browser()
+	if res := mallory.login(victim, "attacker chosen secret", "/authorize"); res.status != http.StatusSeeOther {
+		t.Fatalf("attacker login = %d", res.status)
+	}
+
+	// The victim signs in upstream: refused with a clear page, nothing linked.
+	p.set(ExternalIdentity{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"})
+	res, _ := upstreamLogin(t, e.browser(), "/authorize")
+	if res.status != http.StatusConflict || !strings.Contains(res.body, "Sign in with it first") {
+		t.Fatalf("link into unverified account: %d\n%s", res.status, res.body)
+	}
+	if findCookie(res.cookies, SessionCookie) != nil {
+		t.Fatal("refused link set a session")
+	}
+	if _, err := e.store.AccountByIdentity(ctx, "corp", "victim-sub"); !isNotFound(err) {
+		t.Fatalf("identity linked into the unverified account: %v", err)
+	}
+	if who := mallory.get("/authorize").body; !strings.HasPrefix(who, "hello "+attacker.ID) {
+		t.Fatalf("attacker session: %q", who)
+	}
+
+	// The account's owner, signed in to it in this browser, may link: the
+	// upstream proves the address, the session proves the account.
+	if res, _ := upstreamLogin(t, mallory, "/authorize"); res.status != http.StatusSeeOther {
+		t.Fatalf("link while signed in to the account: %d\n%s", res.status, res.body)
+	}
+	if got, err := e.store.AccountByIdentity(ctx, "corp", "victim-sub"); err != nil || got.ID != attacker.ID || !got.EmailVerified {
+		t.Fatalf("signed-in link: %+v %v", got, err)
+	}
+
+	// A verified account (seeded) links, and its other sessions end.
+	alice := e.browser()
+	if res := alice.login(aliceEmail, alicePW, "/authorize"); res.status != http.StatusSeeOther {
+		t.Fatalf("alice login = %d", res.status)
+	}
+	p.set(ExternalIdentity{Subject: "alice-sub", Email: aliceEmail, EmailVerified: true})
+	fresh := e.browser()
+	if res, _ := upstreamLogin(t, fresh, "/authorize"); res.status != http.StatusSeeOther {
+		t.Fatalf("link into verified account: %d\n%s", res.status, res.body)
+	}
+	if got, err := e.store.AccountByIdentity(ctx, "corp", "alice-sub"); err != nil || got.ID != e.account(aliceEmail).ID {
+		t.Fatalf("verified link: %+v %v", got, err)
+	}
+	if who := alice.get("/authorize").body; strings.HasPrefix(who, "hello ") {
+		t.Fatalf("the account's other session survived the link: %q", who)
+	}
+	if who := fresh.get("/authorize").body; !strings.HasPrefix(who, "hello "+e.account(aliceEmail).ID) {
+		t.Fatalf("linking browser not signed in: %q", who)
+	}
+}

@@ -99,7 +99,9 @@ func (l *Login) Identify(r *http.Request) (authserver.Identity, bool) {
 			l.log.Warn("idp: touching session failed", "err", err)
 		}
 	}
-	return identityOf(s), true
+	id := identityOf(s)
+	id.MustVerifyEmail = l.mustVerify(s.Account)
+	return id, true
 }
 
 func identityOf(s sessionView) authserver.Identity {

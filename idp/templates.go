@@ -21,7 +21,7 @@ var embedded embed.FS
 
 // Template files. layout.html defines "layout"; each page defines "title"
 // and "content". An operator's TemplatesDir may replace any of them.
-var pageFiles = []string{"login.html", "signup.html", "consent.html", "error.html", "logout.html", "not_allowed.html"}
+var pageFiles = []string{"login.html", "signup.html", "consent.html", "error.html", "logout.html", "not_allowed.html", "verify_email.html"}
 
 const layoutFile = "layout.html"
 
@@ -38,6 +38,7 @@ type view struct {
 	Err        *errorView
 	Logout     *logoutView
 	NotAllowed *notAllowedView
+	Verify     *verifyView
 }
 
 type brandView struct {
@@ -85,6 +86,16 @@ type errorView struct {
 type logoutView struct {
 	Done                              bool
 	Email, Action, ReturnTo, LoginURL string
+}
+
+// verifyView is the email verification page. Mode "sent": signup done,
+// check your mail; "ready": signup done without a mailer, sign in;
+// "confirm": the link's form (password); "pending": the account must verify
+// its email before a grant (resend form).
+type verifyView struct {
+	Mode                                       string
+	Email, Token, ReturnTo, ClientName, Action string
+	Error, Notice, LoginURL, LogoutURL         string
 }
 
 type notAllowedView struct {
@@ -157,6 +168,8 @@ func sampleFor(name string, v view) view {
 		v.Err = &errorView{Status: 400, Code: "invalid_request", Heading: "Error", Description: "d"}
 	case "logout.html":
 		v.Logout = &logoutView{Email: "a@example.com", Action: "/logout", ReturnTo: "/", LoginURL: "/login"}
+	case "verify_email.html":
+		v.Verify = &verifyView{Mode: "confirm", Email: "a@example.com", Token: "t", ReturnTo: "/", Action: "/verify-email", LoginURL: "/login", LogoutURL: "/logout"}
 	case "not_allowed.html":
 		v.NotAllowed = &notAllowedView{Email: "a@example.com", Provider: "X", LoginURL: "/login"}
 	}

@@ -516,3 +516,30 @@ func TestRevocationFunc(t *testing.T) {
 	}
 	assertRefused(t, f, f.do(bearerReq("POST", testResource, f.token(func(h, c map[string]any) { c["sid"] = "g2" }))), 401, "invalid_token")
 }
+
+// TestEmailHeaderOnlyWhenVerified is requirement 36: the email header goes
+// upstream only for a token that asserts email_verified true.
+func TestEmailHeaderOnlyWhenVerified(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(c map[string]any)
+		want string
+	}{
+		{"verified", func(c map[string]any) {}, "user@example.com"},
+		{"no email_verified claim", func(c map[string]any) { delete(c, "email_verified") }, ""},
+		{"email_verified false", func(c map[string]any) { c["email_verified"] = false }, ""},
+		{"email_verified as a string", func(c map[string]any) { c["email_verified"] = "true" }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			r := bearerReq("POST", testResource, f.token(func(h, c map[string]any) { tc.mod(c) }))
+			r.Header.Set("X-Auth-Email", "forged@example.com")
+			if w := f.do(r); w.Code != 200 {
+				t.Fatal(w.Code)
+			}
+			if got := strings.Join(f.seen[0].Header.Values("X-Auth-Email"), "|"); got != tc.want {
+				t.Fatalf("X-Auth-Email = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -199,6 +199,8 @@ func goodClaims(now time.Time) map[string]any {
 		"scope":     "mcp todo:read",
 		"sid":       "grant-1",
 		"email":     "user@example.com",
+		// The guard forwards the email only when it is verified.
+		"email_verified": true,
 	}
 }
 

@@ -329,6 +329,12 @@ func stringMember(m map[string]json.RawMessage, name string) (string, error) {
 	return s, nil
 }
 
+// trueMember reports whether m has name set to the JSON boolean true.
+func trueMember(m map[string]json.RawMessage, name string) bool {
+	var b bool
+	return json.Unmarshal(m[name], &b) == nil && b
+}
+
 // stringsMember returns a string or an array of strings.
 func stringsMember(m map[string]json.RawMessage, name string) ([]string, error) {
 	raw, ok := m[name]
@@ -437,6 +443,11 @@ func (g *Guard) checkClaims(payload []byte) (*verifiedToken, *Challenge) {
 	}
 	if p.Email, err = stringMember(m, "email"); err != nil {
 		p.Email = "" // not ours to validate; just not forwarded
+	}
+	if !trueMember(m, "email_verified") {
+		// Only a verified email goes upstream (requirement 36): an
+		// address nobody verified could be anyone's.
+		p.Email = ""
 	}
 	if p.GrantID, err = stringMember(m, "sid"); err != nil {
 		return bad("malformed sid")

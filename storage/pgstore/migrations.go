@@ -117,6 +117,16 @@ CREATE INDEX mcpauth_audit_order ON mcpauth_audit (at_ns, seq);
 CREATE INDEX mcpauth_audit_client_id ON mcpauth_audit (client_id, at_ns);
 CREATE INDEX mcpauth_audit_subject ON mcpauth_audit (subject, at_ns);
 `},
+	{2, "email verifications", `
+CREATE TABLE mcpauth_email_verifications (
+	hash       bytea PRIMARY KEY,
+	account_id text NOT NULL,
+	expires_at timestamptz NOT NULL,
+	data       jsonb NOT NULL
+);
+CREATE INDEX mcpauth_email_verifications_account_id ON mcpauth_email_verifications (account_id);
+CREATE INDEX mcpauth_email_verifications_expires_at ON mcpauth_email_verifications (expires_at);
+`},
 }
 
 // migrate applies the pending migrations in one transaction holding a
