@@ -187,7 +187,7 @@ func TestGuardRefusesThroughCaddy(t *testing.T) {
 		{"garbage", []string{"Bearer abc"}, "", 401, "invalid_token"},
 		{"alg none", []string{"Bearer " + noneToken(t, parts[1])}, "", 401, "invalid_token"},
 		{"tampered payload", []string{"Bearer " + parts[0] + "." + tamper(parts[1]) + "." + parts[2]}, "", 401, "invalid_token"},
-		{"token in query", nil, "access_token=" + good, 400, "invalid_request"},
+		{"token in query", nil, "access_token=" + good, 401, "invalid_request"},
 		{"two Authorization headers", []string{"Bearer " + good, "Bearer " + good}, "", 400, "invalid_request"},
 	}
 	for _, c := range cases {

@@ -187,7 +187,7 @@ func TestGuardRefusesHeaderFloodsAndQueryTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if ch := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 400 || !strings.Contains(ch, `error="invalid_request"`) || !strings.Contains(ch, "resource_metadata=") {
+		if ch := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || !strings.Contains(ch, `error="invalid_request"`) || !strings.Contains(ch, "resource_metadata=") {
 			t.Fatalf("?%s: %d %q", q, resp.StatusCode, ch)
 		}
 	}

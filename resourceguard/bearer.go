@@ -15,7 +15,11 @@ const maxTokenLen = 16 << 10
 // headers is a malformed request.
 func (g *Guard) bearerToken(r *http.Request) (string, *Challenge) {
 	if q := r.URL.RawQuery; q != "" && queryHasAccessToken(q) {
-		return "", invalidRequest("access tokens are accepted only in the Authorization header")
+		// 401, not §3.1's 400: the challenge (with resource_metadata) tells
+		// the client where to get a token and how to send it, and a 401 is
+		// what MCP clients act on; the error code still says why.
+		return "", &Challenge{Status: http.StatusUnauthorized, Error: ErrorInvalidRequest,
+			Description: "access tokens are accepted only in the Authorization header", Scopes: g.baseScopes}
 	}
 	values := r.Header.Values("Authorization")
 	switch len(values) {

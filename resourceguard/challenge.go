@@ -24,8 +24,10 @@ var ErrRefused = errors.New("resourceguard: request refused")
 //   - 401, Error "": no bearer token (RFC 6750 §3.1: no error code).
 //   - 401, invalid_token: a bad, expired or revoked token.
 //   - 403, insufficient_scope: Scopes lists every scope the operation needs.
-//   - 400, invalid_request: a malformed request (token in the query, two
-//     Authorization headers, an unreadable JSON-RPC body).
+//   - 401, invalid_request: a token in the query string (RFC 6750 §2.3 is
+//     not supported; the 401 challenge says how to present one).
+//   - 400, invalid_request: a malformed request (two Authorization
+//     headers, an unreadable JSON-RPC body).
 //   - 403, Error "": an Origin that is not allowed (no WWW-Authenticate).
 //   - 413, 431, 503: body or header fields too large, key source or
 //     revocation store unavailable (no WWW-Authenticate).

@@ -12,8 +12,9 @@
 //   - The Origin check (origin.go): a present Origin header that is not allowed
 //     is refused with 403 (DNS rebinding defence, MCP transport specification).
 //   - Bearer token extraction (bearer.go, RFC 6750 §2.1): tokens are accepted
-//     only from a single Authorization header; a token in the query string or
-//     two Authorization headers is a malformed request (400 invalid_request);
+//     only from a single Authorization header; a token in the query string is
+//     refused with 401 invalid_request (with the challenge), two
+//     Authorization headers with 400 invalid_request;
 //     the query is scanned for access_token in every spelling an upstream
 //     might read (";" separators, percent-encoding, "access.token", any case).
 //     Every cheap syntactic check runs before any cryptography.

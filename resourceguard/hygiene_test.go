@@ -164,7 +164,7 @@ func TestQueryTokenSpellings(t *testing.T) {
 			}
 			w := f.do(bearerReq("POST", testResource+"?"+q, tok))
 			_, params, err := parseChallenge(w.Header().Get("WWW-Authenticate"))
-			if w.Code != 400 || err != nil || params["error"] != "invalid_request" || params["resource_metadata"] == "" {
+			if w.Code != 401 || err != nil || params["error"] != "invalid_request" || params["resource_metadata"] == "" {
 				t.Fatalf("?%s (header %v): %d %q %v", q, withHeader, w.Code, w.Header().Get("WWW-Authenticate"), err)
 			}
 		}

@@ -79,9 +79,9 @@ func TestForgedAndWrongTokens(t *testing.T) {
 		{"four segments", withTok(good + ".AAAA"), 401, "invalid_token", false},
 		{"padded base64", withTok(goodParts[0] + "=." + goodParts[1] + "." + goodParts[2]), 401, "invalid_token", false},
 		{"duplicate Authorization headers", withAuth("Bearer "+good, "Bearer "+good), 400, "invalid_request", false},
-		{"token in query", func() *http.Request { return httptest_NewRequest("POST", testResource+"?access_token="+good) }, 400, "invalid_request", false},
-		{"token in query and header", func() *http.Request { return bearerReq("POST", testResource+"?access_token="+good, good) }, 400, "invalid_request", false},
-		{"percent-encoded access_token in query", func() *http.Request { return httptest_NewRequest("POST", testResource+"?acc%65ss_token=x") }, 400, "invalid_request", false},
+		{"token in query", func() *http.Request { return httptest_NewRequest("POST", testResource+"?access_token="+good) }, 401, "invalid_request", false},
+		{"token in query and header", func() *http.Request { return bearerReq("POST", testResource+"?access_token="+good, good) }, 401, "invalid_request", false},
+		{"percent-encoded access_token in query", func() *http.Request { return httptest_NewRequest("POST", testResource+"?acc%65ss_token=x") }, 401, "invalid_request", false},
 
 		{"alg none without signature", withTok(signRaw(t, "none", nil, mustJSON(hdr("alg", "none", "kid", "ec1", "typ", "at+jwt")), mustJSON(claims(nil)))), 401, "invalid_token", false},
 		{"alg none with copied signature", withTok(b64u(mustJSON(hdr("alg", "none", "kid", "ec1", "typ", "at+jwt"))) + "." + goodParts[1] + "." + goodParts[2]), 401, "invalid_token", false},
