@@ -987,11 +987,12 @@ func (a *App) tokenRate() float64 {
 func (a *App) cimdResolver() (*cimd.Resolver, error) {
 	c := a.CIMD
 	fc := cimd.FetcherConfig{
-		MaxBytes:         c.MaxBytes,
-		TotalTimeout:     time.Duration(c.Timeout),
-		UntrustedTimeout: time.Duration(c.UntrustedTimeout),
-		AllowLoopback:    c.InsecureAllowLoopback,
-		Logger:           a.slogger,
+		MaxBytes:          c.MaxBytes,
+		TotalTimeout:      time.Duration(c.Timeout),
+		UntrustedTimeout:  time.Duration(c.UntrustedTimeout),
+		AllowLoopback:     c.InsecureAllowLoopback,
+		Logger:            a.slogger,
+		RequesterPrefixes: abuse.Prefixes{IPv4: a.ClientIPv4Prefix, IPv6: a.ClientIPv6Prefix},
 	}
 	fc.PerHostRate, fc.PerHostBurst = c.HostRate.perSecond()
 	fc.PerDomainRate, fc.PerDomainBurst = c.DomainRate.perSecond()

@@ -1,12 +1,12 @@
 package cimd
 
 import (
-	"container/list"
 	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"golang.org/x/net/publicsuffix"
 	"golang.org/x/time/rate"
 )
@@ -25,91 +25,9 @@ const (
 	maxTrackedKeys = 4096
 	// maxKeyLen bounds a table key (a requester that is not an IP address).
 	maxKeyLen = 64
-	// evictScan bounds the walk for an idle entry to evict; beyond it the
-	// least recently used entry goes even if busy (its release then updates
-	// a detached entry, which is harmless).
-	evictScan = 256
 	// maxRetryAfter caps the Retry-After suggested for a throttled fetch.
 	maxRetryAfter = time.Minute
 )
-
-// lru is a map bounded to cap entries with least-recently-used eviction.
-// busy, when set, marks entries to spare while an idle one can go. Not safe
-// for concurrent use.
-type lru[V any] struct {
-	cap  int
-	ll   *list.List // front: most recently used
-	m    map[string]*list.Element
-	busy func(V) bool
-}
-
-type lruItem[V any] struct {
-	key string
-	val V
-}
-
-func newLRU[V any](capacity int, busy func(V) bool) *lru[V] {
-	return &lru[V]{cap: max(capacity, 1), ll: list.New(), m: map[string]*list.Element{}, busy: busy}
-}
-
-// get returns the entry and marks it recently used.
-func (c *lru[V]) get(key string) (V, bool) {
-	e, ok := c.m[key]
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	c.ll.MoveToFront(e)
-	return e.Value.(*lruItem[V]).val, true
-}
-
-// peek returns the entry without marking it used.
-func (c *lru[V]) peek(key string) (V, bool) {
-	e, ok := c.m[key]
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	return e.Value.(*lruItem[V]).val, true
-}
-
-// put inserts or replaces an entry, evicting one when full.
-func (c *lru[V]) put(key string, v V) {
-	if e, ok := c.m[key]; ok {
-		e.Value.(*lruItem[V]).val = v
-		c.ll.MoveToFront(e)
-		return
-	}
-	if c.ll.Len() >= c.cap {
-		c.evict()
-	}
-	c.m[key] = c.ll.PushFront(&lruItem[V]{key: key, val: v})
-}
-
-func (c *lru[V]) evict() {
-	victim := c.ll.Back()
-	if c.busy != nil {
-		for e, n := c.ll.Back(), 0; e != nil && n < evictScan; e, n = e.Prev(), n+1 {
-			if !c.busy(e.Value.(*lruItem[V]).val) {
-				victim = e
-				break
-			}
-		}
-	}
-	if victim != nil {
-		c.ll.Remove(victim)
-		delete(c.m, victim.Value.(*lruItem[V]).key)
-	}
-}
-
-func (c *lru[V]) remove(key string) {
-	if e, ok := c.m[key]; ok {
-		c.ll.Remove(e)
-		delete(c.m, key)
-	}
-}
-
-func (c *lru[V]) len() int { return c.ll.Len() }
 
 // limitSpec is one budget: a token bucket and a concurrency cap (0: none).
 type limitSpec struct {
@@ -127,17 +45,17 @@ type bucket struct {
 type budgetTable struct {
 	name string // "requester", "domain", "host", "known client"
 	spec limitSpec
-	t    *lru[*bucket]
+	t    *abuse.LRU[*bucket]
 }
 
 func newBudgetTable(name string, spec limitSpec, capacity int) *budgetTable {
-	return &budgetTable{name: name, spec: spec, t: newLRU(capacity, func(b *bucket) bool { return b.inflight > 0 })}
+	return &budgetTable{name: name, spec: spec, t: abuse.NewSparingLRU(capacity, func(b *bucket) bool { return b.inflight > 0 })}
 }
 
 // check reports whether key may take one more fetch now, without changing
 // anything; otherwise why not and how long to wait.
 func (b *budgetTable) check(key string, now time.Time) (string, time.Duration) {
-	bk, ok := b.t.peek(key)
+	bk, ok := b.t.Peek(key)
 	if !ok {
 		return "", 0 // a fresh bucket is full
 	}
@@ -156,10 +74,10 @@ func (b *budgetTable) check(key string, now time.Time) (string, time.Duration) {
 
 // take charges one fetch to key (check said yes, under the same lock).
 func (b *budgetTable) take(key string, now time.Time) *bucket {
-	bk, ok := b.t.get(key)
+	bk, ok := b.t.Get(key)
 	if !ok {
 		bk = &bucket{lim: rate.NewLimiter(b.spec.rate, b.spec.burst)}
-		b.t.put(key, bk)
+		b.t.Put(key, bk)
 	}
 	bk.lim.AllowN(now, 1)
 	bk.inflight++
@@ -266,26 +184,6 @@ func (l *fetchLimits) acquire(k fetchKeys, now time.Time) (func(), error) {
 			}
 		})
 	}, nil
-}
-
-// requesterKey is the budget key of a requester's IP address: IPv4 (also
-// IPv4-mapped IPv6) as is, IPv6 by its /64 (one subscriber's allocation),
-// anything else (no IP known) as a bounded string.
-func requesterKey(ip string) string {
-	if a, err := netip.ParseAddr(ip); err == nil {
-		a = a.WithZone("").Unmap()
-		if a.Is4() {
-			return a.String()
-		}
-		p, err := a.Prefix(64)
-		if err == nil {
-			return p.String()
-		}
-	}
-	if len(ip) > maxKeyLen-1 {
-		ip = ip[:maxKeyLen-1]
-	}
-	return "?" + ip
 }
 
 // registrableDomain is the budget key of a host: its registrable domain

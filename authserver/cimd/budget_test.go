@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 )
 
 // loopbackDNS resolves every name to 127.0.0.1 (the test servers' address).
@@ -474,6 +476,9 @@ func TestFailureClassification(t *testing.T) {
 
 // Requester keys: IPv4 as is (also IPv4-mapped), IPv6 by /64, anything else
 // bounded in length.
+// requesterKey is the key the fetcher charges with the default prefixes.
+var requesterKey = abuse.Prefixes{}.Key
+
 func TestRequesterKey(t *testing.T) {
 	same := [][2]string{
 		{"192.0.2.1", "::ffff:192.0.2.1"},
@@ -556,7 +561,7 @@ func TestBudgetTablesBounded(t *testing.T) {
 		release()
 	}
 	for _, tb := range []*budgetTable{l.requester, l.domain, l.host, l.known} {
-		if n := tb.t.len(); n > 64 {
+		if n := tb.t.Len(); n > 64 {
 			t.Fatalf("%s table holds %d entries, cap 64", tb.name, n)
 		}
 	}

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
+	"golang.org/x/sync/singleflight"
 )
 
 // Trust policies of ResolverConfig.Policy.
@@ -103,8 +103,8 @@ type Resolver struct {
 	group    singleflight.Group
 	mu       sync.Mutex
 	entries  map[string]cacheEntry
-	negative *lru[negativeEntry]
-	known    *lru[struct{}] // client ids that resolved successfully
+	negative *abuse.LRU[negativeEntry]
+	known    *abuse.LRU[struct{}] // client ids that resolved successfully
 	// afterJoin, when set (tests), runs once a caller waits on a flight.
 	afterJoin func()
 }
@@ -153,8 +153,8 @@ func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 		now:      cfg.Now,
 		log:      cfg.Logger,
 		entries:  map[string]cacheEntry{},
-		negative: newLRU[negativeEntry](maxTrackedKeys, nil),
-		known:    newLRU[struct{}](maxTrackedKeys, nil),
+		negative: abuse.NewLRU[negativeEntry](maxTrackedKeys),
+		known:    abuse.NewLRU[struct{}](maxTrackedKeys),
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -319,8 +319,8 @@ func (r *Resolver) fetchAndStore(ctx context.Context, clientID, host string, cla
 	c = stamp(c, resp.FetchedAt)
 	r.report(host, ResultOK)
 	r.mu.Lock()
-	r.known.put(clientID, struct{}{})
-	r.negative.remove(clientID)
+	r.known.Put(clientID, struct{}{})
+	r.negative.Delete(clientID)
 	r.mu.Unlock()
 	if ttl, ok := r.cacheTTL(resp.Header, resp.FetchedAt); ok {
 		r.store(clientID, c, resp.FetchedAt.Add(ttl))
@@ -338,7 +338,7 @@ func (r *Resolver) remember(clientID string, err error) {
 		return
 	}
 	r.mu.Lock()
-	r.negative.put(clientID, negativeEntry{err: err, until: r.now().Add(r.cfg.NegativeTTL)})
+	r.negative.Put(clientID, negativeEntry{err: err, until: r.now().Add(r.cfg.NegativeTTL)})
 	r.mu.Unlock()
 }
 
@@ -348,9 +348,9 @@ func (r *Resolver) remember(clientID string, err error) {
 func (r *Resolver) negativeHit(clientID string) (storage.Client, bool, error) {
 	r.mu.Lock()
 	now := r.now()
-	e, ok := r.negative.peek(clientID)
+	e, ok := r.negative.Peek(clientID)
 	if ok && !now.Before(e.until) {
-		r.negative.remove(clientID)
+		r.negative.Delete(clientID)
 		ok = false
 	}
 	r.mu.Unlock()
@@ -371,7 +371,7 @@ func (r *Resolver) negativeHit(clientID string) (storage.Client, bool, error) {
 func (r *Resolver) isKnown(clientID string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.known.get(clientID)
+	_, ok := r.known.Get(clientID)
 	return ok
 }
 
@@ -380,7 +380,7 @@ func (r *Resolver) isKnown(clientID string) bool {
 func (r *Resolver) forget(clientID string) {
 	r.mu.Lock()
 	delete(r.entries, clientID)
-	r.known.remove(clientID)
+	r.known.Delete(clientID)
 	r.mu.Unlock()
 }
 
@@ -395,8 +395,8 @@ func (r *Resolver) report(host, result string) {
 func (r *Resolver) Invalidate(clientID string) {
 	r.mu.Lock()
 	delete(r.entries, clientID)
-	r.negative.remove(clientID)
-	r.known.remove(clientID)
+	r.negative.Delete(clientID)
+	r.known.Delete(clientID)
 	r.mu.Unlock()
 }
 

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"golang.org/x/time/rate"
 )
 
@@ -89,6 +90,9 @@ type FetcherConfig struct {
 	PerRequesterRate        float64
 	PerRequesterBurst       int
 	PerRequesterConcurrency int
+	// RequesterPrefixes says which leading bits of the requester's address
+	// share a budget (defaults: IPv4 /32, IPv6 /64), as for every budget.
+	RequesterPrefixes abuse.Prefixes
 	// MaxConcurrency caps simultaneous fetches to all hosts together
 	// (default 32): with policy "any", anyone can name fresh hosts.
 	MaxConcurrency int
@@ -385,7 +389,7 @@ func (f *Fetcher) fetchAs(ctx context.Context, clientID string, class fetchClass
 	host := hostOf(clientID)
 	requester := ""
 	if class.requester != "" {
-		requester = requesterKey(class.requester)
+		requester = f.cfg.RequesterPrefixes.Key(class.requester)
 	}
 	release, err := f.limits.acquire(fetchKeys{
 		requester: requester,

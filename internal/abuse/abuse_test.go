@@ -163,3 +163,31 @@ func TestAggregatorRun(t *testing.T) {
 		t.Fatalf("after Run ended: %+v", evs)
 	}
 }
+
+// A sparing table passes over busy entries when it evicts, and still takes
+// every insert when all of them are busy (it never fails closed).
+func TestSparingLRU(t *testing.T) {
+	busy := map[string]bool{"a": true}
+	c := NewSparingLRU[string](2, func(v string) bool { return busy[v] })
+	c.Put("a", "a")
+	c.Put("b", "b")
+	c.Put("c", "c") // a is the least recently used but busy: b goes
+	if _, ok := c.Peek("a"); !ok {
+		t.Fatal("busy entry evicted while an idle one could go")
+	}
+	if _, ok := c.Peek("b"); ok {
+		t.Fatal("idle entry kept")
+	}
+	busy["c"] = true
+	c.Put("d", "d") // all busy: the least recently used (a) goes
+	if c.Len() != 2 || c.Evicted != 2 {
+		t.Fatalf("len %d evicted %d, want 2 and 2", c.Len(), c.Evicted)
+	}
+	if _, ok := c.Peek("a"); ok {
+		t.Fatal("a full table of busy entries refused the insert instead of evicting")
+	}
+	c.Put("d", "d2")
+	if v, _ := c.Peek("d"); v != "d2" || c.Len() != 2 {
+		t.Fatalf("Put did not replace: %q, len %d", v, c.Len())
+	}
+}

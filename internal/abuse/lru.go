@@ -9,9 +9,10 @@ const DefaultMaxKeys = 10_000
 // least recently used entry. It is not safe for concurrent use (its owner
 // holds a lock).
 type LRU[V any] struct {
-	max int
-	ll  *list.List // front: most recently used
-	m   map[string]*list.Element
+	max   int
+	ll    *list.List // front: most recently used
+	m     map[string]*list.Element
+	spare func(V) bool
 	// Evicted counts entries dropped to make room (tests, metrics).
 	Evicted int
 }
@@ -27,6 +28,20 @@ func NewLRU[V any](max int) *LRU[V] {
 		max = DefaultMaxKeys
 	}
 	return &LRU[V]{max: max, ll: list.New(), m: map[string]*list.Element{}}
+}
+
+// spareScan bounds how many entries an eviction looks at for one that is
+// not spared, so a table full of busy entries costs O(1) per insert.
+const spareScan = 256
+
+// NewSparingLRU is NewLRU whose evictions pass over entries for which spare
+// is true (say, a budget with fetches in flight) while an idle one can go
+// among the spareScan least recently used; failing that, the least recently
+// used goes anyway, so a full table never refuses an insert.
+func NewSparingLRU[V any](max int, spare func(V) bool) *LRU[V] {
+	c := NewLRU[V](max)
+	c.spare = spare
+	return c
 }
 
 // Get returns key's value and marks it used.
@@ -55,13 +70,41 @@ func (c *LRU[V]) GetOrAdd(key string, mk func() V) V {
 	if v, ok := c.Get(key); ok {
 		return v
 	}
+	v := mk()
+	c.insert(key, v)
+	return v
+}
+
+// Put sets key's value (inserting it, evicting when full) and marks it used.
+func (c *LRU[V]) Put(key string, v V) {
+	if e, ok := c.m[key]; ok {
+		e.Value.(*lruEntry[V]).val = v
+		c.ll.MoveToFront(e)
+		return
+	}
+	c.insert(key, v)
+}
+
+func (c *LRU[V]) insert(key string, v V) {
 	for c.ll.Len() >= c.max {
-		c.removeElement(c.ll.Back())
+		c.removeElement(c.victim())
 		c.Evicted++
 	}
-	v := mk()
 	c.m[key] = c.ll.PushFront(&lruEntry[V]{key: key, val: v})
-	return v
+}
+
+// victim is the entry to evict: the least recently used one that is not
+// spared, looking at most spareScan entries back, else the least recently
+// used.
+func (c *LRU[V]) victim() *list.Element {
+	if c.spare != nil {
+		for e, n := c.ll.Back(), 0; e != nil && n < spareScan; e, n = e.Prev(), n+1 {
+			if !c.spare(e.Value.(*lruEntry[V]).val) {
+				return e
+			}
+		}
+	}
+	return c.ll.Back()
 }
 
 // Delete removes key.
