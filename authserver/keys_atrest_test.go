@@ -211,7 +211,10 @@ func secretsOf(t *testing.T, ks *KeySet, list []storage.SigningKey, enc *KeyEncr
 		if !ok {
 			t.Fatalf("key %s is %T", kid, lk.signer)
 		}
-		d := priv.D.FillBytes(make([]byte, 32))
+		d, err := priv.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
 		out[kid+" d (base64url)"] = []byte(base64.RawURLEncoding.EncodeToString(d))
 		out[kid+" d (raw)"] = d
 		out[kid+" d (hex)"] = []byte(hex.EncodeToString(d))

@@ -32,6 +32,7 @@ func (s *suite) testVerifications(t *testing.T) {
 		same(t, "GetEmailVerification", got, v)
 		got, err = b.GetEmailVerification(ctx, v.Hash, at(time.Minute))
 		must(t, "GetEmailVerification again (a look uses nothing up)", err)
+		same(t, "GetEmailVerification again", got, v)
 		got, err = b.ConsumeEmailVerification(ctx, v.Hash, at(time.Minute))
 		must(t, "ConsumeEmailVerification", err)
 		same(t, "ConsumeEmailVerification", got, v)
