@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/smtpsink"
+	"github.com/mcpauth/caddy-mcpauth/internal/testop"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/ory/fosite"
 	"golang.org/x/oauth2"
-
-	"github.com/mcpauth/caddy-mcpauth/internal/smtpsink"
 )
 
 // TestAssertedEmailsAgainstBinary runs requirements 35 and 36 through the
@@ -30,7 +30,7 @@ func TestAssertedEmailsAgainstBinary(t *testing.T) {
 	sink := smtpsink.Start(t)
 	binaries(t)
 	// The OP's redirect URI is registered once the stack's port is known.
-	op := newTestOP(t)
+	op := testop.New(t)
 	s := startStack(t, stackOpts{extraApp: fmt.Sprintf(`login {
 			signup open
 			smtp {
@@ -46,7 +46,7 @@ func TestAssertedEmailsAgainstBinary(t *testing.T) {
 				display_name "Corp SSO"
 				link_by_email
 			}
-		}`, sink.Host, sink.Port, op.issuer, opClientID, opClientSecret)})
+		}`, sink.Host, sink.Port, op.Issuer, testop.ClientID, testop.ClientSecret)})
 	registerRedirect(t, op, s.Issuer+"/login/corp/callback")
 	conf := s.oauthConfig("todo:read")
 	const victim, squatterPW, ownerPW = "victim@corp.example", "squatter chosen secret", "the owner's own passphrase"
@@ -66,8 +66,8 @@ func TestAssertedEmailsAgainstBinary(t *testing.T) {
 
 	// 3. The victim signs in upstream (email verified there): no link into
 	// the squatter's account.
-	op.set(func(o *testOP) {
-		o.user = opUser{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"}
+	op.Set(func(o *testop.OP) {
+		o.User = testop.User{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"}
 	})
 	status, page, q := upstreamSignIn(t, newBrowser(t, s.Client, "http://127.0.0.1:5555/"), s, conf)
 	if status != http.StatusConflict || !strings.Contains(page, "Sign in with it first") || q != nil {
@@ -76,8 +76,8 @@ func TestAssertedEmailsAgainstBinary(t *testing.T) {
 
 	// 4. An upstream user whose email the provider does not verify gets a
 	// token without email, and the guard forwards no email header.
-	op.set(func(o *testOP) {
-		o.user = opUser{Subject: "zed-sub", Email: "zed@corp.example", EmailVerified: false, Name: "Zed"}
+	op.Set(func(o *testop.OP) {
+		o.User = testop.User{Subject: "zed-sub", Email: "zed@corp.example", EmailVerified: false, Name: "Zed"}
 	})
 	status, page, q = upstreamSignIn(t, newBrowser(t, s.Client, "http://127.0.0.1:5555/"), s, conf)
 	if q == nil {
@@ -125,8 +125,8 @@ func TestAssertedEmailsAgainstBinary(t *testing.T) {
 	if who := whoamiWith(t, s, tok.AccessToken); !strings.Contains(who, victim) {
 		t.Fatalf("guard did not forward the verified email: %s", who)
 	}
-	op.set(func(o *testOP) {
-		o.user = opUser{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"}
+	op.Set(func(o *testop.OP) {
+		o.User = testop.User{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"}
 	})
 	if status, page, q = upstreamSignIn(t, newBrowser(t, s.Client, "http://127.0.0.1:5555/"), s, conf); q == nil {
 		t.Fatalf("link into the verified account: %d\n%s", status, tail(page, 2000))
@@ -140,10 +140,10 @@ func TestAssertedEmailsAgainstBinary(t *testing.T) {
 	}
 }
 
-func registerRedirect(t *testing.T, op *testOP, uri string) {
+func registerRedirect(t *testing.T, op *testop.OP, uri string) {
 	t.Helper()
-	op.set(func(o *testOP) {
-		o.store.Clients[opClientID].(*fosite.DefaultClient).RedirectURIs = []string{uri}
+	op.Set(func(o *testop.OP) {
+		o.Store.Clients[testop.ClientID].(*fosite.DefaultClient).RedirectURIs = []string{uri}
 	})
 }
 
@@ -319,7 +319,7 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 // upstream identity (the pre-account takeover of requirement 35).
 func TestUnverifiedEmailsNotAssertedAgainstBinary(t *testing.T) {
 	binaries(t)
-	op := newTestOP(t)
+	op := testop.New(t)
 	s := startStack(t, stackOpts{extraApp: fmt.Sprintf(`login {
 			signup open
 			oidc corp {
@@ -329,7 +329,7 @@ func TestUnverifiedEmailsNotAssertedAgainstBinary(t *testing.T) {
 				display_name "Corp SSO"
 				link_by_email
 			}
-		}`, op.issuer, opClientID, opClientSecret)})
+		}`, op.Issuer, testop.ClientID, testop.ClientSecret)})
 	registerRedirect(t, op, s.Issuer+"/login/corp/callback")
 	conf := s.oauthConfig("todo:read")
 	const victim, squatterPW = "victim@corp.example", "squatter chosen secret"
@@ -347,8 +347,8 @@ func TestUnverifiedEmailsNotAssertedAgainstBinary(t *testing.T) {
 		t.Fatalf("guard forwarded a self-signup email: %s", who)
 	}
 
-	op.set(func(o *testOP) {
-		o.user = opUser{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"}
+	op.Set(func(o *testop.OP) {
+		o.User = testop.User{Subject: "victim-sub", Email: victim, EmailVerified: true, Name: "Victim"}
 	})
 	status, body, q := upstreamSignIn(t, newBrowser(t, s.Client, "http://127.0.0.1:5555/"), s, conf)
 	if q != nil {

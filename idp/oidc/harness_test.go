@@ -17,14 +17,14 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/idp"
 	"github.com/mcpauth/caddy-mcpauth/idp/oidc"
+	"github.com/mcpauth/caddy-mcpauth/internal/testop"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
+	"golang.org/x/oauth2"
 )
 
 const (
@@ -57,7 +57,7 @@ type env struct {
 	t     *testing.T
 	store *bboltstore.Store
 	srv   *httptest.Server
-	op    *testOP
+	op    *testop.OP
 	login *idp.Login
 	as    *authserver.Server
 	prov  *oidc.Provider
@@ -74,7 +74,7 @@ func newEnv(t *testing.T, mutate func(*oidc.Config)) *env {
 
 // newEnvOP is newEnv with a change to the provider before our side
 // discovers it.
-func newEnvOP(t *testing.T, opMut func(*testOP), mutate func(*oidc.Config)) *env {
+func newEnvOP(t *testing.T, opMut func(*testop.OP), mutate func(*oidc.Config)) *env {
 	t.Helper()
 	e := &env{t: t, rpClk: &clock{}}
 	st, err := bboltstore.Open(filepath.Join(t.TempDir(), "db"), bboltstore.Options{})
@@ -105,17 +105,17 @@ func newEnvOP(t *testing.T, opMut func(*testOP), mutate func(*oidc.Config)) *env
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
 	redirect := idp.ProviderBaseURL(e.srv.URL, "", "corp") + "/callback"
-	e.op = newTestOP(t, redirect)
+	e.op = testop.New(t, redirect)
 	if opMut != nil {
-		e.op.set(opMut)
+		e.op.Set(opMut)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := oidc.Config{
 		Name:         "corp",
 		DisplayName:  "Corp SSO",
-		Issuer:       e.op.issuer,
-		ClientID:     opClientID,
-		ClientSecret: opClientSecret,
+		Issuer:       e.op.Issuer,
+		ClientID:     testop.ClientID,
+		ClientSecret: testop.ClientSecret,
 		RedirectURL:  redirect,
 		Store:        st,
 		Now:          e.rpClk.Now,
@@ -270,7 +270,7 @@ func (e *env) startUpstream(b *browser, verifier string) string {
 		e.t.Fatalf("login page without the provider button:\n%s", page.body)
 	}
 	start := b.do(http.MethodPost, e.srv.URL+"/login/corp", url.Values{"csrf_token": {csrf[1]}, "return_to": {html.UnescapeString(rt[1])}})
-	if start.status != http.StatusSeeOther || !strings.HasPrefix(start.location, e.op.issuer+"/auth?") {
+	if start.status != http.StatusSeeOther || !strings.HasPrefix(start.location, e.op.Issuer+"/auth?") {
 		e.t.Fatalf("provider start = %d %q\n%s", start.status, start.location, start.body)
 	}
 	return start.location

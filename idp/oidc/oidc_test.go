@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/idp/oidc"
+	"github.com/mcpauth/caddy-mcpauth/internal/testop"
+	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
 	"github.com/ory/fosite/token/jwt"
 	"golang.org/x/oauth2"
-
-	"github.com/mcpauth/caddy-mcpauth/idp/oidc"
-	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
 )
 
 // TestFullFlow signs in through the real OpenID Provider from a client's
@@ -31,11 +31,11 @@ func TestFullFlow(t *testing.T) {
 		authURL := e.startUpstream(b, verifier)
 		q := mustURL(t, authURL).Query()
 		if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || len(q.Get("nonce")) < 43 || len(q.Get("state")) < 43 ||
-			q.Get("client_id") != opClientID || !strings.Contains(q.Get("scope"), "openid") {
+			q.Get("client_id") != testop.ClientID || !strings.Contains(q.Get("scope"), "openid") {
 			t.Fatalf("authorization request %v", q)
 		}
 		cb := e.atProvider(b, authURL)
-		if mustURL(t, cb).Query().Get("iss") != e.op.issuer {
+		if mustURL(t, cb).Query().Get("iss") != e.op.Issuer {
 			t.Fatalf("provider did not send iss: %s", cb)
 		}
 		p := e.finish(b, cb, verifier)
@@ -69,7 +69,7 @@ func TestRefused(t *testing.T) {
 		// env tweaks before the flow.
 		setup func(e *env)
 		// op changes the provider before we discover it.
-		op func(o *testOP)
+		op func(o *testop.OP)
 		// authURL may rewrite the request to the provider.
 		authURL func(e *env, u string) string
 		// callback may rewrite the provider's answer; or run the callback
@@ -108,27 +108,30 @@ func TestRefused(t *testing.T) {
 			return setParam(t, u, "nonce", "")
 		}}, "nonce_mismatch"},
 		{"wrong audience", stage{setup: func(e *env) {
-			e.op.set(func(o *testOP) { o.mutate = func(c jwt.MapClaims) { c["aud"] = []string{"another-client"} } })
+			e.op.Set(func(o *testop.OP) { o.Mutate = func(c jwt.MapClaims) { c["aud"] = []string{"another-client"} } })
 		}}, "audience_mismatch"},
 		{"several audiences without azp", stage{setup: func(e *env) {
-			e.op.set(func(o *testOP) {
-				o.mutate = func(c jwt.MapClaims) { c["aud"] = []string{opClientID, "another-client"}; delete(c, "azp") }
+			e.op.Set(func(o *testop.OP) {
+				o.Mutate = func(c jwt.MapClaims) { c["aud"] = []string{testop.ClientID, "another-client"}; delete(c, "azp") }
 			})
 		}}, "azp_mismatch"},
 		{"azp of another client", stage{setup: func(e *env) {
-			e.op.set(func(o *testOP) {
-				o.mutate = func(c jwt.MapClaims) { c["aud"] = []string{opClientID, "another-client"}; c["azp"] = "another-client" }
+			e.op.Set(func(o *testop.OP) {
+				o.Mutate = func(c jwt.MapClaims) {
+					c["aud"] = []string{testop.ClientID, "another-client"}
+					c["azp"] = "another-client"
+				}
 			})
 		}}, "azp_mismatch"},
 		{"id token from another issuer", stage{setup: func(e *env) {
-			e.op.set(func(o *testOP) { o.mutate = func(c jwt.MapClaims) { c["iss"] = "https://evil.example" } })
+			e.op.Set(func(o *testop.OP) { o.Mutate = func(c jwt.MapClaims) { c["iss"] = "https://evil.example" } })
 		}}, "issuer_mismatch"},
 		{"id token signed by a key the provider never published", stage{setup: func(e *env) {
 			k, err := rsa.GenerateKey(rand.Reader, 2048)
 			if err != nil {
 				t.Fatal(err)
 			}
-			e.op.set(func(o *testOP) { o.foreignKey = k })
+			e.op.Set(func(o *testop.OP) { o.ForeignKey = k })
 		}}, "signature_invalid"},
 		{"expired id token", stage{setup: func(e *env) { e.rpClk.Set(2 * time.Hour) }}, "id_token_expired"},
 		{"iss parameter of a foreign provider (mix-up)", stage{callback: func(e *env, b *browser, cb string) string {
@@ -138,19 +141,19 @@ func TestRefused(t *testing.T) {
 			return setParam(t, cb, "iss", "")
 		}}, "issuer_mismatch"},
 		{"code of a second provider (mix-up)", stage{authURL: func(e *env, u string) string {
-			op2 := newTestOP(t, e.prov.RedirectURL())
-			return strings.Replace(u, e.op.issuer, op2.issuer, 1)
+			op2 := testop.New(t, e.prov.RedirectURL())
+			return strings.Replace(u, e.op.Issuer, op2.Issuer, 1)
 		}}, "issuer_mismatch"},
 		{"code of a second provider without iss", stage{
-			op: func(o *testOP) { o.sendIss = false },
+			op: func(o *testop.OP) { o.SendIss = false },
 			authURL: func(e *env, u string) string {
-				op2 := newTestOP(t, e.prov.RedirectURL())
-				op2.set(func(o *testOP) { o.sendIss = false })
-				return strings.Replace(u, e.op.issuer, op2.issuer, 1)
+				op2 := testop.New(t, e.prov.RedirectURL())
+				op2.Set(func(o *testop.OP) { o.SendIss = false })
+				return strings.Replace(u, e.op.Issuer, op2.Issuer, 1)
 			}}, "token_exchange_failed"},
 		{"upstream error", stage{callback: func(e *env, b *browser, cb string) string {
 			u := mustURL(t, cb)
-			q := url.Values{"error": {"access_denied"}, "state": {u.Query().Get("state")}, "iss": {e.op.issuer}}
+			q := url.Values{"error": {"access_denied"}, "state": {u.Query().Get("state")}, "iss": {e.op.Issuer}}
 			u.RawQuery = q.Encode()
 			return u.String()
 		}}, "upstream_access_denied"},
@@ -238,9 +241,9 @@ func TestNotAllowed(t *testing.T) {
 // never used; the provider button ends on the idp's error page.
 func TestDiscoveryIssuerMismatch(t *testing.T) {
 	e := newEnv(t, func(c *oidc.Config) {
-		liar := newTestOP(t, c.RedirectURL)
-		liar.set(func(o *testOP) { o.discoveryIssuer = "https://evil.example" })
-		c.Issuer = liar.issuer
+		liar := testop.New(t, c.RedirectURL)
+		liar.Set(func(o *testop.OP) { o.DiscoveryIssuer = "https://evil.example" })
+		c.Issuer = liar.Issuer
 	})
 	b := e.browser()
 	page := b.get(e.authorizeURL(oauth2.GenerateVerifier()))
@@ -339,8 +342,8 @@ func bindingCookie(t *testing.T, b *browser, e *env) *http.Cookie {
 // TestUserInfo: with UserInfo on, claims missing from the ID token come
 // from the userinfo endpoint, whose subject must be the ID token's.
 func TestUserInfo(t *testing.T) {
-	stripIDToken := func(o *testOP) {
-		o.mutate = func(c jwt.MapClaims) { delete(c, "groups"); delete(c, "email"); delete(c, "email_verified") }
+	stripIDToken := func(o *testop.OP) {
+		o.Mutate = func(c jwt.MapClaims) { delete(c, "groups"); delete(c, "email"); delete(c, "email_verified") }
 	}
 	t.Run("fills missing claims", func(t *testing.T) {
 		e := newEnvOP(t, stripIDToken, func(c *oidc.Config) { c.UserInfo = true })
@@ -362,7 +365,7 @@ func TestUserInfo(t *testing.T) {
 		}
 	})
 	t.Run("subject mismatch refused", func(t *testing.T) {
-		e := newEnvOP(t, func(o *testOP) { stripIDToken(o); o.userinfoSub = "someone-else" }, func(c *oidc.Config) { c.UserInfo = true })
+		e := newEnvOP(t, func(o *testop.OP) { stripIDToken(o); o.UserinfoSub = "someone-else" }, func(c *oidc.Config) { c.UserInfo = true })
 		b := e.browser()
 		res := b.get(e.atProvider(b, e.startUpstream(b, oauth2.GenerateVerifier())))
 		if res.status != http.StatusBadRequest || hasSessionCookie(res.cookies) {

@@ -1,7 +1,7 @@
-// The OpenID Provider of idp/oidc's tests (ory/fosite), copied for the
-// end-to-end tests: the built binary signs users in through it.
-
-package e2e
+// Package testop is a real OpenID Provider for tests (ory/fosite), shared by
+// the idp/oidc tests and the end-to-end tests, which sign users in through
+// it. It is imported only by test files.
+package testop
 
 import (
 	"context"
@@ -25,36 +25,36 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// testOP is a real OpenID Provider built with ory/fosite: authorization
+// OP is a real OpenID Provider built with ory/fosite: authorization
 // code flow with PKCE, ID tokens signed with its RSA key, discovery and JWKS
 // served from that key. The authorize endpoint signs in and consents for the
 // configured user automatically. mutate, when set, changes the ID token's
 // claims before fosite signs them (to produce tokens a broken or hostile
 // provider would send).
-type testOP struct {
+type OP struct {
 	srv    *httptest.Server
-	issuer string
+	Issuer string
 	key    *rsa.PrivateKey
-	store  *fstorage.MemoryStore
+	Store  *fstorage.MemoryStore
 	op     fosite.OAuth2Provider
 
 	mu sync.Mutex
 	// user is who the provider signs in.
-	user opUser
+	User User
 	// mutate edits ID token claims before signing.
-	mutate func(jwt.MapClaims)
+	Mutate func(jwt.MapClaims)
 	// foreignKey, when set, signs ID tokens instead of the published key
 	// (same kid): a forgery.
-	foreignKey *rsa.PrivateKey
+	ForeignKey *rsa.PrivateKey
 	// sendIss adds the RFC 9207 iss parameter (and advertises it).
-	sendIss bool
+	SendIss bool
 	// discoveryIssuer, when set, is the issuer the discovery document claims.
-	discoveryIssuer string
+	DiscoveryIssuer string
 	// userinfoSub, when set, replaces the subject the userinfo endpoint returns.
-	userinfoSub string
+	UserinfoSub string
 }
 
-type opUser struct {
+type User struct {
 	Subject       string
 	Email         string
 	EmailVerified bool
@@ -65,12 +65,12 @@ type opUser struct {
 // mutatingSigner wraps fosite's signer to let a test change the claims.
 type mutatingSigner struct {
 	jwt.Signer
-	op *testOP
+	op *OP
 }
 
 func (s mutatingSigner) Generate(ctx context.Context, claims jwt.MapClaims, header jwt.Mapper) (string, string, error) {
 	s.op.mu.Lock()
-	m, fk := s.op.mutate, s.op.foreignKey
+	m, fk := s.op.Mutate, s.op.ForeignKey
 	s.op.mu.Unlock()
 	if m != nil {
 		m(claims)
@@ -83,29 +83,31 @@ func (s mutatingSigner) Generate(ctx context.Context, claims jwt.MapClaims, head
 }
 
 const (
-	opClientID     = "mcpauth-test"
-	opClientSecret = "a-long-test-client-secret-0123456789"
-	opKeyID        = "op-key-1"
+	ClientID     = "mcpauth-test"
+	ClientSecret = "a-long-test-client-secret-0123456789"
+	KeyID        = "op-key-1"
 )
 
-func newTestOP(t testing.TB, redirectURIs ...string) *testOP {
+// New starts the provider on loopback with a client allowed to use
+// redirectURIs; it is closed when the test ends.
+func New(t testing.TB, redirectURIs ...string) *OP {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &testOP{key: key, sendIss: true, user: opUser{Subject: "op-user-1", Email: "zoe@corp.example", EmailVerified: true, Name: "Zoe Upstream", Groups: []string{"staff", "mcp-users"}}}
+	o := &OP{key: key, SendIss: true, User: User{Subject: "op-user-1", Email: "zoe@corp.example", EmailVerified: true, Name: "Zoe Upstream", Groups: []string{"staff", "mcp-users"}}}
 	o.srv = httptest.NewUnstartedServer(http.HandlerFunc(o.serve))
 	o.srv.Start() // plain http on 127.0.0.1: allowed for loopback issuers
 	t.Cleanup(o.srv.Close)
-	o.issuer = o.srv.URL
-	secret, err := bcrypt.GenerateFromPassword([]byte(opClientSecret), bcrypt.MinCost)
+	o.Issuer = o.srv.URL
+	secret, err := bcrypt.GenerateFromPassword([]byte(ClientSecret), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.store = fstorage.NewMemoryStore()
-	o.store.Clients[opClientID] = &fosite.DefaultClient{
-		ID:            opClientID,
+	o.Store = fstorage.NewMemoryStore()
+	o.Store.Clients[ClientID] = &fosite.DefaultClient{
+		ID:            ClientID,
 		Secret:        secret,
 		RedirectURIs:  redirectURIs,
 		ResponseTypes: []string{"code"},
@@ -116,7 +118,7 @@ func newTestOP(t testing.TB, redirectURIs ...string) *testOP {
 	_, _ = rand.Read(gs)
 	cfg := &fosite.Config{
 		GlobalSecret:               gs,
-		IDTokenIssuer:              o.issuer,
+		IDTokenIssuer:              o.Issuer,
 		EnforcePKCE:                true,
 		SendDebugMessagesToClients: true,
 		IDTokenLifespan:            time.Hour,
@@ -124,7 +126,7 @@ func newTestOP(t testing.TB, redirectURIs ...string) *testOP {
 		AuthorizeCodeLifespan:      5 * time.Minute,
 	}
 	keyGetter := func(context.Context) (interface{}, error) { return key, nil }
-	o.op = compose.Compose(cfg, o.store, &compose.CommonStrategy{
+	o.op = compose.Compose(cfg, o.Store, &compose.CommonStrategy{
 		CoreStrategy: compose.NewOAuth2HMACStrategy(cfg),
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{
 			Signer: mutatingSigner{Signer: &jwt.DefaultSigner{GetPrivateKey: keyGetter}, op: o},
@@ -140,37 +142,38 @@ func newTestOP(t testing.TB, redirectURIs ...string) *testOP {
 	return o
 }
 
-func (o *testOP) set(f func(o *testOP)) {
+// Set changes the provider under its lock.
+func (o *OP) Set(f func(o *OP)) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	f(o)
 }
 
-func (o *testOP) serve(w http.ResponseWriter, r *http.Request) {
+func (o *OP) serve(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	o.mu.Lock()
-	user, sendIss, discIss := o.user, o.sendIss, o.discoveryIssuer
+	user, sendIss, discIss := o.User, o.SendIss, o.DiscoveryIssuer
 	o.mu.Unlock()
 	switch r.URL.Path {
 	case "/.well-known/openid-configuration":
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer":                                         o.cmpOr(discIss, o.issuer),
-			"authorization_endpoint":                         o.issuer + "/auth",
-			"token_endpoint":                                 o.issuer + "/token",
-			"jwks_uri":                                       o.issuer + "/jwks",
+			"issuer":                                         o.cmpOr(discIss, o.Issuer),
+			"authorization_endpoint":                         o.Issuer + "/auth",
+			"token_endpoint":                                 o.Issuer + "/token",
+			"jwks_uri":                                       o.Issuer + "/jwks",
 			"response_types_supported":                       []string{"code"},
 			"subject_types_supported":                        []string{"public"},
 			"id_token_signing_alg_values_supported":          []string{"RS256"},
 			"code_challenge_methods_supported":               []string{"S256"},
-			"userinfo_endpoint":                              o.issuer + "/userinfo",
+			"userinfo_endpoint":                              o.Issuer + "/userinfo",
 			"authorization_response_iss_parameter_supported": sendIss,
 		})
 	case "/jwks":
 		pub := o.key.PublicKey
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
-			"kty": "RSA", "kid": opKeyID, "alg": "RS256", "use": "sig",
+			"kty": "RSA", "kid": KeyID, "alg": "RS256", "use": "sig",
 			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
 			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
 		}}})
@@ -192,7 +195,7 @@ func (o *testOP) serve(w http.ResponseWriter, r *http.Request) {
 					"email": user.Email, "email_verified": user.EmailVerified, "name": user.Name, "groups": user.Groups,
 				},
 			},
-			Headers: &jwt.Headers{Extra: map[string]interface{}{"kid": opKeyID}},
+			Headers: &jwt.Headers{Extra: map[string]interface{}{"kid": KeyID}},
 			Subject: user.Subject,
 		}
 		resp, err := o.op.NewAuthorizeResponse(ctx, ar, sess)
@@ -201,7 +204,7 @@ func (o *testOP) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if sendIss {
-			resp.AddParameter("iss", o.issuer)
+			resp.AddParameter("iss", o.Issuer)
 		}
 		o.op.WriteAuthorizeResponse(ctx, w, ar, resp)
 	case "/userinfo":
@@ -217,7 +220,7 @@ func (o *testOP) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		sess := ar.GetSession().(*openid.DefaultSession)
 		o.mu.Lock()
-		sub := o.cmpOr(o.userinfoSub, sess.Claims.Subject)
+		sub := o.cmpOr(o.UserinfoSub, sess.Claims.Subject)
 		o.mu.Unlock()
 		out := map[string]any{"sub": sub}
 		for k, v := range sess.Claims.Extra {
@@ -242,7 +245,7 @@ func (o *testOP) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (o *testOP) cmpOr(a, b string) string {
+func (o *OP) cmpOr(a, b string) string {
 	if a != "" {
 		return a
 	}
