@@ -28,18 +28,39 @@ func (s *Server) consentNeeded(r *http.Request, ar *authzRequest, id Identity) (
 	if err != nil {
 		return false, err
 	}
-	if !c.ExpiresAt.IsZero() && !s.cfg.Now().Before(c.ExpiresAt) {
-		return true, nil
+	return !s.consentCovers(c, ar.client, ar), nil
+}
+
+// consentLive reports whether a remembered consent still stands for client
+// as it is now: unexpired, within the client's consent memory (a policy
+// shortened or turned off since it was stored cuts it), same metadata
+// fingerprint.
+func (s *Server) consentLive(c storage.Consent, client storage.Client) bool {
+	now := s.cfg.Now()
+	if !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt) {
+		return false
 	}
-	if c.Fingerprint != fingerprintOf(ar.client) || c.Resource != ar.resource {
-		return true, nil
+	switch ttl := s.consentTTL(client); {
+	case ttl < 0:
+		return false
+	case !c.GrantedAt.IsZero() && !now.Before(c.GrantedAt.Add(ttl)):
+		return false
+	}
+	return c.Fingerprint == fingerprintOf(client)
+}
+
+// consentCovers reports whether a remembered consent, live for client,
+// covers the request: the same resource and every requested scope.
+func (s *Server) consentCovers(c storage.Consent, client storage.Client, ar *authzRequest) bool {
+	if !s.consentLive(c, client) || c.Resource != ar.resource {
+		return false
 	}
 	for _, sc := range ar.scopes {
 		if !contains(c.Scopes, sc) {
-			return true, nil
+			return false
 		}
 	}
-	return false, nil
+	return true
 }
 
 // consentedBefore reports whether the user has a remembered, unexpired
@@ -54,10 +75,7 @@ func (s *Server) consentedBefore(r *http.Request, client storage.Client, subject
 	if err != nil {
 		return false
 	}
-	if !c.ExpiresAt.IsZero() && !s.cfg.Now().Before(c.ExpiresAt) {
-		return false
-	}
-	return c.Fingerprint == fingerprintOf(client)
+	return s.consentLive(c, client)
 }
 
 // fingerprintOf is the client's metadata fingerprint (set by the CIMD
@@ -79,6 +97,7 @@ func (s *Server) consentPage(ar *authzRequest, id Identity) ConsentPage {
 		Action:       s.path(pathAuthorize) + "?" + ar.rawQuery,
 		User:         id,
 		LoopbackOnly: len(ar.client.RedirectURIs) > 0,
+		NoRemember:   s.consentTTL(ar.client) < 0,
 	}
 	if ar.client.Kind == storage.ClientCIMD {
 		if u, err := url.Parse(ar.client.ID); err == nil {
@@ -133,10 +152,10 @@ func (s *Server) consentPosted(w http.ResponseWriter, r *http.Request, ar *authz
 		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "unknown decision")
 		return
 	}
-	if strings.EqualFold(r.PostForm.Get("remember"), "on") {
+	if ttl := s.consentTTL(ar.client); ttl > 0 && strings.EqualFold(r.PostForm.Get("remember"), "on") {
 		now := s.cfg.Now()
 		c := storage.Consent{Subject: id.Subject, ClientID: ar.client.ID, Scopes: ar.scopes, Resource: ar.resource,
-			Fingerprint: fingerprintOf(ar.client), GrantedAt: now, ExpiresAt: now.Add(s.cfg.ConsentTTL)}
+			Fingerprint: fingerprintOf(ar.client), GrantedAt: now, ExpiresAt: now.Add(ttl)}
 		if err := s.store.PutConsent(r.Context(), c); err != nil {
 			// Not fatal: the user approved; they will be asked again.
 			s.cfg.Logger.Warn("authserver: remember consent", "client_id", ar.client.ID, "error", err)
