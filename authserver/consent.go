@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -164,4 +165,47 @@ func (s *Server) consentPosted(w http.ResponseWriter, r *http.Request, ar *authz
 	s.emit(r.Context(), r, storage.AuditEvent{Type: "consent.granted", Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,
 		Detail: map[string]string{"scope": strings.Join(ar.scopes, " "), "resource": ar.resource}})
 	s.issueCode(w, r, ar, id)
+}
+
+// reuseConsent lets a DCR client that registered again with the same
+// metadata skip the consent page (claude.ai re-registers again and again):
+// when the client's redirect URIs are all https on public names and a
+// remembered consent of this user to one of its predecessors (same
+// fingerprint and software id, still registered, not disabled) covers the
+// request, that consent is copied to the client, with the same scopes,
+// resource and expiry (reuse never extends a consent), and audited as
+// consent.reused with both client ids. It reports whether it did. Never for
+// loopback or private-use redirects: any local program can register those.
+// A storage failure counts as no reuse (the user sees the consent page).
+func (s *Server) reuseConsent(r *http.Request, ar *authzRequest, id Identity) bool {
+	client := ar.client
+	if client.Kind != storage.ClientDCR || id.Subject == "" || ar.prompt["consent"] || len(client.Predecessors) == 0 ||
+		!dcr.PublicWebRedirects(client.RedirectURIs) {
+		return false
+	}
+	ctx := r.Context()
+	for i, prevID := range client.Predecessors {
+		if i == maxPredecessors {
+			break
+		}
+		prev, err := s.store.GetClient(ctx, prevID)
+		if err != nil || prev.Kind != storage.ClientDCR || prev.Disabled || prev.ID == client.ID ||
+			fingerprintOf(prev) != fingerprintOf(client) || prev.SoftwareID != client.SoftwareID {
+			continue
+		}
+		c, err := s.store.GetConsent(ctx, id.Subject, prev.ID)
+		if err != nil || !s.consentCovers(c, prev, ar) {
+			continue
+		}
+		copied := storage.Consent{Subject: id.Subject, ClientID: client.ID, Scopes: c.Scopes, Resource: c.Resource,
+			Fingerprint: fingerprintOf(client), GrantedAt: c.GrantedAt, ExpiresAt: c.ExpiresAt}
+		if err := s.store.PutConsent(ctx, copied); err != nil {
+			s.cfg.Logger.Warn("authserver: reuse consent", "client_id", client.ID, "error", err)
+			return false
+		}
+		s.emit(ctx, r, storage.AuditEvent{Type: "consent.reused", Outcome: "success", Subject: id.Subject, ClientID: client.ID,
+			Detail: map[string]string{"previous_client_id": prev.ID, "scope": strings.Join(ar.scopes, " "), "resource": ar.resource}})
+		return true
+	}
+	return false
 }
