@@ -207,7 +207,7 @@ func (cfg Config) withDefaults() (Config, error) {
 			return cfg, fmt.Errorf("authserver: config: default scope %q is not in scopes", sc)
 		}
 	}
-	if err := cfg.CIMDPolicy.validate(cfg.Scopes); err != nil {
+	if err := cfg.CIMDPolicy.Validate(cfg.Scopes); err != nil {
 		return cfg, err
 	}
 	if cfg.Now == nil {

@@ -55,8 +55,11 @@ type CIMDPolicy struct {
 	Hosts map[string]ClientPolicy
 }
 
-// validate checks the policies against the scopes the server offers.
-func (p CIMDPolicy) validate(offered []string) error {
+// Validate checks the policies against the scopes the server offers
+// (offline_access included): client ids are https URLs, hosts lower-case
+// names or *.domain, lifetimes not negative and access tokens at most
+// MaxPolicyAccessTokenTTL, scopes offered.
+func (p CIMDPolicy) Validate(offered []string) error {
 	for id, cp := range p.Clients {
 		u, err := url.Parse(id)
 		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" || !strings.HasPrefix(id, "https://") {

@@ -268,7 +268,7 @@ func TestCIMDPolicyValidation(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := base()
 			cfg.CIMDPolicy = c.p
-			err := cfg.CIMDPolicy.validate(append(cfg.Scopes, ScopeOfflineAccess))
+			err := cfg.CIMDPolicy.Validate(append(cfg.Scopes, ScopeOfflineAccess))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("validate = %v, want an error mentioning %q", err, c.want)
 			}
@@ -278,7 +278,7 @@ func TestCIMDPolicyValidation(t *testing.T) {
 		Clients: map[string]ClientPolicy{"https://claude.ai/oauth/mcp-oauth-client-metadata": {AccessTokenTTL: 24 * time.Hour, RememberConsent: ConsentNotRemembered}},
 		Hosts:   map[string]ClientPolicy{"claude.ai": {Scopes: []string{"read", ScopeOfflineAccess}}, "*.claude.ai": {RememberConsent: time.Hour}},
 	}
-	if err := ok.validate([]string{"read", ScopeOfflineAccess}); err != nil {
+	if err := ok.Validate([]string{"read", ScopeOfflineAccess}); err != nil {
 		t.Fatalf("a valid policy was refused: %v", err)
 	}
 }
