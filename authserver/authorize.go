@@ -121,6 +121,9 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		refuse(&authzFailure{err: ErrTemporarilyUnavailable("storage unavailable")})
 		return
 	}
+	if need && s.reuseConsent(r, ar, id) {
+		need = false
+	}
 	if need {
 		if ar.prompt["none"] {
 			refuse(&authzFailure{err: ErrConsentRequired("the user must approve this client")})

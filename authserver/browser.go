@@ -50,6 +50,9 @@ type ConsentPage struct {
 	// LoopbackOnly warns that every redirect URI of the client is on this
 	// machine (a typical phishing shape for public clients).
 	LoopbackOnly bool
+	// NoRemember hides the "remember this decision" choice: the client's
+	// policy keeps no consent (remember_consent off).
+	NoRemember bool
 	// Action is the URL the form POSTs to (the /authorize request, query kept).
 	Action string
 	// User is who is consenting.

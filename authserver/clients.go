@@ -119,6 +119,7 @@ func (s *Server) lookupClient(ctx context.Context, id string) (storage.Client, e
 		case !errors.Is(err, storage.ErrNotFound):
 			return storage.Client{}, fmt.Errorf("authserver: get client: %w", err)
 		}
+		s.applyCIMDPolicy(&c)
 		return c, nil
 	}
 	c, err := s.store.GetClient(ctx, id)

@@ -108,6 +108,9 @@ type Config struct {
 	RefreshGrace time.Duration
 	// ConsentTTL is how long a remembered consent lasts (default 90 days).
 	ConsentTTL time.Duration
+	// CIMDPolicy gives CIMD clients, by client id or host, their own
+	// token lifetimes, allowed scopes and consent memory (requirement 34).
+	CIMDPolicy CIMDPolicy
 	// CORS applies to metadata, JWKS, token, revocation and registration.
 	CORS CORS
 	// ClientResolver resolves https client ids (CIMD). Nil: such ids are
@@ -203,6 +206,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		if !contains(cfg.Scopes, sc) {
 			return cfg, fmt.Errorf("authserver: config: default scope %q is not in scopes", sc)
 		}
+	}
+	if err := cfg.CIMDPolicy.Validate(cfg.Scopes); err != nil {
+		return cfg, err
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -28,18 +29,39 @@ func (s *Server) consentNeeded(r *http.Request, ar *authzRequest, id Identity) (
 	if err != nil {
 		return false, err
 	}
-	if !c.ExpiresAt.IsZero() && !s.cfg.Now().Before(c.ExpiresAt) {
-		return true, nil
+	return !s.consentCovers(c, ar.client, ar), nil
+}
+
+// consentLive reports whether a remembered consent still stands for client
+// as it is now: unexpired, within the client's consent memory (a policy
+// shortened or turned off since it was stored cuts it), same metadata
+// fingerprint.
+func (s *Server) consentLive(c storage.Consent, client storage.Client) bool {
+	now := s.cfg.Now()
+	if !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt) {
+		return false
 	}
-	if c.Fingerprint != fingerprintOf(ar.client) || c.Resource != ar.resource {
-		return true, nil
+	switch ttl := s.consentTTL(client); {
+	case ttl < 0:
+		return false
+	case !c.GrantedAt.IsZero() && !now.Before(c.GrantedAt.Add(ttl)):
+		return false
+	}
+	return c.Fingerprint == fingerprintOf(client)
+}
+
+// consentCovers reports whether a remembered consent, live for client,
+// covers the request: the same resource and every requested scope.
+func (s *Server) consentCovers(c storage.Consent, client storage.Client, ar *authzRequest) bool {
+	if !s.consentLive(c, client) || c.Resource != ar.resource {
+		return false
 	}
 	for _, sc := range ar.scopes {
 		if !contains(c.Scopes, sc) {
-			return true, nil
+			return false
 		}
 	}
-	return false, nil
+	return true
 }
 
 // consentedBefore reports whether the user has a remembered, unexpired
@@ -54,10 +76,7 @@ func (s *Server) consentedBefore(r *http.Request, client storage.Client, subject
 	if err != nil {
 		return false
 	}
-	if !c.ExpiresAt.IsZero() && !s.cfg.Now().Before(c.ExpiresAt) {
-		return false
-	}
-	return c.Fingerprint == fingerprintOf(client)
+	return s.consentLive(c, client)
 }
 
 // fingerprintOf is the client's metadata fingerprint (set by the CIMD
@@ -79,6 +98,7 @@ func (s *Server) consentPage(ar *authzRequest, id Identity) ConsentPage {
 		Action:       s.path(pathAuthorize) + "?" + ar.rawQuery,
 		User:         id,
 		LoopbackOnly: len(ar.client.RedirectURIs) > 0,
+		NoRemember:   s.consentTTL(ar.client) < 0,
 	}
 	if ar.client.Kind == storage.ClientCIMD {
 		if u, err := url.Parse(ar.client.ID); err == nil {
@@ -133,10 +153,10 @@ func (s *Server) consentPosted(w http.ResponseWriter, r *http.Request, ar *authz
 		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "unknown decision")
 		return
 	}
-	if strings.EqualFold(r.PostForm.Get("remember"), "on") {
+	if ttl := s.consentTTL(ar.client); ttl > 0 && strings.EqualFold(r.PostForm.Get("remember"), "on") {
 		now := s.cfg.Now()
 		c := storage.Consent{Subject: id.Subject, ClientID: ar.client.ID, Scopes: ar.scopes, Resource: ar.resource,
-			Fingerprint: fingerprintOf(ar.client), GrantedAt: now, ExpiresAt: now.Add(s.cfg.ConsentTTL)}
+			Fingerprint: fingerprintOf(ar.client), GrantedAt: now, ExpiresAt: now.Add(ttl)}
 		if err := s.store.PutConsent(r.Context(), c); err != nil {
 			// Not fatal: the user approved; they will be asked again.
 			s.cfg.Logger.Warn("authserver: remember consent", "client_id", ar.client.ID, "error", err)
@@ -145,4 +165,47 @@ func (s *Server) consentPosted(w http.ResponseWriter, r *http.Request, ar *authz
 	s.emit(r.Context(), r, storage.AuditEvent{Type: "consent.granted", Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,
 		Detail: map[string]string{"scope": strings.Join(ar.scopes, " "), "resource": ar.resource}})
 	s.issueCode(w, r, ar, id)
+}
+
+// reuseConsent lets a DCR client that registered again with the same
+// metadata skip the consent page (claude.ai re-registers again and again):
+// when the client's redirect URIs are all https on public names and a
+// remembered consent of this user to one of its predecessors (same
+// fingerprint and software id, still registered, not disabled) covers the
+// request, that consent is copied to the client, with the same scopes,
+// resource and expiry (reuse never extends a consent), and audited as
+// consent.reused with both client ids. It reports whether it did. Never for
+// loopback or private-use redirects: any local program can register those.
+// A storage failure counts as no reuse (the user sees the consent page).
+func (s *Server) reuseConsent(r *http.Request, ar *authzRequest, id Identity) bool {
+	client := ar.client
+	if client.Kind != storage.ClientDCR || id.Subject == "" || ar.prompt["consent"] || len(client.Predecessors) == 0 ||
+		!dcr.PublicWebRedirects(client.RedirectURIs) {
+		return false
+	}
+	ctx := r.Context()
+	for i, prevID := range client.Predecessors {
+		if i == maxPredecessors {
+			break
+		}
+		prev, err := s.store.GetClient(ctx, prevID)
+		if err != nil || prev.Kind != storage.ClientDCR || prev.Disabled || prev.ID == client.ID ||
+			fingerprintOf(prev) != fingerprintOf(client) || prev.SoftwareID != client.SoftwareID {
+			continue
+		}
+		c, err := s.store.GetConsent(ctx, id.Subject, prev.ID)
+		if err != nil || !s.consentCovers(c, prev, ar) {
+			continue
+		}
+		copied := storage.Consent{Subject: id.Subject, ClientID: client.ID, Scopes: c.Scopes, Resource: c.Resource,
+			Fingerprint: fingerprintOf(client), GrantedAt: c.GrantedAt, ExpiresAt: c.ExpiresAt}
+		if err := s.store.PutConsent(ctx, copied); err != nil {
+			s.cfg.Logger.Warn("authserver: reuse consent", "client_id", client.ID, "error", err)
+			return false
+		}
+		s.emit(ctx, r, storage.AuditEvent{Type: "consent.reused", Outcome: "success", Subject: id.Subject, ClientID: client.ID,
+			Detail: map[string]string{"previous_client_id": prev.ID, "scope": strings.Join(ar.scopes, " "), "resource": ar.resource}})
+		return true
+	}
+	return false
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -187,7 +188,13 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		client.Fingerprint = dcr.Fingerprint(client.Name, client.RedirectURIs)
 	}
 	h.mu.Lock()
-	scope, victim, err := h.overCap(r.Context(), ip, now)
+	cs, err := h.cfg.Store.ListClients(r.Context())
+	var scope string
+	var victim *storage.Client
+	if err == nil {
+		scope, victim = h.overCap(cs, ip, now)
+		client.Predecessors = predecessors(cs, client, victim)
+	}
 	if err == nil && victim != nil {
 		err = h.evict(r.Context(), *victim, now)
 	}
@@ -233,17 +240,45 @@ func (h *registration) tooMany(w http.ResponseWriter, r *http.Request, ip, outco
 // the total cap: a real client finishes its first authorization in minutes.
 const evictUnusedAfter = time.Hour
 
+// maxPredecessors bounds the earlier registrations a DCR client may reuse
+// a consent from.
+const maxPredecessors = 8
+
+// predecessors lists the earlier DCR clients whose remembered consents c
+// may reuse (newest first, at most maxPredecessors): registered with the
+// same metadata fingerprint (name and redirect URIs) and software id, not
+// disabled, not about to be evicted, and only when every redirect URI is
+// https on a public name (dcr.PublicWebRedirects): any local program can
+// register a loopback or private-use redirect.
+func predecessors(cs []storage.Client, c storage.Client, victim *storage.Client) []string {
+	if c.Kind != storage.ClientDCR || c.Fingerprint == "" || !dcr.PublicWebRedirects(c.RedirectURIs) {
+		return nil
+	}
+	var same []storage.Client
+	for _, p := range cs {
+		if p.Kind == storage.ClientDCR && !p.Disabled && p.ID != c.ID && p.Fingerprint == c.Fingerprint &&
+			p.SoftwareID == c.SoftwareID && (victim == nil || p.ID != victim.ID) {
+			same = append(same, p)
+		}
+	}
+	sort.SliceStable(same, func(i, j int) bool { return same[i].CreatedAt.After(same[j].CreatedAt) })
+	var ids []string
+	for _, p := range same {
+		if len(ids) == maxPredecessors {
+			break
+		}
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
+
 // overCap reports whether storing one more client registered from ip
 // would pass the per-prefix cap (ScopeRequester) or the total cap
 // (ScopeGlobal); at the total cap it returns the client to evict instead
 // when there is one. It reads the client list: registrations are rare (the
 // rate limits above bound them), so no counter has to be kept in step
 // with expiry, other instances and the admin API.
-func (h *registration) overCap(ctx context.Context, ip string, now time.Time) (string, *storage.Client, error) {
-	cs, err := h.cfg.Store.ListClients(ctx)
-	if err != nil {
-		return "", nil, err
-	}
+func (h *registration) overCap(cs []storage.Client, ip string, now time.Time) (string, *storage.Client) {
 	key := h.prefixes.Key(ip)
 	total, mine := 0, 0
 	var victim *storage.Client
@@ -262,13 +297,13 @@ func (h *registration) overCap(ctx context.Context, ip string, now time.Time) (s
 	}
 	switch {
 	case mine >= h.cfg.MaxClientsPerPrefix:
-		return abuse.ScopeRequester, nil, nil
+		return abuse.ScopeRequester, nil
 	case total >= h.cfg.MaxClients && victim != nil:
-		return "", victim, nil
+		return "", victim
 	case total >= h.cfg.MaxClients:
-		return abuse.ScopeGlobal, nil, nil
+		return abuse.ScopeGlobal, nil
 	}
-	return "", nil, nil
+	return "", nil
 }
 
 // evict deletes a never-used client (and any consent given to it) to make

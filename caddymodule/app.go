@@ -81,6 +81,13 @@ func init() {
 //				requester_rate <n>/<duration>
 //				ca_bundle <pem file>
 //				insecure_allow_loopback
+//				client <client id url> {      # policy for one client (repeatable)
+//					access_token_lifetime <duration>   # at most 24h
+//					refresh_token_lifetime <duration>
+//					scopes <scope...>
+//					remember_consent <duration>|off
+//				}
+//				client_host <host>|*.<domain> { … }   # same options, by host
 //			}
 //			client_ipv4_prefix <bits>       # requester key of budgets (default 32)
 //			client_ipv6_prefix <bits>       # (default 64)
@@ -305,6 +312,34 @@ type CIMDConfig struct {
 	// addresses. For development and tests only: it MUST NOT be used in
 	// production (it reopens SSRF to this machine). Logged loudly.
 	InsecureAllowLoopback bool `json:"insecure_allow_loopback,omitempty"`
+	// Clients are policies for single CIMD clients, by exact client id (the
+	// metadata document URL). They take precedence over ClientHosts, knob
+	// by knob.
+	Clients map[string]*CIMDClientPolicy `json:"clients,omitempty"`
+	// ClientHosts are policies for the CIMD clients of a host: an exact host
+	// ("claude.ai") or a wildcard ("*.example.com", its subdomains). An
+	// exact host takes precedence over a wildcard, a longer wildcard over a
+	// shorter one, and any of them over the global settings.
+	ClientHosts map[string]*CIMDClientPolicy `json:"client_hosts,omitempty"`
+}
+
+// CIMDClientPolicy is the policy of a class of CIMD clients. Unset fields
+// fall through to a less specific policy, then to the global settings.
+type CIMDClientPolicy struct {
+	// AccessTokenLifetime of the client's access tokens, on code exchange
+	// and on refresh (at most 24h). For clients that never refresh (Claude's
+	// proxy): the guard checks revocation on every request.
+	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
+	// RefreshTokenLifetime is the idle life of the client's refresh tokens
+	// (the grant lifetime still ends them).
+	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
+	// Scopes the client may ask for (each among the server's scopes): a
+	// request for another is refused with invalid_scope.
+	Scopes []string `json:"scopes,omitempty"`
+	// RememberConsent is how long the user's "remember this decision"
+	// lasts for the client (default 90 days); negative (off in the
+	// Caddyfile) never remembers it.
+	RememberConsent caddy.Duration `json:"remember_consent,omitempty"`
 }
 
 // CIMDRate is a fetch budget: Burst fetches at once, refilled at Burst per
@@ -657,6 +692,9 @@ func (a *App) Validate() error {
 		if a.CIMD.Timeout < 0 || a.CIMD.UntrustedTimeout < 0 {
 			return errors.New("mcp_auth: cimd timeouts must not be negative")
 		}
+		if err := a.validateCIMDPolicies(); err != nil {
+			return err
+		}
 	}
 	names := map[string]bool{}
 	for _, n := range append(oidcNames(a.Login.OIDC), samlNames(a.Login.SAML)...) {
@@ -921,6 +959,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		RefreshTokenTTL: time.Duration(a.RefreshTokenLifetime),
 		GrantTTL:        time.Duration(a.GrantLifetime),
 		RefreshGrace:    a.refreshGrace(),
+		CIMDPolicy:      a.cimdPolicy(),
 		CORS:            authserver.CORS{AllowedOrigins: a.CORSOrigins},
 		ClientIP:        clientIP,
 		Logger:          a.slogger,
@@ -971,6 +1010,62 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		cfg.Registration = reg
 	}
 	return authserver.New(context.Background(), cfg)
+}
+
+// validateCIMDPolicies checks the per-client and per-host CIMD policies
+// with the authorization server's rules.
+func (a *App) validateCIMDPolicies() error {
+	for id, p := range a.CIMD.Clients {
+		if p == nil {
+			return fmt.Errorf("mcp_auth: cimd client %q: empty policy", id)
+		}
+		if err := cimd.ValidClientIDURL(id); err != nil && !a.CIMD.InsecureAllowLoopback {
+			return fmt.Errorf("mcp_auth: cimd client %q: %v", id, err)
+		}
+	}
+	for host, p := range a.CIMD.ClientHosts {
+		if p == nil {
+			return fmt.Errorf("mcp_auth: cimd client_host %q: empty policy", host)
+		}
+	}
+	offered := append(slices.Clone(a.Scopes), authserver.ScopeOfflineAccess)
+	if err := a.cimdPolicy().Validate(offered); err != nil {
+		return fmt.Errorf("mcp_auth: %w", err)
+	}
+	return nil
+}
+
+// cimdPolicy maps the CIMD policies to the authorization server's.
+func (a *App) cimdPolicy() authserver.CIMDPolicy {
+	var out authserver.CIMDPolicy
+	conv := func(p *CIMDClientPolicy) authserver.ClientPolicy {
+		cp := authserver.ClientPolicy{
+			AccessTokenTTL:  time.Duration(p.AccessTokenLifetime),
+			RefreshTokenTTL: time.Duration(p.RefreshTokenLifetime),
+			Scopes:          p.Scopes,
+			RememberConsent: time.Duration(p.RememberConsent),
+		}
+		if cp.RememberConsent < 0 {
+			cp.RememberConsent = authserver.ConsentNotRemembered
+		}
+		return cp
+	}
+	if a.CIMD == nil {
+		return out
+	}
+	for id, p := range a.CIMD.Clients {
+		if out.Clients == nil {
+			out.Clients = map[string]authserver.ClientPolicy{}
+		}
+		out.Clients[id] = conv(p)
+	}
+	for host, p := range a.CIMD.ClientHosts {
+		if out.Hosts == nil {
+			out.Hosts = map[string]authserver.ClientPolicy{}
+		}
+		out.Hosts[host] = conv(p)
+	}
+	return out
 }
 
 // tokenRate is the per-IP token endpoint rate (0: no limit).

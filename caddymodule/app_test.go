@@ -49,6 +49,28 @@ func TestAppValidate(t *testing.T) {
 		{"cimd rates", func(a *App) {
 			a.CIMD = &CIMDConfig{Policy: "any", DomainRate: &CIMDRate{Burst: 5, Interval: 1e9}, NegativeCache: -1}
 		}, ""},
+		{"cimd client policy", func(a *App) {
+			a.Scopes = []string{"mcp:read"}
+			a.CIMD = &CIMDConfig{Policy: "any",
+				Clients:     map[string]*CIMDClientPolicy{"https://claude.ai/oauth/mcp-oauth-client-metadata": {AccessTokenLifetime: caddy.Duration(24 * time.Hour)}},
+				ClientHosts: map[string]*CIMDClientPolicy{"*.example.com": {Scopes: []string{"mcp:read", "offline_access"}, RememberConsent: -1}}}
+		}, ""},
+		{"cimd client policy over 24h", func(a *App) {
+			a.CIMD = &CIMDConfig{Policy: "any", Clients: map[string]*CIMDClientPolicy{"https://claude.ai/c": {AccessTokenLifetime: caddy.Duration(25 * time.Hour)}}}
+		}, "at most 24h"},
+		{"cimd client policy id not a url", func(a *App) {
+			a.CIMD = &CIMDConfig{Policy: "any", Clients: map[string]*CIMDClientPolicy{"claude.ai": {}}}
+		}, `cimd client "claude.ai"`},
+		{"cimd client_host pattern", func(a *App) {
+			a.CIMD = &CIMDConfig{Policy: "any", ClientHosts: map[string]*CIMDClientPolicy{"https://claude.ai": {}}}
+		}, "client_host"},
+		{"cimd policy scope not offered", func(a *App) {
+			a.Scopes = []string{"mcp:read"}
+			a.CIMD = &CIMDConfig{Policy: "any", ClientHosts: map[string]*CIMDClientPolicy{"claude.ai": {Scopes: []string{"mcp:admin"}}}}
+		}, `scope "mcp:admin"`},
+		{"cimd policy negative lifetime", func(a *App) {
+			a.CIMD = &CIMDConfig{Policy: "any", ClientHosts: map[string]*CIMDClientPolicy{"claude.ai": {RefreshTokenLifetime: -1}}}
+		}, "negative"},
 		{"provider name", func(a *App) { a.Login.OIDC = []OIDCProvider{{Name: "Bad/Name"}} }, "provider name"},
 		{"provider twice", func(a *App) {
 			a.Login.OIDC = []OIDCProvider{{Name: "corp"}}
@@ -90,5 +112,27 @@ func TestAppRefreshGrace(t *testing.T) {
 				t.Fatalf("refreshGrace() = %v, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// The cimd client policies reach the authorization server as configured;
+// remember_consent off becomes "never remembered".
+func TestAppCIMDPolicy(t *testing.T) {
+	a := &App{CIMD: &CIMDConfig{
+		Clients:     map[string]*CIMDClientPolicy{"https://claude.ai/c": {AccessTokenLifetime: caddy.Duration(24 * time.Hour), RefreshTokenLifetime: caddy.Duration(time.Hour)}},
+		ClientHosts: map[string]*CIMDClientPolicy{"*.example.com": {Scopes: []string{"mcp:read"}, RememberConsent: -1}, "claude.ai": {RememberConsent: caddy.Duration(time.Hour)}},
+	}}
+	p := a.cimdPolicy()
+	if c := p.Clients["https://claude.ai/c"]; c.AccessTokenTTL != 24*time.Hour || c.RefreshTokenTTL != time.Hour {
+		t.Fatalf("client policy %+v", c)
+	}
+	if h := p.Hosts["*.example.com"]; h.RememberConsent != authserver.ConsentNotRemembered || len(h.Scopes) != 1 {
+		t.Fatalf("host policy %+v", h)
+	}
+	if h := p.Hosts["claude.ai"]; h.RememberConsent != time.Hour {
+		t.Fatalf("host policy %+v", h)
+	}
+	if (&App{}).cimdPolicy().Clients != nil {
+		t.Fatal("a policy without cimd")
 	}
 }

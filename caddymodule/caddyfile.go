@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver"
 )
 
 func init() {
@@ -528,11 +531,84 @@ func parseCIMD(d *caddyfile.Dispenser) (*CIMDConfig, error) {
 				return nil, d.ArgErr()
 			}
 			c.InsecureAllowLoopback = true
+		case "client", "client_host":
+			var key string
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			key = d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			p, err := parseCIMDClientPolicy(d)
+			if err != nil {
+				return nil, err
+			}
+			m := &c.Clients
+			if opt == "client_host" {
+				m = &c.ClientHosts
+			}
+			if *m == nil {
+				*m = map[string]*CIMDClientPolicy{}
+			}
+			if _, dup := (*m)[key]; dup {
+				return nil, d.Errf("cimd %s %s is configured twice", opt, key)
+			}
+			(*m)[key] = p
 		default:
 			return nil, d.Errf("unknown cimd option %q", opt)
 		}
 	}
 	return c, nil
+}
+
+// parseCIMDClientPolicy parses the block of a cimd client or client_host.
+func parseCIMDClientPolicy(d *caddyfile.Dispenser) (*CIMDClientPolicy, error) {
+	p := &CIMDClientPolicy{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "access_token_lifetime", "refresh_token_lifetime":
+			v, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if v <= 0 {
+				return nil, d.Errf("%s must be positive", opt)
+			}
+			if opt == "access_token_lifetime" {
+				if time.Duration(v) > authserver.MaxPolicyAccessTokenTTL {
+					return nil, d.Errf("access_token_lifetime %s is longer than %s", time.Duration(v), authserver.MaxPolicyAccessTokenTTL)
+				}
+				p.AccessTokenLifetime = v
+			} else {
+				p.RefreshTokenLifetime = v
+			}
+		case "scopes":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.ArgErr()
+			}
+			p.Scopes = append(p.Scopes, args...)
+		case "remember_consent":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			if v == "off" {
+				p.RememberConsent = -1
+				break
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("remember_consent %q is not a positive duration or off", v)
+			}
+			p.RememberConsent = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unknown cimd client option %q", opt)
+		}
+	}
+	return p, nil
 }
 
 func parseDCR(d *caddyfile.Dispenser) (*DCRConfig, error) {

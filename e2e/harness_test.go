@@ -254,6 +254,8 @@ type browser struct {
 	redirectPrefix string
 	// decision is what the user answers on a consent page (default approve).
 	decision string
+	// remember ticks "remember this decision" on a consent page.
+	remember bool
 }
 
 func newBrowser(t testing.TB, base *http.Client, redirectPrefix string) *browser {
@@ -331,6 +333,9 @@ func (b *browser) authorize(t testing.TB, authURL, email, password string) authR
 					d = "approve"
 				}
 				vals.Set("decision", d)
+			}
+			if b.remember {
+				vals.Set("remember", "on")
 			}
 		}
 		action, err := resp.Request.URL.Parse(f.action)

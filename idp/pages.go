@@ -491,6 +491,7 @@ func (l *Login) Consent(w http.ResponseWriter, r *http.Request, page authserver.
 		Initial:      initial,
 		LogoutURL:    l.logoutPath,
 		LoopbackOnly: page.LoopbackOnly,
+		NoRemember:   page.NoRemember,
 		Scopes:       describeScopes(page.Scopes, l.cfg.ScopeDescriptions),
 	}
 	l.render(w, http.StatusOK, "consent.html", view{CSRF: l.formToken(w, r), Consent: cv}, newNonce(), false)

@@ -287,6 +287,19 @@ func TestConsentPage(t *testing.T) {
 	}
 }
 
+// TestConsentPageNoRemember: under remember_consent off the page offers no
+// "remember this decision" box.
+func TestConsentPageNoRemember(t *testing.T) {
+	e := newEnv(t, nil)
+	e.consen.NoRemember = true
+	b := e.browser()
+	b.login(aliceEmail, alicePW, "/")
+	res := b.get("/authorize?consent=1")
+	if !strings.Contains(res.body, `name="decision" value="approve"`) || strings.Contains(res.body, `name="remember"`) {
+		t.Fatalf("consent page under NoRemember:\n%s", res.body)
+	}
+}
+
 func TestConsentEscapesClientMetadata(t *testing.T) {
 	e := newEnv(t, nil)
 	e.consen.Client.Name = `<img src=x onerror=alert(1)>"evil`

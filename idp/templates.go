@@ -72,7 +72,10 @@ type consentView struct {
 	ClientName, ClientIDHost, RedirectHost, Resource, Action string
 	UserLabel, Initial, LogoutURL                            string
 	LoopbackOnly                                             bool
-	Scopes                                                   []scopeView
+	// NoRemember hides the "remember this decision" box (the client's
+	// policy keeps no consent).
+	NoRemember bool
+	Scopes     []scopeView
 }
 
 type scopeView struct{ Name, Description string }

@@ -68,6 +68,12 @@ type Client struct {
 	LogoURI     string `json:"logo_uri,omitempty"`
 	ClientURI   string `json:"client_uri,omitempty"`
 	SoftwareID  string `json:"software_id,omitempty"`
+	// Predecessors are earlier DCR clients registered with the same
+	// metadata (fingerprint and software id, every redirect URI https on a
+	// public name), newest first: a remembered consent given to one of them
+	// may be reused by this client (the authorization server checks them
+	// again when it does).
+	Predecessors []string `json:"predecessors,omitempty"`
 	// RegisteredFrom is the client IP that registered a DCR client (audit aid).
 	RegisteredFrom string    `json:"registered_from,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`

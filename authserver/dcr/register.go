@@ -413,6 +413,29 @@ func publicName(host string) bool {
 	return true
 }
 
+// PublicWebRedirects reports whether every redirect URI is https on a
+// public DNS name: none is loopback, a private-use scheme, an IP address or
+// a special-use name, so no program on the user's machine can receive what
+// is sent there. Only such clients may reuse a consent given to an earlier
+// registration with the same metadata: any local program can register the
+// others.
+func PublicWebRedirects(uris []string) bool {
+	if len(uris) == 0 {
+		return false
+	}
+	for _, s := range uris {
+		k, err := CheckRedirectURI(s, RedirectPolicy{})
+		if err != nil || k != RedirectHTTPS {
+			return false
+		}
+		u, err := url.Parse(s)
+		if err != nil || !publicName(u.Hostname()) {
+			return false
+		}
+	}
+	return true
+}
+
 // NewClientID returns a fresh client id: "dcr_" and 128 bits from
 // crypto/rand, base64url without padding. It never starts with "https://",
 // so it cannot be mistaken for a CIMD client id.

@@ -2,6 +2,7 @@ package dcr
 
 import (
 	"encoding/json"
+	"net"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -479,6 +480,51 @@ func FuzzPublicLink(f *testing.F) {
 		h := strings.ToLower(u.Hostname())
 		if _, err := netip.ParseAddr(h); err == nil || !strings.Contains(h, ".") || h == "localhost" || strings.HasSuffix(h, ".localhost") || strings.HasSuffix(h, ".local") {
 			t.Fatalf("kept %q (host %q)", got, h)
+		}
+	})
+}
+
+func TestPublicWebRedirects(t *testing.T) {
+	for _, c := range []struct {
+		uris []string
+		want bool
+	}{
+		{[]string{"https://claude.ai/api/mcp/auth_callback", "https://claude.com/api/mcp/auth_callback"}, true},
+		{nil, false},
+		{[]string{"https://claude.ai/cb", "http://127.0.0.1/callback"}, false},
+		{[]string{"http://localhost:8787/callback"}, false},
+		{[]string{"https://localhost/cb"}, false},
+		{[]string{"https://127.0.0.1/cb"}, false},
+		{[]string{"https://[::1]/cb"}, false},
+		{[]string{"https://printer.local/cb"}, false},
+		{[]string{"https://intranet/cb"}, false},
+		{[]string{"cursor://anysphere.cursor-mcp/oauth/callback"}, false},
+		{[]string{"com.example.app:/callback"}, false},
+		{[]string{"https://claude.ai/cb#x"}, false},
+	} {
+		if got := PublicWebRedirects(c.uris); got != c.want {
+			t.Errorf("PublicWebRedirects(%q) = %v, want %v", c.uris, got, c.want)
+		}
+	}
+}
+
+// FuzzPublicWebRedirects: whatever a registration sends, a URI admitted for
+// consent reuse is a valid https redirect that is not loopback.
+func FuzzPublicWebRedirects(f *testing.F) {
+	for _, s := range []string{"https://claude.ai/cb", "https://127.0.0.1/cb", "http://localhost/cb", "cursor://x/cb", "https://0x7f.1/cb", "https://a.b.local/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !PublicWebRedirects([]string{s}) {
+			return
+		}
+		k, err := CheckRedirectURI(s, RedirectPolicy{})
+		if err != nil || k != RedirectHTTPS || IsLoopbackRedirect(s) {
+			t.Fatalf("%q admitted (kind %v, %v)", s, k, err)
+		}
+		u, err := url.Parse(s)
+		if err != nil || net.ParseIP(strings.Trim(u.Hostname(), "[]")) != nil || strings.EqualFold(u.Hostname(), "localhost") {
+			t.Fatalf("%q admitted with host %q", s, u.Hostname())
 		}
 	})
 }

@@ -183,6 +183,7 @@ func newClient(id string) storage.Client {
 		LogoURI:                 "https://app.example/logo.png",
 		ClientURI:               "https://app.example/",
 		SoftwareID:              "software-" + id,
+		Predecessors:            []string{"dcr_before-" + id, "dcr_first-" + id},
 		RegisteredFrom:          "192.0.2.7",
 		CreatedAt:               at(0),
 		UpdatedAt:               at(time.Minute),
