@@ -125,11 +125,11 @@ type RemoteKeySource struct {
 	fingerprint [32]byte
 	persisted   [32]byte // of the set in Store (jwks_uri and keys)
 
-	// The schedule. next (unix ns) is read without a lock on the hot path.
+	// The schedule, in unix ns, read without a lock on the hot path.
 	next        atomic.Int64
+	lastAttempt atomic.Int64
 	schedMu     sync.Mutex
-	lastAttempt time.Time
-	failures    int
+	failures    int // guarded by schedMu
 	refreshing  atomic.Bool
 }
 
@@ -306,10 +306,7 @@ func (s *RemoteKeySource) Run(ctx context.Context) {
 func (s *RemoteKeySource) Refresh(ctx context.Context) bool {
 	s.fetchMu.Lock()
 	defer s.fetchMu.Unlock()
-	s.schedMu.Lock()
-	recent := s.now().Sub(s.lastAttempt) < s.opts.MinRefreshInterval
-	s.schedMu.Unlock()
-	if recent {
+	if s.recentAttempt(s.now()) {
 		return false
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptTimeout)
@@ -327,10 +324,7 @@ func (s *RemoteKeySource) kick(unknownKid bool) {
 		if !unknownKid {
 			return
 		}
-		s.schedMu.Lock()
-		recent := now.Sub(s.lastAttempt) < s.opts.MinRefreshInterval
-		s.schedMu.Unlock()
-		if recent {
+		if s.recentAttempt(now) {
 			return
 		}
 	}
@@ -347,6 +341,13 @@ func (s *RemoteKeySource) kick(unknownKid bool) {
 	}()
 }
 
+// recentAttempt reports whether a fetch was attempted within
+// MinRefreshInterval before now.
+func (s *RemoteKeySource) recentAttempt(now time.Time) bool {
+	last := s.lastAttempt.Load()
+	return last != 0 && now.UnixNano()-last < int64(s.opts.MinRefreshInterval)
+}
+
 // retryAfter is the time until the next attempt, at least 1 s.
 func (s *RemoteKeySource) retryAfter() time.Duration {
 	d := time.Duration(s.next.Load() - s.now().UnixNano())
@@ -356,9 +357,7 @@ func (s *RemoteKeySource) retryAfter() time.Duration {
 // attempt discovers (once) and fetches the JWKS, then schedules the next
 // attempt. fetchMu must be held.
 func (s *RemoteKeySource) attempt(ctx context.Context) error {
-	s.schedMu.Lock()
-	s.lastAttempt = s.now()
-	s.schedMu.Unlock()
+	s.lastAttempt.Store(s.now().UnixNano())
 	err := s.fetch(ctx)
 	s.schedMu.Lock()
 	defer s.schedMu.Unlock()
