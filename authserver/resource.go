@@ -239,12 +239,34 @@ func (p ResourcePolicy) CheckExchange(requested []string, bound string) (string,
 	return matchBound(requested, bound)
 }
 
-// CheckRefresh checks the resource of a refresh request. Absent: the bound
-// resource when KeepBindingOnRefresh, else invalid_target. Present: it must
-// normalize to the bound resource (a refreshed token never changes audience).
-func (p ResourcePolicy) CheckRefresh(requested []string, bound string) (string, *Error) {
+// CheckRefresh checks the resource of a refresh request for a grant bound to
+// bound and issued to client. A requested resource that is malformed, or
+// unknown and not the bound one, is invalid_target (the request asks for
+// something this server does not serve). A grant whose bound resource is no
+// longer served (removed from the configuration) is invalid_grant: the
+// client must start a new authorization, which an OAuth client does on
+// invalid_grant (requirement 30). Otherwise: absent, the bound resource when
+// KeepBindingOnRefresh, else invalid_target; present, it must normalize to
+// the bound resource (a refreshed token never changes audience).
+func (p ResourcePolicy) CheckRefresh(requested []string, bound string, client storage.Client) (string, *Error) {
 	if !p.Enabled {
 		return bound, nil
+	}
+	if len(requested) > 1 {
+		return "", ErrInvalidTarget("only one resource parameter is allowed")
+	}
+	nb, nbErr := NormalizeResource(bound)
+	if len(requested) == 1 {
+		res, err := NormalizeResource(requested[0])
+		if err != nil {
+			return "", AsError(err)
+		}
+		if (nbErr != nil || res != nb) && !p.knows(res, client) {
+			return "", ErrInvalidTarget("resource is not served by this authorization server")
+		}
+	}
+	if nbErr != nil || !p.knows(nb, client) {
+		return "", ErrInvalidGrant("the resource of this grant is no longer served; authorize again")
 	}
 	if len(requested) == 0 {
 		if p.KeepBindingOnRefresh {

@@ -175,36 +175,49 @@ func TestResourcePolicyCheckExchange(t *testing.T) {
 
 func TestResourcePolicyCheckRefresh(t *testing.T) {
 	const bound = "https://mcp.example/a"
-	keep := ResourcePolicy{Enabled: true, KeepBindingOnRefresh: true}
-	strict := ResourcePolicy{Enabled: true}
+	served := []string{bound, "https://mcp.example/b"}
+	keep := ResourcePolicy{Enabled: true, KeepBindingOnRefresh: true, Known: served}
+	strict := ResourcePolicy{Enabled: true, Known: served}
+	// gone: the bound resource is no longer configured (requirement 30).
+	gone := ResourcePolicy{Enabled: true, KeepBindingOnRefresh: true, Known: []string{"https://mcp.example/b"}}
 	tests := []struct {
 		name      string
 		policy    ResourcePolicy
 		requested []string
-		ok        bool
+		want      string // "" = ok
+		clientAud string
 	}{
-		{"keep: absent keeps binding", keep, nil, true},
-		{"keep: same", keep, []string{bound}, true},
-		{"keep: same normalized", keep, []string{"https://MCP.example/a"}, true},
-		{"keep: different", keep, []string{"https://mcp.example/b"}, false},
-		{"keep: several", keep, []string{bound, bound}, false},
-		{"keep: invalid", keep, []string{"#"}, false},
-		{"strict: absent refused", strict, nil, false},
-		{"strict: same", strict, []string{bound}, true},
-		{"strict: different", strict, []string{"https://mcp.example/b"}, false},
-		{"disabled: ignored", ResourcePolicy{}, []string{"https://other.example"}, true},
+		{"keep: absent keeps binding", keep, nil, "", ""},
+		{"keep: same", keep, []string{bound}, "", ""},
+		{"keep: same normalized", keep, []string{"https://MCP.example/a"}, "", ""},
+		{"keep: different", keep, []string{"https://mcp.example/b"}, "invalid_target", ""},
+		{"keep: unknown", keep, []string{"https://unknown.example/a"}, "invalid_target", ""},
+		{"keep: several", keep, []string{bound, bound}, "invalid_target", ""},
+		{"keep: invalid", keep, []string{"#"}, "invalid_target", ""},
+		{"strict: absent refused", strict, nil, "invalid_target", ""},
+		{"strict: same", strict, []string{bound}, "", ""},
+		{"strict: different", strict, []string{"https://mcp.example/b"}, "invalid_target", ""},
+		{"gone: absent", gone, nil, "invalid_grant", ""},
+		{"gone: the bound resource", gone, []string{bound}, "invalid_grant", ""},
+		{"gone: a served resource", gone, []string{"https://mcp.example/b"}, "invalid_grant", ""},
+		{"gone: an unknown resource", gone, []string{"https://unknown.example/a"}, "invalid_target", ""},
+		{"gone: invalid", gone, []string{"#"}, "invalid_target", ""},
+		{"gone, binding not kept: absent", ResourcePolicy{Enabled: true, Known: gone.Known}, nil, "invalid_grant", ""},
+		{"gone but the client's audience", ResourcePolicy{Enabled: true, KeepBindingOnRefresh: true}, nil, "", bound},
+		{"disabled: ignored", ResourcePolicy{}, []string{"https://other.example"}, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.policy.CheckRefresh(tt.requested, bound)
-			if tt.ok {
+			client := storage.Client{ID: "c", Kind: storage.ClientOwned, DefaultAudience: tt.clientAud}
+			got, err := tt.policy.CheckRefresh(tt.requested, bound, client)
+			if tt.want == "" {
 				if err != nil || got != bound {
 					t.Fatalf("got %q, %v; want %q", got, err, bound)
 				}
 				return
 			}
-			if err == nil || err.Code != "invalid_target" || err.Status != 400 || got != "" {
-				t.Fatalf("got %q, %v; want invalid_target", got, err)
+			if err == nil || err.Code != tt.want || err.Status != 400 || got != "" {
+				t.Fatalf("got %q, %v; want %s", got, err, tt.want)
 			}
 		})
 	}

@@ -279,7 +279,7 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 					return ErrInvalidScope("the requested scope exceeds the grant")
 				}
 			}
-			a, e := s.cfg.Resources.CheckRefresh(form["resource"], g.Resource)
+			a, e := s.cfg.Resources.CheckRefresh(form["resource"], g.Resource, client)
 			if e != nil {
 				return e
 			}

@@ -818,3 +818,68 @@ func TestTokenEmailOnlyWhenVerified(t *testing.T) {
 		})
 	}
 }
+
+// Requirement 30: a refresh of a grant bound to a resource that is no longer
+// served answers invalid_grant (the client starts a new authorization), not
+// invalid_target (SDKs throw on it and the user stays stuck). A refresh that
+// asks for an unknown resource is still invalid_target, and a refusal leaves
+// the refresh token usable.
+func TestRefreshAfterResourceRemoved(t *testing.T) {
+	const other = "https://other.example.com/mcp"
+	const unknown = "https://unknown.example.com/mcp"
+	var cfg Config
+	h := newHarness(t, func(c *Config) {
+		c.Resources.Known = []string{testResource, other}
+		cfg = *c
+	})
+	served := h.srv
+	// The operator removes testResource (a Caddy reload builds a new server
+	// on the same store).
+	cfg.Resources.Known = []string{other}
+	gone, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gone.Close() })
+	for _, c := range []struct {
+		name     string
+		removed  bool
+		resource []string
+		keep     bool // KeepBindingOnRefresh
+		want     string
+	}{
+		{"removed, no resource", true, nil, true, CodeInvalidGrant},
+		{"removed, no resource, binding not kept", true, nil, false, CodeInvalidGrant},
+		{"removed, the bound resource", true, []string{testResource}, true, CodeInvalidGrant},
+		{"removed, a served resource", true, []string{other}, true, CodeInvalidGrant},
+		{"removed, asks for an unknown resource", true, []string{unknown}, true, CodeInvalidTarget},
+		{"removed, malformed resource", true, []string{"https://x.example/#f"}, true, CodeInvalidTarget},
+		{"served, asks for an unknown resource", false, []string{unknown}, true, CodeInvalidTarget},
+		{"served, asks for another served resource", false, []string{other}, true, CodeInvalidTarget},
+		{"served, two resources", false, []string{testResource, other}, true, CodeInvalidTarget},
+		{"served, binding not kept, no resource", false, nil, false, CodeInvalidTarget},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h.srv = served
+			t0 := h.mustToken(h.exchangeForm("app", h.code("app", appRedirect), appRedirect, testVerifier))
+			if c.removed {
+				h.srv = gone
+			}
+			keep := c.keep
+			h.srv.cfg.Resources.KeepBindingOnRefresh = keep
+			defer func() { h.srv.cfg.Resources.KeepBindingOnRefresh = true }()
+			f := refreshForm("app", t0.RefreshToken)
+			f["resource"] = c.resource
+			w := h.token(f)
+			if w.Code != http.StatusBadRequest || oauthError(t, w) != c.want {
+				t.Fatalf("got %d %s, want 400 %s", w.Code, w.Body, c.want)
+			}
+			// No state change: the refresh token still works where its
+			// resource is served.
+			h.srv = served
+			served.cfg.Resources.KeepBindingOnRefresh = true
+			h.mustToken(refreshForm("app", t0.RefreshToken))
+		})
+	}
+	h.srv = served
+}

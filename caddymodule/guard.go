@@ -221,12 +221,21 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		if cfg.Resource == "" {
 			return errors.New("mcp_protect: resource is required with an external issuer")
 		}
+		// The issuer may be down: the guard starts anyway (from the key set
+		// last persisted in Caddy's storage, or with none: 503 until a
+		// background fetch succeeds), so that the rest of the config serves.
 		runCtx, cancel := context.WithCancel(context.Background())
 		g.cancel = cancel
-		keys, err := resourceguard.NewRemoteKeySource(runCtx, g.Issuer, nil, ctx.Slogger())
+		keys, err := resourceguard.NewRemoteKeySourceWithOptions(runCtx, resourceguard.RemoteOptions{
+			Issuer:                g.Issuer,
+			Store:                 ctx.Storage(),
+			AllowUnavailableStart: true,
+			Logger:                ctx.Slogger(),
+		})
 		if err != nil {
 			return fmt.Errorf("mcp_protect: issuer %s: %w", g.Issuer, err)
 		}
+		go keys.Run(runCtx)
 		cfg.Keys = keys
 	}
 	g.Resource = cfg.Resource

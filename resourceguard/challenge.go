@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Error codes of RFC 6750 §3.1.
@@ -36,6 +37,9 @@ type Challenge struct {
 	Error       string
 	Description string
 	Scopes      []string
+	// RetryAfter is the Retry-After of a 503 (default 5 s; rounded up to
+	// whole seconds).
+	RetryAfter time.Duration
 }
 
 func invalidToken(desc string) *Challenge {
@@ -233,7 +237,11 @@ func (g *Guard) SetChallengeHeaders(w http.ResponseWriter, c *Challenge) {
 		h.Set("WWW-Authenticate", g.ChallengeHeader(c))
 	}
 	if c.Status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", "5")
+		secs := 5
+		if c.RetryAfter > 0 {
+			secs = int((c.RetryAfter + time.Second - 1) / time.Second)
+		}
+		h.Set("Retry-After", strconv.Itoa(secs))
 	}
 	h.Set("Cache-Control", "no-store")
 }

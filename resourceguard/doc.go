@@ -36,7 +36,10 @@
 //     deleting client-sent copies.
 //     Responses are never buffered, so SSE streams pass through.
 //   - Remote key discovery (remote.go, RFC 8414 and OpenID Connect Discovery):
-//     a JWKS cache for authorization servers other than ours.
+//     a JWKS cache for authorization servers other than ours, refreshed in
+//     the background (bounded exponential back-off after a failure, an
+//     unknown kid refetched at most once a minute) and optionally persisted
+//     in a KeySetStore; the request path never waits for the issuer.
 //
 // The package imports neither Caddy nor the authorization server: it works with
 // any standards-compliant authorization server through the KeySource interface.
@@ -51,7 +54,9 @@
 //   - When a RevocationChecker is set, a token without a "sid" (grant id) claim
 //     is refused: its revocation state cannot be checked (fail closed).
 //   - A failure of the key source (other than an unknown key) or of the
-//     revocation checker answers 503, never 200 and never 500.
+//     revocation checker answers 503, never 200 and never 500. While a
+//     RemoteKeySource has no key set yet the 503 carries a Retry-After of the
+//     time until its next fetch.
 //   - CORS on the guarded endpoint is opt-in (Config.CORS): the guard then
 //     answers preflights from allowed origins itself (they carry no token) and
 //     exposes WWW-Authenticate to browser clients. The PRM is always CORS-open.

@@ -201,6 +201,12 @@ func (g *Guard) verifyToken(ctx context.Context, tok string) (*verifiedToken, ui
 			g.log.Debug("resourceguard: unknown key id")
 			return nil, 0, invalidToken("unknown signing key")
 		}
+		if ue := (*KeysUnavailableError)(nil); errors.As(err, &ue) {
+			// The key source logs its failed fetches; not once per request.
+			c := unavailable("the authorization server's signing keys are not available yet")
+			c.RetryAfter = ue.RetryAfter
+			return nil, 0, c
+		}
 		g.log.Warn("resourceguard: key source failed", "error", err)
 		return nil, 0, unavailable("signing keys are temporarily unavailable")
 	}
