@@ -131,7 +131,16 @@ type RemoteKeySource struct {
 	schedMu     sync.Mutex
 	failures    int // guarded by schedMu
 	refreshing  atomic.Bool
+	// fetched is closed when the background fetch in flight ends (a
+	// request that met an unknown kid waits on it, briefly).
+	fetched atomic.Pointer[chan struct{}]
 }
+
+// unknownKidWait bounds how long a request that meets an unknown kid waits
+// for the refetch it started (at most one a MinRefreshInterval): after a
+// rotation at the issuer the first token signed with the new key is
+// accepted, and a blocked issuer still costs a request at most this long.
+const unknownKidWait = 500 * time.Millisecond
 
 type remoteKey struct {
 	key crypto.PublicKey
@@ -266,10 +275,12 @@ func (s *RemoteKeySource) Available() bool {
 	return s.keys != nil
 }
 
-// PublicKey implements KeySource. It never waits for the network: a due
-// refresh, or a refetch for an unknown kid, runs in the background. While no
-// key set is known it returns a *KeysUnavailableError.
-func (s *RemoteKeySource) PublicKey(_ context.Context, kid string) (crypto.PublicKey, string, error) {
+// PublicKey implements KeySource. A due refresh runs in the background; a
+// known kid never waits. An unknown kid starts a refetch (at most one a
+// MinRefreshInterval) and waits for the fetch in flight at most
+// unknownKidWait. While no key set is known it returns a
+// *KeysUnavailableError.
+func (s *RemoteKeySource) PublicKey(ctx context.Context, kid string) (crypto.PublicKey, string, error) {
 	s.mu.RLock()
 	keys := s.keys
 	k, ok := keys[kid]
@@ -278,7 +289,28 @@ func (s *RemoteKeySource) PublicKey(_ context.Context, kid string) (crypto.Publi
 		s.kick(false)
 		return nil, "", &KeysUnavailableError{RetryAfter: s.retryAfter()}
 	}
-	s.kick(!ok)
+	if ok {
+		s.kick(false)
+		return k.key, k.alg, nil
+	}
+	// An unknown kid: a refetch (if none was made within a minute) may
+	// bring it. Wait for the fetch in flight, if any, at most
+	// unknownKidWait, then look again.
+	if !s.kick(true) {
+		return nil, "", ErrUnknownKey
+	}
+	if ch := s.fetched.Load(); ch != nil {
+		t := time.NewTimer(unknownKidWait)
+		select {
+		case <-*ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	s.mu.RLock()
+	k, ok = s.keys[kid]
+	s.mu.RUnlock()
 	if !ok {
 		return nil, "", ErrUnknownKey
 	}
@@ -318,20 +350,28 @@ func (s *RemoteKeySource) Refresh(ctx context.Context) bool {
 // retry, or (unknownKid) a refetch when none was attempted within
 // MinRefreshInterval. It is on the hot path: one atomic load when nothing
 // is due.
-func (s *RemoteKeySource) kick(unknownKid bool) {
+//
+// It reports whether a fetch is in flight because of this call or another.
+func (s *RemoteKeySource) kick(unknownKid bool) bool {
 	now := s.now()
 	if now.UnixNano() < s.next.Load() {
 		if !unknownKid {
-			return
+			return false
 		}
 		if s.recentAttempt(now) {
-			return
+			return s.refreshing.Load()
 		}
 	}
-	if s.life.Err() != nil || !s.refreshing.CompareAndSwap(false, true) {
-		return
+	if s.life.Err() != nil {
+		return false
 	}
+	if !s.refreshing.CompareAndSwap(false, true) {
+		return true
+	}
+	done := make(chan struct{})
+	s.fetched.Store(&done)
 	go func() {
+		defer close(done)
 		defer s.refreshing.Store(false)
 		ctx, cancel := context.WithTimeout(s.life, attemptTimeout)
 		defer cancel()
@@ -339,6 +379,7 @@ func (s *RemoteKeySource) kick(unknownKid bool) {
 		defer s.fetchMu.Unlock()
 		_ = s.attempt(ctx)
 	}()
+	return true
 }
 
 // recentAttempt reports whether a fetch was attempted within
