@@ -145,14 +145,17 @@ func TestBrowserCORSOnGuardedEndpoint(t *testing.T) {
 	})
 
 	t.Run("unlisted origin", func(t *testing.T) {
+		mu.Lock()
+		before := len(reached)
+		mu.Unlock()
 		res := run(t, other.URL)
 		if res.Error == "" {
 			t.Fatalf("a page on an unlisted origin read the answers: %+v", res)
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if len(reached) != 1 {
-			t.Fatalf("upstream reached from an unlisted origin: %v", reached)
+		if len(reached) != before {
+			t.Fatalf("upstream reached from an unlisted origin: %v", reached[before:])
 		}
 	})
 }
