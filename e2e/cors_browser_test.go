@@ -159,3 +159,45 @@ func TestBrowserCORSOnGuardedEndpoint(t *testing.T) {
 		}
 	})
 }
+
+// TestGuardInheritsAppCORSOrigins (requirement 27): with cors_origins only in
+// the mcp_auth block, the guard of this config's issuer answers preflights
+// from those origins before the token check, echoes only the MCP request
+// headers, and still refuses any other Origin with 403.
+func TestGuardInheritsAppCORSOrigins(t *testing.T) {
+	const web = "https://web.example"
+	s := startStack(t, stackOpts{extraApp: "cors_origins " + web})
+	do := func(method, origin string, hdr map[string]string) *http.Response {
+		req, _ := http.NewRequest(method, s.MCPURL, nil)
+		req.Header.Set("Origin", origin)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := s.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := do("OPTIONS", web, map[string]string{
+		"Access-Control-Request-Method":  "POST",
+		"Access-Control-Request-Headers": "authorization, content-type, mcp-method, mcp-name, mcp-param-city, x-evil",
+	})
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != web ||
+		resp.Header.Get("Access-Control-Allow-Headers") != "authorization, content-type, mcp-method, mcp-name, mcp-param-city" ||
+		resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp = do("POST", web, nil)
+	if resp.StatusCode != 401 || resp.Header.Get("Access-Control-Allow-Origin") != web ||
+		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+		t.Fatalf("challenge for the listed origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	for _, m := range []string{"OPTIONS", "POST"} {
+		resp = do(m, "https://evil.example", map[string]string{"Access-Control-Request-Method": "POST"})
+		if resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Fatalf("%s from an unlisted origin: %d %v", m, resp.StatusCode, resp.Header)
+		}
+	}
+}
