@@ -34,7 +34,7 @@ func TestCORSOrigins(t *testing.T) {
 		{"preflight from another origin", "OPTIONS", "https://evil.example", "authorization", false, 403, "", "", false},
 		{"challenge readable by the CORS origin", "POST", web, "-", false, 401, web, "", false},
 		{"token from the CORS origin passes the Origin check", "POST", web, "-", true, 200, web, "", true},
-		{"the resource's own origin is still allowed", "POST", "https://mcp.example.com", "-", true, 200, "https://mcp.example.com", "", true},
+		{"the resource's own origin is still allowed (same origin: no CORS)", "POST", "https://mcp.example.com", "-", true, 200, "", "", true},
 		{"another origin with a token is 403", "POST", "https://evil.example", "-", true, 403, "", "", false},
 	}
 	for _, c := range cases {
@@ -74,6 +74,24 @@ func TestCORSOrigins(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With allowed_origins "*" (no DNS-rebinding defence), CORS is still only
+// for the CORS origins.
+func TestCORSOriginsOnlyForListedOrigins(t *testing.T) {
+	f := newFixture(t, func(cfg *Config) {
+		cfg.AllowedOrigins = []string{"*"}
+		cfg.CORSOrigins = []string{"https://inspector.example"}
+	})
+	for origin, acao := range map[string]string{"https://inspector.example": "https://inspector.example", "https://INSPECTOR.example:443": "https://INSPECTOR.example:443", "https://other.example": ""} {
+		r := bearerReq("OPTIONS", testResource, "")
+		r.Header.Set("Origin", origin)
+		r.Header.Set("Access-Control-Request-Method", "POST")
+		w := f.do(r)
+		if got := w.Header().Get("Access-Control-Allow-Origin"); got != acao || (acao != "" && w.Code != 204) {
+			t.Errorf("%s: %d ACAO %q, want %q", origin, w.Code, got, acao)
+		}
 	}
 }
 

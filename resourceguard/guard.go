@@ -202,6 +202,9 @@ type Guard struct {
 	origins   map[string]bool
 	anyOrigin bool
 	cors      bool
+	// corsOrigins, when set (Config.CORSOrigins), are the only origins that
+	// get CORS; otherwise (Config.CORS) every allowed origin does.
+	corsOrigins map[string]bool
 
 	// metadata
 	metadataURL  string

@@ -44,8 +44,28 @@ func (g *Guard) setOrigins(res *url.URL, allowed, cors []string) error {
 			return err
 		}
 		g.origins[so] = true
+		if g.corsOrigins == nil {
+			g.corsOrigins = map[string]bool{}
+		}
+		g.corsOrigins[so] = true
 	}
 	return nil
+}
+
+// corsAllowed reports whether origin o gets CORS headers: one of
+// CORSOrigins when they are set, else any allowed origin (Config.CORS).
+func (g *Guard) corsAllowed(o string) bool {
+	if !g.originAllowed(o) {
+		return false
+	}
+	if g.corsOrigins == nil {
+		return true
+	}
+	if g.corsOrigins[o] {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Host != "" && g.corsOrigins[serializeOrigin(u.Scheme, u.Host)]
 }
 
 func parseOrigin(o string) (string, error) {
@@ -171,7 +191,7 @@ func (g *Guard) ServeCORS(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	values := r.Header.Values("Origin")
-	if len(values) != 1 || !g.originAllowed(values[0]) {
+	if len(values) != 1 || !g.corsAllowed(values[0]) {
 		return false
 	}
 	h := w.Header()
