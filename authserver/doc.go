@@ -10,7 +10,9 @@
 //	/jwks.json   the public signing keys
 //	/register    RFC 7591 registration, only when Config.Registration is set
 //
-// /.well-known/openid-configuration is deliberately NOT served: this server
+// /.well-known/openid-configuration is deliberately NOT served (it answers a
+// JSON 404, as every other discovery spelling on the origin, see
+// Server.OwnsDiscovery): this server
 // issues no ID tokens and has no userinfo endpoint, so an OpenID Provider
 // configuration would advertise what is not served (requirement 1: "only if
 // it is complete and valid"). Clients that probe it get a 404 and fall back to

@@ -42,6 +42,8 @@ type Server struct {
 	metadata    map[string]any
 	metaJSON    []byte
 	routes      map[string]http.Handler
+	issuerPath  string       // the issuer's path without a trailing "/" ("" at the root)
+	notFound    http.Handler // JSON 404 of owned discovery paths, with CORS
 
 	audit     *auditWriter
 	touched   sync.Map      // client id -> time.Time of the last TouchClient
@@ -130,6 +132,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Registration != nil {
 		s.routes[s.path(pathRegister)] = cors.Wrap(cfg.Registration)
 	}
+	s.issuerPath = strings.TrimSuffix(u.Path, "/")
+	s.notFound = cors.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
+	}))
 	return s, nil
 }
 
@@ -140,16 +146,45 @@ func (s *Server) path(p string) string { return s.cfg.PathPrefix + p }
 func (s *Server) endpoint(p string) string { return s.origin + s.path(p) }
 
 // Handles reports whether r's path is one of the server's endpoints or
-// well-known documents.
+// well-known documents, or a discovery path that the server owns
+// (OwnsDiscovery) and answers with a JSON 404.
 func (s *Server) Handles(r *http.Request) bool {
 	_, ok := s.routes[r.URL.Path]
-	return ok
+	return ok || s.OwnsDiscovery(r.URL.Path)
+}
+
+// Well-known names of authorization server discovery.
+const (
+	wellKnownOIDC = "/.well-known/openid-configuration"
+)
+
+// OwnsDiscovery reports whether path is an authorization server discovery
+// URL on the issuer's origin (requirement 28): /.well-known/oauth-
+// authorization-server and /.well-known/openid-configuration, alone or
+// followed by any path (RFC 8414 §3.1 path insertion, for this issuer or a
+// client's guess, such as the MCP path), and the OIDC appended form of the
+// issuer's own path ({issuer}/.well-known/openid-configuration). The metadata
+// is served at MetadataPath(issuer) (and the appended form of an issuer with
+// a path); every other one of these paths answers a JSON 404
+// {"error":"not_found"}. This server issues no ID tokens, so the OpenID
+// spellings are always 404s (see the package doc).
+func (s *Server) OwnsDiscovery(path string) bool {
+	for _, wk := range []string{WellKnownAuthorizationServer, wellKnownOIDC} {
+		if path == wk || strings.HasPrefix(path, wk+"/") {
+			return true
+		}
+	}
+	return s.issuerPath != "" && path == s.issuerPath+wellKnownOIDC
 }
 
 // ServeHTTP serves every endpoint of the authorization server; other paths
 // get a JSON 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, ok := s.routes[r.URL.Path]
+	if !ok && s.OwnsDiscovery(r.URL.Path) {
+		s.notFound.ServeHTTP(w, r)
+		return
+	}
 	if !ok {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint"})
 		return

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -43,6 +42,7 @@ func init() {
 //		method_scope <method>[:<tool>] <scope...>
 //		scope_implies <broad> <narrow...>
 //		allowed_origins <origin...>
+//		cors_origins <origin...>        # browser origins; default: the mcp_auth app's cors_origins
 //		resource_name <text>
 //		resource_documentation <url>
 //		identity_headers {
@@ -63,9 +63,14 @@ func init() {
 // widened to `/mcp` and `/mcp/*`, so that `/mcp/`, `/mcp/x` or `/mcp%2F`
 // never reach an unmatched `reverse_proxy` without a token.
 //
-// The directive adds a second route for the metadata paths
-// (/.well-known/oauth-protected-resource and its path-inserted form), which
-// the matcher of the protected route would not reach.
+// The directive adds a second route for the discovery paths at the root of
+// the host (/.well-known/oauth-protected-resource, oauth-authorization-server
+// and openid-configuration, each alone or followed by a path), which the
+// matcher of the protected route would not reach: the guard serves its
+// metadata there and a JSON 404 for the others (requirement 28).
+//
+// With cors_origins (or the app's cors_origins), browser pages on those
+// origins may call the guarded endpoint (requirement 27).
 type Guard struct {
 	// Resource is the exact URL clients use for the MCP endpoint. It is
 	// published as the metadata's `resource` and required in the token's
@@ -93,6 +98,14 @@ type Guard struct {
 	// AllowedOrigins may send requests with an Origin header (default: the
 	// resource's own origin). Any other Origin gets 403 (DNS rebinding).
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// CORSOrigins are the browser origins (e.g. the MCP Inspector's
+	// http://localhost:6274) whose pages may call the guarded endpoint: the
+	// guard answers their CORS preflights before any token check, allows the
+	// MCP request headers and exposes WWW-Authenticate and Mcp-Session-Id.
+	// They are also allowed by the Origin check. Default: the cors_origins of
+	// this config's mcp_auth app when the guard uses it; with neither, CORS
+	// is off. "*" is refused (it would disable the DNS-rebinding defence).
+	CORSOrigins []string `json:"cors_origins,omitempty"`
 	// ResourceName is published in the metadata.
 	ResourceName string `json:"resource_name,omitempty"`
 	// ResourceDocumentation is published in the metadata.
@@ -128,6 +141,7 @@ type Guard struct {
 	headers resourceguard.IdentityHeaders
 	logger  *zap.Logger
 	cancel  context.CancelFunc
+	unclaim func()
 }
 
 // IdentityHeaders name the headers that carry identity upstream.
@@ -176,6 +190,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		MethodScopes:          g.MethodScopes,
 		ScopeHierarchy:        g.ScopeHierarchy,
 		AllowedOrigins:        g.AllowedOrigins,
+		CORSOrigins:           g.CORSOrigins,
 		ResourceName:          g.ResourceName,
 		ResourceDocumentation: g.ResourceDocumentation,
 		Leeway:                time.Duration(g.Leeway),
@@ -208,6 +223,9 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		cfg.RequireTyp = true
 		if len(cfg.ScopesSupported) == 0 {
 			cfg.ScopesSupported = app.Scopes
+		}
+		if len(cfg.CORSOrigins) == 0 {
+			cfg.CORSOrigins = app.CORSOrigins
 		}
 		if cfg.Resource == "" {
 			u, err := url.Parse(app.Issuer)
@@ -244,6 +262,9 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("mcp_protect: %w", err)
 	}
 	g.guard = guard
+	if u, err := url.Parse(guard.Resource()); err == nil {
+		g.unclaim = claimPRM(u.Host, guard.MetadataPaths())
+	}
 	return nil
 }
 
@@ -266,10 +287,14 @@ func (g *Guard) Validate() error {
 	return nil
 }
 
-// Cleanup stops the remote key source, if any.
+// Cleanup stops the remote key source, if any, and forgets the guard's
+// metadata paths.
 func (g *Guard) Cleanup() error {
 	if g.cancel != nil {
 		g.cancel()
+	}
+	if g.unclaim != nil {
+		g.unclaim()
 	}
 	return nil
 }
@@ -279,22 +304,10 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if g.guard.ServeMetadata(w, r) {
 		return nil
 	}
-	if r.URL.Path == "/.well-known/oauth-authorization-server" {
-		// Some clients (ChatGPT) look for the authorization server's metadata
-		// on the MCP host itself: mirror it when the guard and our
-		// authorization server share the host.
-		if g.app != nil && sameHost(g.Resource, g.app.Issuer) {
-			if srv, err := g.app.Server(); err == nil {
-				w.Header().Set("Content-Type", "application/json")
-				w.Header().Set("Access-Control-Allow-Origin", "*")
-				w.Header().Set("Cache-Control", "public, max-age=300")
-				return json.NewEncoder(w).Encode(srv.Metadata())
-			}
-		}
-		g.guard.PrepareUpstream(r, nil) // unauthenticated: no credentials, no forged identity
-		return next.ServeHTTP(w, r)
+	if rootDiscovery(r.URL.Path) {
+		return g.serveDiscovery(w, r, next)
 	}
-	if g.guard.ServeCORS(w, r) {
+	if g.guard.ServeDiscoveryNotFound(w, r) || g.guard.ServeCORS(w, r) {
 		return nil
 	}
 	p, ch := g.guard.Check(r)
@@ -334,6 +347,37 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ch *resourceguard
 	}
 	g.guard.WriteChallenge(w, ch)
 	return nil
+}
+
+// serveDiscovery answers a discovery path at the root of the host that is
+// not this guard's metadata (requirement 28). Some clients (ChatGPT) look for
+// the authorization server's metadata on the MCP host itself: when the guard
+// and our authorization server share the host, the authorization server
+// answers its discovery paths here as on its own site (with the app's CORS).
+// A sibling guard's metadata path on this host goes on to that guard; every
+// other path is a JSON 404. Nothing reaches the upstream.
+func (g *Guard) serveDiscovery(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	p := r.URL.Path
+	if !prmFamily(p) && g.app != nil && sameHost(g.Resource, g.app.Issuer) {
+		if srv, err := g.app.Server(); err == nil && srv.Handles(r) {
+			srv.ServeHTTP(w, r)
+			return nil
+		}
+	}
+	if prmFamily(p) && prmServedElsewhere(p, r.Host, hostOf(g.Resource)) {
+		g.guard.PrepareUpstream(r, nil) // unauthenticated: no credentials, no forged identity
+		return nextOrNotFound(w, r, next)
+	}
+	resourceguard.WriteNotFound(w, r)
+	return nil
+}
+
+func hostOf(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return pu.Host
 }
 
 func sameHost(a, b string) bool {
@@ -392,6 +436,12 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			g.ScopeHierarchy[args[0]] = append(g.ScopeHierarchy[args[0]], args[1:]...)
 		case "allowed_origins":
 			g.AllowedOrigins = append(g.AllowedOrigins, d.RemainingArgs()...)
+		case "cors_origins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			g.CORSOrigins = append(g.CORSOrigins, args...)
 		case "resource_name":
 			if !d.AllArgs(&g.ResourceName) {
 				return d.ArgErr()
@@ -523,13 +573,15 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if g.Path == "" {
 		g.Path = "/mcp"
 	}
+	// Every discovery path at the root of the host: the guard serves its
+	// metadata and answers the others (requirement 28).
 	metaPaths := caddyhttp.MatchPath{
 		"/.well-known/oauth-protected-resource",
-		"/.well-known/oauth-protected-resource" + g.Path,
+		"/.well-known/oauth-protected-resource/*",
 		"/.well-known/oauth-authorization-server",
-	}
-	if u, err := url.Parse(g.Resource); err == nil && g.Resource != "" && u.Path != g.Path && u.Path != "" {
-		metaPaths = append(metaPaths, "/.well-known/oauth-protected-resource"+u.Path)
+		"/.well-known/oauth-authorization-server/*",
+		"/.well-known/openid-configuration",
+		"/.well-known/openid-configuration/*",
 	}
 	metaMatcher := caddy.ModuleMap{"path": h.JSON(metaPaths)}
 	var out []httpcaddyfile.ConfigValue

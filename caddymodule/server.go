@@ -7,6 +7,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
 func init() {
@@ -17,7 +19,9 @@ func init() {
 
 // ServerHandler serves the `mcp_auth` app's authorization server endpoints
 // (metadata, JWKS, /authorize, /token, /revoke, /register) and its hosted
-// login pages on a site. Every other request passes to the next handler.
+// login pages on a site. Every discovery path of the issuer's origin
+// answers JSON: the metadata, or a JSON 404 (requirement 28; see
+// discovery.go). Every other request passes to the next handler.
 //
 // Caddyfile:
 //
@@ -57,6 +61,21 @@ func (h *ServerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	if srv.Handles(r) {
 		srv.ServeHTTP(w, r)
 		return nil
+	}
+	p := r.URL.Path
+	switch {
+	case prmFamily(p):
+		// Protected resource metadata is the guards' (mcp_protect later on
+		// this site); a path none of them serves here is a JSON 404.
+		if !prmServedElsewhere(p, r.Host, hostOf(h.app.Issuer)) {
+			resourceguard.WriteNotFound(w, r)
+			return nil
+		}
+		resourceguard.PrepareUpstream(r, nil, resourceguard.IdentityHeaders{})
+		return nextOrNotFound(w, r, next)
+	case appendedDiscovery(p):
+		// Not the product's path, but never Caddy's empty 200 either.
+		return nextOrNotFound(w, r, next)
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -9,6 +9,8 @@
 //     clients which authorization server protects this resource, served at the
 //     path-inserted URL /.well-known/oauth-protected-resource<resource path> and at
 //     the root /.well-known/oauth-protected-resource, CORS-open (no credentials).
+//     Any other path with a /.well-known/ segment that reaches the guard is a
+//     JSON 404 {"error":"not_found"} before the token check (requirement 28).
 //   - The Origin check (origin.go): a present Origin header that is not allowed
 //     is refused with 403 (DNS rebinding defence, MCP transport specification).
 //   - Bearer token extraction (bearer.go, RFC 6750 §2.1): tokens are accepted
@@ -57,9 +59,13 @@
 //     revocation checker answers 503, never 200 and never 500. While a
 //     RemoteKeySource has no key set yet the 503 carries a Retry-After of the
 //     time until its next fetch.
-//   - CORS on the guarded endpoint is opt-in (Config.CORS): the guard then
-//     answers preflights from allowed origins itself (they carry no token) and
-//     exposes WWW-Authenticate to browser clients. The PRM is always CORS-open.
+//   - CORS on the guarded endpoint is opt-in (Config.CORSOrigins, or
+//     Config.CORS for AllowedOrigins): the guard then answers preflights from
+//     those origins itself (they carry no token), echoes the requested MCP
+//     headers (Mcp-Param-* cannot be listed as a prefix), and exposes
+//     WWW-Authenticate, Mcp-Session-Id and DPoP-Nonce (requirement 27). CORS
+//     origins also pass the Origin check; "*" is refused for them. Credentials
+//     are never allowed. The PRM is always CORS-open.
 //   - A token must carry "kid", "exp" and "sub"; the client id is "client_id"
 //     (RFC 9068), else "azp"; scopes come from "scope" (space-separated) and
 //     "scp" (array or string).

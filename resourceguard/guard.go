@@ -108,6 +108,14 @@ type Config struct {
 	// (cookies) are never allowed. Leave it off when the upstream answers CORS
 	// itself: the headers would be sent twice.
 	CORS bool
+	// CORSOrigins are browser origins ("https://inspector.example") that may
+	// call the resource from a page on another origin. Setting it turns CORS
+	// on (as CORS does) and adds these origins to the Origin check's
+	// allow-list, so the two lists never disagree: a CORS origin is never
+	// refused with 403, and an origin outside AllowedOrigins and CORSOrigins
+	// (and, when AllowedOrigins is empty, the resource's own origin) still is.
+	// "*" is refused: it would disable the DNS-rebinding defence.
+	CORSOrigins []string
 	// ResourceName and ResourceDocumentation are published in the PRM.
 	ResourceName, ResourceDocumentation string
 	// DisableRootMetadata stops serving the PRM at the root
@@ -194,6 +202,9 @@ type Guard struct {
 	origins   map[string]bool
 	anyOrigin bool
 	cors      bool
+	// corsOrigins, when set (Config.CORSOrigins), are the only origins that
+	// get CORS; otherwise (Config.CORS) every allowed origin does.
+	corsOrigins map[string]bool
 
 	// metadata
 	metadataURL  string
@@ -239,7 +250,7 @@ func New(cfg Config) (*Guard, error) {
 		keys:        cfg.Keys,
 		revocation:  cfg.Revocation,
 		requireTyp:  cfg.RequireTyp,
-		cors:        cfg.CORS,
+		cors:        cfg.CORS || len(cfg.CORSOrigins) > 0,
 		identity:    cfg.Identity,
 		stripAll:    cfg.StripAllCookies,
 		maxHeaders:  cfg.MaxHeaders,
@@ -349,7 +360,7 @@ func New(cfg Config) (*Guard, error) {
 	}
 
 	// Origins.
-	if err := g.setOrigins(res, cfg.AllowedOrigins); err != nil {
+	if err := g.setOrigins(res, cfg.AllowedOrigins, cfg.CORSOrigins); err != nil {
 		return nil, err
 	}
 
@@ -495,7 +506,7 @@ func (g *Guard) checkRevocation(ctx context.Context, v *verifiedToken) *Challeng
 // next with the original ResponseWriter (responses are never buffered).
 func (g *Guard) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if g.ServeMetadata(w, r) || g.ServeCORS(w, r) {
+		if g.ServeMetadata(w, r) || g.ServeDiscoveryNotFound(w, r) || g.ServeCORS(w, r) {
 			return
 		}
 		p, c := g.Check(r)

@@ -155,3 +155,50 @@ func (g *Guard) ServeMetadata(w http.ResponseWriter, r *http.Request) bool {
 	}
 	return true
 }
+
+// IsWellKnown reports whether path has a /.well-known/ segment (RFC 8615),
+// compared without regard to case.
+func IsWellKnown(path string) bool {
+	p := strings.ToLower(path)
+	return strings.Contains(p, "/.well-known/") || strings.HasSuffix(p, "/.well-known")
+}
+
+// ServeDiscoveryNotFound answers a JSON 404 (WriteNotFound) for a request
+// whose path has a /.well-known/ segment and that ServeMetadata did not
+// serve, and reports whether it did. Clients probe discovery documents under
+// the resource's path (e.g. /mcp/.well-known/openid-configuration, treating
+// the MCP URL as an issuer): such a probe must get a JSON 404, not a 401 or
+// the upstream's page (requirement 28). Nothing reaches the upstream.
+func (g *Guard) ServeDiscoveryNotFound(w http.ResponseWriter, r *http.Request) bool {
+	if !IsWellKnown(r.URL.Path) {
+		return false
+	}
+	WriteNotFound(w, r)
+	return true
+}
+
+// notFoundBody is the JSON 404 of every well-known path that serves nothing.
+var notFoundBody = []byte(`{"error":"not_found"}` + "\n")
+
+// WriteNotFound writes the JSON 404 {"error":"not_found"} of a discovery
+// path that serves no document, with open CORS (never with credentials) so
+// browser clients read it as a 404 and move on; a CORS preflight gets 204.
+func WriteNotFound(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, MCP-Protocol-Version")
+		h.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(notFoundBody)))
+	w.WriteHeader(http.StatusNotFound)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(notFoundBody)
+	}
+}

@@ -77,12 +77,16 @@ func TestProtectedResourceMetadata(t *testing.T) {
 	if f.reached.Load() != 0 {
 		t.Fatal("PRM request reached the upstream")
 	}
-	t.Run("other well-known paths are guarded", func(t *testing.T) {
+	t.Run("other well-known paths are JSON 404s", func(t *testing.T) {
+		// Requirement 28: never the upstream's answer, never a 401.
 		for _, p := range []string{"/.well-known/oauth-protected-resource/other", "/.well-known/oauth-protected-resource/mcp/", "/.well-known/oauth-protected-resourcex"} {
 			w := f.do(httptest.NewRequest("GET", "https://mcp.example.com"+p, nil))
-			if w.Code != http.StatusUnauthorized {
-				t.Fatalf("%s: status %d", p, w.Code)
+			if w.Code != http.StatusNotFound || w.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("%s: status %d %q", p, w.Code, w.Header().Get("Content-Type"))
 			}
+		}
+		if f.reached.Load() != 0 {
+			t.Fatal("a well-known request reached the upstream")
 		}
 	})
 }
