@@ -26,6 +26,9 @@ var (
 	ErrRefreshReused = errors.New("storage: refresh token reused")
 	// ErrGrantRevoked: the grant exists but was revoked.
 	ErrGrantRevoked = errors.New("storage: grant revoked")
+	// ErrReplayed: a single-use identifier (a JWT "jti") was used before and
+	// its record has not expired.
+	ErrReplayed = errors.New("storage: already used")
 )
 
 // ClientKind says how a client came to be known.
@@ -379,6 +382,17 @@ type EmailVerifications interface {
 	ConsumeEmailVerification(ctx context.Context, hash []byte, now time.Time) (EmailVerification, error)
 }
 
+// Replays records single-use identifiers of signed assertions (the "jti" of
+// RFC 7523 client assertions, ID-JAGs, workload tokens) until they expire, so
+// that a replay is refused on every instance sharing the store.
+type Replays interface {
+	// UseOnce records hash (the SHA-256 of the issuer and identifier) as used
+	// until expiresAt. ErrReplayed when it is recorded and not expired at now
+	// (the record is left as it is); an expired record is replaced. Exactly
+	// one of concurrent callers with the same hash succeeds.
+	UseOnce(ctx context.Context, hash []byte, expiresAt, now time.Time) error
+}
+
 // Audit stores the audit log.
 type Audit interface {
 	AppendAudit(ctx context.Context, events ...AuditEvent) error
@@ -388,7 +402,7 @@ type Audit interface {
 // Maintenance removes what has expired.
 type Maintenance interface {
 	// DeleteExpired removes expired codes, grants, sessions, tickets, email
-	// verifications and consents, and audit events older than auditBefore (zero: keep all).
+	// verifications, consents and used assertion identifiers, and audit events older than auditBefore (zero: keep all).
 	DeleteExpired(ctx context.Context, now, auditBefore time.Time) (int, error)
 }
 
@@ -404,6 +418,7 @@ type Backend interface {
 	Sessions
 	Tickets
 	EmailVerifications
+	Replays
 	Audit
 	Maintenance
 	// Close releases the backend's resources.
