@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -57,11 +58,20 @@ type Client struct {
 	// AccessTokenTTL and RefreshTokenTTL override the server's lifetimes when non-zero.
 	AccessTokenTTL  time.Duration `json:"access_token_ttl,omitempty"`
 	RefreshTokenTTL time.Duration `json:"refresh_token_ttl,omitempty"`
-	// TokenEndpointAuthMethod is "none" for public clients, or
-	// "client_secret_basic" / "client_secret_post" for confidential owned clients.
+	// TokenEndpointAuthMethod is "none" for public clients,
+	// "client_secret_basic" / "client_secret_post" for confidential owned
+	// clients, or "private_key_jwt" (owned and CIMD clients with keys).
 	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method"`
 	// SecretHash is a PHC-format hash of the client secret (confidential owned clients only).
 	SecretHash string `json:"secret_hash,omitempty"`
+	// JWKSURI and JWKS are the public keys of a "private_key_jwt" client
+	// (RFC 7523 §2.2, RFC 7591 §2): a URL fetched under the CIMD fetcher's
+	// rules, or an inline JWK set. Exactly one is set for such a client.
+	JWKSURI string          `json:"jwks_uri,omitempty"`
+	JWKS    json.RawMessage `json:"jwks,omitempty"`
+	// TokenEndpointAuthSigningAlg, when set, is the only JWS algorithm
+	// accepted for the client's assertions (RFC 7591 §2).
+	TokenEndpointAuthSigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty"`
 	// SkipConsent lets an owned client skip the consent page.
 	SkipConsent bool `json:"skip_consent,omitempty"`
 	Disabled    bool `json:"disabled,omitempty"`
