@@ -406,9 +406,9 @@ const (
 	maxJWKSKeys = 16
 )
 
-// privateJWKMembers are JWK members that carry private or symmetric key
+// secretJWKMembers are JWK members that carry private or symmetric key
 // material (RFC 7518 §6).
-var privateJWKMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+var secretJWKMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 // ParseJWKS parses a JWK set of public signing keys strictly: one JSON
 // object of at most MaxJWKSBytes with a "keys" array of at most 16 keys; a
@@ -438,7 +438,7 @@ func ParseJWKS(raw []byte) ([]PublicKey, error) {
 		if err != nil {
 			return nil, errors.New("authserver: jwks: a key is not a JSON object")
 		}
-		for _, member := range privateJWKMembers {
+		for _, member := range secretJWKMembers {
 			if _, ok := m[member]; ok {
 				return nil, errors.New("authserver: jwks: private or symmetric key material")
 			}
