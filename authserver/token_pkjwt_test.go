@@ -6,11 +6,14 @@ import (
 	"crypto/rsa"
 	"errors"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -348,5 +351,40 @@ func TestValidateOwnedClientKeys(t *testing.T) {
 	c := storage.Client{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks"}
 	if err := h.srv.validateOwnedClient(&c); err != nil || c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
 		t.Errorf("jwks_uri client: %v %q", err, c.TokenEndpointAuthMethod)
+	}
+}
+
+// With the real CIMD fetcher, a jwks_uri on a loopback or special-use
+// address is never fetched: the client's assertions are 401
+// invalid_client.
+func TestPrivateKeyJWTJWKSURISpecialUse(t *testing.T) {
+	rs := newSigner(t, "RS256", "k")
+	for _, uri := range []string{"https://127.0.0.1/jwks.json", "https://loopback.test/jwks.json", "https://metadata.test/latest/jwks"} {
+		t.Run(uri, func(t *testing.T) {
+			f, err := cimd.NewFetcher(cimd.FetcherConfig{LookupIP: func(_ context.Context, host string) ([]netip.Addr, error) {
+				if host == "loopback.test" {
+					return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+				}
+				return []netip.Addr{netip.MustParseAddr("169.254.169.254")}, nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := newHarness(t, func(c *Config) {
+				cl := storage.Client{ID: pkjwtCIMDClient, Kind: storage.ClientCIMD, Name: "X", RedirectURIs: []string{pkjwtRedirect},
+					TokenEndpointAuthMethod: AuthMethodPrivateKeyJWT, JWKSURI: uri}
+				c.ClientResolver.(*testResolver).clients[cl.ID] = cl
+				c.JWKSFetcher = f
+			})
+			form := url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}}
+			w := h.token(withAssertion(form, h.assertionFor(rs, pkjwtCIMDClient, "j")))
+			tj := decodeToken(t, w)
+			if w.Code != http.StatusUnauthorized || tj.Error != CodeInvalidClient || !strings.HasPrefix(tj.Description, "the client's keys are not usable") {
+				t.Fatalf("%d %+v", w.Code, tj)
+			}
+			if w.Header().Get("Retry-After") != "" {
+				t.Fatal("Retry-After on a permanent refusal")
+			}
+		})
 	}
 }
