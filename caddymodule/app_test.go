@@ -40,6 +40,21 @@ func TestAppValidate(t *testing.T) {
 		{"client with a bad redirect", func(a *App) {
 			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"http://x.example/cb"}}}
 		}, "client \"x\""},
+		{"client with secret and jwks_uri", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, Secret: "s3cret-s3cret-s3cret", JWKSURI: "https://x.example/jwks"}}
+		}, "not both"},
+		{"client with secret and jwks_file", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, Secret: "s3cret-s3cret-s3cret", JWKSFile: "/k.json"}}
+		}, "not both"},
+		{"client with jwks_uri and jwks_file", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks", JWKSFile: "/k.json"}}
+		}, "jwks_uri or jwks_file"},
+		{"client with http jwks_uri", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "http://x.example/jwks"}}
+		}, "https URL"},
+		{"private_key_jwt client", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks"}}
+		}, ""},
 		{"cimd trusted without hosts", func(a *App) { a.CIMD = &CIMDConfig{} }, "trusted_hosts"},
 		{"cimd any", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any"} }, ""},
 		{"cimd rate without interval", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any", HostRate: &CIMDRate{Burst: 5}} }, "host_rate"},
