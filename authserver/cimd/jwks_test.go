@@ -41,7 +41,12 @@ func TestFetchJWKS(t *testing.T) {
 	ts := newTestServer(t, mux)
 	dns := newFakeDNS("example.com", "127.0.0.1")
 	// Documents may be larger than a key set: the JWKS cap holds anyway.
-	f := devFetcher(t, ts, dns, func(c *FetcherConfig) { c.MaxBytes = 64 << 10; c.PerRequesterBurst = 100; c.PerHostBurst = 100; c.PerDomainBurst = 100 })
+	f := devFetcher(t, ts, dns, func(c *FetcherConfig) {
+		c.MaxBytes = 64 << 10
+		c.PerRequesterBurst = 100
+		c.PerHostBurst = 100
+		c.PerDomainBurst = 100
+	})
 	ctx := context.Background()
 
 	for _, tc := range []struct {
