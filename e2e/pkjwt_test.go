@@ -3,10 +3,15 @@ package e2e
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +28,17 @@ import (
 // a jwks_uri) connects through the built binary: login, consent, code, token
 // with a client assertion, refresh with a client assertion, and a guarded
 // call. Without an assertion, /token answers 401 invalid_client.
-func TestChatGPTPrivateKeyJWTThroughCIMD(t *testing.T) {
+// chatgptCIMD is a stack with a ChatGPT-shaped CIMD client served over
+// HTTPS (test CA) with its JWK set.
+type chatgptCIMD struct {
+	s        *stack
+	cs       *cimdServer
+	key      *rsa.PrivateKey
+	redirect string
+}
+
+func startChatGPTCIMD(t *testing.T) *chatgptCIMD {
+	t.Helper()
 	cs := startCIMDServer(t)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -49,8 +64,32 @@ func TestChatGPTPrivateKeyJWTThroughCIMD(t *testing.T) {
   "token_endpoint_auth_signing_alg": "RS256",
   "jwks_uri": %q
 }`, cs.URL, redirect, cs.JWKSURL))
-
 	s := startStack(t, stackOpts{extraApp: fmt.Sprintf("cimd {\n\t\t\tpolicy any\n\t\t\tinsecure_allow_loopback\n\t\t\tca_bundle %s\n\t\t}", cs.CAFile)})
+	return &chatgptCIMD{s: s, cs: cs, key: key, redirect: redirect}
+}
+
+// login signs alice in through login and consent and returns the code and
+// its PKCE verifier.
+func (c *chatgptCIMD) login(t *testing.T) (code, verifier string) {
+	t.Helper()
+	conf := c.s.oauthConfig("todo:read")
+	conf.ClientID, conf.RedirectURL = c.cs.URL, c.redirect
+	verifier = oauth2.GenerateVerifier()
+	u := conf.AuthCodeURL("chatgpt-state", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", c.s.MCPURL))
+	res := newBrowser(t, c.s.Client, c.redirect).authorize(t, u, aliceEmail, alicePassword)
+	code = res.Query.Get("code")
+	if code == "" || res.Query.Get("iss") != c.s.Issuer {
+		t.Fatalf("authorization response: %v (pages %v)", res.Query, res.Pages)
+	}
+	if !strings.Contains(strings.Join(res.Pages, " "), "/authorize") {
+		t.Fatalf("no consent page for a CIMD client: %v", res.Pages)
+	}
+	return code, verifier
+}
+
+func TestChatGPTPrivateKeyJWTThroughCIMD(t *testing.T) {
+	c := startChatGPTCIMD(t)
+	s, cs, key, redirect := c.s, c.cs, c.key, c.redirect
 
 	// Discovery advertises what ChatGPT needs.
 	resp, err := s.Client.Get(s.Issuer + "/.well-known/oauth-authorization-server")
@@ -92,19 +131,7 @@ func TestChatGPTPrivateKeyJWTThroughCIMD(t *testing.T) {
 	}
 
 	// Login and consent in the hosted pages.
-	conf := s.oauthConfig("todo:read")
-	conf.ClientID, conf.RedirectURL = cs.URL, redirect
-	verifier := oauth2.GenerateVerifier()
-	u := conf.AuthCodeURL("chatgpt-state", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", s.MCPURL))
-	b := newBrowser(t, s.Client, redirect)
-	res := b.authorize(t, u, aliceEmail, alicePassword)
-	code := res.Query.Get("code")
-	if code == "" || res.Query.Get("iss") != s.Issuer {
-		t.Fatalf("authorization response: %v (pages %v)", res.Query, res.Pages)
-	}
-	if !strings.Contains(strings.Join(res.Pages, " "), "/authorize") {
-		t.Fatalf("no consent page for a CIMD client: %v", res.Pages)
-	}
+	code, verifier := c.login(t)
 
 	exchange := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect},
 		"code_verifier": {verifier}, "client_id": {cs.URL}, "resource": {s.MCPURL}}
@@ -135,5 +162,44 @@ func TestChatGPTPrivateKeyJWTThroughCIMD(t *testing.T) {
 	}
 	if n := cs.jwksFetches.Load(); n != 1 {
 		t.Fatalf("the JWK set was fetched %d times, want once (cached)", n)
+	}
+}
+
+// TestTSSDKPrivateKeyJWT: the TypeScript SDK's private_key_jwt client
+// authentication (createPrivateKeyJwtAuth, which PrivateKeyJwtProvider
+// uses; the provider itself runs client_credentials, which this server does
+// not serve) redeems a code and refreshes as the ChatGPT-shaped CIMD client;
+// the refreshed token passes the guard.
+func TestTSSDKPrivateKeyJWT(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(repoRoot, "e2e", "node", "node_modules", "@modelcontextprotocol", "sdk")); err != nil {
+		t.Fatal("e2e/node/node_modules is missing: run scripts/test-deps.sh (npm ci)")
+	}
+	c := startChatGPTCIMD(t)
+	code, verifier := c.login(t)
+	der, err := x509.MarshalPKCS8PrivateKey(c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", filepath.Join(repoRoot, "e2e", "node", "pkjwt-client.mjs"))
+	cmd.Dir = filepath.Join(repoRoot, "e2e", "node")
+	cmd.Env = append(os.Environ(), "ISSUER="+c.s.Issuer, "CLIENT_ID="+c.cs.URL, "CODE="+code, "CODE_VERIFIER="+verifier,
+		"REDIRECT_URI="+c.redirect, "RESOURCE="+c.s.MCPURL, "NODE_EXTRA_CA_CERTS="+c.s.RootPEM,
+		"PRIVATE_KEY_PKCS8="+string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pkjwt-client.mjs: %v\n%s", err, tail(stderr.String(), 4000))
+	}
+	var r map[string]any
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("pkjwt-client.mjs output %q: %v", out, err)
+	}
+	at, _ := r["refreshed_access_token"].(string)
+	if at == "" || r["refresh_token"] == r["refreshed_refresh_token"] {
+		t.Fatalf("tokens: %v", r)
+	}
+	if who := whoamiWith(t, c.s, at); !strings.Contains(who, c.cs.URL) {
+		t.Fatalf("upstream did not see the CIMD client: %s", who)
 	}
 }
