@@ -303,7 +303,7 @@ func VerifyAssertion(ctx context.Context, raw string, p AssertionPolicy) (*Asser
 	if err != nil {
 		return nil, err
 	}
-	if present := len(hdr.Crit) > 0; present {
+	if len(hdr.Crit) > 0 {
 		return nil, badAssertion("critical header parameters are not supported")
 	}
 	if !typeMatches(hdr.Typ, p.Type) {
