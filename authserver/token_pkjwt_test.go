@@ -291,6 +291,21 @@ func TestPrivateKeyJWTKeySetFailures(t *testing.T) {
 	if tj := decodeToken(t, h.token(withAssertion(form, h.assertionFor(rs, pkjwtCIMDClient, "t1")))); tj.Error != CodeInvalidGrant {
 		t.Fatalf("after recovery: %+v", tj)
 	}
+
+	// Permanent: a set over 5 KiB, or one with private key material, is
+	// refused (a fetcher that let it through still gets it refused here).
+	for name, body := range map[string]string{
+		"over 5 KiB":  `{"keys":[],"pad":"` + strings.Repeat("x", MaxJWKSBytes) + `"}`,
+		"private key": `{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c","kid":"chatgpt-1"}]}`,
+	} {
+		h, fetcher, rs, _ := pkjwtHarness(t)
+		fetcher.set(pkjwtJWKSURI, []byte(body))
+		w := h.token(withAssertion(form, h.assertionFor(rs, pkjwtCIMDClient, "p1")))
+		if tj := decodeToken(t, w); w.Code != http.StatusUnauthorized || tj.Error != CodeInvalidClient ||
+			tj.Description != "the client's keys are not usable: the JWK set is invalid" {
+			t.Fatalf("%s: %d %+v", name, w.Code, tj)
+		}
+	}
 }
 
 // An owned client with an inline jwks authenticates with private_key_jwt;
