@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -153,15 +154,40 @@ func confidential(c storage.Client) bool {
 // authenticateClient authenticates the client of a /token or /revoke request
 // (RFC 6749 §2.3, OAuth 2.1 §2.4). Public clients send client_id only;
 // confidential owned clients use HTTP Basic or client_secret in the body,
-// never both. Every failure is invalid_client (401) except a store failure.
+// never both; private_key_jwt clients (CIMD or owned) send a signed
+// client_assertion (RFC 7523 §2.2), client_id being optional. The client's
+// registered method decides: another method, or none, is refused. Every
+// failure is invalid_client (401) except a store failure or a key set that
+// cannot be fetched right now (503).
 func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.Client, *Error) {
 	formID, formSecret := form.Get("client_id"), form.Get("client_secret")
+	assertionType, assertion := form.Get("client_assertion_type"), form.Get("client_assertion")
 	basicID, basicSecret, basic, bad := basicCredentials(r)
 	if bad {
 		return storage.Client{}, ErrInvalidClient("malformed basic credentials")
 	}
 	var id, secret, method string
 	switch {
+	case (assertionType != "" || assertion != "") && (basic || formSecret != ""):
+		return storage.Client{}, ErrInvalidRequest("more than one client authentication method")
+	case assertionType != "" || assertion != "":
+		if assertionType != ClientAssertionType {
+			return storage.Client{}, ErrInvalidClient("unsupported client_assertion_type")
+		}
+		if assertion == "" {
+			return storage.Client{}, ErrInvalidClient("client_assertion is required")
+		}
+		// The client is the assertion's issuer (RFC 7523 §3: iss = sub =
+		// client_id); it is read unverified here only to find the keys.
+		_, claims, err := ParseAssertion(assertion)
+		if err != nil {
+			return storage.Client{}, ErrInvalidClient("invalid client assertion")
+		}
+		iss, _ := stringClaim(claims, "iss")
+		if formID != "" && formID != iss {
+			return storage.Client{}, ErrInvalidClient("client_id does not match the client assertion")
+		}
+		id, method = iss, AuthMethodPrivateKeyJWT
 	case basic && formSecret != "":
 		return storage.Client{}, ErrInvalidRequest("more than one client authentication method")
 	case basic:
@@ -191,6 +217,20 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 	if c.Disabled {
 		return storage.Client{}, ErrInvalidClient("client authentication failed")
 	}
+	if c.TokenEndpointAuthMethod == AuthMethodPrivateKeyJWT {
+		if method != AuthMethodPrivateKeyJWT {
+			// No silent downgrade to none (requirement 22).
+			return storage.Client{}, ErrInvalidClient("the client must authenticate with private_key_jwt")
+		}
+		if e := s.verifyClientAssertion(r, c, assertion); e != nil {
+			return storage.Client{}, e
+		}
+		return c, nil
+	}
+	if method == AuthMethodPrivateKeyJWT {
+		// A client without registered keys has nothing to verify it with.
+		return storage.Client{}, ErrInvalidClient("client authentication failed")
+	}
 	if confidential(c) {
 		// Either secret method is accepted for a confidential client.
 		if method == AuthMethodNone || c.Kind != storage.ClientOwned {
@@ -215,6 +255,63 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 		return storage.Client{}, ErrInvalidClient("client authentication failed")
 	}
 	return c, nil
+}
+
+// verifyClientAssertion checks a private_key_jwt client assertion (RFC 7523
+// §3) with the client's keys: iss = sub = client_id, aud the issuer or the
+// token endpoint URL, exp at most 5 minutes ahead, jti single use (in the
+// store), the client's signing alg when it declared one.
+func (s *Server) verifyClientAssertion(r *http.Request, c storage.Client, assertion string) *Error {
+	var keys KeySource
+	switch {
+	case len(c.JWKS) > 0:
+		set, err := ParseJWKS(c.JWKS)
+		if err != nil {
+			s.cfg.Logger.Info("authserver: client jwks refused", "client_id", c.ID, "error", err)
+			return ErrInvalidClient("the client's keys are not usable")
+		}
+		keys = StaticKeys(set)
+	case c.JWKSURI != "" && s.remoteKeys != nil:
+		keys = s.remoteKeys.Source(c.JWKSURI, s.clientIP(r))
+	default:
+		return ErrInvalidClient("the client's keys are not available")
+	}
+	var algs []string
+	if c.TokenEndpointAuthSigningAlg != "" {
+		algs = []string{c.TokenEndpointAuthSigningAlg}
+	}
+	_, err := VerifyAssertion(r.Context(), assertion, AssertionPolicy{
+		Issuer:    c.ID,
+		Subject:   c.ID,
+		Audiences: []string{s.cfg.Issuer, s.endpoint(pathToken)},
+		Algs:      algs,
+		Keys:      keys,
+		Replays:   s.store,
+		Now:       s.cfg.Now,
+	})
+	if err == nil {
+		return nil
+	}
+	var ae *AssertionError
+	if errors.As(err, &ae) {
+		// Logged, not audited one record each: the sender is not
+		// authenticated (requirement 40).
+		s.cfg.Logger.Info("authserver: client assertion refused", "client_id", c.ID, "reason", ae.Reason)
+		return ErrInvalidClient("invalid client assertion: " + ae.Reason)
+	}
+	var te temporaryError
+	if errors.As(err, &te) && te.Temporary() {
+		s.cfg.Logger.Warn("authserver: client keys unavailable", "client_id", c.ID, "error", err)
+		e := ErrTemporarilyUnavailable("the client's keys cannot be fetched right now; try again later")
+		e.RetryAfter = max(te.RetryAfter(), time.Second)
+		return e
+	}
+	var je *jwksError
+	if errors.As(err, &je) {
+		s.cfg.Logger.Info("authserver: client keys refused", "client_id", c.ID, "error", err)
+		return ErrInvalidClient("the client's keys are not usable: " + je.reason)
+	}
+	return s.storageError("client assertion", err)
 }
 
 // basicCredentials decodes an HTTP Basic Authorization header whose parts are
@@ -341,6 +438,34 @@ func ClientFingerprint(c storage.Client) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// validateClientKeys checks the keys of an owned private_key_jwt client:
+// exactly one of an https jwks_uri (fetchable only with a JWKSFetcher) and
+// an inline set of public signing keys; a signing alg among AssertionAlgs.
+func (s *Server) validateClientKeys(c *storage.Client) error {
+	switch {
+	case c.JWKSURI != "" && len(c.JWKS) > 0:
+		return fmt.Errorf("authserver: client %q: jwks and jwks_uri are exclusive", c.ID)
+	case c.JWKSURI != "":
+		u, err := url.Parse(c.JWKSURI)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
+			return fmt.Errorf("authserver: client %q: jwks_uri must be an https URL", c.ID)
+		}
+		if s.cfg.JWKSFetcher == nil {
+			return fmt.Errorf("authserver: client %q: jwks_uri needs a JWK set fetcher", c.ID)
+		}
+	case len(c.JWKS) > 0:
+		if _, err := ParseJWKS(c.JWKS); err != nil {
+			return fmt.Errorf("authserver: client %q: %w", c.ID, err)
+		}
+	default:
+		return fmt.Errorf("authserver: client %q: private_key_jwt needs jwks or jwks_uri", c.ID)
+	}
+	if a := c.TokenEndpointAuthSigningAlg; a != "" && !slices.Contains(AssertionAlgs, a) {
+		return fmt.Errorf("authserver: client %q: token_endpoint_auth_signing_alg %q is not supported", c.ID, a)
+	}
+	return nil
+}
+
 // seedClients validates and upserts the owned clients of the config.
 func (s *Server) seedClients(ctx context.Context, clients []storage.Client) error {
 	seen := map[string]bool{}
@@ -418,14 +543,20 @@ func (s *Server) validateOwnedClient(c *storage.Client) error {
 	if c.AccessTokenTTL < 0 || c.RefreshTokenTTL < 0 {
 		return fmt.Errorf("authserver: client %q: negative token lifetime", c.ID)
 	}
+	hasKeys := c.JWKSURI != "" || len(c.JWKS) > 0
 	switch c.TokenEndpointAuthMethod {
 	case "":
-		if c.SecretHash != "" {
+		switch {
+		case c.SecretHash != "" && hasKeys:
+			return fmt.Errorf("authserver: client %q: a client has a secret or keys (jwks, jwks_uri), not both", c.ID)
+		case c.SecretHash != "":
 			c.TokenEndpointAuthMethod = AuthMethodClientSecretBasic
-		} else {
+		case hasKeys:
+			c.TokenEndpointAuthMethod = AuthMethodPrivateKeyJWT
+		default:
 			c.TokenEndpointAuthMethod = AuthMethodNone
 		}
-	case AuthMethodNone, AuthMethodClientSecretBasic, AuthMethodClientSecretPost:
+	case AuthMethodNone, AuthMethodClientSecretBasic, AuthMethodClientSecretPost, AuthMethodPrivateKeyJWT:
 	default:
 		return fmt.Errorf("authserver: client %q: unsupported token endpoint auth method %q", c.ID, c.TokenEndpointAuthMethod)
 	}
@@ -434,7 +565,14 @@ func (s *Server) validateOwnedClient(c *storage.Client) error {
 			return fmt.Errorf("authserver: client %q: secret hash: %w", c.ID, err)
 		}
 	} else if c.SecretHash != "" {
-		return fmt.Errorf("authserver: client %q: a public client has no secret", c.ID)
+		return fmt.Errorf("authserver: client %q: only a client_secret client has a secret", c.ID)
+	}
+	if c.TokenEndpointAuthMethod == AuthMethodPrivateKeyJWT {
+		if err := s.validateClientKeys(c); err != nil {
+			return err
+		}
+	} else if hasKeys || c.TokenEndpointAuthSigningAlg != "" {
+		return fmt.Errorf("authserver: client %q: keys (jwks, jwks_uri) belong to private_key_jwt clients only", c.ID)
 	}
 	if c.Name == "" {
 		c.Name = c.ID

@@ -22,6 +22,7 @@ type Store interface {
 	storage.Keys
 	storage.Consents
 	storage.Audit
+	storage.Replays
 }
 
 // ClientResolver resolves client ids that are https URLs (Client ID Metadata
@@ -113,6 +114,10 @@ type Config struct {
 	CIMDPolicy CIMDPolicy
 	// CORS applies to metadata, JWKS, token, revocation and registration.
 	CORS CORS
+	// JWKSFetcher fetches the JWK sets of private_key_jwt clients that
+	// name a jwks_uri (cimd.Fetcher, under the CIMD fetch rules). Nil: such
+	// clients cannot authenticate (invalid_client); inline jwks still work.
+	JWKSFetcher JWKSFetcher
 	// ClientResolver resolves https client ids (CIMD). Nil: such ids are
 	// unknown clients.
 	ClientResolver ClientResolver

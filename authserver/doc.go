@@ -5,7 +5,8 @@
 //
 //	/.well-known/oauth-authorization-server[/issuer-path]  RFC 8414 metadata (path-inserted, §3.1)
 //	/authorize   authorization code + PKCE S256 (GET; POST only for the consent form)
-//	/token       authorization_code and refresh_token grants
+//	/token       authorization_code and refresh_token grants (client auth: none,
+//	             client_secret_basic/post, private_key_jwt)
 //	/revoke      RFC 7009 revocation
 //	/jwks.json   the public signing keys
 //	/register    RFC 7591 registration, only when Config.Registration is set
@@ -56,6 +57,15 @@
 //     stored as argon2id PHC strings (HashClientSecret); at most four
 //     verifications run at once (19 MiB each), so a flood of guesses cannot
 //     exhaust memory.
+//   - private_key_jwt (RFC 7523 §2.2, requirement 22): CIMD clients whose
+//     document declares it and owned clients with jwks/jwks_uri send a
+//     client_assertion at /token and /revoke; the registered method decides
+//     (no downgrade to none). One verifier (assertion.go: VerifyAssertion,
+//     with issuer, audiences and key source as parameters, for later
+//     assertion grants too) and one remote key source (keysource.go:
+//     RemoteKeys, JWK sets fetched through Config.JWKSFetcher, the CIMD
+//     fetcher). Every bad assertion is 401 invalid_client; the jti is
+//     recorded in the store (storage.Replays) only when all else holds.
 //   - /revoke answers 400 unauthorized_client and changes nothing when the
 //     token belongs to another client (RFC 7009 §2.1 "refuses"); unknown,
 //     expired or already revoked tokens answer 200; a storage failure 503.

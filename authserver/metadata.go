@@ -35,18 +35,21 @@ type MetadataInput struct {
 
 // BuildMetadata returns the RFC 8414 metadata document.
 func BuildMetadata(in MetadataInput) map[string]any {
-	authMethods := []string{"none", "client_secret_basic", "client_secret_post"}
+	// private_key_jwt (RFC 7523 §2.2) is served for every client with keys:
+	// inline jwks always, jwks_uri through the CIMD fetcher.
+	authMethods := []string{"none", "client_secret_basic", "client_secret_post", AuthMethodPrivateKeyJWT}
 	m := map[string]any{
-		"issuer":                                         in.Issuer,
-		"authorization_endpoint":                         in.AuthorizationEndpoint,
-		"token_endpoint":                                 in.TokenEndpoint,
-		"response_types_supported":                       []string{"code"},
-		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
-		"code_challenge_methods_supported":               []string{PKCEMethodS256},
-		"token_endpoint_auth_methods_supported":          authMethods,
-		"scopes_supported":                               scopesWithOffline(in.ScopesSupported),
-		"authorization_response_iss_parameter_supported": true,
+		"issuer":                                           in.Issuer,
+		"authorization_endpoint":                           in.AuthorizationEndpoint,
+		"token_endpoint":                                   in.TokenEndpoint,
+		"response_types_supported":                         []string{"code"},
+		"response_modes_supported":                         []string{"query"},
+		"grant_types_supported":                            []string{"authorization_code", "refresh_token"},
+		"code_challenge_methods_supported":                 []string{PKCEMethodS256},
+		"token_endpoint_auth_methods_supported":            authMethods,
+		"token_endpoint_auth_signing_alg_values_supported": append([]string(nil), AssertionAlgs...),
+		"scopes_supported":                                 scopesWithOffline(in.ScopesSupported),
+		"authorization_response_iss_parameter_supported":   true,
 	}
 	if in.JWKSURI != "" {
 		m["jwks_uri"] = in.JWKSURI
@@ -54,6 +57,7 @@ func BuildMetadata(in MetadataInput) map[string]any {
 	if in.RevocationEndpoint != "" {
 		m["revocation_endpoint"] = in.RevocationEndpoint
 		m["revocation_endpoint_auth_methods_supported"] = append([]string(nil), authMethods...)
+		m["revocation_endpoint_auth_signing_alg_values_supported"] = append([]string(nil), AssertionAlgs...)
 	}
 	if in.RegistrationEndpoint != "" {
 		m["registration_endpoint"] = in.RegistrationEndpoint

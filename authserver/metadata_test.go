@@ -59,9 +59,12 @@ func TestBuildMetadata(t *testing.T) {
 		"response_modes_supported":                   {"query"},
 		"grant_types_supported":                      {"authorization_code", "refresh_token"},
 		"code_challenge_methods_supported":           {"S256"},
-		"token_endpoint_auth_methods_supported":      {"none", "client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported": {"none", "client_secret_basic", "client_secret_post"},
-		"scopes_supported":                           {"mcp:read", "mcp:write", "offline_access"},
+		"token_endpoint_auth_methods_supported":      {"none", "client_secret_basic", "client_secret_post", "private_key_jwt"},
+		"revocation_endpoint_auth_methods_supported": {"none", "client_secret_basic", "client_secret_post", "private_key_jwt"},
+		// RFC 8414 §2: the asymmetric algorithms of client assertions only.
+		"token_endpoint_auth_signing_alg_values_supported":      {"ES256", "ES384", "EdDSA", "PS256", "RS256"},
+		"revocation_endpoint_auth_signing_alg_values_supported": {"ES256", "ES384", "EdDSA", "PS256", "RS256"},
+		"scopes_supported": {"mcp:read", "mcp:write", "offline_access"},
 	}
 	for k, v := range lists {
 		if got := strs(doc[k]); !reflect.DeepEqual(got, v) {
@@ -74,7 +77,7 @@ func TestBuildMetadata(t *testing.T) {
 
 	t.Run("optional endpoints absent", func(t *testing.T) {
 		m := BuildMetadata(MetadataInput{Issuer: "https://as.example", AuthorizationEndpoint: "a", TokenEndpoint: "t", ScopesSupported: []string{"offline_access"}})
-		for _, k := range []string{"registration_endpoint", "revocation_endpoint", "revocation_endpoint_auth_methods_supported",
+		for _, k := range []string{"registration_endpoint", "revocation_endpoint", "revocation_endpoint_auth_methods_supported", "revocation_endpoint_auth_signing_alg_values_supported",
 			"jwks_uri", "end_session_endpoint", "client_id_metadata_document_supported", "service_documentation"} {
 			if _, ok := m[k]; ok {
 				t.Fatalf("%s present", k)

@@ -48,6 +48,9 @@ type Server struct {
 	audit     *auditWriter
 	touched   sync.Map      // client id -> time.Time of the last TouchClient
 	secretSem chan struct{} // bounds concurrent client secret verifications
+	// remoteKeys caches the JWK sets of private_key_jwt clients (nil
+	// without a JWKSFetcher).
+	remoteKeys *RemoteKeys
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -66,6 +69,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, store: cfg.Store, origin: u.Scheme + "://" + u.Host,
 		secretSem: make(chan struct{}, maxSecretVerifications)}
 
+	if cfg.JWKSFetcher != nil {
+		rk, err := NewRemoteKeys(RemoteKeysConfig{Fetcher: cfg.JWKSFetcher, Now: cfg.Now})
+		if err != nil {
+			return nil, err
+		}
+		s.remoteKeys = rk
+	}
 	if err := s.seedClients(ctx, cfg.Clients); err != nil {
 		return nil, err
 	}

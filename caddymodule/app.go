@@ -106,6 +106,8 @@ func init() {
 //				default_scopes <scope...>
 //				audience <url>
 //				secret <secret>           # makes it a confidential client
+//				jwks_uri <https url>      # or: private_key_jwt with keys fetched from here
+//				jwks_file <path>          # or: private_key_jwt with these public keys
 //				access_token_lifetime <duration>
 //				refresh_token_lifetime <duration>
 //				skip_consent
@@ -417,6 +419,16 @@ type ClientConfig struct {
 	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
 	// SkipConsent skips the consent page for this owned client.
 	SkipConsent bool `json:"skip_consent,omitempty"`
+	// JWKSURI makes the client a private_key_jwt client (RFC 7523 §2.2): it
+	// authenticates at /token and /revoke with assertions signed by a key
+	// published at this https URL, fetched under the CIMD fetcher's rules
+	// (no special-use addresses, no redirects, at most 5 KiB) and cached.
+	// Not with secret or jwks_file.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// JWKSFile is a file holding the client's public JWK set, read at
+	// provision: a private_key_jwt client with inline keys. Not with secret
+	// or jwks_uri.
+	JWKSFile string `json:"jwks_file,omitempty"`
 }
 
 // LoginConfig configures the hosted login.
@@ -674,6 +686,14 @@ func (a *App) Validate() error {
 				return fmt.Errorf("mcp_auth: client %q: %w", c.ID, err)
 			}
 		}
+		switch {
+		case c.Secret != "" && (c.JWKSURI != "" || c.JWKSFile != ""):
+			return fmt.Errorf("mcp_auth: client %q: use secret or keys (jwks_uri, jwks_file), not both", c.ID)
+		case c.JWKSURI != "" && c.JWKSFile != "":
+			return fmt.Errorf("mcp_auth: client %q: use jwks_uri or jwks_file, not both", c.ID)
+		case c.JWKSURI != "" && !strings.HasPrefix(c.JWKSURI, "https://"):
+			return fmt.Errorf("mcp_auth: client %q: jwks_uri must be an https URL", c.ID)
+		}
 	}
 	if a.CIMD != nil {
 		switch a.CIMD.Policy {
@@ -913,6 +933,17 @@ func (a *App) ownedClients() ([]storage.Client, error) {
 			sc.SecretHash = h
 			sc.TokenEndpointAuthMethod = "client_secret_basic"
 		}
+		if c.JWKSURI != "" || c.JWKSFile != "" {
+			sc.TokenEndpointAuthMethod = authserver.AuthMethodPrivateKeyJWT
+			sc.JWKSURI = c.JWKSURI
+			if c.JWKSFile != "" {
+				raw, err := os.ReadFile(c.JWKSFile)
+				if err != nil {
+					return nil, fmt.Errorf("mcp_auth: client %q jwks_file: %w", c.ID, err)
+				}
+				sc.JWKS = raw
+			}
+		}
 		out = append(out, sc)
 	}
 	return out, nil
@@ -976,8 +1007,15 @@ func (a *App) buildServer() (*authserver.Server, error) {
 			return acct.Email, acct.EmailVerified
 		},
 	}
+	// One fetcher serves CIMD documents and the jwks_uri of private_key_jwt
+	// clients (CIMD and owned), under the same rules and budgets.
+	fetcher, err := a.cimdFetcher()
+	if err != nil {
+		return nil, err
+	}
+	cfg.JWKSFetcher = fetcher
 	if a.CIMD != nil {
-		res, err := a.cimdResolver()
+		res, err := a.cimdResolver(fetcher)
 		if err != nil {
 			return nil, err
 		}
@@ -1079,8 +1117,13 @@ func (a *App) tokenRate() float64 {
 	return a.TokenRateLimit
 }
 
-func (a *App) cimdResolver() (*cimd.Resolver, error) {
+// cimdFetcher builds the fetcher of CIMD documents and JWK sets from the
+// cimd options (defaults when cimd is not configured).
+func (a *App) cimdFetcher() (*cimd.Fetcher, error) {
 	c := a.CIMD
+	if c == nil {
+		c = &CIMDConfig{}
+	}
 	fc := cimd.FetcherConfig{
 		MaxBytes:          c.MaxBytes,
 		TotalTimeout:      time.Duration(c.Timeout),
@@ -1107,6 +1150,11 @@ func (a *App) cimdResolver() (*cimd.Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcp_auth: cimd: %w", err)
 	}
+	return f, nil
+}
+
+func (a *App) cimdResolver(f *cimd.Fetcher) (*cimd.Resolver, error) {
+	c := a.CIMD
 	return cimd.NewResolver(cimd.ResolverConfig{
 		Fetcher:      f,
 		TrustedHosts: c.TrustedHosts,

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,21 @@ func TestAppValidate(t *testing.T) {
 		{"client with a bad redirect", func(a *App) {
 			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"http://x.example/cb"}}}
 		}, "client \"x\""},
+		{"client with secret and jwks_uri", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, Secret: "s3cret-s3cret-s3cret", JWKSURI: "https://x.example/jwks"}}
+		}, "not both"},
+		{"client with secret and jwks_file", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, Secret: "s3cret-s3cret-s3cret", JWKSFile: "/k.json"}}
+		}, "not both"},
+		{"client with jwks_uri and jwks_file", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks", JWKSFile: "/k.json"}}
+		}, "jwks_uri or jwks_file"},
+		{"client with http jwks_uri", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "http://x.example/jwks"}}
+		}, "https URL"},
+		{"private_key_jwt client", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks"}}
+		}, ""},
 		{"cimd trusted without hosts", func(a *App) { a.CIMD = &CIMDConfig{} }, "trusted_hosts"},
 		{"cimd any", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any"} }, ""},
 		{"cimd rate without interval", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any", HostRate: &CIMDRate{Burst: 5}} }, "host_rate"},
@@ -134,5 +151,38 @@ func TestAppCIMDPolicy(t *testing.T) {
 	}
 	if (&App{}).cimdPolicy().Clients != nil {
 		t.Fatal("a policy without cimd")
+	}
+}
+
+// TestOwnedClientKeys: jwks_uri and jwks_file make an owned client a
+// private_key_jwt client; the file is read at provision.
+func TestOwnedClientKeys(t *testing.T) {
+	dir := t.TempDir()
+	set := `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k1"}]}`
+	path := filepath.Join(dir, "client.jwks.json")
+	if err := os.WriteFile(path, []byte(set), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := &App{Clients: []ClientConfig{
+		{ID: "uri", RedirectURIs: []string{"https://a.example/cb"}, JWKSURI: "https://a.example/jwks.json"},
+		{ID: "file", RedirectURIs: []string{"https://b.example/cb"}, JWKSFile: path},
+		{ID: "public", RedirectURIs: []string{"https://c.example/cb"}},
+	}}
+	got, err := a.ownedClients()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].TokenEndpointAuthMethod != authserver.AuthMethodPrivateKeyJWT || got[0].JWKSURI != "https://a.example/jwks.json" {
+		t.Errorf("jwks_uri client: %+v", got[0])
+	}
+	if got[1].TokenEndpointAuthMethod != authserver.AuthMethodPrivateKeyJWT || string(got[1].JWKS) != set {
+		t.Errorf("jwks_file client: %+v", got[1])
+	}
+	if got[2].TokenEndpointAuthMethod != "none" || got[2].JWKSURI != "" || got[2].JWKS != nil {
+		t.Errorf("public client: %+v", got[2])
+	}
+	a.Clients = []ClientConfig{{ID: "missing", RedirectURIs: []string{"https://a.example/cb"}, JWKSFile: filepath.Join(dir, "nope")}}
+	if _, err := a.ownedClients(); err == nil || !strings.Contains(err.Error(), "jwks_file") {
+		t.Errorf("missing jwks_file: %v", err)
 	}
 }

@@ -275,6 +275,14 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			if !d.AllArgs(&c.Secret) {
 				return c, d.ArgErr()
 			}
+		case "jwks_uri":
+			if !d.AllArgs(&c.JWKSURI) {
+				return c, d.ArgErr()
+			}
+		case "jwks_file":
+			if !d.AllArgs(&c.JWKSFile) {
+				return c, d.ArgErr()
+			}
 		case "access_token_lifetime", "refresh_token_lifetime":
 			v, err := durationArg(d)
 			if err != nil {

@@ -121,6 +121,10 @@ type cimdServer struct {
 	fetches atomic.Int64
 	others  atomic.Int64 // requests for any other path (junk)
 	doc     atomic.Value // string
+	// jwks, when set, is served at JWKSURL (a private_key_jwt client's keys).
+	jwks        atomic.Value // string
+	JWKSURL     string
+	jwksFetches atomic.Int64
 }
 
 func startCIMDServer(t *testing.T) *cimdServer {
@@ -150,7 +154,15 @@ func startCIMDServer(t *testing.T) *cimdServer {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	cs.URL = fmt.Sprintf("https://localhost:%d/oauth/client-metadata.json", port)
+	cs.JWKSURL = fmt.Sprintf("https://localhost:%d/oauth/jwks.json", port)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if set, ok := cs.jwks.Load().(string); ok && r.URL.Path == "/oauth/jwks.json" {
+			cs.jwksFetches.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "max-age=600")
+			io.WriteString(w, set)
+			return
+		}
 		if r.URL.Path != "/oauth/client-metadata.json" {
 			cs.others.Add(1)
 			http.NotFound(w, r)

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -26,6 +27,9 @@ var (
 	ErrRefreshReused = errors.New("storage: refresh token reused")
 	// ErrGrantRevoked: the grant exists but was revoked.
 	ErrGrantRevoked = errors.New("storage: grant revoked")
+	// ErrReplayed: a single-use identifier (a JWT "jti") was used before and
+	// its record has not expired.
+	ErrReplayed = errors.New("storage: already used")
 )
 
 // ClientKind says how a client came to be known.
@@ -54,11 +58,20 @@ type Client struct {
 	// AccessTokenTTL and RefreshTokenTTL override the server's lifetimes when non-zero.
 	AccessTokenTTL  time.Duration `json:"access_token_ttl,omitempty"`
 	RefreshTokenTTL time.Duration `json:"refresh_token_ttl,omitempty"`
-	// TokenEndpointAuthMethod is "none" for public clients, or
-	// "client_secret_basic" / "client_secret_post" for confidential owned clients.
+	// TokenEndpointAuthMethod is "none" for public clients,
+	// "client_secret_basic" / "client_secret_post" for confidential owned
+	// clients, or "private_key_jwt" (owned and CIMD clients with keys).
 	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method"`
 	// SecretHash is a PHC-format hash of the client secret (confidential owned clients only).
 	SecretHash string `json:"secret_hash,omitempty"`
+	// JWKSURI and JWKS are the public keys of a "private_key_jwt" client
+	// (RFC 7523 §2.2, RFC 7591 §2): a URL fetched under the CIMD fetcher's
+	// rules, or an inline JWK set. Exactly one is set for such a client.
+	JWKSURI string          `json:"jwks_uri,omitempty"`
+	JWKS    json.RawMessage `json:"jwks,omitempty"`
+	// TokenEndpointAuthSigningAlg, when set, is the only JWS algorithm
+	// accepted for the client's assertions (RFC 7591 §2).
+	TokenEndpointAuthSigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty"`
 	// SkipConsent lets an owned client skip the consent page.
 	SkipConsent bool `json:"skip_consent,omitempty"`
 	Disabled    bool `json:"disabled,omitempty"`
@@ -385,6 +398,17 @@ type EmailVerifications interface {
 	ConsumeEmailVerification(ctx context.Context, hash []byte, now time.Time) (EmailVerification, error)
 }
 
+// Replays records single-use identifiers of signed assertions (the "jti" of
+// RFC 7523 client assertions, ID-JAGs, workload tokens) until they expire, so
+// that a replay is refused on every instance sharing the store.
+type Replays interface {
+	// UseOnce records hash (the SHA-256 of the issuer and identifier) as used
+	// until expiresAt. ErrReplayed when it is recorded and not expired at now
+	// (the record is left as it is); an expired record is replaced. Exactly
+	// one of concurrent callers with the same hash succeeds.
+	UseOnce(ctx context.Context, hash []byte, expiresAt, now time.Time) error
+}
+
 // Audit stores the audit log.
 type Audit interface {
 	AppendAudit(ctx context.Context, events ...AuditEvent) error
@@ -394,7 +418,7 @@ type Audit interface {
 // Maintenance removes what has expired.
 type Maintenance interface {
 	// DeleteExpired removes expired codes, grants, sessions, tickets, email
-	// verifications and consents, and audit events older than auditBefore (zero: keep all).
+	// verifications, consents and used assertion identifiers, and audit events older than auditBefore (zero: keep all).
 	DeleteExpired(ctx context.Context, now, auditBefore time.Time) (int, error)
 }
 
@@ -410,6 +434,7 @@ type Backend interface {
 	Sessions
 	Tickets
 	EmailVerifications
+	Replays
 	Audit
 	Maintenance
 	// Close releases the backend's resources.

@@ -466,6 +466,11 @@ func (r *Resolver) store(clientID string, c storage.Client, expires time.Time) {
 // not for a shared cache). Without freshness information the lifetime is
 // MinCacheTTL.
 func (r *Resolver) cacheTTL(h http.Header, fetchedAt time.Time) (time.Duration, bool) {
+	return cacheLifetime(h, fetchedAt, r.cfg.MinCacheTTL, r.cfg.MaxCacheTTL)
+}
+
+// cacheLifetime is Resolver.cacheTTL's rule with explicit bounds.
+func cacheLifetime(h http.Header, fetchedAt time.Time, minTTL, maxTTL time.Duration) (time.Duration, bool) {
 	var maxAge, sMaxAge time.Duration = -1, -1
 	for _, line := range h.Values("Cache-Control") {
 		for _, d := range strings.Split(line, ",") {
@@ -504,13 +509,13 @@ func (r *Resolver) cacheTTL(h http.Header, fetchedAt time.Time) (time.Duration, 
 		}
 		ttl = exp.Sub(base)
 	default:
-		ttl = r.cfg.MinCacheTTL
+		ttl = minTTL
 	}
 	if age, ok := parseDeltaSeconds(h.Get("Age")); ok {
 		ttl -= age
 	}
-	ttl = max(ttl, r.cfg.MinCacheTTL)
-	ttl = min(ttl, r.cfg.MaxCacheTTL)
+	ttl = max(ttl, minTTL)
+	ttl = min(ttl, maxTTL)
 	return ttl, true
 }
 

@@ -163,7 +163,7 @@ func TestResolveRefusals(t *testing.T) {
 		reason   string
 	}{
 		{"/mismatch", ErrInvalidDocument, "client_id does not match"},
-		{"/keyjwt", ErrInvalidDocument, `"private_key_jwt" is not supported`},
+		{"/keyjwt", ErrInvalidDocument, "private_key_jwt needs jwks_uri or jwks"},
 		{"/basic", ErrInvalidDocument, `"client_secret_basic" uses a shared secret`},
 		{"/secret", ErrInvalidDocument, "client_secret must not be present"},
 		{"/noredirect", ErrInvalidDocument, "redirect_uris is missing"},

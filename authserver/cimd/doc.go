@@ -34,9 +34,12 @@
 //     with a Retry-After), like timeouts, 5xx and network errors.
 //   - ValidateDocument (document.go) checks a document (§4, §4.1):
 //     client_id equal to the URL, redirect_uris and client_name present, no
-//     client secret, no shared-secret or private_key_jwt-only
-//     authentication; a list of methods that includes "none" is accepted
-//     as "none".
+//     client secret, no shared-secret authentication; "none", or
+//     "private_key_jwt" with a jwks_uri or jwks (the declared
+//     token_endpoint_auth_method decides; a list without it that includes
+//     "none" is "none").
+//   - FetchJWKS (jwks.go) fetches a private_key_jwt client's jwks_uri under
+//     the same rules and budgets, capped at 5 KiB.
 //   - Resolver (cache.go) combines them with the trusted-hosts policy and a
 //     cache that follows HTTP cache headers within bounds (§5.2), shares
 //     one fetch among concurrent callers, never caches a failure as a

@@ -2,6 +2,7 @@ package cimd
 
 import (
 	"encoding/json"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,15 +34,16 @@ var sharedSecretMethods = map[string]bool{
 //     RFC 3986 §6.2.1: no normalization);
 //   - no "client_secret" or "client_secret_expires_at" (draft §4.1);
 //   - no private key material in "jwks" (draft §4.1);
-//   - token endpoint authentication (this server serves public clients
-//     only): a "token_endpoint_auth_method" string must be "none"
-//     (absent counts as "none"); "private_key_jwt" is refused because the
-//     draft then requires client authentication, shared-secret methods
-//     because the draft forbids them. A list of methods (as
-//     "token_endpoint_auth_methods_supported", which ChatGPT publishes as
-//     ["none","private_key_jwt"], or a non-standard array in
-//     "token_endpoint_auth_method") is accepted as "none" when it contains
-//     "none" and no shared-secret method;
+//   - token endpoint authentication (checkAuthMethod): "none" (absent
+//     counts as "none") or "private_key_jwt" (RFC 7523 §2.2) with exactly
+//     one of "jwks_uri" (https) and "jwks", and an optional
+//     "token_endpoint_auth_signing_alg" among ES256, ES384, EdDSA, PS256,
+//     RS256. The "token_endpoint_auth_method" string decides: ChatGPT
+//     declares private_key_jwt while its "token_endpoint_auth_methods_supported"
+//     lists ["none","private_key_jwt"], and gets private_key_jwt (no silent
+//     downgrade). Without the string, a list containing "none" means none,
+//     one naming private_key_jwt but not none means private_key_jwt.
+//     Shared-secret methods are refused (the draft forbids them);
 //   - "redirect_uris": non-empty array of strings, each https, loopback
 //     http or a private-use scheme (dcr.CheckRedirectURI), at most 20;
 //   - "client_name": non-empty string, at most 200 bytes, no control or
@@ -83,7 +85,8 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 	if present(m["jwks"]) && hasPrivateKey(m["jwks"]) {
 		return storage.Client{}, invalidDoc("jwks must not contain private key material")
 	}
-	if err := checkAuthMethod(m); err != nil {
+	auth, err := checkAuthMethod(m)
+	if err != nil {
 		return storage.Client{}, err
 	}
 
@@ -156,15 +159,18 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 	}
 
 	c := storage.Client{
-		ID:                      clientID,
-		Kind:                    storage.ClientCIMD,
-		Name:                    name,
-		RedirectURIs:            clean,
-		GrantTypes:              grants,
-		TokenEndpointAuthMethod: dcr.AuthMethodNone,
-		Fingerprint:             dcr.Fingerprint(name, clean),
-		LogoURI:                 httpsURL(m["logo_uri"]),
-		ClientURI:               httpsURL(m["client_uri"]),
+		ID:                          clientID,
+		Kind:                        storage.ClientCIMD,
+		Name:                        name,
+		RedirectURIs:                clean,
+		GrantTypes:                  grants,
+		TokenEndpointAuthMethod:     auth.method,
+		JWKSURI:                     auth.jwksURI,
+		JWKS:                        auth.jwks,
+		TokenEndpointAuthSigningAlg: auth.alg,
+		Fingerprint:                 dcr.Fingerprint(name, clean),
+		LogoURI:                     httpsURL(m["logo_uri"]),
+		ClientURI:                   httpsURL(m["client_uri"]),
 	}
 	if present(m["software_id"]) {
 		var sid string
@@ -177,14 +183,36 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 	return c, nil
 }
 
-// checkAuthMethod applies the token endpoint authentication rules.
-func checkAuthMethod(m map[string]json.RawMessage) error {
+// AuthMethodPrivateKeyJWT is the RFC 7523 §2.2 client authentication
+// method (OIDC Core §9).
+const AuthMethodPrivateKeyJWT = "private_key_jwt"
+
+// assertionAlgs are the token_endpoint_auth_signing_alg values a document
+// may declare (asymmetric only; authserver.AssertionAlgs).
+var assertionAlgs = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}
+
+// authMethod is the token endpoint authentication a document asks for.
+type authMethod struct {
+	method  string // "none" or "private_key_jwt"
+	jwksURI string
+	jwks    json.RawMessage
+	alg     string
+}
+
+// checkAuthMethod applies the token endpoint authentication rules. The
+// "token_endpoint_auth_method" string decides (requirement 22: a client
+// that declares private_key_jwt authenticates with it, never silently as
+// none, even when its list also names none); without it, a list that
+// contains none means none, and a list that names private_key_jwt but not
+// none means private_key_jwt.
+func checkAuthMethod(m map[string]json.RawMessage) (authMethod, error) {
+	none := authMethod{method: dcr.AuthMethodNone}
 	var methods []string
 	single := ""
 	if raw := m["token_endpoint_auth_method"]; present(raw) {
 		if json.Unmarshal(raw, &single) != nil {
 			if json.Unmarshal(raw, &methods) != nil {
-				return invalidDoc("token_endpoint_auth_method must be a string")
+				return none, invalidDoc("token_endpoint_auth_method must be a string")
 			}
 			single = ""
 		}
@@ -192,28 +220,83 @@ func checkAuthMethod(m map[string]json.RawMessage) error {
 	if raw := m["token_endpoint_auth_methods_supported"]; present(raw) {
 		var list []string
 		if json.Unmarshal(raw, &list) != nil {
-			return invalidDoc("token_endpoint_auth_methods_supported must be an array of strings")
+			return none, invalidDoc("token_endpoint_auth_methods_supported must be an array of strings")
 		}
 		methods = append(methods, list...)
 	}
 	for _, x := range append([]string{single}, methods...) {
 		if sharedSecretMethods[x] || strings.HasPrefix(x, "client_secret") {
-			return invalidDoc("token endpoint auth method " + methodName(x) +
+			return none, invalidDoc("token endpoint auth method " + methodName(x) +
 				" uses a shared secret, which a metadata document must not declare")
 		}
 	}
-	if single != "" {
-		if single == dcr.AuthMethodNone {
-			return nil
+	switch {
+	case single == dcr.AuthMethodNone:
+		return none, nil
+	case single == AuthMethodPrivateKeyJWT:
+		return privateKeyJWT(m)
+	case single != "":
+		return none, invalidDoc("token endpoint auth method " + methodName(single) +
+			" is not supported: this server accepts none and private_key_jwt")
+	case len(methods) == 0 || slices.Contains(methods, dcr.AuthMethodNone):
+		return none, nil
+	case slices.Contains(methods, AuthMethodPrivateKeyJWT):
+		return privateKeyJWT(m)
+	}
+	return none, invalidDoc("token endpoint auth methods " + methodNames(methods) +
+		" include neither none nor private_key_jwt")
+}
+
+// privateKeyJWT reads the keys of a private_key_jwt client: exactly one of
+// "jwks_uri" (an https URL, fetched under the Fetcher's rules when used) and
+// "jwks" (an inline set of public keys, checked when used); an optional
+// "token_endpoint_auth_signing_alg" among the asymmetric algorithms served.
+func privateKeyJWT(m map[string]json.RawMessage) (authMethod, error) {
+	a := authMethod{method: AuthMethodPrivateKeyJWT}
+	hasURI, hasSet := present(m["jwks_uri"]), present(m["jwks"])
+	switch {
+	case hasURI && hasSet:
+		return a, invalidDoc("jwks_uri and jwks must not both be present")
+	case !hasURI && !hasSet:
+		return a, invalidDoc("private_key_jwt needs jwks_uri or jwks")
+	case hasURI:
+		if json.Unmarshal(m["jwks_uri"], &a.jwksURI) != nil {
+			return a, invalidDoc("jwks_uri must be a string")
 		}
-		return invalidDoc("token endpoint auth method " + methodName(single) +
-			" is not supported: this server accepts public clients (none) only")
+		if err := checkJWKSURI(a.jwksURI); err != nil {
+			return a, err
+		}
+	default:
+		a.jwks = append(json.RawMessage(nil), m["jwks"]...)
 	}
-	if len(methods) == 0 || slices.Contains(methods, dcr.AuthMethodNone) {
-		return nil
+	if raw := m["token_endpoint_auth_signing_alg"]; present(raw) {
+		if json.Unmarshal(raw, &a.alg) != nil {
+			return a, invalidDoc("token_endpoint_auth_signing_alg must be a string")
+		}
+		if !slices.Contains(assertionAlgs, a.alg) {
+			return a, invalidDoc("token_endpoint_auth_signing_alg " + methodName(a.alg) + " is not supported")
+		}
 	}
-	return invalidDoc("token endpoint auth methods " + methodNames(methods) +
-		" do not include none: this server accepts public clients only")
+	return a, nil
+}
+
+// checkJWKSURI checks the form of a jwks_uri: https, a host, no userinfo,
+// no fragment, at most 2048 bytes, no control characters. Where it may
+// point (public addresses only) is decided when it is fetched.
+func checkJWKSURI(s string) error {
+	if len(s) > 2048 || !strings.HasPrefix(s, "https://") || strings.ContainsAny(s, "#\\ \t\r\n") {
+		return invalidDoc("jwks_uri must be an https URL")
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return invalidDoc("jwks_uri must be an https URL")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return invalidDoc("jwks_uri must be an https URL")
+		}
+	}
+	return nil
 }
 
 // methodName renders a method name when it is a short registry-like token.
@@ -223,7 +306,7 @@ func methodName(s string) string {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
 			return "(unrecognized)"
 		}
 	}

@@ -50,6 +50,90 @@ var vscodeDoc = `{
   "application_type": "native"
 }`
 
+// chatgptRealDoc is ChatGPT's published document with its full field set
+// (https://chatgpt.com/oauth/client.json, as served in 2026-09): it
+// declares private_key_jwt while listing none too, a jwks_uri and
+// token_endpoint_auth_signing_alg.
+var chatgptRealDoc = `{
+  "client_id": "https://chatgpt.com/oauth/client.json",
+  "client_uri": "https://chatgpt.com/",
+  "redirect_uris": ["https://chatgpt.com/connector_platform_oauth_redirect"],
+  "token_endpoint_auth_method": "private_key_jwt",
+  "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+  "grant_types": ["authorization_code", "refresh_token"],
+  "response_types": ["code"],
+  "client_name": "ChatGPT",
+  "logo_uri": "https://persistent.oaistatic.com/sonic/misc/openai-logo.png",
+  "token_endpoint_auth_signing_alg": "RS256",
+  "jwks_uri": "https://chatgpt.com/oauth/jwks.json"
+}`
+
+// chatgptConnectorDoc is the shape of ChatGPT's per-connector documents
+// (https://chatgpt.com/oauth/<id>/client.json).
+var chatgptConnectorDoc = `{
+  "client_id": "https://chatgpt.com/oauth/tU1UVEq8rRTK/client.json",
+  "client_uri": "https://chatgpt.com/",
+  "redirect_uris": ["https://chatgpt.com/connector/oauth/tU1UVEq8rRTK"],
+  "token_endpoint_auth_method": "private_key_jwt",
+  "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+  "grant_types": ["authorization_code", "refresh_token"],
+  "response_types": ["code"],
+  "client_name": "ChatGPT",
+  "logo_uri": "https://persistent.oaistatic.com/sonic/misc/openai-logo.png",
+  "token_endpoint_auth_signing_alg": "RS256",
+  "jwks_uri": "https://chatgpt.com/oauth/jwks.json"
+}`
+
+// TestValidateDocumentChatGPTPrivateKeyJWT: ChatGPT's real documents are
+// accepted as private_key_jwt clients (never downgraded to none although
+// their list names none), with the jwks_uri and signing alg they declare.
+func TestValidateDocumentChatGPTPrivateKeyJWT(t *testing.T) {
+	for _, tc := range []struct{ name, id, doc, redirect string }{
+		{"client.json", chatgptID, chatgptRealDoc, "https://chatgpt.com/connector_platform_oauth_redirect"},
+		{"per-connector", "https://chatgpt.com/oauth/tU1UVEq8rRTK/client.json", chatgptConnectorDoc, "https://chatgpt.com/connector/oauth/tU1UVEq8rRTK"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ValidateDocument(tc.id, []byte(tc.doc))
+			if err != nil {
+				t.Fatalf("ValidateDocument: %v", err)
+			}
+			if c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
+				t.Errorf("auth method = %q, want private_key_jwt", c.TokenEndpointAuthMethod)
+			}
+			if c.JWKSURI != "https://chatgpt.com/oauth/jwks.json" || len(c.JWKS) != 0 {
+				t.Errorf("keys = %q / %s", c.JWKSURI, c.JWKS)
+			}
+			if c.TokenEndpointAuthSigningAlg != "RS256" {
+				t.Errorf("signing alg = %q", c.TokenEndpointAuthSigningAlg)
+			}
+			if c.Name != "ChatGPT" || !slices.Equal(c.RedirectURIs, []string{tc.redirect}) ||
+				!slices.Equal(c.GrantTypes, []string{"authorization_code", "refresh_token"}) ||
+				c.LogoURI != "https://persistent.oaistatic.com/sonic/misc/openai-logo.png" || c.ClientURI != "https://chatgpt.com/" {
+				t.Errorf("client = %+v", c)
+			}
+		})
+	}
+	t.Run("inline jwks", func(t *testing.T) {
+		doc := `{"client_id":"https://app.example.com/client","client_name":"App","redirect_uris":["https://app.example.com/cb"],
+			"token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b"}]}}`
+		c, err := ValidateDocument("https://app.example.com/client", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT || c.JWKSURI != "" || !strings.Contains(string(c.JWKS), `"P-256"`) {
+			t.Errorf("client = %+v", c)
+		}
+	})
+	t.Run("list of private_key_jwt only", func(t *testing.T) {
+		doc := `{"client_id":"https://app.example.com/client","client_name":"App","redirect_uris":["https://app.example.com/cb"],
+			"token_endpoint_auth_methods_supported":["private_key_jwt"],"jwks_uri":"https://app.example.com/jwks.json"}`
+		c, err := ValidateDocument("https://app.example.com/client", []byte(doc))
+		if err != nil || c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
+			t.Errorf("client = %+v, %v", c, err)
+		}
+	})
+}
+
 func TestValidateDocumentAccepted(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -141,9 +225,16 @@ func TestValidateDocumentRefused(t *testing.T) {
 		{"client_secret_expires_at", base(`,"client_secret_expires_at":0`), "client_secret_expires_at"},
 		{"private jwk", base(`,"jwks":{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"secret"}]}`), "private key"},
 		{"symmetric jwk", base(`,"jwks":{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`), "private key"},
-		{"private_key_jwt only", base(`,"token_endpoint_auth_method":"private_key_jwt"`), `"private_key_jwt" is not supported`},
-		{"private_key_jwt singular despite list", base(`,"token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_methods_supported":["none","private_key_jwt"]`), `"private_key_jwt" is not supported`},
-		{"private_key_jwt list only", base(`,"token_endpoint_auth_methods_supported":["private_key_jwt"]`), `"private_key_jwt" do not include none`},
+		{"private_key_jwt without keys", base(`,"token_endpoint_auth_method":"private_key_jwt"`), "private_key_jwt needs jwks_uri or jwks"},
+		{"private_key_jwt singular despite list, without keys", base(`,"token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_methods_supported":["none","private_key_jwt"]`), "private_key_jwt needs jwks_uri or jwks"},
+		{"private_key_jwt list only, without keys", base(`,"token_endpoint_auth_methods_supported":["private_key_jwt"]`), "private_key_jwt needs jwks_uri or jwks"},
+		{"private_key_jwt with jwks and jwks_uri", base(`,"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://app.example.com/jwks","jwks":{"keys":[]}`), "must not both be present"},
+		{"private_key_jwt jwks_uri over http", base(`,"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"http://app.example.com/jwks"`), "jwks_uri must be an https URL"},
+		{"private_key_jwt jwks_uri with userinfo", base(`,"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://u@app.example.com/jwks"`), "jwks_uri must be an https URL"},
+		{"private_key_jwt jwks_uri not a string", base(`,"token_endpoint_auth_method":"private_key_jwt","jwks_uri":["https://app.example.com/jwks"]`), "jwks_uri must be a string"},
+		{"private_key_jwt HMAC signing alg", base(`,"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://app.example.com/jwks","token_endpoint_auth_signing_alg":"HS256"`), `"HS256" is not supported`},
+		{"private_key_jwt alg none", base(`,"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://app.example.com/jwks","token_endpoint_auth_signing_alg":"none"`), `"none" is not supported`},
+		{"neither none nor private_key_jwt", base(`,"token_endpoint_auth_methods_supported":["tls_client_auth"]`), "include neither none nor private_key_jwt"},
 		{"client_secret_basic", base(`,"token_endpoint_auth_method":"client_secret_basic"`), `"client_secret_basic" uses a shared secret`},
 		{"client_secret_post", base(`,"token_endpoint_auth_method":"client_secret_post"`), `"client_secret_post" uses a shared secret`},
 		{"client_secret_jwt", base(`,"token_endpoint_auth_method":"client_secret_jwt"`), `"client_secret_jwt" uses a shared secret`},
@@ -221,6 +312,7 @@ func FuzzValidateDocument(f *testing.F) {
 	f.Add(claudeID, []byte(claudeDoc))
 	f.Add(chatgptID, []byte(chatgptDoc))
 	f.Add(vscodeID, []byte(vscodeDoc))
+	f.Add(chatgptID, []byte(chatgptRealDoc))
 	f.Add("https://a.example/c", []byte(`{"client_id":"https://a.example/c","client_name":"x","redirect_uris":["cursor://a/b"],"token_endpoint_auth_methods_supported":["private_key_jwt"]}`))
 	f.Add("https://a.example/c", []byte(`{"client_id":"https://a.example/c","client_secret":"x"}`))
 	f.Add("https://a.example/c", []byte(`{"client_id":"https://a.example/c","client_name":"x","redirect_uris":["http://[::1]:1/"],"jwks":{"keys":[{"d":1}]}}`))
@@ -233,8 +325,23 @@ func FuzzValidateDocument(f *testing.F) {
 			}
 			return
 		}
-		if c.ID != id || c.Kind != storage.ClientCIMD || c.TokenEndpointAuthMethod != "none" {
+		if c.ID != id || c.Kind != storage.ClientCIMD {
 			t.Fatalf("bad client %+v", c)
+		}
+		switch c.TokenEndpointAuthMethod {
+		case "none":
+			if c.JWKSURI != "" || len(c.JWKS) != 0 || c.TokenEndpointAuthSigningAlg != "" {
+				t.Fatalf("public client with keys %+v", c)
+			}
+		case AuthMethodPrivateKeyJWT:
+			if (c.JWKSURI == "") == (len(c.JWKS) == 0) {
+				t.Fatalf("private_key_jwt client without exactly one key source %+v", c)
+			}
+			if c.JWKSURI != "" && !strings.HasPrefix(c.JWKSURI, "https://") {
+				t.Fatalf("jwks_uri not https %+v", c)
+			}
+		default:
+			t.Fatalf("bad auth method %+v", c)
 		}
 		if c.Name == "" || len(c.RedirectURIs) == 0 || !slices.Contains(c.GrantTypes, "authorization_code") {
 			t.Fatalf("incomplete client %+v", c)

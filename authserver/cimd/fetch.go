@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -380,6 +381,7 @@ type fetchClass struct {
 	requester string // the requester's IP ("" unknown: no requester budget)
 	known     bool   // the client id resolved successfully before
 	trusted   bool   // the host is among the trusted hosts
+	jwks      bool   // a JWK set (jwks_uri), not a metadata document
 }
 
 func (f *Fetcher) fetchAs(ctx context.Context, clientID string, class fetchClass) (*Response, error) {
@@ -411,7 +413,11 @@ func (f *Fetcher) fetchAs(ctx context.Context, clientID string, class fetchClass
 	if !class.trusted {
 		timeout = f.cfg.UntrustedTimeout
 	}
-	resp, err := f.fetch(ctx, clientID, timeout)
+	maxBytes, types := f.cfg.MaxBytes, documentTypes
+	if class.jwks {
+		maxBytes, types = MaxJWKSBytes, jwksTypes
+	}
+	resp, err := f.fetch(ctx, clientID, timeout, maxBytes, types)
 	if err != nil {
 		var fe *fetchError
 		if errors.As(err, &fe) {
@@ -422,14 +428,21 @@ func (f *Fetcher) fetchAs(ctx context.Context, clientID string, class fetchClass
 	return resp, nil
 }
 
-func (f *Fetcher) fetch(ctx context.Context, clientID string, timeout time.Duration) (*Response, error) {
+// Media types accepted: documents are application/json; a JWK set may also
+// be application/jwk-set+json (RFC 7517 §8.5.1).
+var (
+	documentTypes = []string{"application/json"}
+	jwksTypes     = []string{"application/json", "application/jwk-set+json"}
+)
+
+func (f *Fetcher) fetch(ctx context.Context, clientID string, timeout time.Duration, maxBytes int64, types []string) (*Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad request url", ErrInvalidClientID)
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", strings.Join(types, ", "))
 	req.Header.Set("Accept-Encoding", "identity")
 	req.Header.Set("User-Agent", userAgent)
 
@@ -451,18 +464,18 @@ func (f *Fetcher) fetch(ctx context.Context, clientID string, timeout time.Durat
 		return nil, &fetchError{reason: "content encoding not accepted"}
 	}
 	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return nil, &fetchError{reason: "content type is not application/json"}
+	if err != nil || !slices.Contains(types, mt) {
+		return nil, &fetchError{reason: "content type is not " + strings.Join(types, " or ")}
 	}
-	tooLarge := fmt.Sprintf("document larger than %d bytes", f.cfg.MaxBytes)
-	if resp.ContentLength > f.cfg.MaxBytes {
+	tooLarge := fmt.Sprintf("document larger than %d bytes", maxBytes)
+	if resp.ContentLength > maxBytes {
 		return nil, &fetchError{reason: tooLarge}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
 	if err != nil {
 		return nil, classifyTransportError(err)
 	}
-	if int64(len(body)) > f.cfg.MaxBytes {
+	if int64(len(body)) > maxBytes {
 		return nil, &fetchError{reason: tooLarge}
 	}
 	return &Response{Body: body, Header: resp.Header.Clone(), FetchedAt: f.now()}, nil

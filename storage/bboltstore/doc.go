@@ -36,6 +36,7 @@
 //	  tickets/                 hash                         -> storage.Ticket (kind inside)
 //	  email_verifications/     hash                         -> storage.EmailVerification (schema 2)
 //	  email_verifications_by_account/ lp(account id) hash   -> empty (schema 2)
+//	  replays/                 hash(issuer, jti)            -> {expires_at} (schema 3; used assertion ids)
 //	  audit/                   8-byte BE unix nanos of the event time, 8-byte BE sequence
 //	                                                        -> storage.AuditEvent
 //

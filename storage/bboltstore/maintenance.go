@@ -11,7 +11,7 @@ import (
 )
 
 // DeleteExpired implements storage.Maintenance in one write transaction:
-// codes, sessions, tickets and email verifications whose ExpiresAt has passed, grants whose
+// codes, sessions, tickets, used assertion identifiers and email verifications whose ExpiresAt has passed, grants whose
 // absolute ExpiresAt has passed (with every refresh token hash of their
 // family, revoked or not), consents with a non-zero ExpiresAt that has
 // passed, and audit events older than auditBefore (zero keeps them all).
@@ -25,7 +25,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now, auditBefore time.Time) (
 		type expiring struct {
 			ExpiresAt time.Time `json:"expires_at"`
 		}
-		for _, name := range [][]byte{bktCodes, bktTickets, bktConsents} {
+		for _, name := range [][]byte{bktCodes, bktTickets, bktConsents, bktReplays} {
 			b := bucket(tx, name)
 			var dead [][]byte
 			if err := b.ForEach(func(k, v []byte) error {

@@ -41,6 +41,16 @@ var migrations = []migration{
 		}
 		return nil
 	}},
+	{name: "create v1 replays bucket", apply: func(tx *bolt.Tx) error {
+		root := tx.Bucket(bktV1)
+		if root == nil {
+			return fmt.Errorf("v1 bucket missing")
+		}
+		if _, err := root.CreateBucketIfNotExists(bktReplays); err != nil {
+			return fmt.Errorf("v1/%s: %w", bktReplays, err)
+		}
+		return nil
+	}},
 }
 
 // latestVersion is the schema version this build writes.

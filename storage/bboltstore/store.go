@@ -147,6 +147,8 @@ var (
 	// Since schema version 2.
 	bktVerifications       = []byte("email_verifications")
 	bktVerificationsByAcct = []byte("email_verifications_by_account")
+	// Since schema version 3.
+	bktReplays = []byte("replays")
 )
 
 // schema1Buckets are the buckets the first migration creates (frozen: the
@@ -159,7 +161,7 @@ var schema1Buckets = [][]byte{
 }
 
 // v1Buckets lists every bucket under v1/ at the latest schema version.
-var v1Buckets = append(append([][]byte(nil), schema1Buckets...), bktVerifications, bktVerificationsByAcct)
+var v1Buckets = append(append([][]byte(nil), schema1Buckets...), bktVerifications, bktVerificationsByAcct, bktReplays)
 
 // bucket returns v1/name. The migrations guarantee it exists; a missing
 // bucket means a damaged file and panics rather than silently dropping data.

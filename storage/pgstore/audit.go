@@ -96,7 +96,7 @@ ORDER BY at_ns DESC, seq DESC LIMIT $6`, since, q.Type, prefix, q.ClientID, q.Su
 }
 
 // DeleteExpired removes expired codes, grants (with their refresh token
-// hashes), sessions, tickets, email verifications and consents, and audit events older than
+// hashes), sessions, tickets, email verifications, consents and used assertion ids, and audit events older than
 // auditBefore (zero: keep all), in one transaction. It returns how many
 // records it removed. Records without an expiry are kept.
 func (s *Store) DeleteExpired(ctx context.Context, now, auditBefore time.Time) (int, error) {
@@ -110,6 +110,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now, auditBefore time.Time) (
 			`DELETE FROM mcpauth_tickets WHERE expires_at <= $1`,
 			`DELETE FROM mcpauth_email_verifications WHERE expires_at <= $1`,
 			`DELETE FROM mcpauth_consents WHERE expires_at <= $1`,
+			`DELETE FROM mcpauth_replays WHERE expires_at <= $1`,
 		} {
 			tag, err := tx.Exec(ctx, q, now)
 			if err != nil {

@@ -49,6 +49,8 @@
 //	mcpauth_tickets        (kind, hash) PK, expires_at, data
 //	mcpauth_email_verifications hash bytea PK (SHA-256 of the link's token),
 //	                       account_id, expires_at, data (schema version 2)
+//	mcpauth_replays        hash bytea PK (SHA-256 of issuer and jti), expires_at
+//	                       (schema version 3; used assertion identifiers)
 //	mcpauth_audit          id PK (time-ordered), at, type, client_id, subject, data
 //
 // Codes, refresh tokens, session ids and ticket keys are stored only as

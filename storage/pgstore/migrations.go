@@ -127,6 +127,13 @@ CREATE TABLE mcpauth_email_verifications (
 CREATE INDEX mcpauth_email_verifications_account_id ON mcpauth_email_verifications (account_id);
 CREATE INDEX mcpauth_email_verifications_expires_at ON mcpauth_email_verifications (expires_at);
 `},
+	{3, "replays", `
+CREATE TABLE mcpauth_replays (
+	hash       bytea PRIMARY KEY,
+	expires_at timestamptz NOT NULL
+);
+CREATE INDEX mcpauth_replays_expires_at ON mcpauth_replays (expires_at);
+`},
 }
 
 // migrate applies the pending migrations in one transaction holding a

@@ -25,6 +25,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend) {
 	t.Run("Accounts", s.testAccounts)
 	t.Run("Sessions", s.testSessions)
 	t.Run("Tickets", s.testTickets)
+	t.Run("Replays", s.testReplays)
 	t.Run("EmailVerifications", s.testVerifications)
 	t.Run("Audit", s.testAudit)
 	t.Run("Maintenance", s.testMaintenance)
