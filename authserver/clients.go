@@ -64,7 +64,11 @@ func clientUnavailable(err error) (*Error, bool) {
 	if !errors.As(err, &u) {
 		return nil, false
 	}
-	e := ErrTemporarilyUnavailable("the client's metadata document cannot be fetched right now; try again later")
+	reason, detail := cimdRefusal(u.cause)
+	if reason == ReasonClientUnknown {
+		reason = ReasonCIMDFetchFailed
+	}
+	e := ErrTemporarilyUnavailable("").plain(reason, detail)
 	e.RetryAfter = max(u.retryAfter, time.Second)
 	return e, true
 }
@@ -102,7 +106,8 @@ func (s *Server) lookupClient(ctx context.Context, id string) (storage.Client, e
 			if errors.As(err, &te) && te.Temporary() {
 				return storage.Client{}, &clientUnavailableError{retryAfter: te.RetryAfter(), cause: err}
 			}
-			return storage.Client{}, fmt.Errorf("%w: %w", errClientUnknown, err)
+			reason, detail := cimdRefusal(err)
+			return storage.Client{}, &clientRefusal{reason: reason, detail: detail, cause: err}
 		}
 		if c.ID != id {
 			return storage.Client{}, fmt.Errorf("%w: resolver returned another client id", errClientUnknown)
@@ -158,12 +163,12 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 	formID, formSecret := form.Get("client_id"), form.Get("client_secret")
 	basicID, basicSecret, basic, bad := basicCredentials(r)
 	if bad {
-		return storage.Client{}, ErrInvalidClient("malformed basic credentials")
+		return storage.Client{}, ErrInvalidClient("malformed basic credentials").because(ReasonClientAuthFailed)
 	}
 	var id, secret, method string
 	switch {
 	case basic && formSecret != "":
-		return storage.Client{}, ErrInvalidRequest("more than one client authentication method")
+		return storage.Client{}, ErrInvalidRequest("more than one client authentication method").because(ReasonAuthMethodRefused)
 	case basic:
 		if formID != "" && formID != basicID {
 			return storage.Client{}, ErrInvalidRequest("client_id does not match the authenticated client")
@@ -175,7 +180,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 		id, method = formID, AuthMethodNone
 	}
 	if id == "" {
-		return storage.Client{}, ErrInvalidClient("client authentication required")
+		return storage.Client{}, ErrInvalidClient("client authentication required").because(ReasonClientIDMissing)
 	}
 	c, err := s.lookupClient(s.requesterContext(r), id)
 	if err != nil {
@@ -183,36 +188,36 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 			return storage.Client{}, e
 		}
 		if errors.Is(err, errClientUnknown) {
-			return storage.Client{}, ErrInvalidClient("client authentication failed")
+			return storage.Client{}, clientLookupError(err)
 		}
 		s.cfg.Logger.Error("authserver: client lookup", "error", err)
-		return storage.Client{}, ErrTemporarilyUnavailable("storage unavailable")
+		return storage.Client{}, ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)
 	}
 	if c.Disabled {
-		return storage.Client{}, ErrInvalidClient("client authentication failed")
+		return storage.Client{}, ErrInvalidClient("").plain(ReasonClientDisabled, "")
 	}
 	if confidential(c) {
 		// Either secret method is accepted for a confidential client.
 		if method == AuthMethodNone || c.Kind != storage.ClientOwned {
-			return storage.Client{}, ErrInvalidClient("client authentication failed")
+			return storage.Client{}, ErrInvalidClient("").plain(ReasonAuthMethodRefused, "")
 		}
 		// argon2id costs 19 MiB per verification: bound how many run at
 		// once so a flood of guesses cannot exhaust memory.
 		select {
 		case s.secretSem <- struct{}{}:
 		case <-r.Context().Done():
-			return storage.Client{}, ErrTemporarilyUnavailable("server busy")
+			return storage.Client{}, ErrTemporarilyUnavailable("server busy").because(ReasonServerBusy)
 		}
 		ok := verifyClientSecret(c.SecretHash, secret)
 		<-s.secretSem
 		if !ok {
-			return storage.Client{}, ErrInvalidClient("client authentication failed")
+			return storage.Client{}, ErrInvalidClient("client authentication failed").because(ReasonClientAuthFailed)
 		}
 		return c, nil
 	}
 	if method != AuthMethodNone {
 		// A public client has no secret: a presented one is not trusted.
-		return storage.Client{}, ErrInvalidClient("client authentication failed")
+		return storage.Client{}, ErrInvalidClient("").plain(ReasonAuthMethodRefused, "")
 	}
 	return c, nil
 }

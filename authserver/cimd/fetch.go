@@ -456,14 +456,14 @@ func (f *Fetcher) fetch(ctx context.Context, clientID string, timeout time.Durat
 	}
 	tooLarge := fmt.Sprintf("document larger than %d bytes", f.cfg.MaxBytes)
 	if resp.ContentLength > f.cfg.MaxBytes {
-		return nil, &fetchError{reason: tooLarge}
+		return nil, &fetchError{reason: tooLarge, kind: ErrTooLarge}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBytes+1))
 	if err != nil {
 		return nil, classifyTransportError(err)
 	}
 	if int64(len(body)) > f.cfg.MaxBytes {
-		return nil, &fetchError{reason: tooLarge}
+		return nil, &fetchError{reason: tooLarge, kind: ErrTooLarge}
 	}
 	return &Response{Body: body, Header: resp.Header.Clone(), FetchedAt: f.now()}, nil
 }
