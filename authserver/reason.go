@@ -57,6 +57,7 @@ const (
 	ReasonRefreshWrongClient    Reason = "refresh_wrong_client"
 	ReasonGrantExpired          Reason = "grant_expired"
 	ReasonRegistrationInvalid   Reason = "registration_invalid"
+	ReasonRegistrationRedirect  Reason = "registration_redirect_uri_invalid"
 	ReasonRegistrationRateLimit Reason = "registration_rate_limited"
 	ReasonRegistrationCap       Reason = "registration_client_cap"
 	ReasonRateLimited           Reason = "rate_limited"
@@ -106,6 +107,7 @@ var reasonText = map[Reason]string{
 	ReasonRefreshWrongClient:    "the refresh token was issued to another app; sign in again",
 	ReasonGrantExpired:          "the sign-in (grant) has reached its maximum lifetime; sign in again",
 	ReasonRegistrationInvalid:   "the registration (client metadata) is invalid; the app must fix what error_description names",
+	ReasonRegistrationRedirect:  "a redirect URI of the registration is not acceptable (https, or loopback http, or a private-use scheme; no fragment); the app must register valid redirect URIs",
 	ReasonRegistrationRateLimit: "too many registrations were made just now; wait and try again",
 	ReasonRegistrationCap:       "too many apps are registered; unused ones expire, try again later",
 	ReasonRateLimited:           "too many requests came from this address; wait and try again",
@@ -127,6 +129,20 @@ func Reasons() []Reason {
 		out = append(out, r)
 	}
 	return out
+}
+
+// logLevel is the level a refusal is logged at: warn for replays (a
+// stolen code or token may be in play), debug for the answers of a rate
+// limit (a flood must not become a log flood; the aggregated audit record
+// counts them), info for the rest.
+func (r Reason) logLevel() slog.Level {
+	switch r {
+	case ReasonCodeReused, ReasonRefreshReused:
+		return slog.LevelWarn
+	case ReasonRateLimited, ReasonRegistrationRateLimit, ReasonCIMDFetchRateLimited:
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // because sets e's reason and returns e.
@@ -175,7 +191,9 @@ func reasonOf(e *Error) Reason {
 		return ReasonInternalError
 	case CodeTemporarilyUnavailable:
 		return ReasonStorageUnavailable
-	case CodeInvalidClientMetadata, CodeInvalidRedirectURI:
+	case CodeInvalidRedirectURI:
+		return ReasonRegistrationRedirect
+	case CodeInvalidClientMetadata:
 		return ReasonRegistrationInvalid
 	}
 	return ReasonRequestMalformed
@@ -238,12 +256,8 @@ func clientLookupError(err error) *Error {
 func (s *Server) refused(r *http.Request, typ, clientID string, e *Error) {
 	reason := reasonOf(e)
 	e.Reason = reason
-	level := slog.LevelInfo
-	if reason == ReasonCodeReused || reason == ReasonRefreshReused {
-		level = slog.LevelWarn
-	}
 	ip := s.clientIP(r)
-	s.cfg.Logger.Log(r.Context(), level, "authserver: refused", "type", typ, "error", e.Code, "reason", string(reason),
+	s.cfg.Logger.Log(r.Context(), reason.logLevel(), "authserver: refused", "type", typ, "error", e.Code, "reason", string(reason),
 		"client_id", safeName(clientID), "ip", ip)
 	ev := storage.AuditEvent{Time: s.cfg.Now(), Type: typ, Outcome: e.Code, ClientID: clientID, IP: ip,
 		Detail: map[string]string{"reason": string(reason)}}
