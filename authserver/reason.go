@@ -57,7 +57,7 @@ const (
 	ReasonRefreshWrongClient    Reason = "refresh_wrong_client"
 	ReasonGrantExpired          Reason = "grant_expired"
 	ReasonRegistrationInvalid   Reason = "registration_invalid"
-	ReasonRegistrationRedirect  Reason = "registration_redirect_uri_invalid"
+	ReasonRegistrationRedirect  Reason = "redirect_uri_invalid"
 	ReasonRegistrationRateLimit Reason = "registration_rate_limited"
 	ReasonRegistrationCap       Reason = "registration_client_cap"
 	ReasonRateLimited           Reason = "rate_limited"
