@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"errors"
-	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -167,27 +165,5 @@ func (m *Metrics) GuardDecision(ch *resourceguard.Challenge) {
 	m.guard.WithLabelValues(guardOutcome(ch)).Inc()
 }
 
-// guardOutcome maps a guard decision to a closed label set.
-func guardOutcome(ch *resourceguard.Challenge) string {
-	switch {
-	case ch == nil:
-		return "allowed"
-	case ch.Error == resourceguard.ErrorInvalidToken:
-		return "invalid_token"
-	case ch.Error == resourceguard.ErrorInsufficientScope:
-		return "insufficient_scope"
-	case ch.Error == resourceguard.ErrorInvalidRequest:
-		return "invalid_request"
-	case ch.Status == http.StatusUnauthorized && ch.Error == "":
-		return "no_token"
-	case ch.Status == http.StatusForbidden && strings.Contains(ch.Description, "origin"):
-		return "origin_refused"
-	case ch.Status == http.StatusRequestEntityTooLarge:
-		return "body_too_large"
-	case ch.Status == http.StatusRequestHeaderFieldsTooLarge:
-		return "headers_too_large"
-	case ch.Status == http.StatusServiceUnavailable:
-		return "unavailable"
-	}
-	return "other"
-}
+// guardOutcome maps a guard decision to the guard's closed outcome set.
+func guardOutcome(ch *resourceguard.Challenge) string { return resourceguard.Outcome(ch) }
