@@ -56,7 +56,8 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	setAuthorizeHeaders(w)
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
-		s.cfg.Browser.Error(w, r, http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed")
+		s.authorizeFailed(w, r, nil, &authzFailure{page: true, err: &Error{Code: CodeInvalidRequest, Description: "method not allowed",
+			Status: http.StatusMethodNotAllowed, Reason: ReasonRequestMalformed}})
 		return
 	}
 	id, signedIn := s.cfg.Browser.Identify(r)
@@ -108,7 +109,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 			v.VerifyEmail(w, r, LoginRequest{ReturnTo: s.returnTo(ar, false), Client: ar.client, LoginHint: ar.loginHint})
 			return
 		}
-		s.cfg.Browser.Error(w, r, http.StatusForbidden, CodeAccessDenied, "verify your email address first")
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: ErrAccessDenied("verify your email address first").because(ReasonEmailUnverified)})
 		return
 	}
 	if r.Method == http.MethodPost {
@@ -393,7 +394,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequ
 	grantID, err2 := randomToken(16)
 	if err1 != nil || err2 != nil {
 		s.cfg.Logger.Error("authserver: random", "error", errors.Join(err1, err2))
-		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, ErrServerError())
+		s.authorizeFailed(w, r, ar, &authzFailure{err: ErrServerError().because(ReasonInternalError)})
 		return
 	}
 	now := s.cfg.Now()
@@ -413,7 +414,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequ
 	}
 	if err := s.store.SaveCode(r.Context(), ac); err != nil {
 		s.cfg.Logger.Error("authserver: save code", "client_id", ar.client.ID, "error", err)
-		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, ErrTemporarilyUnavailable("storage unavailable"))
+		s.authorizeFailed(w, r, ar, &authzFailure{err: ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)})
 		return
 	}
 	s.emit(r.Context(), r, storage.AuditEvent{Type: "code.issued", Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,

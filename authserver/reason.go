@@ -47,6 +47,7 @@ const (
 	ReasonLoginRequired         Reason = "login_required"
 	ReasonConsentRequired       Reason = "consent_required"
 	ReasonEmailUnverified       Reason = "email_unverified"
+	ReasonConsentFormInvalid    Reason = "consent_form_invalid"
 	ReasonGrantTypeUnsupported  Reason = "grant_type_unsupported"
 	ReasonGrantTypeNotAllowed   Reason = "grant_type_not_allowed"
 	ReasonCodeInvalid           Reason = "code_invalid"
@@ -97,6 +98,7 @@ var reasonText = map[Reason]string{
 	ReasonLoginRequired:         "a sign-in is required and the app asked for none (prompt=none); sign in interactively",
 	ReasonConsentRequired:       "the user must approve this app and the app asked for no interaction (prompt=none); sign in interactively",
 	ReasonEmailUnverified:       "the user must verify their email address first; follow the link in the verification mail",
+	ReasonConsentFormInvalid:    "the consent form has expired or is malformed; go back to the app and start the sign-in again",
 	ReasonGrantTypeUnsupported:  "the grant_type is missing or not served; use authorization_code or refresh_token",
 	ReasonGrantTypeNotAllowed:   "this app may not use this grant type; ask the operator to allow it",
 	ReasonCodeInvalid:           "the authorization code is invalid, expired or unknown; sign in again",
