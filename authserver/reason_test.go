@@ -1,14 +1,18 @@
 package authserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -291,5 +295,56 @@ func TestRefusalReasonsRegister(t *testing.T) {
 		if c.reason != "" && !got[string(c.reason)] {
 			t.Errorf("no record with reason %s in %v", c.reason, got)
 		}
+	}
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A refusal is logged exactly once, at info, with its reason and client
+// id, and the log never holds the secret, code or refresh token sent.
+func TestRefusalLoggedOnceWithoutSecrets(t *testing.T) {
+	var buf syncBuffer
+	h := newHarness(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	const secret, refresh = "wrong-secret-1234567890", "rt-secret-value-0987654321"
+	h.token(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {refresh}, "client_id": {"conf"}, "client_secret": {secret}})
+	code := h.code("app", "http://127.0.0.1/callback")
+	h.token(h.exchangeForm("app", code, "http://127.0.0.1/callback", testOtherVerifier))
+	out := buf.String()
+	for _, s := range []string{secret, refresh, code, testOtherVerifier} {
+		if strings.Contains(out, s) {
+			t.Fatalf("the log holds a credential %q:\n%s", s, out)
+		}
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["msg"] == "authserver: refused" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 2 || lines[0]["reason"] != string(ReasonClientAuthFailed) || lines[0]["client_id"] != "conf" ||
+		lines[1]["reason"] != string(ReasonPKCEMismatch) || lines[1]["client_id"] != "app" || lines[0]["level"] != "INFO" {
+		t.Fatalf("refusal log lines %v", lines)
 	}
 }
