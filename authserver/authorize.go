@@ -56,7 +56,8 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	setAuthorizeHeaders(w)
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
-		s.cfg.Browser.Error(w, r, http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed")
+		s.authorizeFailed(w, r, nil, &authzFailure{page: true, err: &Error{Code: CodeInvalidRequest, Description: "method not allowed",
+			Status: http.StatusMethodNotAllowed, Reason: ReasonRequestMalformed}})
 		return
 	}
 	id, signedIn := s.cfg.Browser.Identify(r)
@@ -82,7 +83,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	if !signedIn {
 		if ar.prompt["none"] {
-			refuse(&authzFailure{err: ErrLoginRequired("the user is not signed in")})
+			refuse(&authzFailure{err: ErrLoginRequired("the user is not signed in").because(ReasonLoginRequired)})
 			return
 		}
 		s.cfg.Browser.Login(w, r, LoginRequest{ReturnTo: s.returnTo(ar, false), Client: ar.client, LoginHint: ar.loginHint})
@@ -91,7 +92,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	tooOld := ar.maxAge >= 0 && (id.AuthTime.IsZero() || now.Sub(id.AuthTime) > ar.maxAge)
 	if r.Method == http.MethodGet && (ar.prompt["login"] || tooOld) {
 		if ar.prompt["none"] {
-			refuse(&authzFailure{err: ErrLoginRequired("a fresh sign-in is required")})
+			refuse(&authzFailure{err: ErrLoginRequired("a fresh sign-in is required").because(ReasonLoginRequired)})
 			return
 		}
 		s.cfg.Browser.Login(w, r, LoginRequest{ReturnTo: s.returnTo(ar, true), Client: ar.client, LoginHint: ar.loginHint, ForceLogin: true})
@@ -101,14 +102,14 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if id.MustVerifyEmail {
 		// No grant for an address nobody verified (requirement 36).
 		if ar.prompt["none"] {
-			s.authorizeFailed(w, r, ar, &authzFailure{err: ErrInteractionRequired("the user must verify their email")})
+			s.authorizeFailed(w, r, ar, &authzFailure{err: ErrInteractionRequired("the user must verify their email").because(ReasonEmailUnverified)})
 			return
 		}
 		if v, ok := s.cfg.Browser.(EmailVerifier); ok {
 			v.VerifyEmail(w, r, LoginRequest{ReturnTo: s.returnTo(ar, false), Client: ar.client, LoginHint: ar.loginHint})
 			return
 		}
-		s.cfg.Browser.Error(w, r, http.StatusForbidden, CodeAccessDenied, "verify your email address first")
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: ErrAccessDenied("verify your email address first").because(ReasonEmailUnverified)})
 		return
 	}
 	if r.Method == http.MethodPost {
@@ -118,7 +119,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	need, err := s.consentNeeded(r, ar, id)
 	if err != nil {
 		s.cfg.Logger.Error("authserver: consent lookup", "client_id", ar.client.ID, "error", err)
-		refuse(&authzFailure{err: ErrTemporarilyUnavailable("storage unavailable")})
+		refuse(&authzFailure{err: ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)})
 		return
 	}
 	if need && s.reuseConsent(r, ar, id) {
@@ -126,7 +127,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if need {
 		if ar.prompt["none"] {
-			refuse(&authzFailure{err: ErrConsentRequired("the user must approve this client")})
+			refuse(&authzFailure{err: ErrConsentRequired("the user must approve this client").because(ReasonConsentRequired)})
 			return
 		}
 		s.cfg.Browser.Consent(w, r, s.consentPage(ar, id))
@@ -152,7 +153,7 @@ func (s *Server) validateAuthorize(r *http.Request, signedIn bool) (*authzReques
 
 	// 1. client_id and redirect_uri: never redirected (requirement 4).
 	if len(q["client_id"]) != 1 || q.Get("client_id") == "" {
-		return page(ErrInvalidRequest("client_id is missing or repeated"))
+		return page(ErrInvalidRequest("client_id is missing or repeated").because(ReasonClientIDMissing))
 	}
 	client, err := s.lookupClient(s.requesterContext(r), q.Get("client_id"))
 	if err != nil {
@@ -162,21 +163,21 @@ func (s *Server) validateAuthorize(r *http.Request, signedIn bool) (*authzReques
 			return page(e)
 		}
 		if errors.Is(err, errClientUnknown) {
-			return ar, &authzFailure{err: ErrInvalidClient("the client is not registered"), page: true}
+			return ar, &authzFailure{err: clientLookupError(err), page: true}
 		}
 		s.cfg.Logger.Error("authserver: authorize client lookup", "error", err)
-		return page(ErrTemporarilyUnavailable("storage unavailable"))
+		return page(ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable))
 	}
 	if client.Disabled {
-		return page(ErrInvalidClient("the client is disabled"))
+		return page(ErrInvalidClient("").plain(ReasonClientDisabled, ""))
 	}
 	ar.client = client
 	if len(q["redirect_uri"]) != 1 || q.Get("redirect_uri") == "" {
-		return page(ErrInvalidRequest("redirect_uri is missing or repeated"))
+		return page(ErrInvalidRequest("redirect_uri is missing or repeated").because(ReasonRedirectURIMissing))
 	}
 	redirect, ok := MatchRedirectURI(client.RedirectURIs, q.Get("redirect_uri"))
 	if !ok {
-		return page(ErrInvalidRequest("redirect_uri is not registered for this client"))
+		return page(ErrInvalidRequest("").plain(ReasonRedirectURIMismatch, ""))
 	}
 
 	// 2. Everything else: redirected, except for third-party clients before
@@ -201,9 +202,9 @@ func (s *Server) validateAuthorize(r *http.Request, signedIn bool) (*authzReques
 	switch rt := q.Get("response_type"); rt {
 	case "code":
 	case "":
-		return fail(ErrInvalidRequest("response_type is required"))
+		return fail(ErrInvalidRequest("response_type is required").because(ReasonResponseTypeInvalid))
 	default:
-		return fail(ErrUnsupportedResponseType("only response_type=code is supported"))
+		return fail(ErrUnsupportedResponseType("only response_type=code is supported").because(ReasonResponseTypeInvalid))
 	}
 	if m := q.Get("response_mode"); m != "" && m != "query" {
 		return fail(ErrInvalidRequest("only response_mode=query is supported"))
@@ -260,13 +261,25 @@ func (s *Server) validateAuthorize(r *http.Request, signedIn bool) (*authzReques
 // authorizeFailed answers an invalid or refused request: a page, or a 303 to
 // the (validated) redirect URI with error, state and iss.
 func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *authzRequest, f *authzFailure) {
+	clientID := ""
+	if ar != nil {
+		clientID = ar.client.ID
+		if clientID == "" && ar.query != nil {
+			clientID = ar.query.Get("client_id")
+		}
+	}
+	s.refused(r, "authorize.refused", clientID, f.err)
 	if f.page || ar == nil || ar.redirectURI == "" {
 		if f.err.Code == CodeInvalidClient && ar != nil && ar.client.ID == "" && s.cfg.Registration != nil && wantsJSON(r) {
 			// mcp-remote re-registers when told, in JSON, that its client
 			// is not registered (clients.md).
+			desc := "client " + safeName(ar.query.Get("client_id")) + " is not registered"
+			if f.err.Reason != ReasonClientUnknown {
+				desc = f.err.Description
+			}
 			writeJSON(w, http.StatusBadRequest, map[string]string{
 				"error":                 CodeInvalidClient,
-				"error_description":     "client " + safeName(ar.query.Get("client_id")) + " is not registered",
+				"error_description":     desc,
 				"registration_endpoint": s.endpoint(pathRegister),
 			})
 			return
@@ -381,7 +394,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequ
 	grantID, err2 := randomToken(16)
 	if err1 != nil || err2 != nil {
 		s.cfg.Logger.Error("authserver: random", "error", errors.Join(err1, err2))
-		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, ErrServerError())
+		s.authorizeFailed(w, r, ar, &authzFailure{err: ErrServerError().because(ReasonInternalError)})
 		return
 	}
 	now := s.cfg.Now()
@@ -401,7 +414,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequ
 	}
 	if err := s.store.SaveCode(r.Context(), ac); err != nil {
 		s.cfg.Logger.Error("authserver: save code", "client_id", ar.client.ID, "error", err)
-		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, ErrTemporarilyUnavailable("storage unavailable"))
+		s.authorizeFailed(w, r, ar, &authzFailure{err: ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)})
 		return
 	}
 	s.emit(r.Context(), r, storage.AuditEvent{Type: "code.issued", Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,

@@ -65,7 +65,11 @@ func clientUnavailable(err error) (*Error, bool) {
 	if !errors.As(err, &u) {
 		return nil, false
 	}
-	e := ErrTemporarilyUnavailable("the client's metadata document cannot be fetched right now; try again later")
+	reason, detail := cimdRefusal(u.cause)
+	if reason == ReasonClientUnknown {
+		reason = ReasonCIMDFetchFailed
+	}
+	e := ErrTemporarilyUnavailable("").plain(reason, detail)
 	e.RetryAfter = max(u.retryAfter, time.Second)
 	return e, true
 }
@@ -103,7 +107,8 @@ func (s *Server) lookupClient(ctx context.Context, id string) (storage.Client, e
 			if errors.As(err, &te) && te.Temporary() {
 				return storage.Client{}, &clientUnavailableError{retryAfter: te.RetryAfter(), cause: err}
 			}
-			return storage.Client{}, fmt.Errorf("%w: %w", errClientUnknown, err)
+			reason, detail := cimdRefusal(err)
+			return storage.Client{}, &clientRefusal{reason: reason, detail: detail, cause: err}
 		}
 		if c.ID != id {
 			return storage.Client{}, fmt.Errorf("%w: resolver returned another client id", errClientUnknown)
@@ -164,7 +169,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 	assertionType, assertion := form.Get("client_assertion_type"), form.Get("client_assertion")
 	basicID, basicSecret, basic, bad := basicCredentials(r)
 	if bad {
-		return storage.Client{}, ErrInvalidClient("malformed basic credentials")
+		return storage.Client{}, ErrInvalidClient("malformed basic credentials").because(ReasonClientAuthFailed)
 	}
 	var id, secret, method string
 	switch {
@@ -189,7 +194,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 		}
 		id, method = iss, AuthMethodPrivateKeyJWT
 	case basic && formSecret != "":
-		return storage.Client{}, ErrInvalidRequest("more than one client authentication method")
+		return storage.Client{}, ErrInvalidRequest("more than one client authentication method").because(ReasonAuthMethodRefused)
 	case basic:
 		if formID != "" && formID != basicID {
 			return storage.Client{}, ErrInvalidRequest("client_id does not match the authenticated client")
@@ -201,7 +206,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 		id, method = formID, AuthMethodNone
 	}
 	if id == "" {
-		return storage.Client{}, ErrInvalidClient("client authentication required")
+		return storage.Client{}, ErrInvalidClient("client authentication required").because(ReasonClientIDMissing)
 	}
 	c, err := s.lookupClient(s.requesterContext(r), id)
 	if err != nil {
@@ -209,13 +214,13 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 			return storage.Client{}, e
 		}
 		if errors.Is(err, errClientUnknown) {
-			return storage.Client{}, ErrInvalidClient("client authentication failed")
+			return storage.Client{}, clientLookupError(err)
 		}
 		s.cfg.Logger.Error("authserver: client lookup", "error", err)
-		return storage.Client{}, ErrTemporarilyUnavailable("storage unavailable")
+		return storage.Client{}, ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)
 	}
 	if c.Disabled {
-		return storage.Client{}, ErrInvalidClient("client authentication failed")
+		return storage.Client{}, ErrInvalidClient("").plain(ReasonClientDisabled, "")
 	}
 	if c.TokenEndpointAuthMethod == AuthMethodPrivateKeyJWT {
 		if method != AuthMethodPrivateKeyJWT {
@@ -234,25 +239,25 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 	if confidential(c) {
 		// Either secret method is accepted for a confidential client.
 		if method == AuthMethodNone || c.Kind != storage.ClientOwned {
-			return storage.Client{}, ErrInvalidClient("client authentication failed")
+			return storage.Client{}, ErrInvalidClient("").plain(ReasonAuthMethodRefused, "")
 		}
 		// argon2id costs 19 MiB per verification: bound how many run at
 		// once so a flood of guesses cannot exhaust memory.
 		select {
 		case s.secretSem <- struct{}{}:
 		case <-r.Context().Done():
-			return storage.Client{}, ErrTemporarilyUnavailable("server busy")
+			return storage.Client{}, ErrTemporarilyUnavailable("server busy").because(ReasonServerBusy)
 		}
 		ok := verifyClientSecret(c.SecretHash, secret)
 		<-s.secretSem
 		if !ok {
-			return storage.Client{}, ErrInvalidClient("client authentication failed")
+			return storage.Client{}, ErrInvalidClient("client authentication failed").because(ReasonClientAuthFailed)
 		}
 		return c, nil
 	}
 	if method != AuthMethodNone {
 		// A public client has no secret: a presented one is not trusted.
-		return storage.Client{}, ErrInvalidClient("client authentication failed")
+		return storage.Client{}, ErrInvalidClient("").plain(ReasonAuthMethodRefused, "")
 	}
 	return c, nil
 }
@@ -267,14 +272,14 @@ func (s *Server) verifyClientAssertion(r *http.Request, c storage.Client, assert
 	case len(c.JWKS) > 0:
 		set, err := ParseJWKS(c.JWKS)
 		if err != nil {
-			s.cfg.Logger.Info("authserver: client jwks refused", "client_id", c.ID, "error", err)
-			return ErrInvalidClient("the client's keys are not usable")
+			// Logged and audited once by the refusal path (reason).
+			return ErrInvalidClient("the client's keys are not usable: " + err.Error()).because(ReasonClientKeysUnusable)
 		}
 		keys = StaticKeys(set)
 	case c.JWKSURI != "" && s.remoteKeys != nil:
 		keys = s.remoteKeys.Source(c.JWKSURI, s.clientIP(r))
 	default:
-		return ErrInvalidClient("the client's keys are not available")
+		return ErrInvalidClient("the client's keys are not available").because(ReasonClientKeysUnavailable)
 	}
 	var algs []string
 	if c.TokenEndpointAuthSigningAlg != "" {
@@ -294,22 +299,20 @@ func (s *Server) verifyClientAssertion(r *http.Request, c storage.Client, assert
 	}
 	var ae *AssertionError
 	if errors.As(err, &ae) {
-		// Logged, not audited one record each: the sender is not
-		// authenticated (requirement 40).
-		s.cfg.Logger.Info("authserver: client assertion refused", "client_id", c.ID, "reason", ae.Reason)
-		return ErrInvalidClient("invalid client assertion: " + ae.Reason)
+		// Logged once and audited aggregated by the refusal path: the
+		// sender is not authenticated (requirement 40).
+		return ErrInvalidClient("invalid client assertion: " + ae.Reason).because(ReasonClientAssertion)
 	}
 	var te temporaryError
 	if errors.As(err, &te) && te.Temporary() {
 		s.cfg.Logger.Warn("authserver: client keys unavailable", "client_id", c.ID, "error", err)
-		e := ErrTemporarilyUnavailable("the client's keys cannot be fetched right now; try again later")
+		e := ErrTemporarilyUnavailable("the client's keys cannot be fetched right now; try again later").because(ReasonClientKeysUnavailable)
 		e.RetryAfter = max(te.RetryAfter(), time.Second)
 		return e
 	}
 	var je *jwksError
 	if errors.As(err, &je) {
-		s.cfg.Logger.Info("authserver: client keys refused", "client_id", c.ID, "error", err)
-		return ErrInvalidClient("the client's keys are not usable: " + je.reason)
+		return ErrInvalidClient("the client's keys are not usable: " + je.reason).because(ReasonClientKeysUnusable)
 	}
 	return s.storageError("client assertion", err)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -126,6 +127,10 @@ type Config struct {
 	// OnEvent is called for every audit event (metrics); events are written
 	// to Store anyway.
 	OnEvent func(storage.AuditEvent)
+	// Refusals aggregates the audit records of refused /authorize and
+	// /token requests (one record per reason, client, source prefix and
+	// minute). When nil the server runs its own, flushed on Close.
+	Refusals *abuse.Aggregator
 	// TokenRatePerIP and TokenBurstPerIP limit token and revocation requests
 	// per client IP (0: no limit). Refused requests get 429 with
 	// temporarily_unavailable and a Retry-After.

@@ -131,16 +131,17 @@ func redirectHost(uri string) string {
 func (s *Server) consentPosted(w http.ResponseWriter, r *http.Request, ar *authzRequest, id Identity) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := s.cfg.Browser.VerifyCSRF(r); err != nil {
-		s.cfg.Browser.Error(w, r, http.StatusForbidden, CodeInvalidRequest, "the form has expired; go back to the application and try again")
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: &Error{Code: CodeInvalidRequest, Status: http.StatusForbidden,
+			Description: "the form has expired; go back to the application and try again", Reason: ReasonConsentFormInvalid}})
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "malformed form")
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: ErrInvalidRequest("malformed form").because(ReasonConsentFormInvalid)})
 		return
 	}
 	decision := r.PostForm["decision"]
 	if len(decision) != 1 {
-		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "missing decision")
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: ErrInvalidRequest("missing decision").because(ReasonConsentFormInvalid)})
 		return
 	}
 	switch decision[0] {
@@ -150,7 +151,7 @@ func (s *Server) consentPosted(w http.ResponseWriter, r *http.Request, ar *authz
 		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, ErrAccessDenied("the user denied the request"))
 		return
 	default:
-		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "unknown decision")
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: ErrInvalidRequest("unknown decision").because(ReasonConsentFormInvalid)})
 		return
 	}
 	if ttl := s.consentTTL(ar.client); ttl > 0 && strings.EqualFold(r.PostForm.Get("remember"), "on") {

@@ -45,6 +45,9 @@ type Error struct {
 	// RetryAfter, when positive, is sent as a Retry-After header (whole
 	// seconds) with a temporarily_unavailable answer, JSON or page.
 	RetryAfter time.Duration
+	// Reason is why the request was refused, from the closed set of
+	// reason.go; the server logs and audits it with the refusal.
+	Reason Reason
 }
 
 // setRetryAfter writes e's Retry-After header, if any.

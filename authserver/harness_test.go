@@ -112,6 +112,7 @@ func (b *testBrowser) Error(w http.ResponseWriter, r *http.Request, status int, 
 	b.mu.Unlock()
 	w.Header().Set("X-Test-Page", "error")
 	w.Header().Set("X-Test-Error", code)
+	w.Header().Set("X-Test-Description", description)
 	w.WriteHeader(status)
 }
 

@@ -23,22 +23,22 @@ func ValidCodeChallenge(challenge, method string) *Error {
 	case PKCEMethodS256:
 	case "":
 		if challenge == "" {
-			return ErrInvalidRequest("code_challenge required (PKCE S256)")
+			return ErrInvalidRequest("code_challenge required (PKCE S256)").because(ReasonPKCEMissing)
 		}
-		return ErrInvalidRequest("code_challenge_method S256 required")
+		return ErrInvalidRequest("code_challenge_method S256 required").because(ReasonPKCEInvalid)
 	case "plain":
-		return ErrInvalidRequest("code_challenge_method plain is not supported; use S256")
+		return ErrInvalidRequest("code_challenge_method plain is not supported; use S256").because(ReasonPKCEInvalid)
 	default:
-		return ErrInvalidRequest("unsupported code_challenge_method; use S256")
+		return ErrInvalidRequest("unsupported code_challenge_method; use S256").because(ReasonPKCEInvalid)
 	}
 	if challenge == "" {
-		return ErrInvalidRequest("code_challenge required (PKCE S256)")
+		return ErrInvalidRequest("code_challenge required (PKCE S256)").because(ReasonPKCEMissing)
 	}
 	if len(challenge) != 43 {
-		return ErrInvalidRequest("code_challenge must be 43 characters of base64url (S256)")
+		return ErrInvalidRequest("code_challenge must be 43 characters of base64url (S256)").because(ReasonPKCEInvalid)
 	}
 	if _, err := base64.RawURLEncoding.Strict().DecodeString(challenge); err != nil {
-		return ErrInvalidRequest("code_challenge is not base64url")
+		return ErrInvalidRequest("code_challenge is not base64url").because(ReasonPKCEInvalid)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,7 +146,8 @@ type registration struct {
 func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		WriteError(w, r, &Error{Code: CodeInvalidRequest, Description: "registration requires POST", Status: http.StatusMethodNotAllowed})
+		h.refuseError(w, r, h.cfg.ClientIP(r), &Error{Code: CodeInvalidRequest, Description: "registration requires POST", Status: http.StatusMethodNotAllowed,
+			Reason: ReasonRequestMalformed})
 		return
 	}
 	ip := h.cfg.ClientIP(r)
@@ -154,7 +156,7 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if d.Scope == abuse.ScopeGlobal {
 			desc = "too many registrations; try again later"
 		}
-		h.tooMany(w, r, ip, "rate_limited", d.Scope, d.RetryAfter, desc)
+		h.tooMany(w, r, ip, "rate_limited", ReasonRegistrationRateLimit, d.Scope, d.RetryAfter, desc)
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
@@ -163,7 +165,7 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRegistrationBody+1))
 	if err != nil {
-		WriteError(w, r, ErrInvalidRequest("could not read the request body"))
+		h.refuseError(w, r, ip, ErrInvalidRequest("could not read the request body").because(ReasonRequestMalformed))
 		return
 	}
 	if len(body) > maxRegistrationBody {
@@ -204,7 +206,7 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	if err != nil {
 		h.cfg.Logger.Error("authserver: storing a registered client", "error", err)
-		WriteError(w, r, ErrTemporarilyUnavailable("registration could not be stored"))
+		h.refuseError(w, r, ip, ErrTemporarilyUnavailable("registration could not be stored").because(ReasonStorageUnavailable))
 		return
 	}
 	if scope != "" {
@@ -212,7 +214,7 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if scope == abuse.ScopeGlobal {
 			desc = "too many clients are registered; unused ones expire"
 		}
-		h.tooMany(w, r, ip, "client_cap", scope, time.Hour, desc)
+		h.tooMany(w, r, ip, "client_cap", ReasonRegistrationCap, scope, time.Hour, desc)
 		return
 	}
 	h.audit(r.Context(), storage.AuditEvent{Type: "client.registered", Outcome: "success", ClientID: client.ID, IP: ip,
@@ -223,17 +225,36 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *registration) refuse(w http.ResponseWriter, r *http.Request, ip string, e *dcr.Error) {
-	h.refused(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: e.Code, IP: ip})
+	reason := reasonOf(&Error{Code: e.Code})
+	h.log(r, e.Code, reason, ip)
+	h.refused(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: e.Code, IP: ip,
+		Detail: map[string]string{"reason": string(reason)}})
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, e.Status(), e.Body())
 }
 
+// refuseError answers a refusal that is an *Error (logged and audited,
+// aggregated, like every refusal).
+func (h *registration) refuseError(w http.ResponseWriter, r *http.Request, ip string, e *Error) {
+	reason := reasonOf(e)
+	h.log(r, e.Code, reason, ip)
+	h.refused(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: e.Code, IP: ip,
+		Detail: map[string]string{"reason": string(reason)}})
+	WriteError(w, r, e)
+}
+
+// log records a refusal once, with its reason (never the request body).
+func (h *registration) log(r *http.Request, code string, reason Reason, ip string) {
+	h.cfg.Logger.Log(r.Context(), reason.logLevel(), "authserver: refused", "type", "client.register_refused", "error", code, "reason", string(reason), "ip", ip)
+}
+
 // tooMany answers 429 temporarily_unavailable with a Retry-After.
-func (h *registration) tooMany(w http.ResponseWriter, r *http.Request, ip, outcome, scope string, after time.Duration, desc string) {
+func (h *registration) tooMany(w http.ResponseWriter, r *http.Request, ip, outcome string, reason Reason, scope string, after time.Duration, desc string) {
+	h.log(r, CodeTemporarilyUnavailable, reason, ip)
 	h.refused(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: outcome, IP: ip,
-		Detail: map[string]string{"scope": scope}})
+		Detail: map[string]string{"scope": scope, "reason": string(reason)}})
 	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((after+time.Second-1)/time.Second))))
-	WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: desc, Status: http.StatusTooManyRequests})
+	WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: desc, Status: http.StatusTooManyRequests, Reason: reason})
 }
 
 // evictUnusedAfter is how old a never-used client must be to make room at
@@ -382,7 +403,13 @@ func (s *Server) limitPerIP(h http.Handler) http.Handler {
 		if r.Method != http.MethodOptions {
 			if d := l.Allow(clientIP(r)); !d.OK {
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((d.RetryAfter+time.Second-1)/time.Second))))
-				WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: "too many requests from this address; try again later", Status: http.StatusTooManyRequests})
+				typ := "token.refused"
+				if strings.HasSuffix(r.URL.Path, pathRevoke) {
+					typ = "revoke.refused"
+				}
+				e := &Error{Code: "temporarily_unavailable", Description: "too many requests from this address; try again later", Status: http.StatusTooManyRequests, Reason: ReasonRateLimited}
+				s.refused(r, typ, "", e)
+				WriteError(w, r, e)
 				return
 			}
 		}

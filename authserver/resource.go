@@ -165,7 +165,7 @@ func (p ResourcePolicy) Resolve(requested []string, client storage.Client) (stri
 				return "", AsError(err)
 			}
 			if !p.knows(res, client) {
-				return "", ErrInvalidTarget("resource is not served by this authorization server")
+				return "", ErrInvalidTarget("resource is not served by this authorization server").because(ReasonResourceUnknown)
 			}
 			return res, nil
 		default:
@@ -203,7 +203,7 @@ func (p ResourcePolicy) fallback(client storage.Client) (string, *Error) {
 			return res, nil
 		}
 	}
-	return "", ErrInvalidTarget("resource parameter required")
+	return "", ErrInvalidTarget("resource parameter required").because(ReasonResourceUnknown)
 }
 
 // knows reports whether the normalized res is a resource of this server.
@@ -262,17 +262,17 @@ func (p ResourcePolicy) CheckRefresh(requested []string, bound string, client st
 			return "", AsError(err)
 		}
 		if (nbErr != nil || res != nb) && !p.knows(res, client) {
-			return "", ErrInvalidTarget("resource is not served by this authorization server")
+			return "", ErrInvalidTarget("resource is not served by this authorization server").because(ReasonResourceUnknown)
 		}
 	}
 	if nbErr != nil || !p.knows(nb, client) {
-		return "", ErrInvalidGrant("the resource of this grant is no longer served; authorize again")
+		return "", ErrInvalidGrant("the resource of this grant is no longer served; authorize again").because(ReasonResourceGone)
 	}
 	if len(requested) == 0 {
 		if p.KeepBindingOnRefresh {
 			return bound, nil
 		}
-		return "", ErrInvalidTarget("resource parameter required on refresh")
+		return "", ErrInvalidTarget("resource parameter required on refresh").because(ReasonResourceUnknown)
 	}
 	return matchBound(requested, bound)
 }
@@ -287,7 +287,7 @@ func matchBound(requested []string, bound string) (string, *Error) {
 	}
 	nb, err := NormalizeResource(bound)
 	if err != nil || res != nb {
-		return "", ErrInvalidTarget("resource does not match the authorization grant")
+		return "", ErrInvalidTarget("resource does not match the authorization grant").because(ReasonResourceMismatch)
 	}
 	return bound, nil
 }

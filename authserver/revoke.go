@@ -21,17 +21,17 @@ import (
 func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	form, e := parseForm(w, r)
 	if e != nil {
-		WriteError(w, r, e)
+		s.writeRevokeRefusal(w, r, "", e)
 		return
 	}
 	client, e := s.authenticateClient(r, form)
 	if e != nil {
-		WriteError(w, r, e)
+		s.writeRevokeRefusal(w, r, requestClientID(r, form), e)
 		return
 	}
 	token := form.Get("token")
 	if token == "" {
-		WriteError(w, r, ErrInvalidRequest("token is required"))
+		s.writeRevokeRefusal(w, r, client.ID, ErrInvalidRequest("token is required"))
 		return
 	}
 	if len(token) > 8192 {
@@ -62,7 +62,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		}
 		if g.Revoked() {
 			if g.ClientID != client.ID {
-				WriteError(w, r, ErrUnauthorizedClient("the token was issued to another client"))
+				s.writeRevokeRefusal(w, r, client.ID, ErrUnauthorizedClient("the token was issued to another client"))
 				return
 			}
 			revoked(w)
@@ -73,7 +73,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	if owner != client.ID {
 		// RFC 7009 §2.1: the server refuses to revoke another client's token.
 		s.emit(r.Context(), r, storage.AuditEvent{Type: "token.revoke", Outcome: "refused_other_client", ClientID: client.ID})
-		WriteError(w, r, ErrUnauthorizedClient("the token was issued to another client"))
+		s.writeRevokeRefusal(w, r, client.ID, ErrUnauthorizedClient("the token was issued to another client"))
 		return
 	}
 	err := s.store.RevokeGrant(r.Context(), grantID, "revoked_by_client", s.cfg.Now())

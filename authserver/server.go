@@ -45,9 +45,11 @@ type Server struct {
 	issuerPath  string       // the issuer's path without a trailing "/" ("" at the root)
 	notFound    http.Handler // JSON 404 of owned discovery paths, with CORS
 
-	audit     *auditWriter
-	touched   sync.Map      // client id -> time.Time of the last TouchClient
-	secretSem chan struct{} // bounds concurrent client secret verifications
+	audit       *auditWriter
+	refusals    *abuse.Aggregator // aggregated audit of refusals
+	ownRefusals bool
+	touched     sync.Map      // client id -> time.Time of the last TouchClient
+	secretSem   chan struct{} // bounds concurrent client secret verifications
 	// remoteKeys caches the JWK sets of private_key_jwt clients (nil
 	// without a JWKSFetcher).
 	remoteKeys *RemoteKeys
@@ -100,6 +102,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		go func() { defer s.wg.Done(); ks.Run(runCtx) }()
 	}
 	s.audit = newAuditWriter(cfg.Store, cfg.Logger)
+	s.refusals = cfg.Refusals
+	if s.refusals == nil {
+		s.refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: cfg.Store, Now: cfg.Now, Logger: cfg.Logger})
+		s.ownRefusals = true
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.refusals.Run(runCtx, 30*time.Second) }()
+	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.audit.run() }()
 

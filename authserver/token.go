@@ -75,26 +75,26 @@ type tokenResponse struct {
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	form, e := parseForm(w, r)
 	if e != nil {
-		WriteError(w, r, e)
+		s.writeRefusal(w, r, "", e)
 		return
 	}
 	client, e := s.authenticateClient(r, form)
 	if e != nil {
-		WriteError(w, r, e)
+		s.writeRefusal(w, r, requestClientID(r, form), e)
 		return
 	}
 	gt := form.Get("grant_type")
 	switch gt {
 	case "":
-		WriteError(w, r, ErrInvalidRequest("grant_type is required"))
+		s.writeRefusal(w, r, client.ID, ErrInvalidRequest("grant_type is required").because(ReasonGrantTypeUnsupported))
 		return
 	case GrantAuthorizationCode, GrantRefreshToken:
 	default:
-		WriteError(w, r, ErrUnsupportedGrantType("grant type is not supported"))
+		s.writeRefusal(w, r, client.ID, ErrUnsupportedGrantType("grant type is not supported").because(ReasonGrantTypeUnsupported))
 		return
 	}
 	if !allowsGrant(client, gt) {
-		WriteError(w, r, ErrUnauthorizedClient("the client may not use this grant type"))
+		s.writeRefusal(w, r, client.ID, ErrUnauthorizedClient("the client may not use this grant type").because(ReasonGrantTypeNotAllowed))
 		return
 	}
 	var resp *tokenResponse
@@ -104,17 +104,26 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		resp, e = s.refresh(r, client, form)
 	}
 	if e != nil {
-		WriteError(w, r, e)
+		s.writeRefusal(w, r, client.ID, e)
 		return
 	}
 	s.touchClient(r.Context(), client)
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// requestClientID is the client id a /token request names (Basic or form),
+// for the log and audit of a refusal before the client is authenticated.
+func requestClientID(r *http.Request, form url.Values) string {
+	if id, _, ok, _ := basicCredentials(r); ok {
+		return id
+	}
+	return form.Get("client_id")
+}
+
 // storageError maps a store failure to a response and logs it.
 func (s *Server) storageError(op string, err error) *Error {
 	s.cfg.Logger.Error("authserver: "+op, "error", err)
-	return ErrTemporarilyUnavailable("storage unavailable")
+	return ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)
 }
 
 // exchangeCode redeems an authorization code (OAuth 2.1 §4.1.3) in one write
@@ -131,9 +140,9 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 	case code == "":
 		return nil, ErrInvalidRequest("code is required")
 	case verifier == "":
-		return nil, ErrInvalidRequest("code_verifier is required")
+		return nil, ErrInvalidRequest("code_verifier is required").because(ReasonPKCEMissing)
 	case len(code) > 512:
-		return nil, ErrInvalidGrant("the code is invalid, expired or already used")
+		return nil, ErrInvalidGrant("the code is invalid, expired or already used").because(ReasonCodeInvalid)
 	}
 	now := s.cfg.Now()
 	refresh := ""
@@ -148,18 +157,18 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 	var grant storage.Grant
 	ac, err := s.store.RedeemCode(ctx, hashToken(code), now, func(c storage.AuthCode) (*storage.Grant, error) {
 		if c.ClientID != client.ID {
-			return nil, ErrInvalidGrant("the code was issued to another client")
+			return nil, ErrInvalidGrant("the code was issued to another client").because(ReasonCodeWrongClient)
 		}
 		if sentRedirect && c.RedirectURI != redirectURI {
-			return nil, ErrInvalidGrant("redirect_uri does not match the authorization request")
+			return nil, ErrInvalidGrant("redirect_uri does not match the authorization request").because(ReasonRedirectURIMismatch)
 		}
 		if c.CodeChallenge == "" {
 			// Every code we mint carries a challenge; a verifier for a code
 			// without one is a PKCE downgrade (RFC 9700 §2.1.1).
-			return nil, ErrInvalidGrant("PKCE downgrade: the authorization request had no code_challenge")
+			return nil, ErrInvalidGrant("PKCE downgrade: the authorization request had no code_challenge").because(ReasonPKCEMissing)
 		}
 		if c.CodeChallengeMethod != "S256" || !VerifyPKCE(verifier, c.CodeChallenge) {
-			return nil, ErrInvalidGrant("code_verifier does not match the code_challenge")
+			return nil, ErrInvalidGrant("code_verifier does not match the code_challenge").because(ReasonPKCEMismatch)
 		}
 		a, e := s.cfg.Resources.CheckExchange(form["resource"], c.Resource)
 		if e != nil {
@@ -186,13 +195,11 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 		var oe *Error
 		switch {
 		case errors.As(err, &oe):
-			s.emit(ctx, r, storage.AuditEvent{Type: "token.refused", Outcome: oe.Code, Subject: ac.Subject, ClientID: client.ID,
-				Detail: map[string]string{"grant_type": GrantAuthorizationCode, "reason": oe.Description}})
-			return nil, oe
+			return nil, oe // audited (aggregated) by writeRefusal
 		case errors.Is(err, storage.ErrCodeUsed):
 			return nil, s.codeReplayed(r, client, ac, verifier)
 		case errors.Is(err, storage.ErrNotFound):
-			return nil, ErrInvalidGrant("the code is invalid, expired or already used")
+			return nil, ErrInvalidGrant("the code is invalid, expired or already used").because(ReasonCodeInvalid)
 		default:
 			return nil, s.storageError("redeem code", err)
 		}
@@ -231,7 +238,7 @@ func (s *Server) codeReplayed(r *http.Request, client storage.Client, ac storage
 	}
 	s.emit(ctx, r, storage.AuditEvent{Type: "code.replay", Outcome: outcome, Subject: ac.Subject, ClientID: client.ID,
 		Detail: map[string]string{"grant_id": ac.GrantID}})
-	return ErrInvalidGrant("the code is invalid, expired or already used")
+	return ErrInvalidGrant("the code is invalid, expired or already used").because(ReasonCodeReused)
 }
 
 // refresh rotates a refresh token (OAuth 2.1 §4.3, requirement 9).
@@ -242,7 +249,7 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 		return nil, ErrInvalidRequest("refresh_token is required")
 	}
 	if len(presented) > 512 {
-		return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked")
+		return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked").because(ReasonRefreshInvalid)
 	}
 	var requested []string
 	if raw, ok := form["scope"]; ok {
@@ -251,7 +258,7 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 				continue
 			}
 			if !validScopeToken(sc) {
-				return nil, ErrInvalidScope("malformed scope")
+				return nil, ErrInvalidScope("malformed scope").because(ReasonScopeInvalid)
 			}
 			requested = append(requested, sc)
 		}
@@ -272,11 +279,11 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 		Grace:         max(s.cfg.RefreshGrace, 0),
 		Check: func(g storage.Grant) error {
 			if g.ClientID != client.ID {
-				return ErrInvalidGrant("the refresh token was issued to another client")
+				return ErrInvalidGrant("the refresh token was issued to another client").because(ReasonRefreshWrongClient)
 			}
 			for _, sc := range requested {
 				if !contains(g.Scopes, sc) {
-					return ErrInvalidScope("the requested scope exceeds the grant")
+					return ErrInvalidScope("the requested scope exceeds the grant").because(ReasonScopeExceedsGrant)
 				}
 			}
 			a, e := s.cfg.Resources.CheckRefresh(form["resource"], g.Resource, client)
@@ -295,9 +302,9 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 		case errors.Is(err, storage.ErrRefreshReused):
 			s.emit(ctx, r, storage.AuditEvent{Type: "refresh.reuse", Outcome: "family_revoked", Subject: g.Subject, ClientID: client.ID,
 				Detail: map[string]string{"grant_id": g.ID}})
-			return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked")
+			return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked").because(ReasonRefreshReused)
 		case errors.Is(err, storage.ErrGrantRevoked), errors.Is(err, storage.ErrNotFound):
-			return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked")
+			return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked").because(ReasonRefreshInvalid)
 		default:
 			return nil, s.storageError("rotate refresh token", err)
 		}
@@ -333,7 +340,7 @@ func (s *Server) mint(ctx context.Context, client storage.Client, g storage.Gran
 		ttl = g.ExpiresAt.Sub(now).Truncate(time.Second)
 	}
 	if ttl < time.Second {
-		return nil, ErrInvalidGrant("the grant has expired")
+		return nil, ErrInvalidGrant("the grant has expired").because(ReasonGrantExpired)
 	}
 	var email string
 	if s.cfg.UserEmail != nil {

@@ -995,6 +995,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		ClientIP:        clientIP,
 		Logger:          a.slogger,
 		OnEvent:         a.metrics.OnEvent,
+		Refusals:        a.refusals,
 		TokenRatePerIP:  a.tokenRate(),
 		TokenBurstPerIP: a.TokenRateBurst,
 		IPv4Prefix:      a.ClientIPv4Prefix,

@@ -313,6 +313,12 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	p, ch := g.guard.Check(r)
 	g.metrics.GuardDecision(ch)
 	if ch != nil {
+		// One line per refusal, at debug (a scan of the endpoint must not
+		// flood the log): the outcome of a closed set, never the token.
+		if g.logger != nil {
+			g.logger.Debug("mcp_protect: request refused", zap.String("outcome", resourceguard.Outcome(ch)),
+				zap.Int("status", ch.Status), zap.String("error", ch.Error))
+		}
 		return g.refuse(w, r, ch)
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)

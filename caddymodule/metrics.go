@@ -2,12 +2,11 @@ package caddymodule
 
 import (
 	"errors"
-	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 	"github.com/mcpauth/caddy-mcpauth/storage"
@@ -24,6 +23,7 @@ type Metrics struct {
 	guard        *prometheus.CounterVec // outcome
 	cimdFetches  *prometheus.CounterVec // result
 	logins       *prometheus.CounterVec // result
+	refusals     *prometheus.CounterVec // endpoint, reason (authserver.Reason)
 }
 
 const metricsNamespace = "mcpauth"
@@ -46,6 +46,9 @@ func newMetrics() *Metrics {
 		guard:        vec("guard_decisions_total", "Decisions of the MCP resource guard, by outcome.", "outcome"),
 		cimdFetches:  vec("cimd_fetches_total", "Client ID Metadata Document resolutions not served from the cache, by result.", "result"),
 		logins:       vec("login_attempts_total", "Hosted login attempts, by result.", "result"),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "refusals_total",
+			Help: "Refused /authorize, /token, /revoke and /register requests, by endpoint and reason (README: Refusal reasons)."},
+			[]string{"endpoint", "reason"}),
 	}
 }
 
@@ -59,7 +62,7 @@ func registerMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		return &m, nil
 	}
-	for _, c := range []**prometheus.CounterVec{&m.tokensIssued, &m.tokenRefused, &m.guard, &m.cimdFetches, &m.logins} {
+	for _, c := range []**prometheus.CounterVec{&m.tokensIssued, &m.tokenRefused, &m.guard, &m.cimdFetches, &m.logins, &m.refusals} {
 		if err := reg.Register(*c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -84,6 +87,17 @@ var (
 	cimdLabels = labelSet(cimd.ResultOK, cimd.ResultUntrustedHost, cimd.ResultForbiddenAddress,
 		cimd.ResultRateLimited, cimd.ResultFetchError, cimd.ResultInvalidDocument)
 	loginLabels = labelSet("success", "failure", "throttled", "disabled")
+	// reasonLabels is authserver's closed set of refusal reasons.
+	reasonLabels = func() map[string]bool {
+		m := map[string]bool{}
+		for _, r := range authserver.Reasons() {
+			m[string(r)] = true
+		}
+		return m
+	}()
+	// refusalEndpoints maps refusal audit types to the endpoint label.
+	refusalEndpoints = map[string]string{"authorize.refused": "authorize", "token.refused": "token",
+		"revoke.refused": "revoke", "client.register_refused": "register"}
 )
 
 func labelSet(vals ...string) map[string]bool {
@@ -106,6 +120,9 @@ func closedLabel(labels map[string]bool, v string) string {
 func (m *Metrics) OnEvent(ev storage.AuditEvent) {
 	if m == nil {
 		return
+	}
+	if ep, ok := refusalEndpoints[ev.Type]; ok {
+		m.refusals.WithLabelValues(ep, closedLabel(reasonLabels, ev.Detail["reason"])).Inc()
 	}
 	switch ev.Type {
 	case "token.issued":
@@ -148,27 +165,5 @@ func (m *Metrics) GuardDecision(ch *resourceguard.Challenge) {
 	m.guard.WithLabelValues(guardOutcome(ch)).Inc()
 }
 
-// guardOutcome maps a guard decision to a closed label set.
-func guardOutcome(ch *resourceguard.Challenge) string {
-	switch {
-	case ch == nil:
-		return "allowed"
-	case ch.Error == resourceguard.ErrorInvalidToken:
-		return "invalid_token"
-	case ch.Error == resourceguard.ErrorInsufficientScope:
-		return "insufficient_scope"
-	case ch.Error == resourceguard.ErrorInvalidRequest:
-		return "invalid_request"
-	case ch.Status == http.StatusUnauthorized && ch.Error == "":
-		return "no_token"
-	case ch.Status == http.StatusForbidden && strings.Contains(ch.Description, "origin"):
-		return "origin_refused"
-	case ch.Status == http.StatusRequestEntityTooLarge:
-		return "body_too_large"
-	case ch.Status == http.StatusRequestHeaderFieldsTooLarge:
-		return "headers_too_large"
-	case ch.Status == http.StatusServiceUnavailable:
-		return "unavailable"
-	}
-	return "other"
-}
+// guardOutcome maps a guard decision to the guard's closed outcome set.
+func guardOutcome(ch *resourceguard.Challenge) string { return resourceguard.Outcome(ch) }

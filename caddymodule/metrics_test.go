@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -135,4 +136,34 @@ func counterValue(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// Refusals are counted by endpoint and by authserver's closed set of
+// reasons; a reason outside it is "other".
+func TestMetricsRefusals(t *testing.T) {
+	m, err := registerMetrics(prometheus.NewPedanticRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		ev               storage.AuditEvent
+		endpoint, reason string
+	}{
+		{storage.AuditEvent{Type: "authorize.refused", Outcome: "invalid_client", Detail: map[string]string{"reason": string(authserver.ReasonCIMDDocumentTooLarge)}}, "authorize", "cimd_document_too_large"},
+		{storage.AuditEvent{Type: "token.refused", Outcome: "invalid_grant", Detail: map[string]string{"reason": string(authserver.ReasonRefreshReused)}}, "token", "refresh_reused"},
+		{storage.AuditEvent{Type: "client.register_refused", Outcome: "rate_limited", Detail: map[string]string{"reason": string(authserver.ReasonRegistrationRateLimit)}}, "register", "registration_rate_limited"},
+		{storage.AuditEvent{Type: "token.refused", Outcome: "invalid_grant", Detail: map[string]string{"reason": "https://evil.example/said-so"}}, "token", "other"},
+	}
+	for _, c := range cases {
+		before := counterValue(m.refusals.WithLabelValues(c.endpoint, c.reason))
+		m.OnEvent(c.ev)
+		if got := counterValue(m.refusals.WithLabelValues(c.endpoint, c.reason)); got != before+1 {
+			t.Errorf("%s/%s = %v, want %v", c.endpoint, c.reason, got, before+1)
+		}
+	}
+	for _, r := range authserver.Reasons() {
+		if len(r) > 30 {
+			t.Errorf("reason %q is too long for a label", r)
+		}
+	}
 }

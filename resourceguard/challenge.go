@@ -40,6 +40,50 @@ type Challenge struct {
 	// RetryAfter is the Retry-After of a 503 (default 5 s; rounded up to
 	// whole seconds).
 	RetryAfter time.Duration
+	// outcome, when set, is the refusal's class (see Outcome).
+	outcome string
+}
+
+// Outcomes of a guard decision: a closed set, used as the metrics label
+// and in the log line of a refusal (never a token or a client's value).
+const (
+	OutcomeAllowed           = "allowed"
+	OutcomeNoToken           = "no_token"
+	OutcomeInvalidToken      = "invalid_token"
+	OutcomeInsufficientScope = "insufficient_scope"
+	OutcomeInvalidRequest    = "invalid_request"
+	OutcomeOriginRefused     = "origin_refused"
+	OutcomeBodyTooLarge      = "body_too_large"
+	OutcomeHeadersTooLarge   = "headers_too_large"
+	OutcomeUnavailable       = "unavailable"
+	OutcomeOther             = "other"
+)
+
+// Outcome classifies a decision (nil: allowed) into the closed set above.
+func Outcome(ch *Challenge) string {
+	switch {
+	case ch == nil:
+		return OutcomeAllowed
+	case ch.outcome != "":
+		return ch.outcome
+	case ch.Error == ErrorInvalidToken:
+		return OutcomeInvalidToken
+	case ch.Error == ErrorInsufficientScope:
+		return OutcomeInsufficientScope
+	case ch.Error == ErrorInvalidRequest:
+		return OutcomeInvalidRequest
+	case ch.Status == http.StatusUnauthorized && ch.Error == "":
+		return OutcomeNoToken
+	case ch.Status == http.StatusForbidden && strings.Contains(ch.Description, "origin"):
+		return OutcomeOriginRefused
+	case ch.Status == http.StatusRequestEntityTooLarge:
+		return OutcomeBodyTooLarge
+	case ch.Status == http.StatusRequestHeaderFieldsTooLarge:
+		return OutcomeHeadersTooLarge
+	case ch.Status == http.StatusServiceUnavailable:
+		return OutcomeUnavailable
+	}
+	return OutcomeOther
 }
 
 func invalidToken(desc string) *Challenge {

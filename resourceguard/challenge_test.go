@@ -127,3 +127,21 @@ func TestParseBearer(t *testing.T) {
 		})
 	}
 }
+
+// Every refusal maps to the closed outcome set; the origin refusal is
+// classified by its own mark, not by its text.
+func TestOutcomeClosedSet(t *testing.T) {
+	closed := map[string]bool{OutcomeAllowed: true, OutcomeNoToken: true, OutcomeInvalidToken: true, OutcomeInsufficientScope: true,
+		OutcomeInvalidRequest: true, OutcomeOriginRefused: true, OutcomeBodyTooLarge: true, OutcomeHeadersTooLarge: true,
+		OutcomeUnavailable: true, OutcomeOther: true}
+	for _, ch := range []*Challenge{nil, invalidToken("x"), invalidRequest("x"), unavailable("x"), {Status: 401}, {Status: 413}, {Status: 431}, {Status: 418},
+		{Status: 403, Error: ErrorInsufficientScope}} {
+		if !closed[Outcome(ch)] {
+			t.Errorf("%+v: outcome %q", ch, Outcome(ch))
+		}
+	}
+	ch := &Challenge{Status: 403, Description: "forbidden", outcome: OutcomeOriginRefused}
+	if Outcome(ch) != OutcomeOriginRefused {
+		t.Fatal(Outcome(ch))
+	}
+}

@@ -99,7 +99,7 @@ func (g *Guard) checkOrigin(r *http.Request) *Challenge {
 		return nil
 	}
 	g.log.Debug("resourceguard: origin refused")
-	return &Challenge{Status: http.StatusForbidden, Description: "origin not allowed"}
+	return &Challenge{Status: http.StatusForbidden, Description: "origin not allowed", outcome: OutcomeOriginRefused}
 }
 
 func (g *Guard) originAllowed(o string) bool {

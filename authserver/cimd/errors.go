@@ -26,6 +26,8 @@ var (
 	// ErrRateLimited (with ErrFetch): the per-host rate or concurrency limit
 	// refused the fetch; nothing was sent.
 	ErrRateLimited = errors.New("cimd: too many fetches for this host")
+	// ErrTooLarge (with ErrFetch): the document is larger than MaxBytes.
+	ErrTooLarge = errors.New("cimd: metadata document too large")
 	// ErrTemporary (with ErrFetch): the failure may pass (a budget or a
 	// slot refused the fetch, a timeout, a network error, a 5xx, 408 or 429
 	// answer). Such errors also have the methods Temporary() bool (true)

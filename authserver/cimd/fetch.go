@@ -469,14 +469,14 @@ func (f *Fetcher) fetch(ctx context.Context, clientID string, timeout time.Durat
 	}
 	tooLarge := fmt.Sprintf("document larger than %d bytes", maxBytes)
 	if resp.ContentLength > maxBytes {
-		return nil, &fetchError{reason: tooLarge}
+		return nil, &fetchError{reason: tooLarge, kind: ErrTooLarge}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
 	if err != nil {
 		return nil, classifyTransportError(err)
 	}
 	if int64(len(body)) > maxBytes {
-		return nil, &fetchError{reason: tooLarge}
+		return nil, &fetchError{reason: tooLarge, kind: ErrTooLarge}
 	}
 	return &Response{Body: body, Header: resp.Header.Clone(), FetchedAt: f.now()}, nil
 }
