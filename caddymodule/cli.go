@@ -27,7 +27,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mcpauth",
-		Usage: "clients|users|audit|keys|migrate-store ...",
+		Usage: "clients|users|audit|keys|backup|migrate-store|version ...",
 		Short: "Operates the mcp_auth app of a running server (clients, users, audit, keys)",
 		Long: `
 Operates the mcp_auth app of a running caddy-mcpauth through its admin API
@@ -39,6 +39,8 @@ open it themselves).
   mcpauth users list|disable <id>|enable <id>|set-password <id>|revoke-sessions <id>
   mcpauth audit tail [--limit N] [--type T] [--client-id ID] [--since 24h]
   mcpauth keys list|rotate
+  mcpauth backup <file>           (a consistent copy of the live bbolt store)
+  mcpauth version                 (the plugin's version and VCS revision)
   mcpauth migrate-store --from bbolt:<path> --to postgres:env:<VAR>
                                   (offline: stop the server first; also postgres -> bbolt)
 
@@ -172,7 +174,7 @@ func setupMCPAuthCommandWith(cmd *cobra.Command, env *cliEnv) {
 			return o.post(c.Context(), "keys/rotate", nil, printKeys)
 		}},
 	)
-	cmd.AddCommand(clients, users, audit, keys, NewMigrateStoreCommand())
+	cmd.AddCommand(clients, users, audit, keys, NewMigrateStoreCommand(), newVersionCommand(o))
 }
 
 func clientAction(o *cliOpts, action, short string) *cobra.Command {
