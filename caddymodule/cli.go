@@ -174,7 +174,7 @@ func setupMCPAuthCommandWith(cmd *cobra.Command, env *cliEnv) {
 			return o.post(c.Context(), "keys/rotate", nil, printKeys)
 		}},
 	)
-	cmd.AddCommand(clients, users, audit, keys, NewMigrateStoreCommand(), newVersionCommand(o))
+	cmd.AddCommand(clients, users, audit, keys, newBackupCommand(o), NewMigrateStoreCommand(), newVersionCommand(o))
 }
 
 func clientAction(o *cliOpts, action, short string) *cobra.Command {
@@ -311,6 +311,26 @@ func (o *cliOpts) call(ctx context.Context, method, path string, body io.Reader)
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	resp, err := o.request(ctx, method, path, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, o.apiError(resp)
+	}
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("mcpauth: reading the answer: %w", err)
+	}
+	return out, nil
+}
+
+// request sends one request to the admin API (bounded by ctx) and returns
+// the response of any status; the caller closes its body.
+func (o *cliOpts) request(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
 	addr := o.adminAddress()
 	na, err := caddy.ParseNetworkAddress(addr)
 	if err != nil || na.PortRangeSize() > 1 {
@@ -322,8 +342,6 @@ func (o *cliOpts) call(ctx context.Context, method, path string, body io.Reader)
 		origin = "http://127.0.0.1"
 		dialAddr = strings.SplitN(na.Host, "|", 2)[0] // drop socket permission bits
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, origin+adminPrefix+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("mcpauth: invalid admin address %q: %w", addr, err)
@@ -344,24 +362,22 @@ func (o *cliOpts) call(ctx context.Context, method, path string, body io.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("mcpauth: cannot reach the admin API at %s (is caddy-mcpauth running? set --address or CADDY_ADMIN): %w", addr, err)
 	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return nil, fmt.Errorf("mcpauth: reading the answer: %w", err)
+	return resp, nil
+}
+
+// apiError is the error of a non-2xx admin API answer.
+func (o *cliOpts) apiError(resp *http.Response) error {
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var e struct {
+		Error string `json:"error"`
 	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(out, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
-		}
-		if resp.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("mcpauth: the server at %s has no mcp_auth admin API (HTTP 404): is it caddy-mcpauth?", addr)
-		}
-		return nil, fmt.Errorf("mcpauth: admin API answered HTTP %d", resp.StatusCode)
+	if json.Unmarshal(out, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
 	}
-	return out, nil
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("mcpauth: the server at %s has no mcp_auth admin API (HTTP 404): is it caddy-mcpauth?", o.adminAddress())
+	}
+	return fmt.Errorf("mcpauth: admin API answered HTTP %d", resp.StatusCode)
 }
 
 // --- tables ---
