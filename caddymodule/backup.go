@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -152,7 +153,28 @@ func writeChecked(dst string, out io.Writer, write func(io.Writer) (int64, error
 }
 
 // checkBolt opens a copy read-only and runs bbolt's consistency check.
+// The size is checked against the meta page first: bbolt maps the file,
+// and a short one would fault instead of failing.
 func checkBolt(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	var meta [64]byte
+	_, err = io.ReadFull(f, meta[:])
+	fi, serr := f.Stat()
+	f.Close()
+	if err != nil || serr != nil {
+		return errors.New("too short for a bbolt file")
+	}
+	// Page header (16 bytes), then magic, version, page size, flags, root
+	// bucket (16), freelist page, high-water page id.
+	magic := binary.NativeEndian.Uint32(meta[16:])
+	pageSize := int64(binary.NativeEndian.Uint32(meta[24:]))
+	hwm := int64(binary.NativeEndian.Uint64(meta[56:]))
+	if magic != 0xED0CDAED || pageSize < 512 || hwm < 2 || hwm > fi.Size()/pageSize {
+		return fmt.Errorf("%d bytes, not a complete bbolt file", fi.Size())
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return err
