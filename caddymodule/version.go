@@ -77,7 +77,7 @@ func versionFrom(bi *debug.BuildInfo) VersionInfo {
 			v.Version = d.Version
 			if d.Replace != nil {
 				v.Replaced = d.Replace.Path
-				if d.Replace.Version != "" {
+				if d.Replace.Version != "" && d.Replace.Version != "(devel)" {
 					v.Replaced += "@" + d.Replace.Version
 				}
 			}

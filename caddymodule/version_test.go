@@ -30,7 +30,7 @@ func TestVersionFromBuildInfo(t *testing.T) {
 	if tagged.Version != "v1.2.0" || tagged.Revision != "" {
 		t.Fatalf("tagged dependency: %+v", tagged)
 	}
-	repl := versionFrom(&debug.BuildInfo{Main: debug.Module{Path: "caddy"}, Deps: []*debug.Module{{Path: modulePath, Version: "v0.0.0-00010101000000-000000000000", Replace: &debug.Module{Path: "/src/caddy-mcpauth"}}}})
+	repl := versionFrom(&debug.BuildInfo{Main: debug.Module{Path: "caddy"}, Deps: []*debug.Module{{Path: modulePath, Version: "v0.0.0-00010101000000-000000000000", Replace: &debug.Module{Path: "/src/caddy-mcpauth", Version: "(devel)"}}}})
 	if repl.Replaced != "/src/caddy-mcpauth" || repl.Revision != "" {
 		t.Fatalf("replaced dependency: %+v", repl)
 	}

@@ -72,3 +72,66 @@ func TestVersionReportsRevision(t *testing.T) {
 		t.Fatalf("modified checkout: mcpauth version says %v", v)
 	}
 }
+
+// TestVersionAsDependency: built as xcaddy builds it (a main module that
+// requires the plugin), `mcpauth version` reports the required module
+// version, the commit of its pseudo-version and the replacement, and
+// Caddy's `list-modules --versions` shows that version next to mcp_auth.
+func TestVersionAsDependency(t *testing.T) {
+	binaries(t)
+	dir := t.TempDir()
+	const pseudo = "v0.0.0-20261201120000-0123456789ab"
+	gomod, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The plugin's own requirements, so the build needs no network.
+	mod := strings.Replace(string(gomod), "module github.com/mcpauth/caddy-mcpauth", "module caddy", 1) +
+		"\nrequire github.com/mcpauth/caddy-mcpauth " + pseudo + "\n\nreplace github.com/mcpauth/caddy-mcpauth " + pseudo + " => " + repoRoot + "\n"
+	main := "package main\n\nimport (\n\tcaddycmd \"github.com/caddyserver/caddy/v2/cmd\"\n\t_ \"github.com/caddyserver/caddy/v2/modules/standard\"\n\t_ \"github.com/mcpauth/caddy-mcpauth/caddymodule\"\n)\n\nfunc main() { caddycmd.Main() }\n"
+	for name, body := range map[string]string{"go.mod": mod, "main.go": main} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := os.ReadFile(filepath.Join(repoRoot, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(name string, args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	bin := filepath.Join(dir, "caddy")
+	run("go", "build", "-o", bin, ".")
+	var v map[string]any
+	out := run(bin, "mcpauth", "version", "--json")
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("mcpauth version --json: %v\n%s", err, out)
+	}
+	if v["version"] != pseudo || v["revision"] != "0123456789ab" || v["replaced"] != repoRoot {
+		t.Fatalf("as a dependency: mcpauth version says %v", v)
+	}
+	mods := run(bin, "list-modules", "--versions", "--skip-standard")
+	found := false
+	for _, line := range strings.Split(mods, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "mcp_auth" && f[1] == pseudo {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("list-modules --versions:\n%s", mods)
+	}
+}
