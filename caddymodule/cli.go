@@ -32,7 +32,7 @@ func init() {
 		Long: `
 Operates the mcp_auth app of a running caddy-mcpauth through its admin API
 (the bbolt store is locked by the running process, so these commands never
-open it themselves).
+open it themselves; only migrate-store and backup --db do, offline).
 
   mcpauth clients list|show <id>|disable <id>|enable <id>|revoke <id>
   mcpauth users add <email> [--name N] [--password-stdin]
