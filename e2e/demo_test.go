@@ -135,7 +135,7 @@ func TestDemoEnforcesWriteScope(t *testing.T) {
 		{"delete_todo", `{"id":"1"}`},
 	} {
 		status, chal := d.rawCall(t, readTok, tc.tool, tc.args)
-		if status != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) || !strings.Contains(chal, "todo:write") {
+		if status != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) || !strings.Contains(chal, `scope="todo:read todo:write"`) {
 			t.Fatalf("%s with a todo:read token: %d %q, want 403 insufficient_scope with todo:write", tc.tool, status, chal)
 		}
 	}
