@@ -167,6 +167,11 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return a.listAudit(ctx, w, r)
 	case "keys":
 		return a.serveKeys(ctx, w, r, rt)
+	case "backup":
+		if rt.id != "" {
+			return adminError(http.StatusNotFound, "not found")
+		}
+		return a.serveBackup(w, r)
 	}
 	return adminError(http.StatusNotFound, "not found")
 }

@@ -756,8 +756,12 @@ func (a *App) Validate() error {
 // Start builds the authorization server once every handler of the config
 // has registered its resource.
 func (a *App) Start() error {
-	_, err := a.Server()
-	return err
+	if _, err := a.Server(); err != nil {
+		return err
+	}
+	v := PluginVersion()
+	a.logger.Info("mcp_auth started", zap.String("version", v.Version), zap.String("revision", v.Revision), zap.Bool("modified", v.Modified))
+	return nil
 }
 
 // Stop stops background work and flushes the authorization server's batched

@@ -27,18 +27,20 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mcpauth",
-		Usage: "clients|users|audit|keys|migrate-store ...",
+		Usage: "clients|users|audit|keys|backup|migrate-store|version ...",
 		Short: "Operates the mcp_auth app of a running server (clients, users, audit, keys)",
 		Long: `
 Operates the mcp_auth app of a running caddy-mcpauth through its admin API
 (the bbolt store is locked by the running process, so these commands never
-open it themselves).
+open it themselves; only migrate-store and backup --db do, offline).
 
   mcpauth clients list|show <id>|disable <id>|enable <id>|revoke <id>
   mcpauth users add <email> [--name N] [--password-stdin]
   mcpauth users list|disable <id>|enable <id>|set-password <id>|revoke-sessions <id>
   mcpauth audit tail [--limit N] [--type T] [--client-id ID] [--since 24h]
   mcpauth keys list|rotate
+  mcpauth backup <file>           (a consistent copy of the live bbolt store)
+  mcpauth version                 (the plugin's version and VCS revision)
   mcpauth migrate-store --from bbolt:<path> --to postgres:env:<VAR>
                                   (offline: stop the server first; also postgres -> bbolt)
 
@@ -172,7 +174,7 @@ func setupMCPAuthCommandWith(cmd *cobra.Command, env *cliEnv) {
 			return o.post(c.Context(), "keys/rotate", nil, printKeys)
 		}},
 	)
-	cmd.AddCommand(clients, users, audit, keys, NewMigrateStoreCommand())
+	cmd.AddCommand(clients, users, audit, keys, newBackupCommand(o), NewMigrateStoreCommand(), newVersionCommand(o))
 }
 
 func clientAction(o *cliOpts, action, short string) *cobra.Command {
@@ -309,6 +311,26 @@ func (o *cliOpts) call(ctx context.Context, method, path string, body io.Reader)
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	resp, err := o.request(ctx, method, path, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, o.apiError(resp)
+	}
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("mcpauth: reading the answer: %w", err)
+	}
+	return out, nil
+}
+
+// request sends one request to the admin API (bounded by ctx) and returns
+// the response of any status; the caller closes its body.
+func (o *cliOpts) request(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
 	addr := o.adminAddress()
 	na, err := caddy.ParseNetworkAddress(addr)
 	if err != nil || na.PortRangeSize() > 1 {
@@ -320,8 +342,6 @@ func (o *cliOpts) call(ctx context.Context, method, path string, body io.Reader)
 		origin = "http://127.0.0.1"
 		dialAddr = strings.SplitN(na.Host, "|", 2)[0] // drop socket permission bits
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, origin+adminPrefix+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("mcpauth: invalid admin address %q: %w", addr, err)
@@ -342,24 +362,22 @@ func (o *cliOpts) call(ctx context.Context, method, path string, body io.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("mcpauth: cannot reach the admin API at %s (is caddy-mcpauth running? set --address or CADDY_ADMIN): %w", addr, err)
 	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return nil, fmt.Errorf("mcpauth: reading the answer: %w", err)
+	return resp, nil
+}
+
+// apiError is the error of a non-2xx admin API answer.
+func (o *cliOpts) apiError(resp *http.Response) error {
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var e struct {
+		Error string `json:"error"`
 	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(out, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
-		}
-		if resp.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("mcpauth: the server at %s has no mcp_auth admin API (HTTP 404): is it caddy-mcpauth?", addr)
-		}
-		return nil, fmt.Errorf("mcpauth: admin API answered HTTP %d", resp.StatusCode)
+	if json.Unmarshal(out, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
 	}
-	return out, nil
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("mcpauth: the server at %s has no mcp_auth admin API (HTTP 404): is it caddy-mcpauth?", o.adminAddress())
+	}
+	return fmt.Errorf("mcpauth: admin API answered HTTP %d", resp.StatusCode)
 }
 
 // --- tables ---

@@ -37,6 +37,9 @@ if ! command -v staticcheck >/dev/null; then
 fi
 staticcheck ./...
 
+step "deployment examples (Dockerfile, systemd unit)"
+scripts/check-deploy.sh
+
 step "starting PostgreSQL for the pgstore tests"
 eval "$(scripts/pg-test.sh start)"
 [[ -n "${MCPAUTH_TEST_PG_DIR:-}" ]] && trap 'scripts/pg-test.sh stop "$MCPAUTH_TEST_PG_DIR"' EXIT
