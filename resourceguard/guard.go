@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/internal/resourceuri"
 )
 
 // KeySource gives verification keys. Our authorization server implements it
@@ -176,26 +178,30 @@ type Principal struct {
 
 // Guard protects one resource. It is safe for concurrent use.
 type Guard struct {
-	resource    string
-	issuer      string
-	audiences   []string
-	keys        KeySource
-	revocation  RevocationChecker
-	requireTyp  bool
-	algs        map[string]bool
-	baseScopes  []string
-	methodScope map[string][]string
-	implied     map[string][]string // transitive closure of ScopeHierarchy
-	identity    IdentityHeaders
-	stripAll    bool
-	maxHeaders  int
-	maxHdrBytes int
-	leeway      time.Duration
-	cacheMaxTTL time.Duration
-	maxBody     int64
-	now         func() time.Time
-	log         *slog.Logger
-	cache       *tokenCache
+	resource  string
+	issuer    string
+	audiences []string
+	// normAudiences are the audiences derived from Resource in
+	// resourceuri's canonical form (the form the authorization server
+	// issues); nil when Audiences is configured.
+	normAudiences []string
+	keys          KeySource
+	revocation    RevocationChecker
+	requireTyp    bool
+	algs          map[string]bool
+	baseScopes    []string
+	methodScope   map[string][]string
+	implied       map[string][]string // transitive closure of ScopeHierarchy
+	identity      IdentityHeaders
+	stripAll      bool
+	maxHeaders    int
+	maxHdrBytes   int
+	leeway        time.Duration
+	cacheMaxTTL   time.Duration
+	maxBody       int64
+	now           func() time.Time
+	log           *slog.Logger
+	cache         *tokenCache
 
 	// origins
 	ownOrigin string
@@ -311,6 +317,12 @@ func New(cfg Config) (*Guard, error) {
 			g.audiences = append(g.audiences, cfg.Resource+"/")
 		} else if res.Path == "/" {
 			g.audiences = append(g.audiences, strings.TrimSuffix(cfg.Resource, "/"))
+		}
+		// The authorization server binds tokens to the normalized resource
+		// (lower-case scheme and host, no default port): accept that form
+		// too, computed once here.
+		if n, err := resourceuri.Normalize(cfg.Resource); err == nil {
+			g.normAudiences = []string{n}
 		}
 	}
 

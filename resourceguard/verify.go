@@ -18,8 +18,11 @@ import (
 	"io"
 	"math"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/internal/resourceuri"
 )
 
 // JWT access token verification: RFC 9068 (JWT profile for OAuth 2.0 access
@@ -500,12 +503,21 @@ func (g *Guard) checkClaims(payload []byte) (*verifiedToken, *Challenge) {
 	return v, nil
 }
 
+// audienceOK reports whether one of aud is ours: exactly one of the
+// configured audiences, or, only when no value matches exactly, equal to the
+// resource once both are in resourceuri's canonical form.
 func (g *Guard) audienceOK(aud []string) bool {
 	for _, a := range aud {
-		for _, want := range g.audiences {
-			if a == want {
-				return true
-			}
+		if slices.Contains(g.audiences, a) {
+			return true
+		}
+	}
+	if len(g.normAudiences) == 0 {
+		return false
+	}
+	for _, a := range aud {
+		if n, err := resourceuri.Normalize(a); err == nil && slices.Contains(g.normAudiences, n) {
+			return true
 		}
 	}
 	return false

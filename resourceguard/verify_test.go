@@ -296,3 +296,41 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Fatalf("base config refused: %v", err)
 	}
 }
+
+// TestAudienceNormalized: the guard compares aud with its resource in the
+// authorization server's canonical form (internal/resourceuri), so a
+// configured default port or upper-case host does not refuse the tokens the
+// server issues, while any other difference still refuses.
+func TestAudienceNormalized(t *testing.T) {
+	tests := []struct {
+		resource, aud string
+		ok            bool
+	}{
+		{"https://mcp.example.com:443/mcp", "https://mcp.example.com/mcp", true},
+		{"https://mcp.example.com/mcp", "https://mcp.example.com:443/mcp", true},
+		{"https://MCP.Example.com/mcp", "https://mcp.example.com/mcp", true},
+		{"https://mcp.example.com/mcp", "HTTPS://MCP.EXAMPLE.COM:443/mcp", true},
+		{"https://mcp.example.com:443/mcp", "https://mcp.example.com:443/mcp", true},
+		{"https://mcp.example.com:443/mcp", "https://mcp.example.com/mcp2", false},
+		{"https://mcp.example.com:443/mcp", "http://mcp.example.com/mcp", false},
+		{"https://mcp.example.com:443/mcp", "https://mcp.example.com:8443/mcp", false},
+		{"https://mcp.example.com:443/mcp", "https://other.example.com/mcp", false},
+		{"https://mcp.example.com:443/mcp", "https://mcp.example.com/MCP", false},
+		{"https://mcp.example.com:443/mcp", "https://mcp.example.com/mcp/", false},
+		{"https://mcp.example.com:443/mcp", "https://mcp.example.com/mcp#x", false},
+		{"https://mcp.example.com:443/mcp", "https://u@mcp.example.com/mcp", false},
+		{"https://mcp.example.com:443/mcp", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.resource+" aud "+tt.aud, func(t *testing.T) {
+			f := newFixture(t, func(c *Config) { c.Resource = tt.resource })
+			for _, aud := range []any{tt.aud, []string{"https://unrelated.example", tt.aud}} {
+				tok := f.token(func(h, c map[string]any) { c["aud"] = aud })
+				w := f.do(bearerReq("POST", "https://mcp.example.com/mcp", tok))
+				if got := w.Code == 200; got != tt.ok {
+					t.Fatalf("aud %v: status %d, want ok=%v", aud, w.Code, tt.ok)
+				}
+			}
+		})
+	}
+}
