@@ -504,7 +504,7 @@ func (p *Provider) acs(w http.ResponseWriter, r *http.Request, c idp.Completer) 
 	}
 	sp, err := p.serviceProvider(ctx)
 	if err != nil {
-		fail(pend.Attempt, "metadata_unavailable", err)
+		fail(pend.Attempt, idp.ReasonMetadataUnavailable, err)
 		return
 	}
 	ext, reason, err := p.verify(sp, raw, pend.RequestID)
