@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"github.com/mcpauth/caddy-mcpauth/idp/internal/logtest"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -545,5 +546,20 @@ func TestMetadataValidity(t *testing.T) {
 		if got := time.Until(until); got < tc.want-time.Minute || got > tc.want+time.Minute {
 			t.Fatalf("set %s: validUntil in %s, want %s", tc.set, got, tc.want)
 		}
+	}
+}
+
+// TestIdPUnreachable: the IdP's metadata URL does not answer (an outage
+// from the start). The sign-in page names the provider and says to try
+// again, instead of "something went wrong on our side".
+func TestIdPUnreachable(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL + "/metadata"
+	down.Close()
+	e := newEnv(t, envOpts{cfg: func(c *Config) { c.IdPMetadataURL = downURL }})
+	res := e.start(e.browser(), oauth2.GenerateVerifier())
+	if res.status != http.StatusBadGateway || !strings.Contains(res.body, "We could not reach Corp SAML (corp) right now; try again in a minute") ||
+		strings.Contains(res.body, "on our side") {
+		t.Fatalf("status %d, body:\n%s", res.status, res.body)
 	}
 }
