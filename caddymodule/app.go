@@ -150,6 +150,7 @@ func init() {
 //					sp_cert_file <pem>
 //					sp_key_file <pem>
 //					binding redirect|post
+//					metadata_validity <duration>
 //					display_name <text>
 //					icon_url <url>
 //					attr_subject|attr_email|attr_name|attr_groups <attribute>

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -69,6 +70,9 @@ type SAMLProvider struct {
 	SPKeyFile  string `json:"sp_key_file,omitempty"`
 	// Binding for the request: "redirect" or "post" (default: the IdP's first).
 	Binding string `json:"binding,omitempty"`
+	// MetadataValidity is the validUntil of our SP metadata, from now
+	// (default 48h; 1h to 8760h). IdPs should refresh from the metadata URL.
+	MetadataValidity caddy.Duration `json:"metadata_validity,omitempty"`
 	// Attribute names for subject, email, name and groups.
 	AttrSubject string `json:"attr_subject,omitempty"`
 	AttrEmail   string `json:"attr_email,omitempty"`
@@ -126,6 +130,7 @@ func (a *App) providers(ctx caddy.Context, runCtx context.Context) ([]idp.Provid
 			EntityID:                s.EntityID,
 			KeyStore:                ctx.Storage(),
 			Binding:                 s.Binding,
+			MetadataValidity:        time.Duration(s.MetadataValidity),
 			Attributes:              saml.AttributeMapping{Subject: s.AttrSubject, Email: s.AttrEmail, Name: s.AttrName, Groups: s.AttrGroups},
 			TrustEmail:              s.TrustEmail,
 			AcceptResponseSignature: s.AcceptResponseSignature,
@@ -232,6 +237,8 @@ func parseSAML(d *caddyfile.Dispenser) (SAMLProvider, error) {
 			if err == nil && s.Binding != "redirect" && s.Binding != "post" {
 				err = d.Errf("binding %q: use redirect or post", s.Binding)
 			}
+		case "metadata_validity":
+			s.MetadataValidity, err = durationArg(d)
 		case "display_name":
 			err = oneArg(d, &s.DisplayName)
 		case "icon_url":

@@ -469,7 +469,7 @@ func (l *Login) beginUpstream(w http.ResponseWriter, r *http.Request, p Provider
 		l.log.Error("idp: starting upstream login failed", "provider", p.Name(), "err", err)
 		_, _ = l.takeAttempt(r.Context(), a.ID)
 		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "begin_failed", "method": p.Kind() + ":" + p.Name()}})
-		l.Error(w, r, http.StatusBadGateway, "upstream_unavailable", "The identity provider could not be reached. Please try again.")
+		l.upstreamUnreachable(w, r, p)
 	}
 }
 
@@ -499,13 +499,18 @@ func (l *Login) Consent(w http.ResponseWriter, r *http.Request, page authserver.
 
 // Error implements authserver.Browser.
 func (l *Login) Error(w http.ResponseWriter, r *http.Request, status int, code, description string) {
+	l.errorPage(w, r, status, code, "", description)
+}
+
+// errorPage renders the error page; an empty heading is the status's.
+func (l *Login) errorPage(w http.ResponseWriter, r *http.Request, status int, code, heading, description string) {
 	if status < 400 || status > 599 {
 		status = http.StatusBadRequest
 	}
 	if len(description) > 500 {
 		description = description[:500]
 	}
-	ev := &errorView{Status: status, Code: code, Description: cmpOr(description, http.StatusText(status)), Heading: errorHeading(status)}
+	ev := &errorView{Status: status, Code: code, Description: cmpOr(description, http.StatusText(status)), Heading: cmpOr(heading, errorHeading(status))}
 	l.render(w, status, "error.html", view{Err: ev}, newNonce(), true)
 }
 

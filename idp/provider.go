@@ -173,7 +173,48 @@ func (l *Login) FailUpstream(w http.ResponseWriter, r *http.Request, attemptID, 
 	l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{
 		"reason": reasonCode(reason), "method": "upstream", "provider": a.Provider,
 	}})
+	if unreachableReasons[reason] {
+		l.upstreamUnreachable(w, r, l.providers[a.Provider])
+		return
+	}
 	l.Error(w, r, http.StatusBadRequest, "login_failed", "Sign-in with your identity provider could not be completed. Please try again.")
+}
+
+// unreachableReasons are the FailUpstream reasons that mean the upstream
+// did not answer (network error, timeout, 5xx): the page names the provider
+// instead of blaming the user or us.
+var unreachableReasons = map[string]bool{
+	ReasonDiscoveryFailed:          true,
+	ReasonTokenEndpointUnreachable: true,
+	ReasonMetadataUnavailable:      true,
+}
+
+// FailUpstream reasons that mean the upstream could not be reached.
+const (
+	// ReasonDiscoveryFailed: the OpenID provider's discovery document or
+	// keys could not be fetched.
+	ReasonDiscoveryFailed = "discovery_failed"
+	// ReasonTokenEndpointUnreachable: the token request got no OAuth answer.
+	ReasonTokenEndpointUnreachable = "token_endpoint_unreachable"
+	// ReasonMetadataUnavailable: the SAML IdP's metadata could not be loaded.
+	ReasonMetadataUnavailable = "metadata_unavailable"
+)
+
+// upstreamUnreachable shows the 502 page that names the provider (p may be
+// nil when the attempt is gone).
+func (l *Login) upstreamUnreachable(w http.ResponseWriter, r *http.Request, p Provider) {
+	name := "your identity provider"
+	if p != nil {
+		name = p.DisplayName() + " (" + p.Name() + ")"
+	}
+	l.errorPage(w, r, http.StatusBadGateway, "upstream_unavailable", "We could not reach "+name,
+		"We could not reach "+name+" right now; try again in a minute. If this keeps happening, tell your administrator.")
+}
+
+// upstreamRefused logs a refused upstream login at info level: the
+// provider and the reason code, never the identity's token or assertion.
+func (l *Login) upstreamRefused(provider, reason string) {
+	l.log.Info("idp: upstream login refused", "provider", provider, "reason", reason)
 }
 
 // reasonCode keeps audit reason codes short and free of attacker text.
@@ -197,17 +238,20 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 	a, err := l.takeAttempt(ctx, attemptID)
 	if err != nil {
 		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "attempt_unknown", "provider": ext.Provider}})
+		l.upstreamRefused(ext.Provider, "attempt_unknown")
 		l.Error(w, r, http.StatusBadRequest, "login_expired", "This sign-in attempt has expired or was already used. Please start again.")
 		return
 	}
 	if !l.sameBrowser(r, a) {
 		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "browser_mismatch", "provider": a.Provider}})
+		l.upstreamRefused(a.Provider, "browser_mismatch")
 		l.Error(w, r, http.StatusBadRequest, "login_failed", "This sign-in was started in another browser. Please start again here.")
 		return
 	}
 	p := l.providers[a.Provider]
 	if p == nil || ext.Provider != a.Provider || ext.Subject == "" {
 		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "attempt_mismatch", "provider": a.Provider}})
+		l.upstreamRefused(a.Provider, "attempt_mismatch")
 		l.Error(w, r, http.StatusBadRequest, "login_failed", "Sign-in with your identity provider could not be completed. Please try again.")
 		return
 	}
@@ -222,6 +266,9 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 	if err != nil {
 		detail := map[string]string{"reason": reason, "method": method}
 		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Subject: acct.ID, Detail: detail})
+		if reason != "store_error" {
+			l.upstreamRefused(p.Name(), reason)
+		}
 		switch {
 		case errors.Is(err, errNotAllowed):
 			l.notAllowed(w, r, ext)

@@ -2,6 +2,8 @@ package idp
 
 import (
 	"context"
+	"errors"
+	"github.com/mcpauth/caddy-mcpauth/idp/internal/logtest"
 	"net/http"
 	"net/url"
 	"strings"
@@ -21,6 +23,7 @@ type testProvider struct {
 	next     ExternalIdentity
 	attempts []Attempt
 	failWith string
+	beginErr error
 }
 
 func (p *testProvider) Name() string           { return p.name }
@@ -32,7 +35,11 @@ func (p *testProvider) Policy() UpstreamPolicy { return p.pol }
 func (p *testProvider) Begin(w http.ResponseWriter, r *http.Request, a Attempt) error {
 	p.mu.Lock()
 	p.attempts = append(p.attempts, a)
+	err := p.beginErr
 	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	http.Redirect(w, r, a.BaseURL+"/callback?attempt="+url.QueryEscape(a.ID), http.StatusSeeOther)
 	return nil
 }
@@ -127,7 +134,8 @@ func TestUpstreamLinking(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &testProvider{name: "corp", pol: tc.pol}
-			e := newEnv(t, func(c *Config) { c.Providers = []Provider{p} })
+			log, rec := logtest.New()
+			e := newEnv(t, func(c *Config) { c.Providers = []Provider{p}; c.Logger = log })
 			for i, s := range tc.steps {
 				before, _ := e.store.ListAccounts(context.Background())
 				p.set(s.ext)
@@ -149,6 +157,20 @@ func TestUpstreamLinking(t *testing.T) {
 					}
 					if evs := e.auditTypes("login.failure"); len(evs) == 0 {
 						t.Fatalf("step %d: refusal not audited", i)
+					}
+					// Every refusal is in the operator's log too, with the
+					// provider and the reason, and without the identity.
+					lines := rec.Find("INFO", "upstream login refused", "provider=corp", "reason=")
+					if len(lines) == 0 {
+						t.Fatalf("step %d: refusal not logged: %q", i, rec.Lines())
+					}
+					if s.status == http.StatusConflict && len(rec.Find("reason=email_")) == 0 {
+						t.Fatalf("step %d: 409 logged without its reason: %q", i, lines)
+					}
+					for _, l := range lines {
+						if s.ext.Subject != "" && strings.Contains(l, s.ext.Subject) || s.ext.Email != "" && strings.Contains(strings.ToLower(l), strings.ToLower(s.ext.Email)) {
+							t.Fatalf("step %d: refusal log carries the identity: %q", i, l)
+						}
 					}
 					continue
 				}
@@ -369,5 +391,43 @@ func TestLinkByEmailNeedsVerifiedAccount(t *testing.T) {
 	}
 	if who := fresh.get("/authorize").body; !strings.HasPrefix(who, "hello "+e.account(aliceEmail).ID) {
 		t.Fatalf("linking browser not signed in: %q", who)
+	}
+}
+
+// TestUpstreamUnreachablePage: when the provider cannot be reached (at the
+// start, or on the way back: discovery, token endpoint, SAML metadata) the
+// page names it and says to try again, not "something went wrong on our
+// side".
+func TestUpstreamUnreachablePage(t *testing.T) {
+	want := "We could not reach Corp SSO (corp) right now; try again in a minute"
+	check := func(t *testing.T, res resp) {
+		t.Helper()
+		if res.status != http.StatusBadGateway || !strings.Contains(res.body, want) || strings.Contains(res.body, "on our side") {
+			t.Fatalf("status %d\n%s", res.status, res.body)
+		}
+		if findCookie(res.cookies, SessionCookie) != nil {
+			t.Fatal("outage page set a session")
+		}
+	}
+	t.Run("begin", func(t *testing.T) {
+		p := &testProvider{name: "corp", beginErr: errors.New("dial tcp: connection refused")}
+		e := newEnv(t, func(c *Config) { c.Providers = []Provider{p} })
+		b := e.browser()
+		page := b.get("/login?prompt=login")
+		check(t, b.post("/login/corp", url.Values{"csrf_token": {csrfOf(t, page.body)}, "return_to": {"/authorize"}}))
+	})
+	for _, reason := range []string{ReasonDiscoveryFailed, ReasonTokenEndpointUnreachable, ReasonMetadataUnavailable} {
+		t.Run(reason, func(t *testing.T) {
+			p := &testProvider{name: "corp", failWith: reason}
+			e := newEnv(t, func(c *Config) { c.Providers = []Provider{p} })
+			res, _ := upstreamLogin(t, e.browser(), "/authorize")
+			check(t, res)
+		})
+	}
+	// A refusal by the provider keeps the plain failure page.
+	p := &testProvider{name: "corp", failWith: "token_exchange_failed"}
+	e := newEnv(t, func(c *Config) { c.Providers = []Provider{p} })
+	if res, _ := upstreamLogin(t, e.browser(), "/authorize"); res.status != http.StatusBadRequest || strings.Contains(res.body, "could not reach") {
+		t.Fatalf("refusal: %d\n%s", res.status, res.body)
 	}
 }

@@ -319,7 +319,7 @@ func (p *Provider) callback(w http.ResponseWriter, r *http.Request, c idp.Comple
 	}
 	d, err := p.metadata(ctx)
 	if err != nil {
-		fail(pend.Attempt, "discovery_failed", err)
+		fail(pend.Attempt, idp.ReasonDiscoveryFailed, err)
 		return
 	}
 	// RFC 9207: the issuer identifier in the response, when sent (and
@@ -340,6 +340,13 @@ func (p *Provider) callback(w http.ResponseWriter, r *http.Request, c idp.Comple
 	defer cancel()
 	tok, err := d.oauth.Exchange(xctx, params.Code, oauth2.VerifierOption(derive(key, purposeVerifier)))
 	if err != nil {
+		// An OAuth error answer is a refusal; no answer (or a 5xx) is an
+		// outage of the provider.
+		var re *oauth2.RetrieveError
+		if !errors.As(err, &re) || re.Response != nil && re.Response.StatusCode >= 500 {
+			fail(pend.Attempt, idp.ReasonTokenEndpointUnreachable, err)
+			return
+		}
 		fail(pend.Attempt, "token_exchange_failed", err)
 		return
 	}

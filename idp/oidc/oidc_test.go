@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
+	"github.com/mcpauth/caddy-mcpauth/idp"
 	"io"
 	"log/slog"
 	"net/http"
@@ -375,4 +376,25 @@ func TestUserInfo(t *testing.T) {
 			t.Fatalf("failures %v", f)
 		}
 	})
+}
+
+// TestProviderUnreachable: the OP goes down between the user's sign-in at
+// it and our token request. The page names the provider and says to try
+// again; the refusal is audited as an outage, and nobody is signed in.
+func TestProviderUnreachable(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.browser()
+	cb := e.atProvider(b, e.startUpstream(b, oauth2.GenerateVerifier()))
+	e.op.Close()
+	res := b.get(cb)
+	if res.status != http.StatusBadGateway || !strings.Contains(res.body, "We could not reach Corp SSO (corp) right now; try again in a minute") ||
+		strings.Contains(res.body, "on our side") {
+		t.Fatalf("status %d, body:\n%s", res.status, res.body)
+	}
+	if hasSessionCookie(res.cookies) {
+		t.Fatal("outage page set a session cookie")
+	}
+	if f := e.failures(); len(f) == 0 || f[len(f)-1] != idp.ReasonTokenEndpointUnreachable {
+		t.Fatalf("audited failures %v", f)
+	}
 }

@@ -48,6 +48,11 @@ type Config struct {
 	// KeyStore persists the generated SP key pair. certmagic.Storage (Caddy's
 	// storage) satisfies it; so does DirKeyStore.
 	KeyStore KeyStore
+	// MetadataValidity is how long our SP metadata says it is valid
+	// (validUntil). Some IdPs (SimpleSAMLphp's metarefresh)
+	// stop trusting the SP when it passes, so they must refresh from our
+	// metadata URL. Default 48h; 1h to 365 days.
+	MetadataValidity time.Duration
 	// Binding forces the binding of our AuthnRequest: "redirect" or "post".
 	// Default: HTTP-Redirect when the IdP offers it, else HTTP-POST.
 	Binding string
@@ -127,6 +132,10 @@ const (
 	clockSkew       = 2 * time.Minute
 	maxMetadata     = 1 << 20
 	maxResponseForm = 1 << 20
+
+	defaultMetadataValidity = 48 * time.Hour
+	minMetadataValidity     = time.Hour
+	maxMetadataValidity     = 365 * 24 * time.Hour
 )
 
 func (c *Config) validate() error {
@@ -170,6 +179,12 @@ func (c *Config) validate() error {
 	}
 	if len(c.SPKeyPEM) == 0 && c.KeyStore == nil {
 		return fmt.Errorf("saml: %s: an SP key pair or a key store is required", c.Name)
+	}
+	switch {
+	case c.MetadataValidity == 0:
+		c.MetadataValidity = defaultMetadataValidity
+	case c.MetadataValidity < minMetadataValidity || c.MetadataValidity > maxMetadataValidity:
+		return fmt.Errorf("saml: %s: metadata validity %s must be between 1h and 8760h", c.Name, c.MetadataValidity)
 	}
 	switch c.Binding {
 	case "", "redirect", "post":

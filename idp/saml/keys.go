@@ -50,7 +50,10 @@ func spKeyPair(ctx context.Context, c *Config) (crypto.Signer, *x509.Certificate
 	if again, err := c.KeyStore.Load(ctx, keyName(c.Name)); err == nil {
 		blob = again
 	}
-	c.Logger.Info("saml: generated the SP key pair; register our metadata at the IdP", "provider", c.Name, "metadata", c.BaseURL+"/metadata")
+	// A lost storage means a new key, and every login then fails at the
+	// IdP until it has our new metadata: say so loudly.
+	c.Logger.Warn("saml: generated a new SP key pair; the IdP must get our new metadata or every SAML login fails (set sp_cert_file and sp_key_file to keep the key outside the storage)",
+		"provider", c.Name, "metadata", c.BaseURL+"/metadata")
 	return parseKeyPair(blob)
 }
 

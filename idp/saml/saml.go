@@ -429,7 +429,8 @@ func pageError(c idp.Completer, w http.ResponseWriter, r *http.Request, status i
 // binding), signed requests, signed assertions wanted.
 func (p *Provider) Metadata() ([]byte, error) {
 	sp := saml.ServiceProvider{EntityID: p.cfg.EntityID, Key: p.key, Certificate: p.cert, MetadataURL: p.metaURL, AcsURL: p.acsURL,
-		AuthnNameIDFormat: saml.UnspecifiedNameIDFormat, SignatureMethod: dsig.RSASHA256SignatureMethod}
+		AuthnNameIDFormat: saml.UnspecifiedNameIDFormat, SignatureMethod: dsig.RSASHA256SignatureMethod,
+		MetadataValidDuration: p.cfg.MetadataValidity}
 	md := sp.Metadata()
 	for i := range md.SPSSODescriptors {
 		d := &md.SPSSODescriptors[i]
@@ -503,7 +504,7 @@ func (p *Provider) acs(w http.ResponseWriter, r *http.Request, c idp.Completer) 
 	}
 	sp, err := p.serviceProvider(ctx)
 	if err != nil {
-		fail(pend.Attempt, "metadata_unavailable", err)
+		fail(pend.Attempt, idp.ReasonMetadataUnavailable, err)
 		return
 	}
 	ext, reason, err := p.verify(sp, raw, pend.RequestID)

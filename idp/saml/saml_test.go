@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"github.com/mcpauth/caddy-mcpauth/idp/internal/logtest"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -457,6 +459,9 @@ func TestConfigValidation(t *testing.T) {
 			c.SPCertificatePEM = blob[:bytes.Index(blob, []byte("-----BEGIN PRIVATE KEY"))]
 		}, false},
 		{"bad binding", func(c *Config) { c.Binding = "artifact" }, false},
+		{"metadata validity too short", func(c *Config) { c.MetadataValidity = 30 * time.Minute }, false},
+		{"metadata validity too long", func(c *Config) { c.MetadataValidity = 400 * 24 * time.Hour }, false},
+		{"metadata validity a year", func(c *Config) { c.MetadataValidity = 365 * 24 * time.Hour }, true},
 		{"link by email without trusted email", func(c *Config) { c.LinkByEmail = true }, false},
 		{"metadata not XML", func(c *Config) { c.IdPMetadata = []byte("not xml") }, false},
 		{"metadata with http SSO", func(c *Config) {
@@ -497,5 +502,64 @@ func TestResignedByIdPAccepted(t *testing.T) {
 	form = response(t, form, e.resign(t, false, nil))
 	if p := e.finish(b, acs, form, v); p.Subject == "" {
 		t.Fatal("no subject")
+	}
+}
+
+// TestSPKeyGeneratedWarns: a generated SP key (first start, or a lost
+// storage) is logged as a warning that names the provider and tells the
+// operator the IdP needs the new metadata; loading the kept key is quiet.
+func TestSPKeyGeneratedWarns(t *testing.T) {
+	log, rec := logtest.New()
+	e := newEnv(t, envOpts{keyStore: true, cfg: func(c *Config) { c.Logger = log }})
+	warn := rec.Find("WARN", "new SP key pair", "IdP must get our new metadata", "sp_cert_file", "provider=corp", "/login/corp/metadata")
+	if len(warn) != 1 {
+		t.Fatalf("want one key warning, got %q", rec.Lines())
+	}
+	if strings.Contains(warn[0], "PRIVATE KEY") {
+		t.Fatal("the warning carries key material")
+	}
+	if _, err := New(context.Background(), e.prov.cfg); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.Find("new SP key pair")); n != 1 {
+		t.Fatalf("loading the stored key logged a new key (%d lines)", n)
+	}
+}
+
+// TestMetadataValidity: validUntil of our metadata follows the configured
+// validity (default 48h).
+func TestMetadataValidity(t *testing.T) {
+	for _, tc := range []struct {
+		set, want time.Duration
+	}{{0, 48 * time.Hour}, {30 * 24 * time.Hour, 30 * 24 * time.Hour}} {
+		e := newEnv(t, envOpts{cfg: func(c *Config) { c.MetadataValidity = tc.set }})
+		body := e.browser().get(e.srv.URL + "/login/corp/metadata").body
+		doc := etree.NewDocument()
+		if err := doc.ReadFromString(body); err != nil {
+			t.Fatal(err)
+		}
+		v := doc.Root().SelectAttrValue("validUntil", "")
+		until, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			t.Fatalf("validUntil %q: %v", v, err)
+		}
+		if got := time.Until(until); got < tc.want-time.Minute || got > tc.want+time.Minute {
+			t.Fatalf("set %s: validUntil in %s, want %s", tc.set, got, tc.want)
+		}
+	}
+}
+
+// TestIdPUnreachable: the IdP's metadata URL does not answer (an outage
+// from the start). The sign-in page names the provider and says to try
+// again, instead of "something went wrong on our side".
+func TestIdPUnreachable(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL + "/metadata"
+	down.Close()
+	e := newEnv(t, envOpts{cfg: func(c *Config) { c.IdPMetadataURL = downURL }})
+	res := e.start(e.browser(), oauth2.GenerateVerifier())
+	if res.status != http.StatusBadGateway || !strings.Contains(res.body, "We could not reach Corp SAML (corp) right now; try again in a minute") ||
+		strings.Contains(res.body, "on our side") {
+		t.Fatalf("status %d, body:\n%s", res.status, res.body)
 	}
 }

@@ -142,6 +142,10 @@ func New(t testing.TB, redirectURIs ...string) *OP {
 	return o
 }
 
+// Close stops the provider's server (an outage); later requests to it fail
+// to connect.
+func (o *OP) Close() { o.srv.Close() }
+
 // Set changes the provider under its lock.
 func (o *OP) Set(f func(o *OP)) {
 	o.mu.Lock()
