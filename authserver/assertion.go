@@ -1,7 +1,6 @@
 package authserver
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -20,7 +19,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
-
+	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -168,7 +167,7 @@ func ParseAssertion(raw string) (AssertionHeader, map[string]json.RawMessage, er
 	if err != nil {
 		return h, nil, badAssertion("malformed header")
 	}
-	hm, err := decodeJSONObject(hb)
+	hm, err := jsonobject.Decode(hb)
 	if err != nil {
 		return h, nil, badAssertion("malformed header")
 	}
@@ -182,47 +181,11 @@ func ParseAssertion(raw string) (AssertionHeader, map[string]json.RawMessage, er
 	if err != nil {
 		return h, nil, badAssertion("malformed claims")
 	}
-	claims, err := decodeJSONObject(pb)
+	claims, err := jsonobject.Decode(pb)
 	if err != nil {
 		return h, nil, badAssertion("malformed claims")
 	}
 	return h, claims, nil
-}
-
-// decodeJSONObject decodes one JSON object, refusing duplicate members and
-// trailing data.
-func decodeJSONObject(b []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('{') {
-		return nil, errors.New("not an object")
-	}
-	m := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		k, ok := tok.(string)
-		if !ok {
-			return nil, errors.New("bad member name")
-		}
-		if _, dup := m[k]; dup {
-			return nil, errors.New("duplicate member")
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		m[k] = v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err == nil {
-		return nil, errors.New("trailing data")
-	}
-	return m, nil
 }
 
 // stringClaim returns a string claim ("" and ok=true when absent).
@@ -420,7 +383,7 @@ func ParseJWKS(raw []byte) ([]PublicKey, error) {
 	if len(raw) > MaxJWKSBytes {
 		return nil, errors.New("authserver: jwks: larger than 5 KiB")
 	}
-	top, err := decodeJSONObject(raw)
+	top, err := jsonobject.Decode(raw)
 	if err != nil {
 		return nil, errors.New("authserver: jwks: not a JSON object")
 	}
@@ -434,7 +397,7 @@ func ParseJWKS(raw []byte) ([]PublicKey, error) {
 	var out []PublicKey
 	seen := map[string]bool{}
 	for _, kr := range keys {
-		m, err := decodeJSONObject(kr)
+		m, err := jsonobject.Decode(kr)
 		if err != nil {
 			return nil, errors.New("authserver: jwks: a key is not a JSON object")
 		}

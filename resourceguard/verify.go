@@ -15,13 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"math"
 	"math/big"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
 	"github.com/mcpauth/caddy-mcpauth/internal/resourceuri"
 )
 
@@ -245,7 +245,7 @@ func base64URLChars(s string) bool {
 
 func (g *Guard) parseHeader(data []byte) (jwsHeader, error) {
 	var h jwsHeader
-	m, err := decodeObject(data)
+	m, err := jsonobject.Decode(data)
 	if err != nil {
 		return h, err
 	}
@@ -284,45 +284,6 @@ func (g *Guard) parseHeader(data []byte) (jwsHeader, error) {
 // §2.1, RFC 7515 §4.1.9), case-insensitively.
 func isAccessTokenTyp(t string) bool {
 	return strings.EqualFold(t, "at+jwt") || strings.EqualFold(t, "application/at+jwt")
-}
-
-// decodeObject decodes a JSON object into its members, refusing duplicate
-// member names (RFC 7515 §4 / RFC 7519 §4), trailing data and non-objects.
-func decodeObject(data []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	t, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := t.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("resourceguard: not a JSON object")
-	}
-	m := make(map[string]json.RawMessage, 16)
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		name, ok := t.(string)
-		if !ok {
-			return nil, errors.New("resourceguard: bad member name")
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
-		}
-		if _, dup := m[name]; dup {
-			return nil, fmt.Errorf("resourceguard: duplicate member %q", name)
-		}
-		m[name] = raw
-	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("resourceguard: trailing data after JSON object")
-	}
-	return m, nil
 }
 
 // stringMember returns member name as a string; absent is "".
@@ -398,7 +359,7 @@ func safeHeaderValue(s string) bool {
 
 // checkClaims validates the claims (RFC 9068 §4) and builds the principal.
 func (g *Guard) checkClaims(payload []byte) (*verifiedToken, *Challenge) {
-	m, err := decodeObject(payload)
+	m, err := jsonobject.Decode(payload)
 	if err != nil {
 		return nil, invalidToken("malformed token claims")
 	}

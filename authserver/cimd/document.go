@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
+	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -61,9 +62,9 @@ var sharedSecretMethods = map[string]bool{
 // Errors wrap ErrInvalidDocument with a short reason that names at most a
 // field and a recognised method; document content is never echoed.
 func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
-	m, err := dcr.DecodeObject(raw)
+	m, err := jsonobject.Decode(raw)
 	if err != nil {
-		return storage.Client{}, invalidDoc(err.Error())
+		return storage.Client{}, invalidDoc("document: " + err.Error())
 	}
 
 	var id string
@@ -126,7 +127,7 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 	}
 	name, err = dcr.CheckClientName(name)
 	if err != nil {
-		return storage.Client{}, invalidDoc(err.Error())
+		return storage.Client{}, invalidDoc("document: " + err.Error())
 	}
 	if name == "" {
 		return storage.Client{}, invalidDoc("client_name is empty")

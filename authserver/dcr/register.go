@@ -1,7 +1,6 @@
 package dcr
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -22,6 +20,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -149,9 +148,9 @@ func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
 	if len(raw) > MaxRequestBytes {
 		return storage.Client{}, metadataErr("request body larger than %d bytes", MaxRequestBytes)
 	}
-	members, err := DecodeObject(raw)
+	members, err := jsonobject.Decode(raw)
 	if err != nil {
-		return storage.Client{}, metadataErr("%s", err.Error())
+		return storage.Client{}, metadataErr("body: %s", err.Error())
 	}
 	req := request{
 		RedirectURIs:            members["redirect_uris"],
@@ -220,7 +219,7 @@ func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
 		}
 		var err error
 		if name, err = CheckClientName(name); err != nil {
-			return storage.Client{}, metadataErr("%s", err.Error())
+			return storage.Client{}, metadataErr("body: %s", err.Error())
 		}
 	}
 
@@ -272,44 +271,6 @@ func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
 		}
 	}
 	return c, nil
-}
-
-// DecodeObject parses exactly one JSON object and returns its members by
-// exact name. It refuses invalid UTF-8, trailing data and duplicate members
-// (parser-differential footholds). Errors are short and never echo input.
-// The CIMD package uses it for metadata documents too.
-func DecodeObject(raw []byte) (map[string]json.RawMessage, error) {
-	if !utf8.Valid(raw) {
-		return nil, errors.New("body is not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('{') {
-		return nil, errors.New("body is not a JSON object")
-	}
-	members := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, errors.New("body is not a valid JSON object")
-		}
-		key, _ := tok.(string)
-		if _, dup := members[key]; dup {
-			return nil, errors.New("body has a duplicate member")
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, errors.New("body is not a valid JSON object")
-		}
-		members[key] = v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, errors.New("body is not a valid JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("body has data after the JSON object")
-	}
-	return members, nil
 }
 
 // present reports whether a member was sent with a non-null value.
