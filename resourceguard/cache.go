@@ -25,6 +25,7 @@ type cacheShard struct {
 }
 
 type cacheEntry struct {
+	gen        uint64 // the key-set generation it was verified under
 	key        [32]byte
 	v          *verifiedToken
 	prev, next *cacheEntry
@@ -50,10 +51,20 @@ func (c *tokenCache) shard(key [32]byte) *cacheShard {
 }
 
 // sync flushes the cache when the key set changed.
+//
+// Generations only grow. A caller that read the key source's generation
+// before a change may sync with the older value after another caller synced
+// the newer one: moving back would let a token verified with a removed key
+// be cached (and served) under the old generation again.
 func (c *tokenCache) sync(gen uint64) {
-	old := c.gen.Load()
-	if old == gen || !c.gen.CompareAndSwap(old, gen) {
-		return
+	for {
+		old := c.gen.Load()
+		if gen <= old {
+			return
+		}
+		if c.gen.CompareAndSwap(old, gen) {
+			break
+		}
 	}
 	// The generation is stored before the shards are cleared: a put that
 	// checked the old generation under a shard lock finished before the
@@ -75,7 +86,10 @@ func (c *tokenCache) get(key [32]byte, now time.Time) *verifiedToken {
 	if e == nil {
 		return nil
 	}
-	if !now.Before(e.v.cacheUntil) {
+	// An entry of an older generation is never served, even while a
+	// concurrent sync is still clearing the shards: the switch of c.gen
+	// is atomic, the clearing is not.
+	if e.gen != c.gen.Load() || !now.Before(e.v.cacheUntil) {
 		s.unlink(e)
 		delete(s.m, key)
 		return nil
@@ -93,12 +107,12 @@ func (c *tokenCache) put(key [32]byte, v *verifiedToken, gen uint64) {
 		return // verified with a key set that is no longer current
 	}
 	if e := s.m[key]; e != nil {
-		e.v = v
+		e.v, e.gen = v, gen
 		s.unlink(e)
 		s.pushFront(e)
 		return
 	}
-	e := &cacheEntry{key: key, v: v}
+	e := &cacheEntry{key: key, v: v, gen: gen}
 	s.m[key] = e
 	s.pushFront(e)
 	for len(s.m) > c.perShard {

@@ -23,8 +23,8 @@ type KeySource interface {
 	// ErrUnknownKey when kid is unknown. The key is one of *ecdsa.PublicKey,
 	// ed25519.PublicKey or *rsa.PublicKey.
 	PublicKey(ctx context.Context, kid string) (crypto.PublicKey, string, error)
-	// Generation changes whenever the key set changes (the verified-token
-	// cache is flushed on change).
+	// Generation grows whenever the key set changes, and never decreases
+	// (the verified-token cache is flushed when it grows).
 	Generation() uint64
 }
 
