@@ -2,12 +2,9 @@ package authserver
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,7 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
+	"github.com/mcpauth/caddy-mcpauth/internal/pgtest"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 	"github.com/mcpauth/caddy-mcpauth/storage/pgstore"
 )
@@ -45,18 +42,9 @@ func BenchmarkCodeExchangeBackends(b *testing.B) {
 // openBenchPG opens a store on a fresh schema, dropped at the end.
 func openBenchPG(b *testing.B) *pgstore.Store {
 	b.Helper()
-	dsn := os.Getenv("MCPAUTH_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		const msg = "MCPAUTH_TEST_POSTGRES_DSN is not set: the postgres case needs a real server; " +
-			"run with: MCPAUTH_TEST_PG_DURABLE=1 scripts/pg-test.sh run go test -run '^$' -bench CodeExchangeBackends ./authserver/"
-		if os.Getenv("CI") == "true" || os.Getenv("MCPAUTH_TEST_STRICT") == "1" {
-			b.Fatal(msg + " (CI=true: refusing to skip)")
-		}
-		b.Skip(msg)
-	}
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "mcpauth_bench_" + hex.EncodeToString(rnd[:])
+	dsn := pgtest.DSN(b, "the postgres case",
+		"MCPAUTH_TEST_PG_DURABLE=1 scripts/pg-test.sh run go test -run '^$' -bench CodeExchangeBackends ./authserver/")
+	schema := pgtest.Schema("mcpauth_bench_")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := pgstore.Open(ctx, pgstore.Config{DSN: dsn, Schema: schema, MaxConns: 2 * benchClients})

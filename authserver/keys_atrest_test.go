@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -18,7 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
+	"github.com/mcpauth/caddy-mcpauth/internal/pgtest"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
 	"github.com/mcpauth/caddy-mcpauth/storage/pgstore"
@@ -95,18 +94,8 @@ func atRestBackends(t *testing.T, f func(t *testing.T, b atRestBackend)) {
 		})
 	})
 	t.Run("postgres", func(t *testing.T) {
-		dsn := os.Getenv("MCPAUTH_TEST_POSTGRES_DSN")
-		if dsn == "" {
-			const msg = "MCPAUTH_TEST_POSTGRES_DSN is not set: the postgres case needs a real server; " +
-				"run with: scripts/pg-test.sh run go test -run AtRest ./authserver/"
-			if os.Getenv("CI") == "true" || os.Getenv("MCPAUTH_TEST_STRICT") == "1" {
-				t.Fatal(msg + " (refusing to skip)")
-			}
-			t.Skip(msg)
-		}
-		var rnd [8]byte
-		_, _ = rand.Read(rnd[:])
-		schema := "mcpauth_keys_" + hex.EncodeToString(rnd[:])
+		dsn := pgtest.DSN(t, "the postgres case", "scripts/pg-test.sh run go test -run AtRest ./authserver/")
+		schema := pgtest.Schema("mcpauth_keys_")
 		open := func(t *testing.T) *pgstore.Store {
 			st, err := pgstore.Open(t.Context(), pgstore.Config{DSN: dsn, Schema: schema, MaxConns: 4})
 			if err != nil {

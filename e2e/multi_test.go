@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,9 +18,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/oauth2"
-
 	"github.com/mcpauth/caddy-mcpauth/caddymodule"
+	"github.com/mcpauth/caddy-mcpauth/internal/pgtest"
+	"golang.org/x/oauth2"
 )
 
 // multiDSN returns the DSN of a fresh PostgreSQL schema (dropped at the
@@ -31,18 +29,8 @@ import (
 // when CI=true and is skipped, saying why, otherwise.
 func multiDSN(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("MCPAUTH_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		const msg = "MCPAUTH_TEST_POSTGRES_DSN is not set: the multi-instance tests need a real PostgreSQL server. " +
-			"Run them with: scripts/pg-test.sh run go test -run Multi ./e2e/"
-		if os.Getenv("CI") == "true" || os.Getenv("MCPAUTH_TEST_STRICT") == "1" {
-			t.Fatal(msg + " (CI=true: refusing to skip)")
-		}
-		t.Skip(msg)
-	}
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	schema := "mcpauth_e2e_" + hex.EncodeToString(b[:])
+	dsn := pgtest.DSN(t, "the multi-instance tests", "scripts/pg-test.sh run go test -run Multi ./e2e/")
+	schema := pgtest.Schema("mcpauth_e2e_")
 	exec := func(q string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

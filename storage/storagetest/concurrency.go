@@ -182,19 +182,7 @@ func (s *suite) testConcurrency(t *testing.T) {
 		race(n, func(i int) {
 			errs[i] = b.AddSigningKey(ctx, newKey(fmt.Sprint("k", i), at(time.Duration(i)*time.Second)), "", at(time.Hour))
 		})
-		wins := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, storage.ErrConflict):
-			default:
-				t.Fatalf("AddSigningKey %d: %v, want nil or ErrConflict", i, err)
-			}
-		}
-		if wins != 1 {
-			t.Fatalf("%d instances added a first key, want exactly 1", wins)
-		}
+		exactlyOneWon(t, "AddSigningKey", errs, storage.ErrConflict)
 		list, err := b.ListSigningKeys(ctx)
 		must(t, "ListSigningKeys", err)
 		if len(list) != 1 || !list[0].RetiredAt.IsZero() {
@@ -211,19 +199,7 @@ func (s *suite) testConcurrency(t *testing.T) {
 		race(n, func(i int) {
 			_, errs[i] = b.TakeTicket(ctx, "oidc_state", tk.Hash, at(time.Second))
 		})
-		wins := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, storage.ErrNotFound):
-			default:
-				t.Fatalf("TakeTicket %d: %v", i, err)
-			}
-		}
-		if wins != 1 {
-			t.Fatalf("%d takes succeeded, want exactly 1", wins)
-		}
+		exactlyOneWon(t, "TakeTicket", errs, storage.ErrNotFound)
 	})
 
 	t.Run("CreateAccountEmailUnique", func(t *testing.T) {
@@ -237,19 +213,7 @@ func (s *suite) testConcurrency(t *testing.T) {
 			}
 			errs[i] = b.CreateAccount(ctx, newAccount(fmt.Sprint("acct-", i), email))
 		})
-		wins := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, storage.ErrAlreadyExists):
-			default:
-				t.Fatalf("CreateAccount %d: %v", i, err)
-			}
-		}
-		if wins != 1 {
-			t.Fatalf("%d accounts created with one email, want exactly 1", wins)
-		}
+		exactlyOneWon(t, "CreateAccount", errs, storage.ErrAlreadyExists)
 		list, err := b.ListAccounts(ctx)
 		must(t, "ListAccounts", err)
 		if len(list) != 1 {
@@ -319,4 +283,23 @@ func (s *suite) testConcurrency(t *testing.T) {
 			}
 		}
 	})
+}
+
+// exactlyOneWon asserts that of racing calls exactly one succeeded and every
+// other one failed with loser (the "use once" contract).
+func exactlyOneWon(t *testing.T, op string, errs []error, loser error) {
+	t.Helper()
+	wins := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case errors.Is(err, loser):
+		default:
+			t.Fatalf("%s %d: %v, want nil or %v", op, i, err, loser)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%s: %d calls succeeded, want exactly 1", op, wins)
+	}
 }

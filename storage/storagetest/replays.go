@@ -59,18 +59,6 @@ func (s *suite) testReplays(t *testing.T) {
 		race(n, func(i int) {
 			errs[i] = b.UseOnce(ctx, h, at(5*time.Minute), at(time.Second))
 		})
-		wins := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, storage.ErrReplayed):
-			default:
-				t.Fatalf("UseOnce %d: %v", i, err)
-			}
-		}
-		if wins != 1 {
-			t.Fatalf("%d uses succeeded, want exactly 1", wins)
-		}
+		exactlyOneWon(t, "UseOnce", errs, storage.ErrReplayed)
 	})
 }

@@ -1,7 +1,6 @@
 package storagetest
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -116,18 +115,6 @@ func (s *suite) testVerifications(t *testing.T) {
 		const n = 30
 		errs := make([]error, n)
 		race(n, func(i int) { _, errs[i] = b.ConsumeEmailVerification(ctx, v.Hash, at(time.Second)) })
-		wins := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, storage.ErrNotFound):
-			default:
-				t.Fatalf("ConsumeEmailVerification %d: %v", i, err)
-			}
-		}
-		if wins != 1 {
-			t.Fatalf("%d consumers won, want exactly 1", wins)
-		}
+		exactlyOneWon(t, "ConsumeEmailVerification", errs, storage.ErrNotFound)
 	})
 }
