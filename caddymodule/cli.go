@@ -27,7 +27,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mcpauth",
-		Usage: "clients|users|audit|keys|backup|migrate-store|version ...",
+		Usage: "clients|users|audit|keys|backup|migrate-store|version|doctor ...",
 		Short: "Operates the mcp_auth app of a running server (clients, users, audit, keys)",
 		Long: `
 Operates the mcp_auth app of a running caddy-mcpauth through its admin API
@@ -41,6 +41,8 @@ open it themselves; only migrate-store and backup --db do, offline).
   mcpauth keys list|rotate
   mcpauth backup <file>           (a consistent copy of the live bbolt store)
   mcpauth version                 (the plugin's version and VCS revision)
+  mcpauth doctor <mcp-url>        (replays each major client's discovery and
+                                  sign-in preflight against a site; no admin API)
   mcpauth migrate-store --from bbolt:<path> --to postgres:env:<VAR>
                                   (offline: stop the server first; also postgres -> bbolt)
 
@@ -174,7 +176,7 @@ func setupMCPAuthCommandWith(cmd *cobra.Command, env *cliEnv) {
 			return o.post(c.Context(), "keys/rotate", nil, printKeys)
 		}},
 	)
-	cmd.AddCommand(clients, users, audit, keys, newBackupCommand(o), NewMigrateStoreCommand(), newVersionCommand(o))
+	cmd.AddCommand(clients, users, audit, keys, newBackupCommand(o), NewMigrateStoreCommand(), newVersionCommand(o), newDoctorCommand(o))
 }
 
 func clientAction(o *cliOpts, action, short string) *cobra.Command {

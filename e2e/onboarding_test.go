@@ -129,33 +129,9 @@ type cimdServer struct {
 
 func startCIMDServer(t *testing.T) *cimdServer {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e CIMD CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := &cimdServer{CAFile: filepath.Join(t.TempDir(), "ca.pem")}
-	if err := os.WriteFile(cs.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	cs.URL = fmt.Sprintf("https://localhost:%d/oauth/client-metadata.json", port)
-	cs.JWKSURL = fmt.Sprintf("https://localhost:%d/oauth/jwks.json", port)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	cs := &cimdServer{}
+	var base string
+	base, cs.CAFile = startTLSDocs(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if set, ok := cs.jwks.Load().(string); ok && r.URL.Path == "/oauth/jwks.json" {
 			cs.jwksFetches.Add(1)
 			w.Header().Set("Content-Type", "application/json")
@@ -172,9 +148,9 @@ func startCIMDServer(t *testing.T) *cimdServer {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "max-age=600")
 		io.WriteString(w, cs.doc.Load().(string))
-	}), TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}}}}
-	go srv.ServeTLS(l, "", "")
-	t.Cleanup(func() { srv.Close() })
+	}))
+	cs.URL = base + "/oauth/client-metadata.json"
+	cs.JWKSURL = base + "/oauth/jwks.json"
 	cs.doc.Store(fmt.Sprintf(`{"client_id":%q,"client_name":"e2e CIMD client","redirect_uris":[%q],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"none"}`, cs.URL, "http://127.0.0.1/callback"))
 	return cs
 }
@@ -244,4 +220,38 @@ func postFormJSON(t *testing.T, s *stack, body string) (int, string, map[string]
 	json.NewDecoder(resp.Body).Decode(&m)
 	code, _ := m["error"].(string)
 	return resp.StatusCode, code, m
+}
+
+// startTLSDocs serves h over TLS on a loopback port as "localhost", with a
+// certificate from a fresh test CA; it returns the base URL and the CA's PEM
+// file (for a server's ca_bundle or a client's --ca-file).
+func startTLSDocs(t *testing.T, h http.Handler) (base, caFile string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e CIMD CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}}}}
+	go srv.ServeTLS(l, "", "")
+	t.Cleanup(func() { srv.Close() })
+	return fmt.Sprintf("https://localhost:%d", l.Addr().(*net.TCPAddr).Port), caFile
 }
