@@ -27,6 +27,12 @@ type Store interface {
 	// RevokeSubjectGrants (of storage.Grants): a password change ends the
 	// account's grants, whatever changed it (requirements 10 and 41).
 	RevokeSubjectGrants(ctx context.Context, subject, reason string, now time.Time) (int, error)
+	// The account page lists an account's grants (apps it connected) and
+	// ends one on Disconnect; GetClient names the app.
+	ListGrants(ctx context.Context, clientID, subject string) ([]storage.Grant, error)
+	GetGrant(ctx context.Context, id string) (storage.Grant, error)
+	RevokeGrant(ctx context.Context, id, reason string, now time.Time) error
+	GetClient(ctx context.Context, id string) (storage.Client, error)
 }
 
 // Signup modes.

@@ -45,6 +45,7 @@ type Login struct {
 	loginPath, signupPath     string
 	logoutPath, providerRoot  string
 	verifyPath, resendPath    string
+	accountPath               string
 }
 
 // Interface guards.
@@ -99,6 +100,7 @@ func New(ctx context.Context, cfg Config) (*Login, error) {
 	p := cfg.PathPrefix
 	l.loginPath, l.signupPath, l.logoutPath, l.providerRoot = p+"/login", p+"/signup", p+"/logout", p+"/login/"
 	l.verifyPath, l.resendPath = p+"/verify-email", p+"/verify-email/resend"
+	l.accountPath = p + "/account"
 	for _, pr := range cfg.Providers {
 		l.providers[pr.Name()] = pr
 		l.order = append(l.order, pr)
@@ -125,10 +127,10 @@ func originOf(s string) string {
 
 // Handles reports whether r is for one of the hosted login's own routes:
 // {prefix}/login, {prefix}/signup, {prefix}/logout, {prefix}/verify-email
-// (and /resend) and everything under {prefix}/login/.
+// (and /resend), {prefix}/account and everything under {prefix}/login/.
 func (l *Login) Handles(r *http.Request) bool {
 	p := r.URL.Path
-	return p == l.loginPath || p == l.signupPath || p == l.logoutPath || p == l.verifyPath || p == l.resendPath || strings.HasPrefix(p, l.providerRoot)
+	return p == l.loginPath || p == l.accountPath || p == l.signupPath || p == l.logoutPath || p == l.verifyPath || p == l.resendPath || strings.HasPrefix(p, l.providerRoot)
 }
 
 // ServeHTTP serves the hosted login's routes:
@@ -142,6 +144,7 @@ func (l *Login) Handles(r *http.Request) bool {
 //	POST {prefix}/verify-email/resend mail a new link to the signed-in account
 //	GET  {prefix}/logout              sign-out confirmation
 //	POST {prefix}/logout              sign out
+//	GET  {prefix}/account             the account page (POST: disconnect an app)
 //	POST {prefix}/login/{provider}    start an upstream login
 //	*    {prefix}/login/{provider}/…  the provider's own routes (callbacks)
 func (l *Login) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -157,6 +160,8 @@ func (l *Login) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.serveVerify(w, r)
 	case p == l.resendPath:
 		l.serveResend(w, r)
+	case p == l.accountPath:
+		l.serveAccount(w, r)
 	case strings.HasPrefix(p, l.providerRoot):
 		rest := p[len(l.providerRoot):]
 		name, sub, _ := strings.Cut(rest, "/")
@@ -180,10 +185,15 @@ func methodNotAllowed(l *Login, w http.ResponseWriter, r *http.Request, allow st
 	l.Error(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "This request method is not supported here.")
 }
 
-// redirect sends a 303 to a same-origin path.
+// redirect sends a 303 to a same-origin path; a sign-in with nowhere to
+// return to lands on the account page, not on the site's root.
 func (l *Login) redirect(w http.ResponseWriter, r *http.Request, path string) {
 	l.securityHeaders(w, newNonce(), true)
-	w.Header().Set("Location", SafeReturnTo(path))
+	to := SafeReturnTo(path)
+	if to == "/" {
+		to = l.accountPath
+	}
+	w.Header().Set("Location", to)
 	w.WriteHeader(http.StatusSeeOther)
 }
 

@@ -360,12 +360,14 @@ func TestReturnToAfterLogin(t *testing.T) {
 	e := newEnv(t, nil)
 	tests := map[string]string{
 		"/authorize?client_id=a&state=b": "/authorize?client_id=a&state=b",
-		"//evil.example/":                "/",
-		"/\\evil.example":                "/",
-		"https://evil.example/":          "/",
-		"javascript:alert(1)":            "/",
-		"/%2F%2Fevil.example":            "/",
-		"":                               "/",
+		// Nowhere safe to return to: the account page, never the site's root
+		// (which shows a blank page on an authorization server's host).
+		"//evil.example/":       "/account",
+		"/\\evil.example":       "/account",
+		"https://evil.example/": "/account",
+		"javascript:alert(1)":   "/account",
+		"/%2F%2Fevil.example":   "/account",
+		"":                      "/account",
 	}
 	for in, want := range tests {
 		t.Run(in, func(t *testing.T) {

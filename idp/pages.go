@@ -510,8 +510,44 @@ func (l *Login) errorPage(w http.ResponseWriter, r *http.Request, status int, co
 	if len(description) > 500 {
 		description = description[:500]
 	}
-	ev := &errorView{Status: status, Code: code, Description: cmpOr(description, http.StatusText(status)), Heading: cmpOr(heading, errorHeading(status))}
+	ev := &errorView{Status: status, Code: code, Description: sentence(cmpOr(description, http.StatusText(status))), Heading: cmpOr(heading, errorHeading(status)),
+		RetryURL: l.retryURL(r, status), AccountURL: l.accountPath}
 	l.render(w, status, "error.html", view{Err: ev}, newNonce(), true)
+}
+
+// retryURL is where "Try again" leads: the same page for a GET that failed
+// for a reason that may pass (our side, a rate limit), or the flow a failed
+// form was part of (its return_to, when the form was already read). Empty
+// when retrying cannot help.
+func (l *Login) retryURL(r *http.Request, status int) string {
+	transient := status >= 500 || status == http.StatusTooManyRequests
+	switch {
+	case r.Method == http.MethodGet && transient:
+		if to := SafeReturnTo(r.URL.RequestURI()); to != "/" {
+			return to
+		}
+	case r.Method == http.MethodPost && r.PostForm != nil:
+		if to := SafeReturnTo(r.PostForm.Get("return_to")); to != "/" {
+			return to
+		}
+	}
+	return ""
+}
+
+// sentence makes a description read as one: a capital first letter and a
+// final full stop (the authorization server's descriptions are written for
+// the error_description of RFC 6749, in lower case).
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	s = string(unicode.ToUpper(r)) + s[n:]
+	if last, _ := utf8.DecodeLastRuneInString(s); !strings.ContainsRune(".!?", last) {
+		s += "."
+	}
+	return s
 }
 
 func errorHeading(status int) string {

@@ -21,7 +21,7 @@ var embedded embed.FS
 
 // Template files. layout.html defines "layout"; each page defines "title"
 // and "content". An operator's TemplatesDir may replace any of them.
-var pageFiles = []string{"login.html", "signup.html", "consent.html", "error.html", "logout.html", "not_allowed.html", "verify_email.html"}
+var pageFiles = []string{"login.html", "signup.html", "consent.html", "error.html", "logout.html", "not_allowed.html", "verify_email.html", "account.html"}
 
 const layoutFile = "layout.html"
 
@@ -39,6 +39,7 @@ type view struct {
 	Logout     *logoutView
 	NotAllowed *notAllowedView
 	Verify     *verifyView
+	Account    *accountView
 }
 
 type brandView struct {
@@ -84,6 +85,9 @@ type errorView struct {
 	Status        int
 	Code, Heading string
 	Description   string
+	// RetryURL resumes the flow the error interrupted (empty: retrying
+	// cannot help); AccountURL is the account page.
+	RetryURL, AccountURL string
 }
 
 type logoutView struct {
@@ -168,11 +172,14 @@ func sampleFor(name string, v view) view {
 		v.Consent = &consentView{ClientName: "App", RedirectHost: "127.0.0.1", Action: "/authorize", UserLabel: "a@example.com", Initial: "A", LoopbackOnly: true,
 			Scopes: []scopeView{{Name: "openid", Description: "d"}}, Resource: "https://mcp.example.com/mcp", LogoutURL: "/logout"}
 	case "error.html":
-		v.Err = &errorView{Status: 400, Code: "invalid_request", Heading: "Error", Description: "d"}
+		v.Err = &errorView{Status: 400, Code: "invalid_request", Heading: "Error", Description: "d", RetryURL: "/authorize", AccountURL: "/account"}
 	case "logout.html":
 		v.Logout = &logoutView{Email: "a@example.com", Action: "/logout", ReturnTo: "/", LoginURL: "/login"}
 	case "verify_email.html":
 		v.Verify = &verifyView{Mode: "confirm", Email: "a@example.com", Token: "t", ReturnTo: "/", Action: "/verify-email", LoginURL: "/login", LogoutURL: "/logout"}
+	case "account.html":
+		v.Account = &accountView{Name: "A", Email: "a@example.com", Method: "Email and password", SignedInAt: "1 Jan 2026", Action: "/account", LogoutURL: "/logout",
+			Apps: []appView{{GrantID: "g", Name: "App", Host: "app.example.com", Resource: "https://mcp.example.com/mcp", Scopes: []string{"s"}, Connected: "1 Jan 2026", LastUsed: "1 Jan 2026"}}}
 	case "not_allowed.html":
 		v.NotAllowed = &notAllowedView{Email: "a@example.com", Provider: "X", LoginURL: "/login"}
 	}
