@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,13 +24,7 @@ import (
 // of the page's actions fully inside the viewport and at least 36 px tall
 // (a touch target), and the dark scheme really applied.
 func TestChromiumPageLayouts(t *testing.T) {
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("MCPAUTH_TEST_STRICT") == "1" {
-			t.Fatal("chromium is not installed (apt-get install chromium; scripts/test-deps.sh does it): refusing to skip")
-		}
-		t.Skip("chromium is not installed (apt-get install chromium)")
-	}
+	actx := chromiumAllocator(t)
 	e := newEnv(t, nil)
 	ctx0 := context.Background()
 	alice := e.account(aliceEmail).ID
@@ -45,10 +38,6 @@ func TestChromiumPageLayouts(t *testing.T) {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true), chromedp.Flag("disable-gpu", true))
-	actx, cancel := chromedp.NewExecAllocator(ctx0, opts...)
-	defer cancel()
 	bctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
 	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {

@@ -19,13 +19,7 @@ import (
 // login, signup and consent pages must not restrict it (see securityHeaders).
 // It also exercises the __Host- cookies over TLS in a real cookie store.
 func TestChromiumRedirectChains(t *testing.T) {
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("MCPAUTH_TEST_STRICT") == "1" {
-			t.Fatal("chromium is not installed (apt-get install chromium; scripts/test-deps.sh does it): refusing to skip")
-		}
-		t.Skip("chromium is not installed (apt-get install chromium)")
-	}
+	actx := chromiumAllocator(t)
 	hits := make(chan string, 4)
 	client := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/callback" {
@@ -40,10 +34,6 @@ func TestChromiumRedirectChains(t *testing.T) {
 	// The redirect URI of a native client: loopback http, another origin.
 	e.clientCallback = strings.Replace(client.URL, "127.0.0.1", "localhost", 1) + "/callback"
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true), chromedp.Flag("disable-gpu", true))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
 
 	tests := []struct {
 		name, start, want string
@@ -101,4 +91,23 @@ func TestChromiumRedirectChains(t *testing.T) {
 			}
 		})
 	}
+}
+
+// chromiumAllocator starts Debian's headless Chromium for a test (stopped at
+// cleanup). Without Chromium the test skips, except under the test command
+// (CI=true or MCPAUTH_TEST_STRICT=1), where it fails.
+func chromiumAllocator(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" || os.Getenv("MCPAUTH_TEST_STRICT") == "1" {
+			t.Fatal("chromium is not installed (apt-get install chromium; scripts/test-deps.sh does it): refusing to skip")
+		}
+		t.Skip("chromium is not installed (apt-get install chromium)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true), chromedp.Flag("disable-gpu", true))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	return actx
 }
