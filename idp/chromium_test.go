@@ -34,7 +34,6 @@ func TestChromiumRedirectChains(t *testing.T) {
 	// The redirect URI of a native client: loopback http, another origin.
 	e.clientCallback = strings.Replace(client.URL, "127.0.0.1", "localhost", 1) + "/callback"
 
-
 	tests := []struct {
 		name, start, want string
 		consent           bool
