@@ -24,11 +24,10 @@ func (l *Login) seed(ctx context.Context) error {
 		if s.Password != "" && s.PasswordHash != "" {
 			return fmt.Errorf("idp: seed account %s: set password or password hash, not both", email)
 		}
-		if s.PasswordHash != "" && !password.IsHash(s.PasswordHash) {
-			return fmt.Errorf("idp: seed account %s: password hash is not an argon2id PHC string", email)
-		}
 		if s.PasswordHash != "" {
-			if p, _, _, _ := password.ParsePHC(s.PasswordHash); p.Memory < password.MinParams.Memory || p.Time < password.MinParams.Time {
+			if err := password.CheckHash(s.PasswordHash); errors.Is(err, password.ErrMalformed) {
+				return fmt.Errorf("idp: seed account %s: password hash is not an argon2id PHC string", email)
+			} else if err != nil {
 				return fmt.Errorf("idp: seed account %s: password hash parameters are below m=%d,t=%d", email, password.MinParams.Memory, password.MinParams.Time)
 			}
 		}
