@@ -574,7 +574,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			a.DCR.MaxClients = authserver.DefaultMaxClients
 		}
 		if a.DCR.ExpireUnused == nil {
-			d := caddy.Duration(720 * time.Hour)
+			d := caddy.Duration(authserver.DefaultDCRExpireUnused)
 			a.DCR.ExpireUnused = &d
 		}
 	}
@@ -609,7 +609,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.keys = keys
 	go keys.Run(runCtx)
-	go runMaintenance(runCtx, a, DefaultMaintenanceEvery, a.dcrExpireUnused(), time.Duration(a.AuditRetention))
+	mc := authserver.MaintenanceConfig{AuditRetention: time.Duration(a.AuditRetention), Logger: a.slogger}
+	if a.DCR != nil && a.DCR.ExpireUnused != nil {
+		mc.DCRUnusedFor = time.Duration(*a.DCR.ExpireUnused)
+	}
+	go authserver.RunMaintenance(runCtx, store, mc)
 	a.refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: store, Logger: a.slogger})
 	a.refusalsDone = make(chan struct{})
 	go func() { defer close(a.refusalsDone); a.refusals.Run(runCtx, refusalFlushEvery) }()
