@@ -330,12 +330,11 @@ func (k *KeySet) reload(ctx context.Context, strict bool) error {
 		expired     []string
 		storeActive *storage.SigningKey
 	)
-	for i, sk := range stored {
+	if i := ActiveSigningKey(stored); i >= 0 {
+		storeActive = &stored[i]
+	}
+	for _, sk := range stored {
 		retired := !sk.RetiredAt.IsZero()
-		if !retired && (storeActive == nil || sk.CreatedAt.After(storeActive.CreatedAt) ||
-			(sk.CreatedAt.Equal(storeActive.CreatedAt) && sk.ID > storeActive.ID)) {
-			storeActive = &stored[i]
-		}
 		if retired && !now.Before(sk.PublishUntil) {
 			expired = append(expired, sk.ID)
 			continue
