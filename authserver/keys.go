@@ -63,7 +63,9 @@ type KeyConfig struct {
 	Algorithm string
 	// PublishFor is how long a retired key stays in the JWKS (plus
 	// ReloadEvery, the time other instances may still sign with it). It must
-	// be at least the longest access token lifetime. Default 2h.
+	// be at least the longest access token lifetime. Default 2h for a bare
+	// KeySet; New raises it to twice the longest access-token lifetime of
+	// its Config (the server's, owned clients', CIMD policies').
 	PublishFor time.Duration
 	// RotateEvery rotates the signing key on this schedule (checked by Run);
 	// 0 rotates only on demand.

@@ -843,17 +843,15 @@ func (a *App) Active(ctx context.Context, grantID, clientID string) (bool, error
 }
 
 func (a *App) keyConfig() (authserver.KeyConfig, error) {
-	publish := 2 * time.Duration(a.AccessTokenLifetime)
-	for _, c := range a.Clients {
-		publish = max(publish, 2*time.Duration(c.AccessTokenLifetime))
-	}
+	// The publication window of retired keys is the authorization server's
+	// to decide (authserver.New raises it to cover every access-token
+	// lifetime it mints).
 	enc, err := a.keyEncryption()
 	if err != nil {
 		return authserver.KeyConfig{}, err
 	}
 	return authserver.KeyConfig{
 		Algorithm:   a.SigningAlgorithm,
-		PublishFor:  publish,
 		RotateEvery: time.Duration(a.KeyRotation),
 		Logger:      a.slogger,
 		Encryption:  enc,
@@ -979,17 +977,12 @@ func (a *App) buildServer() (*authserver.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	kc, err := a.keyConfig()
-	if err != nil {
-		return nil, err
-	}
 	cfg := authserver.Config{
 		Issuer:          a.Issuer,
 		PathPrefix:      a.PathPrefix,
 		Store:           a.store,
 		Browser:         a.login,
 		Keys:            a.keys,
-		KeyConfig:       kc,
 		Scopes:          a.Scopes,
 		DefaultScopes:   a.DefaultScopes,
 		Resources:       policy,
