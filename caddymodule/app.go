@@ -723,8 +723,8 @@ func (a *App) Validate() error {
 	}
 	names := map[string]bool{}
 	for _, n := range append(oidcNames(a.Login.OIDC), samlNames(a.Login.SAML)...) {
-		if !validProviderName(n) {
-			return fmt.Errorf("mcp_auth: provider name %q: use lower-case letters, digits and -", n)
+		if !idp.ValidProviderName(n) {
+			return fmt.Errorf("mcp_auth: provider name %q: use 1-32 lower-case letters, digits and -", n)
 		}
 		if names[n] {
 			return fmt.Errorf("mcp_auth: provider %q is configured twice", n)

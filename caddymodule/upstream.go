@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -301,10 +300,3 @@ func noArgs(d *caddyfile.Dispenser, b *bool) error {
 	return nil
 }
 
-// validProviderName keeps provider names safe in URL paths.
-func validProviderName(n string) bool {
-	if n == "" || len(n) > 40 {
-		return false
-	}
-	return strings.Trim(n, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
-}
