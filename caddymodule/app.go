@@ -264,6 +264,8 @@ type App struct {
 	login   *idp.Login
 	cancel  context.CancelFunc
 	st      *appState
+	// prm is this config's registry of the guards' metadata paths.
+	prm *prmRegistry
 	// refusals aggregates unauthenticated refusals for the audit log;
 	// refusalsDone closes once its last records are written.
 	refusals     *abuse.Aggregator
@@ -511,6 +513,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.st = &appState{}
+	a.prm = newPRMRegistry()
 	a.logger = ctx.Logger()
 	a.slogger = ctx.Slogger()
 	repl := caddy.NewReplacer()
@@ -826,6 +829,14 @@ func (a *App) Server() (*authserver.Server, error) {
 
 // Keys returns the signing key set (also the in-process key source of guards).
 func (a *App) Keys() *authserver.KeySet { return a.keys }
+
+// prmRegistry is this config's registry of guard metadata paths.
+func (a *App) prmRegistry() *prmRegistry {
+	if a == nil || a.prm == nil {
+		return standalonePRM
+	}
+	return a.prm
+}
 
 // Store returns the storage backend.
 func (a *App) Store() storage.Backend { return a.store }
