@@ -299,4 +299,3 @@ func noArgs(d *caddyfile.Dispenser, b *bool) error {
 	*b = true
 	return nil
 }
-
