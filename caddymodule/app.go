@@ -8,7 +8,6 @@ import (
 	"golang.org/x/time/rate"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -647,12 +646,8 @@ func (a *App) Validate() error {
 	if a.Issuer == "" {
 		return errors.New("mcp_auth: issuer is required (the exact URL clients see, e.g. https://auth.example.com)")
 	}
-	u, err := url.Parse(a.Issuer)
-	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("mcp_auth: issuer %q must be an absolute URL without query or fragment", a.Issuer)
-	}
-	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
-		return fmt.Errorf("mcp_auth: issuer %q must use https (http only for localhost)", a.Issuer)
+	if err := authserver.ValidateIssuer(a.Issuer); err != nil {
+		return fmt.Errorf("mcp_auth: %w", err)
 	}
 	if a.ClientIPv4Prefix < 0 || a.ClientIPv4Prefix > 32 {
 		return fmt.Errorf("mcp_auth: client_ipv4_prefix %d must be between 1 and 32", a.ClientIPv4Prefix)
@@ -668,8 +663,8 @@ func (a *App) Validate() error {
 	if err := a.validateKEK(); err != nil {
 		return err
 	}
-	if a.CodeLifetime < 0 || time.Duration(a.CodeLifetime) > 10*time.Minute {
-		return errors.New("mcp_auth: code_lifetime must be at most 10m")
+	if a.CodeLifetime < 0 || time.Duration(a.CodeLifetime) > authserver.MaxCodeTTL {
+		return fmt.Errorf("mcp_auth: code_lifetime must be at most %s", authserver.MaxCodeTTL)
 	}
 	if g := a.RefreshGrace; g != nil && (*g < 0 || time.Duration(*g) > authserver.MaxRefreshGrace) {
 		return fmt.Errorf("mcp_auth: refresh_grace must be from 0 (strict rotation) to %s", authserver.MaxRefreshGrace)
@@ -1244,10 +1239,6 @@ func samlNames(ps []SAMLProvider) []string {
 		out[i] = p.Name
 	}
 	return out
-}
-
-func isLoopbackHost(h string) bool {
-	return h == "localhost" || h == "127.0.0.1" || h == "::1"
 }
 
 // appFrom returns the mcp_auth app of this config.

@@ -27,3 +27,23 @@ func TestAppValidateProviderNameIsIdpRule(t *testing.T) {
 		}
 	}
 }
+
+// The issuer: one rule, authserver.ValidateIssuer. The adapter's copy let
+// through a trailing slash and userinfo (refused only when the server
+// started) and refused loopback addresses other than 127.0.0.1 and ::1.
+func TestAppValidateIssuerIsAuthserverRule(t *testing.T) {
+	for issuer, want := range map[string]bool{
+		"https://auth.example.com":      true,
+		"https://auth.example.com/t1":   true,
+		"http://127.0.0.2:8080":         true,
+		"https://auth.example.com/":     false,
+		"https://u:p@auth.example.com":  false,
+		"http://auth.example.com":       false,
+		"https://auth.example.com/?x=1": false,
+	} {
+		a := &App{Issuer: issuer, SigningAlgorithm: "ES256"}
+		if err := a.Validate(); (err == nil) != want {
+			t.Errorf("issuer %q: Validate() = %v, want accepted %v", issuer, err, want)
+		}
+	}
+}
