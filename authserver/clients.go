@@ -2,10 +2,7 @@ package authserver
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,12 +10,10 @@ import (
 	"net/url"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/argon2"
-
+	"github.com/mcpauth/caddy-mcpauth/idp/password"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -342,91 +337,33 @@ func basicCredentials(r *http.Request) (id, secret string, ok, bad bool) {
 	return id, secret, true, false
 }
 
-// Argon2id parameters for client secrets (RFC 9106 second recommendation,
-// OWASP: m=19 MiB, t=2, p=1).
-const (
-	// maxSecretVerifications bounds concurrent argon2id verifications.
-	maxSecretVerifications = 4
+// maxSecretVerifications bounds concurrent client secret verifications
+// (argon2id at idp/password's cost, 19 MiB each).
+const maxSecretVerifications = 4
 
-	secretArgonTime    = 2
-	secretArgonMemory  = 19 * 1024
-	secretArgonThreads = 1
-	secretArgonKeyLen  = 32
-)
-
-// HashClientSecret hashes a client secret as an argon2id PHC string
-// ("$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>"), the format
+// HashClientSecret hashes a client secret as an argon2id PHC string with the
+// one password hasher (package idp/password, the same as account passwords):
+// "$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>", the format
 // storage.Client.SecretHash holds.
 func HashClientSecret(secret string) (string, error) {
 	if len(secret) < 16 {
 		return "", errors.New("authserver: client secret too short (at least 16 characters)")
 	}
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("authserver: random: %w", err)
+	h, err := password.Hash(secret)
+	if err != nil {
+		return "", fmt.Errorf("authserver: %w", err)
 	}
-	key := argon2.IDKey([]byte(secret), salt, secretArgonTime, secretArgonMemory, secretArgonThreads, secretArgonKeyLen)
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, secretArgonMemory, secretArgonTime, secretArgonThreads,
-		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
-}
-
-type argonParams struct {
-	memory  uint32
-	time    uint32
-	threads uint8
-	salt    []byte
-	key     []byte
-}
-
-// parseArgon2id parses a PHC argon2id string with sane bounds.
-func parseArgon2id(phc string) (argonParams, error) {
-	var p argonParams
-	parts := strings.Split(phc, "$")
-	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != "v="+strconv.Itoa(argon2.Version) {
-		return p, errors.New("authserver: not an argon2id PHC string")
-	}
-	for _, kv := range strings.Split(parts[3], ",") {
-		k, v, ok := strings.Cut(kv, "=")
-		n, err := strconv.ParseUint(v, 10, 32)
-		if !ok || err != nil {
-			return p, errors.New("authserver: bad argon2id parameters")
-		}
-		switch k {
-		case "m":
-			p.memory = uint32(n)
-		case "t":
-			p.time = uint32(n)
-		case "p":
-			if n > 255 {
-				return p, errors.New("authserver: bad argon2id parameters")
-			}
-			p.threads = uint8(n)
-		default:
-			return p, errors.New("authserver: bad argon2id parameters")
-		}
-	}
-	if p.memory < 8*1024 || p.memory > 1<<20 || p.time < 1 || p.time > 16 || p.threads < 1 || p.threads > 16 {
-		return p, errors.New("authserver: argon2id parameters out of bounds")
-	}
-	var err error
-	if p.salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil || len(p.salt) < 8 {
-		return p, errors.New("authserver: bad argon2id salt")
-	}
-	if p.key, err = base64.RawStdEncoding.DecodeString(parts[5]); err != nil || len(p.key) < 16 || len(p.key) > 64 {
-		return p, errors.New("authserver: bad argon2id hash")
-	}
-	return p, nil
+	return h, nil
 }
 
 // verifyClientSecret compares secret with an argon2id PHC hash in constant
-// time.
+// time (password.Verify).
 func verifyClientSecret(phc, secret string) bool {
-	p, err := parseArgon2id(phc)
-	if err != nil || secret == "" || len(secret) > 1024 {
+	if secret == "" || len(secret) > 1024 {
 		return false
 	}
-	got := argon2.IDKey([]byte(secret), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
-	return subtle.ConstantTimeCompare(got, p.key) == 1
+	ok, _, err := password.Verify(phc, secret)
+	return err == nil && ok
 }
 
 // ClientFingerprint hashes the consent-relevant metadata of a client (name,
@@ -564,7 +501,7 @@ func (s *Server) validateOwnedClient(c *storage.Client) error {
 		return fmt.Errorf("authserver: client %q: unsupported token endpoint auth method %q", c.ID, c.TokenEndpointAuthMethod)
 	}
 	if confidential(*c) {
-		if _, err := parseArgon2id(c.SecretHash); err != nil {
+		if err := password.CheckHash(c.SecretHash); err != nil {
 			return fmt.Errorf("authserver: client %q: secret hash: %w", c.ID, err)
 		}
 	} else if c.SecretHash != "" {

@@ -166,7 +166,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Browser == nil {
 		return cfg, errors.New("authserver: config: browser is required")
 	}
-	if err := validateIssuer(cfg.Issuer); err != nil {
+	if err := ValidateIssuer(cfg.Issuer); err != nil {
 		return cfg, err
 	}
 	if p := cfg.PathPrefix; p != "" {
@@ -229,9 +229,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// validateIssuer enforces RFC 8414 §2: https, no query, no fragment; http
+// ValidateIssuer enforces RFC 8414 §2: https, no query, no fragment; http
 // only on loopback hosts (development).
-func validateIssuer(issuer string) error {
+func ValidateIssuer(issuer string) error {
 	u, err := url.Parse(issuer)
 	if err != nil || issuer == "" {
 		return fmt.Errorf("authserver: config: invalid issuer %q", issuer)

@@ -54,7 +54,7 @@
 //     storage.RotateGrant in the store's transaction).
 //   - Confidential owned clients authenticate with client_secret_basic or
 //     client_secret_post (either; never both in one request). Secrets are
-//     stored as argon2id PHC strings (HashClientSecret); at most four
+//     stored as argon2id PHC strings (idp/password, as account passwords); at most four
 //     verifications run at once (19 MiB each), so a flood of guesses cannot
 //     exhaust memory.
 //   - private_key_jwt (RFC 7523 §2.2, requirement 22): CIMD clients whose

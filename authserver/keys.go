@@ -63,7 +63,9 @@ type KeyConfig struct {
 	Algorithm string
 	// PublishFor is how long a retired key stays in the JWKS (plus
 	// ReloadEvery, the time other instances may still sign with it). It must
-	// be at least the longest access token lifetime. Default 2h.
+	// be at least the longest access token lifetime. Default 2h for a bare
+	// KeySet; New raises it to twice the longest access-token lifetime of
+	// its Config (the server's, owned clients', CIMD policies').
 	PublishFor time.Duration
 	// RotateEvery rotates the signing key on this schedule (checked by Run);
 	// 0 rotates only on demand.
@@ -330,12 +332,11 @@ func (k *KeySet) reload(ctx context.Context, strict bool) error {
 		expired     []string
 		storeActive *storage.SigningKey
 	)
-	for i, sk := range stored {
+	if i := ActiveSigningKey(stored); i >= 0 {
+		storeActive = &stored[i]
+	}
+	for _, sk := range stored {
 		retired := !sk.RetiredAt.IsZero()
-		if !retired && (storeActive == nil || sk.CreatedAt.After(storeActive.CreatedAt) ||
-			(sk.CreatedAt.Equal(storeActive.CreatedAt) && sk.ID > storeActive.ID)) {
-			storeActive = &stored[i]
-		}
 		if retired && !now.Before(sk.PublishUntil) {
 			expired = append(expired, sk.ID)
 			continue

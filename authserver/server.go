@@ -84,8 +84,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.keys = cfg.Keys
-	if s.keys == nil {
+	if s.keys != nil {
+		s.keys.publishAtLeast(cfg.keyPublishFor())
+	} else {
 		kc := cfg.KeyConfig
+		if kc.PublishFor <= 0 {
+			kc.PublishFor = cfg.keyPublishFor()
+		}
 		if kc.Now == nil {
 			kc.Now = cfg.Now
 		}

@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/idp"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -347,8 +349,12 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 		if err != nil {
 			return adminStoreError("client", err)
 		}
+		srv, err := a.app.Server()
+		if err != nil {
+			return adminError(http.StatusServiceUnavailable, "authorization server unavailable: %v", err)
+		}
 		v := viewClient(c)
-		n, err := a.activeGrants(ctx, c.ID, "")
+		n, err := srv.ActiveGrants(ctx, c.ID, "")
 		if err != nil {
 			return adminStoreError("grants", err)
 		}
@@ -358,76 +364,29 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 	if err := adminAllow(r, http.MethodPost); err != nil {
 		return err
 	}
+	srv, err := a.app.Server()
+	if err != nil {
+		return adminError(http.StatusServiceUnavailable, "authorization server unavailable: %v", err)
+	}
 	switch rt.action {
 	case "disable", "enable":
-		disabled := rt.action == "disable"
-		err := st.SetClientDisabled(ctx, rt.id, disabled, a.now())
-		if errors.Is(err, storage.ErrNotFound) && disabled && isCIMDClientID(rt.id) {
-			// CIMD clients live in their metadata documents, not in the
-			// store: a disabled record blocks the client's grants at the
-			// guard (authserver.Server.Active consults it).
-			now := a.now()
-			err = st.CreateClient(ctx, storage.Client{ID: rt.id, Kind: storage.ClientCIMD, Name: rt.id,
-				TokenEndpointAuthMethod: "none", Disabled: true, CreatedAt: now, UpdatedAt: now})
-			if errors.Is(err, storage.ErrAlreadyExists) {
-				err = st.SetClientDisabled(ctx, rt.id, true, now)
-			}
-		}
+		c, err := srv.SetClientDisabled(ctx, rt.id, rt.action == "disable")
 		if err != nil {
 			return adminStoreError("client", err)
 		}
 		a.audit(ctx, r, storage.AuditEvent{Type: "client." + rt.action + "d", ClientID: rt.id})
 		a.app.logger.Info("mcp_auth: client "+rt.action+"d by the operator", zap.String("client_id", rt.id))
-		c, err := st.GetClient(ctx, rt.id)
-		if err != nil {
-			return adminStoreError("client", err)
-		}
 		return adminWriteJSON(w, http.StatusOK, viewClient(c))
 	case "revoke":
-		// Unknown ids are 404, except CIMD ids, which may have grants without
-		// a stored record.
-		if _, err := st.GetClient(ctx, rt.id); err != nil && !(errors.Is(err, storage.ErrNotFound) && isCIMDClientID(rt.id)) {
+		// RevokeClientGrants writes the "client.revoked" audit event itself.
+		n, err := srv.RevokeClientGrants(ctx, rt.id)
+		if err != nil {
 			return adminStoreError("client", err)
-		}
-		srv, err := a.app.Server()
-		if err != nil {
-			return adminError(http.StatusServiceUnavailable, "authorization server unavailable: %v", err)
-		}
-		// RevokeClient writes the "client.revoked" audit event itself.
-		n, err := srv.RevokeClient(ctx, rt.id)
-		if err != nil {
-			return adminStoreError("revoke", err)
 		}
 		a.app.logger.Info("mcp_auth: client revoked by the operator", zap.String("client_id", rt.id), zap.Int("grants", n))
 		return adminWriteJSON(w, http.StatusOK, map[string]any{"client_id": rt.id, "grants_revoked": n})
 	}
 	return adminError(http.StatusNotFound, "unknown client action %q", rt.action)
-}
-
-// activeGrants counts a client's or subject's grants that are neither
-// revoked nor expired.
-func (a *AdminAPI) activeGrants(ctx context.Context, clientID, subject string) (int, error) {
-	gs, err := a.app.store.ListGrants(ctx, clientID, subject)
-	if err != nil {
-		return 0, err
-	}
-	now, n := a.now(), 0
-	for _, g := range gs {
-		if !g.Revoked() && (g.ExpiresAt.IsZero() || now.Before(g.ExpiresAt)) {
-			n++
-		}
-	}
-	return n, nil
-}
-
-// isCIMDClientID reports whether id is a well-formed https client id (a
-// Client ID Metadata Document URL).
-func isCIMDClientID(id string) bool {
-	if len(id) > 2048 || !strings.HasPrefix(id, "https://") {
-		return false
-	}
-	u, err := url.Parse(id)
-	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.Fragment == "" && u.Path != ""
 }
 
 // --- users ---
@@ -466,7 +425,7 @@ func userInputError(err error) error {
 		return adminError(http.StatusConflict, "an account with that email already exists")
 	case errors.Is(err, storage.ErrNotFound):
 		return adminError(http.StatusNotFound, "user not found")
-	case strings.Contains(err.Error(), "is not an email address"):
+	case errors.Is(err, idp.ErrNotEmail):
 		return adminError(http.StatusBadRequest, "not an email address")
 	}
 	return adminError(http.StatusInternalServerError, "%v", err)
@@ -530,25 +489,19 @@ func (a *AdminAPI) serveUsers(ctx context.Context, w http.ResponseWriter, r *htt
 	if _, err := st.GetAccount(ctx, rt.id); err != nil {
 		return adminStoreError("user", err)
 	}
-	srv, err := a.app.Server()
-	if err != nil {
-		return adminError(http.StatusServiceUnavailable, "authorization server unavailable: %v", err)
-	}
 	resp := map[string]any{"id": rt.id}
-	// Each idp call writes its own audit event ("account.disabled",
-	// "account.password_changed" with "subject.revoked", "session.revoked");
-	// RevokeSubject writes "subject.revoked".
+	// Each idp call decides and audits its consequences: disabling an
+	// account, setting its password or ending its sessions ends its sessions
+	// and grants ("account.disabled", "account.password_changed",
+	// "session.revoked", each with "subject.revoked").
 	switch rt.action {
 	case "disable", "enable":
 		disabled := rt.action == "disable"
-		if err := login.SetAccountDisabled(ctx, rt.id, disabled); err != nil {
+		n, err := login.SetAccountDisabled(ctx, rt.id, disabled)
+		if err != nil {
 			return userInputError(err)
 		}
 		if disabled {
-			n, err := srv.RevokeSubject(ctx, rt.id, "account_disabled")
-			if err != nil {
-				return adminStoreError("revoke", err)
-			}
 			resp["grants_revoked"] = n
 		}
 		resp["disabled"] = disabled
@@ -562,21 +515,15 @@ func (a *AdminAPI) serveUsers(ctx context.Context, w http.ResponseWriter, r *htt
 		if in.Password == "" {
 			return adminError(http.StatusBadRequest, "password is required")
 		}
-		// SetPassword ends the account's sessions and grants itself
-		// (requirement 41: whatever changes a password).
 		n, err := login.SetPassword(ctx, rt.id, in.Password)
 		if err != nil {
 			return userInputError(err)
 		}
 		resp["grants_revoked"] = n
 	case "revoke-sessions":
-		ns, err := login.RevokeSessions(ctx, rt.id)
+		ns, n, err := login.RevokeSessions(ctx, rt.id)
 		if err != nil {
 			return adminStoreError("sessions", err)
-		}
-		n, err := srv.RevokeSubject(ctx, rt.id, "sessions_revoked")
-		if err != nil {
-			return adminStoreError("revoke", err)
 		}
 		resp["sessions_revoked"], resp["grants_revoked"] = ns, n
 	}
@@ -647,14 +594,7 @@ func (a *AdminAPI) listKeys(ctx context.Context) ([]keyView, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The newest unretired key signs.
-	active := -1
-	for i, k := range ks {
-		if k.RetiredAt.IsZero() && (active < 0 || k.CreatedAt.After(ks[active].CreatedAt) ||
-			(k.CreatedAt.Equal(ks[active].CreatedAt) && k.ID > ks[active].ID)) {
-			active = i
-		}
-	}
+	active := authserver.ActiveSigningKey(ks)
 	out := make([]keyView, 0, len(ks))
 	for i, k := range ks {
 		out = append(out, keyView{ID: k.ID, Algorithm: k.Algorithm, Active: i == active, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt, PublishUntil: k.PublishUntil})

@@ -8,7 +8,6 @@ import (
 	"golang.org/x/time/rate"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -264,6 +263,8 @@ type App struct {
 	login   *idp.Login
 	cancel  context.CancelFunc
 	st      *appState
+	// prm is this config's registry of the guards' metadata paths.
+	prm *prmRegistry
 	// refusals aggregates unauthenticated refusals for the audit log;
 	// refusalsDone closes once its last records are written.
 	refusals     *abuse.Aggregator
@@ -511,6 +512,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.st = &appState{}
+	a.prm = newPRMRegistry()
 	a.logger = ctx.Logger()
 	a.slogger = ctx.Slogger()
 	repl := caddy.NewReplacer()
@@ -574,7 +576,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			a.DCR.MaxClients = authserver.DefaultMaxClients
 		}
 		if a.DCR.ExpireUnused == nil {
-			d := caddy.Duration(720 * time.Hour)
+			d := caddy.Duration(authserver.DefaultDCRExpireUnused)
 			a.DCR.ExpireUnused = &d
 		}
 	}
@@ -609,7 +611,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.keys = keys
 	go keys.Run(runCtx)
-	go runMaintenance(runCtx, a, DefaultMaintenanceEvery, a.dcrExpireUnused(), time.Duration(a.AuditRetention))
+	mc := authserver.MaintenanceConfig{AuditRetention: time.Duration(a.AuditRetention), Logger: a.slogger}
+	if a.DCR != nil && a.DCR.ExpireUnused != nil {
+		mc.DCRUnusedFor = time.Duration(*a.DCR.ExpireUnused)
+	}
+	go authserver.RunMaintenance(runCtx, store, mc)
 	a.refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: store, Logger: a.slogger})
 	a.refusalsDone = make(chan struct{})
 	go func() { defer close(a.refusalsDone); a.refusals.Run(runCtx, refusalFlushEvery) }()
@@ -640,12 +646,8 @@ func (a *App) Validate() error {
 	if a.Issuer == "" {
 		return errors.New("mcp_auth: issuer is required (the exact URL clients see, e.g. https://auth.example.com)")
 	}
-	u, err := url.Parse(a.Issuer)
-	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("mcp_auth: issuer %q must be an absolute URL without query or fragment", a.Issuer)
-	}
-	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
-		return fmt.Errorf("mcp_auth: issuer %q must use https (http only for localhost)", a.Issuer)
+	if err := authserver.ValidateIssuer(a.Issuer); err != nil {
+		return fmt.Errorf("mcp_auth: %w", err)
 	}
 	if a.ClientIPv4Prefix < 0 || a.ClientIPv4Prefix > 32 {
 		return fmt.Errorf("mcp_auth: client_ipv4_prefix %d must be between 1 and 32", a.ClientIPv4Prefix)
@@ -661,8 +663,8 @@ func (a *App) Validate() error {
 	if err := a.validateKEK(); err != nil {
 		return err
 	}
-	if a.CodeLifetime < 0 || time.Duration(a.CodeLifetime) > 10*time.Minute {
-		return errors.New("mcp_auth: code_lifetime must be at most 10m")
+	if a.CodeLifetime < 0 || time.Duration(a.CodeLifetime) > authserver.MaxCodeTTL {
+		return fmt.Errorf("mcp_auth: code_lifetime must be at most %s", authserver.MaxCodeTTL)
 	}
 	if g := a.RefreshGrace; g != nil && (*g < 0 || time.Duration(*g) > authserver.MaxRefreshGrace) {
 		return fmt.Errorf("mcp_auth: refresh_grace must be from 0 (strict rotation) to %s", authserver.MaxRefreshGrace)
@@ -719,8 +721,8 @@ func (a *App) Validate() error {
 	}
 	names := map[string]bool{}
 	for _, n := range append(oidcNames(a.Login.OIDC), samlNames(a.Login.SAML)...) {
-		if !validProviderName(n) {
-			return fmt.Errorf("mcp_auth: provider name %q: use lower-case letters, digits and -", n)
+		if !idp.ValidProviderName(n) {
+			return fmt.Errorf("mcp_auth: provider name %q: use 1-32 lower-case letters, digits and -", n)
 		}
 		if names[n] {
 			return fmt.Errorf("mcp_auth: provider %q is configured twice", n)
@@ -823,6 +825,14 @@ func (a *App) Server() (*authserver.Server, error) {
 // Keys returns the signing key set (also the in-process key source of guards).
 func (a *App) Keys() *authserver.KeySet { return a.keys }
 
+// prmRegistry is this config's registry of guard metadata paths.
+func (a *App) prmRegistry() *prmRegistry {
+	if a == nil || a.prm == nil {
+		return standalonePRM
+	}
+	return a.prm
+}
+
 // Store returns the storage backend.
 func (a *App) Store() storage.Backend { return a.store }
 
@@ -839,17 +849,15 @@ func (a *App) Active(ctx context.Context, grantID, clientID string) (bool, error
 }
 
 func (a *App) keyConfig() (authserver.KeyConfig, error) {
-	publish := 2 * time.Duration(a.AccessTokenLifetime)
-	for _, c := range a.Clients {
-		publish = max(publish, 2*time.Duration(c.AccessTokenLifetime))
-	}
+	// The publication window of retired keys is the authorization server's
+	// to decide (authserver.New raises it to cover every access-token
+	// lifetime it mints).
 	enc, err := a.keyEncryption()
 	if err != nil {
 		return authserver.KeyConfig{}, err
 	}
 	return authserver.KeyConfig{
 		Algorithm:   a.SigningAlgorithm,
-		PublishFor:  publish,
 		RotateEvery: time.Duration(a.KeyRotation),
 		Logger:      a.slogger,
 		Encryption:  enc,
@@ -975,17 +983,12 @@ func (a *App) buildServer() (*authserver.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	kc, err := a.keyConfig()
-	if err != nil {
-		return nil, err
-	}
 	cfg := authserver.Config{
 		Issuer:          a.Issuer,
 		PathPrefix:      a.PathPrefix,
 		Store:           a.store,
 		Browser:         a.login,
 		Keys:            a.keys,
-		KeyConfig:       kc,
 		Scopes:          a.Scopes,
 		DefaultScopes:   a.DefaultScopes,
 		Resources:       policy,
@@ -1236,10 +1239,6 @@ func samlNames(ps []SAMLProvider) []string {
 		out[i] = p.Name
 	}
 	return out
-}
-
-func isLoopbackHost(h string) bool {
-	return h == "localhost" || h == "127.0.0.1" || h == "::1"
 }
 
 // appFrom returns the mcp_auth app of this config.

@@ -23,9 +23,9 @@ func TestAppValidate(t *testing.T) {
 	}{
 		{"minimal", func(a *App) {}, ""},
 		{"no issuer", func(a *App) { a.Issuer = "" }, "issuer is required"},
-		{"http issuer off loopback", func(a *App) { a.Issuer = "http://auth.example.com" }, "must use https"},
+		{"http issuer off loopback", func(a *App) { a.Issuer = "http://auth.example.com" }, "must be https"},
 		{"http issuer on localhost", func(a *App) { a.Issuer = "http://localhost:8080" }, ""},
-		{"issuer with query", func(a *App) { a.Issuer = "https://a.example.com/?x=1" }, "without query"},
+		{"issuer with query", func(a *App) { a.Issuer = "https://a.example.com/?x=1" }, "no query"},
 		{"bad algorithm", func(a *App) { a.SigningAlgorithm = "HS256" }, "signing_algorithm"},
 		{"long code lifetime", func(a *App) { a.CodeLifetime = 11 * 60 * 1e9 }, "code_lifetime"},
 		{"negative refresh grace", func(a *App) { g := caddy.Duration(-time.Second); a.RefreshGrace = &g }, "refresh_grace"},

@@ -66,59 +66,68 @@ func appendedDiscovery(path string) bool {
 	return false
 }
 
-// prmClaims records which protected resource metadata paths the provisioned
-// guards serve, per resource host, so that a handler that sees a PRM path it
-// does not serve can tell a sibling guard's path on the same host (pass it
-// on) from an unknown one (JSON 404). Guards add their paths in Provision
-// and remove them in Cleanup: during a reload both configs' guards count.
-var prmClaims = struct {
-	sync.Mutex
-	m map[string]map[string]int // path -> host -> guards
-}{m: map[string]map[string]int{}}
+// prmRegistry records which protected resource metadata paths the
+// provisioned guards of one config serve, per resource host, so that a
+// handler that sees a PRM path it does not serve can tell a sibling guard's
+// path on the same host (pass it on) from an unknown one (JSON 404). It is
+// held by the config's mcp_auth app, so two configs (the old and the new one
+// during a reload) never see each other's guards. Guards add their paths in
+// Provision and remove them in Cleanup.
+type prmRegistry struct {
+	mu sync.Mutex
+	m  map[string]map[string]int // path -> host -> guards
+}
+
+func newPRMRegistry() *prmRegistry { return &prmRegistry{m: map[string]map[string]int{}} }
+
+// standalonePRM is the registry of guards in a config without an mcp_auth
+// app (every guard then has an external issuer, and no mcp_auth_server
+// handler exists to consult it).
+var standalonePRM = newPRMRegistry()
 
 func normalizeHost(h string) string {
 	h = strings.ToLower(h)
 	return strings.TrimSuffix(strings.TrimSuffix(h, ":443"), ":80")
 }
 
-// claimPRM records that a guard for a resource on host serves paths, and
+// claim records that a guard for a resource on host serves paths, and
 // returns the function that forgets it.
-func claimPRM(host string, paths []string) func() {
+func (reg *prmRegistry) claim(host string, paths []string) func() {
 	host = normalizeHost(host)
-	prmClaims.Lock()
-	defer prmClaims.Unlock()
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
 	for _, p := range paths {
-		if prmClaims.m[p] == nil {
-			prmClaims.m[p] = map[string]int{}
+		if reg.m[p] == nil {
+			reg.m[p] = map[string]int{}
 		}
-		prmClaims.m[p][host]++
+		reg.m[p][host]++
 	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			prmClaims.Lock()
-			defer prmClaims.Unlock()
+			reg.mu.Lock()
+			defer reg.mu.Unlock()
 			for _, p := range paths {
-				if prmClaims.m[p][host]--; prmClaims.m[p][host] <= 0 {
-					delete(prmClaims.m[p], host)
+				if reg.m[p][host]--; reg.m[p][host] <= 0 {
+					delete(reg.m[p], host)
 				}
-				if len(prmClaims.m[p]) == 0 {
-					delete(prmClaims.m, p)
+				if len(reg.m[p]) == 0 {
+					delete(reg.m, p)
 				}
 			}
 		})
 	}
 }
 
-// prmServedElsewhere reports whether a guard serves the PRM path for the
+// servedElsewhere reports whether a guard serves the PRM path for the
 // request's host. When the request's host is not ownHost (a site that
 // answers for several names, or a proxy that rewrites Host), any guard's
 // claim counts: never refuse a path that a guard of the site may serve.
-func prmServedElsewhere(path, reqHost, ownHost string) bool {
+func (reg *prmRegistry) servedElsewhere(path, reqHost, ownHost string) bool {
 	reqHost, ownHost = normalizeHost(reqHost), normalizeHost(ownHost)
-	prmClaims.Lock()
-	defer prmClaims.Unlock()
-	hosts := prmClaims.m[path]
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	hosts := reg.m[path]
 	if hosts[reqHost] > 0 {
 		return true
 	}

@@ -142,6 +142,8 @@ type Guard struct {
 	logger  *zap.Logger
 	cancel  context.CancelFunc
 	unclaim func()
+	// prm is the config's registry of guard metadata paths.
+	prm *prmRegistry
 }
 
 // IdentityHeaders name the headers that carry identity upstream.
@@ -204,9 +206,13 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	}
 
 	ours := g.Issuer == ""
-	if !ours {
-		if v, err := ctx.AppIfConfigured("mcp_auth"); err == nil {
-			if app, ok := v.(*App); ok && app.Issuer == g.Issuer {
+	g.prm = standalonePRM
+	if v, err := ctx.AppIfConfigured("mcp_auth"); err == nil {
+		if app, ok := v.(*App); ok {
+			// Guards with an external issuer share the registry of the
+			// config's app too: they may be siblings of ours on a host.
+			g.prm = app.prmRegistry()
+			if app.Issuer == g.Issuer {
 				ours = true
 			}
 		}
@@ -263,7 +269,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	}
 	g.guard = guard
 	if u, err := url.Parse(guard.Resource()); err == nil {
-		g.unclaim = claimPRM(u.Host, guard.MetadataPaths())
+		g.unclaim = g.prm.claim(u.Host, guard.MetadataPaths())
 	}
 	return nil
 }
@@ -370,12 +376,21 @@ func (g *Guard) serveDiscovery(w http.ResponseWriter, r *http.Request, next cadd
 			return nil
 		}
 	}
-	if prmFamily(p) && prmServedElsewhere(p, r.Host, hostOf(g.Resource)) {
+	if prmFamily(p) && g.registry().servedElsewhere(p, r.Host, hostOf(g.Resource)) {
 		g.guard.PrepareUpstream(r, nil) // unauthenticated: no credentials, no forged identity
 		return nextOrNotFound(w, r, next)
 	}
 	resourceguard.WriteNotFound(w, r)
 	return nil
+}
+
+// registry is the guard's PRM registry (standalonePRM for a guard built
+// without Provision).
+func (g *Guard) registry() *prmRegistry {
+	if g.prm == nil {
+		return standalonePRM
+	}
+	return g.prm
 }
 
 func hostOf(u string) string {

@@ -1,10 +1,7 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -258,62 +254,20 @@ func MigrateStore(ctx context.Context, opts MigrateOptions) (MigrationSummary, e
 		return sum, fmt.Errorf("mcpauth migrate-store: %s cannot import", to.display)
 	}
 
-	// Export feeds Import through a channel: Export holds its snapshot
-	// while Import writes, records are never all in memory at once.
-	srcDigest := newKindDigest()
-	recs := make(chan storage.Record, 256)
-	exportErr := make(chan error, 1)
-	ectx, cancelExport := context.WithCancel(ctx)
-	defer cancelExport()
-	go func() {
-		defer close(recs)
-		exportErr <- srcSnap.Export(ectx, func(r storage.Record) error {
-			if err := srcDigest.add(r); err != nil {
-				return err
-			}
-			select {
-			case recs <- r:
-				return nil
-			case <-ectx.Done():
-				return ectx.Err()
-			}
-		})
-	}()
-	var (
-		exportDone   bool
-		exportResult error
-	)
-	importErr := dstSnap.Import(ctx, func() (storage.Record, error) {
-		if r, ok := <-recs; ok {
-			return r, nil
-		}
-		exportDone, exportResult = true, <-exportErr
-		if exportResult != nil {
-			return storage.Record{}, fmt.Errorf("export from %s: %w", from.display, exportResult)
-		}
-		return storage.Record{}, io.EOF
-	})
-	if !exportDone {
-		// Import stopped early: stop Export and let it return.
-		cancelExport()
-		for range recs {
-		}
-		<-exportErr
-	}
-	if importErr != nil {
-		err = fmt.Errorf("mcpauth migrate-store: copy into %s failed, nothing was written: %w", to.display, importErr)
-		return sum, err
-	}
-
-	// Read the destination back.
-	dstDigest := newKindDigest()
-	if e := dstSnap.Export(ctx, dstDigest.add); e != nil {
+	rep, e := storage.Copy(ctx, srcSnap, dstSnap)
+	switch {
+	case errors.Is(e, storage.ErrCopyMismatch):
+		// The copy was committed; the summary below names the kinds.
+	case errors.Is(e, storage.ErrCopyVerify):
 		err = fmt.Errorf("mcpauth migrate-store: verify %s: %w", to.display, e)
 		return sum, err
+	case e != nil:
+		err = fmt.Errorf("mcpauth migrate-store: copy into %s failed, nothing was written: %w", to.display, e)
+		return sum, err
 	}
-	sum = MigrationSummary{Source: srcDigest.counts, Destination: dstDigest.counts}
-	mismatch := printSummary(opts.Out, from.display, to.display, srcDigest, dstDigest)
-	if len(mismatch) > 0 {
+	sum = MigrationSummary{Source: rep.Counts(true), Destination: rep.Counts(false)}
+	printSummary(opts.Out, from.display, to.display, rep)
+	if mismatch := rep.Mismatched(); len(mismatch) > 0 {
 		err = fmt.Errorf("mcpauth migrate-store: destination differs from source for %s: the copy was committed; empty the destination before trying again", strings.Join(mismatch, ", "))
 		return sum, err
 	}
@@ -321,77 +275,21 @@ func MigrateStore(ctx context.Context, opts MigrateOptions) (MigrationSummary, e
 	return sum, nil
 }
 
-// kindDigest counts records per kind and combines their content digests
-// (XOR of the SHA-256 of each record's canonical encoding: independent of
-// the order in which backends list them).
-type kindDigest struct {
-	counts  map[string]int
-	digests map[string][sha256.Size]byte
-}
-
-func newKindDigest() *kindDigest {
-	return &kindDigest{counts: map[string]int{}, digests: map[string][sha256.Size]byte{}}
-}
-
-// recordForDigest is a Record with the `json:"-"` hash keys spelled out and
-// the refresh family sorted.
-type recordForDigest struct {
-	storage.Record
-	CodeHash, SessionHash, TicketHash []byte
-}
-
-func (d *kindDigest) add(r storage.Record) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
-	c := recordForDigest{Record: r}
-	if r.Code != nil {
-		c.CodeHash = r.Code.Hash
-	}
-	if r.Session != nil {
-		c.SessionHash = r.Session.Hash
-	}
-	if r.Ticket != nil {
-		c.TicketHash = r.Ticket.Hash
-	}
-	if len(r.RefreshHashes) > 0 {
-		c.RefreshHashes = slices.Clone(r.RefreshHashes)
-		slices.SortFunc(c.RefreshHashes, bytes.Compare)
-	} else {
-		c.RefreshHashes = nil
-	}
-	raw, err := json.Marshal(c)
-	if err != nil {
-		return fmt.Errorf("digest %s record: %w", r.Kind, err)
-	}
-	h := sha256.Sum256(raw)
-	acc := d.digests[r.Kind]
-	for i := range acc {
-		acc[i] ^= h[i]
-	}
-	d.digests[r.Kind] = acc
-	d.counts[r.Kind]++
-	return nil
-}
-
-// printSummary writes the table and returns the kinds that differ.
-func printSummary(w io.Writer, from, to string, src, dst *kindDigest) []string {
+// printSummary writes the table of a copy.
+func printSummary(w io.Writer, from, to string, rep storage.CopyReport) {
 	fmt.Fprintf(w, "migrate-store: %s -> %s\n", from, to)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "kind\tsource\tdestination\tcontent\t")
-	var mismatch []string
 	ts, td := 0, 0
-	for _, k := range storage.RecordKinds {
+	for _, k := range rep.Kinds {
 		state := "same"
-		if src.counts[k] != dst.counts[k] || src.digests[k] != dst.digests[k] {
+		if !k.Same {
 			state = "DIFFERENT"
-			mismatch = append(mismatch, k)
 		}
-		ts += src.counts[k]
-		td += dst.counts[k]
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t\n", k, src.counts[k], dst.counts[k], state)
+		ts += k.Source
+		td += k.Destination
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t\n", k.Kind, k.Source, k.Destination, state)
 	}
 	fmt.Fprintf(tw, "total\t%d\t%d\t\t\n", ts, td)
 	_ = tw.Flush()
-	return mismatch
 }

@@ -67,7 +67,7 @@ func (h *ServerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	case prmFamily(p):
 		// Protected resource metadata is the guards' (mcp_protect later on
 		// this site); a path none of them serves here is a JSON 404.
-		if !prmServedElsewhere(p, r.Host, hostOf(h.app.Issuer)) {
+		if !h.app.prmRegistry().servedElsewhere(p, r.Host, hostOf(h.app.Issuer)) {
 			resourceguard.WriteNotFound(w, r)
 			return nil
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -97,9 +96,9 @@ func (a *App) providers(ctx caddy.Context, runCtx context.Context) ([]idp.Provid
 	var out []idp.Provider
 	for _, o := range a.Login.OIDC {
 		p, err := oidc.New(runCtx, oidc.Config{
-			Name:         o.Name,
-			DisplayName:  o.DisplayName,
-			IconURL:      o.IconURL,
+			UpstreamConfig: idp.UpstreamConfig{Name: o.Name, DisplayName: o.DisplayName, IconURL: o.IconURL,
+				Allow:       idp.AllowRules{EmailDomains: o.AllowEmailDomains, Groups: o.AllowGroups, Subjects: o.AllowSubjects},
+				LinkByEmail: o.LinkByEmail, NoAccountCreation: o.NoAccountCreation},
 			Issuer:       repl.ReplaceKnown(o.Issuer, ""),
 			ClientID:     repl.ReplaceKnown(o.ClientID, ""),
 			ClientSecret: repl.ReplaceKnown(o.ClientSecret, ""),
@@ -107,12 +106,9 @@ func (a *App) providers(ctx caddy.Context, runCtx context.Context) ([]idp.Provid
 			RedirectURL:  idp.ProviderBaseURL(a.Issuer, a.PathPrefix, o.Name) + "/callback",
 			Claims: oidc.ClaimMapping{Subject: o.ClaimSubject, Email: o.ClaimEmail, EmailVerified: o.ClaimEmailVerified,
 				Name: o.ClaimName, Groups: o.ClaimGroups},
-			UserInfo:          o.UserInfo,
-			Allow:             oidc.AllowRules{EmailDomains: o.AllowEmailDomains, Groups: o.AllowGroups, Subjects: o.AllowSubjects},
-			LinkByEmail:       o.LinkByEmail,
-			NoAccountCreation: o.NoAccountCreation,
-			Store:             a.store,
-			Logger:            a.slogger,
+			UserInfo: o.UserInfo,
+			Store:    a.store,
+			Logger:   a.slogger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("mcp_auth: oidc %s: %w", o.Name, err)
@@ -121,9 +117,9 @@ func (a *App) providers(ctx caddy.Context, runCtx context.Context) ([]idp.Provid
 	}
 	for _, s := range a.Login.SAML {
 		cfg := saml.Config{
-			Name:                    s.Name,
-			DisplayName:             s.DisplayName,
-			IconURL:                 s.IconURL,
+			UpstreamConfig: idp.UpstreamConfig{Name: s.Name, DisplayName: s.DisplayName, IconURL: s.IconURL,
+				Allow:       idp.AllowRules{EmailDomains: s.AllowEmailDomains, Groups: s.AllowGroups, Subjects: s.AllowSubjects},
+				LinkByEmail: s.LinkByEmail, NoAccountCreation: s.NoAccountCreation},
 			BaseURL:                 idp.ProviderBaseURL(a.Issuer, a.PathPrefix, s.Name),
 			IdPMetadataURL:          repl.ReplaceKnown(s.IdPMetadataURL, ""),
 			IdPMetadataFile:         s.IdPMetadataFile,
@@ -134,9 +130,6 @@ func (a *App) providers(ctx caddy.Context, runCtx context.Context) ([]idp.Provid
 			Attributes:              saml.AttributeMapping{Subject: s.AttrSubject, Email: s.AttrEmail, Name: s.AttrName, Groups: s.AttrGroups},
 			TrustEmail:              s.TrustEmail,
 			AcceptResponseSignature: s.AcceptResponseSignature,
-			Allow:                   saml.AllowRules{EmailDomains: s.AllowEmailDomains, Groups: s.AllowGroups, Subjects: s.AllowSubjects},
-			LinkByEmail:             s.LinkByEmail,
-			NoAccountCreation:       s.NoAccountCreation,
 			Store:                   a.store,
 			Logger:                  a.slogger,
 		}
@@ -299,12 +292,4 @@ func noArgs(d *caddyfile.Dispenser, b *bool) error {
 	}
 	*b = true
 	return nil
-}
-
-// validProviderName keeps provider names safe in URL paths.
-func validProviderName(n string) bool {
-	if n == "" || len(n) > 40 {
-		return false
-	}
-	return strings.Trim(n, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
 }

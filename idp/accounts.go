@@ -24,11 +24,10 @@ func (l *Login) seed(ctx context.Context) error {
 		if s.Password != "" && s.PasswordHash != "" {
 			return fmt.Errorf("idp: seed account %s: set password or password hash, not both", email)
 		}
-		if s.PasswordHash != "" && !password.IsHash(s.PasswordHash) {
-			return fmt.Errorf("idp: seed account %s: password hash is not an argon2id PHC string", email)
-		}
 		if s.PasswordHash != "" {
-			if p, _, _, _ := password.ParsePHC(s.PasswordHash); p.Memory < password.MinParams.Memory || p.Time < password.MinParams.Time {
+			if err := password.CheckHash(s.PasswordHash); errors.Is(err, password.ErrMalformed) {
+				return fmt.Errorf("idp: seed account %s: password hash is not an argon2id PHC string", email)
+			} else if err != nil {
 				return fmt.Errorf("idp: seed account %s: password hash parameters are below m=%d,t=%d", email, password.MinParams.Memory, password.MinParams.Time)
 			}
 		}
@@ -123,7 +122,7 @@ func (l *Login) createAccount(ctx context.Context, email, name, pw string) (stor
 func (l *Login) CreateAccount(ctx context.Context, email, name, pw string) (storage.Account, error) {
 	e, ok := normalizeEmail(email)
 	if !ok {
-		return storage.Account{}, fmt.Errorf("idp: %q is not an email address", email)
+		return storage.Account{}, fmt.Errorf("%w: %q", ErrNotEmail, email)
 	}
 	if err := password.Check(pw, e); err != nil {
 		return storage.Account{}, err
@@ -204,38 +203,58 @@ const ReasonPasswordChanged = "password_changed"
 // (perhaps by whoever squatted the address) do not outlive it.
 const ReasonEmailVerified = "email_verified"
 
-// SetAccountDisabled disables or enables an account. Disabling ends its
-// sessions; the caller revokes its grants.
-func (l *Login) SetAccountDisabled(ctx context.Context, accountID string, disabled bool) error {
+// ErrNotEmail is returned for an account email that is not an address.
+var ErrNotEmail = errors.New("idp: not an email address")
+
+// Reasons recorded on grants ended by an operator action on an account.
+const (
+	// ReasonAccountDisabled: the operator disabled the account.
+	ReasonAccountDisabled = "account_disabled"
+	// ReasonSessionsRevoked: the operator ended the account's sessions.
+	ReasonSessionsRevoked = "sessions_revoked"
+)
+
+// SetAccountDisabled disables or enables an account as the operator.
+// Disabling ends its browser sessions and revokes its grants (their refresh
+// tokens stop working and the guard refuses their access tokens); it returns
+// the number of grants revoked. Enabling restores nothing that was ended.
+func (l *Login) SetAccountDisabled(ctx context.Context, accountID string, disabled bool) (int, error) {
 	a, err := l.store.GetAccount(ctx, accountID)
 	if err != nil {
-		return fmt.Errorf("idp: set disabled: %w", err)
+		return 0, fmt.Errorf("idp: set disabled: %w", err)
 	}
 	a.Disabled, a.UpdatedAt = disabled, l.now()
 	if err := l.store.UpdateAccount(ctx, a); err != nil {
-		return fmt.Errorf("idp: set disabled: %w", err)
-	}
-	if disabled {
-		if _, err := l.store.DeleteAccountSessions(ctx, a.ID); err != nil {
-			return fmt.Errorf("idp: set disabled: revoking sessions: %w", err)
-		}
+		return 0, fmt.Errorf("idp: set disabled: %w", err)
 	}
 	typ := "account.enabled"
 	if disabled {
 		typ = "account.disabled"
 	}
 	l.auditCtx(ctx, storage.AuditEvent{Type: typ, Outcome: "success", Subject: a.ID})
-	return nil
+	if !disabled {
+		return 0, nil
+	}
+	n, err := l.endAccountAccess(ctx, a.ID, ReasonAccountDisabled)
+	if err != nil {
+		return n, fmt.Errorf("idp: set disabled: %w", err)
+	}
+	return n, nil
 }
 
-// RevokeSessions ends every browser session of an account.
-func (l *Login) RevokeSessions(ctx context.Context, accountID string) (int, error) {
-	n, err := l.store.DeleteAccountSessions(ctx, accountID)
+// RevokeSessions ends every browser session of an account and revokes its
+// grants (what the sessions opened). It returns both counts.
+func (l *Login) RevokeSessions(ctx context.Context, accountID string) (sessions, grants int, err error) {
+	sessions, err = l.store.DeleteAccountSessions(ctx, accountID)
 	if err != nil {
-		return 0, fmt.Errorf("idp: revoke sessions: %w", err)
+		return 0, 0, fmt.Errorf("idp: revoke sessions: %w", err)
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "session.revoked", Outcome: "success", Subject: accountID, Detail: map[string]string{"count": fmt.Sprint(n)}})
-	return n, nil
+	l.auditCtx(ctx, storage.AuditEvent{Type: "session.revoked", Outcome: "success", Subject: accountID, Detail: map[string]string{"count": fmt.Sprint(sessions)}})
+	grants, err = l.endAccountAccess(ctx, accountID, ReasonSessionsRevoked)
+	if err != nil {
+		return sessions, grants, fmt.Errorf("idp: revoke sessions: %w", err)
+	}
+	return sessions, grants, nil
 }
 
 // audit stores an event of a browser request (with the client IP).

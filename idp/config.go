@@ -334,8 +334,8 @@ func (c *Config) validate() (*url.URL, error) {
 			return nil, errors.New("idp: config: nil provider")
 		}
 		n := p.Name()
-		if !validProviderName(n) {
-			return nil, fmt.Errorf("idp: config: provider name %q must be 1-32 lower-case letters, digits, - or _", n)
+		if !ValidProviderName(n) {
+			return nil, fmt.Errorf("idp: config: provider name %q must be 1-32 lower-case letters, digits or -", n)
 		}
 		if names[n] {
 			return nil, fmt.Errorf("idp: config: duplicate provider name %q", n)
@@ -360,12 +360,17 @@ func (c *Config) validate() (*url.URL, error) {
 	return u, nil
 }
 
-func validProviderName(n string) bool {
+// ValidProviderName reports whether n may name an upstream provider: 1-32
+// lower-case ASCII letters, digits and "-". The name is a path segment of
+// the provider's callback URLs, a metrics label and part of its users'
+// stored identities, so it is kept plain. (This is the one rule: the Caddy
+// adapter calls it.)
+func ValidProviderName(n string) bool {
 	if n == "" || len(n) > 32 {
 		return false
 	}
 	for _, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
 			return false
 		}
 	}

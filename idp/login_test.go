@@ -111,7 +111,7 @@ func TestPasswordLoginFailureIsGeneric(t *testing.T) {
 func TestDisabledAccountCannotLogin(t *testing.T) {
 	e := newEnv(t, nil)
 	id := e.account(aliceEmail).ID
-	if err := e.login.SetAccountDisabled(context.Background(), id, true); err != nil {
+	if _, err := e.login.SetAccountDisabled(context.Background(), id, true); err != nil {
 		t.Fatal(err)
 	}
 	res := e.browser().login(aliceEmail, alicePW, "/")

@@ -451,10 +451,10 @@ func TestOperatorFunctions(t *testing.T) {
 	if res := e.browser().login("carol@example.com", "carol's next passphrase", "/"); res.status != http.StatusSeeOther {
 		t.Fatal("new password refused")
 	}
-	if err := e.login.SetAccountDisabled(ctx, a.ID, true); err != nil {
+	if _, err := e.login.SetAccountDisabled(ctx, a.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.login.SetAccountDisabled(ctx, a.ID, false); err != nil {
+	if _, err := e.login.SetAccountDisabled(ctx, a.ID, false); err != nil {
 		t.Fatal(err)
 	}
 	if res := e.browser().login("carol@example.com", "carol's next passphrase", "/"); res.status != http.StatusSeeOther {

@@ -16,12 +16,20 @@ import (
 )
 
 // Provider is an upstream identity provider (OpenID Connect, SAML) shown as
-// a button on the login page. The idp owns the routes under
+// a button on the login page: its record (UpstreamInfo, usually an embedded
+// Upstream) and its Flow. The idp owns the routes under
 // {prefix}/login/{Name()}/: a POST to that path (CSRF-checked) creates an
 // Attempt and calls Begin; every other request under it goes to the handler
 // returned by Handler (callbacks, SAML ACS and metadata).
 type Provider interface {
-	// Name is the provider's stable id: 1-32 of [a-z0-9_-]. It appears in
+	UpstreamInfo
+	Flow
+}
+
+// UpstreamInfo is what the login page and account linking read of a
+// provider. Upstream implements it from an UpstreamConfig.
+type UpstreamInfo interface {
+	// Name is the provider's stable id (ValidProviderName). It appears in
 	// URLs and in linked identities; changing it orphans existing links.
 	Name() string
 	// Kind is "oidc" or "saml"; the session's method is Kind()+":"+Name().
@@ -32,9 +40,13 @@ type Provider interface {
 	IconURL() string
 	// Policy says how upstream identities become local accounts.
 	Policy() UpstreamPolicy
-	// Begin starts the upstream flow for an attempt, typically by storing
-	// state bound to this browser and redirecting (303) to the upstream.
-	// An error is shown to the user as a generic failure.
+}
+
+// Flow is the protocol half of a provider: the round trip to the upstream.
+type Flow interface {
+	// Begin starts the upstream flow for an attempt, typically by binding
+	// state to this browser (BrowserBinding) and redirecting (303) to the
+	// upstream. An error is shown to the user as a generic failure.
 	Begin(w http.ResponseWriter, r *http.Request, a Attempt) error
 	// Handler serves the provider's routes under Attempt.BaseURL. It is
 	// called once by New. When the upstream answer has been verified
@@ -106,6 +118,9 @@ type Completer interface {
 	// FailUpstream records a failed upstream login (reason is a short code
 	// such as "state_mismatch"; never a token) and shows the error page.
 	FailUpstream(w http.ResponseWriter, r *http.Request, attemptID, reason string)
+	// Error shows the hosted login's error page (an unknown path or method
+	// under the provider's routes).
+	Error(w http.ResponseWriter, r *http.Request, status int, code, description string)
 }
 
 const (

@@ -431,3 +431,13 @@ func TestUpstreamUnreachablePage(t *testing.T) {
 		t.Fatalf("refusal: %d\n%s", res.status, res.body)
 	}
 }
+
+// One provider-name rule for every caller (the Caddy adapter calls it).
+func TestValidProviderName(t *testing.T) {
+	for n, want := range map[string]bool{"corp": true, "a-1": true, "abcdefghijklmnopqrstuvwxyz012345": true,
+		"abcdefghijklmnopqrstuvwxyz0123456": false, "a_b": false, "A": false, "": false, "a/b": false} {
+		if got := ValidProviderName(n); got != want {
+			t.Errorf("ValidProviderName(%q) = %v, want %v", n, got, want)
+		}
+	}
+}

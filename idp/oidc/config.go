@@ -3,7 +3,6 @@ package oidc
 import (
 	"errors"
 	"fmt"
-	"github.com/mcpauth/caddy-mcpauth/idp/internal/upstream"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -11,19 +10,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/idp"
+	"github.com/mcpauth/caddy-mcpauth/idp/internal/upstream"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
 // Config configures one upstream OpenID Provider.
 type Config struct {
-	// Name is the provider's stable id (1-32 of [a-z0-9_-]); it appears in
-	// the URLs and in linked identities (changing it orphans the links).
-	Name string
-	// DisplayName is the button label ("Sign in with " is prepended).
-	// Default: Name.
-	DisplayName string
-	// IconURL is an optional https or data:image URL for the button.
-	IconURL string
+	// UpstreamConfig is the provider's name, button and sign-in policy
+	// (LinkByEmail only when the provider asserts the email is verified).
+	idp.UpstreamConfig
 	// Issuer is the provider's issuer URL, exactly as its discovery document
 	// states it (e.g. https://accounts.google.com). https; http only on a
 	// loopback host (development and tests).
@@ -44,15 +40,6 @@ type Config struct {
 	// UserInfo also fetches the userinfo endpoint and fills claims the ID
 	// token lacks (its sub must equal the ID token's).
 	UserInfo bool
-	// Allow restricts who may sign in; with every list empty, everyone the
-	// provider vouches for is allowed.
-	Allow AllowRules
-	// LinkByEmail links a first-time identity to an existing local account
-	// with the same email, only when the provider asserts the email is
-	// verified. Off by default.
-	LinkByEmail bool
-	// NoAccountCreation refuses identities not linked to an account yet.
-	NoAccountCreation bool
 	// Store holds the single-use state tickets (the idp's store).
 	Store storage.Tickets
 	// HTTPClient talks to the provider (discovery, JWKS, token, userinfo).
@@ -82,30 +69,14 @@ type ClaimMapping struct {
 	Groups string
 }
 
-// AllowRules admit a user when any list matches.
-type AllowRules struct {
-	// EmailDomains admits users whose verified email is in one of these domains.
-	EmailDomains []string
-	// Groups admits members of any of these groups.
-	Groups []string
-	// Subjects admits these upstream subjects.
-	Subjects []string
-}
-
 const (
 	defaultTimeout = 15 * time.Second
 	stateTTL       = 10 * time.Minute
 )
 
 func (c *Config) validate() error {
-	if !upstream.ValidName(c.Name) {
-		return fmt.Errorf("oidc: provider name %q must be 1-32 lower-case letters, digits, - or _", c.Name)
-	}
-	if c.DisplayName == "" {
-		c.DisplayName = c.Name
-	}
-	if c.IconURL != "" && !upstream.ValidIcon(c.IconURL) {
-		return fmt.Errorf("oidc: %s: icon %q must be an https or data:image URL", c.Name, c.IconURL)
+	if err := c.UpstreamConfig.Check("oidc"); err != nil {
+		return err
 	}
 	iu, err := url.Parse(c.Issuer)
 	if err != nil || iu.Host == "" || iu.User != nil || iu.RawQuery != "" || iu.Fragment != "" || !upstream.SecureURL(iu) {
@@ -139,13 +110,6 @@ func (c *Config) validate() error {
 	m.EmailVerified = cmpOr(m.EmailVerified, "email_verified")
 	m.Name = cmpOr(m.Name, "name")
 	m.Groups = cmpOr(m.Groups, "groups")
-	for i, d := range c.Allow.EmailDomains {
-		d = strings.ToLower(strings.TrimSpace(d))
-		if d == "" || strings.ContainsAny(d, "@ /") {
-			return fmt.Errorf("oidc: %s: allowed email domain %q is not a domain", c.Name, c.Allow.EmailDomains[i])
-		}
-		c.Allow.EmailDomains[i] = d
-	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: defaultTimeout}
 	}

@@ -111,15 +111,14 @@ func newEnvOP(t *testing.T, opMut func(*testop.OP), mutate func(*oidc.Config)) *
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := oidc.Config{
-		Name:         "corp",
-		DisplayName:  "Corp SSO",
-		Issuer:       e.op.Issuer,
-		ClientID:     testop.ClientID,
-		ClientSecret: testop.ClientSecret,
-		RedirectURL:  redirect,
-		Store:        st,
-		Now:          e.rpClk.Now,
-		Logger:       logger,
+		UpstreamConfig: idp.UpstreamConfig{Name: "corp", DisplayName: "Corp SSO"},
+		Issuer:         e.op.Issuer,
+		ClientID:       testop.ClientID,
+		ClientSecret:   testop.ClientSecret,
+		RedirectURL:    redirect,
+		Store:          st,
+		Now:            e.rpClk.Now,
+		Logger:         logger,
 	}
 	if mutate != nil {
 		mutate(&cfg)

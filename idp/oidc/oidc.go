@@ -3,7 +3,6 @@ package oidc
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -12,7 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +19,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcpauth/caddy-mcpauth/idp"
-	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
 // TicketKind is the storage.Ticket kind of pending OIDC logins.
@@ -45,10 +42,10 @@ var b64 = base64.RawURLEncoding
 
 // Provider is an upstream OpenID Provider; it implements idp.Provider.
 type Provider struct {
+	idp.Upstream
 	cfg          Config
 	callbackPath string
-	cookie       string
-	secure       bool
+	binding      idp.BrowserBinding
 
 	mu       sync.Mutex
 	disc     *discovered
@@ -78,10 +75,11 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	ru, _ := url.Parse(cfg.RedirectURL)
-	p := &Provider{cfg: cfg, callbackPath: ru.Path, secure: ru.Scheme == "https"}
-	p.cookie = CookiePrefix + cfg.Name
-	if p.secure {
-		p.cookie = "__Host-" + p.cookie
+	p := &Provider{Upstream: idp.NewUpstream("oidc", cfg.UpstreamConfig), cfg: cfg, callbackPath: ru.Path}
+	p.binding = idp.BrowserBinding{Cookie: CookiePrefix + cfg.Name, Secure: ru.Scheme == "https", SameSite: http.SameSiteLaxMode,
+		TicketKind: TicketKind, TTL: stateTTL, Store: cfg.Store, Now: cfg.Now}
+	if p.binding.Secure {
+		p.binding.Cookie = "__Host-" + p.binding.Cookie
 	}
 	p.discover = p.doDiscover
 	if _, err := p.metadata(ctx); err != nil {
@@ -90,31 +88,8 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	return p, nil
 }
 
-// Name implements idp.Provider.
-func (p *Provider) Name() string { return p.cfg.Name }
-
-// Kind implements idp.Provider.
-func (p *Provider) Kind() string { return "oidc" }
-
-// DisplayName implements idp.Provider.
-func (p *Provider) DisplayName() string { return p.cfg.DisplayName }
-
-// IconURL implements idp.Provider.
-func (p *Provider) IconURL() string { return p.cfg.IconURL }
-
 // RedirectURL is the callback URL to register at the provider.
 func (p *Provider) RedirectURL() string { return p.cfg.RedirectURL }
-
-// Policy implements idp.Provider.
-func (p *Provider) Policy() idp.UpstreamPolicy {
-	return idp.UpstreamPolicy{
-		LinkByEmail:       p.cfg.LinkByEmail,
-		NoAccountCreation: p.cfg.NoAccountCreation,
-		AllowedDomains:    slices.Clone(p.cfg.Allow.EmailDomains),
-		AllowedGroups:     slices.Clone(p.cfg.Allow.Groups),
-		AllowedSubjects:   slices.Clone(p.cfg.Allow.Subjects),
-	}
-}
 
 // metadata returns the discovered metadata, fetching it when needed.
 func (p *Provider) metadata(ctx context.Context) (*discovered, error) {
@@ -197,11 +172,6 @@ func derive(key []byte, purpose string) string {
 	return b64.EncodeToString(m.Sum(nil))
 }
 
-func keyHash(key []byte) []byte {
-	h := sha256.Sum256(key)
-	return h[:]
-}
-
 // Begin implements idp.Provider: it binds a fresh key to the browser and
 // redirects (303) to the provider's authorization endpoint.
 func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, a idp.Attempt) error {
@@ -212,17 +182,13 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, a idp.Attempt) 
 	if err != nil {
 		return err
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return fmt.Errorf("oidc: binding key: %w", err)
-	}
-	now := p.cfg.Now()
-	v, err := json.Marshal(pending{Attempt: a.ID, Provider: p.cfg.Name, Created: now})
+	v, err := json.Marshal(pending{Attempt: a.ID, Provider: p.cfg.Name, Created: p.cfg.Now()})
 	if err != nil {
 		return fmt.Errorf("oidc: ticket: %w", err)
 	}
-	if err := p.cfg.Store.PutTicket(r.Context(), storage.Ticket{Kind: TicketKind, Hash: keyHash(key), Value: v, ExpiresAt: now.Add(stateTTL)}); err != nil {
-		return fmt.Errorf("oidc: storing state: %w", err)
+	key, err := p.binding.Begin(r.Context(), w, v)
+	if err != nil {
+		return fmt.Errorf("oidc: %w", err)
 	}
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(derive(key, purposeVerifier)),
@@ -231,15 +197,6 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, a idp.Attempt) 
 	if a.LoginHint != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", a.LoginHint))
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     p.cookie,
-		Value:    b64.EncodeToString(key),
-		Path:     "/",
-		MaxAge:   int(stateTTL / time.Second),
-		Secure:   p.secure,
-		HttpOnly: true,
-		SameSite: http.SameSiteLaxMode,
-	})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("Location", d.oauth.AuthCodeURL(derive(key, purposeState), opts...))
@@ -251,29 +208,16 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, a idp.Attempt) 
 func (p *Provider) Handler(c idp.Completer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != p.callbackPath {
-			pageError(c, w, r, http.StatusNotFound, "not_found", "This page does not exist.")
+			c.Error(w, r, http.StatusNotFound, "not_found", "This page does not exist.")
 			return
 		}
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET")
-			pageError(c, w, r, http.StatusMethodNotAllowed, "method_not_allowed", "This request method is not supported here.")
+			c.Error(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "This request method is not supported here.")
 			return
 		}
 		p.callback(w, r, c)
 	})
-}
-
-// browserError is the Error method of the hosted login (authserver.Browser).
-type browserError interface {
-	Error(w http.ResponseWriter, r *http.Request, status int, code, description string)
-}
-
-func pageError(c idp.Completer, w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	if be, ok := c.(browserError); ok {
-		be.Error(w, r, status, code, msg)
-		return
-	}
-	http.Error(w, msg, status)
 }
 
 // callback verifies the authorization response and completes the login.
@@ -284,27 +228,20 @@ func (p *Provider) callback(w http.ResponseWriter, r *http.Request, c idp.Comple
 		c.FailUpstream(w, r, attempt, reason)
 	}
 	// The binding cookie first: without it nothing else is trusted.
-	ck, err := r.Cookie(p.cookie)
-	var key []byte
-	if err == nil {
-		key, err = b64.DecodeString(ck.Value)
-	}
-	p.clearCookie(w)
-	if err != nil || len(key) != 32 {
+	key, v, err := p.binding.Take(w, r)
+	switch {
+	case errors.Is(err, idp.ErrBindingMissing):
 		fail("", "state_cookie_missing", err)
 		return
-	}
-	t, err := p.cfg.Store.TakeTicket(ctx, TicketKind, keyHash(key), p.cfg.Now())
-	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			fail("", "state_unknown", err)
-			return
-		}
+	case errors.Is(err, idp.ErrBindingUnknown):
+		fail("", "state_unknown", err)
+		return
+	case err != nil:
 		fail("", "store_error", err)
 		return
 	}
 	var pend pending
-	if err := json.Unmarshal(t.Value, &pend); err != nil || pend.Provider != p.cfg.Name {
+	if err := json.Unmarshal(v, &pend); err != nil || pend.Provider != p.cfg.Name {
 		fail("", "state_unknown", err)
 		return
 	}
@@ -409,10 +346,6 @@ func (p *Provider) mergeUserInfo(ctx context.Context, d *discovered, tok *oauth2
 		}
 	}
 	return nil
-}
-
-func (p *Provider) clearCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: p.cookie, Value: "", Path: "/", MaxAge: -1, Secure: p.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
 // verifyReason classifies a go-oidc verification error for the audit log.

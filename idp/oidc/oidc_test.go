@@ -217,7 +217,7 @@ func TestRefused(t *testing.T) {
 // allowed" page and no session.
 func TestNotAllowed(t *testing.T) {
 	e := newEnv(t, func(c *oidc.Config) {
-		c.Allow = oidc.AllowRules{EmailDomains: []string{"other.example"}, Groups: []string{"admins"}}
+		c.Allow = idp.AllowRules{EmailDomains: []string{"other.example"}, Groups: []string{"admins"}}
 	})
 	b := e.browser()
 	verifier := oauth2.GenerateVerifier()
@@ -230,7 +230,7 @@ func TestNotAllowed(t *testing.T) {
 		t.Fatalf("failures %v", f)
 	}
 	// With the group allowed the same user gets in.
-	e2 := newEnv(t, func(c *oidc.Config) { c.Allow = oidc.AllowRules{Groups: []string{"mcp-users"}} })
+	e2 := newEnv(t, func(c *oidc.Config) { c.Allow = idp.AllowRules{Groups: []string{"mcp-users"}} })
 	b2 := e2.browser()
 	v2 := oauth2.GenerateVerifier()
 	if p := e2.finish(b2, e2.atProvider(b2, e2.startUpstream(b2, v2)), v2); p.Subject == "" {
@@ -268,7 +268,7 @@ func TestConfigValidation(t *testing.T) {
 	}
 	defer st.Close()
 	good := func() oidc.Config {
-		return oidc.Config{Name: "corp", Issuer: "https://login.example.com", ClientID: "id", RedirectURL: "https://auth.example.com/login/corp/callback", Store: st,
+		return oidc.Config{UpstreamConfig: idp.UpstreamConfig{Name: "corp"}, Issuer: "https://login.example.com", ClientID: "id", RedirectURL: "https://auth.example.com/login/corp/callback", Store: st,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), HTTPClient: &http.Client{Transport: failingTransport{}}}
 	}
 	tests := []struct {

@@ -31,15 +31,17 @@ type Params struct {
 // (m=19 MiB, t=2, p=1) with a 16-byte salt and a 32-byte key.
 var MinParams = Params{Memory: 19456, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
 
-// Bounds accepted when parsing a stored hash: they keep a corrupt or hostile
-// record from making Verify allocate unbounded memory or spin forever.
+// Bounds accepted when parsing a stored hash (an account password or a
+// client secret): they keep a corrupt or hostile record from making Verify
+// allocate unbounded memory or spin forever.
 const (
-	maxMemory  = 1 << 21 // 2 GiB in KiB
-	maxTime    = 64
+	maxMemory  = 1 << 20 // 1 GiB in KiB
+	maxTime    = 16
+	maxThreads = 16
 	minSalt    = 8
 	maxSalt    = 64
 	minKey     = 16
-	maxKey     = 128
+	maxKey     = 64
 	maxPHCSize = 512
 )
 
@@ -85,7 +87,7 @@ func NewHasher(p Params, concurrency int) (*Hasher, error) {
 	if p.Memory < MinParams.Memory || p.Time < MinParams.Time || p.SaltLen < MinParams.SaltLen || p.KeyLen < MinParams.KeyLen {
 		return nil, fmt.Errorf("%w: m=%d t=%d p=%d salt=%d key=%d", ErrWeakParams, p.Memory, p.Time, p.Threads, p.SaltLen, p.KeyLen)
 	}
-	if p.Memory > maxMemory || p.Time > maxTime || p.SaltLen > maxSalt || p.KeyLen > maxKey {
+	if p.Memory > maxMemory || p.Time > maxTime || p.Threads > maxThreads || p.SaltLen > maxSalt || p.KeyLen > maxKey {
 		return nil, fmt.Errorf("password: argon2id parameters too large: m=%d t=%d salt=%d key=%d", p.Memory, p.Time, p.SaltLen, p.KeyLen)
 	}
 	if concurrency <= 0 {
@@ -181,7 +183,7 @@ func ParsePHC(phc string) (p Params, salt, key []byte, err error) {
 	}
 	m, ok1 := param(kv[0], "m=", maxMemory)
 	t, ok2 := param(kv[1], "t=", maxTime)
-	th, ok3 := param(kv[2], "p=", 255)
+	th, ok3 := param(kv[2], "p=", maxThreads)
 	if !ok1 || !ok2 || !ok3 || t < 1 || th < 1 || m < 8*th {
 		return Params{}, nil, nil, ErrMalformed
 	}
@@ -210,4 +212,19 @@ func param(s, prefix string, max uint64) (uint32, bool) {
 func IsHash(s string) bool {
 	_, _, _, err := ParsePHC(s)
 	return err == nil
+}
+
+// CheckHash accepts a PHC string written by an operator (a seeded account's
+// password hash, a client's secret hash): it must parse and be at least as
+// costly as MinParams (m and t). Hashes read back from the store are only
+// parsed (Verify), so a weaker one can still verify and be rehashed.
+func CheckHash(phc string) error {
+	p, _, _, err := ParsePHC(phc)
+	if err != nil {
+		return err
+	}
+	if p.Memory < MinParams.Memory || p.Time < MinParams.Time {
+		return fmt.Errorf("%w: m=%d,t=%d (at least m=%d,t=%d)", ErrWeakParams, p.Memory, p.Time, MinParams.Memory, MinParams.Time)
+	}
+	return nil
 }

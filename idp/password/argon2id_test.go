@@ -216,3 +216,30 @@ func BenchmarkHash(b *testing.B) {
 		}
 	}
 }
+
+// One rule for operator-written hashes; the parser's caps bound a stored
+// record's cost (1 GiB, 16 passes, 16 lanes).
+func TestCheckHashAndCaps(t *testing.T) {
+	good, err := Hash("correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckHash(good); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		phc  string
+		want error
+	}{
+		"weak t":     {"$argon2id$v=19$m=19456,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", ErrWeakParams},
+		"weak m":     {"$argon2id$v=19$m=8192,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", ErrWeakParams},
+		"2 GiB":      {"$argon2id$v=19$m=2097152,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", ErrMalformed},
+		"t=17":       {"$argon2id$v=19$m=19456,t=17,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", ErrMalformed},
+		"p=17":       {"$argon2id$v=19$m=19456,t=2,p=17$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", ErrMalformed},
+		"not argon2": {"$2a$10$abc", ErrMalformed},
+	} {
+		if err := CheckHash(c.phc); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
+		}
+	}
+}

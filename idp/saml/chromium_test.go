@@ -55,7 +55,7 @@ func TestChromiumCrossSitePost(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOpts{tlsIdP: true, host: "localhost", cfg: func(c *Config) { c.Binding = tc.binding }})
-			e.prov.bindingSameSite = tc.sameSite
+			e.prov.browser.SameSite = tc.sameSite
 			public := strings.Replace(e.srv.URL, "127.0.0.1", "localhost", 1)
 			idpHost := mustHost(t, e.idp.srv.URL)
 			if mustHost(t, public) == idpHost || !strings.HasPrefix(idpHost, "127.0.0.1") {

@@ -3,26 +3,22 @@ package saml
 import (
 	"context"
 	"fmt"
-	"github.com/mcpauth/caddy-mcpauth/idp/internal/upstream"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/idp"
+	"github.com/mcpauth/caddy-mcpauth/idp/internal/upstream"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
 // Config configures one upstream SAML 2.0 identity provider.
 type Config struct {
-	// Name is the provider's stable id (1-32 of [a-z0-9_-]); it appears in
-	// the URLs and in linked identities (changing it orphans the links).
-	Name string
-	// DisplayName is the button label ("Sign in with " is prepended).
-	// Default: Name.
-	DisplayName string
-	// IconURL is an optional https or data:image URL for the button.
-	IconURL string
+	// UpstreamConfig is the provider's name, button and sign-in policy
+	// (email-domain rules and LinkByEmail need TrustEmail).
+	idp.UpstreamConfig
 	// BaseURL is the absolute URL of this provider's routes:
 	// idp.ProviderBaseURL(publicURL, pathPrefix, Name), e.g.
 	// https://auth.example.com/login/okta. The ACS is BaseURL+"/acs", our
@@ -67,14 +63,6 @@ type Config struct {
 	// Response's signature (Keycloak's default "sign documents"). By default
 	// the assertion itself must be signed.
 	AcceptResponseSignature bool
-	// Allow restricts who may sign in; with every list empty, everyone the
-	// IdP vouches for is allowed.
-	Allow AllowRules
-	// LinkByEmail links a first-time identity to an existing local account
-	// with the same email; needs TrustEmail. Off by default.
-	LinkByEmail bool
-	// NoAccountCreation refuses identities not linked to an account yet.
-	NoAccountCreation bool
 	// Store holds the single-use request tickets (the idp's store).
 	Store storage.Tickets
 	// HTTPClient fetches IdPMetadataURL (default: 15s timeout).
@@ -96,16 +84,6 @@ type AttributeMapping struct {
 	Email   string
 	Name    string
 	Groups  string
-}
-
-// AllowRules admit a user when any list matches.
-type AllowRules struct {
-	// EmailDomains admits users whose (trusted) email is in one of these domains.
-	EmailDomains []string
-	// Groups admits members of any of these groups.
-	Groups []string
-	// Subjects admits these subjects.
-	Subjects []string
 }
 
 // Default attribute names (Name or FriendlyName), most common first: LDAP
@@ -139,14 +117,8 @@ const (
 )
 
 func (c *Config) validate() error {
-	if !upstream.ValidName(c.Name) {
-		return fmt.Errorf("saml: provider name %q must be 1-32 lower-case letters, digits, - or _", c.Name)
-	}
-	if c.DisplayName == "" {
-		c.DisplayName = c.Name
-	}
-	if c.IconURL != "" && !upstream.ValidIcon(c.IconURL) {
-		return fmt.Errorf("saml: %s: icon %q must be an https or data:image URL", c.Name, c.IconURL)
+	if err := c.UpstreamConfig.Check("saml"); err != nil {
+		return err
 	}
 	bu, err := url.Parse(c.BaseURL)
 	if err != nil || bu.Host == "" || bu.User != nil || bu.RawQuery != "" || bu.Fragment != "" || !upstream.SecureURL(bu) ||
@@ -193,13 +165,6 @@ func (c *Config) validate() error {
 	}
 	if c.Store == nil {
 		return fmt.Errorf("saml: %s: store is required", c.Name)
-	}
-	for i, d := range c.Allow.EmailDomains {
-		d = strings.ToLower(strings.TrimSpace(d))
-		if d == "" || strings.ContainsAny(d, "@ /") {
-			return fmt.Errorf("saml: %s: allowed email domain %q is not a domain", c.Name, c.Allow.EmailDomains[i])
-		}
-		c.Allow.EmailDomains[i] = d
 	}
 	if c.LinkByEmail && !c.TrustEmail {
 		return fmt.Errorf("saml: %s: link by email needs trust_email (SAML asserts no email_verified)", c.Name)

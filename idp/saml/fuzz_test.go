@@ -3,6 +3,7 @@ package saml
 import (
 	"context"
 	"encoding/xml"
+	"github.com/mcpauth/caddy-mcpauth/idp"
 	"io"
 	"log/slog"
 	"net/url"
@@ -30,7 +31,7 @@ func fuzzProvider(f *testing.F) (*Provider, *saml.ServiceProvider, []byte) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { st.Close() })
-	p, err := New(context.Background(), Config{Name: "corp", BaseURL: "https://sp.example/login/corp", IdPMetadata: md,
+	p, err := New(context.Background(), Config{UpstreamConfig: idp.UpstreamConfig{Name: "corp"}, BaseURL: "https://sp.example/login/corp", IdPMetadata: md,
 		KeyStore: DirKeyStore(f.TempDir()), Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		f.Fatal(err)

@@ -224,8 +224,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{
-		Name:           "corp",
-		DisplayName:    "Corp SAML",
+		UpstreamConfig: idp.UpstreamConfig{Name: "corp", DisplayName: "Corp SAML"},
 		BaseURL:        idp.ProviderBaseURL(public, "", "corp"),
 		IdPMetadataURL: e.idp.srv.URL + "/metadata",
 		Store:          st,

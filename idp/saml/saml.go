@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -28,7 +27,6 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/mcpauth/caddy-mcpauth/idp"
-	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
 // TicketKind is the storage.Ticket kind of pending SAML requests.
@@ -46,17 +44,18 @@ var b64 = base64.RawURLEncoding
 // Provider is an upstream SAML identity provider; it implements
 // idp.Provider.
 type Provider struct {
+	idp.Upstream
 	cfg     Config
 	key     crypto.Signer
 	cert    *x509.Certificate
 	acsURL  url.URL
 	metaURL url.URL
-	secure  bool
-	cookie  string
 	paths   struct{ acs, metadata string }
-	// bindingSameSite is the binding cookie's SameSite attribute: None, as
-	// the IdP's POST is cross-site. Tests set Lax to show why.
-	bindingSameSite http.SameSite
+	// browser ties the round trip to the browser. Its cookie is
+	// SameSite=None (and so Secure; browsers accept that on
+	// http://localhost), as the IdP's POST is cross-site. Tests set Lax to
+	// show why.
+	browser idp.BrowserBinding
 
 	mu      sync.Mutex
 	sp      *saml.ServiceProvider // nil until the IdP metadata is loaded
@@ -79,15 +78,16 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	bu, _ := url.Parse(cfg.BaseURL)
-	p := &Provider{cfg: cfg, key: key, cert: cert, secure: bu.Scheme == "https", bindingSameSite: http.SameSiteNoneMode}
+	p := &Provider{Upstream: idp.NewUpstream("saml", cfg.UpstreamConfig), cfg: cfg, key: key, cert: cert}
+	p.browser = idp.BrowserBinding{Cookie: CookiePrefix + cfg.Name, Secure: true, SameSite: http.SameSiteNoneMode,
+		TicketKind: TicketKind, TTL: requestTTL, Store: cfg.Store, Now: cfg.Now}
+	if bu.Scheme == "https" {
+		p.browser.Cookie = "__Host-" + p.browser.Cookie
+	}
 	p.acsURL, p.metaURL = *bu, *bu
 	p.acsURL.Path += "/acs"
 	p.metaURL.Path += "/metadata"
 	p.paths.acs, p.paths.metadata = p.acsURL.Path, p.metaURL.Path
-	p.cookie = CookiePrefix + cfg.Name
-	if p.secure {
-		p.cookie = "__Host-" + p.cookie
-	}
 	if _, err := p.serviceProvider(ctx); err != nil {
 		if cfg.IdPMetadataURL == "" {
 			return nil, err // a broken file or document is a configuration error
@@ -97,18 +97,6 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	return p, nil
 }
 
-// Name implements idp.Provider.
-func (p *Provider) Name() string { return p.cfg.Name }
-
-// Kind implements idp.Provider.
-func (p *Provider) Kind() string { return "saml" }
-
-// DisplayName implements idp.Provider.
-func (p *Provider) DisplayName() string { return p.cfg.DisplayName }
-
-// IconURL implements idp.Provider.
-func (p *Provider) IconURL() string { return p.cfg.IconURL }
-
 // EntityID is our SP entity id (the audience to register at the IdP).
 func (p *Provider) EntityID() string { return p.cfg.EntityID }
 
@@ -117,17 +105,6 @@ func (p *Provider) ACSURL() string { return p.acsURL.String() }
 
 // MetadataURL is where our SP metadata is served.
 func (p *Provider) MetadataURL() string { return p.metaURL.String() }
-
-// Policy implements idp.Provider.
-func (p *Provider) Policy() idp.UpstreamPolicy {
-	return idp.UpstreamPolicy{
-		LinkByEmail:       p.cfg.LinkByEmail,
-		NoAccountCreation: p.cfg.NoAccountCreation,
-		AllowedDomains:    slices.Clone(p.cfg.Allow.EmailDomains),
-		AllowedGroups:     slices.Clone(p.cfg.Allow.Groups),
-		AllowedSubjects:   slices.Clone(p.cfg.Allow.Subjects),
-	}
-}
 
 // serviceProvider returns the crewjam service provider, loading the IdP
 // metadata when needed.
@@ -269,11 +246,6 @@ type pending struct {
 	Created   time.Time `json:"created"`
 }
 
-func keyHash(key []byte) []byte {
-	h := sha256.Sum256(key)
-	return h[:]
-}
-
 // Begin implements idp.Provider: it sends an AuthnRequest to the IdP with
 // the HTTP-Redirect binding (303) or the HTTP-POST binding (an
 // auto-submitting form), after binding its id to this browser.
@@ -293,19 +265,13 @@ func (p *Provider) Begin(w http.ResponseWriter, r *http.Request, a idp.Attempt) 
 	if err != nil {
 		return fmt.Errorf("saml: %s: authn request: %w", p.cfg.Name, err)
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return fmt.Errorf("saml: binding key: %w", err)
-	}
-	now := p.cfg.Now()
-	v, err := json.Marshal(pending{Attempt: a.ID, Provider: p.cfg.Name, RequestID: req.ID, Created: now})
+	v, err := json.Marshal(pending{Attempt: a.ID, Provider: p.cfg.Name, RequestID: req.ID, Created: p.cfg.Now()})
 	if err != nil {
 		return err
 	}
-	if err := p.cfg.Store.PutTicket(r.Context(), storage.Ticket{Kind: TicketKind, Hash: keyHash(key), Value: v, ExpiresAt: now.Add(requestTTL)}); err != nil {
-		return fmt.Errorf("saml: storing the request: %w", err)
+	if _, err := p.browser.Begin(r.Context(), w, v); err != nil {
+		return fmt.Errorf("saml: %w", err)
 	}
-	p.setCookie(w, b64.EncodeToString(key), int(requestTTL/time.Second))
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	if binding == saml.HTTPRedirectBinding {
@@ -376,18 +342,6 @@ func writePostForm(w http.ResponseWriter, target, field, value string) error {
 	return err
 }
 
-func (p *Provider) setCookie(w http.ResponseWriter, value string, maxAge int) {
-	http.SetCookie(w, &http.Cookie{
-		Name:     p.cookie,
-		Value:    value,
-		Path:     "/",
-		MaxAge:   maxAge,
-		Secure:   true, // SameSite=None requires it; browsers accept it on http://localhost
-		HttpOnly: true,
-		SameSite: p.bindingSameSite,
-	})
-}
-
 // Handler implements idp.Provider: GET /metadata and POST /acs.
 func (p *Provider) Handler(c idp.Completer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -395,34 +349,21 @@ func (p *Provider) Handler(c idp.Completer) http.Handler {
 		case p.paths.metadata:
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				w.Header().Set("Allow", "GET, HEAD")
-				pageError(c, w, r, http.StatusMethodNotAllowed, "method_not_allowed", "This request method is not supported here.")
+				c.Error(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "This request method is not supported here.")
 				return
 			}
 			p.serveMetadata(w)
 		case p.paths.acs:
 			if r.Method != http.MethodPost {
 				w.Header().Set("Allow", "POST")
-				pageError(c, w, r, http.StatusMethodNotAllowed, "method_not_allowed", "This request method is not supported here.")
+				c.Error(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "This request method is not supported here.")
 				return
 			}
 			p.acs(w, r, c)
 		default:
-			pageError(c, w, r, http.StatusNotFound, "not_found", "This page does not exist.")
+			c.Error(w, r, http.StatusNotFound, "not_found", "This page does not exist.")
 		}
 	})
-}
-
-// browserError is the Error method of the hosted login (authserver.Browser).
-type browserError interface {
-	Error(w http.ResponseWriter, r *http.Request, status int, code, description string)
-}
-
-func pageError(c idp.Completer, w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	if be, ok := c.(browserError); ok {
-		be.Error(w, r, status, code, msg)
-		return
-	}
-	http.Error(w, msg, status)
 }
 
 // Metadata returns our SP metadata: the POST ACS only (no artifact
@@ -469,27 +410,20 @@ func (p *Provider) acs(w http.ResponseWriter, r *http.Request, c idp.Completer) 
 	}
 	// The binding cookie first: without it nothing else is trusted. This
 	// also refuses IdP-initiated (unsolicited) responses.
-	ck, err := r.Cookie(p.cookie)
-	var key []byte
-	if err == nil {
-		key, err = b64.DecodeString(ck.Value)
-	}
-	p.setCookie(w, "", -1)
-	if err != nil || len(key) != 32 {
+	_, v, err := p.browser.Take(w, r)
+	switch {
+	case errors.Is(err, idp.ErrBindingMissing):
 		fail("", "binding_cookie_missing", err)
 		return
-	}
-	t, err := p.cfg.Store.TakeTicket(ctx, TicketKind, keyHash(key), p.cfg.Now())
-	if err != nil {
-		reason := "request_unknown"
-		if !errors.Is(err, storage.ErrNotFound) {
-			reason = "store_error"
-		}
-		fail("", reason, err)
+	case errors.Is(err, idp.ErrBindingUnknown):
+		fail("", "request_unknown", err)
+		return
+	case err != nil:
+		fail("", "store_error", err)
 		return
 	}
 	var pend pending
-	if err := json.Unmarshal(t.Value, &pend); err != nil || pend.Provider != p.cfg.Name || pend.RequestID == "" {
+	if err := json.Unmarshal(v, &pend); err != nil || pend.Provider != p.cfg.Name || pend.RequestID == "" {
 		fail("", "request_unknown", err)
 		return
 	}

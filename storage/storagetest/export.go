@@ -132,6 +132,8 @@ func RunSnapshot(t *testing.T, openSrc, openDst func(t *testing.T) storage.Backe
 		})
 	})
 
+	runCopy(t, src, dst, snap)
+
 	t.Run("RefusesNonEmptyDestination", func(t *testing.T) {
 		ctx := t.Context()
 		a := src.backend(t)

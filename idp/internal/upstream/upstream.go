@@ -1,5 +1,5 @@
 // Package upstream holds the small checks the upstream identity providers
-// (idp/oidc, idp/saml) share: provider names, icon and endpoint URLs, and the
+// (idp/oidc, idp/saml) share: icon and endpoint URLs, and the
 // cleaning of text an upstream asserts before it is stored or shown.
 package upstream
 
@@ -54,19 +54,6 @@ func IsLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// ValidName reports whether n is a usable provider name in URL paths.
-func ValidName(n string) bool {
-	if n == "" || len(n) > 32 {
-		return false
-	}
-	for _, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // ValidIcon accepts an https URL or an inline data:image URL.

@@ -1,7 +1,8 @@
-package caddymodule
+package authserver
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -52,7 +53,7 @@ func putMaintClient(t *testing.T, st storage.Clients, id string, kind storage.Cl
 func putMaintGrant(t *testing.T, st storage.Grants, id, clientID string, now time.Time) {
 	t.Helper()
 	g := storage.Grant{ID: id, ClientID: clientID, Subject: "u1", Scopes: []string{"a"}, Resource: "https://r.example/mcp",
-		AuthTime: now, RefreshHash: testSHA(id), CreatedAt: now, RefreshExpiresAt: now.Add(30 * maintDay), ExpiresAt: now.Add(90 * maintDay)}
+		AuthTime: now, RefreshHash: maintSHA(id), CreatedAt: now, RefreshExpiresAt: now.Add(30 * maintDay), ExpiresAt: now.Add(90 * maintDay)}
 	if err := st.CreateGrant(context.Background(), g); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestMaintainOnceExpiresStaleDCRClients(t *testing.T) {
 	}
 
 	clk.Set(now)
-	res, err := maintainOnce(ctx, st, maintenanceConfig{DCRUnusedFor: 30 * maintDay, Now: clk.Now, Logger: slog.New(slog.DiscardHandler)})
+	res, err := Maintain(ctx, st, MaintenanceConfig{DCRUnusedFor: 30 * maintDay, Now: clk.Now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func TestMaintainOnceExpiresStaleDCRClients(t *testing.T) {
 	}
 
 	// A second round has nothing left to do.
-	res, err = maintainOnce(ctx, st, maintenanceConfig{DCRUnusedFor: 30 * maintDay, Now: clk.Now})
+	res, err = Maintain(ctx, st, MaintenanceConfig{DCRUnusedFor: 30 * maintDay, Now: clk.Now})
 	if err != nil || res.ClientsDeleted != 0 {
 		t.Fatalf("second round: %+v %v", res, err)
 	}
@@ -121,14 +122,14 @@ func TestMaintainOnceOptions(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
 		name        string
-		cfg         maintenanceConfig
+		cfg         MaintenanceConfig
 		wantClients int // deleted
 		wantAudit   []string
 	}{
-		{"DCR expiry off keeps clients", maintenanceConfig{}, 0, []string{"new", "mid"}},
-		{"bounded per round", maintenanceConfig{DCRUnusedFor: maintDay, MaxClients: 2}, 2, []string{"new", "mid"}},
-		{"audit retention custom", maintenanceConfig{AuditRetention: 10 * maintDay}, 0, []string{"new"}},
-		{"audit kept forever", maintenanceConfig{AuditRetention: -1}, 0, []string{"new", "mid", "ancient"}},
+		{"DCR expiry off keeps clients", MaintenanceConfig{}, 0, []string{"new", "mid"}},
+		{"bounded per round", MaintenanceConfig{DCRUnusedFor: maintDay, MaxClients: 2}, 2, []string{"new", "mid"}},
+		{"audit retention custom", MaintenanceConfig{AuditRetention: 10 * maintDay}, 0, []string{"new"}},
+		{"audit kept forever", MaintenanceConfig{AuditRetention: -1}, 0, []string{"new", "mid", "ancient"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -147,7 +148,7 @@ func TestMaintainOnceOptions(t *testing.T) {
 			}
 			clk.Set(now)
 			c.cfg.Now = clk.Now
-			res, err := maintainOnce(ctx, st, c.cfg)
+			res, err := Maintain(ctx, st, c.cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -177,18 +178,18 @@ func TestMaintainOnceDeletesExpiredRecords(t *testing.T) {
 	clk := &maintClock{t: maintT0}
 	st := openMaintStore(t, clk)
 	ctx := context.Background()
-	if err := st.CreateSession(ctx, storage.Session{Hash: testSHA("s1"), AccountID: "u1", CreatedAt: maintT0, LastSeenAt: maintT0, ExpiresAt: maintT0.Add(time.Hour)}); err != nil {
+	if err := st.CreateSession(ctx, storage.Session{Hash: maintSHA("s1"), AccountID: "u1", CreatedAt: maintT0, LastSeenAt: maintT0, ExpiresAt: maintT0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.CreateSession(ctx, storage.Session{Hash: testSHA("s2"), AccountID: "u1", CreatedAt: maintT0, LastSeenAt: maintT0, ExpiresAt: maintT0.Add(10 * maintDay)}); err != nil {
+	if err := st.CreateSession(ctx, storage.Session{Hash: maintSHA("s2"), AccountID: "u1", CreatedAt: maintT0, LastSeenAt: maintT0, ExpiresAt: maintT0.Add(10 * maintDay)}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Set(maintT0.Add(2 * time.Hour))
-	res, err := maintainOnce(ctx, st, maintenanceConfig{Now: clk.Now})
+	res, err := Maintain(ctx, st, MaintenanceConfig{Now: clk.Now})
 	if err != nil || res.Expired != 1 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	if _, err := st.GetSession(ctx, testSHA("s2")); err != nil {
+	if _, err := st.GetSession(ctx, maintSHA("s2")); err != nil {
 		t.Fatalf("live session removed: %v", err)
 	}
 }
@@ -197,11 +198,10 @@ func TestRunMaintenanceLoop(t *testing.T) {
 	clk := &maintClock{t: maintT0}
 	st := openMaintStore(t, clk)
 	putMaintClient(t, st, "dcr-old", storage.ClientDCR, time.Now().Add(-60*maintDay), time.Time{})
-	app := &App{store: st, slogger: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		runMaintenance(ctx, app, time.Hour, 30*maintDay, 0)
+		RunMaintenance(ctx, st, MaintenanceConfig{Every: time.Hour, DCRUnusedFor: 30 * maintDay, Logger: slog.New(slog.DiscardHandler)})
 		close(done)
 	}()
 	// The first round runs at once.
@@ -217,4 +217,9 @@ func TestRunMaintenanceLoop(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+func maintSHA(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package authserver
 
 import (
 	"context"
@@ -14,6 +14,10 @@ import (
 const (
 	// DefaultAuditRetention is how long audit events are kept.
 	DefaultAuditRetention = 90 * 24 * time.Hour
+	// DefaultDCRExpireUnused is how long a DCR client may stay unused before
+	// maintenance deletes it, when registration is on and nothing else is
+	// configured.
+	DefaultDCRExpireUnused = 30 * 24 * time.Hour
 	// DefaultMaintenanceEvery is the period of the maintenance loop.
 	DefaultMaintenanceEvery = time.Hour
 	// maxExpiredClientsPerRound bounds the work of one round; the rest waits
@@ -23,8 +27,10 @@ const (
 	maintenanceRoundTimeout = 5 * time.Minute
 )
 
-// maintenanceConfig configures the maintenance rounds.
-type maintenanceConfig struct {
+// MaintenanceConfig configures the maintenance rounds.
+type MaintenanceConfig struct {
+	// Every is the period of RunMaintenance (0: DefaultMaintenanceEvery).
+	Every time.Duration
 	// DCRUnusedFor deletes DCR clients unused (LastUsedAt, else CreatedAt)
 	// for longer than this; 0 keeps them.
 	DCRUnusedFor time.Duration
@@ -37,35 +43,33 @@ type maintenanceConfig struct {
 	Logger     *slog.Logger
 }
 
-// maintenanceResult counts what a round removed.
-type maintenanceResult struct {
+// MaintenanceResult counts what a round removed.
+type MaintenanceResult struct {
 	Expired        int // records removed by DeleteExpired
 	ClientsDeleted int
 	GrantsRevoked  int
 }
 
-// runMaintenance runs a maintenance round now and then every `every` until
-// ctx ends: expired codes, grants, sessions, tickets and consents go, audit
-// events older than auditRetention go (0: 90 days; negative: kept), and DCR
-// clients unused for longer than dcrUnusedFor (when > 0) are deleted with
-// their grants and consents. It logs counts only.
-func runMaintenance(ctx context.Context, app *App, every, dcrUnusedFor, auditRetention time.Duration) {
+// RunMaintenance runs a maintenance round (Maintain) now and then every
+// cfg.Every until ctx ends. Each round is bounded in time; it logs counts
+// only.
+func RunMaintenance(ctx context.Context, st MaintenanceStore, cfg MaintenanceConfig) {
+	every := cfg.Every
 	if every <= 0 {
 		every = DefaultMaintenanceEvery
 	}
-	cfg := maintenanceConfig{DCRUnusedFor: dcrUnusedFor, AuditRetention: auditRetention, Now: time.Now, Logger: app.slogger}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		round, cancel := context.WithTimeout(ctx, maintenanceRoundTimeout)
-		res, err := maintainOnce(round, app.store, cfg)
+		res, err := Maintain(round, st, cfg)
 		cancel()
 		switch {
 		case err != nil && ctx.Err() == nil:
-			cfg.logger().Warn("mcp_auth: maintenance round failed", "error", err,
+			cfg.logger().Warn("authserver: maintenance round failed", "error", err,
 				"expired_records", res.Expired, "clients_deleted", res.ClientsDeleted)
 		case res.Expired+res.ClientsDeleted > 0:
-			cfg.logger().Info("mcp_auth: maintenance", "expired_records", res.Expired,
+			cfg.logger().Info("authserver: maintenance", "expired_records", res.Expired,
 				"clients_deleted", res.ClientsDeleted, "grants_revoked", res.GrantsRevoked)
 		}
 		select {
@@ -76,15 +80,15 @@ func runMaintenance(ctx context.Context, app *App, every, dcrUnusedFor, auditRet
 	}
 }
 
-func (c maintenanceConfig) logger() *slog.Logger {
+func (c MaintenanceConfig) logger() *slog.Logger {
 	if c.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
 	return c.Logger
 }
 
-// maintenanceStore is what a round needs.
-type maintenanceStore interface {
+// MaintenanceStore is what a round needs.
+type MaintenanceStore interface {
 	storage.Maintenance
 	storage.Clients
 	storage.Grants
@@ -92,9 +96,14 @@ type maintenanceStore interface {
 	storage.Audit
 }
 
-// maintainOnce is one maintenance round.
-func maintainOnce(ctx context.Context, st maintenanceStore, cfg maintenanceConfig) (maintenanceResult, error) {
-	var res maintenanceResult
+// Maintain is one maintenance round: expired codes, grants, sessions,
+// tickets and consents go; audit events older than cfg.AuditRetention go
+// (0: DefaultAuditRetention; negative: kept); DCR clients unused
+// (LastUsedAt, else CreatedAt) for longer than cfg.DCRUnusedFor (when > 0)
+// are deleted with their grants and consents, at most cfg.MaxClients per
+// round, each recorded as "client.expired".
+func Maintain(ctx context.Context, st MaintenanceStore, cfg MaintenanceConfig) (MaintenanceResult, error) {
+	var res MaintenanceResult
 	now := time.Now
 	if cfg.Now != nil {
 		now = cfg.Now
@@ -110,7 +119,7 @@ func maintainOnce(ctx context.Context, st maintenanceStore, cfg maintenanceConfi
 	n, err := st.DeleteExpired(ctx, now(), auditBefore)
 	res.Expired = n
 	if err != nil {
-		return res, fmt.Errorf("mcp_auth: maintenance: delete expired: %w", err)
+		return res, fmt.Errorf("authserver: maintenance: delete expired: %w", err)
 	}
 	if cfg.DCRUnusedFor <= 0 {
 		return res, nil
@@ -121,7 +130,7 @@ func maintainOnce(ctx context.Context, st maintenanceStore, cfg maintenanceConfi
 	}
 	clients, err := st.ListClients(ctx)
 	if err != nil {
-		return res, fmt.Errorf("mcp_auth: maintenance: list clients: %w", err)
+		return res, fmt.Errorf("authserver: maintenance: list clients: %w", err)
 	}
 	var errs []error
 	for _, c := range clients {
@@ -152,7 +161,7 @@ func maintainOnce(ctx context.Context, st maintenanceStore, cfg maintenanceConfi
 		res.ClientsDeleted++
 	}
 	if len(errs) > 0 {
-		return res, fmt.Errorf("mcp_auth: maintenance: expiring clients (%d failed): %w", len(errs), errs[0])
+		return res, fmt.Errorf("authserver: maintenance: expiring clients (%d failed): %w", len(errs), errs[0])
 	}
 	return res, nil
 }
@@ -172,7 +181,7 @@ func dcrStale(c storage.Client, now time.Time, d time.Duration) bool {
 // expireClient revokes a client's grants, forgets its consents, deletes it
 // and records "client.expired". Grants go first: a failure leaves the
 // client in place for the next round rather than grants without a client.
-func expireClient(ctx context.Context, st maintenanceStore, c storage.Client, now time.Time) (int, error) {
+func expireClient(ctx context.Context, st MaintenanceStore, c storage.Client, now time.Time) (int, error) {
 	n, err := st.RevokeClientGrants(ctx, c.ID, "client_expired", now)
 	if err != nil {
 		return 0, fmt.Errorf("revoke grants of %s: %w", c.ID, err)
@@ -193,13 +202,4 @@ func expireClient(ctx context.Context, st maintenanceStore, c storage.Client, no
 		return n, fmt.Errorf("audit expiry of %s: %w", c.ID, err)
 	}
 	return n, nil
-}
-
-// dcrExpireUnused is the configured DCR client expiry (0: DCR off or
-// expiry disabled).
-func (a *App) dcrExpireUnused() time.Duration {
-	if a.DCR == nil || a.DCR.ExpireUnused == nil {
-		return 0
-	}
-	return time.Duration(*a.DCR.ExpireUnused)
 }
