@@ -481,7 +481,9 @@ func TestTrustedIssuerConfig(t *testing.T) {
 		want string
 	}{
 		{"idp without clients", func(c *Config) { c.EnterpriseIdPs = []EnterpriseIdP{{Name: "a", Issuer: entIssuer}} }, "clients"},
-		{"idp with http issuer", func(c *Config) { c.EnterpriseIdPs = []EnterpriseIdP{{Name: "a", Issuer: "http://idp.test", Clients: []string{"conf"}}} }, "https"},
+		{"idp with http issuer", func(c *Config) {
+			c.EnterpriseIdPs = []EnterpriseIdP{{Name: "a", Issuer: "http://idp.test", Clients: []string{"conf"}}}
+		}, "https"},
 		{"idp with unknown client", func(c *Config) {
 			c.EnterpriseIdPs = []EnterpriseIdP{{Name: "a", Issuer: entIssuer, Clients: []string{"nobody"}}}
 		}, "not a configured client"},

@@ -271,4 +271,3 @@ func (s *Server) issueMachineToken(r *http.Request, client storage.Client, subje
 	s.emit(ctx, r, storage.AuditEvent{Type: "token.issued", Outcome: "success", Subject: subject, ClientID: client.ID, Detail: d})
 	return resp, nil
 }
-
