@@ -6,11 +6,15 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -71,7 +75,7 @@ func discoveryDoc(t testing.TB, iss, jwks string) []byte {
 // OpenID configuration) trusted for the clients conf and keyed; a machine
 // client "bot" (secret, client_credentials only); a workload issuer whose
 // subject wlSubject is the client "ci".
-func newEntHarness(t *testing.T, mod ...func(*Config)) *entHarness {
+func newEntHarness(t testing.TB, mod ...func(*Config)) *entHarness {
 	idp := newSigner(t, "RS256", "acme-1")
 	wl := newSigner(t, "ES256", "gh-1")
 	keyed := newSigner(t, "ES256", "owned-1")
@@ -528,4 +532,45 @@ func TestTrustedIssuerConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzIDJAGGrant runs fuzzed assertions through the whole JWT bearer grant
+// (parse, issuer choice, verification, claims, scopes, resource): never a
+// 5xx other than a key outage, and a token only for an ID-JAG the IdP's key
+// signed with the ID-JAG type.
+func FuzzIDJAGGrant(f *testing.F) {
+	h := newEntHarness(f)
+	f.Add(h.idjag())
+	f.Add(h.idjag(func(c, _ map[string]any) { c["scope"] = []string{"mcp.read"} }))
+	f.Add(h.idjag(func(c, _ map[string]any) { c["resource"] = 7 }))
+	f.Add(h.idjag(func(_, hd map[string]any) { hd["typ"] = "JWT" }))
+	f.Add(rawJWS(map[string]any{"alg": "none", "typ": IDJAGType}, map[string]any{"iss": entIssuer}, nil, ""))
+	f.Add("a.b.c")
+	// The grant itself, past client authentication (an argon2id
+	// verification per request would leave the fuzzer nothing to run).
+	client, err := h.store.GetClient(context.Background(), "conf")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		r := httptest.NewRequest(http.MethodPost, h.issuer+"/token", nil)
+		_, e := h.srv.jwtBearer(r, client, AuthMethodClientSecretPost, bearerForm(raw))
+		code := 200
+		if e != nil {
+			code = e.Status
+		}
+		switch code {
+		case 200:
+			hdr, _, err := ParseAssertion(raw)
+			if err != nil || !typeMatches(hdr.Typ, IDJAGType) {
+				t.Fatalf("token for a non-ID-JAG %q", raw)
+			}
+			if _, err := jws.Verify([]byte(raw), jws.WithKey(jwa.RS256, h.idp.key.Public())); err != nil {
+				t.Fatalf("token for an ID-JAG the IdP did not sign: %q", raw)
+			}
+		case 400, 401:
+		default:
+			t.Fatalf("status %d for %q: %v", code, raw, e)
+		}
+	})
 }
