@@ -6,12 +6,17 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -387,5 +392,64 @@ func TestGoSDKClientCredentials(t *testing.T) {
 	forged, _ := jws.Sign(payload, jws.WithKey(jwa.ES256, ek, jws.WithProtectedHeaders(hdr)))
 	if st, m := post(string(forged)); st != 401 || m["error"] != "invalid_client" {
 		t.Fatalf("forged workload token: %d %v", st, m)
+	}
+}
+
+// TestTSSDKClientCredentials: the TypeScript SDK's ClientCredentialsProvider
+// (client secret) and PrivateKeyJwtProvider (RS256 key in a jwks_file) get
+// tokens with the client_credentials grant from the built binary and call a
+// guarded tool; no refresh token is issued and the subject is the client.
+func TestTSSDKClientCredentials(t *testing.T) {
+	binaries(t)
+	if _, err := os.Stat(filepath.Join(repoRoot, "e2e", "node", "node_modules", "@modelcontextprotocol", "sdk")); err != nil {
+		t.Fatal("e2e/node/node_modules is missing: run scripts/test-deps.sh (npm ci)")
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := jwk.FromRaw(&key.PublicKey)
+	_ = pub.Set(jwk.KeyIDKey, "agent-ts")
+	_ = pub.Set(jwk.AlgorithmKey, "RS256")
+	pubJSON, _ := json.Marshal(pub)
+	jwksFile := filepath.Join(t.TempDir(), "agent-jwks.json")
+	if err := os.WriteFile(jwksFile, []byte(`{"keys":[`+string(pubJSON)+`]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startStack(t, stackOpts{extraApp: fmt.Sprintf(`client %s {
+			secret %s
+			grant_types client_credentials
+			scopes todo:read
+		}
+		client keyed-agent {
+			jwks_file %s
+			grant_types client_credentials
+			scopes todo:read
+		}`, agentClientID, agentSecret, jwksFile)})
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ mode, client string }{{"secret", agentClientID}, {"pkjwt", "keyed-agent"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			cmd := exec.Command("node", filepath.Join(repoRoot, "e2e", "node", "agent-client.mjs"))
+			cmd.Dir = filepath.Join(repoRoot, "e2e", "node")
+			cmd.Env = append(os.Environ(), "MCP_URL="+s.MCPURL, "CLIENT_ID="+tc.client, "MODE="+tc.mode, "CLIENT_SECRET="+agentSecret,
+				"SCOPE=todo:read", "NODE_EXTRA_CA_CERTS="+s.RootPEM,
+				"PRIVATE_KEY_PKCS8="+string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("agent-client.mjs: %v\n%s", err, tail(stderr.String(), 4000))
+			}
+			var r map[string]any
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("agent-client.mjs output %q: %v", out, err)
+			}
+			if who, _ := r["whoami"].(string); !strings.Contains(who, tc.client) || r["has_refresh_token"] != false {
+				t.Fatalf("result: %v", r)
+			}
+		})
 	}
 }
