@@ -64,7 +64,7 @@ func startEnterpriseIdP(t *testing.T, clientID string) *testEnterpriseIdP {
 		writeJSONResp(w, 200, map[string]any{
 			"issuer": idp.URL, "authorization_endpoint": idp.URL + "/authorize", "token_endpoint": idp.URL + "/token",
 			"jwks_uri": idp.URL + "/jwks", "code_challenge_methods_supported": []string{"S256"},
-			"grant_types_supported": []string{"password", "urn:ietf:params:oauth:grant-type:token-exchange"},
+			"grant_types_supported":    []string{"password", "urn:ietf:params:oauth:grant-type:token-exchange"},
 			"response_types_supported": []string{"code"}, "subject_types_supported": []string{"public"},
 			"id_token_signing_alg_values_supported": []string{"RS256"},
 		})
@@ -306,7 +306,10 @@ func TestGoSDKEnterpriseIDJAG(t *testing.T) {
 		{"another resource", jag(func(c map[string]any) { c["resource"] = "https://elsewhere.test/mcp" }), "invalid_target", 400},
 		{"another client", jag(func(c map[string]any) { c["client_id"] = agentClientID }), "invalid_grant", 400},
 		{"wrong audience", jag(func(c map[string]any) { c["aud"] = "https://other-as.test" }), "invalid_grant", 400},
-		{"expired", jag(func(c map[string]any) { c["exp"] = now.Add(-time.Hour).Unix(); c["iat"] = now.Add(-2 * time.Hour).Unix() }), "invalid_grant", 400},
+		{"expired", jag(func(c map[string]any) {
+			c["exp"] = now.Add(-time.Hour).Unix()
+			c["iat"] = now.Add(-2 * time.Hour).Unix()
+		}), "invalid_grant", 400},
 		{"wrong typ", idp.sign(t, "JWT", map[string]any{"iss": idp.URL, "sub": "00u-alice", "aud": s.Issuer, "resource": s.MCPURL,
 			"client_id": entClientID, "jti": randHex(12), "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}), "invalid_grant", 400},
 		{"untrusted issuer", jag(func(c map[string]any) { c["iss"] = wl.URL }), "invalid_grant", 400},
