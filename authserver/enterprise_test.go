@@ -76,6 +76,11 @@ func discoveryDoc(t testing.TB, iss, jwks string) []byte {
 // client "bot" (secret, client_credentials only); a workload issuer whose
 // subject wlSubject is the client "ci".
 func newEntHarness(t testing.TB, mod ...func(*Config)) *entHarness {
+	return newEntHarnessSync(t, false, mod...)
+}
+
+// newEntHarnessSync is newEntHarness with a choice of fsync (benchmarks).
+func newEntHarnessSync(t testing.TB, fsync bool, mod ...func(*Config)) *entHarness {
 	idp := newSigner(t, "RS256", "acme-1")
 	wl := newSigner(t, "ES256", "gh-1")
 	keyed := newSigner(t, "ES256", "owned-1")
@@ -90,7 +95,7 @@ func newEntHarness(t testing.TB, mod ...func(*Config)) *entHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, func(c *Config) {
+	h := newHarnessSync(t, fsync, func(c *Config) {
 		c.Clients = append(c.Clients,
 			storage.Client{ID: "keyed", Name: "Keyed", RedirectURIs: []string{"https://keyed.example.com/cb"}, JWKS: jwksOf(t, keyed), SkipConsent: true},
 			storage.Client{ID: "bot", Name: "Bot", GrantTypes: []string{GrantClientCredentials}, SecretHash: hash, Scopes: []string{"read", "write"}, DefaultScopes: []string{"read"}},
