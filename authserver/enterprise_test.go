@@ -579,3 +579,32 @@ func FuzzIDJAGGrant(f *testing.F) {
 		}
 	})
 }
+
+// TestClientCredentialsCIMDMachineUse: a CIMD client whose document
+// declares client_credentials and private_key_jwt gets the grant only from
+// a host the operator marks for machine use.
+func TestClientCredentialsCIMDMachineUse(t *testing.T) {
+	const agentID = "https://agents.example.com/client.json"
+	for _, machine := range []bool{false, true} {
+		key := newSigner(t, "ES256", "agent-1")
+		h := newEntHarness(t, func(c *Config) {
+			res := c.ClientResolver.(*testResolver)
+			cl := storage.Client{ID: agentID, Kind: storage.ClientCIMD, Name: "Agent", RedirectURIs: []string{"https://agents.example.com/cb"},
+				GrantTypes: []string{GrantAuthorizationCode, GrantClientCredentials}, TokenEndpointAuthMethod: AuthMethodPrivateKeyJWT, JWKS: jwksOf(t, key)}
+			res.clients[agentID] = cl
+			c.CIMDPolicy = CIMDPolicy{Hosts: map[string]ClientPolicy{"agents.example.com": {MachineUse: machine}}}
+		})
+		f := withAssertion(url.Values{"grant_type": {GrantClientCredentials}, "resource": {testResource}}, h.assertionFor(key, agentID, "m-1"))
+		w := h.token(f)
+		switch {
+		case machine && w.Code != 200:
+			t.Fatalf("machine_use host refused: %d %s", w.Code, w.Body)
+		case machine:
+			if c := h.claims(decodeToken(t, w).AccessToken); c["sub"] != agentID {
+				t.Fatalf("claims = %v", c)
+			}
+		case !machine && oauthError(t, w) != CodeUnauthorizedClient:
+			t.Fatalf("host without machine_use: %d %s", w.Code, w.Body)
+		}
+	}
+}
