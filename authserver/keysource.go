@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// The remote key source (requirement 22): JWK sets fetched from a URL (a
-// CIMD client's jwks_uri, an owned client's jwks_uri; later an enterprise
-// IdP's jwks_uri) and cached.
+// The remote key source (requirements 22-24): JWK sets fetched from a URL (a
+// CIMD client's jwks_uri, an owned client's jwks_uri, an enterprise IdP's or
+// a workload issuer's discovered jwks_uri, see issuerkeys.go) and cached.
 
 // JWKSFetcher fetches a JWK set document. cimd.Fetcher implements it with
 // the CIMD rules: https only, SSRF defences (special-use addresses refused
