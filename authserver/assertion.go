@@ -122,6 +122,9 @@ type AssertionPolicy struct {
 	// Replays records each jti until exp, so that an assertion is used once
 	// across every instance sharing the store.
 	Replays storage.Replays
+	// Reusable marks a credential its platform reuses until it rotates it
+	// (a workload token): jti is neither required nor recorded.
+	Reusable bool
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -324,10 +327,13 @@ func VerifyAssertion(ctx context.Context, raw string, p AssertionPolicy) (*Asser
 		return nil, badAssertion("not valid yet")
 	case !c.IssuedAt.IsZero() && c.IssuedAt.After(now.Add(skew)):
 		return nil, badAssertion("issued in the future")
-	case c.JTI == "":
+	case c.JTI == "" && !p.Reusable:
 		return nil, badAssertion("jti is required")
 	case len(c.JTI) > maxJTIBytes:
 		return nil, badAssertion("jti too long")
+	}
+	if p.Reusable {
+		return c, nil
 	}
 	// The jti is remembered past exp by the skew, as long as the assertion
 	// could still be accepted.
@@ -380,8 +386,14 @@ var secretJWKMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 // that fit no allowed algorithm are skipped; kids are unique. A set with no
 // usable key is refused.
 func ParseJWKS(raw []byte) ([]PublicKey, error) {
-	if len(raw) > MaxJWKSBytes {
-		return nil, errors.New("authserver: jwks: larger than 5 KiB")
+	return parseJWKS(raw, MaxJWKSBytes)
+}
+
+// parseJWKS is ParseJWKS with another size cap (the sets of operator-
+// configured issuers, which carry x5c chains, are larger).
+func parseJWKS(raw []byte, maxBytes int) ([]PublicKey, error) {
+	if len(raw) > maxBytes {
+		return nil, fmt.Errorf("authserver: jwks: larger than %d bytes", maxBytes)
 	}
 	top, err := jsonobject.Decode(raw)
 	if err != nil {

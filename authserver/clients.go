@@ -28,6 +28,12 @@ const (
 const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
+	// GrantClientCredentials is the client credentials grant (RFC 6749
+	// §4.4; requirement 23).
+	GrantClientCredentials = "client_credentials"
+	// GrantJWTBearer is the JWT bearer grant (RFC 7523 §2.1), which
+	// carries ID-JAGs (requirement 24).
+	GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 )
 
 // errClientUnknown is returned by lookupClient for ids no one knows.
@@ -160,39 +166,60 @@ func confidential(c storage.Client) bool {
 // failure is invalid_client (401) except a store failure or a key set that
 // cannot be fetched right now (503).
 func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.Client, *Error) {
+	c, _, e := s.authenticateClientMethod(r, form)
+	return c, e
+}
+
+// authenticateClientMethod is authenticateClient that also says how the
+// client authenticated (an AuthMethod*; private_key_jwt for a workload
+// token).
+func (s *Server) authenticateClientMethod(r *http.Request, form url.Values) (storage.Client, string, *Error) {
+	c, method, e := s.authenticateClientInner(r, form)
+	if e == nil && method != AuthMethodPrivateKeyJWT && s.workloadBound(c.ID) {
+		// A workload's client has no other credential.
+		return storage.Client{}, "", ErrInvalidClient("this client authenticates with a workload token only").because(ReasonAuthMethodRefused)
+	}
+	return c, method, e
+}
+
+func (s *Server) authenticateClientInner(r *http.Request, form url.Values) (storage.Client, string, *Error) {
 	formID, formSecret := form.Get("client_id"), form.Get("client_secret")
 	assertionType, assertion := form.Get("client_assertion_type"), form.Get("client_assertion")
 	basicID, basicSecret, basic, bad := basicCredentials(r)
 	if bad {
-		return storage.Client{}, ErrInvalidClient("malformed basic credentials").because(ReasonClientAuthFailed)
+		return storage.Client{}, "", ErrInvalidClient("malformed basic credentials").because(ReasonClientAuthFailed)
 	}
 	var id, secret, method string
 	switch {
 	case (assertionType != "" || assertion != "") && (basic || formSecret != ""):
-		return storage.Client{}, ErrInvalidRequest("more than one client authentication method")
+		return storage.Client{}, "", ErrInvalidRequest("more than one client authentication method")
 	case assertionType != "" || assertion != "":
 		if assertionType != ClientAssertionType {
-			return storage.Client{}, ErrInvalidClient("unsupported client_assertion_type")
+			return storage.Client{}, "", ErrInvalidClient("unsupported client_assertion_type")
 		}
 		if assertion == "" {
-			return storage.Client{}, ErrInvalidClient("client_assertion is required")
+			return storage.Client{}, "", ErrInvalidClient("client_assertion is required")
 		}
 		// The client is the assertion's issuer (RFC 7523 §3: iss = sub =
 		// client_id); it is read unverified here only to find the keys.
 		_, claims, err := ParseAssertion(assertion)
 		if err != nil {
-			return storage.Client{}, ErrInvalidClient("invalid client assertion")
+			return storage.Client{}, "", ErrInvalidClient("invalid client assertion")
 		}
 		iss, _ := stringClaim(claims, "iss")
+		if w, keys := s.workloadIssuer(iss); w != nil {
+			c, e := s.authenticateWorkload(r, w, keys, assertion, formID)
+			return c, AuthMethodPrivateKeyJWT, e
+		}
 		if formID != "" && formID != iss {
-			return storage.Client{}, ErrInvalidClient("client_id does not match the client assertion")
+			return storage.Client{}, "", ErrInvalidClient("client_id does not match the client assertion")
 		}
 		id, method = iss, AuthMethodPrivateKeyJWT
 	case basic && formSecret != "":
-		return storage.Client{}, ErrInvalidRequest("more than one client authentication method").because(ReasonAuthMethodRefused)
+		return storage.Client{}, "", ErrInvalidRequest("more than one client authentication method").because(ReasonAuthMethodRefused)
 	case basic:
 		if formID != "" && formID != basicID {
-			return storage.Client{}, ErrInvalidRequest("client_id does not match the authenticated client")
+			return storage.Client{}, "", ErrInvalidRequest("client_id does not match the authenticated client")
 		}
 		id, secret, method = basicID, basicSecret, AuthMethodClientSecretBasic
 	case formSecret != "":
@@ -201,60 +228,60 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 		id, method = formID, AuthMethodNone
 	}
 	if id == "" {
-		return storage.Client{}, ErrInvalidClient("client authentication required").because(ReasonClientIDMissing)
+		return storage.Client{}, "", ErrInvalidClient("client authentication required").because(ReasonClientIDMissing)
 	}
 	c, err := s.lookupClient(s.requesterContext(r), id)
 	if err != nil {
 		if e, ok := clientUnavailable(err); ok {
-			return storage.Client{}, e
+			return storage.Client{}, "", e
 		}
 		if errors.Is(err, errClientUnknown) {
-			return storage.Client{}, clientLookupError(err)
+			return storage.Client{}, "", clientLookupError(err)
 		}
 		s.cfg.Logger.Error("authserver: client lookup", "error", err)
-		return storage.Client{}, ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)
+		return storage.Client{}, "", ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)
 	}
 	if c.Disabled {
-		return storage.Client{}, ErrInvalidClient("").plain(ReasonClientDisabled, "")
+		return storage.Client{}, "", ErrInvalidClient("").plain(ReasonClientDisabled, "")
 	}
 	if c.TokenEndpointAuthMethod == AuthMethodPrivateKeyJWT {
 		if method != AuthMethodPrivateKeyJWT {
 			// No silent downgrade to none (requirement 22).
-			return storage.Client{}, ErrInvalidClient("the client must authenticate with private_key_jwt")
+			return storage.Client{}, "", ErrInvalidClient("the client must authenticate with private_key_jwt")
 		}
 		if e := s.verifyClientAssertion(r, c, assertion); e != nil {
-			return storage.Client{}, e
+			return storage.Client{}, "", e
 		}
-		return c, nil
+		return c, method, nil
 	}
 	if method == AuthMethodPrivateKeyJWT {
 		// A client without registered keys has nothing to verify it with.
-		return storage.Client{}, ErrInvalidClient("client authentication failed")
+		return storage.Client{}, "", ErrInvalidClient("client authentication failed")
 	}
 	if confidential(c) {
 		// Either secret method is accepted for a confidential client.
 		if method == AuthMethodNone || c.Kind != storage.ClientOwned {
-			return storage.Client{}, ErrInvalidClient("").plain(ReasonAuthMethodRefused, "")
+			return storage.Client{}, "", ErrInvalidClient("").plain(ReasonAuthMethodRefused, "")
 		}
 		// argon2id costs 19 MiB per verification: bound how many run at
 		// once so a flood of guesses cannot exhaust memory.
 		select {
 		case s.secretSem <- struct{}{}:
 		case <-r.Context().Done():
-			return storage.Client{}, ErrTemporarilyUnavailable("server busy").because(ReasonServerBusy)
+			return storage.Client{}, "", ErrTemporarilyUnavailable("server busy").because(ReasonServerBusy)
 		}
 		ok := verifyClientSecret(c.SecretHash, secret)
 		<-s.secretSem
 		if !ok {
-			return storage.Client{}, ErrInvalidClient("client authentication failed").because(ReasonClientAuthFailed)
+			return storage.Client{}, "", ErrInvalidClient("client authentication failed").because(ReasonClientAuthFailed)
 		}
-		return c, nil
+		return c, method, nil
 	}
 	if method != AuthMethodNone {
 		// A public client has no secret: a presented one is not trusted.
-		return storage.Client{}, ErrInvalidClient("").plain(ReasonAuthMethodRefused, "")
+		return storage.Client{}, "", ErrInvalidClient("").plain(ReasonAuthMethodRefused, "")
 	}
-	return c, nil
+	return c, method, nil
 }
 
 // verifyClientAssertion checks a private_key_jwt client assertion (RFC 7523
@@ -445,20 +472,20 @@ func (s *Server) validateOwnedClient(c *storage.Client) error {
 		return fmt.Errorf("authserver: invalid client id %q (non-empty, no spaces, not an https URL)", c.ID)
 	}
 	c.Kind = storage.ClientOwned
-	if len(c.RedirectURIs) == 0 {
+	if len(c.GrantTypes) == 0 {
+		c.GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken}
+	}
+	for _, g := range c.GrantTypes {
+		if g != GrantAuthorizationCode && g != GrantRefreshToken && g != GrantClientCredentials {
+			return fmt.Errorf("authserver: client %q: unsupported grant type %q", c.ID, g)
+		}
+	}
+	if len(c.RedirectURIs) == 0 && contains(c.GrantTypes, GrantAuthorizationCode) {
 		return fmt.Errorf("authserver: client %q: at least one redirect URI is required", c.ID)
 	}
 	for _, u := range c.RedirectURIs {
 		if err := ValidateRedirectURI(u); err != nil {
 			return fmt.Errorf("authserver: client %q: redirect URI %q: %w", c.ID, u, err)
-		}
-	}
-	if len(c.GrantTypes) == 0 {
-		c.GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken}
-	}
-	for _, g := range c.GrantTypes {
-		if g != GrantAuthorizationCode && g != GrantRefreshToken {
-			return fmt.Errorf("authserver: client %q: unsupported grant type %q", c.ID, g)
 		}
 	}
 	for _, sc := range append(append([]string{}, c.Scopes...), c.DefaultScopes...) {
@@ -519,4 +546,69 @@ func (s *Server) validateOwnedClient(c *storage.Client) error {
 	}
 	c.Fingerprint = ClientFingerprint(*c)
 	return nil
+}
+
+// checkTrustedClients checks the clients named by trusted issuers: a
+// workload's client is an owned client with neither secret nor keys that
+// uses client_credentials only; an enterprise IdP's owned clients exist.
+func (s *Server) checkTrustedClients() error {
+	owned := map[string]storage.Client{}
+	for _, c := range s.cfg.Clients {
+		owned[c.ID] = c
+	}
+	for _, w := range s.cfg.WorkloadIssuers {
+		for sub, id := range w.Clients {
+			c, ok := owned[id]
+			switch {
+			case !ok:
+				return fmt.Errorf("authserver: config: workload issuer %q: subject %q maps to %q, which is not a configured client", w.Name, sub, id)
+			case c.SecretHash != "" || c.JWKSURI != "" || len(c.JWKS) > 0:
+				return fmt.Errorf("authserver: config: workload issuer %q: client %q has a secret or keys; a workload's client has neither", w.Name, id)
+			case len(c.GrantTypes) != 1 || c.GrantTypes[0] != GrantClientCredentials:
+				return fmt.Errorf("authserver: config: workload issuer %q: client %q must use grant_types client_credentials only", w.Name, id)
+			}
+		}
+	}
+	for _, p := range s.cfg.EnterpriseIdPs {
+		for _, id := range p.Clients {
+			if _, ok := owned[id]; !ok && !isURLClientID(id) {
+				return fmt.Errorf("authserver: config: enterprise idp %q: client %q is not a configured client", p.Name, id)
+			}
+			if s.workloadBound(id) {
+				return fmt.Errorf("authserver: config: enterprise idp %q: client %q is a workload's client", p.Name, id)
+			}
+		}
+	}
+	return nil
+}
+
+// servesClientCredentials reports whether some client may use the
+// client_credentials grant.
+func (s *Server) servesClientCredentials() bool {
+	for _, c := range s.cfg.Clients {
+		if contains(c.GrantTypes, GrantClientCredentials) {
+			return true
+		}
+	}
+	for _, p := range s.cfg.CIMDPolicy.Hosts {
+		if p.MachineUse {
+			return true
+		}
+	}
+	for _, p := range s.cfg.CIMDPolicy.Clients {
+		if p.MachineUse {
+			return true
+		}
+	}
+	return false
+}
+
+// servesIDJAG reports whether client may present ID-JAGs (some IdP names it).
+func (s *Server) servesIDJAG(client storage.Client) bool {
+	for _, p := range s.cfg.EnterpriseIdPs {
+		if contains(p.Clients, client.ID) {
+			return true
+		}
+	}
+	return false
 }

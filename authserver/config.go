@@ -119,6 +119,21 @@ type Config struct {
 	// name a jwks_uri (cimd.Fetcher, under the CIMD fetch rules). Nil: such
 	// clients cannot authenticate (invalid_client); inline jwks still work.
 	JWKSFetcher JWKSFetcher
+	// EnterpriseIdPs are the enterprise identity providers whose ID-JAGs
+	// the JWT bearer grant accepts (requirement 24). Empty: the grant is
+	// not served.
+	EnterpriseIdPs []EnterpriseIdP
+	// EnterpriseAccounts maps the user of an accepted ID-JAG to an account
+	// (the subject of the token), linking or creating it per the IdP's
+	// policy; ErrAccountNotProvisioned when the user may not get one.
+	// Required with EnterpriseIdPs.
+	EnterpriseAccounts func(ctx context.Context, id EnterpriseIdentity) (subject string, err error)
+	// WorkloadIssuers are the issuers whose workload tokens authenticate
+	// clients as client assertions (requirement 23).
+	WorkloadIssuers []WorkloadIssuer
+	// IssuerFetcher fetches the metadata and keys of EnterpriseIdPs and
+	// WorkloadIssuers (nil: IssuerFetcher{}).
+	IssuerFetcher JWKSFetcher
 	// ClientResolver resolves https client ids (CIMD). Nil: such ids are
 	// unknown clients.
 	ClientResolver ClientResolver
@@ -218,6 +233,14 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	if err := cfg.CIMDPolicy.Validate(cfg.Scopes); err != nil {
+		return cfg, err
+	}
+	cfg.WorkloadIssuers = append([]WorkloadIssuer(nil), cfg.WorkloadIssuers...)
+	if err := validateWorkloadIssuers(cfg.WorkloadIssuers, cfg.Issuer); err != nil {
+		return cfg, err
+	}
+	cfg.EnterpriseIdPs = append([]EnterpriseIdP(nil), cfg.EnterpriseIdPs...)
+	if err := validateEnterpriseIdPs(cfg.EnterpriseIdPs, cfg); err != nil {
 		return cfg, err
 	}
 	if cfg.Now == nil {

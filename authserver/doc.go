@@ -5,8 +5,9 @@
 //
 //	/.well-known/oauth-authorization-server[/issuer-path]  RFC 8414 metadata (path-inserted, §3.1)
 //	/authorize   authorization code + PKCE S256 (GET; POST only for the consent form)
-//	/token       authorization_code and refresh_token grants (client auth: none,
-//	             client_secret_basic/post, private_key_jwt)
+//	/token       authorization_code and refresh_token grants; client_credentials
+//	             and the ID-JAG jwt-bearer grant when configured (client auth:
+//	             none, client_secret_basic/post, private_key_jwt, workload tokens)
 //	/revoke      RFC 7009 revocation
 //	/jwks.json   the public signing keys
 //	/register    RFC 7591 registration, only when Config.Registration is set
@@ -66,6 +67,10 @@
 //     RemoteKeys, JWK sets fetched through Config.JWKSFetcher, the CIMD
 //     fetcher). Every bad assertion is 401 invalid_client; the jti is
 //     recorded in the store (storage.Replays) only when all else holds.
+//   - The same verifier and RemoteKeys serve ID-JAGs (idjag.go, requirement
+//     24) and workload tokens as client assertions (machine.go, requirement
+//     23), with the trusted issuers' keys discovered and kept through
+//     outages (issuerkeys.go, Config.IssuerFetcher).
 //   - /revoke answers 400 unauthorized_client and changes nothing when the
 //     token belongs to another client (RFC 7009 §2.1 "refuses"); unknown,
 //     expired or already revoked tokens answer 200; a storage failure 503.

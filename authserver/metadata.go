@@ -31,6 +31,12 @@ type MetadataInput struct {
 	// published; it is kept for callers that build other documents.
 	SigningAlg           string
 	ServiceDocumentation string
+	// ClientCredentials: the client_credentials grant is served (some
+	// client may use it).
+	ClientCredentials bool
+	// IDJAG: the JWT bearer grant with ID-JAGs is served (an enterprise
+	// IdP is configured).
+	IDJAG bool
 }
 
 // BuildMetadata returns the RFC 8414 metadata document.
@@ -44,7 +50,7 @@ func BuildMetadata(in MetadataInput) map[string]any {
 		"token_endpoint":                                   in.TokenEndpoint,
 		"response_types_supported":                         []string{"code"},
 		"response_modes_supported":                         []string{"query"},
-		"grant_types_supported":                            []string{"authorization_code", "refresh_token"},
+		"grant_types_supported":                            grantTypesSupported(in),
 		"code_challenge_methods_supported":                 []string{PKCEMethodS256},
 		"token_endpoint_auth_methods_supported":            authMethods,
 		"token_endpoint_auth_signing_alg_values_supported": append([]string(nil), AssertionAlgs...),
@@ -71,7 +77,22 @@ func BuildMetadata(in MetadataInput) map[string]any {
 	if in.ServiceDocumentation != "" {
 		m["service_documentation"] = in.ServiceDocumentation
 	}
+	if in.IDJAG {
+		m["authorization_grant_profiles_supported"] = []string{GrantProfileIDJAG}
+	}
 	return m
+}
+
+// grantTypesSupported lists the grants served, and only those.
+func grantTypesSupported(in MetadataInput) []string {
+	g := []string{GrantAuthorizationCode, GrantRefreshToken}
+	if in.ClientCredentials {
+		g = append(g, GrantClientCredentials)
+	}
+	if in.IDJAG {
+		g = append(g, GrantJWTBearer)
+	}
+	return g
 }
 
 // scopesWithOffline returns scopes without duplicates or empty entries,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -40,6 +41,10 @@ type ClientPolicy struct {
 	// consents stored earlier for longer); ConsentNotRemembered turns
 	// remembering off.
 	RememberConsent time.Duration
+	// MachineUse lets the client use the client_credentials grant (with
+	// private_key_jwt) when its document declares that grant
+	// (requirement 23). Off unless set.
+	MachineUse bool
 }
 
 // CIMDPolicy chooses a ClientPolicy for each CIMD client. Precedence, knob
@@ -158,6 +163,7 @@ func (s *Server) cimdPolicy(clientID string) ClientPolicy {
 		if l.RememberConsent != 0 {
 			out.RememberConsent = l.RememberConsent
 		}
+		out.MachineUse = out.MachineUse || l.MachineUse
 	}
 	return out
 }
@@ -167,6 +173,11 @@ func (s *Server) cimdPolicy(clientID string) ClientPolicy {
 // refresh) apply them like an owned client's.
 func (s *Server) applyCIMDPolicy(c *storage.Client) {
 	p := s.cimdPolicy(c.ID)
+	if !p.MachineUse || c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
+		// Only a host the operator marks for machine use, and a client
+		// that proves its keys, gets client_credentials.
+		c.GrantTypes = slices.DeleteFunc(slices.Clone(c.GrantTypes), func(g string) bool { return g == GrantClientCredentials })
+	}
 	if p.AccessTokenTTL > 0 {
 		c.AccessTokenTTL = p.AccessTokenTTL
 	}

@@ -68,6 +68,14 @@ const (
 	ReasonStorageUnavailable    Reason = "storage_unavailable"
 	ReasonServerBusy            Reason = "server_busy"
 	ReasonInternalError         Reason = "internal_error"
+	ReasonWorkloadTokenInvalid  Reason = "workload_token_invalid"
+	ReasonWorkloadUnmapped      Reason = "workload_unmapped"
+	ReasonIssuerKeysUnavailable Reason = "issuer_keys_unavailable"
+	ReasonIDJAGInvalid          Reason = "id_jag_invalid"
+	ReasonIDJAGUntrustedIssuer  Reason = "id_jag_untrusted_issuer"
+	ReasonIDJAGWrongClient      Reason = "id_jag_wrong_client"
+	ReasonIDJAGReplayed         Reason = "id_jag_replayed"
+	ReasonAccountUnmapped       Reason = "enterprise_account_unmapped"
 )
 
 // reasonText holds the plain words of each reason: what went wrong, then
@@ -122,6 +130,14 @@ var reasonText = map[Reason]string{
 	ReasonStorageUnavailable:    "the server's storage is unavailable; try again later (the operator should check the store)",
 	ReasonServerBusy:            "the server is busy; try again",
 	ReasonInternalError:         "an internal error occurred; try again, and tell the operator if it persists",
+	ReasonWorkloadTokenInvalid:  "the workload token used as client assertion was refused (signature, issuer, audience or expiry); the agent must present a fresh token of a trusted workload issuer with this server as audience",
+	ReasonWorkloadUnmapped:      "the workload token is valid but its subject is not mapped to a client; ask the operator to map it (workload_issuer, client)",
+	ReasonIssuerKeysUnavailable: "the signing keys of the trusted issuer (enterprise IdP or workload issuer) cannot be fetched right now; try again shortly",
+	ReasonIDJAGInvalid:          "the identity assertion grant (ID-JAG) was refused (type, signature, audience, expiry, resource or claims); the app must obtain a fresh ID-JAG from the enterprise IdP for this server",
+	ReasonIDJAGUntrustedIssuer:  "the identity assertion grant (ID-JAG) comes from an IdP this server does not trust; ask the operator to configure it (enterprise_idp)",
+	ReasonIDJAGWrongClient:      "the identity assertion grant (ID-JAG) was issued to another app, or this app may not use that IdP; the app must use its own ID-JAG",
+	ReasonIDJAGReplayed:         "the identity assertion grant (ID-JAG) was already used (a replay); the app must obtain a fresh one",
+	ReasonAccountUnmapped:       "the enterprise user has no account here and the IdP's policy does not create one; ask the operator to provision the user or turn on provisioning",
 }
 
 // Text is the plain-words explanation of r ("" for a reason outside the set).
@@ -145,7 +161,7 @@ func Reasons() []Reason {
 // counts them), info for the rest.
 func (r Reason) logLevel() slog.Level {
 	switch r {
-	case ReasonCodeReused, ReasonRefreshReused:
+	case ReasonCodeReused, ReasonRefreshReused, ReasonIDJAGReplayed:
 		return slog.LevelWarn
 	case ReasonRateLimited, ReasonRegistrationRateLimit, ReasonCIMDFetchRateLimited:
 		return slog.LevelDebug

@@ -53,6 +53,12 @@ type Server struct {
 	// remoteKeys caches the JWK sets of private_key_jwt clients (nil
 	// without a JWKSFetcher).
 	remoteKeys *RemoteKeys
+	// issuerKeys are the key sources of the trusted issuers (enterprise
+	// IdPs, workload issuers), by issuer.
+	issuerKeys map[string]KeySource
+	// workloadClients are the owned clients that authenticate with
+	// workload tokens only.
+	workloadClients map[string]bool
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -78,7 +84,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		s.remoteKeys = rk
 	}
+	if err := s.buildIssuerKeys(); err != nil {
+		return nil, err
+	}
 	if err := s.seedClients(ctx, cfg.Clients); err != nil {
+		return nil, err
+	}
+	if err := s.checkTrustedClients(); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -116,6 +128,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.audit.run() }()
+	if len(s.issuerKeys) > 0 {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.warmIssuerKeys(runCtx) }()
+	}
 
 	reg := ""
 	if cfg.Registration != nil {
@@ -133,6 +149,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		CIMD:                  cfg.ClientResolver != nil,
 		SigningAlg:            s.keys.Algorithm(),
 		ServiceDocumentation:  cfg.ServiceDocumentation,
+		ClientCredentials:     s.servesClientCredentials(),
+		IDJAG:                 len(cfg.EnterpriseIdPs) > 0,
 	})
 	if s.metaJSON, err = json.Marshal(s.metadata); err != nil {
 		s.Close()

@@ -78,7 +78,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.writeRefusal(w, r, "", e)
 		return
 	}
-	client, e := s.authenticateClient(r, form)
+	client, method, e := s.authenticateClientMethod(r, form)
 	if e != nil {
 		s.writeRefusal(w, r, requestClientID(r, form), e)
 		return
@@ -89,19 +89,30 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.writeRefusal(w, r, client.ID, ErrInvalidRequest("grant_type is required").because(ReasonGrantTypeUnsupported))
 		return
 	case GrantAuthorizationCode, GrantRefreshToken:
+	case GrantClientCredentials, GrantJWTBearer:
+		// Served only when configured (requirements 23, 24).
+		if gt == GrantJWTBearer && len(s.cfg.EnterpriseIdPs) == 0 || gt == GrantClientCredentials && !s.servesClientCredentials() {
+			s.writeRefusal(w, r, client.ID, ErrUnsupportedGrantType("grant type is not supported").because(ReasonGrantTypeUnsupported))
+			return
+		}
 	default:
 		s.writeRefusal(w, r, client.ID, ErrUnsupportedGrantType("grant type is not supported").because(ReasonGrantTypeUnsupported))
 		return
 	}
-	if !allowsGrant(client, gt) {
+	if gt == GrantJWTBearer && !s.servesIDJAG(client) || gt != GrantJWTBearer && !allowsGrant(client, gt) {
 		s.writeRefusal(w, r, client.ID, ErrUnauthorizedClient("the client may not use this grant type").because(ReasonGrantTypeNotAllowed))
 		return
 	}
 	var resp *tokenResponse
-	if gt == GrantAuthorizationCode {
+	switch gt {
+	case GrantAuthorizationCode:
 		resp, e = s.exchangeCode(r, client, form)
-	} else {
+	case GrantRefreshToken:
 		resp, e = s.refresh(r, client, form)
+	case GrantClientCredentials:
+		resp, e = s.clientCredentials(r, client, method, form)
+	default:
+		resp, e = s.jwtBearer(r, client, method, form)
 	}
 	if e != nil {
 		s.writeRefusal(w, r, client.ID, e)

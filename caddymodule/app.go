@@ -227,6 +227,12 @@ type App struct {
 	Clients []ClientConfig `json:"clients,omitempty"`
 	// Login configures the hosted login pages and local accounts.
 	Login LoginConfig `json:"login,omitempty"`
+	// EnterpriseIdPs are trusted enterprise IdPs whose ID-JAGs the token
+	// endpoint accepts (JWT bearer grant; requirement 24).
+	EnterpriseIdPs []EnterpriseIdPConfig `json:"enterprise_idps,omitempty"`
+	// WorkloadIssuers are trusted issuers of workload tokens, accepted as
+	// client assertions (requirement 23).
+	WorkloadIssuers []WorkloadIssuerConfig `json:"workload_issuers,omitempty"`
 	// CIMD accepts clients identified by an https URL to their Client ID
 	// Metadata Document (Claude, ChatGPT, VS Code). Off when absent.
 	CIMD *CIMDConfig `json:"cimd,omitempty"`
@@ -344,6 +350,9 @@ type CIMDClientPolicy struct {
 	// lasts for the client (default 90 days); negative (off in the
 	// Caddyfile) never remembers it.
 	RememberConsent caddy.Duration `json:"remember_consent,omitempty"`
+	// MachineUse lets these clients use the client_credentials grant (with
+	// private_key_jwt) when their document declares it.
+	MachineUse bool `json:"machine_use,omitempty"`
 }
 
 // CIMDRate is a fetch budget: Burst fetches at once, refilled at Burst per
@@ -431,6 +440,11 @@ type ClientConfig struct {
 	// provision: a private_key_jwt client with inline keys. Not with secret
 	// or jwks_uri.
 	JWKSFile string `json:"jwks_file,omitempty"`
+	// GrantTypes the client may use: authorization_code and refresh_token
+	// (default), and client_credentials for an agent acting for itself
+	// (with a secret, keys or a workload_issuer mapping; no redirect URI
+	// needed when it is the only one).
+	GrantTypes []string `json:"grant_types,omitempty"`
 }
 
 // LoginConfig configures the hosted login.
@@ -681,7 +695,12 @@ func (a *App) Validate() error {
 			return fmt.Errorf("mcp_auth: client %q is configured twice", c.ID)
 		}
 		seen[c.ID] = true
-		if len(c.RedirectURIs) == 0 {
+		for _, g := range c.GrantTypes {
+			if g != authserver.GrantAuthorizationCode && g != authserver.GrantRefreshToken && g != authserver.GrantClientCredentials {
+				return fmt.Errorf("mcp_auth: client %q: grant_types %q: use authorization_code, refresh_token or client_credentials", c.ID, g)
+			}
+		}
+		if len(c.RedirectURIs) == 0 && slices.Contains(grantTypesOr(c.GrantTypes), authserver.GrantAuthorizationCode) {
 			return fmt.Errorf("mcp_auth: client %q needs at least one redirect_uri", c.ID)
 		}
 		for _, ru := range c.RedirectURIs {
@@ -697,6 +716,9 @@ func (a *App) Validate() error {
 		case c.JWKSURI != "" && !strings.HasPrefix(c.JWKSURI, "https://"):
 			return fmt.Errorf("mcp_auth: client %q: jwks_uri must be an https URL", c.ID)
 		}
+	}
+	if err := a.validateTrusted(); err != nil {
+		return err
 	}
 	if a.CIMD != nil {
 		switch a.CIMD.Policy {
@@ -920,7 +942,7 @@ func (a *App) ownedClients() ([]storage.Client, error) {
 			Kind:                    storage.ClientOwned,
 			Name:                    c.Name,
 			RedirectURIs:            c.RedirectURIs,
-			GrantTypes:              []string{"authorization_code", "refresh_token"},
+			GrantTypes:              grantTypesOr(c.GrantTypes),
 			Scopes:                  c.Scopes,
 			DefaultScopes:           c.DefaultScopes,
 			AccessTokenTTL:          time.Duration(c.AccessTokenLifetime),
@@ -1023,6 +1045,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		return nil, err
 	}
 	cfg.JWKSFetcher = fetcher
+	a.trustedIssuers(&cfg)
 	if a.CIMD != nil {
 		res, err := a.cimdResolver(fetcher)
 		if err != nil {
@@ -1091,6 +1114,7 @@ func (a *App) cimdPolicy() authserver.CIMDPolicy {
 			RefreshTokenTTL: time.Duration(p.RefreshTokenLifetime),
 			Scopes:          p.Scopes,
 			RememberConsent: time.Duration(p.RememberConsent),
+			MachineUse:      p.MachineUse,
 		}
 		if cp.RememberConsent < 0 {
 			cp.RememberConsent = authserver.ConsentNotRemembered

@@ -32,6 +32,25 @@ func TestAppValidate(t *testing.T) {
 		{"long refresh grace", func(a *App) { g := caddy.Duration(11 * time.Minute); a.RefreshGrace = &g }, "refresh_grace"},
 		{"strict refresh rotation", func(a *App) { g := caddy.Duration(0); a.RefreshGrace = &g }, ""},
 		{"client without redirect", func(a *App) { a.Clients = []ClientConfig{{ID: "x"}} }, "redirect_uri"},
+		{"machine client without redirect", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", Secret: "s3cret-s3cret-s3cret", GrantTypes: []string{"client_credentials"}}}
+		}, ""},
+		{"machine client with the code grant needs a redirect", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", GrantTypes: []string{"client_credentials", "authorization_code"}}}
+		}, "redirect_uri"},
+		{"unknown grant type", func(a *App) {
+			a.Clients = []ClientConfig{{ID: "x", GrantTypes: []string{"password"}}}
+		}, `grant_types "password"`},
+		{"enterprise idp http issuer", func(a *App) {
+			a.EnterpriseIdPs = []EnterpriseIdPConfig{{Name: "acme", Issuer: "http://idp.example.com", Clients: []string{"x"}}}
+		}, "enterprise_idp \"acme\": issuer"},
+		{"enterprise idp twice", func(a *App) {
+			p := EnterpriseIdPConfig{Name: "acme", Issuer: "https://idp.example.com", Clients: []string{"x"}}
+			a.EnterpriseIdPs = []EnterpriseIdPConfig{p, p}
+		}, "configured twice"},
+		{"workload issuer with query", func(a *App) {
+			a.WorkloadIssuers = []WorkloadIssuerConfig{{Name: "gh", Issuer: "https://token.example.com/?x", Clients: map[string]string{"s": "x"}}}
+		}, "workload_issuer \"gh\": issuer"},
 		{"client id is a URL", func(a *App) {
 			a.Clients = []ClientConfig{{ID: "https://x.example/c.json", RedirectURIs: []string{"https://x.example/cb"}}}
 		}, "must not be URLs"},

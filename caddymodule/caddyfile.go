@@ -222,6 +222,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.Login.unmarshal(d); err != nil {
 				return err
 			}
+		case "enterprise_idp":
+			c, err := parseEnterpriseIdP(d)
+			if err != nil {
+				return err
+			}
+			a.EnterpriseIdPs = append(a.EnterpriseIdPs, c)
+		case "workload_issuer":
+			c, err := parseWorkloadIssuer(d)
+			if err != nil {
+				return err
+			}
+			a.WorkloadIssuers = append(a.WorkloadIssuers, c)
 		case "cimd":
 			c, err := parseCIMD(d)
 			if err != nil {
@@ -298,6 +310,12 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 				return c, d.ArgErr()
 			}
 			c.SkipConsent = true
+		case "grant_types":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return c, d.ArgErr()
+			}
+			c.GrantTypes = append(c.GrantTypes, args...)
 		default:
 			return c, d.Errf("unknown client option %q", opt)
 		}
@@ -612,6 +630,11 @@ func parseCIMDClientPolicy(d *caddyfile.Dispenser) (*CIMDClientPolicy, error) {
 				return nil, d.Errf("remember_consent %q is not a positive duration or off", v)
 			}
 			p.RememberConsent = caddy.Duration(dur)
+		case "machine_use":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			p.MachineUse = true
 		default:
 			return nil, d.Errf("unknown cimd client option %q", opt)
 		}

@@ -128,6 +128,15 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"oidc unknown", "{\n mcp_auth {\n  login {\n   oidc g {\n    implicit\n   }\n  }\n }\n}\n", `unknown oidc option "implicit"`},
 		{"home realm args", "{\n mcp_auth {\n  login {\n   home_realm example.org\n  }\n }\n}\n", "home_realm <email domain> <provider>"},
 		{"twice", "{\n mcp_auth {\n }\n mcp_auth {\n }\n}\n", "only once"},
+		{"enterprise_idp without name", "{\n mcp_auth {\n  enterprise_idp {\n  }\n }\n}\n", "enterprise_idp needs a name"},
+		{"enterprise_idp subject", "{\n mcp_auth {\n  enterprise_idp acme {\n   subject by_name\n  }\n }\n}\n", "subject must be by_sub or by_verified_email"},
+		{"enterprise_idp provision", "{\n mcp_auth {\n  enterprise_idp acme {\n   provision maybe\n  }\n }\n}\n", `want on or off, not "maybe"`},
+		{"enterprise_idp scope_map", "{\n mcp_auth {\n  enterprise_idp acme {\n   scope_map mcp.read\n  }\n }\n}\n", "scope_map needs an IdP scope and our scopes"},
+		{"enterprise_idp unknown", "{\n mcp_auth {\n  enterprise_idp acme {\n   trust_all\n  }\n }\n}\n", `unknown enterprise_idp option "trust_all"`},
+		{"workload client args", "{\n mcp_auth {\n  workload_issuer gh {\n   client repo:a/b\n  }\n }\n}\n", "client needs a workload subject and a client id"},
+		{"workload subject twice", "{\n mcp_auth {\n  workload_issuer gh {\n   client s a\n   client s b\n  }\n }\n}\n", "workload subject s is mapped twice"},
+		{"workload unknown", "{\n mcp_auth {\n  workload_issuer gh {\n   any_audience\n  }\n }\n}\n", `unknown workload_issuer option "any_audience"`},
+		{"client grant_types empty", "{\n mcp_auth {\n  client app {\n   grant_types\n  }\n }\n}\n", "wrong argument count"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

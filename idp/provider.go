@@ -493,3 +493,27 @@ func newAccountID() string {
 	}
 	return sb.String()
 }
+
+// ErrNotProvisioned is returned by ResolveIdentity for an identity that has
+// no account and may not get one (or whose email belongs to an account it
+// may not be linked to, or whose account is disabled).
+var ErrNotProvisioned = errors.New("idp: identity has no usable account")
+
+// ResolveIdentity finds or creates the local account of an identity
+// verified elsewhere than in a browser (an enterprise IdP's ID-JAG at the
+// token endpoint), with the same rules as an upstream login: by (provider,
+// subject), else by verified email when pol.LinkByEmail, else a new
+// account unless pol.NoAccountCreation. It returns the account id (the
+// token subject); ErrNotProvisioned when the policy refuses, or a store
+// error. The outcome is audited like an upstream login's.
+func (l *Login) ResolveIdentity(ctx context.Context, pol UpstreamPolicy, ext ExternalIdentity) (string, error) {
+	acct, reason, err := l.linkUpstream(ctx, pol, ext, "")
+	if err == nil {
+		return acct.ID, nil
+	}
+	if reason == "store_error" {
+		return "", err
+	}
+	l.auditCtx(ctx, storage.AuditEvent{Type: "account.refused", Outcome: reason, Subject: acct.ID, Detail: map[string]string{"provider": ext.Provider}})
+	return "", fmt.Errorf("%w (%s)", ErrNotProvisioned, reason)
+}

@@ -134,6 +134,7 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 	}
 
 	// grant_types
+	const grantClientCredentials = "client_credentials"
 	grants := []string{dcr.GrantAuthorizationCode}
 	if present(m["grant_types"]) {
 		var gs []string
@@ -145,6 +146,11 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 		}
 		if slices.Contains(gs, dcr.GrantRefreshToken) {
 			grants = append(grants, dcr.GrantRefreshToken)
+		}
+		if slices.Contains(gs, grantClientCredentials) {
+			// Kept only for hosts the operator marks for machine use
+			// (the authorization server's CIMD policy).
+			grants = append(grants, grantClientCredentials)
 		}
 	}
 

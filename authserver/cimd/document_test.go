@@ -363,3 +363,18 @@ func FuzzValidateDocument(f *testing.F) {
 		}
 	})
 }
+
+// TestValidateDocumentClientCredentials: a document may declare
+// client_credentials beside authorization_code; the grant is kept (the
+// authorization server grants it only to hosts marked for machine use).
+func TestValidateDocumentClientCredentials(t *testing.T) {
+	doc := `{"client_id":"https://agents.example.com/client","client_name":"Agent","redirect_uris":["https://agents.example.com/cb"],
+		"grant_types":["authorization_code","client_credentials"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://agents.example.com/jwks.json"}`
+	c, err := ValidateDocument("https://agents.example.com/client", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.GrantTypes, []string{"authorization_code", "client_credentials"}) {
+		t.Fatalf("grant types = %v", c.GrantTypes)
+	}
+}
