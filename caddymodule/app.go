@@ -8,6 +8,7 @@ import (
 	"golang.org/x/time/rate"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -68,7 +69,7 @@ func init() {
 //			token_rate_limit <per second>|off [<burst>]
 //			cimd {
 //				policy trusted|any
-//				trusted_hosts <host...>
+//				trusted_hosts <host...>      # default: builtin (claude.ai chatgpt.com vscode.dev)
 //				max_bytes <n>
 //				timeout <duration>
 //				untrusted_timeout <duration>
@@ -285,7 +286,10 @@ type CIMDConfig struct {
 	// Policy is "trusted" (only TrustedHosts; the default) or "any" (any
 	// https host; the consent page names the host).
 	Policy string `json:"policy,omitempty"`
-	// TrustedHosts are exact hosts ("claude.ai") or suffix patterns ("*.example.com").
+	// TrustedHosts are exact hosts ("claude.ai") or suffix patterns
+	// ("*.example.com"). Empty: the built-in hosts of the major clients'
+	// documents (claude.ai, chatgpt.com, vscode.dev; cimd.KnownClients);
+	// "builtin" in the list stands for them.
 	TrustedHosts []string `json:"trusted_hosts,omitempty"`
 	// MaxBytes caps a document (default 5120).
 	MaxBytes int64 `json:"max_bytes,omitempty"`
@@ -701,9 +705,6 @@ func (a *App) Validate() error {
 		case "", "trusted", "any":
 		default:
 			return fmt.Errorf("mcp_auth: cimd policy %q: use trusted or any", a.CIMD.Policy)
-		}
-		if (a.CIMD.Policy == "" || a.CIMD.Policy == "trusted") && len(a.CIMD.TrustedHosts) == 0 {
-			return errors.New("mcp_auth: cimd policy trusted needs trusted_hosts (or use policy any)")
 		}
 		for name, r := range map[string]*CIMDRate{"host_rate": a.CIMD.HostRate, "domain_rate": a.CIMD.DomainRate, "requester_rate": a.CIMD.RequesterRate} {
 			if r != nil && (r.Burst < 1 || r.Interval <= 0) {
@@ -1123,6 +1124,11 @@ func (a *App) tokenRate() float64 {
 	return a.TokenRateLimit
 }
 
+// testCIMDLookupIP replaces the CIMD fetcher's name resolution in this
+// package's tests (a vendor's host resolved to a test listener); always nil
+// in a running server.
+var testCIMDLookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
+
 // cimdFetcher builds the fetcher of CIMD documents and JWK sets from the
 // cimd options (defaults when cimd is not configured).
 func (a *App) cimdFetcher() (*cimd.Fetcher, error) {
@@ -1137,6 +1143,7 @@ func (a *App) cimdFetcher() (*cimd.Fetcher, error) {
 		AllowLoopback:     c.InsecureAllowLoopback,
 		Logger:            a.slogger,
 		RequesterPrefixes: abuse.Prefixes{IPv4: a.ClientIPv4Prefix, IPv6: a.ClientIPv6Prefix},
+		LookupIP:          testCIMDLookupIP,
 	}
 	fc.PerHostRate, fc.PerHostBurst = c.HostRate.perSecond()
 	fc.PerDomainRate, fc.PerDomainBurst = c.DomainRate.perSecond()
@@ -1163,7 +1170,7 @@ func (a *App) cimdResolver(f *cimd.Fetcher) (*cimd.Resolver, error) {
 	c := a.CIMD
 	return cimd.NewResolver(cimd.ResolverConfig{
 		Fetcher:      f,
-		TrustedHosts: c.TrustedHosts,
+		TrustedHosts: cimd.ExpandTrustedHosts(c.TrustedHosts),
 		Policy:       c.Policy,
 		MinCacheTTL:  time.Duration(c.CacheMin),
 		MaxCacheTTL:  time.Duration(c.CacheMax),
