@@ -133,7 +133,7 @@ func TestReadmeProductionCaddyfileOnboardsClients(t *testing.T) {
 	src := readmeBlock(t, "production")
 	src = strings.ReplaceAll(src, "https://mcp.example.com", origin)
 	src = strings.ReplaceAll(src, "mcp.example.com", origin)
-	src = strings.Replace(src, "{\n", "{\n\tadmin off\n\tpersist_config off\n", 1)
+	src = strings.Replace(src, "{\n", "{\n\tadmin off\n\tpersist_config off\n\tstorage file_system "+filepath.Join(dir, "caddy")+"\n", 1)
 	if !strings.Contains(src, "policy trusted\n") || strings.Contains(src, "trusted_hosts") {
 		t.Fatalf("the production Caddyfile does not rely on the built-in trusted hosts:\n%s", src)
 	}
