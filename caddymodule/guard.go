@@ -550,6 +550,7 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
 		return nil, h.ArgErr()
 	}
+	pos := fmt.Sprintf("%s:%d", h.File(), h.Line())
 	// A plain path matcher (`/mcp*`) also names the MCP endpoint's path.
 	path, exact := "", ""
 	if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
@@ -578,6 +579,9 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	}
 	if g.Path == "" {
 		g.Path = "/mcp"
+	}
+	if err := checkGuard(h, &g, pos); err != nil {
+		return nil, err
 	}
 	// Every discovery path at the root of the host: the guard serves its
 	// metadata and answers the others (requirement 28).
