@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -434,6 +435,9 @@ type ClientConfig struct {
 	// provision: a private_key_jwt client with inline keys. Not with secret
 	// or jwks_uri.
 	JWKSFile string `json:"jwks_file,omitempty"`
+	// Source is where the client is configured (Caddyfile file:line, set
+	// by the adapter), named by errors found at provision.
+	Source string `json:"source,omitempty"`
 }
 
 // LoginConfig configures the hosted login.
@@ -501,6 +505,9 @@ type UserConfig struct {
 	Password string `json:"password,omitempty"`
 	// PasswordHash is an argon2id PHC string, instead of Password.
 	PasswordHash string `json:"password_hash,omitempty"`
+	// Source is where the user is configured (Caddyfile file:line, set by
+	// the adapter), named by errors found at provision.
+	Source string `json:"source,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -540,10 +547,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.RefreshGrace = &g
 	}
 	for i := range a.Clients {
-		a.Clients[i].Secret = repl.ReplaceKnown(a.Clients[i].Secret, "")
+		c := &a.Clients[i]
+		raw := c.Secret
+		c.Secret = repl.ReplaceKnown(raw, "")
+		if raw != "" && strings.TrimSpace(c.Secret) == "" {
+			return fmt.Errorf("%smcp_auth: client %q: its secret %s is empty%s: set it before starting Caddy, or remove `secret` to make the client public",
+				at(c.Source), c.ID, raw, unsetVars(raw))
+		}
 	}
 	for i := range a.Login.Users {
-		a.Login.Users[i].Password = repl.ReplaceKnown(a.Login.Users[i].Password, "")
+		u := &a.Login.Users[i]
+		raw := u.Password
+		u.Password = repl.ReplaceKnown(raw, "")
+		if strings.TrimSpace(u.Password) == "" && u.PasswordHash == "" {
+			what := "has no password"
+			if raw != "" {
+				what = "its password " + raw + " is empty" + unsetVars(raw)
+			}
+			return fmt.Errorf("%smcp_auth: login user %s %s: set it before starting Caddy (the account would be created without a password), or remove the user",
+				at(u.Source), u.Email, what)
+		}
 	}
 	if err := a.provisionKEK(repl); err != nil {
 		return err
@@ -637,6 +660,35 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.login = login
 	return nil
+}
+
+// at prefixes an error with a Caddyfile position ("" without one).
+func at(source string) string {
+	if source == "" {
+		return ""
+	}
+	return source + ": "
+}
+
+// envPlaceholder matches {env.NAME} placeholders.
+var envPlaceholder = regexp.MustCompile(`\{env\.([^{}]+)\}`)
+
+// unsetVars names the environment variables of raw's {env.*} placeholders
+// that are not set (" (environment variable X is not set)"), or "".
+func unsetVars(raw string) string {
+	var names []string
+	for _, m := range envPlaceholder.FindAllStringSubmatch(raw, -1) {
+		if v, ok := os.LookupEnv(m[1]); !ok || strings.TrimSpace(v) == "" {
+			names = append(names, m[1])
+		}
+	}
+	switch len(names) {
+	case 0:
+		return ""
+	case 1:
+		return " (environment variable " + names[0] + " is not set)"
+	}
+	return " (environment variables " + strings.Join(names, ", ") + " are not set)"
 }
 
 // Validate checks the configuration's invariants.
