@@ -551,8 +551,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		raw := c.Secret
 		c.Secret = repl.ReplaceKnown(raw, "")
 		if raw != "" && strings.TrimSpace(c.Secret) == "" {
-			return fmt.Errorf("%smcp_auth: client %q: its secret %s is empty%s: set it before starting Caddy, or remove `secret` to make the client public",
-				at(c.Source), c.ID, raw, unsetVars(raw))
+			return a.refuseConfig(fmt.Errorf("%smcp_auth: client %q: its secret %s is empty%s: set it before starting Caddy, or remove `secret` to make the client public",
+				at(c.Source), c.ID, raw, unsetVars(raw)))
 		}
 	}
 	for i := range a.Login.Users {
@@ -564,8 +564,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 			if raw != "" {
 				what = "its password " + raw + " is empty" + unsetVars(raw)
 			}
-			return fmt.Errorf("%smcp_auth: login user %s %s: set it before starting Caddy (the account would be created without a password), or remove the user",
-				at(u.Source), u.Email, what)
+			return a.refuseConfig(fmt.Errorf("%smcp_auth: login user %s %s: set it before starting Caddy (the account would be created without a password), or remove the user",
+				at(u.Source), u.Email, what))
 		}
 	}
 	if err := a.provisionKEK(repl); err != nil {
@@ -660,6 +660,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.login = login
 	return nil
+}
+
+// refuseConfig logs a configuration refusal found at provision before
+// returning it, so that it leads the output of `caddy validate` and `caddy
+// run` (Caddy prefixes the returned error with the whole module path).
+func (a *App) refuseConfig(err error) error {
+	a.logger.Error(err.Error())
+	return err
 }
 
 // at prefixes an error with a Caddyfile position ("" without one).
