@@ -737,27 +737,27 @@ func (a *App) Validate() error {
 			return errors.New("mcp_auth: a client needs an id")
 		}
 		if strings.HasPrefix(c.ID, "https://") || strings.HasPrefix(c.ID, "http://") {
-			return fmt.Errorf("mcp_auth: client %q: owned client ids must not be URLs (those are CIMD clients)", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q: owned client ids must not be URLs (those are CIMD clients)", at(c.Source), c.ID)
 		}
 		if seen[c.ID] {
-			return fmt.Errorf("mcp_auth: client %q is configured twice", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q is configured twice", at(c.Source), c.ID)
 		}
 		seen[c.ID] = true
 		if len(c.RedirectURIs) == 0 {
-			return fmt.Errorf("mcp_auth: client %q needs at least one redirect_uri", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q needs at least one redirect_uri", at(c.Source), c.ID)
 		}
 		for _, ru := range c.RedirectURIs {
 			if err := authserver.ValidateRedirectURI(ru); err != nil {
-				return fmt.Errorf("mcp_auth: client %q: %w", c.ID, err)
+				return fmt.Errorf("%smcp_auth: client %q: %w", at(c.Source), c.ID, err)
 			}
 		}
 		switch {
 		case c.Secret != "" && (c.JWKSURI != "" || c.JWKSFile != ""):
-			return fmt.Errorf("mcp_auth: client %q: use secret or keys (jwks_uri, jwks_file), not both", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q: use secret or keys (jwks_uri, jwks_file), not both", at(c.Source), c.ID)
 		case c.JWKSURI != "" && c.JWKSFile != "":
-			return fmt.Errorf("mcp_auth: client %q: use jwks_uri or jwks_file, not both", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q: use jwks_uri or jwks_file, not both", at(c.Source), c.ID)
 		case c.JWKSURI != "" && !strings.HasPrefix(c.JWKSURI, "https://"):
-			return fmt.Errorf("mcp_auth: client %q: jwks_uri must be an https URL", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q: jwks_uri must be an https URL", at(c.Source), c.ID)
 		}
 	}
 	if a.CIMD != nil {
@@ -1309,9 +1309,14 @@ func isLoopbackHost(h string) bool {
 	return h == "localhost" || h == "127.0.0.1" || h == "::1"
 }
 
-// appFrom returns the mcp_auth app of this config.
-func appFrom(ctx caddy.Context) (*App, error) {
-	v, err := ctx.App("mcp_auth")
+// appFrom returns the mcp_auth app of this config. Without one, the error
+// says what to add (not "issuer is required" of an empty app).
+func appFrom(ctx caddy.Context, directive string) (*App, error) {
+	v, err := ctx.AppIfConfigured("mcp_auth")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, fmt.Errorf("%s needs an authorization server, and this config has no mcp_auth app: add the global `mcp_auth { issuer https://… }` block%s",
+			directive, map[bool]string{true: ", or set `issuer <url>` (and `resource`) in mcp_protect to accept an external authorization server's tokens"}[directive == "mcp_protect"])
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mcp_auth app: %w", err)
 	}

@@ -212,7 +212,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		}
 	}
 	if ours {
-		app, err := appFrom(ctx)
+		app, err := appFrom(ctx, "mcp_protect")
 		if err != nil {
 			return err
 		}

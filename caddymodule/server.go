@@ -41,7 +41,7 @@ func (ServerHandler) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the mcp_auth app.
 func (h *ServerHandler) Provision(ctx caddy.Context) error {
-	app, err := appFrom(ctx)
+	app, err := appFrom(ctx, "mcp_auth_server")
 	if err != nil {
 		return err
 	}

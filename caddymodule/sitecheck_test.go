@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 const checkGlobal = "{\n\tmcp_auth {\n\t\tissuer https://auth.example.com\n\t\tscopes todo:read todo:write\n\t}\n}\n"
@@ -121,5 +123,21 @@ func TestGuardResourceFromSiteAddress(t *testing.T) {
 	// Scope implication: a required narrow scope implied by an offered broad one passes.
 	if _, err := adapt(t, "{\n\tmcp_auth {\n\t\tissuer https://auth.example.com\n\t\tscopes todo:admin\n\t}\n}\n\nauth.example.com {\n\tmcp_protect /mcp* {\n\t\tscopes todo:read\n\t\tscope_implies todo:admin todo:read\n\t}\n}\n"); err != nil {
 		t.Fatalf("implied scope refused: %v", err)
+	}
+}
+
+// A JSON config whose guard has no authorization server gets advice that
+// fits (before: "mcp_auth: issuer is required", of an app nobody configured).
+func TestGuardWithoutAppAdvice(t *testing.T) {
+	for _, handler := range []string{`{"handler":"mcp_resource_guard"}`, `{"handler":"mcp_auth_server"}`} {
+		raw := `{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` + handler + `]}]}}}}}`
+		var cfg caddy.Config
+		if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		err := caddy.Validate(&cfg)
+		if err == nil || !strings.Contains(err.Error(), "this config has no mcp_auth app: add the global `mcp_auth { issuer https://… }` block") || strings.Contains(err.Error(), "issuer is required") {
+			t.Fatalf("%s: %v", handler, err)
+		}
 	}
 }
