@@ -64,6 +64,7 @@ const (
 	ReasonRegistrationRedirect  Reason = "redirect_uri_invalid"
 	ReasonRegistrationRateLimit Reason = "registration_rate_limited"
 	ReasonRegistrationCap       Reason = "registration_client_cap"
+	ReasonRegistrationDisabled  Reason = "registration_disabled"
 	ReasonRateLimited           Reason = "rate_limited"
 	ReasonStorageUnavailable    Reason = "storage_unavailable"
 	ReasonServerBusy            Reason = "server_busy"
@@ -126,6 +127,7 @@ var reasonText = map[Reason]string{
 	ReasonRegistrationRedirect:  "a redirect URI of the registration is not acceptable (https, or loopback http, or a private-use scheme; no fragment); the app must register valid redirect URIs",
 	ReasonRegistrationRateLimit: "too many registrations were made just now; wait and try again",
 	ReasonRegistrationCap:       "too many apps are registered; unused ones expire, try again later",
+	ReasonRegistrationDisabled:  "this server does not accept dynamic client registration; the app must sign in with a client ID metadata document (CIMD) or a client the operator configured, or the operator must turn on dcr",
 	ReasonRateLimited:           "too many requests came from this address; wait and try again",
 	ReasonStorageUnavailable:    "the server's storage is unavailable; try again later (the operator should check the store)",
 	ReasonServerBusy:            "the server is busy; try again",

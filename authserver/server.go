@@ -173,12 +173,26 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Registration != nil {
 		s.routes[s.path(pathRegister)] = cors.Wrap(cfg.Registration)
+	} else {
+		// Some clients POST to /register whatever the metadata says (Claude
+		// uses the origin's /register): an OAuth error that says why, never
+		// an empty 200 from the handlers behind.
+		s.routes[s.path(pathRegister)] = cors.Wrap(http.HandlerFunc(s.serveRegistrationOff))
 	}
 	s.issuerPath = strings.TrimSuffix(u.Path, "/")
 	s.notFound = cors.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
 	}))
 	return s, nil
+}
+
+// serveRegistrationOff answers /register when Dynamic Client Registration
+// is off: 403 access_denied with the reason's plain words, logged and
+// audited as a refused registration. Nothing is stored.
+func (s *Server) serveRegistrationOff(w http.ResponseWriter, r *http.Request) {
+	e := (&Error{Code: CodeAccessDenied, Status: http.StatusForbidden}).plain(ReasonRegistrationDisabled, "")
+	s.refused(r, "client.register_refused", "", e)
+	WriteError(w, r, e)
 }
 
 // path is an endpoint's path on the issuer's origin.

@@ -55,10 +55,14 @@ func TestMetadataAndRouting(t *testing.T) {
 	if !h.srv.Handles(httptest.NewRequest(http.MethodGet, "/token", nil)) || h.srv.Handles(httptest.NewRequest(http.MethodGet, "/mcp", nil)) {
 		t.Fatal("Handles")
 	}
-	for _, p := range []string{"/.well-known/openid-configuration", "/register", "/mcp", "/authorize/x"} {
+	for _, p := range []string{"/.well-known/openid-configuration", "/mcp", "/authorize/x"} {
 		if w := get(p); w.Code != 404 || oauthError(t, w) != "not_found" {
 			t.Fatalf("%s: %d", p, w.Code)
 		}
+	}
+	// DCR is off: /register says so (TestRegisterWhenDCROff).
+	if w := get("/register"); w.Code != 403 || oauthError(t, w) != CodeAccessDenied {
+		t.Fatalf("/register with DCR off: %d %s", w.Code, w.Body)
 	}
 	if w := get("/jwks.json"); w.Code != 200 || !strings.Contains(w.Body.String(), `"keys"`) || strings.Contains(w.Body.String(), `"d"`) {
 		t.Fatalf("jwks: %d %s", w.Code, w.Body)

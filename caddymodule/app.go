@@ -8,7 +8,9 @@ import (
 	"golang.org/x/time/rate"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -67,7 +69,7 @@ func init() {
 //			token_rate_limit <per second>|off [<burst>]
 //			cimd {
 //				policy trusted|any
-//				trusted_hosts <host...>
+//				trusted_hosts <host...>      # default: builtin (claude.ai chatgpt.com vscode.dev)
 //				max_bytes <n>
 //				timeout <duration>
 //				untrusted_timeout <duration>
@@ -292,7 +294,10 @@ type CIMDConfig struct {
 	// Policy is "trusted" (only TrustedHosts; the default) or "any" (any
 	// https host; the consent page names the host).
 	Policy string `json:"policy,omitempty"`
-	// TrustedHosts are exact hosts ("claude.ai") or suffix patterns ("*.example.com").
+	// TrustedHosts are exact hosts ("claude.ai") or suffix patterns
+	// ("*.example.com"). Empty: the built-in hosts of the major clients'
+	// documents (claude.ai, chatgpt.com, vscode.dev; cimd.KnownClients);
+	// "builtin" in the list stands for them.
 	TrustedHosts []string `json:"trusted_hosts,omitempty"`
 	// MaxBytes caps a document (default 5120).
 	MaxBytes int64 `json:"max_bytes,omitempty"`
@@ -445,6 +450,9 @@ type ClientConfig struct {
 	// (with a secret, keys or a workload_issuer mapping; no redirect URI
 	// needed when it is the only one).
 	GrantTypes []string `json:"grant_types,omitempty"`
+	// Source is where the client is configured (Caddyfile file:line, set
+	// by the adapter), named by errors found at provision.
+	Source string `json:"source,omitempty"`
 }
 
 // LoginConfig configures the hosted login.
@@ -512,6 +520,9 @@ type UserConfig struct {
 	Password string `json:"password,omitempty"`
 	// PasswordHash is an argon2id PHC string, instead of Password.
 	PasswordHash string `json:"password_hash,omitempty"`
+	// Source is where the user is configured (Caddyfile file:line, set by
+	// the adapter), named by errors found at provision.
+	Source string `json:"source,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -552,10 +563,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.RefreshGrace = &g
 	}
 	for i := range a.Clients {
-		a.Clients[i].Secret = repl.ReplaceKnown(a.Clients[i].Secret, "")
+		c := &a.Clients[i]
+		raw := c.Secret
+		c.Secret = repl.ReplaceKnown(raw, "")
+		if raw != "" && strings.TrimSpace(c.Secret) == "" {
+			return a.refuseConfig(fmt.Errorf("%smcp_auth: client %q: its secret %s is empty%s: set it before starting Caddy, or remove `secret` to make the client public",
+				at(c.Source), c.ID, raw, unsetVars(raw)))
+		}
 	}
 	for i := range a.Login.Users {
-		a.Login.Users[i].Password = repl.ReplaceKnown(a.Login.Users[i].Password, "")
+		u := &a.Login.Users[i]
+		raw := u.Password
+		u.Password = repl.ReplaceKnown(raw, "")
+		if strings.TrimSpace(u.Password) == "" && u.PasswordHash == "" {
+			what := "has no password"
+			if raw != "" {
+				what = "its password " + raw + " is empty" + unsetVars(raw)
+			}
+			return a.refuseConfig(fmt.Errorf("%smcp_auth: login user %s %s: set it before starting Caddy (the account would be created without a password), or remove the user",
+				at(u.Source), u.Email, what))
+		}
 	}
 	if err := a.provisionKEK(repl); err != nil {
 		return err
@@ -655,6 +682,43 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// refuseConfig logs a configuration refusal found at provision before
+// returning it, so that it leads the output of `caddy validate` and `caddy
+// run` (Caddy prefixes the returned error with the whole module path).
+func (a *App) refuseConfig(err error) error {
+	a.logger.Error(err.Error())
+	return err
+}
+
+// at prefixes an error with a Caddyfile position ("" without one).
+func at(source string) string {
+	if source == "" {
+		return ""
+	}
+	return source + ": "
+}
+
+// envPlaceholder matches {env.NAME} placeholders.
+var envPlaceholder = regexp.MustCompile(`\{env\.([^{}]+)\}`)
+
+// unsetVars names the environment variables of raw's {env.*} placeholders
+// that are not set (" (environment variable X is not set)"), or "".
+func unsetVars(raw string) string {
+	var names []string
+	for _, m := range envPlaceholder.FindAllStringSubmatch(raw, -1) {
+		if v, ok := os.LookupEnv(m[1]); !ok || strings.TrimSpace(v) == "" {
+			names = append(names, m[1])
+		}
+	}
+	switch len(names) {
+	case 0:
+		return ""
+	case 1:
+		return " (environment variable " + names[0] + " is not set)"
+	}
+	return " (environment variables " + strings.Join(names, ", ") + " are not set)"
+}
+
 // Validate checks the configuration's invariants.
 func (a *App) Validate() error {
 	if a.Issuer == "" {
@@ -689,32 +753,32 @@ func (a *App) Validate() error {
 			return errors.New("mcp_auth: a client needs an id")
 		}
 		if strings.HasPrefix(c.ID, "https://") || strings.HasPrefix(c.ID, "http://") {
-			return fmt.Errorf("mcp_auth: client %q: owned client ids must not be URLs (those are CIMD clients)", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q: owned client ids must not be URLs (those are CIMD clients)", at(c.Source), c.ID)
 		}
 		if seen[c.ID] {
-			return fmt.Errorf("mcp_auth: client %q is configured twice", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q is configured twice", at(c.Source), c.ID)
 		}
 		seen[c.ID] = true
 		for _, g := range c.GrantTypes {
 			if g != authserver.GrantAuthorizationCode && g != authserver.GrantRefreshToken && g != authserver.GrantClientCredentials {
-				return fmt.Errorf("mcp_auth: client %q: grant_types %q: use authorization_code, refresh_token or client_credentials", c.ID, g)
+				return fmt.Errorf("%smcp_auth: client %q: grant_types %q: use authorization_code, refresh_token or client_credentials", at(c.Source), c.ID, g)
 			}
 		}
 		if len(c.RedirectURIs) == 0 && slices.Contains(grantTypesOr(c.GrantTypes), authserver.GrantAuthorizationCode) {
-			return fmt.Errorf("mcp_auth: client %q needs at least one redirect_uri", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q needs at least one redirect_uri", at(c.Source), c.ID)
 		}
 		for _, ru := range c.RedirectURIs {
 			if err := authserver.ValidateRedirectURI(ru); err != nil {
-				return fmt.Errorf("mcp_auth: client %q: %w", c.ID, err)
+				return fmt.Errorf("%smcp_auth: client %q: %w", at(c.Source), c.ID, err)
 			}
 		}
 		switch {
 		case c.Secret != "" && (c.JWKSURI != "" || c.JWKSFile != ""):
-			return fmt.Errorf("mcp_auth: client %q: use secret or keys (jwks_uri, jwks_file), not both", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q: use secret or keys (jwks_uri, jwks_file), not both", at(c.Source), c.ID)
 		case c.JWKSURI != "" && c.JWKSFile != "":
-			return fmt.Errorf("mcp_auth: client %q: use jwks_uri or jwks_file, not both", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q: use jwks_uri or jwks_file, not both", at(c.Source), c.ID)
 		case c.JWKSURI != "" && !strings.HasPrefix(c.JWKSURI, "https://"):
-			return fmt.Errorf("mcp_auth: client %q: jwks_uri must be an https URL", c.ID)
+			return fmt.Errorf("%smcp_auth: client %q: jwks_uri must be an https URL", at(c.Source), c.ID)
 		}
 	}
 	if err := a.validateTrusted(); err != nil {
@@ -725,9 +789,6 @@ func (a *App) Validate() error {
 		case "", "trusted", "any":
 		default:
 			return fmt.Errorf("mcp_auth: cimd policy %q: use trusted or any", a.CIMD.Policy)
-		}
-		if (a.CIMD.Policy == "" || a.CIMD.Policy == "trusted") && len(a.CIMD.TrustedHosts) == 0 {
-			return errors.New("mcp_auth: cimd policy trusted needs trusted_hosts (or use policy any)")
 		}
 		for name, r := range map[string]*CIMDRate{"host_rate": a.CIMD.HostRate, "domain_rate": a.CIMD.DomainRate, "requester_rate": a.CIMD.RequesterRate} {
 			if r != nil && (r.Burst < 1 || r.Interval <= 0) {
@@ -1150,6 +1211,11 @@ func (a *App) tokenRate() float64 {
 	return a.TokenRateLimit
 }
 
+// testCIMDLookupIP replaces the CIMD fetcher's name resolution in this
+// package's tests (a vendor's host resolved to a test listener); always nil
+// in a running server.
+var testCIMDLookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
+
 // cimdFetcher builds the fetcher of CIMD documents and JWK sets from the
 // cimd options (defaults when cimd is not configured).
 func (a *App) cimdFetcher() (*cimd.Fetcher, error) {
@@ -1164,6 +1230,7 @@ func (a *App) cimdFetcher() (*cimd.Fetcher, error) {
 		AllowLoopback:     c.InsecureAllowLoopback,
 		Logger:            a.slogger,
 		RequesterPrefixes: abuse.Prefixes{IPv4: a.ClientIPv4Prefix, IPv6: a.ClientIPv6Prefix},
+		LookupIP:          testCIMDLookupIP,
 	}
 	fc.PerHostRate, fc.PerHostBurst = c.HostRate.perSecond()
 	fc.PerDomainRate, fc.PerDomainBurst = c.DomainRate.perSecond()
@@ -1190,7 +1257,7 @@ func (a *App) cimdResolver(f *cimd.Fetcher) (*cimd.Resolver, error) {
 	c := a.CIMD
 	return cimd.NewResolver(cimd.ResolverConfig{
 		Fetcher:      f,
-		TrustedHosts: c.TrustedHosts,
+		TrustedHosts: cimd.ExpandTrustedHosts(c.TrustedHosts),
 		Policy:       c.Policy,
 		MinCacheTTL:  time.Duration(c.CacheMin),
 		MaxCacheTTL:  time.Duration(c.CacheMax),
@@ -1265,9 +1332,18 @@ func samlNames(ps []SAMLProvider) []string {
 	return out
 }
 
-// appFrom returns the mcp_auth app of this config.
-func appFrom(ctx caddy.Context) (*App, error) {
-	v, err := ctx.App("mcp_auth")
+func isLoopbackHost(h string) bool {
+	return h == "localhost" || h == "127.0.0.1" || h == "::1"
+}
+
+// appFrom returns the mcp_auth app of this config. Without one, the error
+// says what to add (not "issuer is required" of an empty app).
+func appFrom(ctx caddy.Context, directive string) (*App, error) {
+	v, err := ctx.AppIfConfigured("mcp_auth")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, fmt.Errorf("%s needs an authorization server, and this config has no mcp_auth app: add the global `mcp_auth { issuer https://… }` block%s",
+			directive, map[bool]string{true: ", or set `issuer <url>` (and `resource`) in mcp_protect to accept an external authorization server's tokens"}[directive == "mcp_protect"])
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mcp_auth app: %w", err)
 	}

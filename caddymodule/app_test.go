@@ -76,7 +76,7 @@ func TestAppValidate(t *testing.T) {
 		{"private_key_jwt client", func(a *App) {
 			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks"}}
 		}, ""},
-		{"cimd trusted without hosts", func(a *App) { a.CIMD = &CIMDConfig{} }, "trusted_hosts"},
+		{"cimd trusted without hosts uses the built-in hosts", func(a *App) { a.CIMD = &CIMDConfig{} }, ""},
 		{"cimd any", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any"} }, ""},
 		{"cimd rate without interval", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any", HostRate: &CIMDRate{Burst: 5}} }, "host_rate"},
 		{"cimd rate without burst", func(a *App) {

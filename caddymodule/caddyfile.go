@@ -259,6 +259,7 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 		return c, d.Errf("client needs an id")
 	}
 	c.ID = d.Val()
+	c.Source = tokenPos(d)
 	if d.NextArg() {
 		return c, d.ArgErr()
 	}
@@ -380,7 +381,7 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 			if len(args) < 2 || len(args) > 3 {
 				return d.Errf("user <email> <password> [<name>]")
 			}
-			u := UserConfig{Email: args[0], Password: args[1]}
+			u := UserConfig{Email: args[0], Password: args[1], Source: tokenPos(d)}
 			if len(args) == 3 {
 				u.Name = args[2]
 			}
@@ -717,6 +718,12 @@ func parseCIMDRate(v string) (*CIMDRate, error) {
 		return nil, fmt.Errorf("%q: %q is not a positive duration", v, ds)
 	}
 	return &CIMDRate{Burst: n, Interval: caddy.Duration(dur)}, nil
+}
+
+// tokenPos is the Caddyfile position (file:line) of the current token, kept
+// in the JSON so that errors found at provision can name it.
+func tokenPos(d *caddyfile.Dispenser) string {
+	return fmt.Sprintf("%s:%d", d.File(), d.Line())
 }
 
 func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {

@@ -218,7 +218,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		}
 	}
 	if ours {
-		app, err := appFrom(ctx)
+		app, err := appFrom(ctx, "mcp_protect")
 		if err != nil {
 			return err
 		}
@@ -565,6 +565,7 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
 		return nil, h.ArgErr()
 	}
+	pos := fmt.Sprintf("%s:%d", h.File(), h.Line())
 	// A plain path matcher (`/mcp*`) also names the MCP endpoint's path.
 	path, exact := "", ""
 	if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
@@ -593,6 +594,9 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	}
 	if g.Path == "" {
 		g.Path = "/mcp"
+	}
+	if err := checkGuard(h, &g, pos); err != nil {
+		return nil, err
 	}
 	// Every discovery path at the root of the host: the guard serves its
 	// metadata and answers the others (requirement 28).

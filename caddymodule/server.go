@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -40,7 +41,7 @@ func (ServerHandler) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the mcp_auth app.
 func (h *ServerHandler) Provision(ctx caddy.Context) error {
-	app, err := appFrom(ctx)
+	app, err := appFrom(ctx, "mcp_auth_server")
 	if err != nil {
 		return err
 	}
@@ -94,8 +95,13 @@ func (h *ServerHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 func parseServerHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var s ServerHandler
-	err := s.UnmarshalCaddyfile(h.Dispenser)
-	return &s, err
+	if err := s.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if err := checkServerSite(h, fmt.Sprintf("%s:%d", h.File(), h.Line())); err != nil {
+		return nil, err
+	}
+	return &s, nil
 }
 
 // Interface guards
