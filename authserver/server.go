@@ -53,6 +53,8 @@ type Server struct {
 	// remoteKeys caches the JWK sets of private_key_jwt clients (nil
 	// without a JWKSFetcher).
 	remoteKeys *RemoteKeys
+	// dpop is the DPoP setup (nil when off; dpop.go).
+	dpop *dpopState
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -129,6 +131,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		SigningAlg:            s.keys.Algorithm(),
 		ServiceDocumentation:  cfg.ServiceDocumentation,
 	})
+	if err := s.initDPoP(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if s.metaJSON, err = json.Marshal(s.metadata); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("authserver: metadata: %w", err)
