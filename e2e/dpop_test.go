@@ -257,3 +257,34 @@ func TestDPoPEndToEnd(t *testing.T) {
 	}
 	auditShows(t, s, "token.issued")
 }
+
+// multiDPoPReplay (requirement 25, across instances on PostgreSQL): a
+// DPoP-bound token from A; a proof accepted by A's guard is refused when
+// replayed at B's guard (the jti is recorded in the shared store), while a
+// fresh proof passes at B.
+func multiDPoPReplay(t *testing.T, p *pair, b *browser) {
+	dc := newDPoPE2EClient(t, p.Client.Transport, p.Issuer+"/token")
+	dpopHTTP := &http.Client{Transport: dc, Timeout: 60 * time.Second}
+	code, verifier := p.code(t, b)
+	st, errCode, m := postForm(t, dpopHTTP, p.A.base+"/token", url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {cliRedirect}, "code_verifier": {verifier}, "client_id": {cliClientID}, "resource": {p.MCPURL}})
+	access, _ := m["access_token"].(string)
+	if st != 200 || m["token_type"] != "DPoP" || access == "" {
+		t.Fatalf("DPoP exchange at A: %d %s %v", st, errCode, m["token_type"])
+	}
+	proof := dc.proof("POST", p.MCPURL, access)
+	hdr := map[string]string{"Authorization": "DPoP " + access, "DPoP": proof}
+	if st, ch := mcpCall(t, p.Client, p.A.base+"/mcp", hdr); st != 200 {
+		t.Fatalf("A's guard with a fresh proof: %d %q", st, ch)
+	}
+	if st, ch := mcpCall(t, p.Client, p.B.base+"/mcp", hdr); st != 401 || !strings.Contains(ch, "invalid_dpop_proof") {
+		t.Fatalf("B's guard with A's proof replayed: %d %q, want 401 invalid_dpop_proof", st, ch)
+	}
+	fresh := map[string]string{"Authorization": "DPoP " + access, "DPoP": dc.proof("POST", p.MCPURL, access)}
+	if st, ch := mcpCall(t, p.Client, p.B.base+"/mcp", fresh); st != 200 {
+		t.Fatalf("B's guard with a fresh proof: %d %q", st, ch)
+	}
+	if st, _ := mcpCall(t, p.Client, p.B.base+"/mcp", map[string]string{"Authorization": "Bearer " + access}); st != 401 {
+		t.Fatalf("bound token as Bearer at B: %d", st)
+	}
+}
