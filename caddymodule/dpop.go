@@ -99,22 +99,35 @@ func (s storeReplays) FirstUse(ctx context.Context, key []byte, until, now time.
 	return err == nil, err
 }
 
+// proofReplays is where a guard records proof jtis. On PostgreSQL, in the
+// shared store: every instance refuses a proof any instance accepted. On
+// bbolt, in this process's memory: the bbolt file is held by this one
+// process, so the record is as complete as the store's, and a write
+// transaction (an fsync, about 4 ms here) per guarded request would cap the
+// guard at a few hundred requests per second. What it loses is a restart:
+// a proof at most max-age old may be used once more after one.
+func proofReplays(app *App) resourceguard.ProofReplays {
+	if app != nil && app.store != nil && app.Storage.Backend == "postgres" {
+		return storeReplays{app.store}
+	}
+	return nil // resourceguard's in-memory record
+}
+
 // guardDPoP is the guard's DPoP setup: on when the guard's own mcp_auth app
-// has dpop (with its algorithms and its store for replays) or require_dpop
-// is set (replays in memory for a guard of an external issuer).
+// has dpop (with its algorithms) or require_dpop is set.
 func (g *Guard) guardDPoP(app *App) *resourceguard.DPoPConfig {
 	var c *resourceguard.DPoPConfig
 	if app != nil && app.DPoP != nil {
-		c = &resourceguard.DPoPConfig{Algorithms: app.DPoP.Algorithms, Replays: storeReplays{app.store}}
+		c = &resourceguard.DPoPConfig{Algorithms: app.DPoP.Algorithms}
 	}
 	if g.RequireDPoP {
 		if c == nil {
 			c = &resourceguard.DPoPConfig{}
-			if app != nil {
-				c.Replays = storeReplays{app.store}
-			}
 		}
 		c.Required = true
+	}
+	if c != nil {
+		c.Replays = proofReplays(app)
 	}
 	return c
 }
