@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -210,19 +211,24 @@ func Verify(raw string, p Policy) (*Proof, error) {
 	if len(h.JWK) == 0 {
 		return nil, bad("jwk header is required")
 	}
-	key, pub, err := PublicJWK(h.JWK)
+	pub, jkt, err := keys.get(h.JWK)
 	if err != nil {
 		return nil, err
 	}
 	if !KeyFitsAlg(pub, h.Alg) {
 		return nil, bad("the key does not fit the algorithm")
 	}
-	if _, err := jws.Verify([]byte(raw), jws.WithKey(jwa.SignatureAlgorithm(h.Alg), pub)); err != nil {
-		return nil, bad("bad signature")
-	}
-	jkt, err := key.Thumbprint(crypto.SHA256)
+	// The signature over the compact form's first two parts, with the alg
+	// checked above and the key of the header (jwx's verifier for alg: the
+	// proof is parsed once, by Parse).
+	dot := strings.LastIndexByte(raw, '.')
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(raw[dot+1:])
 	if err != nil {
-		return nil, bad("unusable jwk")
+		return nil, bad("malformed signature")
+	}
+	v, err := jws.NewVerifier(jwa.SignatureAlgorithm(h.Alg))
+	if err != nil || v.Verify([]byte(raw[:dot]), sig, pub) != nil {
+		return nil, bad("bad signature")
 	}
 
 	str := func(name string) (string, bool) {
@@ -278,7 +284,51 @@ func Verify(raw string, p Policy) (*Proof, error) {
 			return nil, &Error{Reason: "a fresh server nonce is required", nonce: true}
 		}
 	}
-	return &Proof{JKT: base64.RawURLEncoding.EncodeToString(jkt), JTI: jti, IssuedAt: iat, Until: iat.Add(maxAge + skew)}, nil
+	return &Proof{JKT: jkt, JTI: jti, IssuedAt: iat, Until: iat.Add(maxAge + skew)}, nil
+}
+
+// keyCache remembers parsed proof keys by their JWK bytes: a client signs
+// every proof with the same key, and parsing a JWK and computing its
+// thumbprint cost more than the signature check. The entry is a pure
+// function of the bytes, so caching changes no decision; the cache is
+// emptied when full.
+type keyCache struct {
+	mu sync.Mutex
+	m  map[string]cachedKey
+}
+
+type cachedKey struct {
+	pub crypto.PublicKey
+	jkt string
+}
+
+const maxCachedKeys = 4096
+
+var keys = &keyCache{m: map[string]cachedKey{}}
+
+func (c *keyCache) get(raw json.RawMessage) (crypto.PublicKey, string, error) {
+	c.mu.Lock()
+	k, ok := c.m[string(raw)]
+	c.mu.Unlock()
+	if ok {
+		return k.pub, k.jkt, nil
+	}
+	key, pub, err := PublicJWK(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	tp, err := key.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, "", bad("unusable jwk")
+	}
+	k = cachedKey{pub: pub, jkt: base64.RawURLEncoding.EncodeToString(tp)}
+	c.mu.Lock()
+	if len(c.m) >= maxCachedKeys {
+		clear(c.m)
+	}
+	c.m[string(raw)] = k
+	c.mu.Unlock()
+	return k.pub, k.jkt, nil
 }
 
 // secretMembers are JWK members that carry private or symmetric material.

@@ -278,3 +278,15 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkVerifyES256(b *testing.B) {
+	key := ecKey(b)
+	proof, _ := Sign(key, "ES256", ProofRequest{Method: "POST", URL: testURL, AccessToken: "tok", IssuedAt: testNow})
+	p := policy()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Verify(proof, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
