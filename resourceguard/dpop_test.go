@@ -239,3 +239,23 @@ func TestDPoPConfigRefusesSymmetric(t *testing.T) {
 		t.Fatal("HS256 accepted")
 	}
 }
+
+// BenchmarkCheckDPoP is a cached DPoP-bound token with a proof per request
+// (the replay record always answers "fresh", so one proof serves every
+// iteration): the proof's signature check is the guard's cost.
+func BenchmarkCheckDPoP(b *testing.B) {
+	fresh := ProofReplaysFunc(func(context.Context, []byte, time.Time, time.Time) (bool, error) { return true, nil })
+	f := newFixture(b, func(c *Config) { c.DPoP = &DPoPConfig{Replays: fresh} })
+	cl := newDPoPClient(b)
+	tok := f.boundToken(cl)
+	r := dpopReq("POST", testResource, tok, cl.proof(b, dpop.ProofRequest{Method: "POST", URL: testResource, AccessToken: tok, IssuedAt: f.clock.Now()}))
+	if _, c := f.g.Check(r); c != nil {
+		b.Fatal(c)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, c := f.g.Check(r); c != nil {
+			b.Fatal(c)
+		}
+	}
+}

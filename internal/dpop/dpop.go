@@ -114,17 +114,27 @@ func Parse(raw string) (Header, map[string]json.RawMessage, error) {
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
 		return h, nil, bad("not a compact JWS")
 	}
-	hb, err := base64.RawURLEncoding.Strict().DecodeString(parts[0])
+	h, err := parseHeader(parts[0])
 	if err != nil {
-		return h, nil, bad("malformed header")
+		return h, nil, err
+	}
+	claims, err := parseClaims(parts[1])
+	return h, claims, err
+}
+
+func parseHeader(seg string) (Header, error) {
+	var h Header
+	hb, err := base64.RawURLEncoding.Strict().DecodeString(seg)
+	if err != nil {
+		return h, bad("malformed header")
 	}
 	hm, err := jsonobject.Decode(hb)
 	if err != nil {
-		return h, nil, bad("malformed header")
+		return h, bad("malformed header")
 	}
 	for name, dst := range map[string]*string{"alg": &h.Alg, "typ": &h.Typ} {
 		if v, ok := hm[name]; ok && json.Unmarshal(v, dst) != nil {
-			return h, nil, bad("malformed header")
+			return h, bad("malformed header")
 		}
 	}
 	h.JWK = hm["jwk"]
@@ -133,15 +143,19 @@ func Parse(raw string) (Header, map[string]json.RawMessage, error) {
 			h.Other = true
 		}
 	}
-	pb, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
+	return h, nil
+}
+
+func parseClaims(seg string) (map[string]json.RawMessage, error) {
+	pb, err := base64.RawURLEncoding.Strict().DecodeString(seg)
 	if err != nil {
-		return h, nil, bad("malformed claims")
+		return nil, bad("malformed claims")
 	}
 	claims, err := jsonobject.Decode(pb)
 	if err != nil {
-		return h, nil, bad("malformed claims")
+		return nil, bad("malformed claims")
 	}
-	return h, claims, nil
+	return claims, nil
 }
 
 // Policy says what Verify expects of one proof.
@@ -191,10 +205,23 @@ func Verify(raw string, p Policy) (*Proof, error) {
 	if skew <= 0 {
 		skew = DefaultSkew
 	}
-	h, claims, err := Parse(raw)
+	if raw == "" {
+		return nil, bad("empty proof")
+	}
+	if len(raw) > MaxProofBytes {
+		return nil, bad("proof too large")
+	}
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return nil, bad("not a compact JWS")
+	}
+	// A client sends the same header (typ, alg, its jwk) in every proof:
+	// the parsed header and key are remembered by the header's bytes.
+	e, err := headers.get(parts[0])
 	if err != nil {
 		return nil, err
 	}
+	h := e.h
 	if !strings.EqualFold(h.Typ, Type) && !strings.EqualFold(h.Typ, "application/"+Type) {
 		return nil, bad("typ is not dpop+jwt")
 	}
@@ -211,24 +238,28 @@ func Verify(raw string, p Policy) (*Proof, error) {
 	if len(h.JWK) == 0 {
 		return nil, bad("jwk header is required")
 	}
-	pub, jkt, err := keys.get(h.JWK)
-	if err != nil {
-		return nil, err
+	if e.keyErr != nil {
+		return nil, e.keyErr
 	}
+	pub, jkt := e.pub, e.jkt
 	if !KeyFitsAlg(pub, h.Alg) {
 		return nil, bad("the key does not fit the algorithm")
 	}
 	// The signature over the compact form's first two parts, with the alg
 	// checked above and the key of the header (jwx's verifier for alg: the
-	// proof is parsed once, by Parse).
+	// proof is parsed once).
 	dot := strings.LastIndexByte(raw, '.')
-	sig, err := base64.RawURLEncoding.Strict().DecodeString(raw[dot+1:])
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(parts[2])
 	if err != nil {
 		return nil, bad("malformed signature")
 	}
 	v, err := jws.NewVerifier(jwa.SignatureAlgorithm(h.Alg))
 	if err != nil || v.Verify([]byte(raw[:dot]), sig, pub) != nil {
 		return nil, bad("bad signature")
+	}
+	claims, err := parseClaims(parts[1])
+	if err != nil {
+		return nil, err
 	}
 
 	str := func(name string) (string, bool) {
@@ -287,48 +318,61 @@ func Verify(raw string, p Policy) (*Proof, error) {
 	return &Proof{JKT: jkt, JTI: jti, IssuedAt: iat, Until: iat.Add(maxAge + skew)}, nil
 }
 
-// keyCache remembers parsed proof keys by their JWK bytes: a client signs
-// every proof with the same key, and parsing a JWK and computing its
-// thumbprint cost more than the signature check. The entry is a pure
-// function of the bytes, so caching changes no decision; the cache is
-// emptied when full.
-type keyCache struct {
+// headerCache remembers parsed proof headers and their keys by the
+// header's bytes: a client signs every proof with the same header, and
+// parsing it (a JWK, its thumbprint) costs half as much as the signature
+// check. An entry is a pure function of the bytes, so caching changes no
+// decision; the cache is emptied when full.
+type headerCache struct {
 	mu sync.Mutex
-	m  map[string]cachedKey
+	m  map[string]*headerEntry
 }
 
-type cachedKey struct {
-	pub crypto.PublicKey
-	jkt string
+type headerEntry struct {
+	h      Header
+	pub    crypto.PublicKey
+	jkt    string
+	keyErr error // the jwk's refusal (never cached)
 }
 
-const maxCachedKeys = 4096
+const maxCachedHeaders = 4096
 
-var keys = &keyCache{m: map[string]cachedKey{}}
+var headers = &headerCache{m: map[string]*headerEntry{}}
 
-func (c *keyCache) get(raw json.RawMessage) (crypto.PublicKey, string, error) {
+func (c *headerCache) get(seg string) (*headerEntry, error) {
 	c.mu.Lock()
-	k, ok := c.m[string(raw)]
+	e, ok := c.m[seg]
 	c.mu.Unlock()
 	if ok {
-		return k.pub, k.jkt, nil
+		return e, nil
 	}
-	key, pub, err := PublicJWK(raw)
+	h, err := parseHeader(seg)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	tp, err := key.Thumbprint(crypto.SHA256)
+	e = &headerEntry{h: h}
+	if len(h.JWK) == 0 || h.Other {
+		return e, nil // refused by Verify
+	}
+	key, pub, err := PublicJWK(h.JWK)
+	if err == nil {
+		var tp []byte
+		if tp, err = key.Thumbprint(crypto.SHA256); err != nil {
+			err = bad("unusable jwk")
+		}
+		e.pub, e.jkt = pub, base64.RawURLEncoding.EncodeToString(tp)
+	}
 	if err != nil {
-		return nil, "", bad("unusable jwk")
+		e.keyErr = err
+		return e, nil
 	}
-	k = cachedKey{pub: pub, jkt: base64.RawURLEncoding.EncodeToString(tp)}
 	c.mu.Lock()
-	if len(c.m) >= maxCachedKeys {
+	if len(c.m) >= maxCachedHeaders {
 		clear(c.m)
 	}
-	c.m[string(raw)] = k
+	c.m[seg] = e
 	c.mu.Unlock()
-	return k.pub, k.jkt, nil
+	return e, nil
 }
 
 // secretMembers are JWK members that carry private or symmetric material.
@@ -461,6 +505,11 @@ func normalizePath(p string) (string, error) {
 func HTUMatches(htu, want string) bool {
 	if htu == "" || len(htu) > 2048 {
 		return false
+	}
+	if htu == want && (strings.HasPrefix(want, "https://") || strings.HasPrefix(want, "http://")) && !strings.ContainsAny(want, "?#") {
+		// What clients send: the URL as is. Equal strings normalize
+		// equally; want is built by the server from its configuration.
+		return true
 	}
 	a, err1 := NormalizeHTU(htu)
 	b, err2 := NormalizeHTU(want)
