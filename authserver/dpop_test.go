@@ -226,4 +226,3 @@ func TestDPoPConfigRefusesSymmetric(t *testing.T) {
 		t.Fatal("HS256 accepted for DPoP")
 	}
 }
-
