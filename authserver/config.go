@@ -169,8 +169,11 @@ type Config struct {
 	EndSessionEndpoint string
 	// ServiceDocumentation is advertised in the metadata when set.
 	ServiceDocumentation string
-	Now                  func() time.Time
-	Logger               *slog.Logger
+	// DPoP, when set, accepts DPoP proofs at /token and binds the tokens
+	// (RFC 9449; see DPoPConfig).
+	DPoP   *DPoPConfig
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // withDefaults validates cfg and fills in defaults.

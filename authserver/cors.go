@@ -19,8 +19,8 @@ type CORS struct {
 
 const (
 	corsAllowMethods  = "GET, POST, OPTIONS"
-	corsAllowHeaders  = "Authorization, Content-Type, mcp-protocol-version"
-	corsExposeHeaders = "WWW-Authenticate"
+	corsAllowHeaders  = "Authorization, Content-Type, mcp-protocol-version, DPoP"
+	corsExposeHeaders = "WWW-Authenticate, DPoP-Nonce"
 	corsMaxAge        = "600"
 )
 

@@ -71,12 +71,12 @@ func TestCORS(t *testing.T) {
 					t.Fatalf("Allow-Methods %q", h.Get("Access-Control-Allow-Methods"))
 				}
 				ah := strings.ToLower(h.Get("Access-Control-Allow-Headers"))
-				for _, want := range []string{"authorization", "content-type", "mcp-protocol-version"} {
+				for _, want := range []string{"authorization", "content-type", "mcp-protocol-version", "dpop"} {
 					if !strings.Contains(ah, want) {
 						t.Fatalf("Allow-Headers %q lacks %s", ah, want)
 					}
 				}
-			} else if tt.allowOrigin != "" && h.Get("Access-Control-Expose-Headers") != "WWW-Authenticate" {
+			} else if tt.allowOrigin != "" && h.Get("Access-Control-Expose-Headers") != "WWW-Authenticate, DPoP-Nonce" {
 				t.Fatalf("Expose-Headers %q", h.Get("Access-Control-Expose-Headers"))
 			}
 			if tt.vary && !strings.Contains(strings.Join(h.Values("Vary"), ","), "Origin") {

@@ -31,6 +31,8 @@ type AccessToken struct {
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 	AuthTime  time.Time
+	// JKT, when set, binds the token to a DPoP key: claim cnf.jkt (RFC 9449 §6.1).
+	JKT string
 }
 
 // MintAccessToken signs t as an RFC 9068 JWT with the active key: header
@@ -81,6 +83,9 @@ func (k *KeySet) MintAccessToken(ctx context.Context, t AccessToken) (string, er
 	}
 	if !t.AuthTime.IsZero() {
 		claims["auth_time"] = t.AuthTime.Unix()
+	}
+	if t.JKT != "" {
+		claims["cnf"] = map[string]any{"jkt": t.JKT}
 	}
 	if t.Email != "" {
 		claims["email"] = t.Email

@@ -59,6 +59,9 @@ const (
 	ReasonRefreshInvalid        Reason = "refresh_invalid"
 	ReasonRefreshReused         Reason = "refresh_reused"
 	ReasonRefreshWrongClient    Reason = "refresh_wrong_client"
+	ReasonDPoPProofInvalid      Reason = "dpop_proof_invalid"
+	ReasonDPoPNonceRequired     Reason = "dpop_nonce_required"
+	ReasonDPoPKeyMismatch       Reason = "dpop_key_mismatch"
 	ReasonGrantExpired          Reason = "grant_expired"
 	ReasonRegistrationInvalid   Reason = "registration_invalid"
 	ReasonRegistrationRedirect  Reason = "redirect_uri_invalid"
@@ -122,6 +125,9 @@ var reasonText = map[Reason]string{
 	ReasonRefreshInvalid:        "the refresh token is invalid, expired or revoked; sign in again",
 	ReasonRefreshReused:         "an old refresh token was used again, so the whole sign-in was revoked as a precaution; sign in again",
 	ReasonRefreshWrongClient:    "the refresh token was issued to another app; sign in again",
+	ReasonDPoPProofInvalid:      "the DPoP proof was refused (type, algorithm, key, signature, method, URL, age or a reused jti); the app must send a fresh proof for this request",
+	ReasonDPoPNonceRequired:     "this server requires its DPoP nonce in the proof; the app must retry with the nonce from the DPoP-Nonce header",
+	ReasonDPoPKeyMismatch:       "the refresh token is bound to a DPoP key and the request did not prove it; the app must sign its proof with the same key",
 	ReasonGrantExpired:          "the sign-in (grant) has reached its maximum lifetime; sign in again",
 	ReasonRegistrationInvalid:   "the registration (client metadata) is invalid; the app must fix what error_description names",
 	ReasonRegistrationRedirect:  "a redirect URI of the registration is not acceptable (https, or loopback http, or a private-use scheme; no fragment); the app must register valid redirect URIs",

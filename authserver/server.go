@@ -60,6 +60,9 @@ type Server struct {
 	// workload tokens only.
 	workloadClients map[string]bool
 
+	// dpop is the DPoP setup (nil when off; dpop.go).
+	dpop *dpopState
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -152,6 +155,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ClientCredentials:     s.servesClientCredentials(),
 		IDJAG:                 len(cfg.EnterpriseIdPs) > 0,
 	})
+	if err := s.initDPoP(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if s.metaJSON, err = json.Marshal(s.metadata); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("authserver: metadata: %w", err)

@@ -103,6 +103,10 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.writeRefusal(w, r, client.ID, ErrUnauthorizedClient("the client may not use this grant type").because(ReasonGrantTypeNotAllowed))
 		return
 	}
+	if r, e = s.checkDPoP(w, r); e != nil { // dpop.go
+		s.writeRefusal(w, r, client.ID, e)
+		return
+	}
 	var resp *tokenResponse
 	switch gt {
 	case GrantAuthorizationCode:
@@ -199,6 +203,7 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 		if refresh != "" {
 			grant.RefreshHash = hashToken(refresh)
 			grant.RefreshExpiresAt = minTime(now.Add(s.refreshTTL(client)), grant.ExpiresAt)
+			grant.DPoPJKT = refreshBinding(ctx, client)
 		}
 		return &grant, nil
 	})
@@ -292,6 +297,9 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 			if g.ClientID != client.ID {
 				return ErrInvalidGrant("the refresh token was issued to another client").because(ReasonRefreshWrongClient)
 			}
+			if e := checkRefreshBinding(ctx, g); e != nil {
+				return e
+			}
 			for _, sc := range requested {
 				if !contains(g.Scopes, sc) {
 					return ErrInvalidScope("the requested scope exceeds the grant").because(ReasonScopeExceedsGrant)
@@ -373,14 +381,19 @@ func (s *Server) mint(ctx context.Context, client storage.Client, g storage.Gran
 		IssuedAt:  now,
 		ExpiresAt: now.Add(ttl),
 		AuthTime:  g.AuthTime,
+		JKT:       dpopJKT(ctx),
 	})
 	if err != nil {
 		s.cfg.Logger.Error("authserver: mint access token", "client_id", client.ID, "error", err)
 		return nil, ErrServerError()
 	}
+	tokenType := "Bearer"
+	if dpopJKT(ctx) != "" {
+		tokenType = TokenTypeDPoP
+	}
 	return &tokenResponse{
 		AccessToken:  at,
-		TokenType:    "Bearer",
+		TokenType:    tokenType,
 		ExpiresIn:    int64(ttl / time.Second),
 		RefreshToken: refresh,
 		Scope:        strings.Join(scopes, " "),

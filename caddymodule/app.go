@@ -92,6 +92,10 @@ func init() {
 //			}
 //			client_ipv4_prefix <bits>       # requester key of budgets (default 32)
 //			client_ipv6_prefix <bits>       # (default 64)
+//			dpop {                          # DPoP-bound tokens (RFC 9449)
+//				algorithms <alg...>
+//				nonce
+//			}
 //			dcr {
 //				rate_limit <burst> <interval>
 //				global_rate_limit <burst> <interval>
@@ -241,6 +245,9 @@ type App struct {
 	// DCR turns on Dynamic Client Registration (RFC 7591) for public PKCE
 	// clients (Cursor, mcp-remote, older clients). Off when absent.
 	DCR *DCRConfig `json:"dcr,omitempty"`
+	// DPoP accepts DPoP proofs at the token endpoint and binds tokens to
+	// the client's key (RFC 9449). Off when absent.
+	DPoP *DPoPConfig `json:"dpop,omitempty"`
 
 	// TokenRateLimit limits token and revocation requests per client IP, in
 	// requests per second (default 10; negative turns the limit off) …
@@ -721,6 +728,9 @@ func unsetVars(raw string) string {
 
 // Validate checks the configuration's invariants.
 func (a *App) Validate() error {
+	if err := a.DPoP.validate(); err != nil { // dpop.go
+		return err
+	}
 	if a.Issuer == "" {
 		return errors.New("mcp_auth: issuer is required (the exact URL clients see, e.g. https://auth.example.com)")
 	}
@@ -1083,6 +1093,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		RefreshGrace:    a.refreshGrace(),
 		CIMDPolicy:      a.cimdPolicy(),
 		CORS:            authserver.CORS{AllowedOrigins: a.CORSOrigins},
+		DPoP:            a.DPoP.serverConfig(),
 		ClientIP:        clientIP,
 		Logger:          a.slogger,
 		OnEvent:         a.metrics.OnEvent,

@@ -246,6 +246,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.DCR = c
+		case "dpop":
+			c, err := parseDPoP(d) // dpop.go
+			if err != nil {
+				return err
+			}
+			a.DPoP = c
 		default:
 			return d.Errf("unknown mcp_auth option %q", opt)
 		}

@@ -57,6 +57,7 @@ func init() {
 //		strip_cookies product|all       # default product: only caddy-mcpauth's own cookies
 //		max_headers <n>                 # default 100; more gets 431
 //		max_header_bytes <size>         # default 32KiB; more gets 431
+//		require_dpop                    # only DPoP-bound tokens (RFC 9449)
 //	}
 //
 // A matcher that is an exact path (`/mcp`) also guards its subpaths: it is
@@ -134,6 +135,11 @@ type Guard struct {
 	// the guarded route (default 32 KiB; -1: no limit). More gets 431 before
 	// the token is looked at.
 	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
+	// RequireDPoP refuses access tokens that are not DPoP-bound (RFC 9449):
+	// only `Authorization: DPoP` with a proof is accepted, and the metadata
+	// says dpop_bound_access_tokens_required. Without it, the guard accepts
+	// DPoP-bound tokens when the mcp_auth app has dpop, and bearer tokens.
+	RequireDPoP bool `json:"require_dpop,omitempty"`
 
 	guard   *resourceguard.Guard
 	metrics *Metrics
@@ -263,6 +269,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		cfg.Keys = keys
 	}
 	g.Resource = cfg.Resource
+	cfg.DPoP = g.guardDPoP(g.app) // dpop.go
 	guard, err := resourceguard.New(cfg)
 	if err != nil {
 		return fmt.Errorf("mcp_protect: %w", err)
@@ -538,6 +545,11 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_headers: %q is not a positive number (or -1 for no limit)", v)
 			}
 			g.MaxHeaders = n
+		case "require_dpop":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.RequireDPoP = true
 		case "max_header_bytes":
 			var v string
 			if !d.AllArgs(&v) {

@@ -84,6 +84,7 @@ func multiCaddyfile(issuer string, port int, todoAddr string) string {
 			redirect_uri http://127.0.0.1/callback
 			skip_consent
 		}
+		dpop
 	}
 }
 
@@ -326,6 +327,8 @@ func TestMultiInstance(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("DPoPProofReplayedAtB", func(t *testing.T) { multiDPoPReplay(t, p, b) }) // dpop_test.go
 
 	t.Run("RefreshReuseAcrossInstances", func(t *testing.T) {
 		code, verifier := p.code(t, b)

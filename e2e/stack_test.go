@@ -194,6 +194,13 @@ func (s *stack) ctx() context.Context {
 // the hosted login and returns the token.
 func (s *stack) login(t testing.TB, conf *oauth2.Config) *oauth2.Token {
 	t.Helper()
+	return s.loginWith(t, conf, s.ctx())
+}
+
+// loginWith is login with the token request sent through the HTTP client
+// of ctx (oauth2.HTTPClient), e.g. one that adds DPoP proofs.
+func (s *stack) loginWith(t testing.TB, conf *oauth2.Config, ctx context.Context) *oauth2.Token {
+	t.Helper()
 	verifier := oauth2.GenerateVerifier()
 	state := oauth2.GenerateVerifier()[:22]
 	authURL := conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", s.MCPURL))
@@ -212,7 +219,7 @@ func (s *stack) login(t testing.TB, conf *oauth2.Config) *oauth2.Token {
 	if len(q["code"]) != 1 {
 		t.Fatalf("code = %v", q["code"])
 	}
-	tok, err := conf.Exchange(s.ctx(), q.Get("code"), oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("resource", s.MCPURL))
+	tok, err := conf.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("resource", s.MCPURL))
 	if err != nil {
 		t.Fatalf("exchange: %v", err)
 	}

@@ -60,8 +60,13 @@ const (
 // The scheme is case-insensitive (RFC 9110 §11.1). Tokens longer than 16 KiB
 // are malformed.
 func ParseBearer(v string) (string, BearerResult) {
+	return parseScheme(v, "bearer")
+}
+
+// parseScheme is ParseBearer for the (lower-case) scheme: Bearer, or DPoP
+// (RFC 9449 §7.1: the same token68 syntax).
+func parseScheme(v, scheme string) (string, BearerResult) {
 	v = strings.Trim(v, " \t")
-	const scheme = "bearer"
 	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
 		return "", BearerOtherScheme
 	}

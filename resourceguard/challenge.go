@@ -42,6 +42,9 @@ type Challenge struct {
 	RetryAfter time.Duration
 	// outcome, when set, is the refusal's class (see Outcome).
 	outcome string
+	// viaDPoP: the request used the DPoP scheme; the error goes on the
+	// DPoP challenge (dpop.go).
+	viaDPoP bool
 }
 
 // Outcomes of a guard decision: a closed set, used as the metrics label
@@ -278,7 +281,11 @@ func slicesEqual(a, b []string) bool {
 func (g *Guard) SetChallengeHeaders(w http.ResponseWriter, c *Challenge) {
 	h := w.Header()
 	if c.IsAuthChallenge() {
-		h.Set("WWW-Authenticate", g.ChallengeHeader(c))
+		if g.dpop != nil {
+			g.setChallenges(h, c) // Bearer and DPoP (dpop.go)
+		} else {
+			h.Set("WWW-Authenticate", g.ChallengeHeader(c))
+		}
 	}
 	if c.Status == http.StatusServiceUnavailable {
 		secs := 5

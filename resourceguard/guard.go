@@ -150,6 +150,9 @@ type Config struct {
 	CacheMaxTTL time.Duration
 	// MaxBodyBytes bounds the JSON-RPC body read for MethodScopes (default 4 MiB).
 	MaxBodyBytes int64
+	// DPoP, when set, accepts DPoP-bound tokens with proofs (RFC 9449;
+	// dpop.go). Tokens with cnf are refused as bearer tokens either way.
+	DPoP *DPoPConfig
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives refusals at debug level and infrastructure failures at
@@ -202,6 +205,7 @@ type Guard struct {
 	now           func() time.Time
 	log           *slog.Logger
 	cache         *tokenCache
+	dpop          *dpopGuard // nil: DPoP off (dpop.go)
 
 	// origins
 	ownOrigin string
@@ -376,6 +380,10 @@ func New(cfg Config) (*Guard, error) {
 		return nil, err
 	}
 
+	if g.dpop, err = newDPoPGuard(cfg.DPoP, res); err != nil {
+		return nil, err
+	}
+
 	// Metadata.
 	if err := g.buildMetadata(res, cfg); err != nil {
 		return nil, err
@@ -467,11 +475,18 @@ func (g *Guard) check(r *http.Request) (*Principal, *Challenge) {
 	if c := g.checkOrigin(r); c != nil {
 		return nil, c
 	}
-	tok, c := g.bearerToken(r)
+	pr, c := g.accessToken(r) // Bearer, or DPoP (dpop.go)
 	if c != nil {
 		return nil, c
 	}
-	v, c := g.verified(r.Context(), tok)
+	v, c := g.verified(r.Context(), pr.token)
+	if c != nil {
+		if pr.dpop {
+			c.viaDPoP = true
+		}
+		return nil, c
+	}
+	proof, c := g.checkProof(r, pr, v)
 	if c != nil {
 		return nil, c
 	}
@@ -491,7 +506,11 @@ func (g *Guard) check(r *http.Request) (*Principal, *Challenge) {
 			Error:       ErrorInsufficientScope,
 			Description: "the token lacks a scope this operation requires",
 			Scopes:      need,
+			viaDPoP:     pr.dpop,
 		}
+	}
+	if c := g.recordProof(r.Context(), proof); c != nil {
+		return nil, c
 	}
 	p := v.p // copy: callers may not reach into the cache entry's struct
 	return &p, nil

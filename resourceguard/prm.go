@@ -32,6 +32,9 @@ type Metadata struct {
 	BearerMethodsSupported []string `json:"bearer_methods_supported"`
 	ResourceName           string   `json:"resource_name,omitempty"`
 	ResourceDocumentation  string   `json:"resource_documentation,omitempty"`
+	// DPoP (RFC 9728 §2), published only with DPoP on.
+	DPoPSigningAlgs   []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	DPoPBoundRequired bool     `json:"dpop_bound_access_tokens_required,omitempty"`
 }
 
 func (g *Guard) buildMetadata(res *url.URL, cfg Config) error {
@@ -88,6 +91,10 @@ func (g *Guard) buildMetadata(res *url.URL, cfg Config) error {
 		BearerMethodsSupported: []string{"header"},
 		ResourceName:           cfg.ResourceName,
 		ResourceDocumentation:  cfg.ResourceDocumentation,
+	}
+	if g.dpop != nil {
+		md.DPoPSigningAlgs = slices.Clone(g.dpop.algs)
+		md.DPoPBoundRequired = g.dpop.required
 	}
 	b, err := json.Marshal(md)
 	if err != nil {

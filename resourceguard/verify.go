@@ -126,6 +126,7 @@ func verifySignature(alg string, key crypto.PublicKey, input, sig []byte) error 
 type verifiedToken struct {
 	p          Principal
 	scopes     map[string]struct{} // token scopes plus those implied by the hierarchy
+	jkt        string              // cnf.jkt: the DPoP key the token is bound to ("" unbound)
 	cacheUntil time.Time
 }
 
@@ -456,7 +457,11 @@ func (g *Guard) checkClaims(payload []byte) (*verifiedToken, *Challenge) {
 		}
 		p.Claims[k] = v
 	}
-	v := &verifiedToken{p: p, scopes: g.expandScopes(p.Scopes)}
+	jkt, ok := cnfJKT(m)
+	if !ok {
+		return bad("the token's confirmation (cnf) is not a DPoP key thumbprint")
+	}
+	v := &verifiedToken{p: p, scopes: g.expandScopes(p.Scopes), jkt: jkt}
 	v.cacheUntil = now.Add(g.cacheMaxTTL)
 	if exp.Before(v.cacheUntil) {
 		v.cacheUntil = exp

@@ -146,6 +146,9 @@ type Grant struct {
 	ExpiresAt     time.Time `json:"expires_at"`
 	RevokedAt     time.Time `json:"revoked_at,omitempty"`
 	RevokedReason string    `json:"revoked_reason,omitempty"`
+	// DPoPJKT, when set, binds the refresh tokens to a DPoP key (the RFC
+	// 7638 thumbprint): a refresh must prove possession of it (RFC 9449 §5).
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 }
 
 // Revoked reports whether the grant was revoked.

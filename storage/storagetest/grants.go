@@ -54,6 +54,25 @@ func (s *suite) testGrants(t *testing.T) {
 		must(t, "GrantByRefresh", err)
 		same(t, "GrantByRefresh", got, g)
 	})
+	t.Run("DPoPBindingKeptOnRotation", func(t *testing.T) {
+		b, ctx := s.backend(t), t.Context()
+		g := newGrant("grant-1", "client-1", "user-1", "r0")
+		g.DPoPJKT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+		must(t, "CreateGrant", b.CreateGrant(ctx, g))
+		var checked storage.Grant
+		r := rotation("r0", "r1", at(time.Hour))
+		r.Check = func(in storage.Grant) error { checked = in; return nil }
+		got, err := b.RotateRefresh(ctx, r)
+		must(t, "RotateRefresh", err)
+		if checked.DPoPJKT != g.DPoPJKT || got.DPoPJKT != g.DPoPJKT || getGrant(t, b, g.ID).DPoPJKT != g.DPoPJKT {
+			t.Fatalf("binding lost: checked %q, rotated %q", checked.DPoPJKT, got.DPoPJKT)
+		}
+		byRefresh, err := b.GrantByRefresh(ctx, Hash("r1"))
+		must(t, "GrantByRefresh", err)
+		if byRefresh.DPoPJKT != g.DPoPJKT {
+			t.Fatal("binding lost on lookup by refresh token")
+		}
+	})
 	t.Run("GetUnknown", func(t *testing.T) {
 		b, ctx := s.backend(t), t.Context()
 		_, err := b.GetGrant(ctx, "nope")
