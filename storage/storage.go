@@ -194,10 +194,10 @@ type SigningKey struct {
 // Consent is a remembered consent, bound to user, client, scopes, resource
 // and the client's metadata fingerprint.
 type Consent struct {
-	Subject     string    `json:"sub"`
-	ClientID    string    `json:"client_id"`
-	Scopes      []string  `json:"scopes"`
-	Resource    string    `json:"resource"`
+	Subject  string   `json:"sub"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes"`
+	Resource string   `json:"resource"`
 	// Tools is the tool snapshot the user saw and approved, sorted.
 	Tools       []string  `json:"tools,omitempty"`
 	Fingerprint string    `json:"fingerprint"`
