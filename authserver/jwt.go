@@ -27,6 +27,8 @@ type AccessToken struct {
 	// "email_verified": true. Never set it to an unverified address.
 	Email  string
 	Scopes []string
+	// Tools is the grant's tool snapshot (claim ClaimTools, when any).
+	Tools []string
 	// IssuedAt and ExpiresAt are required; AuthTime is optional.
 	IssuedAt  time.Time
 	ExpiresAt time.Time
@@ -81,6 +83,9 @@ func (k *KeySet) MintAccessToken(ctx context.Context, t AccessToken) (string, er
 	}
 	if !t.AuthTime.IsZero() {
 		claims["auth_time"] = t.AuthTime.Unix()
+	}
+	if len(t.Tools) > 0 {
+		claims[ClaimTools] = t.Tools
 	}
 	if t.Email != "" {
 		claims["email"] = t.Email
