@@ -150,6 +150,9 @@ type Config struct {
 	CacheMaxTTL time.Duration
 	// MaxBodyBytes bounds the JSON-RPC body read for MethodScopes (default 4 MiB).
 	MaxBodyBytes int64
+	// StepUp configures the step-up answers (tool error for clients that do
+	// not follow a 403, tool snapshot tracking); see StepUpConfig.
+	StepUp StepUpConfig
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives refusals at debug level and infrastructure failures at
@@ -202,6 +205,7 @@ type Guard struct {
 	now           func() time.Time
 	log           *slog.Logger
 	cache         *tokenCache
+	stepUp        stepUp
 
 	// origins
 	ownOrigin string
@@ -364,6 +368,9 @@ func New(cfg Config) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
+	if g.stepUp, err = newStepUp(cfg.StepUp, g.methodScope); err != nil {
+		return nil, err
+	}
 
 	for _, name := range []string{cfg.Identity.Subject, cfg.Identity.ClientID, cfg.Identity.Scopes, cfg.Identity.Email} {
 		if err := checkIdentityHeader(name); err != nil {
@@ -486,12 +493,15 @@ func (g *Guard) check(r *http.Request) (*Principal, *Challenge) {
 	}
 	if !v.hasAll(need) {
 		g.log.Debug("resourceguard: insufficient scope", "sub", v.p.Subject, "client_id", v.p.ClientID, "need", need)
-		return nil, &Challenge{
+		return nil, g.stepUpChallenge(r, &v.p, &Challenge{
 			Status:      http.StatusForbidden,
 			Error:       ErrorInsufficientScope,
 			Description: "the token lacks a scope this operation requires",
 			Scopes:      need,
-		}
+		})
+	}
+	if c := g.checkToolSnapshot(r, v, need); c != nil {
+		return nil, c
 	}
 	p := v.p // copy: callers may not reach into the cache entry's struct
 	return &p, nil
