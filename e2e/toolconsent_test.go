@@ -16,6 +16,13 @@ import (
 // asks for (default: the challenge's, then the PRM's).
 func goSDKSessionAt(t *testing.T, s *stack, version string, scopes []string, b *browser) *mcp.ClientSession {
 	t.Helper()
+	return goSDKSessionFor(t, s, cliClientID, version, scopes, b, nil)
+}
+
+// goSDKSessionFor is goSDKSessionAt for a client id; every authorization's
+// result (pages and their HTML) is passed to seen.
+func goSDKSessionFor(t *testing.T, s *stack, clientID, version string, scopes []string, b *browser, seen func(authResult)) *mcp.ClientSession {
+	t.Helper()
 	if b == nil {
 		b = newBrowser(t, s.Client, "http://127.0.0.1:5555/")
 	}
@@ -23,7 +30,7 @@ func goSDKSessionAt(t *testing.T, s *stack, version string, scopes []string, b *
 		RedirectURL:         cliRedirect,
 		RequestRefreshToken: true,
 		Client:              s.Client,
-		PreregisteredClient: &oauthex.ClientCredentials{ClientID: cliClientID},
+		PreregisteredClient: &oauthex.ClientCredentials{ClientID: clientID},
 		ScopeFilter: func(discovered []string) []string {
 			// The first authorization asks for scopes only; a step-up
 			// (403 insufficient_scope) asks for what the challenge names.
@@ -36,6 +43,9 @@ func goSDKSessionAt(t *testing.T, s *stack, version string, scopes []string, b *
 		},
 		AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
 			res := b.authorize(t, args.URL, aliceEmail, alicePassword)
+			if seen != nil {
+				seen(res)
+			}
 			return &auth.AuthorizationResult{Code: res.Query.Get("code"), State: res.Query.Get("state"), Iss: res.Query.Get("iss")}, nil
 		},
 	})
@@ -76,5 +86,87 @@ func TestTodoBothRevisionsThroughGuard(t *testing.T) {
 				t.Fatalf("whoami over %s: %s", tc.want, who)
 			}
 		})
+	}
+}
+
+// toolGuard is the guard of the step-up tests: a per-tool scope map over
+// the sample server's tools; more is added by the test.
+const toolGuard = `
+		method_scope tools/call:list_todos todo:read
+		method_scope tools/call:add_todo todo:write
+		method_scope tools/call:complete_todo todo:write
+		tool_snapshot`
+
+// consentClient asks the user (no skip_consent).
+const consentClient = `client consent-app {
+			name "Consent App"
+			redirect_uri http://127.0.0.1/callback
+		}`
+
+// consentPages returns the HTML of the consent pages of an authorization.
+func consentPages(res authResult) []string {
+	var out []string
+	for i, p := range res.Pages {
+		if strings.HasSuffix(p, "/authorize") || strings.Contains(p, "/consent") {
+			if strings.Contains(res.Bodies[i], `name="decision"`) {
+				out = append(out, res.Bodies[i])
+			}
+		}
+	}
+	return out
+}
+
+// TestStepUpAndToolSnapshotGoSDK: through the built binary, the Go SDK
+// client (MCP 2026-07-28) with a read-only token gets the 403 step-up for a
+// write tool, follows it through a consent page that lists the tools the
+// scopes unlock, and the call succeeds; a tool mapped later under the
+// granted write scope needs fresh consent on its first call, on a page that
+// names it as new, then succeeds.
+func TestStepUpAndToolSnapshotGoSDK(t *testing.T) {
+	o := stackOpts{extraGuard: toolGuard, extraApp: consentClient}
+	s := startStack(t, o)
+	var consents []string
+	b := newBrowser(t, s.Client, "http://127.0.0.1:5555/")
+	b.remember = true
+	cs := goSDKSessionFor(t, s, "consent-app", "", []string{"todo:read"}, b, func(res authResult) {
+		consents = append(consents, consentPages(res)...)
+	})
+	ctx := context.Background()
+	if len(consents) != 1 || !strings.Contains(consents[0], "<code>list_todos</code>") || strings.Contains(consents[0], "add_todo") {
+		t.Fatalf("first consent page does not list exactly the read tools: %d pages\n%s", len(consents), tail(strings.Join(consents, "\n"), 3000))
+	}
+	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "list_todos", Arguments: map[string]any{}}); err != nil || res.IsError {
+		t.Fatalf("list_todos with a read token: %v %+v", err, res)
+	}
+
+	// A write tool: 403 insufficient_scope, the SDK's step-up, a consent
+	// page naming the write tools as new, then the call succeeds.
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "add_todo", Arguments: map[string]any{"title": "step up"}})
+	if err != nil || res.IsError {
+		t.Fatalf("add_todo after step-up: %v %+v", err, res)
+	}
+	if len(consents) != 2 {
+		t.Fatalf("step-up showed %d consent pages, want 1 more", len(consents)-1)
+	}
+	for _, want := range []string{"<code>add_todo</code> <span class=\"new\">new</span>", "<code>complete_todo</code> <span class=\"new\">new</span>", "<code>list_todos</code></li>"} {
+		if !strings.Contains(consents[1], want) {
+			t.Errorf("step-up consent page lacks %q", want)
+		}
+	}
+
+	// The operator maps delete_todo under todo:write, which the token has.
+	o.extraGuard = toolGuard + "\n\t\tmethod_scope tools/call:delete_todo todo:write"
+	s.caddy.reload(t, s.caddyfile(o))
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "delete_todo", Arguments: map[string]any{"id": 1}})
+	if err != nil || res.IsError {
+		t.Fatalf("delete_todo after fresh consent: %v %+v", err, res)
+	}
+	if len(consents) != 3 || !strings.Contains(consents[2], "<code>delete_todo</code> <span class=\"new\">new</span>") ||
+		!strings.Contains(consents[2], `id="new-tools"`) || strings.Contains(consents[2], "<code>add_todo</code> <span class=\"new\">") {
+		t.Fatalf("the new tool's consent page (%d pages) does not name it alone as new:\n%s", len(consents), tail(consents[len(consents)-1], 3000))
+	}
+	// And the approved tools keep working without another consent.
+	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "add_todo", Arguments: map[string]any{"title": "again"}}); err != nil || res.IsError || len(consents) != 3 {
+		t.Fatalf("add_todo after the new tool's consent: %v %+v (%d consents)", err, res, len(consents))
 	}
 }
