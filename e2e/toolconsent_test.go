@@ -1,7 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -168,5 +174,146 @@ func TestStepUpAndToolSnapshotGoSDK(t *testing.T) {
 	// And the approved tools keep working without another consent.
 	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "add_todo", Arguments: map[string]any{"title": "again"}}); err != nil || res.IsError || len(consents) != 3 {
 		t.Fatalf("add_todo after the new tool's consent: %v %+v (%d consents)", err, res, len(consents))
+	}
+}
+
+// rawToolCall posts one MCP 2026-07-28 tools/call (stateless: no session)
+// with a bearer token, as a client that never looks at WWW-Authenticate.
+func rawToolCall(t *testing.T, s *stack, token, name string, args map[string]any) (int, map[string]any) {
+	t.Helper()
+	params := map[string]any{"name": name, "arguments": args, "_meta": map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "ignores-403", "version": "1"},
+		"io.modelcontextprotocol/clientCapabilities": map[string]any{},
+	}}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params})
+	req, _ := http.NewRequest(http.MethodPost, s.MCPURL, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", name)
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var msg map[string]any
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if d, ok := strings.CutPrefix(line, "data: "); ok && strings.Contains(d, `"id":9`) {
+				raw = []byte(d)
+			}
+		}
+	}
+	_ = json.Unmarshal(raw, &msg)
+	return resp.StatusCode, msg
+}
+
+// visitStepUp opens the step-up link in a browser: sign in, approve, and
+// return the final page.
+func visitStepUp(t *testing.T, b *browser, link string) string {
+	t.Helper()
+	resp, err := b.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := 0; step < 6; step++ {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d at %s:\n%s", resp.StatusCode, resp.Request.URL, tail(string(body), 2000))
+		}
+		f, err := findForm(string(body))
+		if err != nil || (!f.inputs["password"] && f.buttons["decision"] == "") {
+			return string(body)
+		}
+		vals := f.values
+		if f.inputs["password"] {
+			for name := range f.inputs {
+				if name == "email" || name == "username" || name == "login" {
+					vals.Set(name, aliceEmail)
+				}
+			}
+			vals.Set("password", alicePassword)
+		} else {
+			if !strings.Contains(string(body), "asks for more access") || !strings.Contains(string(body), "<code>add_todo</code> <span class=\"new\">new</span>") {
+				t.Fatalf("step-up consent page does not name the new access:\n%s", tail(string(body), 3000))
+			}
+			vals.Set("decision", "approve")
+		}
+		action, _ := resp.Request.URL.Parse(f.action)
+		if resp, err = b.PostForm(action.String(), vals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("step-up page never finished")
+	return ""
+}
+
+// TestStepUpToolErrorForClientsIgnoring403: with step_up tool_error, a
+// client that ignores 403 gets, for a write tool called with a read-only
+// token, a JSON-RPC tool error whose text links to the step-up page; after
+// the user approves there, the client's next refresh carries todo:write and
+// the call succeeds. The refresh carries nothing beyond what was approved.
+func TestStepUpToolErrorForClientsIgnoring403(t *testing.T) {
+	s := startStack(t, stackOpts{extraGuard: toolGuard + "\n\t\tstep_up tool_error"})
+	conf := s.oauthConfig("todo:read", "offline_access")
+	tok := s.login(t, conf)
+	if code, msg := rawToolCall(t, s, tok.AccessToken, "list_todos", map[string]any{}); code != 200 || msg["result"] == nil {
+		t.Fatalf("list_todos: %d %v", code, msg)
+	}
+	code, msg := rawToolCall(t, s, tok.AccessToken, "add_todo", map[string]any{"title": "needs write"})
+	result, _ := msg["result"].(map[string]any)
+	if code != 200 || result == nil || result["isError"] != true {
+		t.Fatalf("want a tool error, got %d %v", code, msg)
+	}
+	content, _ := result["content"].([]any)
+	first, _ := content[0].(map[string]any)
+	text, _ := first["text"].(string)
+	i := strings.Index(text, s.Issuer+"/consent/step-up?")
+	if i < 0 || !strings.Contains(text, "todo:write") {
+		t.Fatalf("tool error text has no step-up link: %q", text)
+	}
+	link := strings.Fields(text[i:])[0]
+
+	refresh := func(rt, scope string) (int, string, map[string]any) {
+		v := url.Values{"grant_type": {"refresh_token"}, "client_id": {cliClientID}, "refresh_token": {rt}}
+		if scope != "" {
+			v.Set("scope", scope)
+		}
+		return postForm(t, s.Client, s.Issuer+"/token", v)
+	}
+	// Before the approval a refresh cannot ask for write (and the refused
+	// refresh leaves the token usable).
+	if status, code, _ := refresh(tok.RefreshToken, "todo:read todo:write"); status != 400 || code != "invalid_scope" {
+		t.Fatalf("refresh beyond the grant: %d %s", status, code)
+	}
+
+	page := visitStepUp(t, newBrowser(t, s.Client, "http://127.0.0.1:5555/"), link)
+	if !strings.Contains(page, "Access updated") {
+		t.Fatalf("step-up did not finish:\n%s", tail(page, 2000))
+	}
+
+	// The next refresh carries the wider scope, exactly what was approved.
+	status, errCode, m := refresh(tok.RefreshToken, "")
+	if status != 200 {
+		t.Fatalf("refresh after step-up: %d %s %v", status, errCode, m)
+	}
+	got := strings.Fields(m["scope"].(string))
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"offline_access", "todo:read", "todo:write"}) {
+		t.Fatalf("scope after step-up = %v", got)
+	}
+	at := m["access_token"].(string)
+	if claims := jwtClaims(t, at); !containsAny(claims["mcp_tools"], "add_todo") {
+		t.Fatalf("tool snapshot after step-up: %v", claims["mcp_tools"])
+	}
+	if code, msg := rawToolCall(t, s, at, "add_todo", map[string]any{"title": "after step-up"}); code != 200 {
+		t.Fatalf("add_todo after step-up: %d %v", code, msg)
+	} else if r, _ := msg["result"].(map[string]any); r == nil || r["isError"] == true {
+		t.Fatalf("add_todo after step-up: %v", msg)
 	}
 }
