@@ -130,7 +130,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 			refuse(&authzFailure{err: ErrConsentRequired("the user must approve this client").because(ReasonConsentRequired)})
 			return
 		}
-		s.cfg.Browser.Consent(w, r, s.consentPage(ar, id))
+		s.cfg.Browser.Consent(w, r, s.consentPage(ar, id, s.approvedTools(r, ar, id)))
 		return
 	}
 	s.issueCode(w, r, ar, id)
@@ -408,6 +408,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequ
 		Scopes:              ar.scopes,
 		Resource:            ar.resource,
 		AuthTime:            id.AuthTime,
+		Tools:               s.toolSnapshot(ar.resource, ar.scopes),
 		GrantID:             grantID,
 		CreatedAt:           now,
 		ExpiresAt:           now.Add(s.cfg.CodeTTL),

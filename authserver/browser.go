@@ -57,6 +57,16 @@ type ConsentPage struct {
 	Action string
 	// User is who is consenting.
 	User Identity
+	// Tools lists, per requested scope, the tools of the resource it
+	// unlocks (from the resource's tool map; empty without one), marking
+	// those the user has not approved before.
+	Tools []ScopeTools
+	// StepUp marks the step-up page: the user widens an existing grant of
+	// the client; nothing is redirected, the client picks the wider grant up
+	// at its next refresh.
+	StepUp bool
+	// NewScopes are the scopes the step-up adds to the grant.
+	NewScopes []string
 }
 
 // EmailVerifier is implemented by a Browser that can hold a sign-in back

@@ -90,6 +90,10 @@ type Config struct {
 	DefaultScopes []string
 	// Resources is the RFC 8707 resource policy.
 	Resources ResourcePolicy
+	// Tools are the per-tool scope maps of resources (keyed by normalized
+	// resource): the consent page lists the tools each scope unlocks, and
+	// grants and tokens record the tool snapshot (see ToolMap).
+	Tools map[string]ToolMap
 	// Clients are owned clients seeded (upserted) at New.
 	Clients []storage.Client
 	// CodeTTL is the life of an authorization code (default 60s, at most 10m).

@@ -32,6 +32,22 @@ func (s *Server) consentNeeded(r *http.Request, ar *authzRequest, id Identity) (
 	return !s.consentCovers(c, ar.client, ar), nil
 }
 
+// approvedTools is the tool snapshot of the user's live remembered consent
+// to this client for this resource, or nil.
+func (s *Server) approvedTools(r *http.Request, ar *authzRequest, id Identity) []string {
+	if _, ok := s.toolMap(ar.resource); !ok {
+		return nil
+	}
+	c, err := s.store.GetConsent(r.Context(), id.Subject, ar.client.ID)
+	if err != nil || !s.consentLive(c, ar.client) || c.Resource != ar.resource {
+		return nil
+	}
+	if c.Tools == nil {
+		return []string{}
+	}
+	return c.Tools
+}
+
 // consentLive reports whether a remembered consent still stands for client
 // as it is now: unexpired, within the client's consent memory (a policy
 // shortened or turned off since it was stored cuts it), same metadata
@@ -61,7 +77,9 @@ func (s *Server) consentCovers(c storage.Consent, client storage.Client, ar *aut
 			return false
 		}
 	}
-	return true
+	// A tool that appeared since under these scopes needs fresh consent
+	// (tool snapshot, requirement 31).
+	return s.snapshotCovers(c.Tools, ar.resource, ar.scopes)
 }
 
 // consentedBefore reports whether the user has a remembered, unexpired
@@ -88,8 +106,10 @@ func fingerprintOf(c storage.Client) string {
 	return ClientFingerprint(c)
 }
 
-// consentPage describes the consent page for this request.
-func (s *Server) consentPage(ar *authzRequest, id Identity) ConsentPage {
+// consentPage describes the consent page for this request. approved is the
+// tool snapshot of the user's remembered consent to this client and
+// resource (nil: none): tools outside it are marked new.
+func (s *Server) consentPage(ar *authzRequest, id Identity, approved []string) ConsentPage {
 	p := ConsentPage{
 		Client:       ar.client,
 		RedirectHost: redirectHost(ar.redirectURI),
@@ -99,6 +119,7 @@ func (s *Server) consentPage(ar *authzRequest, id Identity) ConsentPage {
 		User:         id,
 		LoopbackOnly: len(ar.client.RedirectURIs) > 0,
 		NoRemember:   s.consentTTL(ar.client) < 0,
+		Tools:        s.consentTools(ar.resource, ar.scopes, approved),
 	}
 	if ar.client.Kind == storage.ClientCIMD {
 		if u, err := url.Parse(ar.client.ID); err == nil {
@@ -157,7 +178,7 @@ func (s *Server) consentPosted(w http.ResponseWriter, r *http.Request, ar *authz
 	if ttl := s.consentTTL(ar.client); ttl > 0 && strings.EqualFold(r.PostForm.Get("remember"), "on") {
 		now := s.cfg.Now()
 		c := storage.Consent{Subject: id.Subject, ClientID: ar.client.ID, Scopes: ar.scopes, Resource: ar.resource,
-			Fingerprint: fingerprintOf(ar.client), GrantedAt: now, ExpiresAt: now.Add(ttl)}
+			Tools: s.toolSnapshot(ar.resource, ar.scopes), Fingerprint: fingerprintOf(ar.client), GrantedAt: now, ExpiresAt: now.Add(ttl)}
 		if err := s.store.PutConsent(r.Context(), c); err != nil {
 			// Not fatal: the user approved; they will be asked again.
 			s.cfg.Logger.Warn("authserver: remember consent", "client_id", ar.client.ID, "error", err)
@@ -198,7 +219,7 @@ func (s *Server) reuseConsent(r *http.Request, ar *authzRequest, id Identity) bo
 		if err != nil || !s.consentCovers(c, prev, ar) {
 			continue
 		}
-		copied := storage.Consent{Subject: id.Subject, ClientID: client.ID, Scopes: c.Scopes, Resource: c.Resource,
+		copied := storage.Consent{Subject: id.Subject, ClientID: client.ID, Scopes: c.Scopes, Resource: c.Resource, Tools: c.Tools,
 			Fingerprint: fingerprintOf(client), GrantedAt: c.GrantedAt, ExpiresAt: c.ExpiresAt}
 		if err := s.store.PutConsent(ctx, copied); err != nil {
 			s.cfg.Logger.Warn("authserver: reuse consent", "client_id", client.ID, "error", err)

@@ -27,6 +27,8 @@ type AccessToken struct {
 	// "email_verified": true. Never set it to an unverified address.
 	Email  string
 	Scopes []string
+	// Tools is the grant's tool snapshot (claim ClaimTools, when any).
+	Tools []string
 	// IssuedAt and ExpiresAt are required; AuthTime is optional.
 	IssuedAt  time.Time
 	ExpiresAt time.Time
@@ -86,6 +88,9 @@ func (k *KeySet) MintAccessToken(ctx context.Context, t AccessToken) (string, er
 	}
 	if t.JKT != "" {
 		claims["cnf"] = map[string]any{"jkt": t.JKT}
+	}
+	if len(t.Tools) > 0 {
+		claims[ClaimTools] = t.Tools
 	}
 	if t.Email != "" {
 		claims["email"] = t.Email

@@ -169,6 +169,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.routes = map[string]http.Handler{
 		MetadataPath(cfg.Issuer): meta,
 		s.path(pathAuthorize):    http.HandlerFunc(s.serveAuthorize), // never CORS
+		s.path(PathStepUp):       http.HandlerFunc(s.serveStepUp),    // never CORS
 		s.path(pathToken):        cors.Wrap(s.limitPerIP(http.HandlerFunc(s.serveToken))),
 		s.path(pathRevoke):       cors.Wrap(s.limitPerIP(http.HandlerFunc(s.serveRevoke))),
 		s.path(pathJWKS):         cors.Wrap(JWKSHandler(s.keys)),

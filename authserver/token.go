@@ -197,6 +197,7 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 			Scopes:    c.Scopes,
 			Resource:  c.Resource,
 			AuthTime:  c.AuthTime,
+			Tools:     c.Tools,
 			CreatedAt: now,
 			ExpiresAt: now.Add(s.cfg.GrantTTL),
 		}
@@ -378,6 +379,7 @@ func (s *Server) mint(ctx context.Context, client storage.Client, g storage.Gran
 		GrantID:   g.ID,
 		JTI:       jti,
 		Scopes:    scopes,
+		Tools:     g.Tools,
 		IssuedAt:  now,
 		ExpiresAt: now.Add(ttl),
 		AuthTime:  g.AuthTime,

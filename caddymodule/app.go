@@ -291,6 +291,7 @@ type App struct {
 type appState struct {
 	mu       sync.Mutex
 	extraRes []string
+	tools    map[string]authserver.ToolMap // per-tool scope maps of guarded resources
 	once     sync.Once
 	server   *authserver.Server
 	srvErr   error
@@ -1085,6 +1086,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		Scopes:          a.Scopes,
 		DefaultScopes:   a.DefaultScopes,
 		Resources:       policy,
+		Tools:           a.resourceTools(),
 		Clients:         clients,
 		CodeTTL:         time.Duration(a.CodeLifetime),
 		AccessTokenTTL:  time.Duration(a.AccessTokenLifetime),

@@ -98,6 +98,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"client unknown", "{\n mcp_auth {\n  client app {\n   colour red\n  }\n }\n}\n", `unknown client option "colour"`},
 		{"server handler args", "example.com {\n mcp_auth_server extra\n}\n", "wrong argument count"},
 		{"guard unknown", "example.com {\n mcp_protect /mcp* {\n  bogus\n }\n}\n", `unknown mcp_protect option "bogus"`},
+		{"guard step_up", "example.com {\n mcp_protect /mcp* {\n  step_up maybe\n }\n}\n", `step_up: "maybe": want challenge or tool_error`},
+		{"guard tool_snapshot arg", "example.com {\n mcp_protect /mcp* {\n  tool_snapshot yes\n }\n}\n", `wrong argument count`},
 		{"guard cache size", "example.com {\n mcp_protect {\n  cache_size -1\n }\n}\n", "cache_size"},
 		{"guard identity header", "example.com {\n mcp_protect {\n  identity_headers {\n   color X-C\n  }\n }\n}\n", `unknown identity header "color"`},
 		{"guard strip_cookies", "example.com {\n mcp_protect {\n  strip_cookies some\n }\n}\n", `strip_cookies: "some"`},

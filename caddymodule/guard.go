@@ -58,6 +58,9 @@ func init() {
 //		max_headers <n>                 # default 100; more gets 431
 //		max_header_bytes <size>         # default 32KiB; more gets 431
 //		require_dpop                    # only DPoP-bound tokens (RFC 9449)
+
+//		step_up challenge|tool_error    # default challenge (403 insufficient_scope)
+//		tool_snapshot                   # a tool mapped after consent needs fresh consent
 //	}
 //
 // A matcher that is an exact path (`/mcp`) also guards its subpaths: it is
@@ -141,6 +144,23 @@ type Guard struct {
 	// DPoP-bound tokens when the mcp_auth app has dpop, and bearer tokens.
 	RequireDPoP bool `json:"require_dpop,omitempty"`
 
+	// StepUp chooses how a tools/call lacking a scope (or, with
+	// ToolSnapshot, consent for a new tool) is answered: "challenge" (the
+	// default) is the standard 403 insufficient_scope naming every scope
+	// needed; "tool_error" answers a single tools/call with a JSON-RPC tool
+	// result (isError true) telling the user what to do, with a link to the
+	// authorization server's step-up page that widens the grant (the
+	// client's next refresh carries it), for clients that do not follow the
+	// 403. Other requests keep the 403.
+	StepUp string `json:"step_up,omitempty"`
+	// ToolSnapshot makes a tools/call of a tool named in MethodScopes need
+	// the tool in the token's tool snapshot (claim mcp_tools): a tool mapped
+	// after the user consented is refused with the step-up answer until the
+	// user consents again, on a consent page that names it. Only with this
+	// config's mcp_auth as the issuer; tokens minted before it was turned on
+	// need one fresh consent.
+	ToolSnapshot bool `json:"tool_snapshot,omitempty"`
+
 	guard   *resourceguard.Guard
 	metrics *Metrics
 	app     *App
@@ -211,6 +231,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		Logger:                ctx.Slogger(),
 	}
 
+	cfg.StepUp = g.stepUpConfig(nil)
 	ours := g.Issuer == ""
 	g.prm = standalonePRM
 	if v, err := ctx.AppIfConfigured("mcp_auth"); err == nil {
@@ -247,7 +268,11 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 			cfg.Resource = u.Scheme + "://" + u.Host + g.Path
 		}
 		app.RegisterResource(cfg.Resource)
+		cfg.StepUp = g.stepUpConfig(app)
 	} else {
+		if g.ToolSnapshot {
+			return errors.New("mcp_protect: tool_snapshot needs this config's mcp_auth as the issuer (an external issuer sets no tool snapshot)")
+		}
 		if cfg.Resource == "" {
 			return errors.New("mcp_protect: resource is required with an external issuer")
 		}
@@ -275,6 +300,10 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("mcp_protect: %w", err)
 	}
 	g.guard = guard
+	if g.app != nil {
+		tools, implies := guard.MappedTools()
+		g.app.RegisterResourceTools(cfg.Resource, tools, implies)
+	}
 	if u, err := url.Parse(guard.Resource()); err == nil {
 		g.unclaim = g.prm.claim(u.Host, guard.MetadataPaths())
 	}
@@ -293,6 +322,11 @@ func (g *Guard) Validate() error {
 	case "", stripCookiesProduct, stripCookiesAll:
 	default:
 		return fmt.Errorf("mcp_protect: strip_cookies %q: want product or all", g.StripCookies)
+	}
+	switch g.StepUp {
+	case "", stepUpChallenge, stepUpToolError:
+	default:
+		return fmt.Errorf("mcp_protect: step_up %q: want challenge or tool_error", g.StepUp)
 	}
 	if g.MaxHeaders < -1 || g.MaxHeaderBytes < -1 {
 		return errors.New("mcp_protect: max_headers and max_header_bytes must be positive (or -1 for no limit)")
@@ -360,6 +394,12 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 // set) so the operator's error routes render it; otherwise the guard writes
 // its small JSON body itself.
 func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ch *resourceguard.Challenge) error {
+	if ch.IsToolResult() {
+		// A step-up answered as a JSON-RPC tool result (step_up
+		// tool_error): a 200 the MCP client reads, not an error route's.
+		g.guard.WriteChallenge(w, ch)
+		return nil
+	}
 	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
 		g.guard.SetChallengeHeaders(w, ch)
 		return caddyhttp.Error(ch.Status, ch.Err())
@@ -564,6 +604,18 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_header_bytes: %q is not a size such as 32KiB (or -1 for no limit)", v)
 			}
 			g.MaxHeaderBytes = int(n)
+		case "step_up":
+			if !d.AllArgs(&g.StepUp) {
+				return d.ArgErr()
+			}
+			if g.StepUp != stepUpChallenge && g.StepUp != stepUpToolError {
+				return d.Errf("step_up: %q: want challenge or tool_error", g.StepUp)
+			}
+		case "tool_snapshot":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.ToolSnapshot = true
 		default:
 			return d.Errf("unknown mcp_protect option %q", d.Val())
 		}

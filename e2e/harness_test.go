@@ -283,6 +283,8 @@ func newBrowser(t testing.TB, base *http.Client, redirectPrefix string) *browser
 type authResult struct {
 	Query url.Values
 	Pages []string // the pages the user went through, for assertions
+	// Bodies are those pages' HTML, in the same order.
+	Bodies []string
 }
 
 // authorize drives the hosted login (and consent, approving it) from the
@@ -314,6 +316,7 @@ func (b *browser) authorize(t testing.TB, authURL, email, password string) authR
 			t.Fatalf("no form on %s: %v\n%s", resp.Request.URL, err, tail(string(body), 3000))
 		}
 		res.Pages = append(res.Pages, resp.Request.URL.Path)
+		res.Bodies = append(res.Bodies, string(body))
 		vals := f.values
 		filled := false
 		for name := range f.inputs {

@@ -6,11 +6,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver"
 )
 
 // TestChromiumRedirectChains proves in a real browser that the pages' CSP
@@ -31,6 +34,8 @@ func TestChromiumRedirectChains(t *testing.T) {
 	}))
 	defer client.Close()
 	e := newEnv(t, nil)
+	// The consent page lists the tools each scope unlocks (requirement 31).
+	e.consen.Tools = []authserver.ScopeTools{{Scope: "mcp:tools", Tools: []authserver.ConsentTool{{Name: "list_todos"}, {Name: "delete_todo", New: true}}}}
 	// The redirect URI of a native client: loopback http, another origin.
 	e.clientCallback = strings.Replace(client.URL, "127.0.0.1", "localhost", 1) + "/callback"
 
@@ -58,9 +63,23 @@ func TestChromiumRedirectChains(t *testing.T) {
 				chromedp.SendKeys(chromedp.ID("password"), alicePW),
 				chromedp.Click(chromedp.CSS(`button[type=submit]`)),
 			}
+			var tools, banner string
+			var shot []byte
 			if tc.consent {
 				steps = append(steps,
 					chromedp.WaitVisible(chromedp.CSS(`button[value=approve]`)),
+					chromedp.WaitVisible(chromedp.CSS(`ul.tools li`)),
+					chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+						var err error
+						if tools, err = chromedp.Text(chromedp.CSS(`ul.tools`))(ctx, tg); err != nil {
+							return err
+						}
+						if banner, err = chromedp.Text(chromedp.ID("new-tools"))(ctx, tg); err != nil {
+							return err
+						}
+						shot, err = chromedp.FullScreenshot(100)(ctx, tg) // 100: PNG
+						return err
+					}),
 					chromedp.Click(chromedp.CSS(`button[value=approve]`)))
 			}
 			steps = append(steps, chromedp.WaitVisible(chromedp.ID("done")))
@@ -71,6 +90,18 @@ func TestChromiumRedirectChains(t *testing.T) {
 					loc, _ := chromedp.Run(dctx, chromedp.Location())
 					html, _ := chromedp.Run(dctx, chromedp.OuterHTML(chromedp.CSS("body")))
 					t.Fatalf("browser flow, step %d: %v (at %s)\n%s\naudit: %+v", i, err, loc, html, e.auditTypes("csrf."))
+				}
+			}
+			if tc.consent {
+				if !strings.Contains(tools, "list_todos") || !strings.Contains(tools, "delete_todo") || !strings.Contains(banner, "delete_todo") {
+					t.Fatalf("consent page tools %q, banner %q", tools, banner)
+				}
+				dir := os.Getenv("MCPAUTH_E2E_ARTIFACTS")
+				if dir == "" {
+					dir = t.TempDir()
+				}
+				if err := os.WriteFile(filepath.Join(dir, "consent-tools.png"), shot, 0o644); err != nil || len(shot) == 0 {
+					t.Fatalf("screenshot of the consent page: %d bytes, %v", len(shot), err)
 				}
 			}
 			loc, err := chromedp.Run(tctx, chromedp.Location())

@@ -3,6 +3,7 @@ package idp
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -493,8 +494,30 @@ func (l *Login) Consent(w http.ResponseWriter, r *http.Request, page authserver.
 		LoopbackOnly: page.LoopbackOnly,
 		NoRemember:   page.NoRemember,
 		Scopes:       describeScopes(page.Scopes, l.cfg.ScopeDescriptions),
+		StepUp:       page.StepUp,
+		NewScopes:    page.NewScopes,
+	}
+	for _, st := range page.Tools {
+		for i := range cv.Scopes {
+			if cv.Scopes[i].Name != st.Scope {
+				continue
+			}
+			for _, t := range st.Tools {
+				cv.Scopes[i].Tools = append(cv.Scopes[i].Tools, toolView{Name: t.Name, New: t.New})
+				if t.New && !slices.Contains(cv.NewTools, t.Name) {
+					cv.NewTools = append(cv.NewTools, t.Name)
+				}
+			}
+		}
 	}
 	l.render(w, http.StatusOK, "consent.html", view{CSRF: l.formToken(w, r), Consent: cv}, newNonce(), false)
+}
+
+// StepUpDone implements authserver.StepUpPages: the page after a step-up
+// decision.
+func (l *Login) StepUpDone(w http.ResponseWriter, r *http.Request, res authserver.StepUpResult) {
+	sv := &stepUpView{ClientName: cmpOr(res.Client.Name, res.Client.ID), Approved: res.Approved, Scopes: res.Scopes}
+	l.render(w, http.StatusOK, "stepup_done.html", view{StepUp: sv}, newNonce(), true)
 }
 
 // Error implements authserver.Browser.

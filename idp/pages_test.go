@@ -3,11 +3,15 @@ package idp
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
 func TestCSRFOnEveryPost(t *testing.T) {
@@ -481,5 +485,53 @@ func TestCSRFOriginNullAndFetchSite(t *testing.T) {
 	b.hdr.Set("Sec-Fetch-Site", "same-origin")
 	if res := b.post("/login", form); res.status != http.StatusSeeOther {
 		t.Fatalf("Origin null, same-origin fetch = %d, want 303", res.status)
+	}
+}
+
+// TestConsentPageListsTools: the tools each scope unlocks are listed under
+// it, new ones marked and named once above the list, tool names escaped;
+// the step-up variant says it widens an existing access.
+func TestConsentPageListsTools(t *testing.T) {
+	e := newEnv(t, nil)
+	e.consen.Tools = []authserver.ScopeTools{
+		{Scope: "mcp:tools", Tools: []authserver.ConsentTool{{Name: "list_todos"}, {Name: `<b>x</b>`, New: true}}},
+		{Scope: "unrequested", Tools: []authserver.ConsentTool{{Name: "ghost"}}},
+	}
+	b := e.browser()
+	b.login(aliceEmail, alicePW, "/")
+	res := b.get("/authorize?consent=1")
+	for _, want := range []string{
+		`<ul class="tools" aria-label="Tools mcp:tools unlocks"><li><code>list_todos</code></li><li><code>&lt;b&gt;x&lt;/b&gt;</code> <span class="new">new</span></li></ul>`,
+		`<div class="alert alert-warn" role="note" id="new-tools"><strong>New tools.</strong> Not approved before: <code>&lt;b&gt;x&lt;/b&gt;</code>.</div>`,
+		"wants to access your account",
+	} {
+		if !strings.Contains(res.body, want) {
+			t.Errorf("consent page lacks %q", want)
+		}
+	}
+	if strings.Contains(res.body, "<b>x</b>") || strings.Contains(res.body, "ghost") {
+		t.Errorf("consent page shows an unescaped tool or a tool of a scope not requested:\n%s", res.body)
+	}
+
+	e.consen.StepUp = true
+	e.consen.RedirectHost = ""
+	res = b.get("/authorize?consent=1")
+	if !strings.Contains(res.body, "asks for more access") || strings.Contains(res.body, "Returns you to") {
+		t.Errorf("step-up consent page:\n%s", res.body)
+	}
+}
+
+// TestStepUpDonePage: the page after a step-up decision.
+func TestStepUpDonePage(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, approved := range []bool{true, false} {
+		w := httptest.NewRecorder()
+		e.login.StepUpDone(w, httptest.NewRequest(http.MethodGet, "/consent/step-up", nil),
+			authserver.StepUpResult{Client: storage.Client{Name: "<i>App</i>"}, Approved: approved})
+		body := w.Body.String()
+		want := map[bool]string{true: "Access updated", false: "Nothing changed"}[approved]
+		if w.Code != 200 || !strings.Contains(body, want) || strings.Contains(body, "<i>App</i>") || !strings.Contains(body, "&lt;i&gt;App&lt;/i&gt;") {
+			t.Errorf("approved=%v: %d\n%s", approved, w.Code, body)
+		}
 	}
 }

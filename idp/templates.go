@@ -21,7 +21,7 @@ var embedded embed.FS
 
 // Template files. layout.html defines "layout"; each page defines "title"
 // and "content". An operator's TemplatesDir may replace any of them.
-var pageFiles = []string{"login.html", "signup.html", "consent.html", "error.html", "logout.html", "not_allowed.html", "verify_email.html", "account.html"}
+var pageFiles = []string{"login.html", "signup.html", "consent.html", "error.html", "logout.html", "not_allowed.html", "verify_email.html", "account.html", "stepup_done.html"}
 
 const layoutFile = "layout.html"
 
@@ -40,6 +40,8 @@ type view struct {
 	NotAllowed *notAllowedView
 	Verify     *verifyView
 	Account    *accountView
+
+	StepUp *stepUpView
 }
 
 type brandView struct {
@@ -77,9 +79,32 @@ type consentView struct {
 	// policy keeps no consent).
 	NoRemember bool
 	Scopes     []scopeView
+	// StepUp: the page widens an existing grant (the client asked for more
+	// through the guard); NewScopes are the scopes it adds.
+	StepUp    bool
+	NewScopes []string
+	// NewTools are the tools the user has not approved before, listed
+	// once above the scopes.
+	NewTools []string
 }
 
-type scopeView struct{ Name, Description string }
+type scopeView struct {
+	Name, Description string
+	// Tools are the tools of the resource this scope unlocks.
+	Tools []toolView
+}
+
+type toolView struct {
+	Name string
+	New  bool
+}
+
+// stepUpView is the page after a step-up decision.
+type stepUpView struct {
+	ClientName string
+	Approved   bool
+	Scopes     []string
+}
 
 type errorView struct {
 	Status        int
@@ -170,7 +195,10 @@ func sampleFor(name string, v view) view {
 		v.Signup = &signupView{Action: "/signup", ReturnTo: "/", LoginURL: "/login", Domains: []string{"example.com"}}
 	case "consent.html":
 		v.Consent = &consentView{ClientName: "App", RedirectHost: "127.0.0.1", Action: "/authorize", UserLabel: "a@example.com", Initial: "A", LoopbackOnly: true,
-			Scopes: []scopeView{{Name: "openid", Description: "d"}}, Resource: "https://mcp.example.com/mcp", LogoutURL: "/logout"}
+			Scopes: []scopeView{{Name: "openid", Description: "d", Tools: []toolView{{Name: "t", New: true}}}}, Resource: "https://mcp.example.com/mcp", LogoutURL: "/logout",
+			NewTools: []string{"t"}, NewScopes: []string{"openid"}}
+	case "stepup_done.html":
+		v.StepUp = &stepUpView{ClientName: "App", Approved: true, Scopes: []string{"openid"}}
 	case "error.html":
 		v.Err = &errorView{Status: 400, Code: "invalid_request", Heading: "Error", Description: "d", RetryURL: "/authorize", AccountURL: "/account"}
 	case "logout.html":

@@ -45,6 +45,10 @@ type Challenge struct {
 	// viaDPoP: the request used the DPoP scheme; the error goes on the
 	// DPoP challenge (dpop.go).
 	viaDPoP bool
+
+	// toolResult, when set, is the JSON-RPC tool-error answer that replaces
+	// the refusal (StepUpConfig.ToolError; see IsToolResult).
+	toolResult []byte
 }
 
 // Outcomes of a guard decision: a closed set, used as the metrics label
@@ -307,8 +311,13 @@ func (c *Challenge) Body() []byte {
 }
 
 // WriteChallenge writes the refusal: the headers of SetChallengeHeaders and
-// the JSON Body.
+// the JSON Body, or, for a step-up answered as a tool error
+// (IsToolResult), that JSON-RPC response with status 200.
 func (g *Guard) WriteChallenge(w http.ResponseWriter, c *Challenge) {
+	if c.toolResult != nil {
+		writeToolResult(w, c)
+		return
+	}
 	if c.Status < 400 || c.Status > 599 {
 		c = &Challenge{Status: http.StatusUnauthorized, Error: c.Error, Description: c.Description, Scopes: c.Scopes}
 	}

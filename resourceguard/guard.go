@@ -153,6 +153,10 @@ type Config struct {
 	// DPoP, when set, accepts DPoP-bound tokens with proofs (RFC 9449;
 	// dpop.go). Tokens with cnf are refused as bearer tokens either way.
 	DPoP *DPoPConfig
+
+	// StepUp configures the step-up answers (tool error for clients that do
+	// not follow a 403, tool snapshot tracking); see StepUpConfig.
+	StepUp StepUpConfig
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives refusals at debug level and infrastructure failures at
@@ -206,6 +210,8 @@ type Guard struct {
 	log           *slog.Logger
 	cache         *tokenCache
 	dpop          *dpopGuard // nil: DPoP off (dpop.go)
+
+	stepUp stepUp
 
 	// origins
 	ownOrigin string
@@ -368,6 +374,9 @@ func New(cfg Config) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
+	if g.stepUp, err = newStepUp(cfg.StepUp, g.methodScope); err != nil {
+		return nil, err
+	}
 
 	for _, name := range []string{cfg.Identity.Subject, cfg.Identity.ClientID, cfg.Identity.Scopes, cfg.Identity.Email} {
 		if err := checkIdentityHeader(name); err != nil {
@@ -501,13 +510,19 @@ func (g *Guard) check(r *http.Request) (*Principal, *Challenge) {
 	}
 	if !v.hasAll(need) {
 		g.log.Debug("resourceguard: insufficient scope", "sub", v.p.Subject, "client_id", v.p.ClientID, "need", need)
-		return nil, &Challenge{
+		return nil, g.stepUpChallenge(r, &v.p, &Challenge{
 			Status:      http.StatusForbidden,
 			Error:       ErrorInsufficientScope,
 			Description: "the token lacks a scope this operation requires",
 			Scopes:      need,
 			viaDPoP:     pr.dpop,
+		})
+	}
+	if c := g.checkToolSnapshot(r, v, need); c != nil {
+		if pr.dpop {
+			c.viaDPoP = true
 		}
+		return nil, c
 	}
 	if c := g.recordProof(r.Context(), proof); c != nil {
 		return nil, c

@@ -106,6 +106,9 @@ type AuthCode struct {
 	Scopes              []string  `json:"scopes"`
 	Resource            string    `json:"resource"`
 	AuthTime            time.Time `json:"auth_time"`
+	// Tools is the tool snapshot of the consent (the tools the scopes
+	// unlocked at the resource when the user approved), sorted.
+	Tools []string `json:"tools,omitempty"`
 	// GrantID is fixed when the code is minted, so a replay can revoke exactly
 	// what the first redemption produced.
 	GrantID   string    `json:"grant_id"`
@@ -125,6 +128,10 @@ type Grant struct {
 	Scopes   []string  `json:"scopes"`
 	Resource string    `json:"resource"`
 	AuthTime time.Time `json:"auth_time"`
+	// Tools is the tool snapshot the grant was consented with (EMA §7.2.1
+	// "tool snapshot tracking"): its access tokens may call these tools of
+	// the resource's tool map and no other, sorted.
+	Tools []string `json:"tools,omitempty"`
 	// RefreshHash is the SHA-256 of the current refresh token (nil: no refresh token).
 	RefreshHash []byte `json:"refresh_hash,omitempty"`
 	// PreviousHash is the token that RefreshHash replaced. It may be
@@ -190,10 +197,12 @@ type SigningKey struct {
 // Consent is a remembered consent, bound to user, client, scopes, resource
 // and the client's metadata fingerprint.
 type Consent struct {
-	Subject     string    `json:"sub"`
-	ClientID    string    `json:"client_id"`
-	Scopes      []string  `json:"scopes"`
-	Resource    string    `json:"resource"`
+	Subject  string   `json:"sub"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes"`
+	Resource string   `json:"resource"`
+	// Tools is the tool snapshot the user saw and approved, sorted.
+	Tools       []string  `json:"tools,omitempty"`
 	Fingerprint string    `json:"fingerprint"`
 	GrantedAt   time.Time `json:"granted_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
@@ -319,6 +328,11 @@ type Grants interface {
 	// older) belongs to, without changing anything.
 	GrantByRefresh(ctx context.Context, hash []byte) (Grant, error)
 	RevokeGrant(ctx context.Context, id, reason string, now time.Time) error
+	// WidenGrant adds scopes and tools (a step-up the user consented to) to
+	// a live grant, atomically, and returns it: the union, never narrower;
+	// its refresh tokens stay as they are. Unknown or expired at now:
+	// ErrNotFound; revoked: ErrGrantRevoked.
+	WidenGrant(ctx context.Context, id string, scopes, tools []string, now time.Time) (Grant, error)
 	RevokeClientGrants(ctx context.Context, clientID, reason string, now time.Time) (int, error)
 	RevokeSubjectGrants(ctx context.Context, subject, reason string, now time.Time) (int, error)
 	// ListGrants returns grants of a client or subject (either may be empty).

@@ -8,6 +8,13 @@
 // headers (X-Mcp-Subject and friends) that the guard sets after stripping any
 // client-sent copies.
 //
+// It speaks both kinds of MCP revision on /mcp: 2026-07-28 and later
+// statelessly (no initialize, no Mcp-Session-Id; requests are routed by their
+// MCP-Protocol-Version header), and the older revisions (2024-11-05 to
+// 2025-11-25) with the stateful sessions they need. The go-sdk serves
+// 2026-07-28 only from a stateless handler, so there are two handlers over
+// one server and one store.
+//
 // Tools:
 //
 //   - add_todo, list_todos, complete_todo, delete_todo: a small todo list,

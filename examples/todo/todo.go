@@ -32,6 +32,10 @@ const (
 	healthPath      = "/healthz"
 	defaultSubject  = "X-Mcp-Subject"
 	defaultIdPrefix = "X-Mcp-"
+	// revisionStateless is the first MCP revision without sessions
+	// (SEP-2567, SEP-2575): requests carrying it (MCP-Protocol-Version
+	// header at or after it) are served statelessly.
+	revisionStateless = "2026-07-28"
 )
 
 // Todo is one item of a todo list.
@@ -348,15 +352,40 @@ func (a *app) slowCount(ctx context.Context, req *mcp.CallToolRequest, in slowCo
 // handler is the whole HTTP surface: /mcp and /healthz, wrapped in the
 // middleware that watches for Authorization headers.
 func (a *app) handler() http.Handler {
-	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, &mcp.StreamableHTTPOptions{
+	getServer := func(*http.Request) *mcp.Server { return a.server }
+	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
 		Logger:                     a.cfg.Logger,
 		DisableLocalhostProtection: a.cfg.AllowAnyHost,
 		SessionTimeout:             30 * time.Minute,
 	})
+	// The go-sdk serves 2026-07-28 only from a stateless handler, and a
+	// stateless handler refuses the session-based revisions' GET and
+	// DELETE: one handler per kind, on the same server and store.
+	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+		Logger:                     a.cfg.Logger,
+		DisableLocalhostProtection: a.cfg.AllowAnyHost,
+		Stateless:                  true,
+	})
 	mux := http.NewServeMux()
-	mux.Handle(mcpPath, mcpHandler)
+	mux.Handle(mcpPath, byRevision(stateful, stateless))
 	mux.HandleFunc("GET "+healthPath, a.healthz)
 	return a.watch(mux)
+}
+
+// byRevision sends requests of MCP 2026-07-28 and later (by their
+// MCP-Protocol-Version header, which that revision requires on every request
+// and which must agree with the body's _meta: the SDK checks) to the
+// stateless handler, and every other request (initialize, sessions, the
+// standalone GET stream, DELETE) to the stateful one. A stateful session's
+// requests carry the version negotiated at initialize, always older.
+func byRevision(stateful, stateless http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := r.Header.Get("MCP-Protocol-Version"); v >= revisionStateless {
+			stateless.ServeHTTP(w, r)
+			return
+		}
+		stateful.ServeHTTP(w, r)
+	})
 }
 
 // watch logs every request (never a header's value) and counts the ones that

@@ -505,3 +505,69 @@ func TestRunRefusesBadArguments(t *testing.T) {
 		})
 	}
 }
+
+// TestServesBothRevisions: the SDK client's default (2026-07-28, stateless,
+// no initialize) and a client pinned to 2025-11-25 (stateful session) both
+// get a working server; a raw 2026-07-28 tools/call is answered, not refused
+// with -32022 UnsupportedProtocolVersion.
+func TestServesBothRevisions(t *testing.T) {
+	_, srv := startServer(t, config{})
+	for _, tc := range []struct{ version, want string }{
+		{"", revisionStateless},
+		{revisionStateless, revisionStateless},
+		{"2025-11-25", "2025-11-25"},
+		{"2025-06-18", "2025-06-18"},
+	} {
+		t.Run("client="+tc.version, func(t *testing.T) {
+			client := mcp.NewClient(&mcp.Implementation{Name: "todo-test", Version: "0.0.1"}, nil)
+			cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: srv.URL + mcpPath, DisableStandaloneSSE: true},
+				&mcp.ClientSessionOptions{ProtocolVersion: tc.version})
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			defer cs.Close()
+			if got := cs.InitializeResult().ProtocolVersion; got != tc.want {
+				t.Fatalf("negotiated %q, want %q", got, tc.want)
+			}
+			if stateful := cs.ID() != ""; stateful != (tc.want != revisionStateless) {
+				t.Errorf("session id %q for revision %s", cs.ID(), tc.want)
+			}
+			var out todoOut
+			if res := call(t, cs, "add_todo", map[string]any{"title": "both " + tc.want}, &out); res.IsError {
+				t.Fatalf("add_todo: %s", toolErrorText(res))
+			}
+			var list listTodosOut
+			call(t, cs, "list_todos", map[string]any{}, &list)
+			found := false
+			for _, td := range list.Todos {
+				found = found || td.Title == "both "+tc.want
+			}
+			if !found {
+				t.Errorf("list_todos %v lacks the added todo", list.Todos)
+			}
+		})
+	}
+
+	t.Run("raw", func(t *testing.T) {
+		body := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{},` +
+			`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}`
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+mcpPath, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", "tools/call")
+		req.Header.Set("Mcp-Name", "whoami")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || strings.Contains(string(b), "-32022") || !strings.Contains(string(b), `"result"`) {
+			t.Fatalf("2026-07-28 tools/call: %d %s", resp.StatusCode, b)
+		}
+		if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
+			t.Errorf("stateless revision answered with a session id %q", sid)
+		}
+	})
+}

@@ -20,6 +20,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend) {
 	t.Run("Clients", s.testClients)
 	t.Run("Codes", s.testCodes)
 	t.Run("Grants", s.testGrants)
+	t.Run("Widen", s.testWiden)
 	t.Run("Keys", s.testKeys)
 	t.Run("Consents", s.testConsents)
 	t.Run("Accounts", s.testAccounts)
