@@ -226,8 +226,8 @@ type Guard struct {
 	limits       *toolLimiter
 	toolLabels   map[string]bool
 	now          func() time.Time
-	log           *slog.Logger
-	cache         *tokenCache
+	log          *slog.Logger
+	cache        *tokenCache
 
 	// origins
 	ownOrigin string

@@ -3,7 +3,6 @@ package resourceguard
 import (
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"net/http"
 	"unicode/utf8"
 )
@@ -152,7 +151,7 @@ func checkMetadataHeaders(h http.Header, calls []rpcCall, modern bool) error {
 				return errors.New("header mismatch: Mcp-Method header is required")
 			}
 			if len(nvs) == 0 && namedMethod(c.method) && c.target != "" {
-				return fmt.Errorf("header mismatch: Mcp-Name header is required for %s", c.method)
+				return errors.New("header mismatch: Mcp-Name header is required for this method")
 			}
 		}
 	}
