@@ -403,6 +403,9 @@ func (s *sseFramer) feed(p []byte) ([]byte, error) {
 		blank := end == s.lineStart
 		s.lineStart, s.scan = next, next
 		if blank {
+			if int64(next) > s.max {
+				break // refused below
+			}
 			out = append(out, s.event(s.buf[:next])...)
 			s.buf = append(s.buf[:0], s.buf[next:]...)
 			s.lineStart, s.scan = 0, 0
