@@ -328,121 +328,127 @@ func (c rpcCall) keys() []string {
 // request or batch. It is deliberately stricter than the upstream's parser,
 // so that no body can mean one method to us and another to the upstream:
 // member names are matched case-insensitively (as Go's encoding/json does)
-// and a member present twice in any spelling is refused, as is trailing data.
-// Messages without a method (responses) need no method scopes.
+// and a member present twice in any spelling is refused, as is trailing data
+// and anything encoding/json refuses as syntax. Messages without a method
+// (responses) need no method scopes. Values the policy does not use
+// (arguments, _meta) are validated and skipped, never decoded.
 func parseJSONRPC(body []byte) ([]rpcCall, error) {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return nil, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
 	var calls []rpcCall
-	switch body[0] {
-	case '{':
-		c, err := parseMessage(dec)
-		if err != nil {
-			return nil, err
+	err := scanDoc(body, func(s *jscan) error {
+		if s.i >= len(s.b) {
+			return nil // empty body
 		}
-		calls = append(calls, c)
-	case '[':
-		if _, err := dec.Token(); err != nil {
-			return nil, err
-		}
-		for dec.More() {
-			c, err := parseMessage(dec)
+		switch s.b[s.i] {
+		case '{':
+			c, err := parseMessage(s)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			calls = append(calls, c)
+			return nil
+		case '[':
+			return s.array(0, func(vs, ve int) error {
+				m := &jscan{b: s.b[:ve], i: vs}
+				if s.b[vs] != '{' {
+					return errors.New("resourceguard: JSON-RPC message is not an object")
+				}
+				c, err := parseMessage(m)
+				if err != nil {
+					return err
+				}
+				calls = append(calls, c)
+				return nil
+			})
 		}
-		if _, err := dec.Token(); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, errors.New("resourceguard: body is not a JSON-RPC message")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("resourceguard: trailing data after JSON-RPC body")
+		return errors.New("resourceguard: body is not a JSON-RPC message")
+	})
+	if err != nil {
+		return nil, err
 	}
 	return calls, nil
 }
 
-func parseMessage(dec *json.Decoder) (rpcCall, error) {
+// parseMessage reads one JSON-RPC message (an object at s.i).
+func parseMessage(s *jscan) (rpcCall, error) {
 	var c rpcCall
-	m, err := foldedMembers(dec, "method", "params", "id")
+	var method, params, id [2]int
+	err := s.object(1, func(key []byte, esc bool, vs, ve int) error {
+		var at *[2]int
+		switch {
+		case keyIs(key, esc, "method"):
+			at = &method
+		case keyIs(key, esc, "params"):
+			at = &params
+		case keyIs(key, esc, "id"):
+			at = &id
+		default:
+			return nil
+		}
+		if at[1] != 0 {
+			return errors.New("resourceguard: member appears twice")
+		}
+		*at = [2]int{vs, ve}
+		return nil
+	})
 	if err != nil {
 		return c, err
 	}
-	if raw, ok := m["id"]; ok {
-		c.id = bytes.TrimSpace(raw)
+	if id[1] != 0 {
+		c.id = s.b[id[0]:id[1]]
 		c.request = true
 	}
-	if raw, ok := m["method"]; ok {
-		if err := json.Unmarshal(raw, &c.method); err != nil {
+	if method[1] != 0 {
+		raw := s.b[method[0]:method[1]]
+		if raw[0] != '"' {
 			return c, errors.New("resourceguard: method is not a string")
 		}
+		c.method = stringAt(raw)
 		if c.method == "" {
 			return c, errors.New("resourceguard: empty method")
 		}
 	}
-	if raw, ok := m["params"]; ok && c.method != "" {
-		raw = bytes.TrimSpace(raw)
-		if len(raw) > 0 && raw[0] == '{' {
-			pdec := json.NewDecoder(bytes.NewReader(raw))
-			pm, err := foldedMembers(pdec, "name", "uri")
-			if err != nil {
-				return c, err
+	if params[1] != 0 && c.method != "" && s.b[params[0]] == '{' {
+		var name, uri [2]int
+		ps := &jscan{b: s.b[:params[1]], i: params[0]}
+		err := ps.object(1, func(key []byte, esc bool, vs, ve int) error {
+			var at *[2]int
+			switch {
+			case keyIs(key, esc, "name"):
+				at = &name
+			case keyIs(key, esc, "uri"):
+				at = &uri
+			default:
+				return nil
 			}
-			field := "name"
-			if strings.HasPrefix(c.method, "resources/") {
-				field = "uri"
+			if at[1] != 0 {
+				return errors.New("resourceguard: member appears twice")
 			}
-			if raw, ok := pm[field]; ok {
-				if err := json.Unmarshal(raw, &c.target); err != nil {
-					return c, fmt.Errorf("resourceguard: params.%s is not a string", field)
-				}
+			*at = [2]int{vs, ve}
+			return nil
+		})
+		if err != nil {
+			return c, err
+		}
+		field, span := "name", name
+		if strings.HasPrefix(c.method, "resources/") {
+			field, span = "uri", uri
+		}
+		if span[1] != 0 {
+			switch raw := s.b[span[0]:span[1]]; raw[0] {
+			case '"':
+				c.target = stringAt(raw)
+			case 'n': // null: no target, as encoding/json leaves a string
+			default:
+				return c, fmt.Errorf("resourceguard: params.%s is not a string", field)
 			}
 		}
 	}
 	return c, nil
 }
 
-// foldedMembers reads one JSON object from dec and returns the members whose
-// names equal one of names case-insensitively, keyed by the canonical name.
-// Two members folding to the same name are refused.
-func foldedMembers(dec *json.Decoder, names ...string) (map[string]json.RawMessage, error) {
-	t, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := t.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("resourceguard: JSON-RPC message is not an object")
-	}
-	out := make(map[string]json.RawMessage, len(names))
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, ok := t.(string)
-		if !ok {
-			return nil, errors.New("resourceguard: bad member name")
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
-		}
-		for _, n := range names {
-			if strings.EqualFold(key, n) {
-				if _, dup := out[n]; dup {
-					return nil, fmt.Errorf("resourceguard: member %q appears twice", n)
-				}
-				out[n] = raw
-			}
-		}
-	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return nil, err
-	}
-	return out, nil
+// stringAt decodes the JSON string that is exactly raw (already scanned).
+func stringAt(raw []byte) string {
+	s := &jscan{b: raw}
+	content, esc, _ := s.str()
+	return strValue(content, esc)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,168 +61,129 @@ type toolFilter struct {
 }
 
 // filterBody filters a JSON body: one JSON-RPC message or a batch of them.
-// It returns body itself (changed false) when nothing is removed.
+// It returns body itself (changed false) when nothing is removed. Removing
+// a tool cuts its bytes out of the array: everything else is passed on as
+// the upstream wrote it.
 func (f *toolFilter) filterBody(body []byte) ([]byte, bool, error) {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 {
-		return body, false, nil
-	}
-	if trimmed[0] != '[' {
-		out, changed, err := f.filterMessage(trimmed)
-		if err != nil || !changed {
-			return body, false, err
+	var out []byte
+	changed := false
+	err := scanDoc(body, func(s *jscan) error {
+		if s.i >= len(s.b) {
+			return nil
 		}
-		return out, true, nil
-	}
-	var msgs []json.RawMessage
-	if err := json.Unmarshal(trimmed, &msgs); err != nil {
+		if s.b[s.i] != '[' {
+			vs := s.i
+			if err := s.value(0); err != nil {
+				return err
+			}
+			o, ch, err := f.filterMessage(s.b[vs:s.i])
+			if err != nil || !ch {
+				return err
+			}
+			out, changed = append(append(append(out, s.b[:vs]...), o...), s.b[s.i:]...), true
+			return nil
+		}
+		last := 0
+		err := s.array(0, func(vs, ve int) error {
+			o, ch, err := f.filterMessage(s.b[vs:ve])
+			if err != nil || !ch {
+				return err
+			}
+			out = append(append(out, s.b[last:vs]...), o...)
+			last, changed = ve, true
+			return nil
+		})
+		if err == nil && changed {
+			out = append(out, s.b[last:]...)
+		}
+		return err
+	})
+	if err != nil {
 		return nil, false, err
 	}
-	any := false
-	for i, m := range msgs {
-		out, changed, err := f.filterMessage(m)
-		if err != nil {
-			return nil, false, err
-		}
-		if changed {
-			msgs[i], any = out, true
-		}
-	}
-	if !any {
+	if !changed {
 		return body, false, nil
 	}
-	out, err := json.Marshal(msgs)
-	return out, err == nil, err
-}
-
-// member is one member of a JSON object, in document order.
-type member struct {
-	key string
-	raw json.RawMessage
-}
-
-// orderedMembers reads a JSON object keeping every member and its order. A
-// member whose name folds (case-insensitively, as Go's encoding/json
-// matches) to one of fold is reported by index; two of them are an error.
-func orderedMembers(raw []byte, fold string) ([]member, int, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	t, err := dec.Token()
-	if err != nil {
-		return nil, -1, err
-	}
-	if d, ok := t.(json.Delim); !ok || d != '{' {
-		return nil, -1, errors.New("resourceguard: not a JSON object")
-	}
-	var ms []member
-	at := -1
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, -1, err
-		}
-		key, ok := t.(string)
-		if !ok {
-			return nil, -1, errors.New("resourceguard: bad member name")
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, -1, err
-		}
-		if strings.EqualFold(key, fold) {
-			if at >= 0 {
-				return nil, -1, errors.New("resourceguard: member appears twice")
-			}
-			at = len(ms)
-		}
-		ms = append(ms, member{key, v})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, -1, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, -1, errors.New("resourceguard: trailing data")
-	}
-	return ms, at, nil
-}
-
-func encodeMembers(ms []member) []byte {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, m := range ms {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		k, _ := json.Marshal(m.key)
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(m.raw)
-	}
-	b.WriteByte('}')
-	return b.Bytes()
+	return out, true, nil
 }
 
 // filterMessage removes the tools that may not be called from a JSON-RPC
-// message whose result has a "tools" array. Other messages are unchanged.
-// A tool without a string name is removed (it cannot be authorized).
-func (f *toolFilter) filterMessage(raw []byte) ([]byte, bool, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return raw, false, nil // not a message the client can read as a result
+// message whose result has a "tools" array (members matched as Go's
+// encoding/json matches them; a member twice in any spelling is an error).
+// Other messages are unchanged. A tool that is not an object with a string
+// name is removed (it cannot be authorized).
+func (f *toolFilter) filterMessage(msg []byte) ([]byte, bool, error) {
+	if len(msg) == 0 || msg[0] != '{' {
+		return msg, false, nil
 	}
-	top, ri, err := orderedMembers(raw, "result")
-	if err != nil {
-		return nil, false, err
+	s := &jscan{b: msg}
+	result, err := memberSpan(s, "result")
+	if err != nil || result[1] == 0 || msg[result[0]] != '{' {
+		return msg, false, err
 	}
-	if ri < 0 {
-		return raw, false, nil
+	rs := &jscan{b: msg[:result[1]], i: result[0]}
+	tools, err := memberSpan(rs, "tools")
+	if err != nil || tools[1] == 0 || msg[tools[0]] != '[' {
+		return msg, false, err
 	}
-	res := bytes.TrimSpace(top[ri].raw)
-	if len(res) == 0 || res[0] != '{' {
-		return raw, false, nil
-	}
-	rms, ti, err := orderedMembers(res, "tools")
-	if err != nil {
-		return nil, false, err
-	}
-	if ti < 0 {
-		return raw, false, nil
-	}
-	var tools []json.RawMessage
-	if err := json.Unmarshal(rms[ti].raw, &tools); err != nil {
-		// null or not an array: no tool to show.
-		return raw, false, nil
-	}
-	kept := tools[:0:0]
-	for _, t := range tools {
-		if f.keepTool(t) {
-			kept = append(kept, t)
+	// Keep the spans of the tools that stay.
+	var kept [][2]int
+	n := 0
+	ts := &jscan{b: msg[:tools[1]], i: tools[0]}
+	err = ts.array(1, func(vs, ve int) error {
+		n++
+		if f.keepTool(msg[vs:ve]) {
+			kept = append(kept, [2]int{vs, ve})
 		}
-	}
-	if len(kept) == len(tools) {
-		return raw, false, nil
-	}
-	if kept == nil {
-		kept = []json.RawMessage{}
-	}
-	arr, err := json.Marshal(kept)
+		return nil
+	})
 	if err != nil {
 		return nil, false, err
 	}
-	rms[ti].raw = arr
-	top[ri].raw = encodeMembers(rms)
-	return encodeMembers(top), true, nil
+	if len(kept) == n {
+		return msg, false, nil
+	}
+	out := make([]byte, 0, len(msg))
+	out = append(out, msg[:tools[0]]...)
+	out = append(out, '[')
+	for i, k := range kept {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, msg[k[0]:k[1]]...)
+	}
+	out = append(out, ']')
+	out = append(out, msg[tools[1]:]...)
+	return out, true, nil
 }
 
-func (f *toolFilter) keepTool(t json.RawMessage) bool {
-	ms, ni, err := orderedMembers(t, "name")
-	if err != nil || ni < 0 {
+// memberSpan scans the object at s.i and returns the span of the member
+// named name (folded), [0 0] when absent; two of them are an error.
+func memberSpan(s *jscan, name string) ([2]int, error) {
+	var span [2]int
+	err := s.object(1, func(key []byte, esc bool, vs, ve int) error {
+		if !keyIs(key, esc, name) {
+			return nil
+		}
+		if span[1] != 0 {
+			return errors.New("resourceguard: member appears twice")
+		}
+		span = [2]int{vs, ve}
+		return nil
+	})
+	return span, err
+}
+
+func (f *toolFilter) keepTool(t []byte) bool {
+	if len(t) == 0 || t[0] != '{' {
 		return false
 	}
-	var name string
-	if json.Unmarshal(ms[ni].raw, &name) != nil || name == "" {
+	span, err := memberSpan(&jscan{b: t}, "name")
+	if err != nil || span[1] == 0 || t[span[0]] != '"' {
 		return false
 	}
-	return f.keep(name)
+	name := stringAt(t[span[0]:span[1]])
+	return name != "" && f.keep(name)
 }
 
 // errorMessage is the JSON-RPC error that replaces a result the filter
@@ -485,13 +445,16 @@ func (s *sseFramer) event(raw []byte) []byte {
 		b = append(b, line...)
 		b = append(b, '\n')
 	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, out); err != nil {
-		return s.errorEvent()
+	if bytes.ContainsAny(out, "\r\n") {
+		// One data line: compacted JSON has no line breaks.
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, out); err != nil {
+			return s.errorEvent()
+		}
+		out = compact.Bytes()
 	}
-	// One data line: the compacted JSON has no line breaks.
 	b = append(b, "data: "...)
-	b = append(b, compact.Bytes()...)
+	b = append(b, out...)
 	b = append(b, '\n', '\n')
 	return b
 }
