@@ -107,28 +107,40 @@ func (s *jscan) number() error {
 	return nil
 }
 
+// strPlain marks the bytes a string may hold without an escape.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str scans a string at s.i and returns its raw content (between the
 // quotes) and whether it has escapes.
 func (s *jscan) str() (raw []byte, esc bool, err error) {
 	start := s.i + 1
-	for i := start; i < len(s.b); i++ {
-		switch c := s.b[i]; {
-		case c == '"':
+	b := s.b
+	for i := start; i < len(b); i++ {
+		if strPlain[b[i]] {
+			continue
+		}
+		switch b[i] {
+		case '"':
 			s.i = i + 1
-			return s.b[start:i], esc, nil
-		case c == '\\':
+			return b[start:i], esc, nil
+		case '\\':
 			esc = true
 			i++
-			if i >= len(s.b) {
+			if i >= len(b) {
 				return nil, false, errJSONSyntax
 			}
-			switch s.b[i] {
+			switch b[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			case 'u':
-				if i+4 >= len(s.b) {
+				if i+4 >= len(b) {
 					return nil, false, errJSONSyntax
 				}
-				for _, h := range s.b[i+1 : i+5] {
+				for _, h := range b[i+1 : i+5] {
 					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
 						return nil, false, errJSONSyntax
 					}
@@ -137,7 +149,7 @@ func (s *jscan) str() (raw []byte, esc bool, err error) {
 			default:
 				return nil, false, errJSONSyntax
 			}
-		case c < 0x20:
+		default: // a control character
 			return nil, false, errJSONSyntax
 		}
 	}
@@ -167,9 +179,10 @@ func strValue(raw []byte, esc bool) string {
 	return v
 }
 
-// object scans an object at s.i; fn, when not nil, sees each member's name
-// (raw, and whether it has escapes) and the span of its value.
-func (s *jscan) object(depth int, fn func(key []byte, esc bool, vs, ve int) error) error {
+// object scans an object at s.i. For each member, fn (when not nil) is
+// called with s.i at the member's value (white space skipped) and must scan
+// that value (s.value, or a nested object/array call); a nil fn skips it.
+func (s *jscan) object(depth int, fn func(key []byte, esc bool) error) error {
 	if depth++; depth > maxJSONDepth {
 		return errJSONSyntax
 	}
@@ -194,14 +207,16 @@ func (s *jscan) object(depth int, fn func(key []byte, esc bool, vs, ve int) erro
 		}
 		s.i++
 		s.ws()
-		vs := s.i
-		if err := s.value(depth); err != nil {
-			return err
+		if s.i >= len(s.b) {
+			return errJSONSyntax
 		}
 		if fn != nil {
-			if err := fn(key, esc, vs, s.i); err != nil {
-				return err
-			}
+			err = fn(key, esc)
+		} else {
+			err = s.value(depth)
+		}
+		if err != nil {
+			return err
 		}
 		s.ws()
 		if s.i >= len(s.b) {
@@ -219,8 +234,9 @@ func (s *jscan) object(depth int, fn func(key []byte, esc bool, vs, ve int) erro
 	}
 }
 
-// array scans an array at s.i; fn, when not nil, sees each element's span.
-func (s *jscan) array(depth int, fn func(vs, ve int) error) error {
+// array scans an array at s.i. For each element, fn (when not nil) is
+// called with s.i at the element and must scan it; a nil fn skips it.
+func (s *jscan) array(depth int, fn func() error) error {
 	if depth++; depth > maxJSONDepth {
 		return errJSONSyntax
 	}
@@ -232,14 +248,17 @@ func (s *jscan) array(depth int, fn func(vs, ve int) error) error {
 	}
 	for {
 		s.ws()
-		vs := s.i
-		if err := s.value(depth); err != nil {
-			return err
+		if s.i >= len(s.b) {
+			return errJSONSyntax
 		}
+		var err error
 		if fn != nil {
-			if err := fn(vs, s.i); err != nil {
-				return err
-			}
+			err = fn()
+		} else {
+			err = s.value(depth)
+		}
+		if err != nil {
+			return err
 		}
 		s.ws()
 		if s.i >= len(s.b) {
@@ -255,6 +274,13 @@ func (s *jscan) array(depth int, fn func(vs, ve int) error) error {
 			return errJSONSyntax
 		}
 	}
+}
+
+// span scans the value at s.i and returns where it starts and ends.
+func (s *jscan) span(depth int) ([2]int, error) {
+	vs := s.i
+	err := s.value(depth)
+	return [2]int{vs, s.i}, err
 }
 
 // keyIs reports whether a member name equals name as encoding/json matches

@@ -340,19 +340,18 @@ func parseJSONRPC(body []byte) ([]rpcCall, error) {
 		}
 		switch s.b[s.i] {
 		case '{':
-			c, err := parseMessage(s)
+			c, err := parseMessage(s, 0)
 			if err != nil {
 				return err
 			}
 			calls = append(calls, c)
 			return nil
 		case '[':
-			return s.array(0, func(vs, ve int) error {
-				m := &jscan{b: s.b[:ve], i: vs}
-				if s.b[vs] != '{' {
+			return s.array(0, func() error {
+				if s.b[s.i] != '{' {
 					return errors.New("resourceguard: JSON-RPC message is not an object")
 				}
-				c, err := parseMessage(m)
+				c, err := parseMessage(s, 1)
 				if err != nil {
 					return err
 				}
@@ -368,27 +367,56 @@ func parseJSONRPC(body []byte) ([]rpcCall, error) {
 	return calls, nil
 }
 
-// parseMessage reads one JSON-RPC message (an object at s.i).
-func parseMessage(s *jscan) (rpcCall, error) {
+// parseMessage reads one JSON-RPC message (an object at s.i) in one pass.
+func parseMessage(s *jscan, depth int) (rpcCall, error) {
 	var c rpcCall
-	var method, params, id [2]int
-	err := s.object(1, func(key []byte, esc bool, vs, ve int) error {
+	var method, params, id, name, uri [2]int
+	twice := errors.New("resourceguard: member appears twice")
+	err := s.object(depth, func(key []byte, esc bool) error {
 		var at *[2]int
 		switch {
 		case keyIs(key, esc, "method"):
 			at = &method
-		case keyIs(key, esc, "params"):
-			at = &params
 		case keyIs(key, esc, "id"):
 			at = &id
+		case keyIs(key, esc, "params"):
+			if params[1] != 0 {
+				return twice
+			}
+			start := s.i
+			if s.b[s.i] != '{' {
+				err := s.value(depth + 1)
+				params = [2]int{start, s.i}
+				return err
+			}
+			err := s.object(depth+1, func(key []byte, esc bool) error {
+				var at *[2]int
+				switch {
+				case keyIs(key, esc, "name"):
+					at = &name
+				case keyIs(key, esc, "uri"):
+					at = &uri
+				default:
+					return s.value(depth + 2)
+				}
+				if at[1] != 0 {
+					return twice
+				}
+				var err error
+				*at, err = s.span(depth + 2)
+				return err
+			})
+			params = [2]int{start, s.i}
+			return err
 		default:
-			return nil
+			return s.value(depth + 1)
 		}
 		if at[1] != 0 {
-			return errors.New("resourceguard: member appears twice")
+			return twice
 		}
-		*at = [2]int{vs, ve}
-		return nil
+		var err error
+		*at, err = s.span(depth + 1)
+		return err
 	})
 	if err != nil {
 		return c, err
@@ -407,28 +435,7 @@ func parseMessage(s *jscan) (rpcCall, error) {
 			return c, errors.New("resourceguard: empty method")
 		}
 	}
-	if params[1] != 0 && c.method != "" && s.b[params[0]] == '{' {
-		var name, uri [2]int
-		ps := &jscan{b: s.b[:params[1]], i: params[0]}
-		err := ps.object(1, func(key []byte, esc bool, vs, ve int) error {
-			var at *[2]int
-			switch {
-			case keyIs(key, esc, "name"):
-				at = &name
-			case keyIs(key, esc, "uri"):
-				at = &uri
-			default:
-				return nil
-			}
-			if at[1] != 0 {
-				return errors.New("resourceguard: member appears twice")
-			}
-			*at = [2]int{vs, ve}
-			return nil
-		})
-		if err != nil {
-			return c, err
-		}
+	if params[1] != 0 && c.method != "" {
 		field, span := "name", name
 		if strings.HasPrefix(c.method, "resources/") {
 			field, span = "uri", uri

@@ -60,130 +60,132 @@ type toolFilter struct {
 	id   json.RawMessage // of the tools/list request, for error answers
 }
 
-// filterBody filters a JSON body: one JSON-RPC message or a batch of them.
-// It returns body itself (changed false) when nothing is removed. Removing
-// a tool cuts its bytes out of the array: everything else is passed on as
-// the upstream wrote it.
+// filterBody filters a JSON body: one JSON-RPC message or a batch of them,
+// in one pass. It returns body itself (changed false) when nothing is
+// removed. Removing a tool cuts its bytes out of the array: everything else
+// is passed on as the upstream wrote it.
 func (f *toolFilter) filterBody(body []byte) ([]byte, bool, error) {
-	var out []byte
-	changed := false
+	var cuts []toolsCut
 	err := scanDoc(body, func(s *jscan) error {
 		if s.i >= len(s.b) {
 			return nil
 		}
-		if s.b[s.i] != '[' {
-			vs := s.i
-			if err := s.value(0); err != nil {
-				return err
-			}
-			o, ch, err := f.filterMessage(s.b[vs:s.i])
-			if err != nil || !ch {
-				return err
-			}
-			out, changed = append(append(append(out, s.b[:vs]...), o...), s.b[s.i:]...), true
-			return nil
+		if s.b[s.i] == '[' {
+			return s.array(0, func() error { return f.scanMessage(s, 1, &cuts) })
 		}
-		last := 0
-		err := s.array(0, func(vs, ve int) error {
-			o, ch, err := f.filterMessage(s.b[vs:ve])
-			if err != nil || !ch {
-				return err
-			}
-			out = append(append(out, s.b[last:vs]...), o...)
-			last, changed = ve, true
-			return nil
-		})
-		if err == nil && changed {
-			out = append(out, s.b[last:]...)
-		}
-		return err
+		return f.scanMessage(s, 0, &cuts)
 	})
 	if err != nil {
 		return nil, false, err
 	}
-	if !changed {
+	if len(cuts) == 0 {
 		return body, false, nil
 	}
-	return out, true, nil
+	out := make([]byte, 0, len(body))
+	last := 0
+	for _, c := range cuts {
+		out = append(out, body[last:c.start]...)
+		out = append(out, '[')
+		for i, k := range c.kept {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, body[k[0]:k[1]]...)
+		}
+		out = append(out, ']')
+		last = c.end
+	}
+	return append(out, body[last:]...), true, nil
 }
 
-// filterMessage removes the tools that may not be called from a JSON-RPC
-// message whose result has a "tools" array (members matched as Go's
-// encoding/json matches them; a member twice in any spelling is an error).
-// Other messages are unchanged. A tool that is not an object with a string
-// name is removed (it cannot be authorized).
+// toolsCut replaces the tools array at [start, end) by its kept elements.
+type toolsCut struct {
+	start, end int
+	kept       [][2]int
+}
+
+// filterMessage is filterBody for one message.
 func (f *toolFilter) filterMessage(msg []byte) ([]byte, bool, error) {
-	if len(msg) == 0 || msg[0] != '{' {
-		return msg, false, nil
-	}
-	s := &jscan{b: msg}
-	result, err := memberSpan(s, "result")
-	if err != nil || result[1] == 0 || msg[result[0]] != '{' {
-		return msg, false, err
-	}
-	rs := &jscan{b: msg[:result[1]], i: result[0]}
-	tools, err := memberSpan(rs, "tools")
-	if err != nil || tools[1] == 0 || msg[tools[0]] != '[' {
-		return msg, false, err
-	}
-	// Keep the spans of the tools that stay.
-	var kept [][2]int
-	n := 0
-	ts := &jscan{b: msg[:tools[1]], i: tools[0]}
-	err = ts.array(1, func(vs, ve int) error {
-		n++
-		if f.keepTool(msg[vs:ve]) {
-			kept = append(kept, [2]int{vs, ve})
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	if len(kept) == n {
-		return msg, false, nil
-	}
-	out := make([]byte, 0, len(msg))
-	out = append(out, msg[:tools[0]]...)
-	out = append(out, '[')
-	for i, k := range kept {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, msg[k[0]:k[1]]...)
-	}
-	out = append(out, ']')
-	out = append(out, msg[tools[1]:]...)
-	return out, true, nil
+	return f.filterBody(msg)
 }
 
-// memberSpan scans the object at s.i and returns the span of the member
-// named name (folded), [0 0] when absent; two of them are an error.
-func memberSpan(s *jscan, name string) ([2]int, error) {
-	var span [2]int
-	err := s.object(1, func(key []byte, esc bool, vs, ve int) error {
-		if !keyIs(key, esc, name) {
-			return nil
+// scanMessage scans the value at s.i; when it is a JSON-RPC message whose
+// result has a "tools" array (members matched as Go's encoding/json matches
+// them; a member twice in any spelling is an error) and some of its tools
+// may not be called, it records the cut. A tool that is not an object with
+// a string name is removed (it cannot be authorized).
+func (f *toolFilter) scanMessage(s *jscan, depth int, cuts *[]toolsCut) error {
+	if s.b[s.i] != '{' {
+		return s.value(depth)
+	}
+	twice := errors.New("resourceguard: member appears twice")
+	seenResult := false
+	return s.object(depth, func(key []byte, esc bool) error {
+		if !keyIs(key, esc, "result") {
+			return s.value(depth + 1)
 		}
-		if span[1] != 0 {
-			return errors.New("resourceguard: member appears twice")
+		if seenResult {
+			return twice
 		}
-		span = [2]int{vs, ve}
-		return nil
+		seenResult = true
+		if s.b[s.i] != '{' {
+			return s.value(depth + 1)
+		}
+		seenTools := false
+		return s.object(depth+1, func(key []byte, esc bool) error {
+			if !keyIs(key, esc, "tools") {
+				return s.value(depth + 2)
+			}
+			if seenTools {
+				return twice
+			}
+			seenTools = true
+			if s.b[s.i] != '[' {
+				return s.value(depth + 2)
+			}
+			cut := toolsCut{start: s.i}
+			n := 0
+			err := s.array(depth+2, func() error {
+				n++
+				vs := s.i
+				keep, err := f.scanTool(s, depth+3)
+				if keep {
+					cut.kept = append(cut.kept, [2]int{vs, s.i})
+				}
+				return err
+			})
+			cut.end = s.i
+			if err == nil && len(cut.kept) < n {
+				*cuts = append(*cuts, cut)
+			}
+			return err
+		})
 	})
-	return span, err
 }
 
-func (f *toolFilter) keepTool(t []byte) bool {
-	if len(t) == 0 || t[0] != '{' {
-		return false
+// scanTool scans one element of a tools array and says whether to keep it.
+func (f *toolFilter) scanTool(s *jscan, depth int) (bool, error) {
+	if s.b[s.i] != '{' {
+		return false, s.value(depth)
 	}
-	span, err := memberSpan(&jscan{b: t}, "name")
-	if err != nil || span[1] == 0 || t[span[0]] != '"' {
-		return false
+	var name [2]int
+	dup := false
+	err := s.object(depth, func(key []byte, esc bool) error {
+		if !keyIs(key, esc, "name") {
+			return s.value(depth + 1)
+		}
+		if name[1] != 0 {
+			dup = true
+		}
+		var err error
+		name, err = s.span(depth + 1)
+		return err
+	})
+	if err != nil || dup || name[1] == 0 || s.b[name[0]] != '"' {
+		return false, err
 	}
-	name := stringAt(t[span[0]:span[1]])
-	return name != "" && f.keep(name)
+	n := stringAt(s.b[name[0]:name[1]])
+	return n != "" && f.keep(n), nil
 }
 
 // errorMessage is the JSON-RPC error that replaces a result the filter
