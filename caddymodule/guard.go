@@ -413,10 +413,12 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 
 // refuse writes the challenge. When the server has handle_errors routes the
 // refusal is returned as a caddyhttp.Error (with WWW-Authenticate already
-// set) so the operator's error routes render it; otherwise the guard writes
-// its small JSON body itself.
+// set) so the operator's error routes render it, except a JSON-RPC refusal;
+// otherwise the guard writes its small JSON body itself.
 func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ch *resourceguard.Challenge) error {
-	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+	// A JSON-RPC refusal (-32020 HeaderMismatch) keeps its JSON-RPC body:
+	// 2026-07-28 clients read it to tell a modern server from a legacy one.
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && ch.RPCCode == 0 && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
 		g.guard.SetChallengeHeaders(w, ch)
 		return caddyhttp.Error(ch.Status, ch.Err())
 	}

@@ -1,10 +1,15 @@
 package caddymodule
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
@@ -66,5 +71,33 @@ func TestGuardToolOptions(t *testing.T) {
 	}
 	if err := (&Guard{ToolLimits: []ToolLimit{{Tool: "x"}}}).Validate(); err == nil {
 		t.Error("tool limit without calls validated")
+	}
+}
+
+// TestGuardRefuseKeepsJSONRPCBody: with handle_errors routes, ordinary
+// refusals go to the operator's error routes, but a -32020 HeaderMismatch
+// keeps its JSON-RPC body (clients read it).
+func TestGuardRefuseKeepsJSONRPCBody(t *testing.T) {
+	rg, err := resourceguard.New(resourceguard.Config{Resource: "https://mcp.example.com/mcp", Issuer: "https://login.example.org", Keys: noKeys{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Guard{guard: rg}
+	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{}}}}
+	req := func() *http.Request {
+		r := httptest.NewRequest("POST", "https://mcp.example.com/mcp", nil)
+		return r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
+	}
+	w := httptest.NewRecorder()
+	if err := g.refuse(w, req(), &resourceguard.Challenge{Status: 403, Error: resourceguard.ErrorInsufficientScope}); err == nil {
+		t.Fatal("ordinary refusal not handed to handle_errors")
+	}
+	w = httptest.NewRecorder()
+	ch := &resourceguard.Challenge{Status: 400, Description: "header mismatch: x", RPCCode: resourceguard.RPCHeaderMismatch, RPCID: []byte("3")}
+	if err := g.refuse(w, req(), ch); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != 400 || !strings.Contains(w.Body.String(), `"code":-32020`) || !strings.Contains(w.Body.String(), `"id":3`) {
+		t.Fatalf("%d %s", w.Code, w.Body)
 	}
 }
