@@ -33,7 +33,9 @@ func deflated(t testing.TB, s string) string {
 	return b.String()
 }
 
-func b64sentinel(s string) string { return "=?base64?" + base64.StdEncoding.EncodeToString([]byte(s)) + "?=" }
+func b64sentinel(s string) string {
+	return "=?base64?" + base64.StdEncoding.EncodeToString([]byte(s)) + "?="
+}
 
 // TestMCPHeaderValidation: every combination of the 2026-07-28 metadata
 // headers with the body (requirement 26). A refusal never reaches the
