@@ -321,6 +321,10 @@ func (t *toolsListWriter) finish() error {
 }
 
 func (t *toolsListWriter) flush() {
+	if f, ok := t.w.(http.Flusher); ok {
+		f.Flush()
+		return
+	}
 	_ = http.NewResponseController(t.w).Flush()
 }
 
@@ -485,15 +489,19 @@ func sseLines(raw []byte) [][]byte {
 	return lines
 }
 
-// sseField is the field name of a line ("" for a comment).
+// sseField is the field name of a line ("" for a comment); the string
+// conversions in comparisons do not allocate.
 func sseField(line []byte) string {
 	if len(line) > 0 && line[0] == ':' {
 		return ""
 	}
 	if i := bytes.IndexByte(line, ':'); i >= 0 {
-		return string(line[:i])
+		line = line[:i]
 	}
-	return string(line)
+	if string(line) == "data" {
+		return "data"
+	}
+	return "other"
 }
 
 // sseData joins the event's data fields as an SSE client does: each value
@@ -501,8 +509,19 @@ func sseField(line []byte) string {
 // removed. ok is false when the event has no data field.
 func sseData(raw []byte) ([]byte, bool) {
 	var data []byte
-	ok := false
-	for _, line := range sseLines(raw) {
+	n := 0
+	for len(raw) > 0 {
+		i := bytes.IndexAny(raw, "\r\n")
+		line := raw
+		if i >= 0 {
+			line = raw[:i]
+			if raw[i] == '\r' && i+1 < len(raw) && raw[i+1] == '\n' {
+				i++
+			}
+			raw = raw[i+1:]
+		} else {
+			raw = nil
+		}
 		if sseField(line) != "data" {
 			continue
 		}
@@ -513,11 +532,15 @@ func sseData(raw []byte) ([]byte, bool) {
 				v = v[1:]
 			}
 		}
-		if ok {
-			data = append(data, '\n')
+		switch n {
+		case 0:
+			data = v // the common case, one data line: no copy
+		case 1:
+			data = append(append(append([]byte(nil), data...), '\n'), v...)
+		default:
+			data = append(append(data, '\n'), v...)
 		}
-		data = append(data, v...)
-		ok = true
+		n++
 	}
-	return data, ok
+	return data, n > 0
 }
