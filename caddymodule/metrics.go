@@ -25,6 +25,9 @@ type Metrics struct {
 	logins       *prometheus.CounterVec // result
 	refusals     *prometheus.CounterVec // endpoint, reason (authserver.Reason)
 	toolCalls    *prometheus.CounterVec // tool (the guard's closed set), outcome
+	// guardByOutcome caches the guard's counter of each outcome (a closed
+	// set): WithLabelValues hashes and locks, once per request otherwise.
+	guardByOutcome *sync.Map
 }
 
 const metricsNamespace = "mcpauth"
@@ -63,6 +66,7 @@ func newMetrics() *Metrics {
 func registerMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	sharedMetricsOnce.Do(func() { sharedMetrics = newMetrics() })
 	m := *sharedMetrics
+	m.guardByOutcome = new(sync.Map)
 	if reg == nil {
 		return &m, nil
 	}
@@ -166,7 +170,14 @@ func (m *Metrics) GuardDecision(ch *resourceguard.Challenge) {
 	if m == nil {
 		return
 	}
-	m.guard.WithLabelValues(guardOutcome(ch)).Inc()
+	outcome := guardOutcome(ch)
+	if c, ok := m.guardByOutcome.Load(outcome); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.guard.WithLabelValues(outcome)
+	m.guardByOutcome.Store(outcome, c)
+	c.Inc()
 }
 
 // GuardToolCalls counts the tools/call messages of one guard decision: d
