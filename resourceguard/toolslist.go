@@ -266,10 +266,11 @@ func (t *toolsListWriter) Write(p []byte) (int, error) {
 	case modeSSE:
 		out, err := t.sse.feed(p)
 		if len(out) > 0 {
+			// Sent on at the upstream's next Flush (every SSE write, with
+			// Caddy's reverse_proxy), as the unfiltered stream would be.
 			if _, werr := t.w.Write(out); werr != nil {
 				return 0, werr
 			}
-			t.flush()
 		}
 		if err != nil {
 			t.mode = modeDone
@@ -329,7 +330,7 @@ func (t *toolsListWriter) flush() {
 }
 
 // Flush sends what is ready: nothing of a held JSON answer, every complete
-// event of an SSE stream (those are flushed as they complete anyway).
+// event of an SSE stream (an incomplete one waits for its end).
 func (t *toolsListWriter) Flush() {
 	if t.mode == modePass || t.mode == modeSSE {
 		t.flush()
@@ -339,7 +340,10 @@ func (t *toolsListWriter) Flush() {
 // FlushError is Flush for http.ResponseController.
 func (t *toolsListWriter) FlushError() error {
 	if t.mode == modePass || t.mode == modeSSE {
-		return http.NewResponseController(t.w).Flush()
+		if f, ok := t.w.(interface{ FlushError() error }); ok {
+			return f.FlushError()
+		}
+		t.flush()
 	}
 	return nil
 }
