@@ -104,11 +104,6 @@ type toolsCut struct {
 	kept       [][2]int
 }
 
-// filterMessage is filterBody for one message.
-func (f *toolFilter) filterMessage(msg []byte) ([]byte, bool, error) {
-	return f.filterBody(msg)
-}
-
 // scanMessage scans the value at s.i; when it is a JSON-RPC message whose
 // result has a "tools" array (members matched as Go's encoding/json matches
 // them; a member twice in any spelling is an error) and some of its tools
