@@ -61,6 +61,12 @@ func init() {
 
 //		step_up challenge|tool_error    # default challenge (403 insufficient_scope)
 //		tool_snapshot                   # a tool mapped after consent needs fresh consent
+
+//		max_body_bytes <size>           # JSON-RPC body read by the guard; default 4MiB; more gets 413
+//		tools_list_filter on|off        # default on (with per-tool method_scope entries)
+//		max_tools_list_bytes <size>     # default 8MiB; a larger tools/list result is refused
+//		tool_limit <tool>|* <calls>/<interval> [<burst>]   # per (subject, tool), e.g. 10/1m
+//		metric_tools <tool...>          # tool labels of mcpauth_guard_tool_calls_total
 //	}
 //
 // A matcher that is an exact path (`/mcp`) also guards its subpaths: it is
@@ -161,6 +167,23 @@ type Guard struct {
 	// need one fresh consent.
 	ToolSnapshot bool `json:"tool_snapshot,omitempty"`
 
+	// ToolsListFilter is "on" (the default) or "off". When on and
+	// MethodScopes name tools ("tools/call:<tool>"), tools/list results (JSON
+	// and SSE) reach the client with only the tools its token may call.
+	ToolsListFilter string `json:"tools_list_filter,omitempty"`
+	// MaxToolsListBytes bounds a tools/list result held to be filtered
+	// (default 8 MiB); a larger one is refused with a JSON-RPC error.
+	MaxToolsListBytes int64 `json:"max_tools_list_bytes,omitempty"`
+	// MaxBodyBytes bounds the JSON-RPC request body the guard reads
+	// (default 4 MiB); a larger one gets 413.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// ToolLimits are rate limits of tools/call per (subject, tool).
+	ToolLimits []ToolLimit `json:"tool_limits,omitempty"`
+	// MetricTools are tool names used as the tool label of
+	// mcpauth_guard_tool_calls_total, with the tools of MethodScopes and
+	// ToolLimits; every other tool is counted as "other".
+	MetricTools []string `json:"metric_tools,omitempty"`
+
 	guard   *resourceguard.Guard
 	metrics *Metrics
 	app     *App
@@ -170,6 +193,19 @@ type Guard struct {
 	unclaim func()
 	// prm is the config's registry of guard metadata paths.
 	prm *prmRegistry
+}
+
+// ToolLimit is a rate limit of tools/call per (subject, tool): Calls per
+// Interval, with bursts of Burst (default 1).
+type ToolLimit struct {
+	// Tool is the tool's name, or "*" for every tool without its own limit
+	// (each tool still has its own budget).
+	Tool string `json:"tool"`
+	// Calls per Interval (default 1m) is the sustained rate.
+	Calls    int            `json:"calls"`
+	Interval caddy.Duration `json:"interval,omitempty"`
+	// Burst is how many calls may come at once (default Calls).
+	Burst int `json:"burst,omitempty"`
 }
 
 // IdentityHeaders name the headers that carry identity upstream.
@@ -210,25 +246,40 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		g.headers = resourceguard.IdentityHeaders(*g.IdentityHeaders)
 	}
 	cfg := resourceguard.Config{
-		Resource:              g.Resource,
-		Issuer:                g.Issuer,
-		AuthorizationServers:  g.AuthorizationServers,
-		Scopes:                g.Scopes,
-		ScopesSupported:       g.ScopesSupported,
-		MethodScopes:          g.MethodScopes,
-		ScopeHierarchy:        g.ScopeHierarchy,
-		AllowedOrigins:        g.AllowedOrigins,
-		CORSOrigins:           g.CORSOrigins,
-		ResourceName:          g.ResourceName,
-		ResourceDocumentation: g.ResourceDocumentation,
-		Leeway:                time.Duration(g.Leeway),
-		CacheSize:             g.CacheSize,
-		CacheMaxTTL:           time.Duration(g.CacheTTL),
-		Identity:              g.headers,
-		StripAllCookies:       g.StripCookies == stripCookiesAll,
-		MaxHeaders:            g.MaxHeaders,
-		MaxHeaderBytes:        g.MaxHeaderBytes,
-		Logger:                ctx.Slogger(),
+		Resource:               g.Resource,
+		Issuer:                 g.Issuer,
+		AuthorizationServers:   g.AuthorizationServers,
+		Scopes:                 g.Scopes,
+		ScopesSupported:        g.ScopesSupported,
+		MethodScopes:           g.MethodScopes,
+		ScopeHierarchy:         g.ScopeHierarchy,
+		AllowedOrigins:         g.AllowedOrigins,
+		CORSOrigins:            g.CORSOrigins,
+		ResourceName:           g.ResourceName,
+		ResourceDocumentation:  g.ResourceDocumentation,
+		Leeway:                 time.Duration(g.Leeway),
+		CacheSize:              g.CacheSize,
+		CacheMaxTTL:            time.Duration(g.CacheTTL),
+		Identity:               g.headers,
+		StripAllCookies:        g.StripCookies == stripCookiesAll,
+		MaxHeaders:             g.MaxHeaders,
+		MaxHeaderBytes:         g.MaxHeaderBytes,
+		MaxBodyBytes:           g.MaxBodyBytes,
+		DisableToolsListFilter: g.ToolsListFilter == "off",
+		MaxToolsListBytes:      g.MaxToolsListBytes,
+		MetricTools:            g.MetricTools,
+		Logger:                 ctx.Slogger(),
+	}
+	for _, l := range g.ToolLimits {
+		iv := time.Duration(l.Interval)
+		if iv == 0 {
+			iv = time.Minute
+		}
+		burst := l.Burst
+		if burst == 0 {
+			burst = l.Calls
+		}
+		cfg.ToolLimits = append(cfg.ToolLimits, resourceguard.ToolLimit{Tool: l.Tool, Rate: float64(l.Calls) / iv.Seconds(), Burst: burst})
 	}
 
 	cfg.StepUp = g.stepUpConfig(nil)
@@ -331,6 +382,19 @@ func (g *Guard) Validate() error {
 	if g.MaxHeaders < -1 || g.MaxHeaderBytes < -1 {
 		return errors.New("mcp_protect: max_headers and max_header_bytes must be positive (or -1 for no limit)")
 	}
+	switch g.ToolsListFilter {
+	case "", "on", "off":
+	default:
+		return fmt.Errorf("mcp_protect: tools_list_filter %q: want on or off", g.ToolsListFilter)
+	}
+	if g.MaxToolsListBytes < 0 || g.MaxBodyBytes < 0 {
+		return errors.New("mcp_protect: max_tools_list_bytes and max_body_bytes must be positive")
+	}
+	for _, l := range g.ToolLimits {
+		if l.Tool == "" || l.Calls <= 0 || l.Interval < 0 || l.Burst < 0 {
+			return fmt.Errorf("mcp_protect: tool_limit %q: want a tool, a positive number of calls and interval", l.Tool)
+		}
+	}
 	return nil
 }
 
@@ -357,8 +421,9 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if g.guard.ServeDiscoveryNotFound(w, r) || g.guard.ServeCORS(w, r) {
 		return nil
 	}
-	p, ch := g.guard.Check(r)
+	d, ch := g.guard.Authorize(r)
 	g.metrics.GuardDecision(ch)
+	g.metrics.GuardToolCalls(g.guard, d, ch)
 	if ch != nil {
 		// One line per refusal, at debug (a scan of the endpoint must not
 		// flood the log): the outcome of a closed set, never the token.
@@ -368,6 +433,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		}
 		return g.refuse(w, r, ch)
 	}
+	p := d.Principal
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
 		// Resolved lazily: most configs never read them.
@@ -386,13 +452,18 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 		})
 	}
 	g.guard.PrepareUpstream(r, p)
-	return next.ServeHTTP(w, r)
+	fw, finish := g.guard.FilterWriter(w, d)
+	err := next.ServeHTTP(fw, r)
+	if ferr := finish(); ferr != nil && g.logger != nil {
+		g.logger.Warn("mcp_protect: tools/list result refused", zap.Error(ferr))
+	}
+	return err
 }
 
 // refuse writes the challenge. When the server has handle_errors routes the
 // refusal is returned as a caddyhttp.Error (with WWW-Authenticate already
-// set) so the operator's error routes render it; otherwise the guard writes
-// its small JSON body itself.
+// set) so the operator's error routes render it, except a JSON-RPC refusal;
+// otherwise the guard writes its small JSON body itself.
 func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ch *resourceguard.Challenge) error {
 	if ch.IsToolResult() {
 		// A step-up answered as a JSON-RPC tool result (step_up
@@ -400,7 +471,9 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ch *resourceguard
 		g.guard.WriteChallenge(w, ch)
 		return nil
 	}
-	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+	// A JSON-RPC refusal (-32020 HeaderMismatch) keeps its JSON-RPC body:
+	// 2026-07-28 clients read it to tell a modern server from a legacy one.
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && ch.RPCCode == 0 && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
 		g.guard.SetChallengeHeaders(w, ch)
 		return caddyhttp.Error(ch.Status, ch.Err())
 	}
@@ -616,6 +689,59 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			g.ToolSnapshot = true
+
+		case "max_body_bytes", "max_tools_list_bytes":
+			name := d.Val()
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<30 {
+				return d.Errf("%s: %q is not a size such as 4MiB", name, v)
+			}
+			if name == "max_body_bytes" {
+				g.MaxBodyBytes = int64(n)
+			} else {
+				g.MaxToolsListBytes = int64(n)
+			}
+		case "tools_list_filter":
+			if !d.AllArgs(&g.ToolsListFilter) {
+				return d.ArgErr()
+			}
+			if g.ToolsListFilter != "on" && g.ToolsListFilter != "off" {
+				return d.Errf("tools_list_filter: %q: want on or off", g.ToolsListFilter)
+			}
+		case "tool_limit":
+			args := d.RemainingArgs()
+			if len(args) != 2 && len(args) != 3 {
+				return d.ArgErr()
+			}
+			l := ToolLimit{Tool: args[0]}
+			calls, per, ok := strings.Cut(args[1], "/")
+			n, err := strconv.Atoi(calls)
+			if !ok || err != nil || n <= 0 {
+				return d.Errf("tool_limit: %q: want <calls>/<interval> such as 10/1m", args[1])
+			}
+			iv, err := caddy.ParseDuration(per)
+			if err != nil || iv <= 0 {
+				return d.Errf("tool_limit: %q: want <calls>/<interval> such as 10/1m", args[1])
+			}
+			l.Calls, l.Interval = n, caddy.Duration(iv)
+			if len(args) == 3 {
+				b, err := strconv.Atoi(args[2])
+				if err != nil || b <= 0 {
+					return d.Errf("tool_limit: burst %q is not a positive number", args[2])
+				}
+				l.Burst = b
+			}
+			g.ToolLimits = append(g.ToolLimits, l)
+		case "metric_tools":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			g.MetricTools = append(g.MetricTools, args...)
 		default:
 			return d.Errf("unknown mcp_protect option %q", d.Val())
 		}

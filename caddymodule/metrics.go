@@ -24,6 +24,10 @@ type Metrics struct {
 	cimdFetches  *prometheus.CounterVec // result
 	logins       *prometheus.CounterVec // result
 	refusals     *prometheus.CounterVec // endpoint, reason (authserver.Reason)
+	toolCalls    *prometheus.CounterVec // tool (the guard's closed set), outcome
+	// guardByOutcome caches the guard's counter of each outcome (a closed
+	// set): WithLabelValues hashes and locks, once per request otherwise.
+	guardByOutcome *sync.Map
 }
 
 const metricsNamespace = "mcpauth"
@@ -49,6 +53,9 @@ func newMetrics() *Metrics {
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "refusals_total",
 			Help: "Refused /authorize, /token, /revoke and /register requests, by endpoint and reason (README: Refusal reasons)."},
 			[]string{"endpoint", "reason"}),
+		toolCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "guard_tool_calls_total",
+			Help: "tools/call requests decided by the MCP resource guard, by tool (the configured tools; any other is \"other\") and outcome."},
+			[]string{"tool", "outcome"}),
 	}
 }
 
@@ -59,10 +66,11 @@ func newMetrics() *Metrics {
 func registerMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	sharedMetricsOnce.Do(func() { sharedMetrics = newMetrics() })
 	m := *sharedMetrics
+	m.guardByOutcome = new(sync.Map)
 	if reg == nil {
 		return &m, nil
 	}
-	for _, c := range []**prometheus.CounterVec{&m.tokensIssued, &m.tokenRefused, &m.guard, &m.cimdFetches, &m.logins, &m.refusals} {
+	for _, c := range []**prometheus.CounterVec{&m.tokensIssued, &m.tokenRefused, &m.guard, &m.cimdFetches, &m.logins, &m.refusals, &m.toolCalls} {
 		if err := reg.Register(*c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -162,7 +170,28 @@ func (m *Metrics) GuardDecision(ch *resourceguard.Challenge) {
 	if m == nil {
 		return
 	}
-	m.guard.WithLabelValues(guardOutcome(ch)).Inc()
+	outcome := guardOutcome(ch)
+	if c, ok := m.guardByOutcome.Load(outcome); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.guard.WithLabelValues(outcome)
+	m.guardByOutcome.Store(outcome, c)
+	c.Inc()
+}
+
+// GuardToolCalls counts the tools/call messages of one guard decision: d
+// holds the calls the guard read (nil when it read none), ch the refusal.
+// The tool label comes from the guard's closed set (ToolLabel).
+func (m *Metrics) GuardToolCalls(g *resourceguard.Guard, d *resourceguard.Decision, ch *resourceguard.Challenge) {
+	if m == nil || d == nil {
+		return
+	}
+	for _, c := range d.Calls {
+		if c.Method == "tools/call" {
+			m.toolCalls.WithLabelValues(g.ToolLabel(c.Name), guardOutcome(ch)).Inc()
+		}
+	}
 }
 
 // guardOutcome maps a guard decision to the guard's closed outcome set.

@@ -3,58 +3,206 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"math"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
+
+// benchUpstream is a minimal MCP server for the benchmark: it answers
+// tools/call with a small result and tools/list with benchTools tools, as
+// JSON on /mcp and as an SSE stream (a progress notification, then the
+// result) on /mcp/sse. Answers are rendered once.
+func benchUpstream(b *testing.B) string {
+	var tools []string
+	for i := range benchTools {
+		scopeHint := "read"
+		switch i % 4 {
+		case 1:
+			scopeHint = "write"
+		case 2:
+			scopeHint = "admin"
+		}
+		tools = append(tools, fmt.Sprintf(`{"name":"tool_%02d","title":"Tool %d","description":"A %s tool of the benchmark, with a description of ordinary length for an MCP server.","inputSchema":{"type":"object","properties":{"id":{"type":"string"},"text":{"type":"string"}},"required":["id"]}}`, i, i, scopeHint))
+	}
+	listResult := `{"jsonrpc":"2.0","id":1,"result":{"tools":[` + strings.Join(tools, ",") + `]}}`
+	callResult := `{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"added todo 42: buy milk"}],"isError":false}}`
+	progress := `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1,"total":2}}`
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		res := callResult
+		if strings.Contains(string(body), `"tools/list"`) {
+			res = listResult
+		}
+		if strings.HasSuffix(r.URL.Path, "/sse") {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-cache")
+			_, _ = io.WriteString(w, "event: message\ndata: "+progress+"\n\n")
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, "event: message\ndata: "+res+"\n\n")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(res)))
+		_, _ = io.WriteString(w, res)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// benchTools is the number of tools the benchmark's upstream lists; a
+// quarter of them need todo:write and a quarter todo:admin (hidden from the
+// todo:read token when the guard filters).
+const benchTools = 20
+
+// benchWorkload is one kind of request the benchmark sends.
+type benchWorkload struct {
+	name   string
+	path   string // /mcp (JSON answers) or /mcp/sse
+	method string
+	tool   string // Mcp-Name of tools/call
+	tokens int    // distinct tokens, used round-robin
+}
+
+func (w benchWorkload) body() string {
+	if w.method == "tools/list" {
+		return `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`
+	}
+	return fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":%q,"arguments":{"id":"42","text":"buy milk"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, w.tool)
+}
+
+// script is wrk's Lua script: a 2026-07-28 POST with the metadata headers
+// (so the guard validates them against the body), the tokens of tokenFile
+// in turn.
+func (w benchWorkload) script(tokenFile string) string {
+	name := ""
+	if w.tool != "" {
+		name = fmt.Sprintf("wrk.headers[\"Mcp-Name\"] = %q\n", w.tool)
+	}
+	return fmt.Sprintf(`wrk.method = "POST"
+wrk.body = %q
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+wrk.headers["MCP-Protocol-Version"] = "2026-07-28"
+wrk.headers["Mcp-Method"] = %q
+%stokens = {}
+for line in io.lines(%q) do tokens[#tokens + 1] = line end
+local i = math.random(#tokens)
+request = function()
+  i = i %% #tokens + 1
+  wrk.headers["Authorization"] = "Bearer " .. tokens[i]
+  return wrk.format()
+end
+`, w.body(), w.method, name, tokenFile)
+}
+
+var benchWorkloads = []benchWorkload{
+	{name: "call-json-1", path: "/mcp", method: "tools/call", tool: "tool_00", tokens: 1},
+	{name: "call-json-1000", path: "/mcp", method: "tools/call", tool: "tool_00", tokens: 1000},
+	{name: "call-sse-1", path: "/mcp/sse", method: "tools/call", tool: "tool_00", tokens: 1},
+	{name: "call-sse-1000", path: "/mcp/sse", method: "tools/call", tool: "tool_00", tokens: 1000},
+	{name: "list-json-1", path: "/mcp", method: "tools/list", tokens: 1},
+	{name: "list-json-1000", path: "/mcp", method: "tools/list", tokens: 1000},
+	{name: "list-sse-1", path: "/mcp/sse", method: "tools/list", tokens: 1},
+	{name: "list-sse-1000", path: "/mcp/sse", method: "tools/list", tokens: 1000},
+}
 
 // BenchmarkGuardVsPlainProxy measures, side by side in one Caddy process and
 // one run, a plain reverse_proxy and the same reverse_proxy behind
-// mcp_protect, to the same upstream (the sample server's /healthz), with wrk
-// at 32 connections over interleaved rounds. It reports the requests/s ratio
-// and the ratio of Caddy CPU time per request. It ignores b.N: run it with
+// mcp_protect (per-tool scopes, so the guard reads every body, validates the
+// Mcp-Method/Mcp-Name headers and filters tools/list), to the same upstream,
+// with what MCP clients send: tools/call and tools/list POSTs of MCP
+// 2026-07-28 answered as JSON or SSE, with 1 and 1,000 distinct tokens. wrk
+// runs at 32 connections; each round runs plain and guarded back to back
+// (the order alternates). It reports, per workload, the mean of the rounds'
+// requests/s and CPU-per-request ratios and their spread (the half-width of
+// the 95% confidence interval of the mean). It ignores b.N: run it with
 //
-//	go test ./e2e -run '^$' -bench GuardVsPlainProxy -benchtime 1x
+//	go test ./e2e -run '^$' -bench GuardVsPlainProxy -benchtime 1x -v
 //
-// MCPAUTH_BENCH_ROUNDS (default 5) and MCPAUTH_BENCH_SECONDS (default 10)
-// tune it. Needs wrk (Debian package wrk).
+// MCPAUTH_BENCH_ROUNDS (default 10), MCPAUTH_BENCH_SECONDS (default 5) and
+// MCPAUTH_BENCH_WORKLOADS (comma-separated names, default all) tune it;
+// MCPAUTH_BENCH_PPROF=<file> writes a CPU profile of Caddy during the guarded
+// side of MCPAUTH_BENCH_PPROF_WORKLOAD (default call-json-1000). Needs wrk
+// (Debian package wrk).
 func BenchmarkGuardVsPlainProxy(b *testing.B) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		b.Fatal("wrk is required (apt-get install wrk)")
 	}
-	rounds := envInt("MCPAUTH_BENCH_ROUNDS", 5)
-	secs := envInt("MCPAUTH_BENCH_SECONDS", 10)
+	rounds := envInt("MCPAUTH_BENCH_ROUNDS", 10)
+	secs := envInt("MCPAUTH_BENCH_SECONDS", 5)
+	workloads := benchWorkloads
+	if only := os.Getenv("MCPAUTH_BENCH_WORKLOADS"); only != "" {
+		workloads = nil
+		for _, w := range benchWorkloads {
+			if slices.Contains(strings.Split(only, ","), w.name) {
+				workloads = append(workloads, w)
+			}
+		}
+	}
+	upstream := benchUpstream(b)
 	plainPort, guardPort := freePort(b), freePort(b)
-	var s *stack
 	sites := fmt.Sprintf(`
 http://127.0.0.1:%[1]d {
-	reverse_proxy {TODO}
+	reverse_proxy %[3]s {
+		flush_interval -1
+	}
 }
 
 http://127.0.0.1:%[2]d {
 	mcp_protect /* {
 		resource RESOURCE
+		scopes todo:read
+		method_scope tools/call:tool_01 todo:write
+		method_scope tools/call:tool_05 todo:write
+		method_scope tools/call:tool_09 todo:write
+		method_scope tools/call:tool_13 todo:write
+		method_scope tools/call:tool_17 todo:write
+		method_scope tools/call:tool_02 todo:admin
+		method_scope tools/call:tool_06 todo:admin
+		method_scope tools/call:tool_10 todo:admin
+		method_scope tools/call:tool_14 todo:admin
+		method_scope tools/call:tool_18 todo:admin
 	}
-	reverse_proxy {TODO}
+	reverse_proxy %[3]s {
+		flush_interval -1
+	}
 }
-`, plainPort, guardPort)
-	// The guard's resource is the main site's MCP URL, so the token minted
-	// for it is accepted here too.
-	s = startStackWith(b, stackOpts{extraSites: sites}, func(st *stack) string {
+`, plainPort, guardPort, upstream)
+	// The guard's resource is the main site's MCP URL, so the tokens minted
+	// for it are accepted here too.
+	s := startStackWith(b, stackOpts{extraSites: sites, extraApp: "token_rate_limit off"}, func(st *stack) string {
 		return strings.ReplaceAll(sites, "RESOURCE", st.MCPURL)
 	})
-	tok := s.login(b, s.oauthConfig("todo:read")).AccessToken
+	dir := b.TempDir()
+	tokenFiles := benchTokens(b, s, dir, 1000)
 	pid := s.caddy.cmd.Process.Pid
 
 	type result struct{ rps, cpuPerReq float64 }
-	// Both sides get the same requests, token included (the plain proxy just
-	// forwards it), so the difference is the guard's own work.
-	run := func(url string, _ bool) result {
-		args := []string{"-t2", "-c32", fmt.Sprintf("-d%ds", secs), "--latency", "-H", "Authorization: Bearer " + tok, url}
+	// Both sides get the same requests, tokens included (the plain proxy
+	// just forwards them), so the difference is the guard's own work.
+	run := func(w benchWorkload, port int) result {
+		script := filepath.Join(dir, w.name+".lua")
+		if err := os.WriteFile(script, []byte(w.script(tokenFiles[w.tokens])), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		url := fmt.Sprintf("http://127.0.0.1:%d%s", port, w.path)
+		args := []string{"-t2", "-c32", fmt.Sprintf("-d%ds", secs), "-s", script, url}
 		cpu0 := procCPU(b, pid)
 		out, err := exec.Command("wrk", args...).CombinedOutput()
 		cpu1 := procCPU(b, pid)
@@ -62,57 +210,174 @@ http://127.0.0.1:%[2]d {
 			b.Fatalf("wrk: %v\n%s", err, out)
 		}
 		o := string(out)
-		if strings.Contains(o, "Non-2xx") {
-			b.Fatalf("wrk saw non-2xx responses:\n%s", o)
+		if strings.Contains(o, "Non-2xx") || strings.Contains(o, "Socket errors") {
+			b.Fatalf("%s on port %d: wrk saw errors:\n%s", w.name, port, o)
 		}
 		rps := floatAfter(b, o, `Requests/sec:\s+([0-9.]+)`)
 		total := floatAfter(b, o, `([0-9]+) requests in`)
 		return result{rps: rps, cpuPerReq: (cpu1 - cpu0) / total}
 	}
-	plainURL := fmt.Sprintf("http://127.0.0.1:%d/healthz", plainPort)
-	guardURL := fmt.Sprintf("http://127.0.0.1:%d/healthz", guardPort)
-	run(plainURL, false) // warm up both paths
+	checkFiltered(b, s, plainPort, guardPort, tokenFiles[1])
+	for _, w := range workloads {
+		// Warm up both paths (and fill the guard's token cache).
+		run(w, plainPort)
+		run(w, guardPort)
+	}
 	if out := os.Getenv("MCPAUTH_BENCH_PPROF"); out != "" {
-		// A CPU profile of Caddy during one guarded round, for `go tool pprof`.
+		name := os.Getenv("MCPAUTH_BENCH_PPROF_WORKLOAD")
+		if name == "" {
+			name = "call-json-1000"
+		}
+		i := slices.IndexFunc(benchWorkloads, func(w benchWorkload) bool { return w.name == name })
+		if i < 0 {
+			b.Fatalf("no workload %q", name)
+		}
 		done := make(chan error, 1)
-		go func() {
-			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.caddy.admin, secs-1))
-			if err != nil {
-				done <- err
-				return
-			}
-			defer resp.Body.Close()
-			f, err := os.Create(out)
-			if err != nil {
-				done <- err
-				return
-			}
-			defer f.Close()
-			_, err = io.Copy(f, resp.Body)
-			done <- err
-		}()
-		run(guardURL, true)
+		go func() { done <- fetchProfile(s.caddy.admin, max(secs-1, 1), out) }()
+		run(benchWorkloads[i], guardPort)
 		if err := <-done; err != nil {
 			b.Fatalf("profile: %v", err)
 		}
-	} else {
-		run(guardURL, true)
 	}
-	var sumPlain, sumGuard, cpuPlain, cpuGuard float64
-	for i := 0; i < rounds; i++ {
-		p := run(plainURL, false)
-		g := run(guardURL, true)
-		b.Logf("round %d: plain %.0f req/s (%.1f µs CPU/req), guarded %.0f req/s (%.1f µs CPU/req), ratio %.3f",
-			i+1, p.rps, p.cpuPerReq*1e6, g.rps, g.cpuPerReq*1e6, g.rps/p.rps)
-		sumPlain += p.rps
-		sumGuard += g.rps
-		cpuPlain += p.cpuPerReq
-		cpuGuard += g.cpuPerReq
+	type series struct{ rps, cpu []float64 }
+	res := make([]series, len(workloads))
+	// Rounds outermost: every workload is measured throughout the run, so a
+	// burst of load from elsewhere on the machine hits them all alike.
+	for round := 0; round < rounds; round++ {
+		for i, w := range workloads {
+			var p, g result
+			if round%2 == 0 {
+				p, g = run(w, plainPort), run(w, guardPort)
+			} else {
+				g, p = run(w, guardPort), run(w, plainPort)
+			}
+			b.Logf("%-15s round %2d: plain %6.0f req/s %6.1f µs CPU/req, guarded %6.0f req/s %6.1f µs CPU/req: req/s %.3f, CPU/req %.3f",
+				w.name, round+1, p.rps, p.cpuPerReq*1e6, g.rps, g.cpuPerReq*1e6, g.rps/p.rps, g.cpuPerReq/p.cpuPerReq)
+			res[i].rps = append(res[i].rps, g.rps/p.rps)
+			res[i].cpu = append(res[i].cpu, g.cpuPerReq/p.cpuPerReq)
+		}
 	}
-	b.ReportMetric(sumPlain/float64(rounds), "plain-req/s")
-	b.ReportMetric(sumGuard/float64(rounds), "guarded-req/s")
-	b.ReportMetric(sumGuard/sumPlain, "rps-ratio")
-	b.ReportMetric(cpuGuard/cpuPlain, "cpu-per-req-ratio")
+	for i, w := range workloads {
+		rm, rs := meanSpread(res[i].rps)
+		cm, cs := meanSpread(res[i].cpu)
+		b.Logf("%-15s req/s ratio %.3f ± %.3f, CPU/req ratio %.3f ± %.3f (%d rounds; per-round req/s %.2f–%.2f)",
+			w.name, rm, rs, cm, cs, rounds, slices.Min(res[i].rps), slices.Max(res[i].rps))
+		b.ReportMetric(rm, w.name+"-rps-ratio")
+		b.ReportMetric(cm, w.name+"-cpu-ratio")
+	}
+}
+
+// meanSpread returns the mean of xs and the half-width of its 95%
+// confidence interval (Student's t for the number of rounds).
+func meanSpread(xs []float64) (mean, spread float64) {
+	n := float64(len(xs))
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= n
+	if len(xs) < 2 {
+		return mean, math.Inf(1)
+	}
+	var ss float64
+	for _, x := range xs {
+		ss += (x - mean) * (x - mean)
+	}
+	sd := math.Sqrt(ss / (n - 1))
+	// Two-sided 95% t quantiles for 1..29 degrees of freedom; 1.96 beyond.
+	tq := []float64{12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13,
+		2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05, 2.05}
+	t := 1.96
+	if df := len(xs) - 1; df <= len(tq) {
+		t = tq[df-1]
+	}
+	return mean, t * sd / math.Sqrt(n)
+}
+
+// benchTokens logs in once (todo:read, offline_access) and refreshes until
+// it holds n distinct access tokens; it writes files of 1 and n tokens, one
+// a line, and returns their paths by count.
+func benchTokens(b *testing.B, s *stack, dir string, n int) map[int]string {
+	tok := s.login(b, s.oauthConfig("todo:read", "offline_access"))
+	toks := []string{tok.AccessToken}
+	rt := tok.RefreshToken
+	for len(toks) < n {
+		st, _, body := postForm(b, s.Client, s.Issuer+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {cliClientID}})
+		at, _ := body["access_token"].(string)
+		next, _ := body["refresh_token"].(string)
+		if st != 200 || at == "" || next == "" {
+			b.Fatalf("refresh %d: %d %v", len(toks), st, body)
+		}
+		toks = append(toks, at)
+		rt = next
+	}
+	files := map[int]string{}
+	for _, k := range []int{1, n} {
+		p := filepath.Join(dir, fmt.Sprintf("tokens-%d.txt", k))
+		if err := os.WriteFile(p, []byte(strings.Join(toks[:k], "\n")+"\n"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		files[k] = p
+	}
+	return files
+}
+
+// checkFiltered makes sure the benchmark measures what it claims: the
+// guarded side filters tools/list (todo:read sees half the tools), the plain
+// side does not, and a mismatched Mcp-Name is refused by the guard only.
+func checkFiltered(b *testing.B, s *stack, plainPort, guardPort int, tokenFile string) {
+	raw, err := os.ReadFile(tokenFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok := strings.TrimSpace(string(raw))
+	post := func(port int, path, body, method, name string) (int, string) {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d%s", port, path), strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", method)
+		if name != "" {
+			req.Header.Set("Mcp-Name", name)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	list := benchWorkload{method: "tools/list"}.body()
+	for _, path := range []string{"/mcp", "/mcp/sse"} {
+		_, plain := post(plainPort, path, list, "tools/list", "")
+		_, guarded := post(guardPort, path, list, "tools/list", "")
+		if n := strings.Count(plain, `"name":"tool_`); n != benchTools {
+			b.Fatalf("plain %s lists %d tools", path, n)
+		}
+		if n := strings.Count(guarded, `"name":"tool_`); n != benchTools/2 {
+			b.Fatalf("guarded %s lists %d tools, want %d:\n%s", path, n, benchTools/2, guarded)
+		}
+	}
+	call := benchWorkload{method: "tools/call", tool: "tool_00"}.body()
+	if st, body := post(guardPort, "/mcp", call, "tools/call", "tool_02"); st != 400 || !strings.Contains(body, "-32020") {
+		b.Fatalf("mismatched Mcp-Name: %d %s", st, body)
+	}
+}
+
+func fetchProfile(admin string, secs int, out string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 // procCPU returns the process's user+system CPU seconds from /proc.

@@ -1,7 +1,11 @@
 package resourceguard
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -66,6 +70,119 @@ func BenchmarkWrapCached(b *testing.B) {
 		f.handler.ServeHTTP(w, bearerReq("POST", testResource, tok))
 		if w.Code != 200 {
 			b.Fatal(w.Code)
+		}
+	}
+}
+
+// benchToolsFixture is a guard with per-tool scopes (it reads every body,
+// validates the MCP headers and filters tools/list) over an upstream that
+// answers from a pre-rendered result.
+func benchToolsFixture(b *testing.B, answer string, sse bool) (*fixture, http.Handler) {
+	f := newFixture(b, func(c *Config) {
+		c.Scopes = []string{"todo:read"}
+		c.MethodScopes = map[string][]string{}
+		for i := 1; i < 20; i += 4 {
+			c.MethodScopes[fmt.Sprintf("tools/call:tool_%02d", i)] = []string{"todo:write"}
+			c.MethodScopes[fmt.Sprintf("tools/call:tool_%02d", i+1)] = []string{"todo:admin"}
+		}
+	})
+	h := f.g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if sse {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n")
+			_, _ = io.WriteString(w, "event: message\ndata: "+answer+"\n\n")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, answer)
+	}))
+	return f, h
+}
+
+func benchListResult() string {
+	var names []string
+	for i := range 20 {
+		names = append(names, fmt.Sprintf("tool_%02d", i))
+	}
+	return toolsListResult("1", names...)
+}
+
+// BenchmarkWrapMCP measures the whole middleware on what MCP 2026-07-28
+// clients send: a tools/call or tools/list POST with Mcp-Method/Mcp-Name
+// (validated against the body), answered as JSON or SSE, with 1 or 1,000
+// distinct (cached) tokens.
+func BenchmarkWrapMCP(b *testing.B) {
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"tool_00","arguments":{"id":"42","text":"buy milk"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`
+	callResult := `{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"added todo 42"}],"isError":false}}`
+	for _, wl := range []struct {
+		name, body, method, tool, answer string
+		sse                              bool
+	}{
+		{"call-json", call, "tools/call", "tool_00", callResult, false},
+		{"call-sse", call, "tools/call", "tool_00", callResult, true},
+		{"list-json", list, "tools/list", "", benchListResult(), false},
+		{"list-sse", list, "tools/list", "", benchListResult(), true},
+	} {
+		for _, ntok := range []int{1, 1000} {
+			b.Run(fmt.Sprintf("%s-%d", wl.name, ntok), func(b *testing.B) {
+				f, h := benchToolsFixture(b, wl.answer, wl.sse)
+				toks := make([]string, ntok)
+				for i := range toks {
+					toks[i] = f.token(func(_, c map[string]any) { c["jti"] = fmt.Sprintf("tok-%d", i); c["scope"] = "todo:read" })
+				}
+				req := func(i int) *http.Request {
+					r := httptest.NewRequest("POST", testResource, strings.NewReader(wl.body))
+					r.Header.Set("Authorization", "Bearer "+toks[i%ntok])
+					r.Header.Set("Content-Type", "application/json")
+					r.Header.Set("MCP-Protocol-Version", "2026-07-28")
+					r.Header.Set("Mcp-Method", wl.method)
+					if wl.tool != "" {
+						r.Header.Set("Mcp-Name", wl.tool)
+					}
+					return r
+				}
+				for i := range ntok { // warm the cache
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, req(i))
+					if w.Code != 200 {
+						b.Fatal(w.Code, w.Body)
+					}
+				}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, req(i))
+					i++
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkParseJSONRPC is the request parser alone on a tools/call body.
+func BenchmarkParseJSONRPC(b *testing.B) {
+	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"tool_00","arguments":{"id":"42","text":"buy milk"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseJSONRPC(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFilterToolsList is the tools/list rewriter alone (20 tools, half
+// removed).
+func BenchmarkFilterToolsList(b *testing.B) {
+	msg := []byte(benchListResult())
+	f := &toolFilter{keep: func(n string) bool { return n[len(n)-1]%2 == 0 }}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, _, err := f.filterBody(msg); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

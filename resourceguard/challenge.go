@@ -30,8 +30,12 @@ var ErrRefused = errors.New("resourceguard: request refused")
 //   - 400, invalid_request: a malformed request (two Authorization
 //     headers, an unreadable JSON-RPC body).
 //   - 403, Error "": an Origin that is not allowed (no WWW-Authenticate).
-//   - 413, 431, 503: body or header fields too large, key source or
-//     revocation store unavailable (no WWW-Authenticate).
+//   - 400 with RPCCode -32020: MCP metadata headers that disagree with the
+//     body (a JSON-RPC error body, no WWW-Authenticate).
+//   - 413, 415, 431, 503: body too large, an unreadable Content-Encoding,
+//     header fields too large, key source or revocation store unavailable
+//     (no WWW-Authenticate).
+//   - 429: a per-tool rate limit (Retry-After).
 type Challenge struct {
 	Status      int
 	Error       string
@@ -49,6 +53,12 @@ type Challenge struct {
 	// toolResult, when set, is the JSON-RPC tool-error answer that replaces
 	// the refusal (StepUpConfig.ToolError; see IsToolResult).
 	toolResult []byte
+
+	// RPCCode, when not zero, makes the body a JSON-RPC error response
+	// with this code (and RPCID as its id) instead of the OAuth-style body:
+	// RPCHeaderMismatch (-32020) for a header that disagrees with the body.
+	RPCCode int
+	RPCID   json.RawMessage
 }
 
 // Outcomes of a guard decision: a closed set, used as the metrics label
@@ -63,6 +73,8 @@ const (
 	OutcomeBodyTooLarge      = "body_too_large"
 	OutcomeHeadersTooLarge   = "headers_too_large"
 	OutcomeUnavailable       = "unavailable"
+	OutcomeHeaderMismatch    = "header_mismatch"
+	OutcomeRateLimited       = "rate_limited"
 	OutcomeOther             = "other"
 )
 
@@ -101,6 +113,11 @@ func invalidRequest(desc string) *Challenge {
 	return &Challenge{Status: http.StatusBadRequest, Error: ErrorInvalidRequest, Description: desc}
 }
 
+func headerMismatch(desc string, id json.RawMessage) *Challenge {
+	return &Challenge{Status: http.StatusBadRequest, Description: desc, RPCCode: RPCHeaderMismatch, RPCID: id,
+		outcome: OutcomeHeaderMismatch}
+}
+
 func unavailable(desc string) *Challenge {
 	return &Challenge{Status: http.StatusServiceUnavailable, Description: desc}
 }
@@ -123,6 +140,10 @@ func (c *Challenge) BodyError() string {
 		return "forbidden"
 	case http.StatusRequestEntityTooLarge:
 		return "request_too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	case http.StatusTooManyRequests:
+		return "rate_limited"
 	case http.StatusRequestHeaderFieldsTooLarge:
 		return "request_header_fields_too_large"
 	case http.StatusServiceUnavailable:
@@ -291,7 +312,7 @@ func (g *Guard) SetChallengeHeaders(w http.ResponseWriter, c *Challenge) {
 			h.Set("WWW-Authenticate", g.ChallengeHeader(c))
 		}
 	}
-	if c.Status == http.StatusServiceUnavailable {
+	if c.Status == http.StatusServiceUnavailable || c.Status == http.StatusTooManyRequests {
 		secs := 5
 		if c.RetryAfter > 0 {
 			secs = int((c.RetryAfter + time.Second - 1) / time.Second)
@@ -301,8 +322,12 @@ func (g *Guard) SetChallengeHeaders(w http.ResponseWriter, c *Challenge) {
 	h.Set("Cache-Control", "no-store")
 }
 
-// Body is the small JSON body of a refusal: {"error":…,"error_description":…}.
+// Body is the small JSON body of a refusal: {"error":…,"error_description":…},
+// or a JSON-RPC error response when RPCCode is set.
 func (c *Challenge) Body() []byte {
+	if c.RPCCode != 0 {
+		return rpcErrorBody(c.RPCID, c.RPCCode, sanitizeDescription(c.Description))
+	}
 	body, _ := json.Marshal(struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
@@ -329,4 +354,24 @@ func (g *Guard) WriteChallenge(w http.ResponseWriter, c *Challenge) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(c.Status)
 	_, _ = w.Write(body)
+}
+
+// rpcErrorBody is a JSON-RPC 2.0 error response. id is the request's id as
+// the guard parsed it (valid JSON), or null.
+func rpcErrorBody(id json.RawMessage, code int, msg string) []byte {
+	if len(id) == 0 || !json.Valid(id) {
+		id = json.RawMessage("null")
+	}
+	body, _ := json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}{JSONRPC: "2.0", ID: id, Error: struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{code, msg}})
+	return append(body, '\n')
 }

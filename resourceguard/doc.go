@@ -28,15 +28,27 @@
 //     optional revocation check on every request.
 //   - A bounded cache of verified tokens (cache.go), keyed by SHA-256 of the
 //     token, flushed when the key set changes, never caching a failure.
+//   - The JSON-RPC body (scopes.go, jsonscan.go), read when the policy depends
+//     on the method or tool, or the request declares MCP 2026-07-28: bounded
+//     (413 over MaxBodyBytes, never partly parsed), gzip/deflate decompressed
+//     for reading and forwarded as sent, scanned in one validating pass that
+//     decodes only method, id and params.name/uri. Mcp-Method and Mcp-Name
+//     (=?base64?…?= decoded) must agree with it, else 400 with JSON-RPC
+//     -32020 (mcpheaders.go, requirement 26).
 //   - Scope checks (scopes.go): per route, and optionally per JSON-RPC method
-//     and tool, with a configurable scope hierarchy.
+//     and tool, with a configurable scope hierarchy; ToolPolicy says what a
+//     tools/call needs. Per-(subject, tool) rate limits (toollimits.go).
+//   - Scope-filtered tools/list (toolslist.go, requirement 31): the result
+//     (JSON, or the SSE event carrying it) reaches the client with only the
+//     tools its token may call; bounded by MaxToolsListBytes, failing closed.
 //   - Challenges (challenge.go, RFC 6750 §3 and RFC 9728 §5.1): the
 //     WWW-Authenticate header and a small JSON body.
 //   - The hand-off upstream (guard.go): the client's Authorization header and
 //     the product's own cookies (IsProductCookie; every cookie with
 //     StripAllCookies) are removed, and identity headers are set after
 //     deleting client-sent copies.
-//     Responses are never buffered, so SSE streams pass through.
+//     Responses are never buffered, so SSE streams pass through (only the
+//     response to a tools/list request is filtered, an SSE one event by event).
 //   - Remote key discovery (remote.go, RFC 8414 and OpenID Connect Discovery):
 //     a JWKS cache for authorization servers other than ours, refreshed in
 //     the background (bounded exponential back-off after a failure, an

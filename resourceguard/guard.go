@@ -148,7 +148,10 @@ type Config struct {
 	// CacheMaxTTL bounds the life of a cache entry (default 5 min); an entry
 	// never outlives its token.
 	CacheMaxTTL time.Duration
-	// MaxBodyBytes bounds the JSON-RPC body read for MethodScopes (default 4 MiB).
+	// MaxBodyBytes bounds the JSON-RPC body read for MethodScopes, ToolLimits,
+	// MetricTools and MCP header validation (default 4 MiB); a larger body
+	// is refused with 413, never partly read. Compressed bodies (gzip,
+	// deflate) are bounded before and after decompression.
 	MaxBodyBytes int64
 	// DPoP, when set, accepts DPoP-bound tokens with proofs (RFC 9449;
 	// dpop.go). Tokens with cnf are refused as bearer tokens either way.
@@ -157,6 +160,23 @@ type Config struct {
 	// StepUp configures the step-up answers (tool error for clients that do
 	// not follow a 403, tool snapshot tracking); see StepUpConfig.
 	StepUp StepUpConfig
+
+	// DisableToolsListFilter stops the filtering of tools/list results. By
+	// default, when MethodScopes name tools ("tools/call:<tool>"), a
+	// tools/list result reaches the client with only the tools its token
+	// may call.
+	DisableToolsListFilter bool
+	// MaxToolsListBytes bounds the tools/list result (JSON body or one SSE
+	// event) held in memory to be filtered (default 8 MiB). A larger one is
+	// refused: a JSON answer becomes 502 with a JSON-RPC error, an SSE stream
+	// ends with a JSON-RPC error event.
+	MaxToolsListBytes int64
+	// ToolLimits are rate limits per (subject, tool) of tools/call. A limit
+	// whose Tool is "*" applies to each tool that has no limit of its own.
+	ToolLimits []ToolLimit
+	// MetricTools are tool names reported as themselves by ToolLabel (with
+	// those of MethodScopes and ToolLimits); any other tool is "other".
+	MetricTools []string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives refusals at debug level and infrastructure failures at
@@ -210,8 +230,14 @@ type Guard struct {
 	log           *slog.Logger
 	cache         *tokenCache
 	dpop          *dpopGuard // nil: DPoP off (dpop.go)
-
-	stepUp stepUp
+	stepUp        stepUp
+	// readsBody: the policy depends on the method or tool.
+	readsBody    bool
+	tools        *ToolPolicy
+	filterTools  bool
+	maxListBytes int64
+	limits       *toolLimiter
+	toolLabels   map[string]bool
 
 	// origins
 	ownOrigin string
@@ -237,6 +263,7 @@ const (
 	defaultCacheSize   = 10000
 	defaultCacheMaxTTL = 5 * time.Minute
 	defaultMaxBody     = 4 << 20
+	defaultMaxListBody = 8 << 20
 )
 
 var defaultAlgorithms = []string{"ES256", "ES384", "EdDSA", "RS256", "PS256"}
@@ -378,6 +405,34 @@ func New(cfg Config) (*Guard, error) {
 		return nil, err
 	}
 
+	g.tools = newToolPolicy(g.baseScopes, g.methodScope, g.implied)
+	g.filterTools = g.tools.HasToolScopes() && !cfg.DisableToolsListFilter
+	g.maxListBytes = cfg.MaxToolsListBytes
+	if g.maxListBytes == 0 {
+		g.maxListBytes = defaultMaxListBody
+	} else if g.maxListBytes < 0 {
+		return nil, errors.New("resourceguard: negative max tools/list size")
+	}
+	if g.limits, err = newToolLimiter(cfg.ToolLimits, g.now); err != nil {
+		return nil, err
+	}
+	g.toolLabels = map[string]bool{}
+	for _, t := range cfg.MetricTools {
+		if t == "" || t == OtherTool {
+			return nil, fmt.Errorf("resourceguard: invalid metric tool %q", t)
+		}
+		g.toolLabels[t] = true
+	}
+	for t := range g.tools.tools {
+		g.toolLabels[t] = true
+	}
+	for _, l := range cfg.ToolLimits {
+		if l.Tool != "*" {
+			g.toolLabels[l.Tool] = true
+		}
+	}
+	g.readsBody = len(g.methodScope) > 0 || g.limits != nil || len(cfg.MetricTools) > 0
+
 	for _, name := range []string{cfg.Identity.Subject, cfg.Identity.ClientID, cfg.Identity.Scopes, cfg.Identity.Email} {
 		if err := checkIdentityHeader(name); err != nil {
 			return nil, err
@@ -464,20 +519,32 @@ func dedupe(in []string) []string {
 }
 
 // Check authenticates one request: it returns the verified Principal or a
-// *Challenge describing the refusal. When MethodScopes are configured it
-// reads a POST body and puts back an identical one. It never writes to the
-// response.
+// *Challenge describing the refusal. It is Authorize without the Decision.
 func (g *Guard) Check(r *http.Request) (*Principal, *Challenge) {
-	p, c := g.check(r)
+	d, c := g.Authorize(r)
+	if c != nil {
+		return nil, c
+	}
+	return d.Principal, nil
+}
+
+// Authorize authenticates and authorizes one request. When the policy needs
+// it (MethodScopes, ToolLimits, MetricTools) or the request declares MCP
+// 2026-07-28 or later, it reads a POST body, checks the Mcp-Method and
+// Mcp-Name headers against it and puts back an identical body. It never
+// writes to the response. On a refusal the Decision, when not nil, carries
+// the Calls read (for metrics), never a Principal.
+func (g *Guard) Authorize(r *http.Request) (*Decision, *Challenge) {
+	d, c := g.check(r)
 	if c != nil && c.Status == http.StatusUnauthorized && c.Scopes == nil {
 		// Every 401 tells the client which scopes to ask for (MCP
 		// authorization, "Scope Selection Strategy").
 		c.Scopes = g.baseScopes
 	}
-	return p, c
+	return d, c
 }
 
-func (g *Guard) check(r *http.Request) (*Principal, *Challenge) {
+func (g *Guard) check(r *http.Request) (*Decision, *Challenge) {
 	if c := g.checkHeaderLimits(r); c != nil {
 		return nil, c
 	}
@@ -504,31 +571,61 @@ func (g *Guard) check(r *http.Request) (*Principal, *Challenge) {
 			return nil, c
 		}
 	}
-	need, c := g.requiredScopes(r)
+	calls, c := g.readCalls(r)
 	if c != nil {
 		return nil, c
 	}
+	var d *Decision
+	if calls != nil {
+		d = &Decision{Calls: make([]Call, len(calls))}
+		for i, rc := range calls {
+			d.Calls[i] = Call{Method: rc.method, Name: rc.target, Request: rc.request}
+		}
+	}
+	need := g.requiredScopes(calls)
 	if !v.hasAll(need) {
 		g.log.Debug("resourceguard: insufficient scope", "sub", v.p.Subject, "client_id", v.p.ClientID, "need", need)
-		return nil, g.stepUpChallenge(r, &v.p, &Challenge{
+		return d, g.stepUpChallenge(r, &v.p, &Challenge{
 			Status:      http.StatusForbidden,
 			Error:       ErrorInsufficientScope,
 			Description: "the token lacks a scope this operation requires",
 			Scopes:      need,
 			viaDPoP:     pr.dpop,
-		})
+		}, calls)
 	}
-	if c := g.checkToolSnapshot(r, v, need); c != nil {
+	if c := g.checkToolSnapshot(r, v, need, calls); c != nil {
 		if pr.dpop {
 			c.viaDPoP = true
 		}
-		return nil, c
+		return d, c
 	}
 	if c := g.recordProof(r.Context(), proof); c != nil {
 		return nil, c
 	}
+	if g.limits != nil {
+		if c := g.limits.allow(v.p, calls); c != nil {
+			return d, c
+		}
+	}
+	if d == nil {
+		d = &Decision{}
+	}
 	p := v.p // copy: callers may not reach into the cache entry's struct
-	return &p, nil
+	d.Principal = &p
+	d.scopes = v.scopes
+	if g.filterTools {
+		for _, rc := range calls {
+			if rc.method == "tools/list" && rc.request {
+				d.listTools = true
+				d.listIDs = append(d.listIDs, rc.id)
+			}
+		}
+		if d.listTools {
+			// The result is read to be filtered: it must come uncompressed.
+			r.Header.Del("Accept-Encoding")
+		}
+	}
+	return d, nil
 }
 
 func (g *Guard) checkRevocation(ctx context.Context, v *verifiedToken) *Challenge {
@@ -549,20 +646,21 @@ func (g *Guard) checkRevocation(ctx context.Context, v *verifiedToken) *Challeng
 
 // Wrap returns middleware that serves the PRM, checks every other request,
 // strips the client's Authorization header, sets identity headers and calls
-// next with the original ResponseWriter (responses are never buffered).
+// next (responses are never buffered, except a tools/list result being
+// filtered: see ServeFiltered).
 func (g *Guard) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if g.ServeMetadata(w, r) || g.ServeDiscoveryNotFound(w, r) || g.ServeCORS(w, r) {
 			return
 		}
-		p, c := g.Check(r)
+		d, c := g.Authorize(r)
 		if c != nil {
 			g.WriteChallenge(w, c)
 			return
 		}
-		r = r.WithContext(NewContext(r.Context(), p))
-		g.PrepareUpstream(r, p)
-		next.ServeHTTP(w, r)
+		r = r.WithContext(NewContext(r.Context(), d.Principal))
+		g.PrepareUpstream(r, d.Principal)
+		g.ServeFiltered(w, r, d, next)
 	})
 }
 

@@ -2,6 +2,8 @@ package resourceguard
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,29 +56,138 @@ func closeHierarchy(h map[string][]string) (map[string][]string, error) {
 
 // expandScopes returns the token's scopes plus every scope they imply.
 func (g *Guard) expandScopes(scopes []string) map[string]struct{} {
+	return expandWith(g.implied, scopes)
+}
+
+func expandWith(implied map[string][]string, scopes []string) map[string]struct{} {
 	set := make(map[string]struct{}, len(scopes))
 	for _, s := range scopes {
 		set[s] = struct{}{}
-		for _, i := range g.implied[s] {
+		for _, i := range implied[s] {
 			set[i] = struct{}{}
 		}
 	}
 	return set
 }
 
-// requiredScopes returns every scope the request needs: the route's scopes
-// plus, when MethodScopes are configured and the request is a POST, those of
-// each JSON-RPC message in the body (a batch needs the union). The body is
-// put back with the same bytes.
-func (g *Guard) requiredScopes(r *http.Request) ([]string, *Challenge) {
-	if len(g.methodScope) == 0 || r.Method != http.MethodPost || r.Body == nil || r.Body == http.NoBody {
-		return g.baseScopes, nil
+// ToolPolicy is the per-tool part of the guard's scope policy: which scopes
+// a tools/call of each tool needs (the route's Scopes, those of the
+// "tools/call" method and those of "tools/call:<tool>"), and what a set of
+// granted scopes may call, with the scope hierarchy applied. It is
+// immutable and safe for concurrent use. The guard uses it to refuse
+// tools/call and to filter tools/list results; the consent page can use it
+// to say which tools a scope unlocks.
+type ToolPolicy struct {
+	base    []string            // route scopes plus the tools/call method's
+	tools   map[string][]string // tool -> extra scopes ("tools/call:<tool>")
+	implied map[string][]string
+}
+
+// ToolPolicy returns the guard's per-tool policy (never nil).
+func (g *Guard) ToolPolicy() *ToolPolicy { return g.tools }
+
+func newToolPolicy(base []string, methodScope, implied map[string][]string) *ToolPolicy {
+	p := &ToolPolicy{base: slices.Clone(base), tools: map[string][]string{}, implied: implied}
+	for _, s := range methodScope["tools/call"] {
+		if !slices.Contains(p.base, s) {
+			p.base = append(p.base, s)
+		}
 	}
-	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return nil, invalidRequest("compressed JSON-RPC bodies are not accepted")
+	for k, v := range methodScope {
+		if name, ok := strings.CutPrefix(k, "tools/call:"); ok {
+			p.tools[name] = v
+		}
+	}
+	return p
+}
+
+// HasToolScopes reports whether any tool has scopes of its own.
+func (p *ToolPolicy) HasToolScopes() bool { return len(p.tools) > 0 }
+
+// Tools returns the tools that have scopes of their own, sorted.
+func (p *ToolPolicy) Tools() []string {
+	out := make([]string, 0, len(p.tools))
+	for t := range p.tools {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ScopesFor returns every scope a tools/call of tool needs, in one list (the
+// scope of an insufficient_scope challenge): the route's, the method's and
+// the tool's own.
+func (p *ToolPolicy) ScopesFor(tool string) []string {
+	need := slices.Clone(p.base)
+	for _, s := range p.tools[tool] {
+		if !slices.Contains(need, s) {
+			need = append(need, s)
+		}
+	}
+	return need
+}
+
+// Allows reports whether a token with the granted scopes may call tool
+// (a broader scope satisfies the narrower ones it implies).
+func (p *ToolPolicy) Allows(granted []string, tool string) bool {
+	return p.allows(expandWith(p.implied, granted), tool)
+}
+
+func (p *ToolPolicy) allows(have map[string]struct{}, tool string) bool {
+	for _, s := range p.base {
+		if _, ok := have[s]; !ok {
+			return false
+		}
+	}
+	for _, s := range p.tools[tool] {
+		if _, ok := have[s]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Call is one JSON-RPC message of a request body as the guard's policy read
+// it.
+type Call struct {
+	// Method is the message's method ("" for a response).
+	Method string
+	// Name is params.name, or params.uri for resources/* methods.
+	Name string
+	// Request is true when the message has an id (not a notification).
+	Request bool
+}
+
+// Decision is an allowed request as the guard read it.
+type Decision struct {
+	// Principal is the verified caller.
+	Principal *Principal
+	// Calls are the body's JSON-RPC messages, when the guard read the body
+	// (it does only when its policy depends on the method or tool, or the
+	// request declares MCP 2026-07-28 or later).
+	Calls []Call
+	// scopes are the token's scopes with the hierarchy applied.
+	scopes map[string]struct{}
+	// listTools: a tools/list result must be filtered.
+	listTools bool
+	listIDs   []json.RawMessage
+}
+
+// readCalls reads and parses the JSON-RPC body of a POST when the guard's
+// policy needs it, or when the request declares a protocol revision that
+// mandates the metadata headers, and checks those headers against it. It
+// returns nil calls when the body is not read. The body is put back with
+// the same bytes (compressed bodies stay compressed).
+func (g *Guard) readCalls(r *http.Request) ([]rpcCall, *Challenge) {
+	if r.Method != http.MethodPost || r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	modern := modernProtocol(r.Header)
+	if !g.readsBody && !modern {
+		return nil, nil
 	}
 	if r.ContentLength > g.maxBody {
-		return nil, &Challenge{Status: http.StatusRequestEntityTooLarge, Description: "request body too large"}
+		return nil, bodyTooLarge()
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, g.maxBody+1))
 	_ = r.Body.Close()
@@ -87,15 +198,90 @@ func (g *Guard) requiredScopes(r *http.Request) ([]string, *Challenge) {
 	}
 	if int64(len(body)) > g.maxBody {
 		r.Body = http.NoBody
-		return nil, &Challenge{Status: http.StatusRequestEntityTooLarge, Description: "request body too large"}
+		return nil, bodyTooLarge()
 	}
 	restoreBody(r, body)
-	calls, err := parseJSONRPC(body)
+	plain, ch := g.decodeBody(r.Header, body)
+	if ch != nil {
+		return nil, ch
+	}
+	calls, err := parseJSONRPC(plain)
 	if err != nil {
 		g.log.Debug("resourceguard: JSON-RPC body refused", "error", err)
 		return nil, invalidRequest("malformed JSON-RPC body")
 	}
+	if modern || hasMetadataHeaders(r.Header) {
+		if err := checkMetadataHeaders(r.Header, calls, modern); err != nil {
+			g.log.Debug("resourceguard: MCP header mismatch", "error", err)
+			var id json.RawMessage
+			if len(calls) == 1 {
+				id = calls[0].id
+			}
+			return nil, headerMismatch(err.Error(), id)
+		}
+	}
+	return calls, nil
+}
+
+// decodeBody returns the body as the upstream will read it: decompressed
+// when Content-Encoding is gzip or deflate (bounded by MaxBodyBytes too, so
+// that a small compressed body cannot expand without limit). Any other or
+// stacked encoding is refused with 415: a body the guard cannot read is
+// never passed on unread.
+func (g *Guard) decodeBody(h http.Header, body []byte) ([]byte, *Challenge) {
+	ces := h.Values("Content-Encoding")
+	if len(ces) == 0 {
+		return body, nil
+	}
+	if len(ces) > 1 || strings.Contains(ces[0], ",") {
+		return nil, unsupportedEncoding()
+	}
+	var zr io.Reader
+	switch strings.ToLower(strings.TrimSpace(ces[0])) {
+	case "", "identity":
+		return body, nil
+	case "gzip", "x-gzip":
+		gz, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, invalidRequest("malformed gzip request body")
+		}
+		gz.Multistream(false)
+		zr = gz
+	case "deflate":
+		fr, err := zlib.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, invalidRequest("malformed deflate request body")
+		}
+		zr = fr
+	default:
+		return nil, unsupportedEncoding()
+	}
+	plain, err := io.ReadAll(io.LimitReader(zr, g.maxBody+1))
+	if err != nil {
+		return nil, invalidRequest("malformed compressed request body")
+	}
+	if int64(len(plain)) > g.maxBody {
+		return nil, bodyTooLarge()
+	}
+	return plain, nil
+}
+
+func bodyTooLarge() *Challenge {
+	return &Challenge{Status: http.StatusRequestEntityTooLarge, Description: "request body too large"}
+}
+
+func unsupportedEncoding() *Challenge {
+	return &Challenge{Status: http.StatusUnsupportedMediaType, Description: "unsupported Content-Encoding of a JSON-RPC body",
+		outcome: OutcomeInvalidRequest}
+}
+
+// requiredScopes returns every scope the calls need: the route's scopes plus
+// those of each JSON-RPC message (a batch needs the union).
+func (g *Guard) requiredScopes(calls []rpcCall) []string {
 	need := g.baseScopes
+	if len(g.methodScope) == 0 {
+		return need
+	}
 	added := false
 	for _, c := range calls {
 		for _, key := range c.keys() {
@@ -110,7 +296,7 @@ func (g *Guard) requiredScopes(r *http.Request) ([]string, *Challenge) {
 			}
 		}
 	}
-	return need, nil
+	return need
 }
 
 func restoreBody(r *http.Request, body []byte) {
@@ -122,8 +308,11 @@ func restoreBody(r *http.Request, body []byte) {
 
 // rpcCall is what the scope rules look at in one JSON-RPC message.
 type rpcCall struct {
-	method string
-	target string // params.name, or params.uri for resources/*
+	batch   bool // one message of a batch (its answer is an array)
+	method  string
+	target  string // params.name, or params.uri for resources/*
+	request bool   // has an id
+	id      json.RawMessage
 }
 
 func (c rpcCall) keys() []string {
@@ -140,117 +329,135 @@ func (c rpcCall) keys() []string {
 // request or batch. It is deliberately stricter than the upstream's parser,
 // so that no body can mean one method to us and another to the upstream:
 // member names are matched case-insensitively (as Go's encoding/json does)
-// and a member present twice in any spelling is refused, as is trailing data.
-// Messages without a method (responses) need no method scopes.
+// and a member present twice in any spelling is refused, as is trailing data
+// and anything encoding/json refuses as syntax. Messages without a method
+// (responses) need no method scopes. Values the policy does not use
+// (arguments, _meta) are validated and skipped, never decoded.
 func parseJSONRPC(body []byte) ([]rpcCall, error) {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return nil, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
 	var calls []rpcCall
-	switch body[0] {
-	case '{':
-		c, err := parseMessage(dec)
-		if err != nil {
-			return nil, err
+	err := scanDoc(body, func(s *jscan) error {
+		if s.i >= len(s.b) {
+			return nil // empty body
 		}
-		calls = append(calls, c)
-	case '[':
-		if _, err := dec.Token(); err != nil {
-			return nil, err
-		}
-		for dec.More() {
-			c, err := parseMessage(dec)
+		switch s.b[s.i] {
+		case '{':
+			c, err := parseMessage(s, 0)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			calls = append(calls, c)
+			return nil
+		case '[':
+			return s.array(0, func() error {
+				if s.b[s.i] != '{' {
+					return errors.New("resourceguard: JSON-RPC message is not an object")
+				}
+				c, err := parseMessage(s, 1)
+				if err != nil {
+					return err
+				}
+				c.batch = true
+				calls = append(calls, c)
+				return nil
+			})
 		}
-		if _, err := dec.Token(); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, errors.New("resourceguard: body is not a JSON-RPC message")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("resourceguard: trailing data after JSON-RPC body")
+		return errors.New("resourceguard: body is not a JSON-RPC message")
+	})
+	if err != nil {
+		return nil, err
 	}
 	return calls, nil
 }
 
-func parseMessage(dec *json.Decoder) (rpcCall, error) {
+// parseMessage reads one JSON-RPC message (an object at s.i) in one pass.
+func parseMessage(s *jscan, depth int) (rpcCall, error) {
 	var c rpcCall
-	m, err := foldedMembers(dec, "method", "params")
+	var method, params, id, name, uri [2]int
+	twice := errors.New("resourceguard: member appears twice")
+	err := s.object(depth, func(key []byte, esc bool) error {
+		var at *[2]int
+		switch {
+		case keyIs(key, esc, "method"):
+			at = &method
+		case keyIs(key, esc, "id"):
+			at = &id
+		case keyIs(key, esc, "params"):
+			if params[1] != 0 {
+				return twice
+			}
+			start := s.i
+			if s.b[s.i] != '{' {
+				err := s.value(depth + 1)
+				params = [2]int{start, s.i}
+				return err
+			}
+			err := s.object(depth+1, func(key []byte, esc bool) error {
+				var at *[2]int
+				switch {
+				case keyIs(key, esc, "name"):
+					at = &name
+				case keyIs(key, esc, "uri"):
+					at = &uri
+				default:
+					return s.value(depth + 2)
+				}
+				if at[1] != 0 {
+					return twice
+				}
+				var err error
+				*at, err = s.span(depth + 2)
+				return err
+			})
+			params = [2]int{start, s.i}
+			return err
+		default:
+			return s.value(depth + 1)
+		}
+		if at[1] != 0 {
+			return twice
+		}
+		var err error
+		*at, err = s.span(depth + 1)
+		return err
+	})
 	if err != nil {
 		return c, err
 	}
-	if raw, ok := m["method"]; ok {
-		if err := json.Unmarshal(raw, &c.method); err != nil {
+	if id[1] != 0 {
+		c.id = s.b[id[0]:id[1]]
+		c.request = true
+	}
+	if method[1] != 0 {
+		raw := s.b[method[0]:method[1]]
+		if raw[0] != '"' {
 			return c, errors.New("resourceguard: method is not a string")
 		}
+		c.method = stringAt(raw)
 		if c.method == "" {
 			return c, errors.New("resourceguard: empty method")
 		}
 	}
-	if raw, ok := m["params"]; ok && c.method != "" {
-		raw = bytes.TrimSpace(raw)
-		if len(raw) > 0 && raw[0] == '{' {
-			pdec := json.NewDecoder(bytes.NewReader(raw))
-			pm, err := foldedMembers(pdec, "name", "uri")
-			if err != nil {
-				return c, err
-			}
-			field := "name"
-			if strings.HasPrefix(c.method, "resources/") {
-				field = "uri"
-			}
-			if raw, ok := pm[field]; ok {
-				if err := json.Unmarshal(raw, &c.target); err != nil {
-					return c, fmt.Errorf("resourceguard: params.%s is not a string", field)
-				}
+	if params[1] != 0 && c.method != "" {
+		field, span := "name", name
+		if strings.HasPrefix(c.method, "resources/") {
+			field, span = "uri", uri
+		}
+		if span[1] != 0 {
+			switch raw := s.b[span[0]:span[1]]; raw[0] {
+			case '"':
+				c.target = stringAt(raw)
+			case 'n': // null: no target, as encoding/json leaves a string
+			default:
+				return c, fmt.Errorf("resourceguard: params.%s is not a string", field)
 			}
 		}
 	}
 	return c, nil
 }
 
-// foldedMembers reads one JSON object from dec and returns the members whose
-// names equal one of names case-insensitively, keyed by the canonical name.
-// Two members folding to the same name are refused.
-func foldedMembers(dec *json.Decoder, names ...string) (map[string]json.RawMessage, error) {
-	t, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := t.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("resourceguard: JSON-RPC message is not an object")
-	}
-	out := make(map[string]json.RawMessage, len(names))
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, ok := t.(string)
-		if !ok {
-			return nil, errors.New("resourceguard: bad member name")
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
-		}
-		for _, n := range names {
-			if strings.EqualFold(key, n) {
-				if _, dup := out[n]; dup {
-					return nil, fmt.Errorf("resourceguard: member %q appears twice", n)
-				}
-				out[n] = raw
-			}
-		}
-	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return nil, err
-	}
-	return out, nil
+// stringAt decodes the JSON string that is exactly raw (already scanned).
+func stringAt(raw []byte) string {
+	s := &jscan{b: raw}
+	content, esc, _ := s.str()
+	return strValue(content, esc)
 }

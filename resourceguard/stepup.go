@@ -1,11 +1,9 @@
 package resourceguard
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -111,63 +109,17 @@ type rpcRequest struct {
 	tool   string
 }
 
-// singleRequest reads the request body again (requiredScopes put back a
-// replayable copy) and returns its JSON-RPC request when it is a single
-// message; a batch or an unreadable body gives ok false.
-func singleRequest(r *http.Request) (rpcRequest, bool) {
-	if r.Method != http.MethodPost || r.GetBody == nil {
+// singleCall returns the one JSON-RPC request of a body that is a single
+// message (the guard's one parse, readCalls); a batch or no body gives ok
+// false.
+func singleCall(calls []rpcCall) (rpcRequest, bool) {
+	if len(calls) != 1 || calls[0].batch {
 		return rpcRequest{}, false
 	}
-	rc, err := r.GetBody()
-	if err != nil {
-		return rpcRequest{}, false
-	}
-	body, err := io.ReadAll(rc)
-	_ = rc.Close()
-	if err != nil {
-		return rpcRequest{}, false
-	}
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 || body[0] != '{' {
-		return rpcRequest{}, false
-	}
-	return parseSingle(body)
-}
-
-// parseSingle parses one JSON-RPC message with the strict rules of
-// parseJSONRPC (case-folded member names, no duplicates, no trailing data).
-func parseSingle(body []byte) (rpcRequest, bool) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	m, err := foldedMembers(dec, "id", "method", "params")
-	if err != nil {
-		return rpcRequest{}, false
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return rpcRequest{}, false
-	}
-	var req rpcRequest
-	if raw, ok := m["method"]; !ok || json.Unmarshal(raw, &req.method) != nil || req.method == "" {
-		return rpcRequest{}, false
-	}
-	if raw, ok := m["id"]; ok {
-		raw = bytes.TrimSpace(raw)
-		// JSON-RPC ids are strings or numbers (null is allowed but useless).
-		if len(raw) == 0 || (raw[0] != '"' && raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
-			return rpcRequest{}, false
-		}
-		req.id = raw
-	}
-	if raw, ok := m["params"]; ok {
-		raw = bytes.TrimSpace(raw)
-		if len(raw) > 0 && raw[0] == '{' {
-			pm, err := foldedMembers(json.NewDecoder(bytes.NewReader(raw)), "name")
-			if err != nil {
-				return rpcRequest{}, false
-			}
-			if raw, ok := pm["name"]; ok && json.Unmarshal(raw, &req.tool) != nil {
-				return rpcRequest{}, false
-			}
-		}
+	c := calls[0]
+	req := rpcRequest{method: c.method, tool: c.target}
+	if c.request {
+		req.id = c.id
 	}
 	return req, true
 }
@@ -175,14 +127,14 @@ func parseSingle(body []byte) (rpcRequest, bool) {
 // checkToolSnapshot refuses a tools/call of a mapped tool that is not in the
 // token's tool snapshot (StepUp.ToolSnapshot), with the step-up answer. need
 // is every scope the request needs.
-func (g *Guard) checkToolSnapshot(r *http.Request, v *verifiedToken, need []string) *Challenge {
+func (g *Guard) checkToolSnapshot(r *http.Request, v *verifiedToken, need []string, calls []rpcCall) *Challenge {
 	if !g.stepUp.ToolSnapshot {
 		return nil
 	}
-	req, ok := singleRequest(r)
+	req, ok := singleCall(calls)
 	if !ok {
 		// A batch: every tools/call in it must be in the snapshot.
-		return g.checkBatchSnapshot(r, v, need)
+		return g.checkBatchSnapshot(v, need, calls)
 	}
 	if req.method != "tools/call" || !g.stepUp.mapped[req.tool] || snapshotHas(v.p.Claims, req.tool) {
 		return nil
@@ -198,23 +150,7 @@ func (g *Guard) checkToolSnapshot(r *http.Request, v *verifiedToken, need []stri
 	return g.toolErrorAnswer(r, &v.p, c, req, true)
 }
 
-func (g *Guard) checkBatchSnapshot(r *http.Request, v *verifiedToken, need []string) *Challenge {
-	if r.Method != http.MethodPost || r.GetBody == nil {
-		return nil
-	}
-	rc, err := r.GetBody()
-	if err != nil {
-		return nil
-	}
-	body, err := io.ReadAll(rc)
-	_ = rc.Close()
-	if err != nil {
-		return nil
-	}
-	calls, err := parseJSONRPC(body)
-	if err != nil {
-		return nil // requiredScopes refused malformed bodies already
-	}
+func (g *Guard) checkBatchSnapshot(v *verifiedToken, need []string, calls []rpcCall) *Challenge {
 	for _, c := range calls {
 		if c.method == "tools/call" && g.stepUp.mapped[c.target] && !snapshotHas(v.p.Claims, c.target) {
 			return &Challenge{
@@ -242,11 +178,11 @@ func snapshotHas(claims map[string]any, tool string) bool {
 
 // stepUpChallenge is the answer to a request lacking scopes: the 403, or,
 // with StepUp.ToolError and a single tools/call, the tool error.
-func (g *Guard) stepUpChallenge(r *http.Request, p *Principal, c *Challenge) *Challenge {
+func (g *Guard) stepUpChallenge(r *http.Request, p *Principal, c *Challenge, calls []rpcCall) *Challenge {
 	if !g.stepUp.ToolError {
 		return c
 	}
-	req, ok := singleRequest(r)
+	req, ok := singleCall(calls)
 	if !ok {
 		return c
 	}

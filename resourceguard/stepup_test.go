@@ -1,6 +1,8 @@
 package resourceguard
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -140,6 +142,19 @@ func TestToolSnapshot(t *testing.T) {
 	if _, res := f.post(tok, "["+toolCall("1", "list_todos")+","+toolCall("2", "delete_todo")+"]"); res.status != http.StatusForbidden {
 		t.Fatalf("batch with a new tool: %d %s", res.status, res.body)
 	}
+	// A compressed body is judged on what it decompresses to (the guard's one
+	// parse), never let through because a second reader could not read it.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(toolCall("1", "delete_todo")))
+	zw.Close()
+	r := httptest.NewRequest(http.MethodPost, testResource, bytes.NewReader(gz.Bytes()))
+	r.Header.Set("Authorization", "Bearer "+tok)
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Content-Encoding", "gzip")
+	if w := f.do(r); w.Code != http.StatusForbidden {
+		t.Fatalf("gzip-compressed call of a new tool: %d %s", w.Code, w.Body.String())
+	}
 	if f.reached.Load() != before {
 		t.Fatal("a tool outside the snapshot reached the upstream")
 	}
@@ -174,27 +189,4 @@ func TestStepUpConfigChecks(t *testing.T) {
 	if !slices.Equal(tools["add_todo"], []string{"todo:read", "todo:write"}) || !slices.Equal(tools["list_todos"], []string{"todo:read"}) || len(tools) != 3 {
 		t.Fatalf("MappedTools = %v", tools)
 	}
-}
-
-func FuzzParseSingle(f *testing.F) {
-	f.Add([]byte(toolCall("1", "x")))
-	f.Add([]byte(`{"id":"a","METHOD":"tools/call","params":{"NAME":"y"}}`))
-	f.Add([]byte(`{"id":null,"method":"x"}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		req, ok := parseSingle(body)
-		if !ok {
-			return
-		}
-		if req.method == "" {
-			t.Fatal("accepted a message without a method")
-		}
-		if req.id != nil && !json.Valid(req.id) {
-			t.Fatalf("id %q is not JSON", req.id)
-		}
-		// The strict parser agrees on the method and tool.
-		calls, err := parseJSONRPC(body)
-		if err != nil || len(calls) != 1 || calls[0].method != req.method || (req.method == "tools/call" && calls[0].target != req.tool) {
-			t.Fatalf("parsers disagree on %q: %+v vs %+v %v", body, req, calls, err)
-		}
-	})
 }

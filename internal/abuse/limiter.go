@@ -73,7 +73,12 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 // Allow takes one token from addr's requester bucket and, when configured,
 // one from the global bucket; a refusal takes none.
 func (l *Limiter) Allow(addr string) Decision {
-	key := l.cfg.Prefixes.Key(addr)
+	return l.AllowKey(l.cfg.Prefixes.Key(addr))
+}
+
+// AllowKey is Allow for a requester key that is not an address (e.g. a
+// subject and a tool): the key is used as given.
+func (l *Limiter) AllowKey(key string) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.cfg.Now()

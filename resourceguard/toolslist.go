@@ -1,0 +1,545 @@
+package resourceguard
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Scope-filtered tools/list (requirement 31): with per-tool scopes, the
+// result of a tools/list request reaches the client with only the tools its
+// token may call. The guard reads the request body anyway (its policy
+// depends on the method), so it knows which requests are tools/list; only
+// their responses are wrapped. A JSON answer is held (up to
+// MaxToolsListBytes) and rewritten; an SSE answer is passed on event by
+// event, flushed after each, and only events whose data is a JSON-RPC
+// result with a "tools" array are rewritten. Every other response goes
+// through the original ResponseWriter untouched. The filter fails closed: a
+// result that cannot be read, is compressed or is over the limit is replaced
+// by a JSON-RPC error, never passed on unfiltered.
+
+// errListTooLarge ends the upstream's copy of a refused result.
+var errListTooLarge = errors.New("resourceguard: tools/list result over the filter's limit")
+
+// ServeFiltered calls next with w, or, when d is a tools/list request whose
+// result must be filtered, with a writer that filters it.
+func (g *Guard) ServeFiltered(w http.ResponseWriter, r *http.Request, d *Decision, next http.Handler) {
+	fw, finish := g.FilterWriter(w, d)
+	next.ServeHTTP(fw, r)
+	_ = finish()
+}
+
+// FilterWriter returns the ResponseWriter to give the upstream for the
+// allowed request d: w itself, unless d is a tools/list request whose result
+// must be filtered. finish must be called once the upstream is done (it
+// writes a held JSON answer).
+func (g *Guard) FilterWriter(w http.ResponseWriter, d *Decision) (http.ResponseWriter, func() error) {
+	if d == nil || !d.listTools {
+		return w, func() error { return nil }
+	}
+	fw := &toolsListWriter{w: w, f: g.listFilter(d), max: g.maxListBytes}
+	return fw, fw.finish
+}
+
+// listFilter is the filter of one request: it keeps the tools d's token may
+// call.
+func (g *Guard) listFilter(d *Decision) *toolFilter {
+	var id json.RawMessage
+	if len(d.listIDs) == 1 {
+		id = d.listIDs[0]
+	}
+	return &toolFilter{keep: func(name string) bool { return g.tools.allows(d.scopes, name) }, id: id}
+}
+
+// toolFilter rewrites JSON-RPC messages.
+type toolFilter struct {
+	keep func(tool string) bool
+	id   json.RawMessage // of the tools/list request, for error answers
+}
+
+// filterBody filters a JSON body: one JSON-RPC message or a batch of them,
+// in one pass. It returns body itself (changed false) when nothing is
+// removed. Removing a tool cuts its bytes out of the array: everything else
+// is passed on as the upstream wrote it.
+func (f *toolFilter) filterBody(body []byte) ([]byte, bool, error) {
+	var cuts []toolsCut
+	err := scanDoc(body, func(s *jscan) error {
+		if s.i >= len(s.b) {
+			return nil
+		}
+		if s.b[s.i] == '[' {
+			return s.array(0, func() error { return f.scanMessage(s, 1, &cuts) })
+		}
+		return f.scanMessage(s, 0, &cuts)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if len(cuts) == 0 {
+		return body, false, nil
+	}
+	out := make([]byte, 0, len(body))
+	last := 0
+	for _, c := range cuts {
+		out = append(out, body[last:c.start]...)
+		out = append(out, '[')
+		for i, k := range c.kept {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, body[k[0]:k[1]]...)
+		}
+		out = append(out, ']')
+		last = c.end
+	}
+	return append(out, body[last:]...), true, nil
+}
+
+// toolsCut replaces the tools array at [start, end) by its kept elements.
+type toolsCut struct {
+	start, end int
+	kept       [][2]int
+}
+
+// scanMessage scans the value at s.i; when it is a JSON-RPC message whose
+// result has a "tools" array (members matched as Go's encoding/json matches
+// them; a member twice in any spelling is an error) and some of its tools
+// may not be called, it records the cut. A tool that is not an object with
+// a string name is removed (it cannot be authorized).
+func (f *toolFilter) scanMessage(s *jscan, depth int, cuts *[]toolsCut) error {
+	if s.b[s.i] != '{' {
+		return s.value(depth)
+	}
+	twice := errors.New("resourceguard: member appears twice")
+	seenResult := false
+	return s.object(depth, func(key []byte, esc bool) error {
+		if !keyIs(key, esc, "result") {
+			return s.value(depth + 1)
+		}
+		if seenResult {
+			return twice
+		}
+		seenResult = true
+		if s.b[s.i] != '{' {
+			return s.value(depth + 1)
+		}
+		seenTools := false
+		return s.object(depth+1, func(key []byte, esc bool) error {
+			if !keyIs(key, esc, "tools") {
+				return s.value(depth + 2)
+			}
+			if seenTools {
+				return twice
+			}
+			seenTools = true
+			if s.b[s.i] != '[' {
+				return s.value(depth + 2)
+			}
+			cut := toolsCut{start: s.i}
+			n := 0
+			err := s.array(depth+2, func() error {
+				n++
+				vs := s.i
+				keep, err := f.scanTool(s, depth+3)
+				if keep {
+					cut.kept = append(cut.kept, [2]int{vs, s.i})
+				}
+				return err
+			})
+			cut.end = s.i
+			if err == nil && len(cut.kept) < n {
+				*cuts = append(*cuts, cut)
+			}
+			return err
+		})
+	})
+}
+
+// scanTool scans one element of a tools array and says whether to keep it.
+func (f *toolFilter) scanTool(s *jscan, depth int) (bool, error) {
+	if s.b[s.i] != '{' {
+		return false, s.value(depth)
+	}
+	var name [2]int
+	dup := false
+	err := s.object(depth, func(key []byte, esc bool) error {
+		if !keyIs(key, esc, "name") {
+			return s.value(depth + 1)
+		}
+		if name[1] != 0 {
+			dup = true
+		}
+		var err error
+		name, err = s.span(depth + 1)
+		return err
+	})
+	if err != nil || dup || name[1] == 0 || s.b[name[0]] != '"' {
+		return false, err
+	}
+	n := stringAt(s.b[name[0]:name[1]])
+	return n != "" && f.keep(n), nil
+}
+
+// errorMessage is the JSON-RPC error that replaces a result the filter
+// cannot pass on.
+func (f *toolFilter) errorMessage() []byte {
+	return bytes.TrimSuffix(rpcErrorBody(f.id, rpcInternalError, "the tools/list result could not be filtered for this token"), []byte("\n"))
+}
+
+// Writer modes.
+const (
+	modeUndecided = iota
+	modePass      // not a result to filter: straight through
+	modeJSON      // held, filtered at finish
+	modeSSE       // event by event
+	modeDone      // refused or finished: further writes fail
+)
+
+// toolsListWriter filters the response to one tools/list request.
+type toolsListWriter struct {
+	w    http.ResponseWriter
+	f    *toolFilter
+	max  int64
+	mode int
+	buf  []byte
+	sse  sseFramer
+}
+
+func (t *toolsListWriter) Header() http.Header { return t.w.Header() }
+
+func (t *toolsListWriter) WriteHeader(code int) {
+	if t.mode != modeUndecided {
+		if t.mode == modePass {
+			t.w.WriteHeader(code)
+		}
+		return
+	}
+	if code >= 100 && code < 200 {
+		t.w.WriteHeader(code)
+		return
+	}
+	h := t.w.Header()
+	ct := strings.ToLower(strings.TrimSpace(strings.SplitN(h.Get("Content-Type"), ";", 2)[0]))
+	filtered := code == http.StatusOK && (ct == "application/json" || ct == "text/event-stream")
+	if !filtered {
+		t.mode = modePass
+		t.w.WriteHeader(code)
+		return
+	}
+	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		// Asked uncompressed, answered compressed: it cannot be read.
+		t.refuseJSON()
+		return
+	}
+	h.Del("Content-Length")
+	if ct == "application/json" {
+		t.mode = modeJSON
+		return
+	}
+	t.mode = modeSSE
+	t.sse = sseFramer{f: t.f, max: t.max}
+	t.w.WriteHeader(code)
+}
+
+func (t *toolsListWriter) Write(p []byte) (int, error) {
+	if t.mode == modeUndecided {
+		t.WriteHeader(http.StatusOK)
+	}
+	switch t.mode {
+	case modePass:
+		return t.w.Write(p)
+	case modeJSON:
+		if int64(len(t.buf)+len(p)) > t.max {
+			t.refuseJSON()
+			return 0, errListTooLarge
+		}
+		t.buf = append(t.buf, p...)
+		return len(p), nil
+	case modeSSE:
+		out, err := t.sse.feed(p)
+		if len(out) > 0 {
+			// Sent on at the upstream's next Flush (every SSE write, with
+			// Caddy's reverse_proxy), as the unfiltered stream would be.
+			if _, werr := t.w.Write(out); werr != nil {
+				return 0, werr
+			}
+		}
+		if err != nil {
+			t.mode = modeDone
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return 0, errListTooLarge
+}
+
+// refuseJSON answers 502 with a JSON-RPC error instead of the result.
+func (t *toolsListWriter) refuseJSON() {
+	t.mode = modeDone
+	t.buf = nil
+	body := append(t.f.errorMessage(), '\n')
+	h := t.w.Header()
+	for _, k := range []string{"Content-Encoding", "Content-Length", "Etag", "Last-Modified", "Content-Range"} {
+		h.Del(k)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	t.w.WriteHeader(http.StatusBadGateway)
+	_, _ = t.w.Write(body)
+}
+
+func (t *toolsListWriter) finish() error {
+	switch t.mode {
+	case modeJSON:
+		out, _, err := t.f.filterBody(t.buf)
+		if err != nil {
+			t.refuseJSON()
+			return err
+		}
+		t.mode = modeDone
+		t.w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+		t.w.WriteHeader(http.StatusOK)
+		_, err = t.w.Write(out)
+		return err
+	case modeSSE:
+		t.mode = modeDone
+		out := t.sse.end()
+		if len(out) > 0 {
+			_, err := t.w.Write(out)
+			t.flush()
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *toolsListWriter) flush() {
+	if f, ok := t.w.(http.Flusher); ok {
+		f.Flush()
+		return
+	}
+	_ = http.NewResponseController(t.w).Flush()
+}
+
+// Flush sends what is ready: nothing of a held JSON answer, every complete
+// event of an SSE stream (an incomplete one waits for its end).
+func (t *toolsListWriter) Flush() {
+	if t.mode == modePass || t.mode == modeSSE {
+		t.flush()
+	}
+}
+
+// FlushError is Flush for http.ResponseController.
+func (t *toolsListWriter) FlushError() error {
+	if t.mode == modePass || t.mode == modeSSE {
+		if f, ok := t.w.(interface{ FlushError() error }); ok {
+			return f.FlushError()
+		}
+		t.flush()
+	}
+	return nil
+}
+
+// sseFramer splits a text/event-stream into events (lines end with CRLF,
+// LF or CR; an empty line ends an event) and passes each on as soon as it
+// is complete: verbatim, or rewritten when its data is a tools result.
+type sseFramer struct {
+	f   *toolFilter
+	max int64
+	buf []byte // the current, incomplete event
+	// scan is where the search for the next line end resumes in buf.
+	scan int
+	// lineStart is the offset of the current line in buf.
+	lineStart int
+}
+
+// feed takes more of the stream and returns the bytes to send on.
+func (s *sseFramer) feed(p []byte) ([]byte, error) {
+	s.buf = append(s.buf, p...)
+	var out []byte
+	for {
+		end, next, ok := s.nextLine()
+		if !ok {
+			break
+		}
+		blank := end == s.lineStart
+		s.lineStart, s.scan = next, next
+		if blank {
+			if int64(next) > s.max {
+				break // refused below
+			}
+			out = append(out, s.event(s.buf[:next])...)
+			s.buf = append(s.buf[:0], s.buf[next:]...)
+			s.lineStart, s.scan = 0, 0
+		}
+	}
+	if int64(len(s.buf)) > s.max {
+		out = append(out, s.errorEvent()...)
+		s.buf = nil
+		return out, errListTooLarge
+	}
+	return out, nil
+}
+
+// nextLine finds the end of the line starting at lineStart: end is the
+// offset of its terminator, next the offset after it. A CR at the end of
+// the buffer waits for the next byte (it may be a CRLF).
+func (s *sseFramer) nextLine() (end, next int, ok bool) {
+	for i := s.scan; i < len(s.buf); i++ {
+		switch s.buf[i] {
+		case '\n':
+			return i, i + 1, true
+		case '\r':
+			if i+1 == len(s.buf) {
+				s.scan = i
+				return 0, 0, false
+			}
+			if s.buf[i+1] == '\n' {
+				return i, i + 2, true
+			}
+			return i, i + 1, true
+		}
+	}
+	s.scan = len(s.buf)
+	return 0, 0, false
+}
+
+// end handles what the stream left unterminated. An SSE client never
+// dispatches an unterminated event, so it is passed on only when it carries
+// no tools result.
+func (s *sseFramer) end() []byte {
+	ev := s.buf
+	s.buf = nil
+	if len(ev) == 0 {
+		return nil
+	}
+	if data, ok := sseData(ev); ok && len(data) > 0 {
+		if _, changed, err := s.f.filterBody(data); err != nil || changed {
+			return nil
+		}
+	}
+	return ev
+}
+
+// event returns what to send for one complete event (raw ends with its
+// blank line).
+func (s *sseFramer) event(raw []byte) []byte {
+	data, ok := sseData(raw)
+	if !ok || len(data) == 0 {
+		return raw
+	}
+	out, changed, err := s.f.filterBody(data)
+	if err != nil {
+		// Data that is not a JSON-RPC message the filter can read: a
+		// client could not read it either, except leniently. Fail closed.
+		return s.errorEvent()
+	}
+	if !changed {
+		return raw
+	}
+	// Keep the event's other fields (event, id, retry, comments), then
+	// the rewritten data on one line.
+	var b []byte
+	for _, line := range sseLines(raw) {
+		if len(line) == 0 || sseField(line) == "data" {
+			continue
+		}
+		b = append(b, line...)
+		b = append(b, '\n')
+	}
+	if bytes.ContainsAny(out, "\r\n") {
+		// One data line: compacted JSON has no line breaks.
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, out); err != nil {
+			return s.errorEvent()
+		}
+		out = compact.Bytes()
+	}
+	b = append(b, "data: "...)
+	b = append(b, out...)
+	b = append(b, '\n', '\n')
+	return b
+}
+
+func (s *sseFramer) errorEvent() []byte {
+	b := []byte("event: message\ndata: ")
+	b = append(b, s.f.errorMessage()...)
+	return append(b, '\n', '\n')
+}
+
+// sseLines splits an event into its lines (without terminators).
+func sseLines(raw []byte) [][]byte {
+	var lines [][]byte
+	for len(raw) > 0 {
+		i := bytes.IndexAny(raw, "\r\n")
+		if i < 0 {
+			lines = append(lines, raw)
+			break
+		}
+		lines = append(lines, raw[:i])
+		if raw[i] == '\r' && i+1 < len(raw) && raw[i+1] == '\n' {
+			i++
+		}
+		raw = raw[i+1:]
+	}
+	return lines
+}
+
+// sseField is the field name of a line ("" for a comment); the string
+// conversions in comparisons do not allocate.
+func sseField(line []byte) string {
+	if len(line) > 0 && line[0] == ':' {
+		return ""
+	}
+	if i := bytes.IndexByte(line, ':'); i >= 0 {
+		line = line[:i]
+	}
+	if string(line) == "data" {
+		return "data"
+	}
+	return "other"
+}
+
+// sseData joins the event's data fields as an SSE client does: each value
+// (after "data:" and one optional space) followed by LF, the last LF
+// removed. ok is false when the event has no data field.
+func sseData(raw []byte) ([]byte, bool) {
+	var data []byte
+	n := 0
+	for len(raw) > 0 {
+		i := bytes.IndexAny(raw, "\r\n")
+		line := raw
+		if i >= 0 {
+			line = raw[:i]
+			if raw[i] == '\r' && i+1 < len(raw) && raw[i+1] == '\n' {
+				i++
+			}
+			raw = raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if sseField(line) != "data" {
+			continue
+		}
+		v := line[len("data"):]
+		if len(v) > 0 && v[0] == ':' {
+			v = v[1:]
+			if len(v) > 0 && v[0] == ' ' {
+				v = v[1:]
+			}
+		}
+		switch n {
+		case 0:
+			data = v // the common case, one data line: no copy
+		case 1:
+			data = append(append(append([]byte(nil), data...), '\n'), v...)
+		default:
+			data = append(append(data, '\n'), v...)
+		}
+		n++
+	}
+	return data, n > 0
+}
