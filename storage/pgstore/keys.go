@@ -35,8 +35,11 @@ func (s *Store) AddSigningKey(ctx context.Context, key storage.SigningKey, expec
 		return errors.New("pgstore: add signing key: empty kid")
 	}
 	if key.CreatedAt.IsZero() {
-		// RetiredAt of the keys it replaces is its CreatedAt.
+		// RetiredAt of the keys it replaces is its activation.
 		return errors.New("pgstore: add signing key: zero created_at")
+	}
+	if key.Activation().Before(key.CreatedAt) {
+		return errors.New("pgstore: add signing key: activated before its creation")
 	}
 	data, err := encode(op, key)
 	if err != nil {
@@ -80,7 +83,7 @@ func (s *Store) AddSigningKey(ctx context.Context, key storage.SigningKey, expec
 			return dbErr(op, err)
 		}
 		for _, k := range live {
-			k.RetiredAt = key.CreatedAt
+			k.RetiredAt = key.Activation()
 			k.PublishUntil = publishUntil
 			kd, err := encode(op, k)
 			if err != nil {
