@@ -363,6 +363,20 @@ func selectActive(published map[string]*loadedKey, now time.Time) (*loadedKey, t
 	return active, next
 }
 
+// ActiveSigningKey returns the id of the stored key that signs at now (""
+// when none does): the rule of KeySet, for views of the store (the admin
+// API) that do not decode the keys.
+func ActiveSigningKey(keys []storage.SigningKey, now time.Time) string {
+	published := make(map[string]*loadedKey, len(keys))
+	for _, sk := range keys {
+		published[sk.ID] = &loadedKey{kid: sk.ID, createdAt: sk.CreatedAt, activatedAt: sk.Activation(), retiredAt: sk.RetiredAt}
+	}
+	if active, _ := selectActive(published, now); active != nil {
+		return active.kid
+	}
+	return ""
+}
+
 // activeNewer orders keys that may sign: the latest activation wins.
 func activeNewer(a, b *loadedKey) bool {
 	if !a.activatedAt.Equal(b.activatedAt) {

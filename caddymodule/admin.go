@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -634,10 +635,13 @@ func parseAuditSince(v string, now time.Time) (time.Time, error) {
 
 // keyView is a signing key without its private part.
 type keyView struct {
-	ID           string    `json:"kid"`
-	Algorithm    string    `json:"alg"`
-	Active       bool      `json:"active"`
-	CreatedAt    time.Time `json:"created_at"`
+	ID        string    `json:"kid"`
+	Algorithm string    `json:"alg"`
+	Active    bool      `json:"active"`
+	CreatedAt time.Time `json:"created_at"`
+	// ActivatesAt is set while the key is pre-published: published, not
+	// signing yet.
+	ActivatesAt  time.Time `json:"activates_at,omitzero"`
 	RetiredAt    time.Time `json:"retired_at,omitzero"`
 	PublishUntil time.Time `json:"publish_until,omitzero"`
 }
@@ -647,17 +651,15 @@ func (a *AdminAPI) listKeys(ctx context.Context) ([]keyView, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The newest unretired key signs.
-	active := -1
-	for i, k := range ks {
-		if k.RetiredAt.IsZero() && (active < 0 || k.CreatedAt.After(ks[active].CreatedAt) ||
-			(k.CreatedAt.Equal(ks[active].CreatedAt) && k.ID > ks[active].ID)) {
-			active = i
-		}
-	}
+	now := time.Now()
+	active := authserver.ActiveSigningKey(ks, now)
 	out := make([]keyView, 0, len(ks))
-	for i, k := range ks {
-		out = append(out, keyView{ID: k.ID, Algorithm: k.Algorithm, Active: i == active, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt, PublishUntil: k.PublishUntil})
+	for _, k := range ks {
+		v := keyView{ID: k.ID, Algorithm: k.Algorithm, Active: k.ID == active, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt, PublishUntil: k.PublishUntil}
+		if k.Activation().After(now) {
+			v.ActivatesAt = k.Activation()
+		}
+		out = append(out, v)
 	}
 	slices.SortFunc(out, func(x, y keyView) int { return y.CreatedAt.Compare(x.CreatedAt) })
 	return out, nil
@@ -682,7 +684,12 @@ func (a *AdminAPI) serveKeys(ctx context.Context, w http.ResponseWriter, r *http
 		if err != nil {
 			return adminStoreError("keys", err)
 		}
-		if err := a.app.keys.Rotate(ctx); err != nil {
+		// ?now=true skips pre-publication (disruptive: see KeySet.RotateNow).
+		rotate := a.app.keys.Rotate
+		if now := r.URL.Query().Get("now"); now == "true" || now == "1" {
+			rotate = a.app.keys.RotateNow
+		}
+		if err := rotate(ctx); err != nil {
 			return adminError(http.StatusInternalServerError, "rotating the signing key: %v", err)
 		}
 		after, err := a.listKeys(ctx)
@@ -696,8 +703,11 @@ func (a *AdminAPI) serveKeys(ctx context.Context, w http.ResponseWriter, r *http
 			}
 		}
 		for _, k := range after {
-			if k.Active {
+			if !slices.ContainsFunc(before, func(b keyView) bool { return b.ID == k.ID }) {
 				detail["kid"] = k.ID
+				if !k.ActivatesAt.IsZero() {
+					detail["activates_at"] = k.ActivatesAt.UTC().Format(time.RFC3339)
+				}
 			}
 		}
 		a.audit(ctx, r, storage.AuditEvent{Type: "keys.rotated", Detail: detail})

@@ -44,6 +44,8 @@ func init() {
 //			storage bbolt [<path>] | postgres <dsn>
 //			signing_algorithm ES256|EdDSA|RS256
 //			key_rotation <duration>
+//			key_reload <duration>         # re-read the keys (default 1m)
+//			key_prepublish <duration>     # new key published before it signs
 //			key_encryption_key <base64 of 32 random bytes, e.g. {env.MCPAUTH_KEK}>
 //			key_encryption_key_file <path>
 //			key_encryption_key_previous <old key>     # during KEK rotation
@@ -178,6 +180,16 @@ type App struct {
 	SigningAlgorithm string `json:"signing_algorithm,omitempty"`
 	// KeyRotation rotates the signing key on this period (0: only on demand).
 	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+	// KeyReload is how often the signing keys are re-read from the store,
+	// so that instances sharing it converge (default 1m). Use the same
+	// value on every instance.
+	KeyReload caddy.Duration `json:"key_reload,omitempty"`
+	// KeyPrePublish is how long a rotated-in signing key is published in
+	// the JWKS before it signs, so that every instance and every cached
+	// JWKS has it first. It must be longer than KeyReload; the JWKS
+	// Cache-Control max-age is then at most KeyPrePublish - 2*KeyReload.
+	// Default 2*KeyReload + 5m (7m).
+	KeyPrePublish caddy.Duration `json:"key_prepublish,omitempty"`
 	// KeyEncryptionKey encrypts the signing keys at rest (AES-256-GCM):
 	// base64 of at least 32 random bytes (`openssl rand -base64 32`). Use
 	// {env.*} or KeyEncryptionKeyFile rather than writing it in the config.
@@ -851,6 +863,8 @@ func (a *App) keyConfig() (authserver.KeyConfig, error) {
 		Algorithm:   a.SigningAlgorithm,
 		PublishFor:  publish,
 		RotateEvery: time.Duration(a.KeyRotation),
+		ReloadEvery: time.Duration(a.KeyReload),
+		PrePublish:  time.Duration(a.KeyPrePublish),
 		Logger:      a.slogger,
 		Encryption:  enc,
 	}, nil
