@@ -165,10 +165,10 @@ func (s *Store) PutConsent(ctx context.Context, c storage.Consent) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO mcpauth_consents (subject, client_id, expires_at, data) VALUES ($1, $2, $3, $4)
+	_, err = s.execAudited(ctx, "put consent", `INSERT INTO mcpauth_consents (subject, client_id, expires_at, data) VALUES ($1, $2, $3, $4)
 ON CONFLICT (subject, client_id) DO UPDATE SET expires_at = EXCLUDED.expires_at, data = EXCLUDED.data`,
 		c.Subject, c.ClientID, ts(c.ExpiresAt), data)
-	return dbErr("put consent", err)
+	return err
 }
 
 // DeleteConsent forgets a consent; ErrNotFound when there is none.
