@@ -3,13 +3,15 @@ package storage
 import "context"
 
 // TxAudit returns the audit events of one write, given the outcome the
-// backend is about to commit: nil, or the error it commits with and then
-// returns (ErrRefreshReused: the family is revoked). It is called inside
+// backend is about to commit (nil, or the error it commits with and then
+// returns: ErrRefreshReused, the family is revoked) and the grant the write
+// concerns (the grant a code redemption creates, the grant rotated or
+// revoked by RotateRefresh; nil for the other writes). It is called inside
 // the write transaction, and what it returns is appended to the audit log
 // in that same transaction, so that a committed security decision always
 // has its record and a rolled-back one has none. It must not call the
 // store and may run more than once (a backend may retry a transaction).
-type TxAudit func(outcome error) []AuditEvent
+type TxAudit func(outcome error, g *Grant) []AuditEvent
 
 type txAuditKey struct{}
 
@@ -24,12 +26,12 @@ func WithTxAudit(ctx context.Context, f TxAudit) context.Context {
 
 // TxAuditEvents returns the events attached to ctx for outcome (nil when
 // none are). Backends call it inside the transaction being committed.
-func TxAuditEvents(ctx context.Context, outcome error) []AuditEvent {
+func TxAuditEvents(ctx context.Context, outcome error, g *Grant) []AuditEvent {
 	f, _ := ctx.Value(txAuditKey{}).(TxAudit)
 	if f == nil {
 		return nil
 	}
-	return f(outcome)
+	return f(outcome, g)
 }
 
 // HasTxAudit reports whether ctx carries a TxAudit (a backend that writes

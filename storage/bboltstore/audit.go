@@ -81,8 +81,8 @@ func (s *Store) putAudit(tx *bolt.Tx, evs []storage.AuditEvent) error {
 }
 
 // txAudit appends the storage.TxAudit events of ctx for outcome in tx.
-func (s *Store) txAudit(ctx context.Context, tx *bolt.Tx, outcome error) error {
-	evs := storage.TxAuditEvents(ctx, outcome)
+func (s *Store) txAudit(ctx context.Context, tx *bolt.Tx, outcome error, g *storage.Grant) error {
+	evs := storage.TxAuditEvents(ctx, outcome, g)
 	if len(evs) == 0 {
 		return nil
 	}

@@ -132,6 +132,6 @@ func (s *Store) modifyClient(ctx context.Context, id string, audited bool, fn fu
 		if err := putJSON(b, []byte(id), c); err != nil || !audited {
 			return err
 		}
-		return s.txAudit(ctx, tx, nil)
+		return s.txAudit(ctx, tx, nil, nil)
 	})
 }

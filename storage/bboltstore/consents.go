@@ -41,7 +41,7 @@ func (s *Store) PutConsent(ctx context.Context, c storage.Consent) error {
 		if err := putJSON(bucket(tx, bktConsents), consentKey(c.Subject, c.ClientID), c); err != nil {
 			return err
 		}
-		return s.txAudit(ctx, tx, nil)
+		return s.txAudit(ctx, tx, nil, nil)
 	})
 }
 

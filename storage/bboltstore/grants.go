@@ -166,7 +166,7 @@ func (s *Store) RotateRefresh(ctx context.Context, r storage.Rotation) (storage.
 			if err := putJSON(grants, id, g); err != nil {
 				return err
 			}
-			return s.txAudit(ctx, tx, storage.ErrRefreshReused)
+			return s.txAudit(ctx, tx, storage.ErrRefreshReused, &g)
 		case err != nil:
 			return err
 		}
@@ -180,7 +180,7 @@ func (s *Store) RotateRefresh(ctx context.Context, r storage.Rotation) (storage.
 		if err := indexRefresh(tx, g.ID, r.Next); err != nil {
 			return err
 		}
-		return s.txAudit(ctx, tx, nil)
+		return s.txAudit(ctx, tx, nil, &g)
 	})
 	switch {
 	case err == nil && reused:
@@ -204,7 +204,7 @@ func (s *Store) RevokeGrant(ctx context.Context, id, reason string, now time.Tim
 		if err != nil || !changed {
 			return err
 		}
-		return s.txAudit(ctx, tx, nil)
+		return s.txAudit(ctx, tx, nil, nil)
 	})
 }
 

@@ -37,7 +37,7 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 		if err := bucket(tx, bktSessionsByAcct).Put(lp(sess.AccountID, sess.Hash), nil); err != nil {
 			return err
 		}
-		return s.txAudit(ctx, tx, nil)
+		return s.txAudit(ctx, tx, nil, nil)
 	})
 }
 

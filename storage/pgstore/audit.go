@@ -71,8 +71,8 @@ func (s *Store) putAudit(ctx context.Context, tx pgx.Tx, events []storage.AuditE
 }
 
 // txAudit inserts the storage.TxAudit events of ctx for outcome in tx.
-func (s *Store) txAudit(ctx context.Context, tx pgx.Tx, outcome error) error {
-	evs := storage.TxAuditEvents(ctx, outcome)
+func (s *Store) txAudit(ctx context.Context, tx pgx.Tx, outcome error, g *storage.Grant) error {
+	evs := storage.TxAuditEvents(ctx, outcome, g)
 	if len(evs) == 0 {
 		return nil
 	}
@@ -99,7 +99,7 @@ func (s *Store) execAudited(ctx context.Context, op, sql string, args ...any) (i
 		if n = tag.RowsAffected(); n == 0 {
 			return nil
 		}
-		return s.txAudit(ctx, tx, nil)
+		return s.txAudit(ctx, tx, nil, nil)
 	})
 	return n, err
 }

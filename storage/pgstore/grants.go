@@ -98,7 +98,7 @@ WHERE hash = $1 AND used_at IS NULL RETURNING data`, hash, ts(now), jsonTime(now
 			keep = true
 			return errCommit{gerr} // the code stays burned, the grant is undone
 		}
-		return s.txAudit(ctx, tx, nil)
+		return s.txAudit(ctx, tx, nil, g)
 	})
 	if err != nil && keep {
 		return out, err
@@ -216,7 +216,7 @@ WHERE t.hash = $1 FOR UPDATE OF g`, r.Presented).Scan(&data)
 			if err := updateGrant(ctx, tx, op, g); err != nil {
 				return err
 			}
-			if err := s.txAudit(ctx, tx, storage.ErrRefreshReused); err != nil {
+			if err := s.txAudit(ctx, tx, storage.ErrRefreshReused, &g); err != nil {
 				return err
 			}
 			return errCommit{fmt.Errorf("pgstore: %s: %w", op, err)}
@@ -234,7 +234,7 @@ WHERE t.hash = $1 FOR UPDATE OF g`, r.Presented).Scan(&data)
 		if _, err := tx.Exec(ctx, `INSERT INTO mcpauth_refresh_tokens (hash, grant_id) VALUES ($1, $2)`, r.Next, g.ID); err != nil {
 			return dbErr(op+": next refresh token", err)
 		}
-		return s.txAudit(ctx, tx, nil)
+		return s.txAudit(ctx, tx, nil, &g)
 	})
 	switch {
 	case err == nil:

@@ -19,13 +19,16 @@ func (s *suite) testTxAudit(t *testing.T) {
 	// audited returns a ctx whose writes record one event of type typ,
 	// with the outcome they were committed with in its detail.
 	audited := func(typ string) context.Context {
-		return storage.WithTxAudit(t.Context(), func(outcome error) []storage.AuditEvent {
+		return storage.WithTxAudit(t.Context(), func(outcome error, g *storage.Grant) []storage.AuditEvent {
 			o := "ok"
 			switch {
 			case errors.Is(outcome, storage.ErrRefreshReused):
 				o = "reused"
 			case outcome != nil:
 				o = outcome.Error()
+			}
+			if g != nil {
+				o += ":" + g.ID
 			}
 			return []storage.AuditEvent{{Time: at(time.Hour), Type: typ, Outcome: o, Subject: "user-1", ClientID: "client-1"}}
 		})
@@ -50,7 +53,7 @@ func (s *suite) testTxAudit(t *testing.T) {
 		return grantFrom(c, "rt-a0"), nil
 	})
 	must(t, "RedeemCode", err)
-	logged("after a redemption", "token.issued/ok")
+	logged("after a redemption", "token.issued/ok:grant-a")
 	// A replayed code, and a redemption refused by issue: no event.
 	_, err = b.RedeemCode(audited("token.issued"), Hash("code-a"), at(2*time.Second), func(c storage.AuthCode) (*storage.Grant, error) {
 		return grantFrom(c, "rt-ax"), nil
@@ -64,7 +67,7 @@ func (s *suite) testTxAudit(t *testing.T) {
 	if !errors.Is(err, refused) {
 		t.Fatalf("RedeemCode refused by issue: %v", err)
 	}
-	logged("after refused redemptions", "token.issued/ok")
+	logged("after refused redemptions", "token.issued/ok:grant-a")
 
 	// A rotation, then reuse of the rotated-out token (past the grace): the
 	// family's revocation commits with its event. Unknown tokens: none.
@@ -79,7 +82,7 @@ func (s *suite) testTxAudit(t *testing.T) {
 	}
 	_, err = b.RotateRefresh(audited("token.issued"), rotation("rt-a1", "rt-a3", at(time.Hour)))
 	wantErr(t, "RotateRefresh of a revoked family", err, storage.ErrGrantRevoked)
-	logged("after rotations", "token.issued/ok", "token.issued/ok", "refresh.reuse/reused")
+	logged("after rotations", "token.issued/ok:grant-a", "token.issued/ok:grant-a", "refresh.reuse/reused:grant-a")
 
 	// Revoking a grant; revoking it again changes nothing and logs nothing.
 	must(t, "CreateGrant", b.CreateGrant(ctx, newGrant("grant-c", "client-1", "user-1", "rt-c")))
@@ -102,6 +105,6 @@ func (s *suite) testTxAudit(t *testing.T) {
 	// Writes that do not document TxAudit ignore it.
 	must(t, "SaveCode", b.SaveCode(audited("code.saved"), newCode("code-c", "grant-x")))
 	must(t, "PutTicket", b.PutTicket(audited("ticket.put"), newTicket("k", "t1")))
-	logged("in the end", "token.issued/ok", "token.issued/ok", "refresh.reuse/reused", "grant.revoked/ok",
+	logged("in the end", "token.issued/ok:grant-a", "token.issued/ok:grant-a", "refresh.reuse/reused:grant-a", "grant.revoked/ok",
 		"client.disabled/ok", "consent.granted/ok", "login.success/ok")
 }
