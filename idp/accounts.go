@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -259,9 +260,20 @@ func (l *Login) refused(r *http.Request, ev storage.AuditEvent) {
 	l.cfg.Refusals.Add(r.Context(), ev)
 }
 
+// auditCtx records ev: through the shared batched writer (Config.Audit)
+// when there is one, except a login failure of a known account, which is
+// written before the answer (sign-ins are written with their session, see
+// startSession).
 func (l *Login) auditCtx(ctx context.Context, ev storage.AuditEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = l.now()
+	}
+	if l.cfg.Audit != nil && ev.Type != audit.LoginFailure {
+		l.cfg.Audit.Add(ctx, ev)
+		if l.cfg.OnEvent != nil {
+			l.cfg.OnEvent(ev)
+		}
+		return
 	}
 	// The audit write must not be cancelled by a client that went away.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -190,13 +191,13 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 	// the attacker a fresh series.
 	l.pairs.reset(pairKey)
 	l.familiar.add(pairKey, now)
-	if err := l.startSession(w, r, acct.ID, "password"); err != nil {
+	if err := l.startSession(w, r, acct.ID, "password",
+		storage.AuditEvent{Type: audit.LoginSuccess, Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": "password"}}); err != nil {
 		l.log.Error("idp: starting session failed", "err", err)
 		lv.Error = msgUnavail
 		l.renderLogin(w, r, http.StatusServiceUnavailable, lv)
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "login.success", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": "password"}})
 	l.redirect(w, r, returnTo)
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -288,12 +289,12 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 		}
 		return
 	}
-	if err := l.startSession(w, r, acct.ID, method); err != nil {
+	if err := l.startSession(w, r, acct.ID, method,
+		storage.AuditEvent{Type: audit.LoginSuccess, Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": method}}); err != nil {
 		l.log.Error("idp: starting session failed", "err", err)
 		l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Sign-in is temporarily unavailable. Please try again in a moment.")
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "login.success", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": method}})
 	l.redirect(w, r, a.ReturnTo)
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -268,12 +269,12 @@ func (l *Login) postVerify(w http.ResponseWriter, r *http.Request) {
 	if passwordSet {
 		l.audit(r, storage.AuditEvent{Type: "account.password_changed", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"by": "email_verification"}})
 	}
-	if err := l.startSession(w, r, acct.ID, "password"); err != nil {
+	if err := l.startSession(w, r, acct.ID, "password", storage.AuditEvent{Type: audit.LoginSuccess, Outcome: "success", Subject: acct.ID,
+		Detail: map[string]string{"method": "password", "via": "email_verification"}}); err != nil {
 		l.log.Error("idp: starting session failed", "err", err)
 		l.redirect(w, r, loginURLWith(l.loginPath, returnTo))
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "login.success", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": "password", "via": "email_verification"}})
 	l.redirect(w, r, returnTo)
 }
 
