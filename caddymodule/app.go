@@ -25,6 +25,7 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/idp"
 	"github.com/mcpauth/caddy-mcpauth/idp/mailer"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -280,6 +281,9 @@ type App struct {
 	// refusalsDone closes once its last records are written.
 	refusals     *abuse.Aggregator
 	refusalsDone chan struct{}
+	// auditW writes the audit events that are not security decisions
+	// (batched, retried, bounded); closed by Stop and Cleanup.
+	auditW *audit.Writer
 }
 
 // appState is the app's mutable runtime state, behind a pointer so that the
@@ -623,6 +627,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	go keys.Run(runCtx)
 	go runMaintenance(runCtx, a, DefaultMaintenanceEvery, a.dcrExpireUnused(), time.Duration(a.AuditRetention))
 	a.refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: store, Logger: a.slogger})
+	a.auditW = audit.NewWriter(audit.Config{Store: store, Logger: a.slogger, OnDrop: a.metrics.OnAuditDrop})
+	a.auditW.Start()
 	a.refusalsDone = make(chan struct{})
 	go func() { defer close(a.refusalsDone); a.refusals.Run(runCtx, refusalFlushEvery) }()
 
@@ -785,10 +791,14 @@ func (a *App) Stop() error {
 		a.cancel()
 	}
 	a.waitRefusals()
+	var err error
 	if a.st != nil && a.st.server != nil {
-		return a.st.server.Close()
+		err = a.st.server.Close()
 	}
-	return nil
+	if a.auditW != nil {
+		a.auditW.Close()
+	}
+	return err
 }
 
 // Cleanup releases the store (closed when no config uses it any more).
@@ -798,6 +808,9 @@ func (a *App) Cleanup() error {
 		a.cancel()
 	}
 	a.waitRefusals()
+	if a.auditW != nil {
+		a.auditW.Close()
+	}
 	if a.store != nil {
 		return a.Storage.release()
 	}
@@ -1015,6 +1028,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		Logger:          a.slogger,
 		OnEvent:         a.metrics.OnEvent,
 		Refusals:        a.refusals,
+		Audit:           a.auditW,
 		TokenRatePerIP:  a.tokenRate(),
 		TokenBurstPerIP: a.TokenRateBurst,
 		IPv4Prefix:      a.ClientIPv4Prefix,
@@ -1219,6 +1233,7 @@ func (a *App) idpConfig(store storage.Backend) idp.Config {
 		Logger:          a.slogger,
 		OnEvent:         a.metrics.OnEvent,
 		Refusals:        a.refusals,
+		Audit:           a.auditW,
 		Throttle:        idp.ThrottleConfig{IPv4Prefix: a.ClientIPv4Prefix, IPv6Prefix: a.ClientIPv6Prefix},
 	}
 }

@@ -24,6 +24,7 @@ type Metrics struct {
 	cimdFetches  *prometheus.CounterVec // result
 	logins       *prometheus.CounterVec // result
 	refusals     *prometheus.CounterVec // endpoint, reason (authserver.Reason)
+	auditDropped *prometheus.CounterVec // writer
 }
 
 const metricsNamespace = "mcpauth"
@@ -49,6 +50,7 @@ func newMetrics() *Metrics {
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "refusals_total",
 			Help: "Refused /authorize, /token, /revoke and /register requests, by endpoint and reason (README: Refusal reasons)."},
 			[]string{"endpoint", "reason"}),
+		auditDropped: vec("audit_events_dropped_total", "Audit events the batched writer dropped (its bounded buffer overflowed while the store refused writes, or the last write at shutdown failed). Security decisions are never batched.", "writer"),
 	}
 }
 
@@ -62,7 +64,7 @@ func registerMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		return &m, nil
 	}
-	for _, c := range []**prometheus.CounterVec{&m.tokensIssued, &m.tokenRefused, &m.guard, &m.cimdFetches, &m.logins, &m.refusals} {
+	for _, c := range []**prometheus.CounterVec{&m.tokensIssued, &m.tokenRefused, &m.guard, &m.cimdFetches, &m.logins, &m.refusals, &m.auditDropped} {
 		if err := reg.Register(*c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -113,6 +115,14 @@ func closedLabel(labels map[string]bool, v string) string {
 		return v
 	}
 	return "other"
+}
+
+// OnAuditDrop counts audit events dropped by the batched writer.
+func (m *Metrics) OnAuditDrop(n int) {
+	if m == nil || m.auditDropped == nil {
+		return
+	}
+	m.auditDropped.WithLabelValues("batch").Add(float64(n))
 }
 
 // OnEvent counts an audit event. Pass it as authserver.Config.OnEvent and

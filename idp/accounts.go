@@ -240,9 +240,23 @@ func (l *Login) RevokeSessions(ctx context.Context, accountID string) (int, erro
 }
 
 // audit stores an event of a browser request (with the client IP).
+// audit records an event of a browser request: through the shared batched
+// writer (Config.Audit) when there is one, except a known account's login
+// failure, written before the answer (a sign-in is written with its
+// session, see startSession).
 func (l *Login) audit(r *http.Request, ev storage.AuditEvent) {
 	ev.IP = l.cfg.ClientIP(r)
-	l.auditCtx(r.Context(), ev)
+	if l.cfg.Audit == nil || ev.Type == audit.LoginFailure {
+		l.auditCtx(r.Context(), ev)
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = l.now()
+	}
+	l.cfg.Audit.Add(r.Context(), ev)
+	if l.cfg.OnEvent != nil {
+		l.cfg.OnEvent(ev)
+	}
 }
 
 // refused counts an unauthenticated refusal (CSRF failure, throttled
@@ -260,20 +274,11 @@ func (l *Login) refused(r *http.Request, ev storage.AuditEvent) {
 	l.cfg.Refusals.Add(r.Context(), ev)
 }
 
-// auditCtx records ev: through the shared batched writer (Config.Audit)
-// when there is one, except a login failure of a known account, which is
-// written before the answer (sign-ins are written with their session, see
-// startSession).
+// auditCtx writes ev before returning: operator actions on accounts and
+// sessions, account links, a known account's login failure.
 func (l *Login) auditCtx(ctx context.Context, ev storage.AuditEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = l.now()
-	}
-	if l.cfg.Audit != nil && ev.Type != audit.LoginFailure {
-		l.cfg.Audit.Add(ctx, ev)
-		if l.cfg.OnEvent != nil {
-			l.cfg.OnEvent(ev)
-		}
-		return
 	}
 	// The audit write must not be cancelled by a client that went away.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
