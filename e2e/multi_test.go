@@ -362,6 +362,7 @@ func TestMultiInstance(t *testing.T) {
 
 	t.Run("KilledInstanceLosesNothingAcknowledged", func(t *testing.T) {
 		const n = 48
+		auditBefore := auditCount(t, p.B.caddy)
 		type minted struct{ code, verifier string }
 		codes := make(chan minted, n)
 		for range n {
@@ -418,6 +419,13 @@ func TestMultiInstance(t *testing.T) {
 			t.Fatal("A was not killed")
 		}
 		t.Logf("A killed after %d acknowledged exchanges; %d acknowledged in all, %d not", killAt, len(acked), len(other))
+		// Every acknowledged exchange has its token.issued record: it was
+		// written in the transaction of the grant (before: 3-26 of 31).
+		if got := auditCount(t, p.B.caddy) - auditBefore; got < len(acked) || got > n {
+			t.Fatalf("%d token.issued records for %d acknowledged exchanges (of %d)", got, len(acked), n)
+		} else {
+			t.Logf("PostgreSQL: %d token.issued records for %d acknowledged exchanges", got, len(acked))
+		}
 		// Every acknowledged exchange's grant is there: its refresh token works at B.
 		for i, rt := range acked {
 			if r := p.refresh(t, p.B.base, rt); r.status != 200 {
