@@ -351,7 +351,7 @@ func (s *Server) RevokeClient(ctx context.Context, clientID string) (int, error)
 	if _, err := s.store.DeleteClientConsents(ctx, clientID); err != nil {
 		return n, fmt.Errorf("authserver: revoke client consents: %w", err)
 	}
-	s.emit(ctx, nil, storage.AuditEvent{Type: "client.revoked", ClientID: clientID, Outcome: "success",
+	s.record(ctx, nil, storage.AuditEvent{Type: audit.ClientRevoked, ClientID: clientID, Outcome: "success",
 		Detail: map[string]string{"grants": fmt.Sprint(n)}})
 	return n, nil
 }
@@ -368,7 +368,7 @@ func (s *Server) RevokeSubject(ctx context.Context, subject, reason string) (int
 	if err != nil {
 		return n, fmt.Errorf("authserver: revoke subject: %w", err)
 	}
-	s.emit(ctx, nil, storage.AuditEvent{Type: "subject.revoked", Subject: subject, Outcome: "success",
+	s.record(ctx, nil, storage.AuditEvent{Type: audit.SubjectRevoked, Subject: subject, Outcome: "success",
 		Detail: map[string]string{"grants": fmt.Sprint(n), "reason": reason}})
 	return n, nil
 }

@@ -252,6 +252,14 @@ func operatorIP(r *http.Request) string {
 // audit writes an operator event (never a secret). A failed write is logged;
 // the action itself already happened.
 func (a *AdminAPI) audit(ctx context.Context, r *http.Request, ev storage.AuditEvent) {
+	ev = a.event(r, ev)
+	if err := a.app.store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+		a.log.Error("mcp_auth admin: audit write failed", zap.String("type", ev.Type), zap.Error(err))
+	}
+}
+
+// event completes an operator event: time, address, outcome, "by".
+func (a *AdminAPI) event(r *http.Request, ev storage.AuditEvent) storage.AuditEvent {
 	ev.Time = a.now()
 	ev.IP = operatorIP(r)
 	if ev.Outcome == "" {
@@ -261,9 +269,7 @@ func (a *AdminAPI) audit(ctx context.Context, r *http.Request, ev storage.AuditE
 		ev.Detail = map[string]string{}
 	}
 	ev.Detail["by"] = "admin_api"
-	if err := a.app.store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
-		a.log.Error("mcp_auth admin: audit write failed", zap.String("type", ev.Type), zap.Error(err))
-	}
+	return ev
 }
 
 func adminStoreError(what string, err error) error {
@@ -362,7 +368,14 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 	switch rt.action {
 	case "disable", "enable":
 		disabled := rt.action == "disable"
-		err := st.SetClientDisabled(ctx, rt.id, disabled, a.now())
+		// The flag and its record commit together (storage.WithTxAudit).
+		ev := a.event(r, storage.AuditEvent{Type: "client." + rt.action + "d", ClientID: rt.id})
+		inTx := false
+		txCtx := storage.WithTxAudit(ctx, func(error, *storage.Grant) []storage.AuditEvent {
+			inTx = true
+			return []storage.AuditEvent{ev}
+		})
+		err := st.SetClientDisabled(txCtx, rt.id, disabled, a.now())
 		if errors.Is(err, storage.ErrNotFound) && disabled && isCIMDClientID(rt.id) {
 			// CIMD clients live in their metadata documents, not in the
 			// store: a disabled record blocks the client's grants at the
@@ -371,13 +384,15 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 			err = st.CreateClient(ctx, storage.Client{ID: rt.id, Kind: storage.ClientCIMD, Name: rt.id,
 				TokenEndpointAuthMethod: "none", Disabled: true, CreatedAt: now, UpdatedAt: now})
 			if errors.Is(err, storage.ErrAlreadyExists) {
-				err = st.SetClientDisabled(ctx, rt.id, true, now)
+				err = st.SetClientDisabled(txCtx, rt.id, true, now)
 			}
 		}
 		if err != nil {
 			return adminStoreError("client", err)
 		}
-		a.audit(ctx, r, storage.AuditEvent{Type: "client." + rt.action + "d", ClientID: rt.id})
+		if !inTx {
+			a.audit(ctx, r, ev) // a new CIMD record: written right after it
+		}
 		a.app.logger.Info("mcp_auth: client "+rt.action+"d by the operator", zap.String("client_id", rt.id))
 		c, err := st.GetClient(ctx, rt.id)
 		if err != nil {
