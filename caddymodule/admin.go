@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -725,7 +726,7 @@ func (a *AdminAPI) serveKeys(ctx context.Context, w http.ResponseWriter, r *http
 				}
 			}
 		}
-		a.audit(ctx, r, storage.AuditEvent{Type: "keys.rotated", Detail: detail})
+		a.audit(ctx, r, storage.AuditEvent{Type: audit.KeysRotated, Detail: detail})
 		a.app.logger.Info("mcp_auth: signing key rotated by the operator", zap.String("kid", detail["kid"]))
 		return adminWriteJSON(w, http.StatusOK, after)
 	}

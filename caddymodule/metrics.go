@@ -8,6 +8,7 @@ import (
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -98,8 +99,8 @@ var (
 		return m
 	}()
 	// refusalEndpoints maps refusal audit types to the endpoint label.
-	refusalEndpoints = map[string]string{"authorize.refused": "authorize", "token.refused": "token",
-		"revoke.refused": "revoke", "client.register_refused": "register"}
+	refusalEndpoints = map[string]string{audit.AuthzRefused: "authorize", audit.TokenRefused: "token",
+		audit.RevokeRefused: "revoke", audit.ClientRegisterRefuse: "register"}
 )
 
 func labelSet(vals ...string) map[string]bool {
@@ -135,17 +136,17 @@ func (m *Metrics) OnEvent(ev storage.AuditEvent) {
 		m.refusals.WithLabelValues(ep, closedLabel(reasonLabels, ev.Detail["reason"])).Inc()
 	}
 	switch ev.Type {
-	case "token.issued":
+	case audit.TokenIssued:
 		m.tokensIssued.WithLabelValues(closedLabel(grantTypeLabels, ev.Detail["grant_type"])).Inc()
-	case "token.refused":
+	case audit.TokenRefused:
 		m.tokenRefused.WithLabelValues(closedLabel(refusalLabels, ev.Outcome)).Inc()
 	case "refresh.reuse":
 		m.tokenRefused.WithLabelValues("refresh_reuse").Inc()
-	case "code.replay":
+	case audit.CodeReplay:
 		m.tokenRefused.WithLabelValues("code_replay").Inc()
-	case "login.success":
+	case audit.LoginSuccess:
 		m.logins.WithLabelValues("success").Inc()
-	case "login.failure":
+	case audit.LoginFailure:
 		r := "failure"
 		switch ev.Detail["reason"] {
 		case "throttled":

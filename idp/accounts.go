@@ -94,7 +94,7 @@ func (l *Login) seed(ctx context.Context) error {
 				if err != nil {
 					return fmt.Errorf("idp: seed account %s: %w", email, err)
 				}
-				l.auditCtx(ctx, storage.AuditEvent{Type: "account.password_changed", Outcome: "success", Subject: existing.ID,
+				l.auditCtx(ctx, storage.AuditEvent{Type: audit.AccountPasswordChanged, Outcome: "success", Subject: existing.ID,
 					Detail: map[string]string{"by": "configuration", "grants_revoked": fmt.Sprint(n)}})
 				l.log.Info("idp: seeded account password updated from configuration", "account", existing.ID, "grants_revoked", n)
 			}
@@ -138,7 +138,7 @@ func (l *Login) CreateAccount(ctx context.Context, email, name, pw string) (stor
 	if err := l.store.CreateAccount(ctx, a); err != nil {
 		return storage.Account{}, fmt.Errorf("idp: creating account: %w", err)
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "account.created", Outcome: "success", Subject: a.ID, Detail: map[string]string{"by": "operator"}})
+	l.auditCtx(ctx, storage.AuditEvent{Type: audit.AccountCreated, Outcome: "success", Subject: a.ID, Detail: map[string]string{"by": "operator"}})
 	return a, nil
 }
 
@@ -167,7 +167,7 @@ func (l *Login) SetPassword(ctx context.Context, accountID, pw string) (int, err
 	if err != nil {
 		return n, fmt.Errorf("idp: set password: %w", err)
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "account.password_changed", Outcome: "success", Subject: a.ID,
+	l.auditCtx(ctx, storage.AuditEvent{Type: audit.AccountPasswordChanged, Outcome: "success", Subject: a.ID,
 		Detail: map[string]string{"by": "operator", "grants_revoked": fmt.Sprint(n)}})
 	return n, nil
 }
@@ -191,7 +191,7 @@ func (l *Login) endAccountAccess(ctx context.Context, accountID, reason string) 
 	if err != nil {
 		return 0, fmt.Errorf("revoking grants: %w", err)
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "subject.revoked", Outcome: "success", Subject: accountID,
+	l.auditCtx(ctx, storage.AuditEvent{Type: audit.SubjectRevoked, Outcome: "success", Subject: accountID,
 		Detail: map[string]string{"grants": fmt.Sprint(n), "reason": reason}})
 	return n, nil
 }
@@ -221,9 +221,9 @@ func (l *Login) SetAccountDisabled(ctx context.Context, accountID string, disabl
 			return fmt.Errorf("idp: set disabled: revoking sessions: %w", err)
 		}
 	}
-	typ := "account.enabled"
+	typ := audit.AccountEnabled
 	if disabled {
-		typ = "account.disabled"
+		typ = audit.AccountDisabled
 	}
 	l.auditCtx(ctx, storage.AuditEvent{Type: typ, Outcome: "success", Subject: a.ID})
 	return nil
@@ -235,7 +235,7 @@ func (l *Login) RevokeSessions(ctx context.Context, accountID string) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("idp: revoke sessions: %w", err)
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "session.revoked", Outcome: "success", Subject: accountID, Detail: map[string]string{"count": fmt.Sprint(n)}})
+	l.auditCtx(ctx, storage.AuditEvent{Type: audit.SessionRevoked, Outcome: "success", Subject: accountID, Detail: map[string]string{"count": fmt.Sprint(n)}})
 	return n, nil
 }
 

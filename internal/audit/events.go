@@ -11,6 +11,7 @@ const (
 	TokenRefused  = "token.refused"
 	RefreshReuse  = "refresh.reuse" // the family revoked
 	AuthzRefused  = "authorize.refused"
+	RevokeRefused = "revoke.refused"
 	ConsentGrant  = "consent.granted"
 	ConsentDenied = "consent.denied"
 	ConsentReused = "consent.reused"
