@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -268,7 +269,7 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *aut
 			clientID = ar.query.Get("client_id")
 		}
 	}
-	s.refused(r, "authorize.refused", clientID, f.err)
+	s.refused(r, audit.AuthzRefused, clientID, f.err)
 	if f.page || ar == nil || ar.redirectURI == "" {
 		if f.err.Code == CodeInvalidClient && ar != nil && ar.client.ID == "" && s.cfg.Registration != nil && wantsJSON(r) {
 			// mcp-remote re-registers when told, in JSON, that its client
@@ -418,7 +419,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequ
 		s.authorizeFailed(w, r, ar, &authzFailure{err: ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)})
 		return
 	}
-	s.emit(r.Context(), r, storage.AuditEvent{Type: "code.issued", Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,
+	s.emit(r.Context(), r, storage.AuditEvent{Type: audit.CodeIssued, Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,
 		Detail: map[string]string{"grant_id": grantID, "scope": strings.Join(ar.scopes, " "), "resource": ar.resource}})
 	params := url.Values{"code": {code}, "iss": {s.cfg.Issuer}}
 	if ar.state != "" {

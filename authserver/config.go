@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -150,6 +151,10 @@ type Config struct {
 	// /token requests (one record per reason, client, source prefix and
 	// minute). When nil the server runs its own, flushed on Close.
 	Refusals *abuse.Aggregator
+	// Audit writes the audit events that need not be in the transaction of
+	// a state change (batched, retried, bounded; see internal/audit). When
+	// nil the server runs its own, flushed on Close.
+	Audit *audit.Writer
 	// TokenRatePerIP and TokenBurstPerIP limit token and revocation requests
 	// per client IP (0: no limit). Refused requests get 429 with
 	// temporarily_unavailable and a Retry-After.

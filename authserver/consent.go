@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -168,24 +169,33 @@ func (s *Server) consentPosted(w http.ResponseWriter, r *http.Request, ar *authz
 	switch decision[0] {
 	case "approve":
 	case "deny":
-		s.emit(r.Context(), r, storage.AuditEvent{Type: "consent.denied", Outcome: "denied", Subject: id.Subject, ClientID: ar.client.ID})
+		s.emit(r.Context(), r, storage.AuditEvent{Type: audit.ConsentDenied, Outcome: "denied", Subject: id.Subject, ClientID: ar.client.ID})
 		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, ErrAccessDenied("the user denied the request"))
 		return
 	default:
 		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: ErrInvalidRequest("unknown decision").because(ReasonConsentFormInvalid)})
 		return
 	}
+	granted := storage.AuditEvent{Type: audit.ConsentGrant, Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,
+		Detail: map[string]string{"scope": strings.Join(ar.scopes, " "), "resource": ar.resource}}
+	stored := false
 	if ttl := s.consentTTL(ar.client); ttl > 0 && strings.EqualFold(r.PostForm.Get("remember"), "on") {
 		now := s.cfg.Now()
 		c := storage.Consent{Subject: id.Subject, ClientID: ar.client.ID, Scopes: ar.scopes, Resource: ar.resource,
 			Tools: s.toolSnapshot(ar.resource, ar.scopes), Fingerprint: fingerprintOf(ar.client), GrantedAt: now, ExpiresAt: now.Add(ttl)}
-		if err := s.store.PutConsent(r.Context(), c); err != nil {
+		// The remembered consent commits with its record.
+		txCtx, notify := s.withAudit(r.Context(), r, func(error, *storage.Grant) []storage.AuditEvent { return []storage.AuditEvent{granted} })
+		if err := s.store.PutConsent(txCtx, c); err != nil {
 			// Not fatal: the user approved; they will be asked again.
 			s.cfg.Logger.Warn("authserver: remember consent", "client_id", ar.client.ID, "error", err)
+		} else {
+			notify()
+			stored = true
 		}
 	}
-	s.emit(r.Context(), r, storage.AuditEvent{Type: "consent.granted", Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,
-		Detail: map[string]string{"scope": strings.Join(ar.scopes, " "), "resource": ar.resource}})
+	if !stored {
+		s.record(r.Context(), r, granted) // written before the redirect
+	}
 	s.issueCode(w, r, ar, id)
 }
 
@@ -221,12 +231,14 @@ func (s *Server) reuseConsent(r *http.Request, ar *authzRequest, id Identity) bo
 		}
 		copied := storage.Consent{Subject: id.Subject, ClientID: client.ID, Scopes: c.Scopes, Resource: c.Resource, Tools: c.Tools,
 			Fingerprint: fingerprintOf(client), GrantedAt: c.GrantedAt, ExpiresAt: c.ExpiresAt}
-		if err := s.store.PutConsent(ctx, copied); err != nil {
+		reused := storage.AuditEvent{Type: audit.ConsentReused, Outcome: "success", Subject: id.Subject, ClientID: client.ID,
+			Detail: map[string]string{"previous_client_id": prev.ID, "scope": strings.Join(ar.scopes, " "), "resource": ar.resource}}
+		txCtx, notify := s.withAudit(ctx, r, func(error, *storage.Grant) []storage.AuditEvent { return []storage.AuditEvent{reused} })
+		if err := s.store.PutConsent(txCtx, copied); err != nil {
 			s.cfg.Logger.Warn("authserver: reuse consent", "client_id", client.ID, "error", err)
 			return false
 		}
-		s.emit(ctx, r, storage.AuditEvent{Type: "consent.reused", Outcome: "success", Subject: id.Subject, ClientID: client.ID,
-			Detail: map[string]string{"previous_client_id": prev.ID, "scope": strings.Join(ar.scopes, " "), "resource": ar.resource}})
+		notify()
 		return true
 	}
 	return false

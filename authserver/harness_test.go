@@ -386,7 +386,7 @@ func (h *harness) activeGrants() int {
 // audit returns the audit events of a type (after flushing the writer).
 func (h *harness) audit(typ string) []storage.AuditEvent {
 	h.t.Helper()
-	h.srv.audit.flush()
+	h.srv.audit.Flush()
 	evs, err := h.store.ListAudit(context.Background(), storage.AuditQuery{Type: typ, Limit: 1000})
 	if err != nil {
 		h.t.Fatal(err)

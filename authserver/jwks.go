@@ -3,12 +3,15 @@ package authserver
 import (
 	"crypto/sha256"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // JWKSHandler serves the key set's public keys as a JWK Set (RFC 7517 §5)
-// for GET and HEAD. Responses may be cached for five minutes and carry an
-// ETag, so a client polling for new keys after a rotation gets 304s in
+// for GET and HEAD. Responses may be cached for KeySet.JWKSMaxAge (five
+// minutes by default, always shorter than the pre-publication window of new
+// keys) and carry an ETag, so a client polling for new keys after a rotation gets 304s in
 // between. Other methods get 405. CORS is added by the router (cors.go).
 func JWKSHandler(k *KeySet) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -22,7 +25,7 @@ func JWKSHandler(k *KeySet) http.Handler {
 		etag := `"` + b64RawURL(sum[:16]) + `"`
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "public, max-age=300")
+		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(k.JWKSMaxAge()/time.Second)))
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("ETag", etag)
 		if etagMatches(r.Header.Get("If-None-Match"), etag) {

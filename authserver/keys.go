@@ -30,10 +30,16 @@ import (
 var _ resourceguard.KeySource = (*KeySet)(nil)
 
 // Signing keys: persisted in the store so that every instance sharing it
-// signs with the same key and publishes the same JWKS. The newest key that is
-// not retired signs. Rotation adds a key and retires the others in one
-// compare-and-swap (storage.Keys.AddSigningKey); a retired key stays in the
-// JWKS until its PublishUntil, which is at least the longest access token
+// signs with the same key and publishes the same JWKS. The newest key whose
+// activation has passed and that is not retired signs. Rotation adds a key
+// and retires the others in one compare-and-swap
+// (storage.Keys.AddSigningKey). The new key is pre-published: it is in the
+// JWKS of every instance from their next reload but signs only after
+// KeyConfig.PrePublish, longer than the reload interval plus the JWKS
+// Cache-Control max-age, so no verifier ever meets a token whose key it
+// could not have fetched; the previous key signs until that moment, on
+// every instance, with no further write. A retired key stays in the JWKS
+// until its PublishUntil, which is at least the longest access token
 // lifetime after its retirement, so tokens it signed stay verifiable.
 
 // Signing algorithms.
@@ -57,6 +63,27 @@ func unknownKeyError(format string, args ...any) error {
 // unknownKidReloadEvery limits the reloads an unknown kid can trigger.
 const unknownKidReloadEvery = 10 * time.Second
 
+// Defaults of KeyConfig.
+const (
+	// DefaultKeyReloadEvery is how often a key set re-reads the store.
+	DefaultKeyReloadEvery = time.Minute
+	// JWKSMaxAge is the longest Cache-Control max-age the JWKS is served
+	// with (KeySet.JWKSMaxAge may be shorter, with a short PrePublish).
+	JWKSMaxAge = 5 * time.Minute
+)
+
+// DefaultPrePublish is the pre-publication window of a key set that
+// reloads every reloadEvery (DefaultKeyReloadEvery when 0): one reload
+// interval for every instance to read the new key, the JWKS max-age for
+// every cache of an older JWKS to expire, and one more reload interval of
+// margin (instances reload out of phase; clocks differ a little).
+func DefaultPrePublish(reloadEvery time.Duration) time.Duration {
+	if reloadEvery <= 0 {
+		reloadEvery = DefaultKeyReloadEvery
+	}
+	return 2*reloadEvery + JWKSMaxAge
+}
+
 // KeyConfig configures a KeySet.
 type KeyConfig struct {
 	// Algorithm of new keys: ES256 (default), EdDSA or RS256 (2048-bit).
@@ -71,8 +98,15 @@ type KeyConfig struct {
 	// 0 rotates only on demand.
 	RotateEvery time.Duration
 	// ReloadEvery re-reads the store (in Run) so that several instances
-	// sharing it converge. Default 1m.
+	// sharing it converge. Default 1m (DefaultKeyReloadEvery). Every
+	// instance sharing the store should use the same value.
 	ReloadEvery time.Duration
+	// PrePublish is how long a rotated-in key is published before it
+	// signs (Rotate; RotateNow skips it). It must be longer than
+	// ReloadEvery; the JWKS max-age is then PrePublish - 2*ReloadEvery, at
+	// most JWKSMaxAge, so that it also outlasts every cached JWKS. Default
+	// DefaultPrePublish(ReloadEvery).
+	PrePublish time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives rotation and maintenance events; default slog.Default().
@@ -90,8 +124,14 @@ type loadedKey struct {
 	public       crypto.PublicKey
 	publicJWK    json.RawMessage
 	createdAt    time.Time
+	activatedAt  time.Time
 	retiredAt    time.Time
 	publishUntil time.Time
+}
+
+// signsAt reports whether the key may sign at now: activated and not retired.
+func (lk *loadedKey) signsAt(now time.Time) bool {
+	return !now.Before(lk.activatedAt) && (lk.retiredAt.IsZero() || now.Before(lk.retiredAt))
 }
 
 // KeySet holds the signing keys of the authorization server. It is safe for
@@ -108,10 +148,18 @@ type KeySet struct {
 	jwks        []byte
 	fingerprint string
 	generation  uint64
-	lastMiss    time.Time // last reload triggered by an unknown kid
+	// nextSwitch is the earliest future activation (or retirement) that
+	// changes the active key; zero when none is pending. Sign switches at
+	// that moment, without waiting for a reload.
+	nextSwitch time.Time
+	lastMiss   time.Time // last reload triggered by an unknown kid
 	// storeActive is the kid of the newest unretired key in the store, even
-	// when it could not be decoded: rotation compares against it.
-	storeActive string
+	// when it could not be decoded: rotation compares against it. It may
+	// be a pre-published key not signing yet; storeActiveAlg and
+	// storeActiveAt are its algorithm and activation.
+	storeActive    string
+	storeActiveAlg string
+	storeActiveAt  time.Time
 	// retiredExpired are retired keys past PublishUntil, deleted by Run.
 	retiredExpired []string
 }
@@ -139,7 +187,16 @@ func NewKeySet(ctx context.Context, store storage.Keys, cfg KeyConfig) (*KeySet,
 		return nil, errors.New("authserver: negative key rotation interval")
 	}
 	if cfg.ReloadEvery <= 0 {
-		cfg.ReloadEvery = time.Minute
+		cfg.ReloadEvery = DefaultKeyReloadEvery
+	}
+	if cfg.PrePublish < 0 {
+		return nil, errors.New("authserver: negative key pre-publication window")
+	}
+	if cfg.PrePublish == 0 {
+		cfg.PrePublish = DefaultPrePublish(cfg.ReloadEvery)
+	}
+	if cfg.PrePublish <= cfg.ReloadEvery {
+		return nil, fmt.Errorf("authserver: key pre-publication window %s must be longer than the key reload interval %s", cfg.PrePublish, cfg.ReloadEvery)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -157,16 +214,20 @@ func NewKeySet(ctx context.Context, store storage.Keys, cfg KeyConfig) (*KeySet,
 		return nil, err
 	}
 	k.mu.RLock()
-	active, storeActive := k.active, k.storeActive
+	active, storeActive, storeAlg := k.active, k.storeActive, k.storeActiveAlg
 	k.mu.RUnlock()
 	switch {
 	case active == nil:
-		if err := k.rotate(ctx, storeActive); err != nil {
+		// Nothing signs: a first key (nobody can hold a token to verify
+		// yet) or one replacing unreadable keys is active at once.
+		if err := k.rotate(ctx, storeActive, true); err != nil {
 			return nil, err
 		}
-	case active.alg != cfg.Algorithm:
-		cfg.Logger.Info("authserver: signing algorithm changed; rotating", "from", active.alg, "to", cfg.Algorithm)
-		if err := k.rotate(ctx, active.kid); err != nil {
+	case storeAlg != cfg.Algorithm:
+		// The newest key (maybe pre-published by another instance) is of
+		// another algorithm: rotate, pre-published like any rotation.
+		cfg.Logger.Info("authserver: signing algorithm changed; rotating", "from", storeAlg, "to", cfg.Algorithm)
+		if err := k.rotate(ctx, storeActive, false); err != nil {
 			return nil, err
 		}
 	}
@@ -242,12 +303,108 @@ func (k *KeySet) lookup(kid string) (crypto.PublicKey, string, bool) {
 	return key.public, key.alg, true
 }
 
+// JWKSMaxAge is the Cache-Control max-age of the JWKS: JWKSMaxAge, or
+// less when PrePublish is short, so that a new key is in every cached copy
+// before it signs (PrePublish >= 2*ReloadEvery + the max-age).
+func (k *KeySet) JWKSMaxAge() time.Duration {
+	return max(0, min(JWKSMaxAge, k.cfg.PrePublish-2*k.cfg.ReloadEvery))
+}
+
+// PrePublish returns the pre-publication window of rotated-in keys.
+func (k *KeySet) PrePublish() time.Duration { return k.cfg.PrePublish }
+
+// signer returns the key that signs now, switching to a pre-published key
+// whose activation has come (on every instance at the same moment, without
+// a store read).
+func (k *KeySet) signer() *loadedKey {
+	now := k.cfg.Now()
+	k.mu.RLock()
+	key, next := k.active, k.nextSwitch
+	k.mu.RUnlock()
+	if next.IsZero() || now.Before(next) {
+		return key
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.nextSwitch.IsZero() && !now.Before(k.nextSwitch) {
+		k.active, k.nextSwitch = selectActive(k.published, now)
+		if err := k.rebuildLocked(); err != nil {
+			k.cfg.Logger.Error("authserver: rebuilding the JWKS failed", "error", err)
+		}
+		if k.active != nil && k.active != key {
+			k.cfg.Logger.Info("authserver: pre-published signing key now active", "kid", k.active.kid)
+		}
+	}
+	return k.active
+}
+
+// selectActive returns the key that signs at now (the newest activated,
+// unretired key) and the next moment that choice changes (zero: none).
+func selectActive(published map[string]*loadedKey, now time.Time) (*loadedKey, time.Time) {
+	var active *loadedKey
+	var next time.Time
+	later := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, lk := range published {
+		if lk.activatedAt.After(now) && (lk.retiredAt.IsZero() || lk.retiredAt.After(lk.activatedAt)) {
+			later(lk.activatedAt)
+		}
+		if !lk.signsAt(now) {
+			continue
+		}
+		if !lk.retiredAt.IsZero() {
+			later(lk.retiredAt)
+		}
+		if active == nil || activeNewer(lk, active) {
+			active = lk
+		}
+	}
+	return active, next
+}
+
+// ActiveSigningKey returns the id of the stored key that signs at now (""
+// when none does): the rule of KeySet, for views of the store (the admin
+// API) that do not decode the keys.
+func ActiveSigningKey(keys []storage.SigningKey, now time.Time) string {
+	published := make(map[string]*loadedKey, len(keys))
+	for _, sk := range keys {
+		published[sk.ID] = &loadedKey{kid: sk.ID, createdAt: sk.CreatedAt, activatedAt: sk.Activation(), retiredAt: sk.RetiredAt}
+	}
+	if active, _ := selectActive(published, now); active != nil {
+		return active.kid
+	}
+	return ""
+}
+
+// activeNewer orders keys that may sign: the latest activation wins.
+func activeNewer(a, b *loadedKey) bool {
+	if !a.activatedAt.Equal(b.activatedAt) {
+		return a.activatedAt.After(b.activatedAt)
+	}
+	return keyNewer(a, b)
+}
+
+// rebuildLocked re-encodes the JWKS after the active key changed (k.mu held).
+func (k *KeySet) rebuildLocked() error {
+	jwksJSON, fp, err := buildJWKS(k.active, k.published)
+	if err != nil {
+		return err
+	}
+	if fp != k.fingerprint || k.generation == 0 {
+		k.fingerprint = fp
+		k.jwks = jwksJSON
+		k.generation++
+	}
+	return nil
+}
+
 // Sign returns a compact JWS of claims signed with the active key, with the
 // protected header {alg, kid, typ}.
 func (k *KeySet) Sign(ctx context.Context, claims map[string]any, typ string) (string, error) {
-	k.mu.RLock()
-	key := k.active
-	k.mu.RUnlock()
+	key := k.signer()
 	if key == nil {
 		return "", errors.New("authserver: no active signing key")
 	}
@@ -271,19 +428,38 @@ func (k *KeySet) Sign(ctx context.Context, claims map[string]any, typ string) (s
 	return string(signed), nil
 }
 
-// Rotate makes a new key active now; the previous one stays published for
-// PublishFor. When another instance rotated at the same moment (the
-// compare-and-swap lost), its key is adopted instead and Rotate succeeds.
+// Rotate adds a new key, published at once and signing after PrePublish
+// (when every instance and every cache of the JWKS has it); the current
+// key signs until then and stays published for PublishFor after. When
+// another instance rotated at the same moment (the compare-and-swap lost),
+// its key is adopted instead and Rotate succeeds.
+// While no key signs (every stored key unreadable), the new key signs at
+// once: there is no verifier to protect and no token to keep verifiable.
 func (k *KeySet) Rotate(ctx context.Context) error {
+	k.mu.RLock()
+	expect, none := k.storeActive, k.active == nil
+	k.mu.RUnlock()
+	return k.rotate(ctx, expect, none)
+}
+
+// RotateNow makes a new key active at once, skipping pre-publication. It
+// is disruptive: until every instance has reloaded and every verifier has
+// refetched the JWKS, tokens of the new key are refused by verifiers that
+// do not have it yet (use it when the current key is compromised).
+func (k *KeySet) RotateNow(ctx context.Context) error {
 	k.mu.RLock()
 	expect := k.storeActive
 	k.mu.RUnlock()
-	return k.rotate(ctx, expect)
+	return k.rotate(ctx, expect, true)
 }
 
-func (k *KeySet) rotate(ctx context.Context, expectActive string) error {
+func (k *KeySet) rotate(ctx context.Context, expectActive string, immediate bool) error {
 	k.reloadMu.Lock()
-	key, err := generateSigningKey(k.cfg.Algorithm, k.cfg.Now())
+	now := k.cfg.Now()
+	key, err := generateSigningKey(k.cfg.Algorithm, now)
+	if err == nil && !immediate {
+		key.ActivatedAt = now.Add(k.cfg.PrePublish)
+	}
 	if err == nil && k.cfg.Encryption != nil {
 		key.PrivateJWK, err = k.cfg.Encryption.seal(key.ID, key.PrivateJWK)
 	}
@@ -291,14 +467,16 @@ func (k *KeySet) rotate(ctx context.Context, expectActive string) error {
 		k.reloadMu.Unlock()
 		return err
 	}
-	// Other instances may keep signing with the retired key until their
-	// next reload (ReloadEvery): publish it that much longer.
-	publishUntil := key.CreatedAt.Add(k.cfg.PublishFor + k.cfg.ReloadEvery)
+	// The retired key signs until the new key's activation, and other
+	// instances may keep signing with it until their next reload
+	// (ReloadEvery): publish it that much longer.
+	publishUntil := key.Activation().Add(k.cfg.PublishFor + k.cfg.ReloadEvery)
 	err = k.store.AddSigningKey(ctx, key, expectActive, publishUntil)
 	k.reloadMu.Unlock()
 	switch {
 	case err == nil:
-		k.cfg.Logger.Info("authserver: signing key rotated", "kid", key.ID, "alg", key.Algorithm, "previous", expectActive)
+		k.cfg.Logger.Info("authserver: signing key rotated", "kid", key.ID, "alg", key.Algorithm, "previous", expectActive,
+			"activates_at", key.Activation().UTC().Format(time.RFC3339))
 	case errors.Is(err, storage.ErrConflict):
 		k.cfg.Logger.Info("authserver: signing key rotated by another instance; adopting it")
 	default:
@@ -327,12 +505,11 @@ func (k *KeySet) reload(ctx context.Context, strict bool) error {
 	k.mu.RUnlock()
 
 	var (
-		active      *loadedKey
 		published   = map[string]*loadedKey{}
 		expired     []string
 		storeActive *storage.SigningKey
 	)
-	if i := ActiveSigningKey(stored); i >= 0 {
+	if i := newestUnretired(stored); i >= 0 {
 		storeActive = &stored[i]
 	}
 	for _, sk := range stored {
@@ -363,10 +540,8 @@ func (k *KeySet) reload(ctx context.Context, strict bool) error {
 			}
 		}
 		published[lk.kid] = lk
-		if !retired && (active == nil || keyNewer(lk, active)) {
-			active = lk
-		}
 	}
+	active, next := selectActive(published, now)
 	jwksJSON, fp, err := buildJWKS(active, published)
 	if err != nil {
 		return err
@@ -374,10 +549,10 @@ func (k *KeySet) reload(ctx context.Context, strict bool) error {
 
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.active = active
-	k.storeActive = ""
+	k.active, k.nextSwitch = active, next
+	k.storeActive, k.storeActiveAlg, k.storeActiveAt = "", "", time.Time{}
 	if storeActive != nil {
-		k.storeActive = storeActive.ID
+		k.storeActive, k.storeActiveAlg, k.storeActiveAt = storeActive.ID, storeActive.Algorithm, storeActive.Activation()
 	}
 	k.published = published
 	k.retiredExpired = expired
@@ -419,10 +594,23 @@ func (k *KeySet) maintain(ctx context.Context) {
 		return
 	}
 	if k.cfg.RotateEvery > 0 {
+		// The next key is added PrePublish before the newest one has
+		// signed for RotateEvery, so that it takes over on schedule; none
+		// is added while one is pending.
+		k.mu.RLock()
+		newestAt := k.storeActiveAt
+		k.mu.RUnlock()
+		now := k.cfg.Now()
 		k.mu.RLock()
 		active := k.active
 		k.mu.RUnlock()
-		if active == nil || !k.cfg.Now().Before(active.createdAt.Add(k.cfg.RotateEvery)) {
+		switch {
+		case active == nil && !newestAt.After(now):
+			// Nothing can sign (unreadable keys): a key at once.
+			if err := k.RotateNow(ctx); err != nil {
+				k.cfg.Logger.Warn("authserver: scheduled key rotation failed", "error", err)
+			}
+		case !newestAt.After(now) && !now.Before(newestAt.Add(max(0, k.cfg.RotateEvery-k.cfg.PrePublish))):
 			if err := k.Rotate(ctx); err != nil {
 				k.cfg.Logger.Warn("authserver: scheduled key rotation failed", "error", err)
 			}
@@ -546,6 +734,7 @@ func decodeSigningKey(sk storage.SigningKey, enc *KeyEncryption) (*loadedKey, er
 		public:       signer.Public(),
 		publicJWK:    pubJSON,
 		createdAt:    sk.CreatedAt,
+		activatedAt:  sk.Activation(),
 		retiredAt:    sk.RetiredAt,
 		publishUntil: sk.PublishUntil,
 	}, nil

@@ -233,7 +233,18 @@ func TestKeySetAlgorithmChangeRotates(t *testing.T) {
 	es := newTestKeySet(t, store, AlgES256, clock)
 	old, _ := es.Sign(ctx, map[string]any{"x": 1}, "at+jwt")
 	ed := newTestKeySet(t, store, AlgEdDSA, clock)
+	// The EdDSA key is pre-published: the ES256 key signs until then.
 	tok, _ := ed.Sign(ctx, map[string]any{"x": 1}, "at+jwt")
+	if h, _, _, _ := jwsParts(t, tok); h["alg"] != AlgES256 {
+		t.Fatalf("alg %v during pre-publication, want ES256", h["alg"])
+	}
+	// A restart during pre-publication does not rotate again.
+	_ = newTestKeySet(t, store, AlgEdDSA, clock)
+	if keys, _ := store.ListSigningKeys(ctx); len(keys) != 2 {
+		t.Fatalf("%d keys after a restart during pre-publication, want 2", len(keys))
+	}
+	clock.Add(ed.PrePublish())
+	tok, _ = ed.Sign(ctx, map[string]any{"x": 1}, "at+jwt")
 	if h, _, _, _ := jwsParts(t, tok); h["alg"] != AlgEdDSA {
 		t.Fatalf("alg %v", h["alg"])
 	}
@@ -261,11 +272,16 @@ func TestKeySetRotation(t *testing.T) {
 	if err := ks.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	gen1 := ks.Generation()
-	if gen1 == gen0 {
+	if ks.Generation() == gen0 {
 		t.Fatal("generation did not change on rotation")
 	}
+	// Pre-published: the old key signs until PrePublish has passed.
+	if tok, _ := ks.Sign(ctx, map[string]any{"t": "old"}, "at+jwt"); tokenKid(t, tok) != oldKid {
+		t.Fatal("the rotated-in key signs before its pre-publication window passed")
+	}
+	clock.Add(ks.PrePublish())
 	newTok, _ := ks.Sign(ctx, map[string]any{"t": "new"}, "at+jwt")
+	gen1 := ks.Generation()
 	newHdr, _, _, _ := jwsParts(t, newTok)
 	newKid := newHdr["kid"].(string)
 	if newKid == oldKid {
@@ -292,7 +308,7 @@ func TestKeySetRotation(t *testing.T) {
 	}
 
 	// Still published just before PublishUntil (PublishFor + ReloadEvery
-	// after rotation).
+	// after the new key's activation).
 	clock.Add(time.Hour + time.Minute - time.Second)
 	if _, _, err := ks.PublicKey(ctx, oldKid); err != nil {
 		t.Fatalf("retired key dropped before PublishUntil: %v", err)
@@ -393,19 +409,30 @@ func TestKeySetsConverge(t *testing.T) {
 		}
 	}
 
-	// A rotates; B finds the new kid on first sight (reload on unknown kid).
+	// A rotates; B publishes the new key from its next reload, before
+	// anyone signs with it; both switch to it at its activation without
+	// reading the store again.
 	clock.Add(time.Minute)
 	if err := a.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if string(a.JWKSJSON()) != string(b.JWKSJSON()) {
+		t.Fatal("JWKS differ after B reloaded")
+	}
+	before, _ := b.Sign(ctx, map[string]any{"x": 1}, "at+jwt")
+	clock.Add(a.PrePublish())
 	tok, _ := a.Sign(ctx, map[string]any{"x": 1}, "at+jwt")
+	tb, _ := b.Sign(ctx, map[string]any{"x": 1}, "at+jwt")
+	if tokenKid(t, tok) == tokenKid(t, before) || tokenKid(t, tb) != tokenKid(t, tok) {
+		t.Fatalf("after activation A signs with %s, B with %s (before: %s)", tokenKid(t, tok), tokenKid(t, tb), tokenKid(t, before))
+	}
 	h, _, _, _ := jwsParts(t, tok)
 	pub, _, err := b.PublicKey(ctx, h["kid"].(string))
 	if err != nil || !verifyStdlib(t, tok, pub, AlgES256) {
 		t.Fatalf("B cannot verify A's new key: %v", err)
-	}
-	if string(a.JWKSJSON()) != string(b.JWKSJSON()) {
-		t.Fatal("JWKS differ after B reloaded")
 	}
 
 	// Both rotate at once from the same view: exactly one new key wins, both adopt it.

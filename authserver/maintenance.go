@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -196,7 +197,7 @@ func expireClient(ctx context.Context, st MaintenanceStore, c storage.Client, no
 	if last.IsZero() {
 		last = c.CreatedAt
 	}
-	ev := storage.AuditEvent{Time: now, Type: "client.expired", Outcome: "success", ClientID: c.ID,
+	ev := storage.AuditEvent{Time: now, Type: audit.ClientExpired, Outcome: "success", ClientID: c.ID,
 		Detail: map[string]string{"kind": string(c.Kind), "unused_since": last.UTC().Format(time.RFC3339), "grants": fmt.Sprint(n)}}
 	if err := st.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
 		return n, fmt.Errorf("audit expiry of %s: %w", c.ID, err)

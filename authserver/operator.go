@@ -70,10 +70,10 @@ func countActiveGrants(gs []storage.Grant, now time.Time) int {
 	return n
 }
 
-// ActiveSigningKey returns the index in ks of the key that signs: the newest
-// unretired one, the greater kid on equal creation times; -1 when every key
-// is retired. KeySet follows the same rule.
-func ActiveSigningKey(ks []storage.SigningKey) int {
+// newestUnretired returns the index in ks of the newest unretired key (the
+// greater kid on equal creation times; it may still be pre-published, see
+// ActiveSigningKey for the one that signs); -1 when every key is retired.
+func newestUnretired(ks []storage.SigningKey) int {
 	active := -1
 	for i, k := range ks {
 		if k.RetiredAt.IsZero() && (active < 0 || k.CreatedAt.After(ks[active].CreatedAt) ||

@@ -62,8 +62,8 @@ func TestOperatorClientActions(t *testing.T) {
 	}
 }
 
-// The active-key rule, shared by KeySet and the operator's key listing.
-func TestActiveSigningKey(t *testing.T) {
+// The newest unretired key, which KeySet's reload starts from.
+func TestNewestUnretired(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	ks := []storage.SigningKey{
 		{ID: "old", CreatedAt: t0},
@@ -71,10 +71,10 @@ func TestActiveSigningKey(t *testing.T) {
 		{ID: "a", CreatedAt: t0.Add(time.Hour)},
 		{ID: "retired", CreatedAt: t0.Add(2 * time.Hour), RetiredAt: t0.Add(3 * time.Hour)},
 	}
-	if i := ActiveSigningKey(ks); i != 1 {
+	if i := newestUnretired(ks); i != 1 {
 		t.Fatalf("active = %d, want 1 (newest unretired, greater kid on a tie)", i)
 	}
-	if i := ActiveSigningKey(ks[3:]); i != -1 {
+	if i := newestUnretired(ks[3:]); i != -1 {
 		t.Fatalf("all retired: %d, want -1", i)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -302,12 +303,12 @@ func (s *Server) refused(r *http.Request, typ, clientID string, e *Error) {
 // writeRefusal answers a /token refusal: logged and audited (refused),
 // then written as JSON.
 func (s *Server) writeRefusal(w http.ResponseWriter, r *http.Request, clientID string, e *Error) {
-	s.refused(r, "token.refused", clientID, e)
+	s.refused(r, audit.TokenRefused, clientID, e)
 	WriteError(w, r, e)
 }
 
 // writeRevokeRefusal is writeRefusal for /revoke.
 func (s *Server) writeRevokeRefusal(w http.ResponseWriter, r *http.Request, clientID string, e *Error) {
-	s.refused(r, "revoke.refused", clientID, e)
+	s.refused(r, audit.RevokeRefused, clientID, e)
 	WriteError(w, r, e)
 }

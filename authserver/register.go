@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -217,7 +218,7 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.tooMany(w, r, ip, "client_cap", ReasonRegistrationCap, scope, time.Hour, desc)
 		return
 	}
-	h.audit(r.Context(), storage.AuditEvent{Type: "client.registered", Outcome: "success", ClientID: client.ID, IP: ip,
+	h.audit(r.Context(), storage.AuditEvent{Type: audit.ClientRegistered, Outcome: "success", ClientID: client.ID, IP: ip,
 		Detail: map[string]string{"client_name": truncate(client.Name, 80), "redirect_uris": strconv.Itoa(len(client.RedirectURIs))}})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
@@ -227,7 +228,7 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *registration) refuse(w http.ResponseWriter, r *http.Request, ip string, e *dcr.Error) {
 	reason := reasonOf(&Error{Code: e.Code})
 	h.log(r, e.Code, reason, ip)
-	h.refused(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: e.Code, IP: ip,
+	h.refused(r.Context(), storage.AuditEvent{Type: audit.ClientRegisterRefuse, Outcome: e.Code, IP: ip,
 		Detail: map[string]string{"reason": string(reason)}})
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, e.Status(), e.Body())
@@ -238,20 +239,20 @@ func (h *registration) refuse(w http.ResponseWriter, r *http.Request, ip string,
 func (h *registration) refuseError(w http.ResponseWriter, r *http.Request, ip string, e *Error) {
 	reason := reasonOf(e)
 	h.log(r, e.Code, reason, ip)
-	h.refused(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: e.Code, IP: ip,
+	h.refused(r.Context(), storage.AuditEvent{Type: audit.ClientRegisterRefuse, Outcome: e.Code, IP: ip,
 		Detail: map[string]string{"reason": string(reason)}})
 	WriteError(w, r, e)
 }
 
 // log records a refusal once, with its reason (never the request body).
 func (h *registration) log(r *http.Request, code string, reason Reason, ip string) {
-	h.cfg.Logger.Log(r.Context(), reason.logLevel(), "authserver: refused", "type", "client.register_refused", "error", code, "reason", string(reason), "ip", ip)
+	h.cfg.Logger.Log(r.Context(), reason.logLevel(), "authserver: refused", "type", audit.ClientRegisterRefuse, "error", code, "reason", string(reason), "ip", ip)
 }
 
 // tooMany answers 429 temporarily_unavailable with a Retry-After.
 func (h *registration) tooMany(w http.ResponseWriter, r *http.Request, ip, outcome string, reason Reason, scope string, after time.Duration, desc string) {
 	h.log(r, CodeTemporarilyUnavailable, reason, ip)
-	h.refused(r.Context(), storage.AuditEvent{Type: "client.register_refused", Outcome: outcome, IP: ip,
+	h.refused(r.Context(), storage.AuditEvent{Type: audit.ClientRegisterRefuse, Outcome: outcome, IP: ip,
 		Detail: map[string]string{"scope": scope, "reason": string(reason)}})
 	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((after+time.Second-1)/time.Second))))
 	WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: desc, Status: http.StatusTooManyRequests, Reason: reason})
@@ -336,7 +337,7 @@ func (h *registration) evict(ctx context.Context, c storage.Client, now time.Tim
 	if err := h.cfg.Store.DeleteClient(ctx, c.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
-	h.audit(ctx, storage.AuditEvent{Type: "client.evicted", Outcome: "success", ClientID: c.ID,
+	h.audit(ctx, storage.AuditEvent{Type: audit.ClientEvicted, Outcome: "success", ClientID: c.ID,
 		Detail: map[string]string{"reason": "max_clients", "registered": c.CreatedAt.UTC().Format(time.RFC3339)}})
 	return nil
 }
@@ -403,9 +404,9 @@ func (s *Server) limitPerIP(h http.Handler) http.Handler {
 		if r.Method != http.MethodOptions {
 			if d := l.Allow(clientIP(r)); !d.OK {
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((d.RetryAfter+time.Second-1)/time.Second))))
-				typ := "token.refused"
+				typ := audit.TokenRefused
 				if strings.HasSuffix(r.URL.Path, pathRevoke) {
-					typ = "revoke.refused"
+					typ = audit.RevokeRefused
 				}
 				e := &Error{Code: "temporarily_unavailable", Description: "too many requests from this address; try again later", Status: http.StatusTooManyRequests, Reason: ReasonRateLimited}
 				s.refused(r, typ, "", e)

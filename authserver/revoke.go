@@ -11,6 +11,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -72,7 +73,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if owner != client.ID {
 		// RFC 7009 §2.1: the server refuses to revoke another client's token.
-		s.emit(r.Context(), r, storage.AuditEvent{Type: "token.revoke", Outcome: "refused_other_client", ClientID: client.ID})
+		s.emit(r.Context(), r, storage.AuditEvent{Type: audit.TokenRevoke, Outcome: "refused_other_client", ClientID: client.ID})
 		s.writeRevokeRefusal(w, r, client.ID, ErrUnauthorizedClient("the token was issued to another client"))
 		return
 	}
@@ -81,7 +82,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, s.storageError("revoke grant", err))
 		return
 	}
-	s.emit(r.Context(), r, storage.AuditEvent{Type: "token.revoke", Outcome: "success", ClientID: client.ID,
+	s.emit(r.Context(), r, storage.AuditEvent{Type: audit.TokenRevoke, Outcome: "success", ClientID: client.ID,
 		Detail: map[string]string{"grant_id": grantID}})
 	revoked(w)
 }

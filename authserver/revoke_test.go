@@ -105,7 +105,7 @@ func TestRevokeStorageFailure(t *testing.T) {
 	h := newHarness(t)
 	code := h.code("app", appRedirect)
 	tok := h.mustToken(h.exchangeForm("app", code, appRedirect, testVerifier))
-	h.srv.audit.flush()
+	h.srv.audit.Flush()
 	if err := h.store.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -45,7 +45,8 @@ type Server struct {
 	issuerPath  string       // the issuer's path without a trailing "/" ("" at the root)
 	notFound    http.Handler // JSON 404 of owned discovery paths, with CORS
 
-	audit       *auditWriter
+	audit       *audit.Writer
+	ownAudit    bool
 	refusals    *abuse.Aggregator // aggregated audit of refusals
 	ownRefusals bool
 	touched     sync.Map      // client id -> time.Time of the last TouchClient
@@ -121,7 +122,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); ks.Run(runCtx) }()
 	}
-	s.audit = newAuditWriter(cfg.Store, cfg.Logger)
+	s.audit = cfg.Audit
+	if s.audit == nil {
+		s.audit = audit.NewWriter(audit.Config{Store: cfg.Store, Logger: cfg.Logger})
+		s.audit.Start()
+		s.ownAudit = true
+	}
 	s.refusals = cfg.Refusals
 	if s.refusals == nil {
 		s.refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: cfg.Store, Now: cfg.Now, Logger: cfg.Logger})
@@ -129,8 +135,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.refusals.Run(runCtx, 30*time.Second) }()
 	}
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.audit.run() }()
 	if len(s.issuerKeys) > 0 {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.warmIssuerKeys(runCtx) }()
@@ -392,7 +396,7 @@ func (s *Server) RevokeClient(ctx context.Context, clientID string) (int, error)
 	if _, err := s.store.DeleteClientConsents(ctx, clientID); err != nil {
 		return n, fmt.Errorf("authserver: revoke client consents: %w", err)
 	}
-	s.emit(ctx, nil, storage.AuditEvent{Type: "client.revoked", ClientID: clientID, Outcome: "success",
+	s.record(ctx, nil, storage.AuditEvent{Type: audit.ClientRevoked, ClientID: clientID, Outcome: "success",
 		Detail: map[string]string{"grants": fmt.Sprint(n)}})
 	return n, nil
 }
@@ -409,21 +413,21 @@ func (s *Server) RevokeSubject(ctx context.Context, subject, reason string) (int
 	if err != nil {
 		return n, fmt.Errorf("authserver: revoke subject: %w", err)
 	}
-	s.emit(ctx, nil, storage.AuditEvent{Type: "subject.revoked", Subject: subject, Outcome: "success",
+	s.record(ctx, nil, storage.AuditEvent{Type: audit.SubjectRevoked, Subject: subject, Outcome: "success",
 		Detail: map[string]string{"grants": fmt.Sprint(n), "reason": reason}})
 	return n, nil
 }
 
 // Close stops the background work (key rotation when New built the key set,
-// the audit writer) and flushes pending audit events. It does not close the
+// the audit writer it made) and flushes pending audit events. It does not close the
 // store.
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		if s.cancel != nil {
 			s.cancel()
 		}
-		if s.audit != nil {
-			s.audit.close()
+		if s.audit != nil && s.ownAudit {
+			s.audit.Close()
 		}
 		s.wg.Wait()
 	})
@@ -463,18 +467,60 @@ func (s *Server) clientIP(r *http.Request) string {
 	return host
 }
 
-// emit records an audit event (never a secret) and calls OnEvent.
+// emit records an audit event (never a secret) through the batched writer
+// and calls OnEvent. Security decisions use withAudit or record instead.
 func (s *Server) emit(ctx context.Context, r *http.Request, ev storage.AuditEvent) {
+	ev = s.event(r, ev)
+	if s.cfg.OnEvent != nil {
+		s.cfg.OnEvent(ev)
+	}
+	s.audit.Add(ctx, ev)
+}
+
+// event completes an audit event: its time and the client's address.
+func (s *Server) event(r *http.Request, ev storage.AuditEvent) storage.AuditEvent {
 	if ev.Time.IsZero() {
 		ev.Time = s.cfg.Now()
 	}
 	if ev.IP == "" {
 		ev.IP = s.clientIP(r)
 	}
+	return ev
+}
+
+// withAudit returns a ctx whose next audited write (storage.WithTxAudit)
+// records the events f builds in its own transaction, and a function that
+// passes them to OnEvent once the write has returned.
+func (s *Server) withAudit(ctx context.Context, r *http.Request, f func(outcome error, g *storage.Grant) []storage.AuditEvent) (context.Context, func()) {
+	var written []storage.AuditEvent
+	ctx = storage.WithTxAudit(ctx, func(outcome error, g *storage.Grant) []storage.AuditEvent {
+		written = written[:0]
+		for _, ev := range f(outcome, g) {
+			written = append(written, s.event(r, ev))
+		}
+		return written
+	})
+	return ctx, func() {
+		if s.cfg.OnEvent != nil {
+			for _, ev := range written {
+				s.cfg.OnEvent(ev)
+			}
+		}
+	}
+}
+
+// record writes a security event before the response that acknowledges
+// it (no state change carries it), and calls OnEvent.
+func (s *Server) record(ctx context.Context, r *http.Request, ev storage.AuditEvent) {
+	ev = s.event(r, ev)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.store.AppendAudit(wctx, ev); err != nil {
+		s.cfg.Logger.Error("authserver: audit write failed", "type", ev.Type, "client_id", ev.ClientID, "error", err)
+	}
 	if s.cfg.OnEvent != nil {
 		s.cfg.OnEvent(ev)
 	}
-	s.audit.add(ctx, ev)
 }
 
 // touchClient records the use of a DCR or CIMD client at most once an hour
@@ -491,130 +537,4 @@ func (s *Server) touchClient(ctx context.Context, c storage.Client) {
 	if err := s.store.TouchClient(ctx, c.ID, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		s.cfg.Logger.Warn("authserver: touch client", "client_id", c.ID, "error", err)
 	}
-}
-
-// Audit batching: a batch is written when it holds auditBatchMax events or
-// auditLinger after its first event, whichever comes first.
-const (
-	auditBatchMax = 512
-	auditLinger   = 100 * time.Millisecond
-)
-
-// auditWriter appends audit events in batches from one goroutine, so the
-// request path never waits for an audit write transaction and a burst of
-// exchanges costs one audit commit, not one each. When its queue is
-// full it appends synchronously rather than drop an event.
-type auditWriter struct {
-	store  storage.Audit
-	log    *slog.Logger
-	ch     chan storage.AuditEvent
-	flushc chan chan struct{}
-	done   chan struct{}
-	mu     sync.RWMutex
-	closed bool
-}
-
-func newAuditWriter(st storage.Audit, log *slog.Logger) *auditWriter {
-	return &auditWriter{store: st, log: log, ch: make(chan storage.AuditEvent, 4096),
-		flushc: make(chan chan struct{}), done: make(chan struct{})}
-}
-
-func (a *auditWriter) add(ctx context.Context, ev storage.AuditEvent) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	if !a.closed {
-		select {
-		case a.ch <- ev:
-			return
-		default:
-		}
-	}
-	a.write(context.WithoutCancel(ctx), []storage.AuditEvent{ev})
-}
-
-func (a *auditWriter) write(ctx context.Context, evs []storage.AuditEvent) {
-	if len(evs) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := a.store.AppendAudit(ctx, evs...); err != nil {
-		for _, ev := range evs {
-			a.log.Error("authserver: audit write failed", "type", ev.Type, "client_id", ev.ClientID, "error", err)
-		}
-	}
-}
-
-func (a *auditWriter) run() {
-	var (
-		batch   []storage.AuditEvent
-		timer   *time.Timer
-		timerC  <-chan time.Time
-		waiters []chan struct{}
-	)
-	drain := func() {
-		for {
-			select {
-			case ev := <-a.ch:
-				batch = append(batch, ev)
-			default:
-				return
-			}
-		}
-	}
-	for {
-		select {
-		case ev := <-a.ch:
-			batch = append(batch, ev)
-			if len(batch) < auditBatchMax {
-				if timerC == nil {
-					timer = time.NewTimer(auditLinger)
-					timerC = timer.C
-				}
-				continue
-			}
-		case <-timerC:
-		case reply := <-a.flushc:
-			waiters = append(waiters, reply)
-		case <-a.done:
-			drain()
-			a.write(context.Background(), batch)
-			for _, w := range waiters {
-				close(w)
-			}
-			return
-		}
-		drain()
-		a.write(context.Background(), batch)
-		batch = batch[:0]
-		if timer != nil {
-			timer.Stop()
-			timer, timerC = nil, nil
-		}
-		for _, w := range waiters {
-			close(w)
-		}
-		waiters = waiters[:0]
-	}
-}
-
-// flush waits until every event queued so far is written (tests, Close).
-func (a *auditWriter) flush() {
-	reply := make(chan struct{})
-	select {
-	case a.flushc <- reply:
-		<-reply
-	case <-a.done:
-	}
-}
-
-func (a *auditWriter) close() {
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		return
-	}
-	a.closed = true
-	a.mu.Unlock()
-	close(a.done)
 }

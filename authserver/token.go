@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -170,7 +171,16 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 	}
 	var aud string
 	var grant storage.Grant
-	ac, err := s.store.RedeemCode(ctx, hashToken(code), now, func(c storage.AuthCode) (*storage.Grant, error) {
+	// token.issued commits with the grant (an acknowledged exchange always
+	// has its record, even after a crash).
+	txCtx, notify := s.withAudit(ctx, r, func(outcome error, g *storage.Grant) []storage.AuditEvent {
+		if outcome != nil || g == nil {
+			return nil
+		}
+		return []storage.AuditEvent{{Type: audit.TokenIssued, Outcome: "success", Subject: g.Subject, ClientID: client.ID,
+			Detail: map[string]string{"grant_type": GrantAuthorizationCode, "grant_id": g.ID, "scope": strings.Join(g.Scopes, " "), "resource": aud}}}
+	})
+	ac, err := s.store.RedeemCode(txCtx, hashToken(code), now, func(c storage.AuthCode) (*storage.Grant, error) {
 		if c.ClientID != client.ID {
 			return nil, ErrInvalidGrant("the code was issued to another client").because(ReasonCodeWrongClient)
 		}
@@ -229,8 +239,7 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 		}
 		return nil, e
 	}
-	s.emit(ctx, r, storage.AuditEvent{Type: "token.issued", Outcome: "success", Subject: grant.Subject, ClientID: client.ID,
-		Detail: map[string]string{"grant_type": GrantAuthorizationCode, "grant_id": grant.ID, "scope": resp.Scope, "resource": aud}})
+	notify()
 	return resp, nil
 }
 
@@ -242,19 +251,28 @@ func (s *Server) codeReplayed(r *http.Request, client storage.Client, ac storage
 	ctx := r.Context()
 	valid := ac.ClientID == client.ID && ac.CodeChallenge != "" && VerifyPKCE(verifier, ac.CodeChallenge)
 	outcome := "ignored"
+	ev := storage.AuditEvent{Type: audit.CodeReplay, Subject: ac.Subject, ClientID: client.ID,
+		Detail: map[string]string{"grant_id": ac.GrantID}}
 	if valid && ac.GrantID != "" {
-		outcome = "grant_revoked"
-		err := s.store.RevokeGrant(ctx, ac.GrantID, "code_replay", s.cfg.Now())
+		// The revocation commits with its record.
+		revoked := ev
+		revoked.Outcome = "grant_revoked"
+		txCtx, notify := s.withAudit(ctx, r, func(error, *storage.Grant) []storage.AuditEvent { return []storage.AuditEvent{revoked} })
+		err := s.store.RevokeGrant(txCtx, ac.GrantID, "code_replay", s.cfg.Now())
 		switch {
+		case err == nil:
+			notify()
+			return ErrInvalidGrant("the code is invalid, expired or already used").because(ReasonCodeReused)
 		case errors.Is(err, storage.ErrNotFound):
 			outcome = "no_grant" // the first redemption failed its checks
-		case err != nil:
+		default:
 			outcome = "revoke_failed"
 			s.cfg.Logger.Error("authserver: revoke grant on code replay", "client_id", client.ID, "error", err)
 		}
 	}
-	s.emit(ctx, r, storage.AuditEvent{Type: "code.replay", Outcome: outcome, Subject: ac.Subject, ClientID: client.ID,
-		Detail: map[string]string{"grant_id": ac.GrantID}})
+	// Nothing changed (or the grant was revoked before): batched.
+	ev.Outcome = outcome
+	s.emit(ctx, r, ev)
 	return ErrInvalidGrant("the code is invalid, expired or already used").because(ReasonCodeReused)
 }
 
@@ -288,7 +306,30 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 	now := s.cfg.Now()
 	var aud string
 	scopes := requested
-	g, err := s.store.RotateRefresh(ctx, storage.Rotation{
+	retry := false // the grace's one use of the previous token
+	// token.issued commits with the rotation, refresh.reuse with the
+	// family's revocation.
+	txCtx, notify := s.withAudit(ctx, r, func(outcome error, g *storage.Grant) []storage.AuditEvent {
+		switch {
+		case g == nil:
+			return nil
+		case errors.Is(outcome, storage.ErrRefreshReused):
+			return []storage.AuditEvent{{Type: audit.RefreshReuse, Outcome: "family_revoked", Subject: g.Subject, ClientID: client.ID,
+				Detail: map[string]string{"grant_id": g.ID}}}
+		case outcome != nil:
+			return nil
+		}
+		sc := scopes
+		if len(sc) == 0 {
+			sc = g.Scopes
+		}
+		detail := map[string]string{"grant_type": GrantRefreshToken, "grant_id": g.ID, "scope": strings.Join(sc, " "), "resource": aud}
+		if retry {
+			detail["rotation"] = "lost_response_retry"
+		}
+		return []storage.AuditEvent{{Type: audit.TokenIssued, Outcome: "success", Subject: g.Subject, ClientID: client.ID, Detail: detail}}
+	})
+	g, err := s.store.RotateRefresh(txCtx, storage.Rotation{
 		Presented:     hashToken(presented),
 		Next:          hashToken(next),
 		Now:           now,
@@ -311,6 +352,7 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 				return e
 			}
 			aud = a
+			retry = len(g.PreviousHash) > 0 && subtle.ConstantTimeCompare(g.PreviousHash, hashToken(presented)) == 1
 			return nil
 		},
 	})
@@ -320,8 +362,7 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 		case errors.As(err, &oe):
 			return nil, oe
 		case errors.Is(err, storage.ErrRefreshReused):
-			s.emit(ctx, r, storage.AuditEvent{Type: "refresh.reuse", Outcome: "family_revoked", Subject: g.Subject, ClientID: client.ID,
-				Detail: map[string]string{"grant_id": g.ID}})
+			notify()
 			return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked").because(ReasonRefreshReused)
 		case errors.Is(err, storage.ErrGrantRevoked), errors.Is(err, storage.ErrNotFound):
 			return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked").because(ReasonRefreshInvalid)
@@ -336,11 +377,7 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 	if e != nil {
 		return nil, e
 	}
-	detail := map[string]string{"grant_type": GrantRefreshToken, "grant_id": g.ID, "scope": resp.Scope, "resource": aud}
-	if g.PreviousUsed && subtle.ConstantTimeCompare(g.PreviousHash, hashToken(presented)) == 1 {
-		detail["rotation"] = "lost_response_retry" // the grace's one use
-	}
-	s.emit(ctx, r, storage.AuditEvent{Type: "token.issued", Outcome: "success", Subject: g.Subject, ClientID: client.ID, Detail: detail})
+	notify()
 	return resp, nil
 }
 

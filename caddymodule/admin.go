@@ -19,7 +19,9 @@ import (
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/idp"
+
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -253,6 +255,14 @@ func operatorIP(r *http.Request) string {
 // audit writes an operator event (never a secret). A failed write is logged;
 // the action itself already happened.
 func (a *AdminAPI) audit(ctx context.Context, r *http.Request, ev storage.AuditEvent) {
+	ev = a.event(r, ev)
+	if err := a.app.store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+		a.log.Error("mcp_auth admin: audit write failed", zap.String("type", ev.Type), zap.Error(err))
+	}
+}
+
+// event completes an operator event: time, address, outcome, "by".
+func (a *AdminAPI) event(r *http.Request, ev storage.AuditEvent) storage.AuditEvent {
 	ev.Time = a.now()
 	ev.IP = operatorIP(r)
 	if ev.Outcome == "" {
@@ -262,9 +272,7 @@ func (a *AdminAPI) audit(ctx context.Context, r *http.Request, ev storage.AuditE
 		ev.Detail = map[string]string{}
 	}
 	ev.Detail["by"] = "admin_api"
-	if err := a.app.store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
-		a.log.Error("mcp_auth admin: audit write failed", zap.String("type", ev.Type), zap.Error(err))
-	}
+	return ev
 }
 
 func adminStoreError(what string, err error) error {
@@ -370,11 +378,21 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 	}
 	switch rt.action {
 	case "disable", "enable":
-		c, err := srv.SetClientDisabled(ctx, rt.id, rt.action == "disable")
+		// The flag and its record commit together (storage.WithTxAudit); a
+		// new disabled record of a CIMD client gets it right after.
+		ev := a.event(r, storage.AuditEvent{Type: "client." + rt.action + "d", ClientID: rt.id})
+		inTx := false
+		txCtx := storage.WithTxAudit(ctx, func(error, *storage.Grant) []storage.AuditEvent {
+			inTx = true
+			return []storage.AuditEvent{ev}
+		})
+		c, err := srv.SetClientDisabled(txCtx, rt.id, rt.action == "disable")
 		if err != nil {
 			return adminStoreError("client", err)
 		}
-		a.audit(ctx, r, storage.AuditEvent{Type: "client." + rt.action + "d", ClientID: rt.id})
+		if !inTx {
+			a.audit(ctx, r, ev) // a new CIMD record: written right after it
+		}
 		a.app.logger.Info("mcp_auth: client "+rt.action+"d by the operator", zap.String("client_id", rt.id))
 		return adminWriteJSON(w, http.StatusOK, viewClient(c))
 	case "revoke":
@@ -581,10 +599,13 @@ func parseAuditSince(v string, now time.Time) (time.Time, error) {
 
 // keyView is a signing key without its private part.
 type keyView struct {
-	ID           string    `json:"kid"`
-	Algorithm    string    `json:"alg"`
-	Active       bool      `json:"active"`
-	CreatedAt    time.Time `json:"created_at"`
+	ID        string    `json:"kid"`
+	Algorithm string    `json:"alg"`
+	Active    bool      `json:"active"`
+	CreatedAt time.Time `json:"created_at"`
+	// ActivatesAt is set while the key is pre-published: published, not
+	// signing yet.
+	ActivatesAt  time.Time `json:"activates_at,omitzero"`
 	RetiredAt    time.Time `json:"retired_at,omitzero"`
 	PublishUntil time.Time `json:"publish_until,omitzero"`
 }
@@ -594,10 +615,15 @@ func (a *AdminAPI) listKeys(ctx context.Context) ([]keyView, error) {
 	if err != nil {
 		return nil, err
 	}
-	active := authserver.ActiveSigningKey(ks)
+	now := time.Now()
+	active := authserver.ActiveSigningKey(ks, now)
 	out := make([]keyView, 0, len(ks))
-	for i, k := range ks {
-		out = append(out, keyView{ID: k.ID, Algorithm: k.Algorithm, Active: i == active, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt, PublishUntil: k.PublishUntil})
+	for _, k := range ks {
+		v := keyView{ID: k.ID, Algorithm: k.Algorithm, Active: k.ID == active, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt, PublishUntil: k.PublishUntil}
+		if k.Activation().After(now) {
+			v.ActivatesAt = k.Activation()
+		}
+		out = append(out, v)
 	}
 	slices.SortFunc(out, func(x, y keyView) int { return y.CreatedAt.Compare(x.CreatedAt) })
 	return out, nil
@@ -622,7 +648,12 @@ func (a *AdminAPI) serveKeys(ctx context.Context, w http.ResponseWriter, r *http
 		if err != nil {
 			return adminStoreError("keys", err)
 		}
-		if err := a.app.keys.Rotate(ctx); err != nil {
+		// ?now=true skips pre-publication (disruptive: see KeySet.RotateNow).
+		rotate := a.app.keys.Rotate
+		if now := r.URL.Query().Get("now"); now == "true" || now == "1" {
+			rotate = a.app.keys.RotateNow
+		}
+		if err := rotate(ctx); err != nil {
 			return adminError(http.StatusInternalServerError, "rotating the signing key: %v", err)
 		}
 		after, err := a.listKeys(ctx)
@@ -636,11 +667,14 @@ func (a *AdminAPI) serveKeys(ctx context.Context, w http.ResponseWriter, r *http
 			}
 		}
 		for _, k := range after {
-			if k.Active {
+			if !slices.ContainsFunc(before, func(b keyView) bool { return b.ID == k.ID }) {
 				detail["kid"] = k.ID
+				if !k.ActivatesAt.IsZero() {
+					detail["activates_at"] = k.ActivatesAt.UTC().Format(time.RFC3339)
+				}
 			}
 		}
-		a.audit(ctx, r, storage.AuditEvent{Type: "keys.rotated", Detail: detail})
+		a.audit(ctx, r, storage.AuditEvent{Type: audit.KeysRotated, Detail: detail})
 		a.app.logger.Info("mcp_auth: signing key rotated by the operator", zap.String("kid", detail["kid"]))
 		return adminWriteJSON(w, http.StatusOK, after)
 	}

@@ -437,8 +437,11 @@ func TestAdminAPIAuditAndKeys(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &after); err != nil || len(after) != 2 {
 			t.Fatalf("keys after: %s", body)
 		}
-		if !after[0].Active || after[0].ID == before[0].ID || after[1].ID != before[0].ID || after[1].Active ||
-			after[1].RetiredAt.IsZero() || !after[1].PublishUntil.After(time.Now()) {
+		// Pre-published: the new key is listed (and in the JWKS) but the
+		// old one signs until the new one's activation.
+		if after[0].Active || after[0].ID == before[0].ID || !after[0].ActivatesAt.After(time.Now()) ||
+			after[1].ID != before[0].ID || !after[1].Active ||
+			!after[1].RetiredAt.Equal(after[0].ActivatesAt) || !after[1].PublishUntil.After(after[0].ActivatesAt) {
 			t.Fatalf("rotation result: %+v", after)
 		}
 		var jwks struct {
@@ -448,8 +451,18 @@ func TestAdminAPIAuditAndKeys(t *testing.T) {
 			t.Fatalf("JWKS after rotation: %s", app.keys.JWKSJSON())
 		}
 		evs := auditTypes(t, app.store, "keys.rotated")
-		if len(evs) != 1 || evs[0].Detail["kid"] != after[0].ID || evs[0].Detail["previous_kid"] != before[0].ID {
+		if len(evs) != 1 || evs[0].Detail["kid"] != after[0].ID || evs[0].Detail["previous_kid"] != before[0].ID || evs[0].Detail["activates_at"] == "" {
 			t.Fatalf("audit: %+v", evs)
+		}
+
+		// ?now=true: the new key signs at once.
+		st, body = adminDo(t, srv, "POST", "/mcp_auth/keys/rotate?now=true", "")
+		var now []keyView
+		if err := json.Unmarshal([]byte(body), &now); err != nil || st != 200 || len(now) != 3 {
+			t.Fatalf("rotate now: %d %s", st, body)
+		}
+		if !now[0].Active || !now[0].ActivatesAt.IsZero() || now[1].Active || now[2].Active {
+			t.Fatalf("rotate now result: %+v", now)
 		}
 	})
 }

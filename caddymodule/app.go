@@ -26,6 +26,7 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/idp"
 	"github.com/mcpauth/caddy-mcpauth/idp/mailer"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -45,6 +46,8 @@ func init() {
 //			storage bbolt [<path>] | postgres <dsn>
 //			signing_algorithm ES256|EdDSA|RS256
 //			key_rotation <duration>
+//			key_reload <duration>         # re-read the keys (default 1m)
+//			key_prepublish <duration>     # new key published before it signs
 //			key_encryption_key <base64 of 32 random bytes, e.g. {env.MCPAUTH_KEK}>
 //			key_encryption_key_file <path>
 //			key_encryption_key_previous <old key>     # during KEK rotation
@@ -183,6 +186,16 @@ type App struct {
 	SigningAlgorithm string `json:"signing_algorithm,omitempty"`
 	// KeyRotation rotates the signing key on this period (0: only on demand).
 	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+	// KeyReload is how often the signing keys are re-read from the store,
+	// so that instances sharing it converge (default 1m). Use the same
+	// value on every instance.
+	KeyReload caddy.Duration `json:"key_reload,omitempty"`
+	// KeyPrePublish is how long a rotated-in signing key is published in
+	// the JWKS before it signs, so that every instance and every cached
+	// JWKS has it first. It must be longer than KeyReload; the JWKS
+	// Cache-Control max-age is then at most KeyPrePublish - 2*KeyReload.
+	// Default 2*KeyReload + 5m (7m).
+	KeyPrePublish caddy.Duration `json:"key_prepublish,omitempty"`
 	// KeyEncryptionKey encrypts the signing keys at rest (AES-256-GCM):
 	// base64 of at least 32 random bytes (`openssl rand -base64 32`). Use
 	// {env.*} or KeyEncryptionKeyFile rather than writing it in the config.
@@ -284,6 +297,9 @@ type App struct {
 	// refusalsDone closes once its last records are written.
 	refusals     *abuse.Aggregator
 	refusalsDone chan struct{}
+	// auditW writes the audit events that are not security decisions
+	// (batched, retried, bounded); closed by Stop and Cleanup.
+	auditW *audit.Writer
 }
 
 // appState is the app's mutable runtime state, behind a pointer so that the
@@ -666,6 +682,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	go authserver.RunMaintenance(runCtx, store, mc)
 	a.refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: store, Logger: a.slogger})
+	a.auditW = audit.NewWriter(audit.Config{Store: store, Logger: a.slogger, OnDrop: a.metrics.OnAuditDrop})
+	a.auditW.Start()
 	a.refusalsDone = make(chan struct{})
 	go func() { defer close(a.refusalsDone); a.refusals.Run(runCtx, refusalFlushEvery) }()
 
@@ -869,10 +887,14 @@ func (a *App) Stop() error {
 		a.cancel()
 	}
 	a.waitRefusals()
+	var err error
 	if a.st != nil && a.st.server != nil {
-		return a.st.server.Close()
+		err = a.st.server.Close()
 	}
-	return nil
+	if a.auditW != nil {
+		a.auditW.Close()
+	}
+	return err
 }
 
 // Cleanup releases the store (closed when no config uses it any more).
@@ -882,6 +904,9 @@ func (a *App) Cleanup() error {
 		a.cancel()
 	}
 	a.waitRefusals()
+	if a.auditW != nil {
+		a.auditW.Close()
+	}
 	if a.store != nil {
 		return a.Storage.release()
 	}
@@ -953,6 +978,8 @@ func (a *App) keyConfig() (authserver.KeyConfig, error) {
 	return authserver.KeyConfig{
 		Algorithm:   a.SigningAlgorithm,
 		RotateEvery: time.Duration(a.KeyRotation),
+		ReloadEvery: time.Duration(a.KeyReload),
+		PrePublish:  time.Duration(a.KeyPrePublish),
 		Logger:      a.slogger,
 		Encryption:  enc,
 	}, nil
@@ -1100,6 +1127,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		Logger:          a.slogger,
 		OnEvent:         a.metrics.OnEvent,
 		Refusals:        a.refusals,
+		Audit:           a.auditW,
 		TokenRatePerIP:  a.tokenRate(),
 		TokenBurstPerIP: a.TokenRateBurst,
 		IPv4Prefix:      a.ClientIPv4Prefix,
@@ -1312,6 +1340,7 @@ func (a *App) idpConfig(store storage.Backend) idp.Config {
 		Logger:          a.slogger,
 		OnEvent:         a.metrics.OnEvent,
 		Refusals:        a.refusals,
+		Audit:           a.auditW,
 		Throttle:        idp.ThrottleConfig{IPv4Prefix: a.ClientIPv4Prefix, IPv6Prefix: a.ClientIPv6Prefix},
 	}
 }

@@ -17,6 +17,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 	"go.uber.org/zap"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -44,14 +45,14 @@ func (a *AdminAPI) serveBackup(w http.ResponseWriter, r *http.Request) error {
 	n, err := b.Backup(r.Context(), w)
 	if err != nil {
 		a.log.Error("mcp_auth admin: backup failed", zap.Int64("bytes", n), zap.Error(err))
-		a.audit(r.Context(), r, storage.AuditEvent{Type: "store.backup", Outcome: "failure"})
+		a.audit(r.Context(), r, storage.AuditEvent{Type: audit.StoreBackup, Outcome: "failure"})
 		if n == 0 {
 			return adminError(http.StatusInternalServerError, "backup failed")
 		}
 		// Headers are sent: the client sees a short copy, which its check rejects.
 		return nil
 	}
-	a.audit(r.Context(), r, storage.AuditEvent{Type: "store.backup", Detail: map[string]string{"bytes": strconv.FormatInt(n, 10)}})
+	a.audit(r.Context(), r, storage.AuditEvent{Type: audit.StoreBackup, Detail: map[string]string{"bytes": strconv.FormatInt(n, 10)}})
 	return nil
 }
 

@@ -109,7 +109,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.KeyEncryptionKeyPreviousFile) {
 				return d.ArgErr()
 			}
-		case "key_rotation", "code_lifetime", "access_token_lifetime", "refresh_token_lifetime", "grant_lifetime":
+		case "key_rotation", "key_reload", "key_prepublish", "code_lifetime", "access_token_lifetime", "refresh_token_lifetime", "grant_lifetime":
 			v, err := durationArg(d)
 			if err != nil {
 				return err
@@ -117,6 +117,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			switch opt {
 			case "key_rotation":
 				a.KeyRotation = v
+			case "key_reload":
+				a.KeyReload = v
+			case "key_prepublish":
+				a.KeyPrePublish = v
 			case "code_lifetime":
 				a.CodeLifetime = v
 			case "access_token_lifetime":

@@ -172,11 +172,23 @@ func setupMCPAuthCommandWith(cmd *cobra.Command, env *cliEnv) {
 		&cobra.Command{Use: "list", Short: "List signing keys (never their private parts)", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
 			return o.get(c.Context(), "keys", printKeys)
 		}},
-		&cobra.Command{Use: "rotate", Short: "Make a new signing key active; the old one stays published", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
-			return o.post(c.Context(), "keys/rotate", nil, printKeys)
-		}},
+		rotateKeysCommand(o),
 	)
 	cmd.AddCommand(clients, users, audit, keys, newBackupCommand(o), NewMigrateStoreCommand(), newVersionCommand(o), newDoctorCommand(o))
+}
+
+// rotateKeysCommand is `mcpauth keys rotate [--now]`.
+func rotateKeysCommand(o *cliOpts) *cobra.Command {
+	var now bool
+	cmd := &cobra.Command{Use: "rotate", Short: "Add a new signing key: published at once, signing after the pre-publication window (key_prepublish)", Args: cobra.NoArgs, RunE: func(c *cobra.Command, _ []string) error {
+		path := "keys/rotate"
+		if now {
+			path += "?now=true"
+		}
+		return o.post(c.Context(), path, nil, printKeys)
+	}}
+	cmd.Flags().BoolVar(&now, "now", false, "Sign with the new key at once (disruptive: verifiers that have not refetched the JWKS refuse its tokens for a while; for a compromised key)")
+	return cmd
 }
 
 func clientAction(o *cliOpts, action, short string) *cobra.Command {
@@ -526,9 +538,9 @@ func printKeys(w io.Writer, body []byte) error {
 		return fmt.Errorf("mcpauth: decoding keys: %w", err)
 	}
 	tw := cliTable(w)
-	fmt.Fprintln(tw, "KID\tALG\tACTIVE\tCREATED\tRETIRED\tPUBLISHED UNTIL")
+	fmt.Fprintln(tw, "KID\tALG\tACTIVE\tCREATED\tACTIVATES\tRETIRED\tPUBLISHED UNTIL")
 	for _, k := range ks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, cliYesNo(k.Active), cliTime(k.CreatedAt), cliTime(k.RetiredAt), cliTime(k.PublishUntil))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, cliYesNo(k.Active), cliTime(k.CreatedAt), cliTime(k.ActivatesAt), cliTime(k.RetiredAt), cliTime(k.PublishUntil))
 	}
 	return tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -28,6 +29,8 @@ type Metrics struct {
 	// guardByOutcome caches the guard's counter of each outcome (a closed
 	// set): WithLabelValues hashes and locks, once per request otherwise.
 	guardByOutcome *sync.Map
+
+	auditDropped *prometheus.CounterVec // writer
 }
 
 const metricsNamespace = "mcpauth"
@@ -56,6 +59,8 @@ func newMetrics() *Metrics {
 		toolCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "guard_tool_calls_total",
 			Help: "tools/call requests decided by the MCP resource guard, by tool (the configured tools; any other is \"other\") and outcome."},
 			[]string{"tool", "outcome"}),
+
+		auditDropped: vec("audit_events_dropped_total", "Audit events the batched writer dropped (its bounded buffer overflowed while the store refused writes, or the last write at shutdown failed). Security decisions are never batched.", "writer"),
 	}
 }
 
@@ -70,7 +75,7 @@ func registerMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		return &m, nil
 	}
-	for _, c := range []**prometheus.CounterVec{&m.tokensIssued, &m.tokenRefused, &m.guard, &m.cimdFetches, &m.logins, &m.refusals, &m.toolCalls} {
+	for _, c := range []**prometheus.CounterVec{&m.tokensIssued, &m.tokenRefused, &m.guard, &m.cimdFetches, &m.logins, &m.refusals, &m.toolCalls, &m.auditDropped} {
 		if err := reg.Register(*c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -104,8 +109,8 @@ var (
 		return m
 	}()
 	// refusalEndpoints maps refusal audit types to the endpoint label.
-	refusalEndpoints = map[string]string{"authorize.refused": "authorize", "token.refused": "token",
-		"revoke.refused": "revoke", "client.register_refused": "register"}
+	refusalEndpoints = map[string]string{audit.AuthzRefused: "authorize", audit.TokenRefused: "token",
+		audit.RevokeRefused: "revoke", audit.ClientRegisterRefuse: "register"}
 )
 
 func labelSet(vals ...string) map[string]bool {
@@ -123,6 +128,14 @@ func closedLabel(labels map[string]bool, v string) string {
 	return "other"
 }
 
+// OnAuditDrop counts audit events dropped by the batched writer.
+func (m *Metrics) OnAuditDrop(n int) {
+	if m == nil || m.auditDropped == nil {
+		return
+	}
+	m.auditDropped.WithLabelValues("batch").Add(float64(n))
+}
+
 // OnEvent counts an audit event. Pass it as authserver.Config.OnEvent and
 // idp.Config.OnEvent (and RegistrationConfig.OnEvent).
 func (m *Metrics) OnEvent(ev storage.AuditEvent) {
@@ -133,17 +146,17 @@ func (m *Metrics) OnEvent(ev storage.AuditEvent) {
 		m.refusals.WithLabelValues(ep, closedLabel(reasonLabels, ev.Detail["reason"])).Inc()
 	}
 	switch ev.Type {
-	case "token.issued":
+	case audit.TokenIssued:
 		m.tokensIssued.WithLabelValues(closedLabel(grantTypeLabels, ev.Detail["grant_type"])).Inc()
-	case "token.refused":
+	case audit.TokenRefused:
 		m.tokenRefused.WithLabelValues(closedLabel(refusalLabels, ev.Outcome)).Inc()
 	case "refresh.reuse":
 		m.tokenRefused.WithLabelValues("refresh_reuse").Inc()
-	case "code.replay":
+	case audit.CodeReplay:
 		m.tokenRefused.WithLabelValues("code_replay").Inc()
-	case "login.success":
+	case audit.LoginSuccess:
 		m.logins.WithLabelValues("success").Inc()
-	case "login.failure":
+	case audit.LoginFailure:
 		r := "failure"
 		switch ev.Detail["reason"] {
 		case "throttled":

@@ -63,7 +63,7 @@ func multiDSN(t *testing.T) string {
 // multiCaddyfile is one instance: the mcp_auth app on the shared database
 // with the shared issuer, serving the authorization server and the guard
 // in front of the sample server on its own port.
-func multiCaddyfile(issuer string, port int, todoAddr string) string {
+func multiCaddyfile(issuer string, port int, todoAddr string, extraApp ...string) string {
 	return fmt.Sprintf(`{
 	admin {ADMIN}
 	skip_install_trust
@@ -85,6 +85,7 @@ func multiCaddyfile(issuer string, port int, todoAddr string) string {
 			skip_consent
 		}
 		dpop
+		%[7]s
 	}
 }
 
@@ -98,7 +99,7 @@ https://localhost:%[5]d {
 		flush_interval -1
 	}
 }
-`, issuer, aliceEmail, alicePassword, cliClientID, port, todoAddr)
+`, issuer, aliceEmail, alicePassword, cliClientID, port, todoAddr, strings.Join(extraApp, "\n\t\t"))
 }
 
 // instance is one caddy-mcpauth process of the pair.
@@ -136,27 +137,28 @@ func (in *instance) rootPEM(t *testing.T) []byte {
 
 // pair is two instances on one database, both configured with A's issuer.
 type pair struct {
-	A, B   *instance
-	Issuer string
-	MCPURL string // the resource both guards protect (A's origin)
-	Client *http.Client
-	dsn    string
+	A, B     *instance
+	Issuer   string
+	MCPURL   string // the resource both guards protect (A's origin)
+	Client   *http.Client
+	dsn      string
+	todoAddr string
 }
 
-func startPair(t *testing.T) *pair {
+func startPair(t *testing.T, extraApp ...string) *pair {
 	t.Helper()
 	binaries(t)
 	dsn := multiDSN(t)
 	todoAddr, _ := startTodo(t)
-	p := &pair{dsn: dsn}
+	p := &pair{dsn: dsn, todoAddr: todoAddr}
 	pa, pb := freePort(t), freePort(t)
 	p.Issuer = fmt.Sprintf("https://localhost:%d", pa)
 	p.MCPURL = p.Issuer + "/mcp"
 	env := []string{"MCPAUTH_E2E_DSN=" + dsn}
 	p.A = &instance{name: "A", dir: t.TempDir(), port: pa, base: p.Issuer, env: env,
-		caddyfile: multiCaddyfile(p.Issuer, pa, todoAddr)}
+		caddyfile: multiCaddyfile(p.Issuer, pa, todoAddr, extraApp...)}
 	p.B = &instance{name: "B", dir: t.TempDir(), port: pb, base: fmt.Sprintf("https://localhost:%d", pb), env: env,
-		caddyfile: multiCaddyfile(p.Issuer, pb, todoAddr)}
+		caddyfile: multiCaddyfile(p.Issuer, pb, todoAddr, extraApp...)}
 	// A first: it creates the schema and the first signing key; B finds them.
 	p.A.start(t)
 	p.B.start(t)
@@ -363,6 +365,7 @@ func TestMultiInstance(t *testing.T) {
 
 	t.Run("KilledInstanceLosesNothingAcknowledged", func(t *testing.T) {
 		const n = 48
+		auditBefore := auditCount(t, p.B.caddy)
 		type minted struct{ code, verifier string }
 		codes := make(chan minted, n)
 		for range n {
@@ -419,6 +422,13 @@ func TestMultiInstance(t *testing.T) {
 			t.Fatal("A was not killed")
 		}
 		t.Logf("A killed after %d acknowledged exchanges; %d acknowledged in all, %d not", killAt, len(acked), len(other))
+		// Every acknowledged exchange has its token.issued record: it was
+		// written in the transaction of the grant (before: 3-26 of 31).
+		if got := auditCount(t, p.B.caddy) - auditBefore; got < len(acked) || got > n {
+			t.Fatalf("%d token.issued records for %d acknowledged exchanges (of %d)", got, len(acked), n)
+		} else {
+			t.Logf("PostgreSQL: %d token.issued records for %d acknowledged exchanges", got, len(acked))
+		}
 		// Every acknowledged exchange's grant is there: its refresh token works at B.
 		for i, rt := range acked {
 			if r := p.refresh(t, p.B.base, rt); r.status != 200 {
@@ -445,9 +455,11 @@ func TestMultiInstance(t *testing.T) {
 
 	t.Run("KeyRotationSeenByTheOtherInstance", func(t *testing.T) {
 		before := p.kids(t, p.B)
-		// An operator rotates on A (admin API): A signs with the new key at
-		// once; B has never loaded it.
-		adminPost(t, p.A, "/mcp_auth/keys/rotate")
+		// An operator rotates on A at once (keys rotate --now, the
+		// disruptive path): A signs with the new key at once; B has never
+		// loaded it. (The default, pre-published rotation is
+		// TestMultiInstanceKeyPrePublication.)
+		adminPost(t, p.A, "/mcp_auth/keys/rotate?now=true")
 		code, verifier := p.code(t, b)
 		tok := p.exchange(t, p.A.base, code, verifier)
 		if tok.status != 200 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -92,7 +93,7 @@ func (l *Login) seed(ctx context.Context) error {
 				if err != nil {
 					return fmt.Errorf("idp: seed account %s: %w", email, err)
 				}
-				l.auditCtx(ctx, storage.AuditEvent{Type: "account.password_changed", Outcome: "success", Subject: existing.ID,
+				l.auditCtx(ctx, storage.AuditEvent{Type: audit.AccountPasswordChanged, Outcome: "success", Subject: existing.ID,
 					Detail: map[string]string{"by": "configuration", "grants_revoked": fmt.Sprint(n)}})
 				l.log.Info("idp: seeded account password updated from configuration", "account", existing.ID, "grants_revoked", n)
 			}
@@ -136,7 +137,7 @@ func (l *Login) CreateAccount(ctx context.Context, email, name, pw string) (stor
 	if err := l.store.CreateAccount(ctx, a); err != nil {
 		return storage.Account{}, fmt.Errorf("idp: creating account: %w", err)
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "account.created", Outcome: "success", Subject: a.ID, Detail: map[string]string{"by": "operator"}})
+	l.auditCtx(ctx, storage.AuditEvent{Type: audit.AccountCreated, Outcome: "success", Subject: a.ID, Detail: map[string]string{"by": "operator"}})
 	return a, nil
 }
 
@@ -165,7 +166,7 @@ func (l *Login) SetPassword(ctx context.Context, accountID, pw string) (int, err
 	if err != nil {
 		return n, fmt.Errorf("idp: set password: %w", err)
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "account.password_changed", Outcome: "success", Subject: a.ID,
+	l.auditCtx(ctx, storage.AuditEvent{Type: audit.AccountPasswordChanged, Outcome: "success", Subject: a.ID,
 		Detail: map[string]string{"by": "operator", "grants_revoked": fmt.Sprint(n)}})
 	return n, nil
 }
@@ -189,7 +190,7 @@ func (l *Login) endAccountAccess(ctx context.Context, accountID, reason string) 
 	if err != nil {
 		return 0, fmt.Errorf("revoking grants: %w", err)
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "subject.revoked", Outcome: "success", Subject: accountID,
+	l.auditCtx(ctx, storage.AuditEvent{Type: audit.SubjectRevoked, Outcome: "success", Subject: accountID,
 		Detail: map[string]string{"grants": fmt.Sprint(n), "reason": reason}})
 	return n, nil
 }
@@ -227,9 +228,9 @@ func (l *Login) SetAccountDisabled(ctx context.Context, accountID string, disabl
 	if err := l.store.UpdateAccount(ctx, a); err != nil {
 		return 0, fmt.Errorf("idp: set disabled: %w", err)
 	}
-	typ := "account.enabled"
+	typ := audit.AccountEnabled
 	if disabled {
-		typ = "account.disabled"
+		typ = audit.AccountDisabled
 	}
 	l.auditCtx(ctx, storage.AuditEvent{Type: typ, Outcome: "success", Subject: a.ID})
 	if !disabled {
@@ -249,7 +250,7 @@ func (l *Login) RevokeSessions(ctx context.Context, accountID string) (sessions,
 	if err != nil {
 		return 0, 0, fmt.Errorf("idp: revoke sessions: %w", err)
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "session.revoked", Outcome: "success", Subject: accountID, Detail: map[string]string{"count": fmt.Sprint(sessions)}})
+	l.auditCtx(ctx, storage.AuditEvent{Type: audit.SessionRevoked, Outcome: "success", Subject: accountID, Detail: map[string]string{"count": fmt.Sprint(sessions)}})
 	grants, err = l.endAccountAccess(ctx, accountID, ReasonSessionsRevoked)
 	if err != nil {
 		return sessions, grants, fmt.Errorf("idp: revoke sessions: %w", err)
@@ -258,9 +259,23 @@ func (l *Login) RevokeSessions(ctx context.Context, accountID string) (sessions,
 }
 
 // audit stores an event of a browser request (with the client IP).
+// audit records an event of a browser request: through the shared batched
+// writer (Config.Audit) when there is one, except a known account's login
+// failure, written before the answer (a sign-in is written with its
+// session, see startSession).
 func (l *Login) audit(r *http.Request, ev storage.AuditEvent) {
 	ev.IP = l.cfg.ClientIP(r)
-	l.auditCtx(r.Context(), ev)
+	if l.cfg.Audit == nil || ev.Type == audit.LoginFailure {
+		l.auditCtx(r.Context(), ev)
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = l.now()
+	}
+	l.cfg.Audit.Add(r.Context(), ev)
+	if l.cfg.OnEvent != nil {
+		l.cfg.OnEvent(ev)
+	}
 }
 
 // refused counts an unauthenticated refusal (CSRF failure, throttled
@@ -278,6 +293,8 @@ func (l *Login) refused(r *http.Request, ev storage.AuditEvent) {
 	l.cfg.Refusals.Add(r.Context(), ev)
 }
 
+// auditCtx writes ev before returning: operator actions on accounts and
+// sessions, account links, a known account's login failure.
 func (l *Login) auditCtx(ctx context.Context, ev storage.AuditEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = l.now()

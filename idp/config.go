@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -109,6 +110,10 @@ type Config struct {
 	// keeps an aggregator of its own, whose records are written when a
 	// later refusal arrives after their minute.
 	Refusals *abuse.Aggregator
+	// Audit, when set, writes the audit events that are not security
+	// decisions (batched; see internal/audit). Nil writes every event
+	// synchronously.
+	Audit *audit.Writer
 }
 
 // PasswordHasher hashes and verifies passwords; *password.Hasher implements

@@ -15,6 +15,7 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -214,7 +215,7 @@ func (l *Login) checkPost(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if err := l.VerifyCSRF(r); err != nil {
-		l.refused(r, storage.AuditEvent{Type: "csrf.failure", Outcome: "failure", Detail: map[string]string{"path": r.URL.Path, "reason": csrfReason(err)}})
+		l.refused(r, storage.AuditEvent{Type: audit.CSRFFailure, Outcome: "failure", Detail: map[string]string{"path": r.URL.Path, "reason": csrfReason(err)}})
 		l.Error(w, r, http.StatusForbidden, "csrf_failed", "This form has expired or was not sent from this site. Go back, reload the page and try again.")
 		return false
 	}

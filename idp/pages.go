@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -152,7 +153,7 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 		scope, until = "account_backoff", u
 	}
 	if scope != "" {
-		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "throttled", "scope": scope, "method": "password"}})
+		l.refused(r, storage.AuditEvent{Type: audit.LoginFailure, Outcome: "failure", Detail: map[string]string{"reason": "throttled", "scope": scope, "method": "password"}})
 		lv.Error = msgThrottled
 		if scope == "account_backoff" {
 			lv.Error = msgBackoff
@@ -182,7 +183,7 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 		if lockedIP {
 			detail["locked"] = "ip"
 		}
-		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Subject: acct.ID, Detail: detail})
+		l.audit(r, storage.AuditEvent{Type: audit.LoginFailure, Outcome: "failure", Subject: acct.ID, Detail: detail})
 		lv.Error = msgBadLogin
 		l.renderLogin(w, r, http.StatusBadRequest, lv)
 		return
@@ -191,13 +192,13 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 	// the attacker a fresh series.
 	l.pairs.reset(pairKey)
 	l.familiar.add(pairKey, now)
-	if err := l.startSession(w, r, acct.ID, "password"); err != nil {
+	if err := l.startSession(w, r, acct.ID, "password",
+		storage.AuditEvent{Type: audit.LoginSuccess, Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": "password"}}); err != nil {
 		l.log.Error("idp: starting session failed", "err", err)
 		lv.Error = msgUnavail
 		l.renderLogin(w, r, http.StatusServiceUnavailable, lv)
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "login.success", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": "password"}})
 	l.redirect(w, r, returnTo)
 }
 
@@ -288,7 +289,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 	ip := l.prefixes.Key(l.cfg.ClientIP(r))
 	now := l.now()
 	if locked, _ := l.signups.locked(ip, now); locked {
-		l.refused(r, storage.AuditEvent{Type: "signup", Outcome: "failure", Detail: map[string]string{"reason": "throttled"}})
+		l.refused(r, storage.AuditEvent{Type: audit.Signup, Outcome: "failure", Detail: map[string]string{"reason": "throttled"}})
 		sv.Error = "Too many attempts from your network. Try again later."
 		w.Header().Set("Retry-After", "900")
 		l.renderSignup(w, r, http.StatusTooManyRequests, sv)
@@ -302,7 +303,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 		return
 	}
 	if l.cfg.Signup.Mode == SignupDomains && !domainAllowed(emailDomain(email), l.cfg.Signup.Domains) {
-		l.audit(r, storage.AuditEvent{Type: "signup", Outcome: "failure", Detail: map[string]string{"reason": "domain_not_allowed"}})
+		l.audit(r, storage.AuditEvent{Type: audit.Signup, Outcome: "failure", Detail: map[string]string{"reason": "domain_not_allowed"}})
 		sv.Error = msgSignupDom
 		l.renderSignup(w, r, http.StatusForbidden, sv)
 		return
@@ -328,7 +329,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 	if errors.Is(err, storage.ErrNotFound) {
 		acct := storage.Account{ID: newAccountID(), Email: email, Name: sv.Name, PasswordHash: h, CreatedAt: now, UpdatedAt: now, PasswordChangedAt: now}
 		if err = l.store.CreateAccount(ctx, acct); err == nil {
-			l.audit(r, storage.AuditEvent{Type: "signup", Outcome: "success", Subject: acct.ID})
+			l.audit(r, storage.AuditEvent{Type: audit.Signup, Outcome: "success", Subject: acct.ID})
 			if l.cfg.Mailer != nil {
 				if err := l.sendVerification(ctx, acct, h, sv.ReturnTo); err != nil {
 					l.log.Error("idp: storing email verification failed", "err", err)
@@ -347,7 +348,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 		l.renderSignup(w, r, http.StatusServiceUnavailable, sv)
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "signup", Outcome: "failure", Subject: existing.ID, Detail: map[string]string{"reason": "exists"}})
+	l.audit(r, storage.AuditEvent{Type: audit.Signup, Outcome: "failure", Subject: existing.ID, Detail: map[string]string{"reason": "exists"}})
 	if l.cfg.Mailer != nil && !existing.Disabled {
 		switch {
 		case existing.EmailVerified:
@@ -427,14 +428,14 @@ func (l *Login) serveLogout(w http.ResponseWriter, r *http.Request) {
 		s, signedIn := l.currentSession(r)
 		if signedIn {
 			if err := l.VerifyCSRF(r); err != nil {
-				l.refused(r, storage.AuditEvent{Type: "csrf.failure", Outcome: "failure", Subject: s.AccountID, Detail: map[string]string{"path": r.URL.Path, "reason": csrfReason(err)}})
+				l.refused(r, storage.AuditEvent{Type: audit.CSRFFailure, Outcome: "failure", Subject: s.AccountID, Detail: map[string]string{"path": r.URL.Path, "reason": csrfReason(err)}})
 				l.Error(w, r, http.StatusForbidden, "csrf_failed", "This form has expired or was not sent from this site. Go back, reload the page and try again.")
 				return
 			}
 		}
 		l.endSession(w, r)
 		if signedIn {
-			l.audit(r, storage.AuditEvent{Type: "logout", Outcome: "success", Subject: s.AccountID})
+			l.audit(r, storage.AuditEvent{Type: audit.Logout, Outcome: "success", Subject: s.AccountID})
 		}
 		if returnTo != "/" {
 			l.redirect(w, r, returnTo)
@@ -469,7 +470,7 @@ func (l *Login) beginUpstream(w http.ResponseWriter, r *http.Request, p Provider
 	if err := p.Begin(w, r, a); err != nil {
 		l.log.Error("idp: starting upstream login failed", "provider", p.Name(), "err", err)
 		_, _ = l.takeAttempt(r.Context(), a.ID)
-		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "begin_failed", "method": p.Kind() + ":" + p.Name()}})
+		l.audit(r, storage.AuditEvent{Type: audit.LoginFailure, Outcome: "failure", Detail: map[string]string{"reason": "begin_failed", "method": p.Kind() + ":" + p.Name()}})
 		l.upstreamUnreachable(w, r, p)
 	}
 }

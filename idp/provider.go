@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -185,7 +186,7 @@ func (l *Login) takeAttempt(ctx context.Context, id string) (Attempt, error) {
 // the error page.
 func (l *Login) FailUpstream(w http.ResponseWriter, r *http.Request, attemptID, reason string) {
 	a, _ := l.takeAttempt(r.Context(), attemptID)
-	l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{
+	l.refused(r, storage.AuditEvent{Type: audit.LoginFailure, Outcome: "failure", Detail: map[string]string{
 		"reason": reasonCode(reason), "method": "upstream", "provider": a.Provider,
 	}})
 	if unreachableReasons[reason] {
@@ -252,20 +253,20 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 	ctx := r.Context()
 	a, err := l.takeAttempt(ctx, attemptID)
 	if err != nil {
-		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "attempt_unknown", "provider": ext.Provider}})
+		l.refused(r, storage.AuditEvent{Type: audit.LoginFailure, Outcome: "failure", Detail: map[string]string{"reason": "attempt_unknown", "provider": ext.Provider}})
 		l.upstreamRefused(ext.Provider, "attempt_unknown")
 		l.Error(w, r, http.StatusBadRequest, "login_expired", "This sign-in attempt has expired or was already used. Please start again.")
 		return
 	}
 	if !l.sameBrowser(r, a) {
-		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "browser_mismatch", "provider": a.Provider}})
+		l.refused(r, storage.AuditEvent{Type: audit.LoginFailure, Outcome: "failure", Detail: map[string]string{"reason": "browser_mismatch", "provider": a.Provider}})
 		l.upstreamRefused(a.Provider, "browser_mismatch")
 		l.Error(w, r, http.StatusBadRequest, "login_failed", "This sign-in was started in another browser. Please start again here.")
 		return
 	}
 	p := l.providers[a.Provider]
 	if p == nil || ext.Provider != a.Provider || ext.Subject == "" {
-		l.refused(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "attempt_mismatch", "provider": a.Provider}})
+		l.refused(r, storage.AuditEvent{Type: audit.LoginFailure, Outcome: "failure", Detail: map[string]string{"reason": "attempt_mismatch", "provider": a.Provider}})
 		l.upstreamRefused(a.Provider, "attempt_mismatch")
 		l.Error(w, r, http.StatusBadRequest, "login_failed", "Sign-in with your identity provider could not be completed. Please try again.")
 		return
@@ -280,7 +281,7 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 	acct, reason, err := l.linkUpstream(ctx, p.Policy(), ext, signedIn)
 	if err != nil {
 		detail := map[string]string{"reason": reason, "method": method}
-		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Subject: acct.ID, Detail: detail})
+		l.audit(r, storage.AuditEvent{Type: audit.LoginFailure, Outcome: "failure", Subject: acct.ID, Detail: detail})
 		if reason != "store_error" {
 			l.upstreamRefused(p.Name(), reason)
 		}
@@ -303,12 +304,12 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 		}
 		return
 	}
-	if err := l.startSession(w, r, acct.ID, method); err != nil {
+	if err := l.startSession(w, r, acct.ID, method,
+		storage.AuditEvent{Type: audit.LoginSuccess, Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": method}}); err != nil {
 		l.log.Error("idp: starting session failed", "err", err)
 		l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Sign-in is temporarily unavailable. Please try again in a moment.")
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "login.success", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": method}})
 	l.redirect(w, r, a.ReturnTo)
 }
 
@@ -422,7 +423,7 @@ func (l *Login) linkUpstream(ctx context.Context, pol UpstreamPolicy, ext Extern
 			if _, err := l.store.DeleteAccountSessions(ctx, existing.ID); err != nil {
 				return storage.Account{}, "store_error", err
 			}
-			l.auditCtx(ctx, storage.AuditEvent{Type: "account.linked", Outcome: "success", Subject: existing.ID, Detail: map[string]string{"provider": ext.Provider, "by": by}})
+			l.auditCtx(ctx, storage.AuditEvent{Type: audit.AccountLinked, Outcome: "success", Subject: existing.ID, Detail: map[string]string{"provider": ext.Provider, "by": by}})
 			return existing, "", nil
 		case !errors.Is(err, storage.ErrNotFound):
 			return storage.Account{}, "store_error", err
@@ -459,7 +460,7 @@ func (l *Login) linkUpstream(ctx context.Context, pol UpstreamPolicy, ext Extern
 		}
 		return storage.Account{}, "store_error", err
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "account.created", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"provider": ext.Provider, "by": "upstream"}})
+	l.auditCtx(ctx, storage.AuditEvent{Type: audit.AccountCreated, Outcome: "success", Subject: acct.ID, Detail: map[string]string{"provider": ext.Provider, "by": "upstream"}})
 	return acct, "", nil
 }
 

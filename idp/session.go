@@ -118,8 +118,10 @@ func identityOf(s sessionView) authserver.Identity {
 
 // startSession signs the browser in as account: any session it had is
 // deleted first (the id is renewed at every login), a new random id is
-// stored under its hash and set in the session cookie.
-func (l *Login) startSession(w http.ResponseWriter, r *http.Request, accountID, method string) error {
+// stored under its hash and set in the session cookie. The login's audit
+// event commits with the session (storage.WithTxAudit): a sign-in that
+// happened always has its record.
+func (l *Login) startSession(w http.ResponseWriter, r *http.Request, accountID, method string, login storage.AuditEvent) error {
 	ctx := r.Context()
 	if h, ok := l.sessionHash(r); ok {
 		l.dropSession(ctx, h)
@@ -147,8 +149,16 @@ func (l *Login) startSession(w http.ResponseWriter, r *http.Request, accountID, 
 		ExpiresAt:  now.Add(l.cfg.SessionAbsolute),
 		UserAgent:  ua,
 	}
-	if err := l.store.CreateSession(ctx, s); err != nil {
+	login.IP = l.cfg.ClientIP(r)
+	if login.Time.IsZero() {
+		login.Time = now
+	}
+	txCtx := storage.WithTxAudit(ctx, func(error, *storage.Grant) []storage.AuditEvent { return []storage.AuditEvent{login} })
+	if err := l.store.CreateSession(txCtx, s); err != nil {
 		return fmt.Errorf("idp: creating session: %w", err)
+	}
+	if l.cfg.OnEvent != nil {
+		l.cfg.OnEvent(login)
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:  l.sessionCookie,

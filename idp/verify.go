@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -188,7 +189,7 @@ func (l *Login) verifyLinkFailed(w http.ResponseWriter, r *http.Request, err err
 		l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", msgUnavail)
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "account.email_verification", Outcome: "failure", Detail: map[string]string{"reason": "link_invalid"}})
+	l.audit(r, storage.AuditEvent{Type: audit.AccountEmailVerify, Outcome: "failure", Detail: map[string]string{"reason": "link_invalid"}})
 	l.Error(w, r, http.StatusBadRequest, "link_invalid", "This confirmation link has expired or was already used. Sign in to ask for a new one.")
 }
 
@@ -227,7 +228,7 @@ func (l *Login) postVerify(w http.ResponseWriter, r *http.Request) {
 	if !good {
 		l.accounts.fail(v.Email, l.cfg.Throttle.AccountFailures, now)
 		l.ips.fail(ip, l.cfg.Throttle.IPFailures, now)
-		l.audit(r, storage.AuditEvent{Type: "account.email_verification", Outcome: "failure", Subject: v.AccountID, Detail: map[string]string{"reason": "bad_password"}})
+		l.audit(r, storage.AuditEvent{Type: audit.AccountEmailVerify, Outcome: "failure", Subject: v.AccountID, Detail: map[string]string{"reason": "bad_password"}})
 		vv.Error = "Incorrect password. Enter the password you chose when you created the account."
 		l.renderVerify(w, http.StatusBadRequest, l.preSessionToken(w, r), vv)
 		return
@@ -264,16 +265,16 @@ func (l *Login) postVerify(w http.ResponseWriter, r *http.Request) {
 	if passwordSet {
 		detail["password_set"] = "true"
 	}
-	l.audit(r, storage.AuditEvent{Type: "account.email_verified", Outcome: "success", Subject: acct.ID, Detail: detail})
+	l.audit(r, storage.AuditEvent{Type: audit.AccountEmailVerified, Outcome: "success", Subject: acct.ID, Detail: detail})
 	if passwordSet {
-		l.audit(r, storage.AuditEvent{Type: "account.password_changed", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"by": "email_verification"}})
+		l.audit(r, storage.AuditEvent{Type: audit.AccountPasswordChanged, Outcome: "success", Subject: acct.ID, Detail: map[string]string{"by": "email_verification"}})
 	}
-	if err := l.startSession(w, r, acct.ID, "password"); err != nil {
+	if err := l.startSession(w, r, acct.ID, "password", storage.AuditEvent{Type: audit.LoginSuccess, Outcome: "success", Subject: acct.ID,
+		Detail: map[string]string{"method": "password", "via": "email_verification"}}); err != nil {
 		l.log.Error("idp: starting session failed", "err", err)
 		l.redirect(w, r, loginURLWith(l.loginPath, returnTo))
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "login.success", Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": "password", "via": "email_verification"}})
 	l.redirect(w, r, returnTo)
 }
 
@@ -317,7 +318,7 @@ func (l *Login) serveResend(w http.ResponseWriter, r *http.Request) {
 		l.renderVerify(w, http.StatusServiceUnavailable, sessionToken(s), vv)
 		return
 	}
-	l.audit(r, storage.AuditEvent{Type: "account.email_verification", Outcome: "success", Subject: s.AccountID, Detail: map[string]string{"reason": "resent"}})
+	l.audit(r, storage.AuditEvent{Type: audit.AccountEmailVerify, Outcome: "success", Subject: s.AccountID, Detail: map[string]string{"reason": "resent"}})
 	vv.Notice = "We sent a new link to " + s.Account.Email + "."
 	l.renderVerify(w, http.StatusOK, sessionToken(s), vv)
 }

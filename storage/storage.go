@@ -180,18 +180,33 @@ type Rotation struct {
 	Check func(Grant) error
 }
 
-// SigningKey is a private signing key. The newest key whose ActivatedAt has
-// passed and which is not retired signs; retired keys stay published in the
-// JWKS until PublishUntil.
+// SigningKey is a private signing key. It is published in the JWKS from
+// its creation; the newest key whose ActivatedAt has passed and whose
+// RetiredAt has not signs (a key created with a later ActivatedAt is
+// published but inactive until then: pre-publication). Retired keys stay
+// published in the JWKS until PublishUntil.
 type SigningKey struct {
 	ID        string `json:"kid"`
 	Algorithm string `json:"alg"`
 	// PrivateJWK is the private key as a JSON Web Key, or that JWK
 	// encrypted at rest by the authorization server (opaque to storage).
-	PrivateJWK   []byte    `json:"private_jwk"`
-	CreatedAt    time.Time `json:"created_at"`
+	PrivateJWK []byte    `json:"private_jwk"`
+	CreatedAt  time.Time `json:"created_at"`
+	// ActivatedAt is when the key starts signing; zero means CreatedAt.
+	ActivatedAt time.Time `json:"activated_at,omitzero"`
+	// RetiredAt is when the key stops signing (it may lie in the future:
+	// the activation of the key that replaces it).
 	RetiredAt    time.Time `json:"retired_at,omitempty"`
 	PublishUntil time.Time `json:"publish_until,omitempty"`
+}
+
+// Activation returns when the key starts signing: ActivatedAt, or
+// CreatedAt when that is zero.
+func (k SigningKey) Activation() time.Time {
+	if k.ActivatedAt.IsZero() {
+		return k.CreatedAt
+	}
+	return k.ActivatedAt
 }
 
 // Consent is a remembered consent, bound to user, client, scopes, resource
@@ -343,9 +358,11 @@ type Grants interface {
 type Keys interface {
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
 	// AddSigningKey inserts key and retires every other unretired key (setting
-	// RetiredAt=key.CreatedAt and PublishUntil=publishUntil), but only when the
-	// newest unretired key id still equals expectActive ("" = none). Otherwise
-	// ErrConflict: another instance rotated first.
+	// RetiredAt=key.Activation(), so a pre-published key takes over at its
+	// ActivatedAt with no further write, and PublishUntil=publishUntil), but
+	// only when the newest unretired key id still equals expectActive ("" =
+	// none). Otherwise ErrConflict: another instance rotated first. A key
+	// whose ActivatedAt is before its CreatedAt is refused.
 	AddSigningKey(ctx context.Context, key SigningKey, expectActive string, publishUntil time.Time) error
 	// DeleteSigningKey removes a retired key (after PublishUntil).
 	DeleteSigningKey(ctx context.Context, kid string) error

@@ -52,25 +52,41 @@ func (s *Store) AppendAudit(ctx context.Context, events ...storage.AuditEvent) e
 	}
 	// Batch may run fn more than once (alone, after a failed batch); every
 	// run assigns fresh keys inside its own transaction.
-	return s.db.Batch(func(tx *bolt.Tx) error {
-		b := bucket(tx, bktAudit)
-		for _, e := range evs {
-			var k []byte
-			for {
-				k = auditKey(e.Time, s.seq.Add(1))
-				if b.Get(k) == nil {
-					break
-				}
-			}
-			if e.ID == "" {
-				e.ID = hex.EncodeToString(k)
-			}
-			if err := putJSON(b, k, e); err != nil {
-				return err
+	return s.db.Batch(func(tx *bolt.Tx) error { return s.putAudit(tx, evs) })
+}
+
+// putAudit appends events inside tx (AppendAudit, and the events of a
+// storage.TxAudit in the transaction of the change they describe).
+func (s *Store) putAudit(tx *bolt.Tx, evs []storage.AuditEvent) error {
+	b := bucket(tx, bktAudit)
+	for _, e := range evs {
+		if e.Time.IsZero() {
+			e.Time = s.now()
+		}
+		var k []byte
+		for {
+			k = auditKey(e.Time, s.seq.Add(1))
+			if b.Get(k) == nil {
+				break
 			}
 		}
+		if e.ID == "" {
+			e.ID = hex.EncodeToString(k)
+		}
+		if err := putJSON(b, k, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// txAudit appends the storage.TxAudit events of ctx for outcome in tx.
+func (s *Store) txAudit(ctx context.Context, tx *bolt.Tx, outcome error, g *storage.Grant) error {
+	evs := storage.TxAuditEvents(ctx, outcome, g)
+	if len(evs) == 0 {
 		return nil
-	})
+	}
+	return s.putAudit(tx, evs)
 }
 
 func auditMatches(e storage.AuditEvent, q storage.AuditQuery) bool {

@@ -88,7 +88,7 @@ func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
 // SetClientDisabled implements storage.Clients.
 func (s *Store) SetClientDisabled(ctx context.Context, id string, disabled bool, now time.Time) error {
 	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
-	return s.modifyClient(ctx, id, func(c *storage.Client) bool {
+	return s.modifyClient(ctx, id, true, func(c *storage.Client) bool {
 		c.Disabled = disabled
 		c.UpdatedAt = now
 		return true
@@ -108,7 +108,7 @@ func (s *Store) TouchClient(ctx context.Context, id string, now time.Time) error
 	if !c.LastUsedAt.IsZero() && now.Sub(c.LastUsedAt) < touchInterval {
 		return nil
 	}
-	return s.modifyClient(ctx, id, func(c *storage.Client) bool {
+	return s.modifyClient(ctx, id, false, func(c *storage.Client) bool {
 		if !c.LastUsedAt.IsZero() && now.Sub(c.LastUsedAt) < touchInterval {
 			return false
 		}
@@ -117,7 +117,9 @@ func (s *Store) TouchClient(ctx context.Context, id string, now time.Time) error
 	})
 }
 
-func (s *Store) modifyClient(ctx context.Context, id string, fn func(*storage.Client) bool) error {
+// With audited, the storage.TxAudit of ctx is appended in the same
+// transaction when the client changed.
+func (s *Store) modifyClient(ctx context.Context, id string, audited bool, fn func(*storage.Client) bool) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := bucket(tx, bktClients)
 		var c storage.Client
@@ -127,6 +129,9 @@ func (s *Store) modifyClient(ctx context.Context, id string, fn func(*storage.Cl
 		if !fn(&c) {
 			return nil
 		}
-		return putJSON(b, []byte(id), c)
+		if err := putJSON(b, []byte(id), c); err != nil || !audited {
+			return err
+		}
+		return s.txAudit(ctx, tx, nil, nil)
 	})
 }

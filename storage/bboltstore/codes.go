@@ -83,7 +83,7 @@ func (s *Store) RedeemCode(ctx context.Context, hash []byte, now time.Time, issu
 			grantErr = err
 			return err // roll back whatever createGrant wrote
 		}
-		return nil
+		return s.txAudit(ctx, tx, nil, g)
 	})
 	if err == nil && outcome != nil {
 		err = outcome

@@ -38,7 +38,10 @@ func (s *Store) PutConsent(ctx context.Context, c storage.Consent) error {
 		return err
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		return putJSON(bucket(tx, bktConsents), consentKey(c.Subject, c.ClientID), c)
+		if err := putJSON(bucket(tx, bktConsents), consentKey(c.Subject, c.ClientID), c); err != nil {
+			return err
+		}
+		return s.txAudit(ctx, tx, nil, nil)
 	})
 }
 

@@ -163,7 +163,10 @@ func (s *Store) RotateRefresh(ctx context.Context, r storage.Rotation) (storage.
 		switch {
 		case errors.Is(err, storage.ErrRefreshReused):
 			g, reused = next, true
-			return putJSON(grants, id, g)
+			if err := putJSON(grants, id, g); err != nil {
+				return err
+			}
+			return s.txAudit(ctx, tx, storage.ErrRefreshReused, &g)
 		case err != nil:
 			return err
 		}
@@ -174,7 +177,10 @@ func (s *Store) RotateRefresh(ctx context.Context, r storage.Rotation) (storage.
 		if err := putJSON(grants, id, g); err != nil {
 			return err
 		}
-		return indexRefresh(tx, g.ID, r.Next)
+		if err := indexRefresh(tx, g.ID, r.Next); err != nil {
+			return err
+		}
+		return s.txAudit(ctx, tx, nil, &g)
 	})
 	switch {
 	case err == nil && reused:
@@ -194,8 +200,11 @@ func (s *Store) RevokeGrant(ctx context.Context, id, reason string, now time.Tim
 	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	now = s.revocationTime(now)
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		_, err := revoke(tx, []byte(id), reason, now)
-		return err
+		changed, err := revoke(tx, []byte(id), reason, now)
+		if err != nil || !changed {
+			return err
+		}
+		return s.txAudit(ctx, tx, nil, nil)
 	})
 }
 

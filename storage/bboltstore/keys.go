@@ -59,6 +59,9 @@ func (s *Store) AddSigningKey(ctx context.Context, key storage.SigningKey, expec
 	if key.CreatedAt.IsZero() {
 		return errors.New("bboltstore: signing key without creation time")
 	}
+	if key.Activation().Before(key.CreatedAt) {
+		return errors.New("bboltstore: signing key activated before its creation")
+	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := bucket(tx, bktKeys)
 		if b.Get([]byte(key.ID)) != nil {
@@ -81,7 +84,7 @@ func (s *Store) AddSigningKey(ctx context.Context, key storage.SigningKey, expec
 			if !k.RetiredAt.IsZero() {
 				continue
 			}
-			k.RetiredAt = key.CreatedAt
+			k.RetiredAt = key.Activation()
 			k.PublishUntil = publishUntil
 			if err := putJSON(b, []byte(k.ID), k); err != nil {
 				return err

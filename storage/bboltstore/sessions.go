@@ -34,7 +34,10 @@ func (s *Store) CreateSession(ctx context.Context, sess storage.Session) error {
 		if err := putJSON(b, sess.Hash, sess); err != nil {
 			return err
 		}
-		return bucket(tx, bktSessionsByAcct).Put(lp(sess.AccountID, sess.Hash), nil)
+		if err := bucket(tx, bktSessionsByAcct).Put(lp(sess.AccountID, sess.Hash), nil); err != nil {
+			return err
+		}
+		return s.txAudit(ctx, tx, nil, nil)
 	})
 }
 

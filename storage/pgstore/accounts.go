@@ -144,9 +144,9 @@ func (s *Store) CreateSession(ctx context.Context, ss storage.Session) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO mcpauth_sessions (hash, account_id, expires_at, data) VALUES ($1, $2, $3, $4)`,
+	_, err = s.execAudited(ctx, "create session", `INSERT INTO mcpauth_sessions (hash, account_id, expires_at, data) VALUES ($1, $2, $3, $4)`,
 		ss.Hash, ss.AccountID, ts(ss.ExpiresAt), data)
-	return dbErr("create session", err)
+	return err
 }
 
 // GetSession returns the session stored under hash.

@@ -42,6 +42,12 @@ func (s *Store) AppendAudit(ctx context.Context, events ...storage.AuditEvent) e
 	if len(events) == 0 {
 		return nil
 	}
+	return s.inTx(ctx, func(tx pgx.Tx) error { return s.putAudit(ctx, tx, events) })
+}
+
+// putAudit inserts events inside tx (AppendAudit, and the events of a
+// storage.TxAudit in the transaction of the change they describe).
+func (s *Store) putAudit(ctx context.Context, tx pgx.Tx, events []storage.AuditEvent) error {
 	const op = "append audit"
 	b := &pgx.Batch{}
 	for _, e := range events {
@@ -58,12 +64,44 @@ func (s *Store) AppendAudit(ctx context.Context, events ...storage.AuditEvent) e
 		b.Queue(`INSERT INTO mcpauth_audit (id, at, at_ns, type, client_id, subject, data) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 			e.ID, e.Time, auditNanos(e.Time), e.Type, e.ClientID, e.Subject, data)
 	}
-	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return dbErr(op, err)
+	}
+	return nil
+}
+
+// txAudit inserts the storage.TxAudit events of ctx for outcome in tx.
+func (s *Store) txAudit(ctx context.Context, tx pgx.Tx, outcome error, g *storage.Grant) error {
+	evs := storage.TxAuditEvents(ctx, outcome, g)
+	if len(evs) == 0 {
+		return nil
+	}
+	return s.putAudit(ctx, tx, evs)
+}
+
+// execAudited runs one statement: on the pool when ctx carries no
+// storage.TxAudit, else in a transaction with the audit events (when the
+// statement changed a row). It returns the statement's rows affected.
+func (s *Store) execAudited(ctx context.Context, op, sql string, args ...any) (int64, error) {
+	if !storage.HasTxAudit(ctx) {
+		tag, err := s.pool.Exec(ctx, sql, args...)
+		if err != nil {
+			return 0, dbErr(op, err)
+		}
+		return tag.RowsAffected(), nil
+	}
+	var n int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, sql, args...)
+		if err != nil {
 			return dbErr(op, err)
 		}
-		return nil
+		if n = tag.RowsAffected(); n == 0 {
+			return nil
+		}
+		return s.txAudit(ctx, tx, nil, nil)
 	})
+	return n, err
 }
 
 // ListAudit returns events matching q, newest first (event time, then

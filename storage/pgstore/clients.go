@@ -78,13 +78,13 @@ func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
 
 // SetClientDisabled flips the disabled flag; ErrNotFound for unknown ids.
 func (s *Store) SetClientDisabled(ctx context.Context, id string, disabled bool, now time.Time) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE mcpauth_clients SET disabled = $2,
+	n, err := s.execAudited(ctx, "set client disabled", `UPDATE mcpauth_clients SET disabled = $2,
 	data = data || jsonb_build_object('disabled', $2::boolean, 'updated_at', $3::text)
 WHERE id = $1`, id, disabled, jsonTime(now))
 	if err != nil {
-		return dbErr("set client disabled", err)
+		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return notFound("set client disabled")
 	}
 	return nil

@@ -98,7 +98,7 @@ WHERE hash = $1 AND used_at IS NULL RETURNING data`, hash, ts(now), jsonTime(now
 			keep = true
 			return errCommit{gerr} // the code stays burned, the grant is undone
 		}
-		return nil
+		return s.txAudit(ctx, tx, nil, g)
 	})
 	if err != nil && keep {
 		return out, err
@@ -216,6 +216,9 @@ WHERE t.hash = $1 FOR UPDATE OF g`, r.Presented).Scan(&data)
 			if err := updateGrant(ctx, tx, op, g); err != nil {
 				return err
 			}
+			if err := s.txAudit(ctx, tx, storage.ErrRefreshReused, &g); err != nil {
+				return err
+			}
 			return errCommit{fmt.Errorf("pgstore: %s: %w", op, err)}
 		case errors.Is(err, storage.ErrGrantRevoked):
 			return fmt.Errorf("pgstore: %s: %w", op, err)
@@ -231,7 +234,7 @@ WHERE t.hash = $1 FOR UPDATE OF g`, r.Presented).Scan(&data)
 		if _, err := tx.Exec(ctx, `INSERT INTO mcpauth_refresh_tokens (hash, grant_id) VALUES ($1, $2)`, r.Next, g.ID); err != nil {
 			return dbErr(op+": next refresh token", err)
 		}
-		return nil
+		return s.txAudit(ctx, tx, nil, &g)
 	})
 	switch {
 	case err == nil:
@@ -287,11 +290,11 @@ WHERE revoked_at IS NULL AND `
 // revoked grant keeps its first revocation.
 func (s *Store) RevokeGrant(ctx context.Context, id, reason string, now time.Time) error {
 	now = s.revocationTime(now)
-	tag, err := s.pool.Exec(ctx, revokeSet+`id = $1`, id, ts(now), jsonTime(now), reason)
+	n, err := s.execAudited(ctx, "revoke grant", revokeSet+`id = $1`, id, ts(now), jsonTime(now), reason)
 	if err != nil {
-		return dbErr("revoke grant", err)
+		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		var exists bool
 		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mcpauth_grants WHERE id = $1)`, id).Scan(&exists); err != nil {
 			return dbErr("revoke grant", err)

@@ -35,8 +35,11 @@ func (s *Store) AddSigningKey(ctx context.Context, key storage.SigningKey, expec
 		return errors.New("pgstore: add signing key: empty kid")
 	}
 	if key.CreatedAt.IsZero() {
-		// RetiredAt of the keys it replaces is its CreatedAt.
+		// RetiredAt of the keys it replaces is its activation.
 		return errors.New("pgstore: add signing key: zero created_at")
+	}
+	if key.Activation().Before(key.CreatedAt) {
+		return errors.New("pgstore: add signing key: activated before its creation")
 	}
 	data, err := encode(op, key)
 	if err != nil {
@@ -80,7 +83,7 @@ func (s *Store) AddSigningKey(ctx context.Context, key storage.SigningKey, expec
 			return dbErr(op, err)
 		}
 		for _, k := range live {
-			k.RetiredAt = key.CreatedAt
+			k.RetiredAt = key.Activation()
 			k.PublishUntil = publishUntil
 			kd, err := encode(op, k)
 			if err != nil {
@@ -162,10 +165,10 @@ func (s *Store) PutConsent(ctx context.Context, c storage.Consent) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO mcpauth_consents (subject, client_id, expires_at, data) VALUES ($1, $2, $3, $4)
+	_, err = s.execAudited(ctx, "put consent", `INSERT INTO mcpauth_consents (subject, client_id, expires_at, data) VALUES ($1, $2, $3, $4)
 ON CONFLICT (subject, client_id) DO UPDATE SET expires_at = EXCLUDED.expires_at, data = EXCLUDED.data`,
 		c.Subject, c.ClientID, ts(c.ExpiresAt), data)
-	return dbErr("put consent", err)
+	return err
 }
 
 // DeleteConsent forgets a consent; ErrNotFound when there is none.

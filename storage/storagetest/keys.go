@@ -39,6 +39,43 @@ func (s *suite) testKeys(t *testing.T) {
 		must(t, "ListSigningKeys", err)
 		same(t, "keys after refused adds", list, []storage.SigningKey{r1, k2})
 	})
+	t.Run("PrePublished", func(t *testing.T) {
+		// A pre-published key: stored (and so published) now, signing only
+		// from its ActivatedAt. The key it replaces keeps signing until
+		// then: its RetiredAt is the new key's activation, not its creation.
+		b, ctx := s.backend(t), t.Context()
+		k1 := newKey("k1", at(0))
+		must(t, "AddSigningKey first", b.AddSigningKey(ctx, k1, "", time.Time{}))
+		k2 := newKey("k2", at(time.Hour))
+		k2.ActivatedAt = at(time.Hour + 10*time.Minute)
+		must(t, "AddSigningKey pre-published", b.AddSigningKey(ctx, k2, "k1", at(5*time.Hour)))
+		list, err := b.ListSigningKeys(ctx)
+		must(t, "ListSigningKeys", err)
+		r1 := k1
+		r1.RetiredAt, r1.PublishUntil = k2.ActivatedAt, at(5*time.Hour)
+		same(t, "keys after pre-publication", list, []storage.SigningKey{r1, k2})
+
+		// The pending key is the newest unretired one: the next rotation
+		// (even an immediate one) expects it, and retires it at its own
+		// activation, leaving the first retirement as it was.
+		wantErr(t, "AddSigningKey expecting the old key", b.AddSigningKey(ctx, newKey("kx", at(2*time.Hour)), "k1", at(6*time.Hour)), storage.ErrConflict)
+		k3 := newKey("k3", at(time.Hour+time.Minute))
+		must(t, "AddSigningKey immediate over a pending key", b.AddSigningKey(ctx, k3, "k2", at(6*time.Hour)))
+		list, err = b.ListSigningKeys(ctx)
+		must(t, "ListSigningKeys", err)
+		r2 := k2
+		r2.RetiredAt, r2.PublishUntil = k3.CreatedAt, at(6*time.Hour)
+		same(t, "keys after an immediate rotation", list, []storage.SigningKey{r1, r2, k3})
+
+		bad := newKey("k4", at(3*time.Hour))
+		bad.ActivatedAt = at(2 * time.Hour)
+		if err := b.AddSigningKey(ctx, bad, "k3", at(7*time.Hour)); err == nil {
+			t.Fatal("AddSigningKey accepted a key activated before its creation")
+		}
+		list, err = b.ListSigningKeys(ctx)
+		must(t, "ListSigningKeys", err)
+		same(t, "keys after a refused add", list, []storage.SigningKey{r1, r2, k3})
+	})
 	t.Run("ListOrderedByCreatedAt", func(t *testing.T) {
 		b, ctx := s.backend(t), t.Context()
 		// kids sort the other way round from creation times.

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend) {
 	t.Run("Replays", s.testReplays)
 	t.Run("EmailVerifications", s.testVerifications)
 	t.Run("Audit", s.testAudit)
+	t.Run("AuditInTransaction", s.testTxAudit)
 	t.Run("Maintenance", s.testMaintenance)
 	t.Run("CallerClock", s.testCallerClock)
 	t.Run("Context", s.testContext)
