@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -159,7 +160,7 @@ func (s *Server) idjagRefused(r *http.Request, client storage.Client, idp string
 	if idp != "" {
 		detail["idp"] = idp
 	}
-	s.emit(r.Context(), r, storage.AuditEvent{Type: "id_jag.refused", Outcome: e.Code, ClientID: client.ID, Detail: detail})
+	s.emit(r.Context(), r, storage.AuditEvent{Type: audit.IDJAGRefused, Outcome: e.Code, ClientID: client.ID, Detail: detail})
 	return e
 }
 

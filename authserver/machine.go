@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -268,6 +269,6 @@ func (s *Server) issueMachineToken(r *http.Request, client storage.Client, subje
 	for k, v := range detail {
 		d[k] = v
 	}
-	s.emit(ctx, r, storage.AuditEvent{Type: "token.issued", Outcome: "success", Subject: subject, ClientID: client.ID, Detail: d})
+	s.emit(ctx, r, storage.AuditEvent{Type: audit.TokenIssued, Outcome: "success", Subject: subject, ClientID: client.ID, Detail: d})
 	return resp, nil
 }

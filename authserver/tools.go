@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -305,7 +306,7 @@ func (s *Server) serveStepUp(w http.ResponseWriter, r *http.Request) {
 	switch r.PostForm.Get("decision") {
 	case "approve":
 	case "deny":
-		s.emit(ctx, r, storage.AuditEvent{Type: "consent.denied", Outcome: "denied", Subject: id.Subject, ClientID: client.ID,
+		s.emit(ctx, r, storage.AuditEvent{Type: audit.ConsentDenied, Outcome: "denied", Subject: id.Subject, ClientID: client.ID,
 			Detail: map[string]string{"grant_id": g.ID, "step_up": "true"}})
 		s.stepUpDone(w, r, StepUpResult{Client: client})
 		return
@@ -323,7 +324,7 @@ func (s *Server) serveStepUp(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Browser.Error(w, r, http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "storage unavailable")
 		return
 	}
-	s.emit(ctx, r, storage.AuditEvent{Type: "consent.granted", Outcome: "success", Subject: id.Subject, ClientID: client.ID,
+	s.emit(ctx, r, storage.AuditEvent{Type: audit.ConsentGrant, Outcome: "success", Subject: id.Subject, ClientID: client.ID,
 		Detail: map[string]string{"grant_id": g.ID, "step_up": "true", "scope": strings.Join(widened.Scopes, " "),
 			"added_scope": strings.Join(newScopes, " "), "added_tools": strings.Join(newTools, " "), "resource": g.Resource}})
 	s.stepUpDone(w, r, StepUpResult{Client: client, Approved: true, Scopes: widened.Scopes, Tools: widened.Tools})

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -175,7 +176,7 @@ func (l *Login) postAccount(w http.ResponseWriter, r *http.Request) {
 			l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "The app can't be disconnected right now. Try again in a moment.")
 			return
 		}
-		l.refused(r, storage.AuditEvent{Type: "grant.disconnect", Outcome: "failure", Subject: s.Account.ID, Detail: map[string]string{"reason": "unknown_grant"}})
+		l.refused(r, storage.AuditEvent{Type: audit.GrantDisconnect, Outcome: "failure", Subject: s.Account.ID, Detail: map[string]string{"reason": "unknown_grant"}})
 		l.errorPage(w, r, http.StatusNotFound, "not_found", "App not found", "This app is not connected to your account (it may have been disconnected already).")
 		return
 	}
@@ -185,7 +186,7 @@ func (l *Login) postAccount(w http.ResponseWriter, r *http.Request) {
 			l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "The app can't be disconnected right now. Try again in a moment.")
 			return
 		}
-		l.audit(r, storage.AuditEvent{Type: "grant.disconnected", Outcome: "success", Subject: s.Account.ID, ClientID: g.ClientID,
+		l.audit(r, storage.AuditEvent{Type: audit.GrantDisconnected, Outcome: "success", Subject: s.Account.ID, ClientID: g.ClientID,
 			Detail: map[string]string{"grant": g.ID}})
 	}
 	l.redirect(w, r, l.accountPath+"?disconnected=1")

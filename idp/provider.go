@@ -515,6 +515,6 @@ func (l *Login) ResolveIdentity(ctx context.Context, pol UpstreamPolicy, ext Ext
 	if reason == "store_error" {
 		return "", err
 	}
-	l.auditCtx(ctx, storage.AuditEvent{Type: "account.refused", Outcome: reason, Subject: acct.ID, Detail: map[string]string{"provider": ext.Provider}})
+	l.auditCtx(ctx, storage.AuditEvent{Type: audit.AccountRefused, Outcome: reason, Subject: acct.ID, Detail: map[string]string{"provider": ext.Provider}})
 	return "", fmt.Errorf("%w (%s)", ErrNotProvisioned, reason)
 }

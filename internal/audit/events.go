@@ -15,6 +15,7 @@ const (
 	ConsentGrant  = "consent.granted"
 	ConsentDenied = "consent.denied"
 	ConsentReused = "consent.reused"
+	IDJAGRefused  = "id_jag.refused" // one record per refused ID-JAG (beside the aggregate)
 
 	// Clients.
 	ClientRegistered     = "client.registered"
@@ -40,6 +41,9 @@ const (
 	AccountEmailVerified   = "account.email_verified"
 	AccountDisabled        = "account.disabled"
 	AccountEnabled         = "account.enabled"
+	AccountRefused         = "account.refused"    // an upstream sign-in refused for a known account
+	GrantDisconnected      = "grant.disconnected" // the user ended a grant on the account page
+	GrantDisconnect        = "grant.disconnect"   // a refused disconnect (aggregated)
 
 	// Operator actions.
 	KeysRotated = "keys.rotated"
