@@ -180,6 +180,9 @@ type App struct {
 	// PathPrefix puts the endpoints under a prefix (default: the issuer's
 	// origin root, where some clients look for them regardless of metadata).
 	PathPrefix string `json:"path_prefix,omitempty"`
+	// Source is where the mcp_auth block is configured (Caddyfile
+	// file:line, set by the adapter), named by its configuration errors.
+	Source string `json:"source,omitempty"`
 	// Storage chooses the backend (default: an embedded bbolt file).
 	Storage StorageConfig `json:"storage,omitempty"`
 	// SigningAlgorithm signs access tokens: ES256 (default), EdDSA or RS256.
@@ -559,6 +562,30 @@ func (App) CaddyModule() caddy.ModuleInfo {
 
 // Provision opens the store and the signing keys, and builds the hosted login.
 func (a *App) Provision(ctx caddy.Context) error {
+	if err := a.provision(ctx); err != nil {
+		return a.positioned(err)
+	}
+	return nil
+}
+
+// positionRE matches an error that already names its Caddyfile line.
+var positionRE = regexp.MustCompile(`^[^\s:]+:\d+: `)
+
+// positioned prefixes a configuration error with the mcp_auth block's
+// Caddyfile line when it names none of its own (a client's or a user's
+// errors name theirs), and logs it first so that it leads the output of
+// `caddy validate` and `caddy run`.
+func (a *App) positioned(err error) error {
+	if a.Source != "" && !positionRE.MatchString(err.Error()) {
+		err = fmt.Errorf("%s%w", at(a.Source), err)
+	}
+	if a.logger != nil {
+		a.logger.Error(err.Error())
+	}
+	return err
+}
+
+func (a *App) provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.st = &appState{}
 	a.prm = newPRMRegistry()
@@ -712,8 +739,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 // returning it, so that it leads the output of `caddy validate` and `caddy
 // run` (Caddy prefixes the returned error with the whole module path).
 func (a *App) refuseConfig(err error) error {
-	a.logger.Error(err.Error())
-	return err
+	return err // logged once, by positioned
 }
 
 // at prefixes an error with a Caddyfile position ("" without one).
@@ -745,8 +771,16 @@ func unsetVars(raw string) string {
 	return " (environment variables " + strings.Join(names, ", ") + " are not set)"
 }
 
-// Validate checks the configuration's invariants.
+// Validate checks the configuration's invariants; an error names the
+// Caddyfile line of the mcp_auth block (or of the client or user at fault).
 func (a *App) Validate() error {
+	if err := a.validate(); err != nil {
+		return a.positioned(err)
+	}
+	return nil
+}
+
+func (a *App) validate() error {
 	if err := a.DPoP.validate(); err != nil { // dpop.go
 		return err
 	}

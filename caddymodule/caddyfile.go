@@ -35,6 +35,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 // UnmarshalCaddyfile reads the global mcp_auth block.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
+	a.Source = tokenPos(d)
 	if d.NextArg() {
 		return d.ArgErr()
 	}

@@ -66,3 +66,38 @@ func TestProvisionRefusesUnsetSecrets(t *testing.T) {
 	}
 	_ = a.Cleanup()
 }
+
+// App-level configuration errors (found at Validate or Provision) name the
+// Caddyfile line of the mcp_auth block; errors of a client or user keep
+// their own line and are not prefixed twice.
+func TestAppErrorsNameTheirLine(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		app  App
+		run  func(a *App) error
+		want string
+	}{
+		{"issuer with a trailing slash", App{Issuer: "https://auth.example.com/x/", Source: "Caddyfile:2"},
+			func(a *App) error { return a.Validate() }, "Caddyfile:2: mcp_auth: "},
+		{"prefix out of range", App{Issuer: testIssuer, ClientIPv4Prefix: 40, Source: "Caddyfile:2"},
+			func(a *App) error { return a.Validate() }, "Caddyfile:2: mcp_auth: client_ipv4_prefix 40"},
+		{"a client's own line wins", App{Issuer: testIssuer, Source: "Caddyfile:2",
+			Clients: []ClientConfig{{ID: "svc", RedirectURIs: []string{"https://svc.example/cb"}, Secret: "{env.MCPAUTH_TEST_UNSET_PW}", Source: "Caddyfile:12"}}},
+			func(a *App) error {
+				a.Storage = StorageConfig{Path: filepath.Join(t.TempDir(), "mcpauth.db")}
+				ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+				defer cancel()
+				defer a.Cleanup()
+				return a.Provision(ctx)
+			}, "Caddyfile:12: mcp_auth: client"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Unsetenv("MCPAUTH_TEST_UNSET_PW")
+			a := tc.app
+			err := tc.run(&a)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Count(err.Error(), "Caddyfile:") != 1 {
+				t.Fatalf("error %v, want it to start with %q and name one line", err, tc.want)
+			}
+		})
+	}
+}
