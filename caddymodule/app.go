@@ -1408,7 +1408,6 @@ func samlNames(ps []SAMLProvider) []string {
 	return out
 }
 
-
 // appFrom returns the mcp_auth app of this config. Without one, the error
 // says what to add (not "issuer is required" of an empty app).
 func appFrom(ctx caddy.Context, directive string) (*App, error) {
