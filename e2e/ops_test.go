@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -294,16 +295,38 @@ func TestOpsUsersAuditKeys(t *testing.T) {
 	if got := mcpStatus(t, s, alice.AccessToken); got != 200 {
 		t.Fatalf("token signed by the retired key: %d, want 200", got)
 	}
+	// The rotated-in key is published first (key_prepublish): tokens are
+	// still signed by the current key until it activates.
 	alice2 := s.login(t, s.oauthConfig("todo:read"))
-	if kid := opsTokenKid(t, alice2.AccessToken); kid == before[0] || (kid != after[0] && kid != after[1]) {
-		t.Fatalf("new token kid %q; JWKS %v", kid, after)
-	}
-	if got := mcpStatus(t, s, alice2.AccessToken); got != 200 {
-		t.Fatalf("token signed by the new key: %d", got)
+	if kid := opsTokenKid(t, alice2.AccessToken); kid != before[0] {
+		t.Fatalf("a token right after a pre-published rotation has kid %q, want the current key %q; JWKS %v", kid, before[0], after)
 	}
 	var keys []map[string]any
 	if st := opsAdminJSON(t, s, "GET", "/mcp_auth/keys", "", &keys); st != 200 || len(keys) != 2 {
 		t.Fatalf("admin keys: %d %v", st, keys)
+	}
+	pending := 0
+	for _, k := range keys {
+		if k["activates_at"] != nil {
+			pending++
+		}
+	}
+	if pending != 1 {
+		t.Fatalf("admin keys: want one pre-published key with activates_at: %v", keys)
+	}
+	// --now signs at once (the disruptive rotation).
+	opsMustCLI(t, s, "keys", "rotate", "--now")
+	now := opsJWKSKids(t, s)
+	alice3 := s.login(t, s.oauthConfig("todo:read"))
+	kid := opsTokenKid(t, alice3.AccessToken)
+	if kid == before[0] || !slices.Contains(now, kid) {
+		t.Fatalf("after keys rotate --now the token kid is %q; JWKS %v", kid, now)
+	}
+	if got := mcpStatus(t, s, alice3.AccessToken); got != 200 {
+		t.Fatalf("token signed by the new key: %d", got)
+	}
+	if got := mcpStatus(t, s, alice2.AccessToken); got != 200 {
+		t.Fatalf("token signed by the retired key after --now: %d, want 200", got)
 	}
 
 	out = opsMustCLI(t, s, "audit", "tail", "--limit", "500")
@@ -318,8 +341,8 @@ func TestOpsUsersAuditKeys(t *testing.T) {
 		}
 	}
 	var evs []map[string]any
-	if err := json.Unmarshal([]byte(opsMustCLI(t, s, "audit", "tail", "--type", "keys.rotated", "--json")), &evs); err != nil || len(evs) != 1 {
-		t.Fatalf("audit --json: %v %v", err, evs)
+	if err := json.Unmarshal([]byte(opsMustCLI(t, s, "audit", "tail", "--type", "keys.rotated", "--json")), &evs); err != nil || len(evs) != 2 {
+		t.Fatalf("audit --json: want the two rotations: %v %v", err, evs)
 	}
 }
 
