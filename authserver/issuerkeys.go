@@ -60,7 +60,9 @@ func (k issuerKeys) AssertionKey(ctx context.Context, kid string) (PublicKey, er
 // unreachable since the start and nothing was persisted). Temporary.
 type issuerKeysUnavailable struct{ retry time.Duration }
 
-func (e *issuerKeysUnavailable) Error() string             { return "authserver: " + resourceguard.ErrKeysUnavailable.Error() }
+func (e *issuerKeysUnavailable) Error() string {
+	return "authserver: " + resourceguard.ErrKeysUnavailable.Error()
+}
 func (e *issuerKeysUnavailable) Unwrap() error             { return resourceguard.ErrKeysUnavailable }
 func (e *issuerKeysUnavailable) Temporary() bool           { return true }
 func (e *issuerKeysUnavailable) RetryAfter() time.Duration { return max(e.retry, time.Second) }
