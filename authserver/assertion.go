@@ -386,14 +386,8 @@ var secretJWKMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 // that fit no allowed algorithm are skipped; kids are unique. A set with no
 // usable key is refused.
 func ParseJWKS(raw []byte) ([]PublicKey, error) {
-	return parseJWKS(raw, MaxJWKSBytes)
-}
-
-// parseJWKS is ParseJWKS with another size cap (the sets of operator-
-// configured issuers, which carry x5c chains, are larger).
-func parseJWKS(raw []byte, maxBytes int) ([]PublicKey, error) {
-	if len(raw) > maxBytes {
-		return nil, fmt.Errorf("authserver: jwks: larger than %d bytes", maxBytes)
+	if len(raw) > MaxJWKSBytes {
+		return nil, fmt.Errorf("authserver: jwks: larger than %d bytes", MaxJWKSBytes)
 	}
 	top, err := jsonobject.Decode(raw)
 	if err != nil {

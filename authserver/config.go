@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
+	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -136,9 +137,16 @@ type Config struct {
 	// WorkloadIssuers are the issuers whose workload tokens authenticate
 	// clients as client assertions (requirement 23).
 	WorkloadIssuers []WorkloadIssuer
-	// IssuerFetcher fetches the metadata and keys of EnterpriseIdPs and
-	// WorkloadIssuers (nil: IssuerFetcher{}).
-	IssuerFetcher JWKSFetcher
+	// IssuerClient fetches the metadata and keys of EnterpriseIdPs and
+	// WorkloadIssuers (nil: resourceguard's default client, 10 s timeout,
+	// no redirect from https to http). The operator named these issuers, so
+	// private addresses are allowed (a cluster's issuer is often internal).
+	IssuerClient *http.Client
+	// IssuerKeyStore keeps the last good key set of each trusted issuer
+	// (as the guard keeps its external issuer's), so that a restart while
+	// the issuer is down still verifies. Nil: kept in memory only.
+	// certmagic.Storage (Caddy's storage) satisfies it.
+	IssuerKeyStore resourceguard.KeySetStore
 	// ClientResolver resolves https client ids (CIMD). Nil: such ids are
 	// unknown clients.
 	ClientResolver ClientResolver

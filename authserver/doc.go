@@ -67,10 +67,12 @@
 //     RemoteKeys, JWK sets fetched through Config.JWKSFetcher, the CIMD
 //     fetcher). Every bad assertion is 401 invalid_client; the jti is
 //     recorded in the store (storage.Replays) only when all else holds.
-//   - The same verifier and RemoteKeys serve ID-JAGs (idjag.go, requirement
-//     24) and workload tokens as client assertions (machine.go, requirement
-//     23), with the trusted issuers' keys discovered and kept through
-//     outages (issuerkeys.go, Config.IssuerFetcher).
+//   - The same verifier serves ID-JAGs (idjag.go, requirement 24) and
+//     workload tokens as client assertions (machine.go, requirement 23);
+//     the trusted issuers' keys come from the guard's one remote key source
+//     (resourceguard.RemoteKeySource: discovered, refreshed in the
+//     background, kept through outages and, with Config.IssuerKeyStore,
+//     restarts; issuerkeys.go, Config.IssuerClient).
 //   - /revoke answers 400 unauthorized_client and changes nothing when the
 //     token belongs to another client (RFC 7009 §2.1 "refuses"); unknown,
 //     expired or already revoked tokens answer 200; a storage failure 503.

@@ -45,7 +45,7 @@ func TestIDJAGReplayAcrossInstances(t *testing.T) {
 		srv, err := New(context.Background(), Config{
 			Issuer: issuer, Store: st, Browser: &testBrowser{authTime: clock.Now()},
 			Scopes: []string{"read", "write"}, Resources: ResourcePolicy{Enabled: true, Known: []string{testResource}},
-			Clients: testClients(t), IssuerFetcher: ref.fetcher, EnterpriseAccounts: ref.accounts.resolve,
+			Clients: testClients(t), IssuerClient: ref.fetcher.client(), EnterpriseAccounts: ref.accounts.resolve,
 			EnterpriseIdPs: []EnterpriseIdP{{Name: "acme", Issuer: entIssuer, Clients: []string{"conf"}, ScopeMap: map[string][]string{"mcp.read": {"read"}}}},
 			Now:            clock.Now,
 		})

@@ -101,7 +101,7 @@ func newEntHarnessSync(t testing.TB, fsync bool, mod ...func(*Config)) *entHarne
 			storage.Client{ID: "bot", Name: "Bot", GrantTypes: []string{GrantClientCredentials}, SecretHash: hash, Scopes: []string{"read", "write"}, DefaultScopes: []string{"read"}},
 			storage.Client{ID: "ci", Name: "CI agent", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}},
 		)
-		c.IssuerFetcher = f
+		c.IssuerClient = f.client()
 		c.EnterpriseAccounts = acc.resolve
 		c.EnterpriseIdPs = []EnterpriseIdP{{Name: "acme", Issuer: entIssuer, Clients: []string{"conf", "keyed", "app"},
 			ScopeMap: map[string][]string{"mcp.read": {"read"}, "mcp.write": {"write"}}}}
@@ -293,23 +293,104 @@ func TestIDJAGAccountMapping(t *testing.T) {
 	}
 }
 
-// TestIDJAGKeysThroughOutage: the IdP's keys stay in use past their cache
-// lifetime while it is down; a restart-free rotation is picked up.
+// TestIDJAGKeysThroughOutage: the IdP's keys stay in use past their
+// refresh time while it is down, however long; once it answers again, an
+// ID-JAG signed with a new key (a rotation) is accepted after one bounded
+// refetch, without a restart.
 func TestIDJAGKeysThroughOutage(t *testing.T) {
 	h := newEntHarness(t)
 	h.mustToken(bearerForm(h.idjag()))
 	h.fetcher.fail(entJWKS, tempErr{})
 	h.fetcher.fail(entIssuer+"/.well-known/openid-configuration", tempErr{})
-	h.clock.Advance(3 * time.Hour) // past every TTL
-	tok := h.mustToken(bearerForm(h.idjag()))
-	if tok.AccessToken == "" {
-		t.Fatal("no token while the IdP is down")
+	for _, d := range []time.Duration{3 * time.Hour, 8 * 24 * time.Hour} {
+		h.clock.Advance(d) // past every refresh time: a background refetch fails
+		if tok := h.mustToken(bearerForm(h.idjag())); tok.AccessToken == "" {
+			t.Fatal("no token while the IdP is down")
+		}
 	}
-	// Past KeepStale the keys are gone: 503, not invalid_grant.
-	h.clock.Advance(DefaultIssuerKeepStale)
-	w := h.token(bearerForm(h.idjag()))
-	if w.Code != http.StatusServiceUnavailable || oauthError(t, w) != CodeTemporarilyUnavailable {
-		t.Fatalf("got %d %s, want 503", w.Code, w.Body)
+	// The IdP is back and has rotated to a new key.
+	rotated := newSigner(t, "RS256", "acme-2")
+	h.fetcher.set(entJWKS, jwksOf(t, h.idp, rotated))
+	h.fetcher.fail(entJWKS, nil)
+	h.fetcher.fail(entIssuer+"/.well-known/openid-configuration", nil)
+	h.clock.Advance(2 * time.Minute) // past the refetch interval
+	before := h.fetcher.fetches(entJWKS)
+	old := h.idp
+	h.idp = rotated
+	if tok := h.mustToken(bearerForm(h.idjag())); tok.AccessToken == "" {
+		t.Fatal("the rotated key was not picked up")
+	}
+	// Unknown kids refetch at most once a refetch interval.
+	for range 3 {
+		h.idp = newSigner(t, "RS256", "acme-unknown")
+		if w := h.token(bearerForm(h.idjag())); oauthError(t, w) != CodeInvalidGrant {
+			t.Fatalf("unknown kid: %d %s", w.Code, w.Body)
+		}
+	}
+	if n := h.fetcher.fetches(entJWKS) - before; n != 1 {
+		t.Fatalf("%d JWKS fetches for unknown kids, want 1", n)
+	}
+	h.idp = old
+	h.mustToken(bearerForm(h.idjag()))
+}
+
+// TestIDJAGKeysSurviveRestart: the IdP's last good keys are persisted in
+// the key store (Caddy's storage in production): a server started while
+// the IdP is down verifies with them. Without a persisted copy the server
+// still starts, refuses with 503 temporarily_unavailable
+// (issuer_keys_unavailable) and accepts once the IdP answers.
+func TestIDJAGKeysSurviveRestart(t *testing.T) {
+	ks := &memKeyStore{}
+	first := newEntHarness(t, func(c *Config) { c.IssuerKeyStore = ks })
+	first.mustToken(bearerForm(first.idjag()))
+	if n := ks.len(); n != 2 { // the IdP and the workload issuer
+		t.Fatalf("%d key sets persisted, want 2", n)
+	}
+	first.srv.Close()
+	f := first.fetcher
+	down := []string{entJWKS, entIssuer + "/.well-known/openid-configuration", entIssuer + "/.well-known/oauth-authorization-server"}
+	for _, u := range down {
+		f.fail(u, tempErr{})
+	}
+	restart := func(store *memKeyStore) *entHarness {
+		h := newEntHarness(t, func(c *Config) {
+			c.IssuerClient = f.client()
+			if store != nil {
+				c.IssuerKeyStore = store
+			}
+		})
+		h.idp, h.fetcher = first.idp, f
+		return h
+	}
+	again := restart(ks)
+	if tok := again.mustToken(bearerForm(again.idjag())); again.claims(tok.AccessToken)["sub"] != "alice" {
+		t.Fatal("the persisted keys did not verify after the restart")
+	}
+
+	// No persisted copy: the server starts, the exchange is refused 503.
+	cold := restart(nil)
+	w := cold.token(bearerForm(cold.idjag()))
+	if w.Code != http.StatusServiceUnavailable || oauthError(t, w) != CodeTemporarilyUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("got %d %s %v, want 503 with Retry-After", w.Code, w.Body, w.Header())
+	}
+	if evs := cold.audit("id_jag.refused"); len(evs) == 0 || evs[len(evs)-1].Detail["reason"] != string(ReasonIssuerKeysUnavailable) {
+		t.Fatalf("audit = %+v", evs)
+	}
+	// The IdP answers again: the next background fetch brings the keys.
+	for _, u := range down {
+		f.fail(u, nil)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cold.clock.Advance(3 * time.Minute) // past any back-off
+		w = cold.token(bearerForm(cold.idjag()))
+		if w.Code == http.StatusOK {
+			break
+		}
+		if w.Code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("after the IdP came back: %d %s", w.Code, w.Body)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -480,7 +561,7 @@ func TestWorkloadIdentity(t *testing.T) {
 // workload issuers.
 func TestTrustedIssuerConfig(t *testing.T) {
 	base := func(c *Config) {
-		c.IssuerFetcher = &fakeJWKSFetcher{sets: map[string][]byte{}, errs: map[string]error{}, count: map[string]int{}}
+		c.IssuerClient = (&fakeJWKSFetcher{sets: map[string][]byte{}, errs: map[string]error{}, count: map[string]int{}}).client()
 		c.EnterpriseAccounts = (&testAccounts{}).resolve
 		c.Clients = append(c.Clients, storage.Client{ID: "ci", Name: "CI", GrantTypes: []string{GrantClientCredentials}})
 	}

@@ -1,7 +1,6 @@
 package authserver
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -295,42 +294,14 @@ func (s *Server) idjagScopes(idp *EnterpriseIdP, client storage.Client, c map[st
 	return out, nil
 }
 
-// buildIssuerKeys makes the key sources of the trusted issuers.
+// buildIssuerKeys records the clients bound to workload issuers (their key
+// sources start later, see startIssuerKeys in issuerkeys.go).
 func (s *Server) buildIssuerKeys() error {
-	if len(s.cfg.EnterpriseIdPs) == 0 && len(s.cfg.WorkloadIssuers) == 0 {
-		return nil
-	}
-	f := s.cfg.IssuerFetcher
-	if f == nil {
-		f = IssuerFetcher{}
-	}
-	rk, err := NewRemoteKeys(RemoteKeysConfig{Fetcher: f, MaxBytes: maxIssuerDocBytes, KeepStale: DefaultIssuerKeepStale, Now: s.cfg.Now})
-	if err != nil {
-		return err
-	}
-	s.issuerKeys = map[string]KeySource{}
-	add := func(iss, jwks string) {
-		s.issuerKeys[iss] = &issuerKeys{keys: rk, fetcher: f, issuer: iss, jwksURI: jwks, now: s.cfg.Now}
-	}
-	for _, p := range s.cfg.EnterpriseIdPs {
-		add(p.Issuer, p.JWKSURI)
-	}
 	s.workloadClients = map[string]bool{}
 	for _, w := range s.cfg.WorkloadIssuers {
-		add(w.Issuer, w.JWKSURI)
 		for _, id := range w.Clients {
 			s.workloadClients[id] = true
 		}
 	}
 	return nil
-}
-
-// warmIssuerKeys fetches every trusted issuer's keys once at start (a
-// wrong issuer shows in the log at once; a failure is retried on use).
-func (s *Server) warmIssuerKeys(ctx context.Context) {
-	for iss, k := range s.issuerKeys {
-		if _, err := k.AssertionKey(ctx, "\x00warm"); err != nil && !errors.Is(err, ErrUnknownKey) {
-			s.cfg.Logger.Warn("authserver: trusted issuer keys not available yet", "issuer", iss, "error", err)
-		}
-	}
 }

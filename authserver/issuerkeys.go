@@ -2,110 +2,114 @@ package authserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
+	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
 // Keys of operator-configured issuers (requirements 23, 24): enterprise
 // IdPs that issue ID-JAGs and workload issuers (Kubernetes, GitHub Actions,
-// SPIFFE). Their JWK sets are found through discovery (OpenID Connect
-// Discovery 1.0 §4, then RFC 8414 §3) and cached by the same RemoteKeys as
-// the keys of private_key_jwt clients, with KeepStale: while the issuer is
-// down its last good keys keep verifying.
+// SPIFFE). They come from the guard's one remote key source,
+// resourceguard.RemoteKeySource, as the keys of the guard's external
+// issuers do: jwks_uri discovered from the issuer's metadata (RFC 8414 §3,
+// then OpenID Connect Discovery 1.0 §4; the document's issuer must be the
+// configured one) unless configured; fetched in the background, retried
+// with bounded back-off and refreshed on schedule, never on the request
+// path; an unknown kid starts at most one refetch a minute; the last good
+// set stays in use while the issuer is down and is persisted in
+// Config.IssuerKeyStore, so that a restart during an outage still
+// verifies. An issuer unreachable at start does not fail the server: its
+// assertions are refused 503 temporarily_unavailable (issuer_keys_unavailable)
+// until its keys are known.
 
-// Limits of trusted-issuer documents.
-const (
-	// maxIssuerDocBytes caps a discovery document or JWK set of a trusted
-	// issuer (sets with x5c chains run to several KiB).
-	maxIssuerDocBytes = 64 << 10
-	// DefaultIssuerKeepStale is how long an issuer's keys stay in use past
-	// their cache lifetime while it is unreachable.
-	DefaultIssuerKeepStale = 7 * 24 * time.Hour
-	// issuerFetchTimeout bounds one request to a trusted issuer.
-	issuerFetchTimeout = 10 * time.Second
-)
-
-// IssuerFetcher fetches the discovery documents and JWK sets of issuers the
-// operator configured. The operator named these URLs, so private addresses
-// are allowed (a cluster's issuer is often internal); https is required
-// except on loopback hosts; redirects are not followed; answers are capped
-// at 64 KiB; a network failure or 5xx is temporary.
-type IssuerFetcher struct {
-	// Client makes the requests (nil: a client with a 10 s timeout).
-	Client *http.Client
+// issuerKeys adapts a RemoteKeySource to KeySource. The key's algorithm is
+// the one the source fixes for it (its JWK "alg", else the one its type
+// implies: RS256 for RSA), as at the guard.
+type issuerKeys struct {
+	src *resourceguard.RemoteKeySource
 }
 
-// fetchError is a failed trusted-issuer fetch.
-type fetchError struct {
-	msg       string
-	temporary bool
+// AssertionKey implements KeySource. A token of a trusted issuer must name
+// its key (kid): the source keeps only keys with a kid, and an empty kid
+// never starts a refetch.
+func (k issuerKeys) AssertionKey(ctx context.Context, kid string) (PublicKey, error) {
+	if kid == "" {
+		return PublicKey{}, fmt.Errorf("%w: a trusted issuer's token must name its key (kid)", ErrUnknownKey)
+	}
+	key, alg, err := k.src.PublicKey(ctx, kid)
+	if err == nil {
+		return PublicKey{KeyID: kid, Alg: alg, Key: key}, nil
+	}
+	if errors.Is(err, resourceguard.ErrUnknownKey) {
+		return PublicKey{}, ErrUnknownKey
+	}
+	var ue *resourceguard.KeysUnavailableError
+	if errors.As(err, &ue) {
+		return PublicKey{}, &issuerKeysUnavailable{retry: ue.RetryAfter}
+	}
+	return PublicKey{}, err
 }
 
-func (e *fetchError) Error() string             { return "authserver: issuer fetch: " + e.msg }
-func (e *fetchError) Temporary() bool           { return e.temporary }
-func (e *fetchError) RetryAfter() time.Duration { return 5 * time.Second }
+// issuerKeysUnavailable: no key set of the issuer is known yet (it was
+// unreachable since the start and nothing was persisted). Temporary.
+type issuerKeysUnavailable struct{ retry time.Duration }
 
-// FetchJWKS implements JWKSFetcher (any JSON document, in fact).
-func (f IssuerFetcher) FetchJWKS(ctx context.Context, rawURL, _ string) ([]byte, time.Duration, error) {
-	if err := checkIssuerURL(rawURL); err != nil {
-		return nil, 0, &fetchError{msg: err.Error()}
-	}
-	c := f.Client
-	if c == nil {
-		c = &http.Client{Timeout: issuerFetchTimeout}
-	}
-	cc := *c
-	cc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	ctx, cancel := context.WithTimeout(ctx, issuerFetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return nil, 0, &fetchError{msg: "bad URL"}
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := cc.Do(req)
-	if err != nil {
-		return nil, 0, &fetchError{msg: "request failed", temporary: true}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, 0, &fetchError{msg: "status " + strconv.Itoa(resp.StatusCode), temporary: resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests}
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIssuerDocBytes+1))
-	if err != nil {
-		return nil, 0, &fetchError{msg: "read failed", temporary: true}
-	}
-	if len(body) > maxIssuerDocBytes {
-		return nil, 0, &fetchError{msg: "document too large"}
-	}
-	return body, maxAge(resp.Header.Get("Cache-Control")), nil
+func (e *issuerKeysUnavailable) Error() string {
+	return "authserver: " + resourceguard.ErrKeysUnavailable.Error()
 }
+func (e *issuerKeysUnavailable) Unwrap() error             { return resourceguard.ErrKeysUnavailable }
+func (e *issuerKeysUnavailable) Temporary() bool           { return true }
+func (e *issuerKeysUnavailable) RetryAfter() time.Duration { return max(e.retry, time.Second) }
 
-// maxAge reads max-age from Cache-Control (0 when absent or no-store).
-func maxAge(cc string) time.Duration {
-	for _, d := range strings.Split(cc, ",") {
-		d = strings.TrimSpace(strings.ToLower(d))
-		if d == "no-store" || d == "no-cache" {
-			return 0
-		}
-		if v, ok := strings.CutPrefix(d, "max-age="); ok {
-			if n, err := strconv.Atoi(v); err == nil && n > 0 {
-				return time.Duration(n) * time.Second
-			}
-		}
+// startIssuerKeys starts the key source of every trusted issuer, bounded by
+// ctx (the server's life: Close stops their refreshes). Each starts from
+// its persisted set when there is one, else after one fetch of at most a
+// few seconds (made in parallel); an unreachable issuer does not fail.
+func (s *Server) startIssuerKeys(ctx context.Context) error {
+	type trusted struct{ issuer, jwks string }
+	var all []trusted
+	for _, p := range s.cfg.EnterpriseIdPs {
+		all = append(all, trusted{p.Issuer, p.JWKSURI})
 	}
-	return 0
+	for _, w := range s.cfg.WorkloadIssuers {
+		all = append(all, trusted{w.Issuer, w.JWKSURI})
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	srcs := make([]*resourceguard.RemoteKeySource, len(all))
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, t := range all {
+		wg.Go(func() {
+			srcs[i], errs[i] = resourceguard.NewRemoteKeySourceWithOptions(ctx, resourceguard.RemoteOptions{
+				Issuer:                t.issuer,
+				JWKSURL:               t.jwks,
+				Client:                s.cfg.IssuerClient,
+				Store:                 s.cfg.IssuerKeyStore,
+				AllowUnavailableStart: true,
+				Logger:                s.cfg.Logger,
+				Now:                   s.cfg.Now,
+			})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("authserver: trusted issuer keys: %w", err)
+	}
+	s.issuerKeys = make(map[string]KeySource, len(all))
+	for i, t := range all {
+		s.issuerKeys[t.issuer] = issuerKeys{src: srcs[i]}
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); srcs[i].Run(ctx) }()
+	}
+	return nil
 }
 
 // checkIssuerURL accepts https URLs, and http ones on loopback hosts.
@@ -138,86 +142,4 @@ func ValidateIssuerURL(raw string) error {
 		return errors.New("an issuer has no query or fragment")
 	}
 	return nil
-}
-
-// issuerKeys is the KeySource of one trusted issuer: its jwks_uri
-// (configured, or discovered once and then kept) through RemoteKeys.
-type issuerKeys struct {
-	keys    *RemoteKeys
-	fetcher JWKSFetcher
-	issuer  string
-	now     func() time.Time
-
-	mu        sync.Mutex
-	jwksURI   string
-	nextTry   time.Time // discovery failed: not before then
-	lastError error
-}
-
-// AssertionKey implements KeySource.
-func (k *issuerKeys) AssertionKey(ctx context.Context, kid string) (PublicKey, error) {
-	u, err := k.jwks(ctx)
-	if err != nil {
-		return PublicKey{}, err
-	}
-	return k.keys.Source(u, "issuer:"+k.issuer).AssertionKey(ctx, kid)
-}
-
-func (k *issuerKeys) jwks(ctx context.Context) (string, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.jwksURI != "" {
-		return k.jwksURI, nil
-	}
-	if now := k.now(); now.Before(k.nextTry) {
-		return "", k.lastError
-	}
-	u, err := discoverJWKSURI(ctx, k.fetcher, k.issuer)
-	if err != nil {
-		k.nextTry, k.lastError = k.now().Add(DefaultJWKSFailureTTL), &jwksError{reason: "the issuer's metadata cannot be fetched", cause: err}
-		return "", k.lastError
-	}
-	k.jwksURI = u
-	return u, nil
-}
-
-// discoverJWKSURI reads jwks_uri from the issuer's OpenID configuration
-// ({issuer}/.well-known/openid-configuration), else from its RFC 8414
-// metadata; the document's issuer must be exactly the issuer.
-func discoverJWKSURI(ctx context.Context, f JWKSFetcher, issuer string) (string, error) {
-	u, err := url.Parse(issuer)
-	if err != nil {
-		return "", err
-	}
-	p := strings.TrimSuffix(u.Path, "/")
-	candidates := []string{
-		strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration",
-		u.Scheme + "://" + u.Host + "/.well-known/oauth-authorization-server" + p,
-	}
-	var last error
-	for _, c := range candidates {
-		body, _, err := f.FetchJWKS(ctx, c, "issuer:"+issuer)
-		if err != nil {
-			last = err
-			continue
-		}
-		doc, err := jsonobject.Decode(body)
-		if err != nil {
-			last = errors.New("the metadata is not a JSON object")
-			continue
-		}
-		var iss, jwks string
-		_ = json.Unmarshal(doc["issuer"], &iss)
-		_ = json.Unmarshal(doc["jwks_uri"], &jwks)
-		if iss != issuer {
-			last = fmt.Errorf("the metadata names issuer %q", iss)
-			continue
-		}
-		if err := checkIssuerURL(jwks); err != nil {
-			last = fmt.Errorf("jwks_uri: %w", err)
-			continue
-		}
-		return jwks, nil
-	}
-	return "", last
 }

@@ -1,76 +1,92 @@
 package authserver
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"io/fs"
 	"net/http"
-	"net/http/httptest"
-	"strings"
+	"sync"
 	"testing"
 )
 
-// TestDiscoverJWKSURI: the OpenID configuration first, then the RFC 8414
-// path-inserted metadata; a document naming another issuer, or a jwks_uri
-// that is not https (off loopback), is not used.
-func TestDiscoverJWKSURI(t *testing.T) {
-	const iss = "https://idp.test/tenant"
-	f := &fakeJWKSFetcher{sets: map[string][]byte{}, errs: map[string]error{}, count: map[string]int{}}
-	ctx := context.Background()
-	if _, err := discoverJWKSURI(ctx, f, iss); err == nil {
-		t.Fatal("discovered without documents")
-	}
-	f.set("https://idp.test/.well-known/oauth-authorization-server/tenant", discoveryDoc(t, iss, "https://idp.test/keys"))
-	if u, err := discoverJWKSURI(ctx, f, iss); err != nil || u != "https://idp.test/keys" {
-		t.Fatalf("RFC 8414 fallback: %q %v", u, err)
-	}
-	f.set(iss+"/.well-known/openid-configuration", discoveryDoc(t, "https://evil.test", "https://evil.test/keys"))
-	if u, err := discoverJWKSURI(ctx, f, iss); err != nil || u != "https://idp.test/keys" {
-		t.Fatalf("a document of another issuer was used: %q %v", u, err)
-	}
-	f.set(iss+"/.well-known/openid-configuration", discoveryDoc(t, iss, "http://idp.test/keys"))
-	f.set("https://idp.test/.well-known/oauth-authorization-server/tenant", discoveryDoc(t, iss, "http://idp.test/keys"))
-	if _, err := discoverJWKSURI(ctx, f, iss); err == nil || !strings.Contains(err.Error(), "https") {
-		t.Fatalf("http jwks_uri accepted: %v", err)
-	}
+// The trusted issuers' keys are fetched by resourceguard.RemoteKeySource
+// (its discovery, issuer check and fetch rules are tested in
+// resourceguard); the tests here serve it through an http.Client whose
+// transport is a fakeJWKSFetcher.
+
+// client is an http.Client answering from f: its documents by URL with 200,
+// its errors as transport failures, anything else 404.
+func (f *fakeJWKSFetcher) client() *http.Client {
+	return &http.Client{Transport: fakeIssuerTransport{f}}
 }
 
-// TestIssuerFetcher: https or loopback http only, no redirects, a size cap,
-// 5xx temporary and 4xx not, max-age read.
-func TestIssuerFetcher(t *testing.T) {
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/ok":
-			w.Header().Set("Cache-Control", "public, max-age=600")
-			w.Write([]byte(`{"keys":[]}`))
-		case "/redirect":
-			http.Redirect(w, r, "/ok", http.StatusFound)
-		case "/big":
-			w.Write([]byte(strings.Repeat("x", maxIssuerDocBytes+1)))
-		case "/down":
-			w.WriteHeader(http.StatusBadGateway)
-		default:
-			w.WriteHeader(http.StatusNotFound)
-		}
-	}))
-	defer ts.Close()
-	f := IssuerFetcher{}
-	ctx := context.Background()
-	body, ttl, err := f.FetchJWKS(ctx, ts.URL+"/ok", "")
-	if err != nil || string(body) != `{"keys":[]}` || ttl.Seconds() != 600 {
-		t.Fatalf("ok: %q %v %v", body, ttl, err)
+type fakeIssuerTransport struct{ f *fakeJWKSFetcher }
+
+func (t fakeIssuerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	f, u := t.f, r.URL.String()
+	f.mu.Lock()
+	f.count[u]++
+	err, body, ok := f.errs[u], f.sets[u], false
+	if body != nil {
+		ok = true
 	}
-	for path, temporary := range map[string]bool{"/redirect": false, "/big": false, "/down": true, "/missing": false} {
-		_, _, err := f.FetchJWKS(ctx, ts.URL+path, "")
-		te, ok := err.(temporaryError)
-		if err == nil || !ok || te.Temporary() != temporary {
-			t.Errorf("%s: %v (temporary %v, want %v)", path, err, ok && te.Temporary(), temporary)
-		}
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	if _, _, err := f.FetchJWKS(ctx, "http://idp.example.com/keys", ""); err == nil {
-		t.Error("http off loopback fetched")
+	status := http.StatusOK
+	if !ok {
+		status, body = http.StatusNotFound, []byte(`{"error":"not_found"}`)
 	}
-	for _, bad := range []string{"http://idp.example.com", "https://idp.example.com?x=1", "ftp://idp.example.com", "https://"} {
+	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+}
+
+// memKeyStore is an in-memory resourceguard.KeySetStore (Caddy's storage
+// in production), shared by the servers of a restart test.
+type memKeyStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *memKeyStore) Load(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.m[key]
+	if !ok {
+		return nil, fs.ErrNotExist
+	}
+	return bytes.Clone(b), nil
+}
+
+func (s *memKeyStore) Store(_ context.Context, key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][]byte{}
+	}
+	s.m[key] = bytes.Clone(value)
+	return nil
+}
+
+func (s *memKeyStore) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+// TestValidateIssuerURL: an issuer is https (http on loopback only) without
+// query or fragment.
+func TestValidateIssuerURL(t *testing.T) {
+	for _, bad := range []string{"http://idp.example.com", "https://idp.example.com?x=1", "ftp://idp.example.com", "https://", "https://u@idp.example.com"} {
 		if ValidateIssuerURL(bad) == nil {
 			t.Errorf("issuer %q accepted", bad)
+		}
+	}
+	for _, good := range []string{"https://idp.example.com", "https://idp.example.com/tenant", "http://127.0.0.1:8080", "http://localhost/x"} {
+		if err := ValidateIssuerURL(good); err != nil {
+			t.Errorf("issuer %q refused: %v", good, err)
 		}
 	}
 }

@@ -10,9 +10,15 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// The remote key source (requirements 22-24): JWK sets fetched from a URL (a
-// CIMD client's jwks_uri, an owned client's jwks_uri, an enterprise IdP's or
-// a workload issuer's discovered jwks_uri, see issuerkeys.go) and cached.
+// The remote key source of clients (requirement 22): JWK sets fetched on
+// demand from a URL a client names (a CIMD client's jwks_uri, an owned
+// client's jwks_uri) and cached. Anyone can name a CIMD client, so these
+// URLs are the attacker's: they are fetched through the SSRF-safe CIMD
+// fetcher (budgets, size caps, no private addresses), on the request that
+// needs them, into a bounded cache. The operator-configured issuers
+// (enterprise IdPs, workload issuers) are another job: their keys come from
+// the guard's resourceguard.RemoteKeySource, refreshed in the background and
+// kept through outages and restarts (issuerkeys.go).
 
 // JWKSFetcher fetches a JWK set document. cimd.Fetcher implements it with
 // the CIMD rules: https only, SSRF defences (special-use addresses refused
@@ -50,12 +56,6 @@ type RemoteKeysConfig struct {
 	RefetchInterval time.Duration
 	// FailureTTL is how long a failed fetch is remembered (default 10s).
 	FailureTTL time.Duration
-	// KeepStale keeps a set in use for this long past its TTL while
-	// refetching it fails (an enterprise IdP or workload issuer that is
-	// down): its last good keys still verify. 0: a set ends with its TTL.
-	KeepStale time.Duration
-	// MaxBytes caps a set (default MaxJWKSBytes).
-	MaxBytes int
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -85,7 +85,7 @@ func NewRemoteKeys(cfg RemoteKeysConfig) (*RemoteKeys, error) {
 	if cfg.Fetcher == nil {
 		return nil, errors.New("authserver: remote keys need a fetcher")
 	}
-	if cfg.MinTTL < 0 || cfg.MaxTTL < 0 || cfg.RefetchInterval < 0 || cfg.FailureTTL < 0 || cfg.KeepStale < 0 {
+	if cfg.MinTTL < 0 || cfg.MaxTTL < 0 || cfg.RefetchInterval < 0 || cfg.FailureTTL < 0 {
 		return nil, errors.New("authserver: remote keys: negative duration")
 	}
 	if cfg.MinTTL == 0 {
@@ -102,9 +102,6 @@ func NewRemoteKeys(cfg RemoteKeysConfig) (*RemoteKeys, error) {
 	}
 	if cfg.FailureTTL == 0 {
 		cfg.FailureTTL = DefaultJWKSFailureTTL
-	}
-	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = MaxJWKSBytes
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -133,19 +130,14 @@ func (r *RemoteKeys) key(ctx context.Context, url, requester, kid string) (Publi
 	r.mu.Lock()
 	e := r.entries[url]
 	var keys []PublicKey
-	fresh, stale, canRefetch := false, false, true
+	fresh, canRefetch := false, true
 	if e != nil {
 		keys = e.keys
 		fresh = keys != nil && now.Before(e.expires)
-		stale = keys != nil && !fresh && now.Before(e.expires.Add(r.cfg.KeepStale))
 		canRefetch = !now.Before(e.fetchedAt.Add(r.cfg.RefetchInterval))
 		if e.err != nil && now.Before(e.failUntil) && !fresh {
 			err := e.err
 			r.mu.Unlock()
-			if stale {
-				// The issuer is down: its last good keys stay in use.
-				return pickKey(keys, kid)
-			}
 			return PublicKey{}, err
 		}
 	}
@@ -158,15 +150,11 @@ func (r *RemoteKeys) key(ctx context.Context, url, requester, kid string) (Publi
 		}
 		// An unknown kid in a fresh set: the client may have rotated.
 	}
-	prev := keys
 	keys, err := r.fetch(ctx, url, requester)
 	if err != nil {
 		if fresh {
 			// Keep serving the fresh set; the kid stays unknown.
 			return PublicKey{}, ErrUnknownKey
-		}
-		if stale {
-			return pickKey(prev, kid)
 		}
 		return PublicKey{}, err
 	}
@@ -180,7 +168,7 @@ func (r *RemoteKeys) fetch(ctx context.Context, url, requester string) ([]Public
 		body, ttl, err := r.cfg.Fetcher.FetchJWKS(context.WithoutCancel(ctx), url, requester)
 		var keys []PublicKey
 		if err == nil {
-			keys, err = parseJWKS(body, r.cfg.MaxBytes)
+			keys, err = ParseJWKS(body)
 			if err != nil {
 				err = &jwksError{reason: "the JWK set is invalid", cause: err}
 			}

@@ -55,7 +55,7 @@ type Server struct {
 	// without a JWKSFetcher).
 	remoteKeys *RemoteKeys
 	// issuerKeys are the key sources of the trusted issuers (enterprise
-	// IdPs, workload issuers), by issuer.
+	// IdPs, workload issuers), by issuer (issuerkeys.go).
 	issuerKeys map[string]KeySource
 	// workloadClients are the owned clients that authenticate with
 	// workload tokens only.
@@ -99,6 +99,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
+	if err := s.startIssuerKeys(runCtx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	s.keys = cfg.Keys
 	if s.keys != nil {
 		s.keys.publishAtLeast(cfg.keyPublishFor())
@@ -134,10 +138,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.ownRefusals = true
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.refusals.Run(runCtx, 30*time.Second) }()
-	}
-	if len(s.issuerKeys) > 0 {
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); s.warmIssuerKeys(runCtx) }()
 	}
 
 	reg := ""

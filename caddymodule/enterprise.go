@@ -233,6 +233,12 @@ func (a *App) validateTrusted() error {
 // trustedIssuers fills the authorization server's enterprise IdPs,
 // workload issuers and account mapping.
 func (a *App) trustedIssuers(cfg *authserver.Config) {
+	if len(a.EnterpriseIdPs) > 0 || len(a.WorkloadIssuers) > 0 {
+		// As the guard's external issuers (guard.go): the last good key set
+		// of each trusted issuer is kept in Caddy's storage, so that a
+		// restart while the issuer is down still verifies.
+		cfg.IssuerKeyStore = a.ctx.Storage()
+	}
 	for _, p := range a.EnterpriseIdPs {
 		cfg.EnterpriseIdPs = append(cfg.EnterpriseIdPs, authserver.EnterpriseIdP{
 			Name: p.Name, Issuer: p.Issuer, JWKSURI: p.JWKSURI, Clients: slices.Clone(p.Clients), ScopeMap: p.ScopeMap,

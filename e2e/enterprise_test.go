@@ -319,13 +319,28 @@ func TestGoSDKEnterpriseIDJAG(t *testing.T) {
 		}
 	}
 
-	// The IdP goes down: the cached keys keep verifying (its max-age of 1 s
-	// is raised to the 5 min floor; TestIDJAGKeysThroughOutage covers keys
-	// past their lifetime).
+	// The IdP goes down: the keys in memory keep verifying (the guard's
+	// key source keeps the last good set; TestIDJAGKeysThroughOutage
+	// covers keys past their refresh time).
 	idp.setDown(true)
 	time.Sleep(1500 * time.Millisecond)
 	if st, m := exchange(jag(nil), nil); st != 200 {
 		t.Fatalf("exchange while the IdP is down: %d %v", st, m)
+	}
+	// Caddy restarts during the outage: the key set persisted in Caddy's
+	// storage verifies.
+	cf, err := os.ReadFile(s.caddy.caddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.caddy.stop()
+	s.caddy = startCaddy(t, s.dir, strings.ReplaceAll(string(cf), s.caddy.admin, "{ADMIN}"))
+	waitHTTP(t, s.Client, s.Issuer+"/.well-known/oauth-authorization-server")
+	if st, m := exchange(jag(nil), nil); st != 200 {
+		t.Fatalf("exchange after a restart while the IdP is down: %d %v\n%s", st, m, tail(s.caddy.logs.String(), 4000))
+	}
+	if !strings.Contains(s.caddy.logs.String(), "persisted key set") {
+		t.Fatalf("the restarted server did not use the persisted key set:\n%s", tail(s.caddy.logs.String(), 4000))
 	}
 }
 

@@ -27,7 +27,9 @@ import (
 	"time"
 )
 
-// Remote key discovery for issuers other than ours.
+// Remote key discovery for issuers other than ours: the guard's external
+// issuer, and the authorization server's trusted issuers (enterprise IdPs
+// and workload issuers, authserver/issuerkeys.go) — one implementation.
 //
 // RFC 8414 §3: the metadata is at the issuer's origin with
 // /.well-known/oauth-authorization-server inserted before the issuer's path;
@@ -420,7 +422,7 @@ func (s *RemoteKeySource) attempt(ctx context.Context) error {
 	if s.Available() {
 		s.log.Warn("resourceguard: JWKS refresh failed; keeping the last good keys", "issuer", s.opts.Issuer, "retry_in", wait.String(), "error", err)
 	} else {
-		s.log.Error("resourceguard: the issuer's keys are unavailable; guarded requests get 503 until a fetch succeeds",
+		s.log.Error("resourceguard: the issuer's keys are unavailable; requests that need them get 503 until a fetch succeeds",
 			"issuer", s.opts.Issuer, "retry_in", wait.String(), "error", err)
 	}
 	return err

@@ -265,6 +265,48 @@ func TestRemoteDiscovery(t *testing.T) {
 			t.Fatal("accepted")
 		}
 	})
+	t.Run("a document of another issuer is skipped", func(t *testing.T) {
+		// Moved from authserver's trusted-issuer discovery (one
+		// implementation): the RFC 8414 document names another issuer, the
+		// OpenID configuration the right one; an http jwks_uri is never used;
+		// oversized documents and redirects to http are refused.
+		var iss string
+		mux := http.NewServeMux()
+		mux.HandleFunc("/.well-known/oauth-authorization-server/tenant", func(w http.ResponseWriter, r *http.Request) {
+			_ = json.NewEncoder(w).Encode(map[string]any{"issuer": "https://evil.example", "jwks_uri": "https://evil.example/keys"})
+		})
+		mux.HandleFunc("/tenant/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+			_ = json.NewEncoder(w).Encode(map[string]any{"issuer": iss, "jwks_uri": iss + "/keys"})
+		})
+		mux.HandleFunc("/tenant/keys", func(w http.ResponseWriter, r *http.Request) {
+			_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{ecJWK("ec1", &ecKey.PublicKey)}})
+		})
+		mux.HandleFunc("/big/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte(`{"issuer":"` + strings.Repeat("x", maxMetadataBytes) + `"}`))
+		})
+		mux.HandleFunc("/plain/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+			u := "http://" + r.Host + "/plain/keys"
+			_ = json.NewEncoder(w).Encode(map[string]any{"issuer": "https://" + r.Host + "/plain", "jwks_uri": u})
+		})
+		mux.HandleFunc("/downgrade/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://"+r.Host+"/tenant/.well-known/openid-configuration", http.StatusFound)
+		})
+		srv := httptest.NewTLSServer(mux)
+		defer srv.Close()
+		iss = srv.URL + "/tenant"
+		c := srv.Client()
+		c.CheckRedirect = defaultHTTPClient().CheckRedirect
+		jwks, md, err := discover(ctx, c, iss)
+		if err != nil || jwks != iss+"/keys" || md["issuer"] != iss {
+			t.Fatalf("%q %v %v", jwks, md, err)
+		}
+		for path, want := range map[string]string{"/big": "larger than", "/plain": "must be https",
+			"/downgrade": "redirect from https to http refused", "/missing": "status 404"} {
+			if u, _, err := discover(ctx, c, srv.URL+path); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: discovered %q (%v), want an error with %q", path, u, err, want)
+			}
+		}
+	})
 	t.Run("metadata URLs", func(t *testing.T) {
 		urls, err := metadataURLs("https://as.example/tenant/")
 		if err != nil {
