@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -509,5 +510,32 @@ func TestParseStoreLocation(t *testing.T) {
 				t.Fatalf("got %+v, want backend %s dsn %s display %s", loc, c.backend, c.dsn, c.display)
 			}
 		})
+	}
+}
+
+// TestServerRefusesHalfCopiedStore: the app does not provision on a bbolt
+// file a migrate-store copy marked and never finished, and says why.
+func TestServerRefusesHalfCopiedStore(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "mcpauth.db")
+	s, err := bboltstore.Open(dbPath, bboltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BeginImport(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	a := &App{Issuer: testIssuer, Storage: StorageConfig{Path: dbPath}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err = a.Provision(ctx)
+	defer a.Cleanup()
+	if !errors.Is(err, storage.ErrIncompleteCopy) {
+		t.Fatalf("Provision on a half-copied store: %v, want ErrIncompleteCopy", err)
+	}
+	for _, want := range []string{"refusing to start", "unfinished 'mcpauth migrate-store' copy", "delete the file"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
 	}
 }
