@@ -300,7 +300,11 @@ func MigrateStore(ctx context.Context, opts MigrateOptions) (MigrationSummary, e
 		err = failed("the destination differs from the source for " + strings.Join(mismatch, ", "))
 		return sum, err
 	}
-	fmt.Fprintf(opts.Out, "OK: %s now holds a verified copy of %s (%d batches).\n", to.display, from.display, rep.Batches)
+	batches := "batches"
+	if rep.Batches == 1 {
+		batches = "batch"
+	}
+	fmt.Fprintf(opts.Out, "OK: %s now holds a verified copy of %s (%d %s).\n", to.display, from.display, rep.Batches, batches)
 	return sum, nil
 }
 
