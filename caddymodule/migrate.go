@@ -32,6 +32,7 @@ func NewMigrateStoreCommand() *cobra.Command {
 	var (
 		from, to    string
 		lockTimeout time.Duration
+		batch       int
 	)
 	cmd := &cobra.Command{
 		Use:   "migrate-store --from <store> --to <store>",
@@ -40,8 +41,12 @@ func NewMigrateStoreCommand() *cobra.Command {
 Copies every record of the mcp_auth store (clients, signing keys, accounts and
 their upstream identities, consents, grants with every refresh token of their
 families, authorization codes, sessions, tickets, audit log) into an EMPTY
-destination store, in one all-or-nothing transaction, then reads the
-destination back and checks the count and content digest of every kind.
+destination store, then reads the destination back and checks the count and
+content digest of every kind. The copy streams from one consistent read of
+the source in batches of --batch records, each written in a transaction of
+its own, so memory holds one batch however large the store. The destination
+is marked incomplete until the last batch and the check passed: no server
+starts on it meanwhile.
 
 A store is written as:
   bbolt:/var/lib/caddy/mcpauth/mcpauth.db
@@ -52,9 +57,11 @@ A store is written as:
 Stop every Caddy server using the source first: a bbolt file is locked by
 the server that has it open (the command gives up after --lock-timeout), and
 records written to a PostgreSQL source during the copy would not be copied.
-A destination that already holds records is refused and left untouched; a
-failed copy leaves the destination empty, so the command can simply be run
-again. Then point the mcp_auth app at the destination
+A destination that already holds records is refused and left untouched. A
+failed or interrupted copy leaves the destination marked incomplete (a new
+bbolt file this run created is removed): servers refuse to start on it.
+Drop it (delete the bbolt file; on PostgreSQL drop the schema, or the
+mcpauth_* tables) and run the command again. Then point the mcp_auth app at the destination
 ('storage postgres {env.MCPAUTH_DSN}') and start the servers.
 
 The copy contains signing keys, password hashes and client secret hashes:
@@ -70,7 +77,7 @@ created with mode 0600).`),
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			_, err := MigrateStore(ctx, MigrateOptions{
-				From: from, To: to, LockTimeout: lockTimeout, Out: cmd.OutOrStdout(),
+				From: from, To: to, LockTimeout: lockTimeout, BatchSize: batch, Out: cmd.OutOrStdout(),
 			})
 			return err
 		},
@@ -80,6 +87,7 @@ created with mode 0600).`),
 	f.StringVar(&from, "from", "", "source store: bbolt:<path> or postgres:<dsn> or postgres:env:<VAR>")
 	f.StringVar(&to, "to", "", "destination store (must be empty): bbolt:<path> or postgres:<dsn> or postgres:env:<VAR>")
 	f.DurationVar(&lockTimeout, "lock-timeout", 3*time.Second, "how long to wait for a bbolt file held by a running server")
+	f.IntVar(&batch, "batch", storage.DefaultCopyBatch, "records per destination transaction (memory holds one batch)")
 	_ = cmd.MarkFlagRequired("from")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
@@ -92,6 +100,9 @@ type MigrateOptions struct {
 	From, To string
 	// LockTimeout bounds the wait for a bbolt file lock (0: 3s).
 	LockTimeout time.Duration
+	// BatchSize is the records per destination transaction (0:
+	// storage.DefaultCopyBatch).
+	BatchSize int
 	// Out receives the summary table (nil: discarded).
 	Out io.Writer
 	// Getenv resolves postgres:env:<VAR> (nil: os.Getenv).
@@ -179,6 +190,9 @@ func openStore(ctx context.Context, loc storeLocation, source bool, lockTimeout 
 			return nil, false, fmt.Errorf("mcpauth migrate-store: %w", statErr)
 		}
 		s, err := bboltstore.Open(loc.path, bboltstore.Options{Timeout: lockTimeout, Logger: log})
+		if errors.Is(err, storage.ErrIncompleteCopy) {
+			return nil, false, fmt.Errorf("mcpauth migrate-store: %s holds an unfinished copy of an earlier run: delete the file and run again: %w", loc.display, err)
+		}
 		if err != nil {
 			return nil, false, fmt.Errorf("mcpauth migrate-store: %s (stop the Caddy server using it first): %w", loc.display, err)
 		}
@@ -212,6 +226,9 @@ func MigrateStore(ctx context.Context, opts MigrateOptions) (MigrationSummary, e
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.BatchSize < 0 {
+		return sum, errors.New("mcpauth migrate-store: --batch must be positive")
 	}
 	if opts.From == "" || opts.To == "" {
 		return sum, errors.New("mcpauth migrate-store: --from and --to are required")
@@ -249,29 +266,45 @@ func MigrateStore(ctx context.Context, opts MigrateOptions) (MigrationSummary, e
 	if !ok {
 		return sum, fmt.Errorf("mcpauth migrate-store: %s cannot export", from.display)
 	}
-	dstSnap, ok := dst.(storage.Snapshotter)
+	dstSnap, ok := dst.(storage.BatchImporter)
 	if !ok {
 		return sum, fmt.Errorf("mcpauth migrate-store: %s cannot import", to.display)
 	}
 
-	rep, e := storage.Copy(ctx, srcSnap, dstSnap)
+	rep, e := storage.Copy(ctx, srcSnap, dstSnap, storage.CopyOptions{BatchSize: opts.BatchSize})
+	// failed explains a copy that stopped after the destination was
+	// marked incomplete, and how to run it again.
+	failed := func(what string) error {
+		if created {
+			return fmt.Errorf("mcpauth migrate-store: %s; the new file %s is removed, run the command again: %w", what, to.path, e)
+		}
+		drop := "drop its schema (or its mcpauth_* tables)"
+		if to.backend == "bbolt" {
+			drop = "delete the file"
+		}
+		return fmt.Errorf("mcpauth migrate-store: %s; %s is left marked incomplete (servers refuse to start on it): %s, then run the command again: %w", what, to.display, drop, e)
+	}
 	switch {
 	case errors.Is(e, storage.ErrCopyMismatch):
-		// The copy was committed; the summary below names the kinds.
-	case errors.Is(e, storage.ErrCopyVerify):
-		err = fmt.Errorf("mcpauth migrate-store: verify %s: %w", to.display, e)
+		// The summary below names the kinds.
+	case errors.Is(e, storage.ErrCopyIncomplete):
+		err = failed("the copy failed")
 		return sum, err
 	case e != nil:
-		err = fmt.Errorf("mcpauth migrate-store: copy into %s failed, nothing was written: %w", to.display, e)
+		err = fmt.Errorf("mcpauth migrate-store: copy into %s refused, nothing was written: %w", to.display, e)
 		return sum, err
 	}
 	sum = MigrationSummary{Source: rep.Counts(true), Destination: rep.Counts(false)}
 	printSummary(opts.Out, from.display, to.display, rep)
 	if mismatch := rep.Mismatched(); len(mismatch) > 0 {
-		err = fmt.Errorf("mcpauth migrate-store: destination differs from source for %s: the copy was committed; empty the destination before trying again", strings.Join(mismatch, ", "))
+		err = failed("the destination differs from the source for " + strings.Join(mismatch, ", "))
 		return sum, err
 	}
-	fmt.Fprintf(opts.Out, "OK: %s now holds a verified copy of %s.\n", to.display, from.display)
+	batches := "batches"
+	if rep.Batches == 1 {
+		batches = "batch"
+	}
+	fmt.Fprintf(opts.Out, "OK: %s now holds a verified copy of %s (%d %s).\n", to.display, from.display, rep.Batches, batches)
 	return sum, nil
 }
 

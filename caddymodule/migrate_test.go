@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -215,11 +216,12 @@ func TestMigrateStore(t *testing.T) {
 	}
 
 	t.Run("BboltToPostgres", func(t *testing.T) {
-		out, err := runMigrate(t, "--from", "bbolt:"+srcPath, "--to", "postgres:env:MCPAUTH_MIGRATE_TEST_DSN")
+		// 12 records in transactions of at most 5.
+		out, err := runMigrate(t, "--from", "bbolt:"+srcPath, "--to", "postgres:env:MCPAUTH_MIGRATE_TEST_DSN", "--batch", "5")
 		if err != nil {
 			t.Fatalf("migrate-store: %v\n%s", err, out)
 		}
-		for _, want := range []string{"grant  1  1  same", "audit  3  3  same", "total  12  12", "OK: postgres://"} {
+		for _, want := range []string{"grant  1  1  same", "audit  3  3  same", "total  12  12", "OK: postgres://", "(3 batches)"} {
 			if !strings.Contains(normalizeSpaces(out), want) {
 				t.Fatalf("output lacks %q:\n%s", want, out)
 			}
@@ -361,6 +363,86 @@ func TestMigrateStoreFailedCopyRemovesNewFile(t *testing.T) {
 	}
 }
 
+// TestMigrateStoreFailedCopyIsMarkedIncomplete: a copy whose last batch
+// fails leaves the earlier batches in the destination, marked incomplete:
+// the store does not open (no server starts on it), migrate-store refuses
+// it, and the message says how to retry; after dropping the schema the
+// same command succeeds.
+func TestMigrateStoreFailedCopyIsMarkedIncomplete(t *testing.T) {
+	dir := t.TempDir()
+	srcPath := filepath.Join(dir, "src.db")
+	src, err := bboltstore.Open(srcPath, bboltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillMigrateSource(t, src)
+	_ = src.Close()
+
+	dsn := schemaDSN(t)
+	t.Setenv("MCPAUTH_MIGRATE_TEST_DSN", dsn)
+	ctx := t.Context()
+	// The destination refuses audit rows: the batch holding them fails
+	// after the batches before it committed.
+	pg, err := pgstore.Open(ctx, pgstore.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pg.Close()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
+$$BEGIN RAISE EXCEPTION 'audit refused by the test'; END$$;
+CREATE TRIGGER refuse_audit BEFORE INSERT ON mcpauth_audit FOR EACH ROW EXECUTE FUNCTION refuse_audit();`); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := runMigrate(t, "--from", "bbolt:"+srcPath, "--to", "postgres:env:MCPAUTH_MIGRATE_TEST_DSN", "--batch", "4")
+	if !errors.Is(err, storage.ErrCopyIncomplete) {
+		t.Fatalf("err = %v, want ErrCopyIncomplete; output:\n%s", err, out)
+	}
+	t.Logf("failed copy: %v", err)
+	for _, want := range []string{"left marked incomplete", "servers refuse to start", "drop its schema", "run the command again"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(out, "OK:") {
+		t.Fatalf("failed copy printed OK:\n%s", out)
+	}
+	var clients int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM mcpauth_clients`).Scan(&clients); err != nil || clients != 1 {
+		t.Fatalf("clients in the destination: %d, %v; want the first batch committed", clients, err)
+	}
+	if _, err := pgstore.Open(ctx, pgstore.Config{DSN: dsn}); !errors.Is(err, storage.ErrIncompleteCopy) {
+		t.Fatalf("Open of the half-copied database: %v, want ErrIncompleteCopy", err)
+	}
+	out, err = runMigrate(t, "--from", "bbolt:"+srcPath, "--to", "postgres:env:MCPAUTH_MIGRATE_TEST_DSN")
+	if !errors.Is(err, storage.ErrIncompleteCopy) {
+		t.Fatalf("second run into the marked database: %v, want ErrIncompleteCopy; output:\n%s", err, out)
+	}
+
+	// Drop and run again, as the message says.
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE; CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runMigrate(t, "--from", "bbolt:"+srcPath, "--to", "postgres:env:MCPAUTH_MIGRATE_TEST_DSN", "--batch", "4")
+	if err != nil || !strings.Contains(normalizeSpaces(out), "total  12  12") {
+		t.Fatalf("migrate-store after dropping: %v\n%s", err, out)
+	}
+	again, err := pgstore.Open(ctx, pgstore.Config{DSN: dsn})
+	if err != nil {
+		t.Fatalf("Open after the finished copy: %v", err)
+	}
+	_ = again.Close()
+}
+
 // FuzzParseStoreLocation: any --from/--to value parses or is refused
 // without panicking, and neither a refusal nor the printed form of a store
 // carries the DSN's password.
@@ -428,5 +510,32 @@ func TestParseStoreLocation(t *testing.T) {
 				t.Fatalf("got %+v, want backend %s dsn %s display %s", loc, c.backend, c.dsn, c.display)
 			}
 		})
+	}
+}
+
+// TestServerRefusesHalfCopiedStore: the app does not provision on a bbolt
+// file a migrate-store copy marked and never finished, and says why.
+func TestServerRefusesHalfCopiedStore(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "mcpauth.db")
+	s, err := bboltstore.Open(dbPath, bboltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BeginImport(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	a := &App{Issuer: testIssuer, Storage: StorageConfig{Path: dbPath}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err = a.Provision(ctx)
+	defer a.Cleanup()
+	if !errors.Is(err, storage.ErrIncompleteCopy) {
+		t.Fatalf("Provision on a half-copied store: %v, want ErrIncompleteCopy", err)
+	}
+	for _, want := range []string{"refusing to start", "unfinished 'mcpauth migrate-store' copy", "delete the file"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
 	}
 }

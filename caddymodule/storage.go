@@ -98,6 +98,9 @@ func (s StorageConfig) open(logger *slog.Logger) (storage.Backend, error) {
 				return nil, fmt.Errorf("mcp_auth: storage folder: %w", err)
 			}
 			b, err := bboltstore.Open(s.Path, bboltstore.Options{Timeout: time.Duration(s.LockTimeout), Logger: logger})
+			if errors.Is(err, storage.ErrIncompleteCopy) {
+				return nil, fmt.Errorf("mcp_auth: refusing to start on %s: it holds an unfinished 'mcpauth migrate-store' copy (delete the file and run migrate-store again): %w", s.Path, err)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("mcp_auth: opening %s (is another Caddy process using it? use 'caddy reload' to change a running server): %w", s.Path, err)
 			}

@@ -7,17 +7,34 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 )
 
 // ErrCopyMismatch is returned by Copy when the destination, read back after
-// the import committed, differs from the source for some record kind.
+// the last batch, differs from the source for some record kind.
 var ErrCopyMismatch = errors.New("storage: the destination differs from the source")
 
 // ErrCopyVerify wraps an error of reading the destination back after the
-// import committed.
+// last batch.
 var ErrCopyVerify = errors.New("storage: verify the destination")
+
+// ErrCopyIncomplete wraps every error of Copy after it marked the
+// destination (BeginImport): some batches may be written and the
+// destination stays marked incomplete, so that no server opens it. Drop the
+// destination (delete the bbolt file, drop the PostgreSQL tables or schema)
+// and copy again.
+var ErrCopyIncomplete = errors.New("storage: the copy did not complete; the destination is left marked incomplete")
+
+// DefaultCopyBatch is the number of records Copy writes per destination
+// transaction when CopyOptions.BatchSize is not set.
+const DefaultCopyBatch = 1000
+
+// CopyOptions configure Copy.
+type CopyOptions struct {
+	// BatchSize is the most records held in memory and written in one
+	// destination transaction (0: DefaultCopyBatch).
+	BatchSize int
+}
 
 // KindCopy is what Copy moved of one record kind: how many records were read
 // from the source and read back from the destination, and whether their
@@ -32,6 +49,8 @@ type KindCopy struct {
 // order.
 type CopyReport struct {
 	Kinds []KindCopy
+	// Batches is the number of destination transactions the records took.
+	Batches int
 }
 
 // Mismatched returns the kinds whose count or content differ.
@@ -59,65 +78,69 @@ func (r CopyReport) Counts(source bool) map[string]int {
 	return m
 }
 
-// Copy moves every record of src into the empty store dst (Import's
-// contract: ErrNotEmpty otherwise, all or nothing), then exports dst again
-// and compares the number and a content digest of the records of every kind.
-// Export feeds Import through a bounded channel: Export holds its snapshot
-// while Import writes, and records are never all in memory at once. A copy
-// that committed but reads back differently returns the report and an error
-// wrapping ErrCopyMismatch. Errors of the import are returned as is (nothing
-// was written; errors of the source's export are wrapped with "export: "),
-// an error reading the destination back wraps ErrCopyVerify.
-func Copy(ctx context.Context, src, dst Snapshotter) (CopyReport, error) {
-	srcDigest := newKindDigest()
-	recs := make(chan Record, 256)
-	exportErr := make(chan error, 1)
-	ectx, cancelExport := context.WithCancel(ctx)
-	defer cancelExport()
-	go func() {
-		defer close(recs)
-		exportErr <- src.Export(ectx, func(r Record) error {
-			if err := srcDigest.add(r); err != nil {
-				return err
-			}
-			select {
-			case recs <- r:
-				return nil
-			case <-ectx.Done():
-				return ectx.Err()
-			}
-		})
-	}()
-	var (
-		exportDone   bool
-		exportResult error
-	)
-	importErr := dst.Import(ctx, func() (Record, error) {
-		if r, ok := <-recs; ok {
-			return r, nil
-		}
-		exportDone, exportResult = true, <-exportErr
-		if exportResult != nil {
-			return Record{}, fmt.Errorf("export: %w", exportResult)
-		}
-		return Record{}, io.EOF
-	})
-	if !exportDone {
-		// Import stopped early: stop Export and let it return.
-		cancelExport()
-		for range recs {
-		}
-		<-exportErr
+// Copy moves every record of src into the fresh store dst, streaming: the
+// source's one consistent export is cut into batches of at most
+// opts.BatchSize records, each written in a destination transaction of its
+// own, so memory holds one batch, never the whole copy. It stays all or
+// nothing by marking dst incomplete first (BeginImport: a store holding
+// records is refused with ErrNotEmpty and left untouched), then exports dst
+// again, compares the number and a content digest of the records of every
+// kind, and only when they agree clears the mark (FinishImport). Every
+// failure after the mark wraps ErrCopyIncomplete and leaves dst marked
+// (Open refuses it): an error of the source's export is also wrapped with
+// "export: ", a read-back that differs returns the report and wraps
+// ErrCopyMismatch, an error reading dst back wraps ErrCopyVerify.
+func Copy(ctx context.Context, src Snapshotter, dst BatchImporter, opts CopyOptions) (CopyReport, error) {
+	size := opts.BatchSize
+	if size <= 0 {
+		size = DefaultCopyBatch
 	}
-	if importErr != nil {
-		return CopyReport{}, importErr
+	if err := dst.BeginImport(ctx); err != nil {
+		return CopyReport{}, err
+	}
+	incomplete := func(err error) error { return fmt.Errorf("%w: %w", ErrCopyIncomplete, err) }
+
+	var rep CopyReport
+	srcDigest := newKindDigest()
+	batch := make([]Record, 0, size)
+	var importErr error
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := dst.ImportBatch(ctx, batch); err != nil {
+			importErr = err
+			return err
+		}
+		rep.Batches++
+		clear(batch) // drop the references: the records can be collected
+		batch = batch[:0]
+		return nil
+	}
+	err := src.Export(ctx, func(r Record) error {
+		if err := srcDigest.add(r); err != nil {
+			return err
+		}
+		batch = append(batch, r)
+		if len(batch) < size {
+			return nil
+		}
+		return flush()
+	})
+	if err == nil {
+		err = flush()
+	}
+	switch {
+	case err != nil && importErr == nil:
+		return CopyReport{}, incomplete(fmt.Errorf("export: %w", err))
+	case err != nil:
+		return CopyReport{}, incomplete(err)
 	}
 
 	dstDigest := newKindDigest()
 	if err := dst.Export(ctx, dstDigest.add); err != nil {
-		return CopyReport{}, fmt.Errorf("%w: %w", ErrCopyVerify, err)
+		return CopyReport{}, incomplete(fmt.Errorf("%w: %w", ErrCopyVerify, err))
 	}
-	var rep CopyReport
 	for _, k := range RecordKinds {
 		rep.Kinds = append(rep.Kinds, KindCopy{
 			Kind: k, Source: srcDigest.counts[k], Destination: dstDigest.counts[k],
@@ -125,7 +148,10 @@ func Copy(ctx context.Context, src, dst Snapshotter) (CopyReport, error) {
 		})
 	}
 	if m := rep.Mismatched(); len(m) > 0 {
-		return rep, fmt.Errorf("%w for %v", ErrCopyMismatch, m)
+		return rep, incomplete(fmt.Errorf("%w for %v", ErrCopyMismatch, m))
+	}
+	if err := dst.FinishImport(ctx); err != nil {
+		return rep, incomplete(err)
 	}
 	return rep, nil
 }

@@ -500,6 +500,11 @@ var RecordKinds = []string{
 // ErrNotEmpty: Import refuses a destination that already holds records.
 var ErrNotEmpty = errors.New("storage: destination store is not empty")
 
+// ErrIncompleteCopy: the store holds a copy that BeginImport started and
+// FinishImport never ended (a failed or interrupted migrate-store). Opening
+// such a store fails with it, so that no server starts on half the records.
+var ErrIncompleteCopy = errors.New("storage: the store holds an unfinished copy (migrate-store did not complete): drop it and run migrate-store again")
+
 // IdentityLink binds an upstream identity (provider, subject) to an account.
 type IdentityLink struct {
 	Provider  string
@@ -588,4 +593,29 @@ type Snapshotter interface {
 	// nothing is written and the import may simply be run again. Records
 	// are written as they are, times, ids and used/revoked states included.
 	Import(ctx context.Context, next func() (Record, error)) error
+}
+
+// BatchImporter is a Snapshotter that can fill a fresh store in bounded
+// transactions, one per batch, so that a large copy never sits in one
+// transaction (Copy, behind migrate-store). All or nothing is kept by
+// marking the store incomplete for the whole copy: Open refuses a marked
+// store with ErrIncompleteCopy until FinishImport clears the mark, and a
+// failed copy stays marked (drop the destination and copy again).
+type BatchImporter interface {
+	Snapshotter
+	// BeginImport refuses a store that holds any record or the mark of an
+	// earlier copy (ErrNotEmpty, nothing changed); otherwise it marks the
+	// store incomplete, in the same transaction as the check.
+	BeginImport(ctx context.Context) error
+	// ImportBatch writes recs in one transaction of its own, with Import's
+	// rules per record; records come in Export's order across batches
+	// (identities after their accounts, audit events oldest first). It
+	// refuses a store that is not marked by BeginImport. An error rolls
+	// back this batch only; the store stays marked.
+	ImportBatch(ctx context.Context, recs []Record) error
+	// FinishImport clears the mark: the store opens normally again.
+	FinishImport(ctx context.Context) error
+	// CheckComplete returns ErrIncompleteCopy while the store is marked
+	// (the check Open makes).
+	CheckComplete(ctx context.Context) error
 }

@@ -72,5 +72,10 @@
 // issued, audit events oldest first); Import fills an empty file in one
 // write transaction, all or nothing, keeping ids, times and used/revoked
 // states (audit events get fresh keys in arrival order, so their order is
-// kept).
+// kept). For a large store (storage.BatchImporter, what migrate-store uses)
+// BeginImport checks the file is empty and sets meta/copy_incomplete,
+// ImportBatch writes each batch in a write transaction of its own (bbolt
+// holds a transaction's dirty pages in memory until it commits, so memory
+// follows the batch, not the store), FinishImport deletes the key; Open
+// refuses a file where it is set (storage.ErrIncompleteCopy).
 package bboltstore

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -147,12 +148,11 @@ func (s *Store) Import(ctx context.Context, next func() (storage.Record, error))
 	// Grants and clients appear: cached "inactive" answers are stale.
 	defer s.revGen.Add(1) // after the commit: see RevocationGeneration
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		for _, name := range v1Buckets {
-			if k, _ := bucket(tx, name).Cursor().First(); k != nil {
-				return fmt.Errorf("bboltstore: import: bucket %s holds records: %w", name, storage.ErrNotEmpty)
-			}
+		if err := checkEmpty(tx); err != nil {
+			return err
 		}
 		var seq uint64
+		nextSeq := func() uint64 { seq++; return seq }
 		for n := 0; ; n++ {
 			if n%1024 == 0 {
 				if err := ctx.Err(); err != nil {
@@ -166,10 +166,87 @@ func (s *Store) Import(ctx context.Context, next func() (storage.Record, error))
 			if err != nil {
 				return err
 			}
-			if err := importRecord(tx, r, &seq); err != nil {
+			if err := importRecord(tx, r, nextSeq); err != nil {
 				return fmt.Errorf("bboltstore: import %s record %d: %w", r.Kind, n+1, err)
 			}
 		}
+	})
+}
+
+var _ storage.BatchImporter = (*Store)(nil)
+
+// keyCopyIncomplete, in the meta bucket, marks a file that BeginImport
+// started filling and FinishImport has not finished (its value: the start
+// time, RFC 3339). Open refuses such a file.
+var keyCopyIncomplete = []byte("copy_incomplete")
+
+// checkEmpty fails with storage.ErrNotEmpty when the file holds a record
+// or the mark of an unfinished copy.
+func checkEmpty(tx *bolt.Tx) error {
+	if meta := tx.Bucket(bktMeta); meta != nil && meta.Get(keyCopyIncomplete) != nil {
+		return fmt.Errorf("bboltstore: import: the file holds an unfinished copy: %w", storage.ErrNotEmpty)
+	}
+	for _, name := range v1Buckets {
+		if k, _ := bucket(tx, name).Cursor().First(); k != nil {
+			return fmt.Errorf("bboltstore: import: bucket %s holds records: %w", name, storage.ErrNotEmpty)
+		}
+	}
+	return nil
+}
+
+// copyIncomplete reports the mark of an unfinished copy.
+func copyIncomplete(tx *bolt.Tx) bool {
+	meta := tx.Bucket(bktMeta)
+	return meta != nil && meta.Get(keyCopyIncomplete) != nil
+}
+
+// BeginImport implements storage.BatchImporter: in one write transaction it
+// checks the file is empty and marks it incomplete.
+func (s *Store) BeginImport(ctx context.Context) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		if err := checkEmpty(tx); err != nil {
+			return err
+		}
+		return tx.Bucket(bktMeta).Put(keyCopyIncomplete, []byte(s.now().UTC().Format(time.RFC3339)))
+	})
+}
+
+// ImportBatch implements storage.BatchImporter: recs in one write
+// transaction (the only pages it holds in memory), audit keys from the
+// store's sequence so that the order of equal times holds across batches.
+func (s *Store) ImportBatch(ctx context.Context, recs []storage.Record) error {
+	defer s.revGen.Add(1) // grants and clients appear (after the commit)
+	nextSeq := func() uint64 { return s.seq.Add(1) }
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		if !copyIncomplete(tx) {
+			return errors.New("bboltstore: import batch: no copy in progress (BeginImport first)")
+		}
+		for i, r := range recs {
+			if err := importRecord(tx, r, nextSeq); err != nil {
+				return fmt.Errorf("bboltstore: import %s record %d of the batch: %w", r.Kind, i+1, err)
+			}
+		}
+		return nil
+	})
+}
+
+// FinishImport implements storage.BatchImporter: it clears the mark.
+func (s *Store) FinishImport(ctx context.Context) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		if !copyIncomplete(tx) {
+			return errors.New("bboltstore: finish import: no copy in progress")
+		}
+		return tx.Bucket(bktMeta).Delete(keyCopyIncomplete)
+	})
+}
+
+// CheckComplete implements storage.BatchImporter.
+func (s *Store) CheckComplete(ctx context.Context) error {
+	return s.view(ctx, func(tx *bolt.Tx) error {
+		if copyIncomplete(tx) {
+			return storage.ErrIncompleteCopy
+		}
+		return nil
 	})
 }
 
@@ -181,7 +258,7 @@ func putNew(b *bolt.Bucket, key []byte, v any) error {
 	return putJSON(b, key, v)
 }
 
-func importRecord(tx *bolt.Tx, r storage.Record, seq *uint64) error {
+func importRecord(tx *bolt.Tx, r storage.Record, nextSeq func() uint64) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}
@@ -274,8 +351,7 @@ func importRecord(tx *bolt.Tx, r storage.Record, seq *uint64) error {
 		b := bucket(tx, bktAudit)
 		var k []byte
 		for {
-			*seq++
-			k = auditKey(e.Time, *seq)
+			k = auditKey(e.Time, nextSeq())
 			if b.Get(k) == nil {
 				break
 			}

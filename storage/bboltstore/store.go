@@ -110,6 +110,11 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if err := s.CheckComplete(context.Background()); err != nil {
+		// A half-filled copy: no server must start on it.
+		_ = db.Close()
+		return nil, fmt.Errorf("bboltstore: open %s: %w", path, err)
+	}
 	return s, nil
 }
 

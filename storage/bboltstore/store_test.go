@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -428,4 +429,37 @@ func TestBackupRestores(t *testing.T) {
 	if err != nil || got.Name != "Backed up" {
 		t.Fatalf("client in the backup: %+v, %v", got, err)
 	}
+}
+
+// TestOpenRefusesIncompleteCopy: a file a copy started filling and never
+// finished (migrate-store failed or was killed) does not open, so no
+// server starts on half the records; a finished copy opens.
+func TestOpenRefusesIncompleteCopy(t *testing.T) {
+	ctx := t.Context()
+	s, path := openTemp(t)
+	if err := s.BeginImport(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ImportBatch(ctx, []storage.Record{{Kind: storage.KindClient, Client: &storage.Client{ID: "c1", Kind: storage.ClientOwned}}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	_, err := Open(path, Options{NoSync: true})
+	if !errors.Is(err, storage.ErrIncompleteCopy) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open of a half-copied file: %v, want ErrIncompleteCopy naming the file", err)
+	}
+
+	s2, path2 := openTemp(t)
+	if err := s2.BeginImport(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.FinishImport(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = s2.Close()
+	s3, err := Open(path2, Options{NoSync: true})
+	if err != nil {
+		t.Fatalf("Open of a finished copy: %v", err)
+	}
+	_ = s3.Close()
 }

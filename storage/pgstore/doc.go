@@ -79,6 +79,12 @@
 // instances write); Import locks every table in EXCLUSIVE mode, refuses a
 // database that holds any record, and inserts in batched round trips in one
 // transaction, all or nothing. Audit events keep their ids and order.
+// The batched import migrate-store uses (storage.BatchImporter) makes the
+// same checks in BeginImport, which also creates the table
+// mcpauth_copy_incomplete (no migration: it exists only while a copy is
+// unfinished); each ImportBatch is a transaction of its own that first
+// locks that table (refused without it); FinishImport drops it. Open
+// refuses a database where it exists (storage.ErrIncompleteCopy).
 //
 // # Testing
 //

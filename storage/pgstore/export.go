@@ -204,6 +204,30 @@ func (s *Store) Import(ctx context.Context, next func() (storage.Record, error))
 	if _, err := tx.Exec(ctx, `LOCK TABLE `+importTables+` IN EXCLUSIVE MODE`); err != nil {
 		return dbErr(op+": lock tables", err)
 	}
+	if err := checkEmpty(ctx, tx); err != nil {
+		return err
+	}
+	if err := insertRecords(ctx, tx, next); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgstore: import: commit: %w", err)
+	}
+	return nil
+}
+
+// checkEmpty fails with storage.ErrNotEmpty when any table Import fills
+// holds a row or the mark of an unfinished copy exists. The caller holds
+// the EXCLUSIVE locks of importTables.
+func checkEmpty(ctx context.Context, tx pgx.Tx) error {
+	const op = "import"
+	marked, err := copyMarked(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if marked {
+		return fmt.Errorf("pgstore: import: the database holds an unfinished copy: %w", storage.ErrNotEmpty)
+	}
 	var used bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mcpauth_clients) OR EXISTS (SELECT 1 FROM mcpauth_signing_keys)
 	OR EXISTS (SELECT 1 FROM mcpauth_accounts) OR EXISTS (SELECT 1 FROM mcpauth_identities)
@@ -216,6 +240,13 @@ func (s *Store) Import(ctx context.Context, next func() (storage.Record, error))
 	if used {
 		return fmt.Errorf("pgstore: import: %w", storage.ErrNotEmpty)
 	}
+	return nil
+}
+
+// insertRecords inserts the records next returns until io.EOF, importBatch
+// statements per round trip.
+func insertRecords(ctx context.Context, tx pgx.Tx, next func() (storage.Record, error)) error {
+	const op = "import"
 	b := &pgx.Batch{}
 	flush := func() error {
 		if b.Len() == 0 {
@@ -242,11 +273,129 @@ func (s *Store) Import(ctx context.Context, next func() (storage.Record, error))
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	return flush()
+}
+
+var _ storage.BatchImporter = (*Store)(nil)
+
+// copyMarkTable marks a database that BeginImport started filling and
+// FinishImport has not finished: it exists only during a copy (created by
+// BeginImport, dropped by FinishImport, so no migration adds it), and Open
+// refuses a database where it exists.
+const copyMarkTable = "mcpauth_copy_incomplete"
+
+// copyMarked reports whether the mark table exists (on the search_path,
+// as every table of the store).
+func copyMarked(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (bool, error) {
+	var marked bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, copyMarkTable).Scan(&marked); err != nil {
+		return false, dbErr("check copy mark", err)
+	}
+	return marked, nil
+}
+
+// BeginImport implements storage.BatchImporter: in one transaction it locks
+// every table in EXCLUSIVE mode, checks the database is empty and creates
+// the mark table.
+func (s *Store) BeginImport(ctx context.Context) error {
+	const op = "begin import"
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("pgstore: %s: begin: %w", op, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+importTables+` IN EXCLUSIVE MODE`); err != nil {
+		return dbErr(op+": lock tables", err)
+	}
+	if err := checkEmpty(ctx, tx); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE `+copyMarkTable+` (started_at timestamptz NOT NULL)`); err != nil {
+		return dbErr(op+": mark", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+copyMarkTable+` (started_at) VALUES ($1)`, s.now().UTC()); err != nil {
+		return dbErr(op+": mark", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgstore: %s: commit: %w", op, err)
+	}
+	return nil
+}
+
+// ImportBatch implements storage.BatchImporter: recs in one transaction,
+// which first locks the mark table (and so fails unless a copy is in
+// progress, and waits for a concurrent batch or FinishImport).
+func (s *Store) ImportBatch(ctx context.Context, recs []storage.Record) error {
+	const op = "import batch"
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("pgstore: %s: begin: %w", op, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := lockMark(ctx, tx, op); err != nil {
+		return err
+	}
+	i := 0
+	if err := insertRecords(ctx, tx, func() (storage.Record, error) {
+		if i == len(recs) {
+			return storage.Record{}, io.EOF
+		}
+		i++
+		return recs[i-1], nil
+	}); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("pgstore: import: commit: %w", err)
+		return fmt.Errorf("pgstore: %s: commit: %w", op, err)
+	}
+	return nil
+}
+
+// FinishImport implements storage.BatchImporter: it drops the mark table.
+func (s *Store) FinishImport(ctx context.Context) error {
+	const op = "finish import"
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("pgstore: %s: begin: %w", op, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := lockMark(ctx, tx, op); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `DROP TABLE `+copyMarkTable); err != nil {
+		return dbErr(op, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgstore: %s: commit: %w", op, err)
+	}
+	return nil
+}
+
+// lockMark locks the mark table, failing when no copy is in progress.
+func lockMark(ctx context.Context, tx pgx.Tx, op string) error {
+	marked, err := copyMarked(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if !marked {
+		return fmt.Errorf("pgstore: %s: no copy in progress (BeginImport first)", op)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+copyMarkTable+` IN EXCLUSIVE MODE`); err != nil {
+		return dbErr(op+": lock mark", err)
+	}
+	return nil
+}
+
+// CheckComplete implements storage.BatchImporter.
+func (s *Store) CheckComplete(ctx context.Context) error {
+	marked, err := copyMarked(ctx, s.pool)
+	if err != nil {
+		return err
+	}
+	if marked {
+		return storage.ErrIncompleteCopy
 	}
 	return nil
 }

@@ -121,6 +121,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	if err := s.CheckComplete(ctx); err != nil {
+		// A half-filled copy: no server must start on it.
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: open: %w (drop the mcpauth_* tables or the schema)", err)
+	}
 	return s, nil
 }
 

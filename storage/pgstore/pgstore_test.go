@@ -450,3 +450,30 @@ func TestPingAndClose(t *testing.T) {
 		t.Fatal("Ping after Close succeeded")
 	}
 }
+
+// TestOpenRefusesIncompleteCopy: a database a copy started filling and
+// never finished does not open (no instance starts on half the records);
+// a finished copy opens.
+func TestOpenRefusesIncompleteCopy(t *testing.T) {
+	ctx := t.Context()
+	schema := freshSchema(t)
+	s := openIn(t, schema)
+	if err := s.BeginImport(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ImportBatch(ctx, []storage.Record{{Kind: storage.KindClient, Client: &storage.Client{ID: "c1", Kind: storage.ClientOwned}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(ctx, Config{DSN: testDSN(t), Schema: schema})
+	if !errors.Is(err, storage.ErrIncompleteCopy) {
+		t.Fatalf("Open of a half-copied database: %v, want ErrIncompleteCopy", err)
+	}
+	if err := s.FinishImport(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(ctx, Config{DSN: testDSN(t), Schema: schema})
+	if err != nil {
+		t.Fatalf("Open of a finished copy: %v", err)
+	}
+	_ = again.Close()
+}
