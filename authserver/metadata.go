@@ -3,6 +3,8 @@ package authserver
 import (
 	"net/url"
 	"strings"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // Authorization server metadata (RFC 8414; requirement 1). The document is
@@ -37,7 +39,7 @@ type MetadataInput struct {
 func BuildMetadata(in MetadataInput) map[string]any {
 	// private_key_jwt (RFC 7523 §2.2) is served for every client with keys:
 	// inline jwks always, jwks_uri through the CIMD fetcher.
-	authMethods := []string{"none", "client_secret_basic", "client_secret_post", AuthMethodPrivateKeyJWT}
+	authMethods := []string{"none", "client_secret_basic", "client_secret_post", oauth.AuthMethodPrivateKeyJWT}
 	m := map[string]any{
 		"issuer":                                           in.Issuer,
 		"authorization_endpoint":                           in.AuthorizationEndpoint,

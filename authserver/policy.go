@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -62,7 +63,7 @@ type CIMDPolicy struct {
 func (p CIMDPolicy) Validate(offered []string) error {
 	for id, cp := range p.Clients {
 		u, err := url.Parse(id)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" || !strings.HasPrefix(id, "https://") {
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" || !oauth.IsCIMDClientID(id) {
 			return fmt.Errorf("authserver: config: cimd client %q: the client id must be an https URL", id)
 		}
 		if err := cp.validate(offered); err != nil {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -227,7 +228,7 @@ func (s *Server) Metadata() map[string]any {
 func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
-		WriteError(w, r, &Error{Code: "invalid_request", Description: "method not allowed", Status: http.StatusMethodNotAllowed})
+		WriteError(w, r, &oauth.Error{Code: "invalid_request", Description: "method not allowed", Status: http.StatusMethodNotAllowed})
 		return
 	}
 	h := w.Header()
@@ -289,7 +290,7 @@ func (s *Server) active(ctx context.Context, grantID, clientID string, now time.
 	case errors.Is(err, storage.ErrNotFound):
 		// CIMD clients live in their metadata documents, not necessarily in
 		// the store; a deleted owned or DCR client ends its grants.
-		return isURLClientID(clientID), until, nil
+		return oauth.IsCIMDClientID(clientID), until, nil
 	case err != nil:
 		return false, never, fmt.Errorf("authserver: active: %w", err)
 	}
@@ -401,8 +402,6 @@ func hashToken(t string) []byte {
 	h := sha256.Sum256([]byte(t))
 	return h[:]
 }
-
-func isURLClientID(id string) bool { return strings.HasPrefix(id, "https://") }
 
 func (s *Server) clientIP(r *http.Request) string {
 	if r == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -362,7 +363,7 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 	case "disable", "enable":
 		disabled := rt.action == "disable"
 		err := st.SetClientDisabled(ctx, rt.id, disabled, a.now())
-		if errors.Is(err, storage.ErrNotFound) && disabled && isCIMDClientID(rt.id) {
+		if errors.Is(err, storage.ErrNotFound) && disabled && oauth.IsCIMDClientID(rt.id) {
 			// CIMD clients live in their metadata documents, not in the
 			// store: a disabled record blocks the client's grants at the
 			// guard (authserver.Server.Active consults it).
@@ -386,7 +387,7 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 	case "revoke":
 		// Unknown ids are 404, except CIMD ids, which may have grants without
 		// a stored record.
-		if _, err := st.GetClient(ctx, rt.id); err != nil && !(errors.Is(err, storage.ErrNotFound) && isCIMDClientID(rt.id)) {
+		if _, err := st.GetClient(ctx, rt.id); err != nil && !(errors.Is(err, storage.ErrNotFound) && oauth.IsCIMDClientID(rt.id)) {
 			return adminStoreError("client", err)
 		}
 		srv, err := a.app.Server()
@@ -418,16 +419,6 @@ func (a *AdminAPI) activeGrants(ctx context.Context, clientID, subject string) (
 		}
 	}
 	return n, nil
-}
-
-// isCIMDClientID reports whether id is a well-formed https client id (a
-// Client ID Metadata Document URL).
-func isCIMDClientID(id string) bool {
-	if len(id) > 2048 || !strings.HasPrefix(id, "https://") {
-		return false
-	}
-	u, err := url.Parse(id)
-	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.Fragment == "" && u.Path != ""
 }
 
 // --- users ---

@@ -22,6 +22,7 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/idp"
 	"github.com/mcpauth/caddy-mcpauth/idp/mailer"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
@@ -672,7 +673,7 @@ func (a *App) Validate() error {
 		if c.ID == "" {
 			return errors.New("mcp_auth: a client needs an id")
 		}
-		if strings.HasPrefix(c.ID, "https://") || strings.HasPrefix(c.ID, "http://") {
+		if oauth.IsCIMDClientID(c.ID) || strings.HasPrefix(c.ID, "http://") {
 			return fmt.Errorf("mcp_auth: client %q: owned client ids must not be URLs (those are CIMD clients)", c.ID)
 		}
 		if seen[c.ID] {
@@ -683,7 +684,7 @@ func (a *App) Validate() error {
 			return fmt.Errorf("mcp_auth: client %q needs at least one redirect_uri", c.ID)
 		}
 		for _, ru := range c.RedirectURIs {
-			if err := authserver.ValidateRedirectURI(ru); err != nil {
+			if _, err := oauth.CheckRedirectURI(ru, oauth.OwnedRedirects); err != nil {
 				return fmt.Errorf("mcp_auth: client %q: %w", c.ID, err)
 			}
 		}
@@ -939,7 +940,7 @@ func (a *App) ownedClients() ([]storage.Client, error) {
 			sc.TokenEndpointAuthMethod = "client_secret_basic"
 		}
 		if c.JWKSURI != "" || c.JWKSFile != "" {
-			sc.TokenEndpointAuthMethod = authserver.AuthMethodPrivateKeyJWT
+			sc.TokenEndpointAuthMethod = oauth.AuthMethodPrivateKeyJWT
 			sc.JWKSURI = c.JWKSURI
 			if c.JWKSFile != "" {
 				raw, err := os.ReadFile(c.JWKSFile)
