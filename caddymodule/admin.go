@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
 	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
 	"github.com/mcpauth/caddy-mcpauth/storage"
@@ -363,7 +364,7 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 	case "disable", "enable":
 		disabled := rt.action == "disable"
 		err := st.SetClientDisabled(ctx, rt.id, disabled, a.now())
-		if errors.Is(err, storage.ErrNotFound) && disabled && oauth.IsCIMDClientID(rt.id) {
+		if errors.Is(err, storage.ErrNotFound) && disabled && cimdClientID(rt.id) {
 			// CIMD clients live in their metadata documents, not in the
 			// store: a disabled record blocks the client's grants at the
 			// guard (authserver.Server.Active consults it).
@@ -387,7 +388,7 @@ func (a *AdminAPI) serveClients(ctx context.Context, w http.ResponseWriter, r *h
 	case "revoke":
 		// Unknown ids are 404, except CIMD ids, which may have grants without
 		// a stored record.
-		if _, err := st.GetClient(ctx, rt.id); err != nil && !(errors.Is(err, storage.ErrNotFound) && oauth.IsCIMDClientID(rt.id)) {
+		if _, err := st.GetClient(ctx, rt.id); err != nil && !(errors.Is(err, storage.ErrNotFound) && cimdClientID(rt.id)) {
 			return adminStoreError("client", err)
 		}
 		srv, err := a.app.Server()
@@ -419,6 +420,13 @@ func (a *AdminAPI) activeGrants(ctx context.Context, clientID, subject string) (
 		}
 	}
 	return n, nil
+}
+
+// cimdClientID reports whether id is a CIMD client id (oauth.IsCIMDClientID)
+// that is a valid Client ID Metadata Document URL: only such a client can
+// have grants without a stored record.
+func cimdClientID(id string) bool {
+	return oauth.IsCIMDClientID(id) && cimd.ValidClientIDURL(id) == nil
 }
 
 // --- users ---
