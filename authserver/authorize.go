@@ -424,39 +424,11 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequ
 	if ar.state != "" {
 		params.Set("state", ar.state)
 	}
-	target, ok := withParams(ar.redirectURI, params)
+	target, ok := appendRedirectQuery(ar.redirectURI, params)
 	if !ok {
 		s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidRequest, "redirect_uri is not usable")
 		return
 	}
 	w.Header().Set("Location", target)
 	w.WriteHeader(http.StatusSeeOther)
-}
-
-// withParams adds params to uri's query, keeping the rest of its query byte
-// for byte and dropping pairs named like one of params, so that each of ours
-// appears exactly once.
-func withParams(uri string, params url.Values) (string, bool) {
-	if uri == "" || strings.ContainsRune(uri, '#') {
-		return "", false
-	}
-	if u, err := url.Parse(uri); err != nil || u.Scheme == "" {
-		return "", false
-	}
-	base, query, _ := strings.Cut(uri, "?")
-	var kept []string
-	for _, pair := range strings.Split(query, "&") {
-		if pair == "" {
-			continue
-		}
-		name, _, _ := strings.Cut(pair, "=")
-		if n, err := url.QueryUnescape(name); err == nil {
-			name = n
-		}
-		if _, ours := params[name]; !ours {
-			kept = append(kept, pair)
-		}
-	}
-	kept = append(kept, params.Encode())
-	return base + "?" + strings.Join(kept, "&"), true
 }

@@ -88,9 +88,11 @@ func RedirectError(w http.ResponseWriter, r *http.Request, redirectURI, state, i
 	w.WriteHeader(http.StatusSeeOther)
 }
 
-// appendQuery adds params to uri's query, keeping the rest of the existing
-// query byte for byte and dropping any existing pair whose name is one of
-// params' names. It refuses URIs with a fragment or that do not parse.
+// appendRedirectQuery adds params to a redirect URI's query (the
+// authorization response and RedirectError), keeping the rest of the
+// existing query byte for byte and dropping any existing pair whose name is
+// one of params' names, so that each of ours appears exactly once. It
+// refuses URIs with a fragment or that do not parse.
 func appendRedirectQuery(uri string, params url.Values) (string, bool) {
 	if uri == "" || strings.ContainsRune(uri, '#') {
 		return "", false

@@ -86,4 +86,3 @@ func TestAsError(t *testing.T) {
 		t.Fatal("AsError(nil) must be nil")
 	}
 }
-
