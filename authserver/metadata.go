@@ -27,11 +27,7 @@ type MetadataInput struct {
 	// ScopesSupported are the scopes offered; offline_access is added.
 	ScopesSupported []string
 	// CIMD: client ID metadata documents are accepted.
-	CIMD bool
-	// SigningAlg is the access token signing algorithm. RFC 8414 has no
-	// field for it (clients read "alg" from the JWKS), so it is not
-	// published; it is kept for callers that build other documents.
-	SigningAlg           string
+	CIMD                 bool
 	ServiceDocumentation string
 }
 

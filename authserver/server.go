@@ -127,7 +127,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		EndSessionEndpoint:    cfg.EndSessionEndpoint,
 		ScopesSupported:       cfg.Scopes,
 		CIMD:                  cfg.ClientResolver != nil,
-		SigningAlg:            s.keys.Algorithm(),
 		ServiceDocumentation:  cfg.ServiceDocumentation,
 	})
 	if s.metaJSON, err = json.Marshal(s.metadata); err != nil {

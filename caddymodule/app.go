@@ -827,9 +827,6 @@ func (a *App) Keys() *authserver.KeySet { return a.keys }
 // Store returns the storage backend.
 func (a *App) Store() storage.Backend { return a.store }
 
-// LoginPages returns the hosted login.
-func (a *App) LoginPages() *idp.Login { return a.login }
-
 // Active implements the guard's revocation check against this app's store.
 func (a *App) Active(ctx context.Context, grantID, clientID string) (bool, error) {
 	s, err := a.Server()
