@@ -162,7 +162,7 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	acct, reason, err := l.checkPassword(r, email, emailOK, pw)
 	if err != nil {
-		l.log.Error("idp: password login failed", "err", err)
+		l.log.Error("idp: password login failed", "error", err)
 		lv.Error = msgUnavail
 		l.renderLogin(w, r, http.StatusServiceUnavailable, lv)
 		return
@@ -191,7 +191,7 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 	l.pairs.reset(pairKey)
 	l.familiar.add(pairKey, now)
 	if err := l.startSession(w, r, acct.ID, "password"); err != nil {
-		l.log.Error("idp: starting session failed", "err", err)
+		l.log.Error("idp: starting session failed", "error", err)
 		lv.Error = msgUnavail
 		l.renderLogin(w, r, http.StatusServiceUnavailable, lv)
 		return
@@ -240,7 +240,7 @@ func (l *Login) checkPassword(r *http.Request, email string, emailOK bool, pw st
 			acct.PasswordHash = h
 			acct.UpdatedAt = l.now()
 			if err := l.store.UpdateAccount(r.Context(), acct); err != nil {
-				l.log.Warn("idp: rehashing password failed", "err", err)
+				l.log.Warn("idp: rehashing password failed", "error", err)
 			}
 		}
 	}
@@ -318,7 +318,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 	ctx := r.Context()
 	h, err := l.hasher.Hash(pw)
 	if err != nil {
-		l.log.Error("idp: signup failed", "err", err)
+		l.log.Error("idp: signup failed", "error", err)
 		sv.Error = msgUnavail
 		l.renderSignup(w, r, http.StatusServiceUnavailable, sv)
 		return
@@ -330,7 +330,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 			l.audit(r, storage.AuditEvent{Type: "signup", Outcome: "success", Subject: acct.ID})
 			if l.cfg.Mailer != nil {
 				if err := l.sendVerification(ctx, acct, h, sv.ReturnTo); err != nil {
-					l.log.Error("idp: storing email verification failed", "err", err)
+					l.log.Error("idp: storing email verification failed", "error", err)
 				}
 			}
 			l.signupSent(w, r, email, sv)
@@ -341,7 +341,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 		}
 	}
 	if err != nil {
-		l.log.Error("idp: signup failed", "err", err)
+		l.log.Error("idp: signup failed", "error", err)
 		sv.Error = msgUnavail
 		l.renderSignup(w, r, http.StatusServiceUnavailable, sv)
 		return
@@ -355,7 +355,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 			// An unverified signup holds the address: the mailbox owner
 			// may claim it with the password chosen now.
 			if err := l.sendVerification(ctx, existing, h, sv.ReturnTo); err != nil {
-				l.log.Error("idp: storing email verification failed", "err", err)
+				l.log.Error("idp: storing email verification failed", "error", err)
 			}
 		}
 		// An upstream account whose email nobody verified gets no mail.
@@ -461,12 +461,12 @@ func (l *Login) startProvider(w http.ResponseWriter, r *http.Request, p Provider
 func (l *Login) beginUpstream(w http.ResponseWriter, r *http.Request, p Provider, returnTo, hint string) {
 	a, err := l.newAttempt(r.Context(), p, returnTo, hint, hashID(l.preSessionKey(w, r)))
 	if err != nil {
-		l.log.Error("idp: creating login attempt failed", "err", err)
+		l.log.Error("idp: creating login attempt failed", "error", err)
 		l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", msgUnavail)
 		return
 	}
 	if err := p.Begin(w, r, a); err != nil {
-		l.log.Error("idp: starting upstream login failed", "provider", p.Name(), "err", err)
+		l.log.Error("idp: starting upstream login failed", "provider", p.Name(), "error", err)
 		_, _ = l.takeAttempt(r.Context(), a.ID)
 		l.audit(r, storage.AuditEvent{Type: "login.failure", Outcome: "failure", Detail: map[string]string{"reason": "begin_failed", "method": p.Kind() + ":" + p.Name()}})
 		l.upstreamUnreachable(w, r, p)
