@@ -273,7 +273,8 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *aut
 	if f.page || ar == nil || ar.redirectURI == "" {
 		if f.err.Code == oauth.CodeInvalidClient && ar != nil && ar.client.ID == "" && s.cfg.Registration != nil && wantsJSON(r) {
 			// mcp-remote re-registers when told, in JSON, that its client
-			// is not registered (clients.md).
+			// is not registered (docs/requirements.md, requirement 12 and
+			// "Known clients").
 			desc := "client " + safeName(ar.query.Get("client_id")) + " is not registered"
 			if f.err.Reason != oauth.ReasonClientUnknown {
 				desc = f.err.Description

@@ -62,7 +62,7 @@ func TestAuthorizeErrorPagesNeverRedirect(t *testing.T) {
 }
 
 // mcp-remote re-registers when /authorize answers JSON saying the client is
-// not registered (requirement 12, clients.md).
+// not registered (requirement 12; docs/requirements.md "Known clients").
 func TestAuthorizeUnknownClientJSONWhenRegistrationOn(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Registration = http.NotFoundHandler() })
 	q := h.authzQuery("gone", "http://127.0.0.1/callback")

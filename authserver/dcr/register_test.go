@@ -383,9 +383,9 @@ func FuzzValidateRegistration(f *testing.F) {
 	})
 }
 
-// 13b: client_uri and logo_uri are shown on the consent page (the logo is
-// fetched by the user's browser): they are kept only when https on a public
-// host, else dropped without refusing the registration.
+// client_uri and logo_uri are returned to whoever reads the client (a logo
+// would be fetched by a browser): they are kept only when https on a public
+// host, else dropped without refusing the registration (RFC 7591 §2).
 func TestRegistrationLinksOnlyPublicHTTPS(t *testing.T) {
 	kept := []string{
 		"https://github.com/modelcontextprotocol/mcp-cli", "https://cursor.com/logo.png", "https://app.vendor.io:8443/x.png",

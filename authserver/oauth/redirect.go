@@ -8,8 +8,8 @@ import (
 )
 
 // The redirect-URI policy, one for every kind of client: owned clients from
-// the configuration, DCR registrations and CIMD documents (docs/requirements.md
-// R3; OAuth 2.1 §2.3.1 and §4.1.1, RFC 8252 §7, RFC 9700 §2.1 and §4.1).
+// the configuration, DCR registrations and CIMD documents (requirement 3 of
+// docs/requirements.md; OAuth 2.1 §2.3.1 and §4.1.1, RFC 8252 §7, RFC 9700 §2.1 and §4.1).
 //
 // At registration (CheckRedirectURI) a redirect URI is absolute, ASCII, with
 // no fragment, no userinfo and no backslash, with a lower-case scheme, and is
