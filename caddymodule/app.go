@@ -1372,10 +1372,6 @@ func samlNames(ps []SAMLProvider) []string {
 	return out
 }
 
-func isLoopbackHost(h string) bool {
-	return h == "localhost" || h == "127.0.0.1" || h == "::1"
-}
-
 // appFrom returns the mcp_auth app of this config. Without one, the error
 // says what to add (not "issuer is required" of an empty app).
 func appFrom(ctx caddy.Context, directive string) (*App, error) {
