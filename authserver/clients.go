@@ -150,7 +150,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.C
 }
 
 // authenticateClientMethod is authenticateClient that also says how the
-// client authenticated (an AuthMethod*; private_key_jwt for a workload
+// client authenticated (an oauth.AuthMethod*; private_key_jwt for a workload
 // token).
 func (s *Server) authenticateClientMethod(r *http.Request, form url.Values) (storage.Client, string, *oauth.Error) {
 	c, method, e := s.authenticateClientInner(r, form)
