@@ -33,10 +33,6 @@ import (
 // ClientAssertionType is the client_assertion_type of RFC 7523 §2.2.
 const ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-// AuthMethodPrivateKeyJWT is the token endpoint auth method of RFC 7523 §2.2
-// (OIDC Core §9).
-const AuthMethodPrivateKeyJWT = "private_key_jwt"
-
 // AssertionAlgs are the JWS algorithms accepted in assertions: asymmetric
 // only, never HMAC (a public key used as an HMAC secret) and never "none".
 var AssertionAlgs = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -35,7 +36,7 @@ func TestSecurityEventsCommitWithTheChange(t *testing.T) {
 	code := h.code("app", appRedirect)
 	tok := h.mustToken(h.exchangeForm("app", code, appRedirect, testVerifier))
 	evs := stored(t, h, audit.TokenIssued)
-	if len(evs) != 1 || evs[0].Detail["grant_type"] != GrantAuthorizationCode || evs[0].Detail["grant_id"] == "" || evs[0].ClientID != "app" {
+	if len(evs) != 1 || evs[0].Detail["grant_type"] != oauth.GrantAuthorizationCode || evs[0].Detail["grant_id"] == "" || evs[0].ClientID != "app" {
 		t.Fatalf("token.issued right after the exchange: %+v", evs)
 	}
 	if evs[0].Detail["scope"] != tok.Scope {
@@ -45,7 +46,7 @@ func TestSecurityEventsCommitWithTheChange(t *testing.T) {
 		t.Fatal("no refresh token")
 	}
 	h.mustToken(refreshForm("app", tok.RefreshToken))
-	if evs := stored(t, h, audit.TokenIssued); len(evs) != 2 || evs[0].Detail["grant_type"] != GrantRefreshToken {
+	if evs := stored(t, h, audit.TokenIssued); len(evs) != 2 || evs[0].Detail["grant_type"] != oauth.GrantRefreshToken {
 		t.Fatalf("token.issued right after the rotation: %+v", evs)
 	}
 	// The first token again, twice (past the grace's one retry): reuse.

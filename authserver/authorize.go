@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -34,7 +35,7 @@ type authzRequest struct {
 
 // authzFailure is how serveAuthorize answers an invalid request.
 type authzFailure struct {
-	err  *Error
+	err  *oauth.Error
 	page bool // show on an error page, never redirect
 }
 
@@ -57,8 +58,8 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	setAuthorizeHeaders(w)
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
-		s.authorizeFailed(w, r, nil, &authzFailure{page: true, err: &Error{Code: CodeInvalidRequest, Description: "method not allowed",
-			Status: http.StatusMethodNotAllowed, Reason: ReasonRequestMalformed}})
+		s.authorizeFailed(w, r, nil, &authzFailure{page: true, err: &oauth.Error{Code: oauth.CodeInvalidRequest, Description: "method not allowed",
+			Status: http.StatusMethodNotAllowed, Reason: oauth.ReasonRequestMalformed}})
 		return
 	}
 	id, signedIn := s.cfg.Browser.Identify(r)
@@ -84,7 +85,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	if !signedIn {
 		if ar.prompt["none"] {
-			refuse(&authzFailure{err: ErrLoginRequired("the user is not signed in").because(ReasonLoginRequired)})
+			refuse(&authzFailure{err: oauth.ErrLoginRequired("the user is not signed in").Because(oauth.ReasonLoginRequired)})
 			return
 		}
 		s.cfg.Browser.Login(w, r, LoginRequest{ReturnTo: s.returnTo(ar, false), Client: ar.client, LoginHint: ar.loginHint})
@@ -93,7 +94,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	tooOld := ar.maxAge >= 0 && (id.AuthTime.IsZero() || now.Sub(id.AuthTime) > ar.maxAge)
 	if r.Method == http.MethodGet && (ar.prompt["login"] || tooOld) {
 		if ar.prompt["none"] {
-			refuse(&authzFailure{err: ErrLoginRequired("a fresh sign-in is required").because(ReasonLoginRequired)})
+			refuse(&authzFailure{err: oauth.ErrLoginRequired("a fresh sign-in is required").Because(oauth.ReasonLoginRequired)})
 			return
 		}
 		s.cfg.Browser.Login(w, r, LoginRequest{ReturnTo: s.returnTo(ar, true), Client: ar.client, LoginHint: ar.loginHint, ForceLogin: true})
@@ -103,14 +104,14 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if id.MustVerifyEmail {
 		// No grant for an address nobody verified (requirement 36).
 		if ar.prompt["none"] {
-			s.authorizeFailed(w, r, ar, &authzFailure{err: ErrInteractionRequired("the user must verify their email").because(ReasonEmailUnverified)})
+			s.authorizeFailed(w, r, ar, &authzFailure{err: oauth.ErrInteractionRequired("the user must verify their email").Because(oauth.ReasonEmailUnverified)})
 			return
 		}
 		if v, ok := s.cfg.Browser.(EmailVerifier); ok {
 			v.VerifyEmail(w, r, LoginRequest{ReturnTo: s.returnTo(ar, false), Client: ar.client, LoginHint: ar.loginHint})
 			return
 		}
-		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: ErrAccessDenied("verify your email address first").because(ReasonEmailUnverified)})
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: oauth.ErrAccessDenied("verify your email address first").Because(oauth.ReasonEmailUnverified)})
 		return
 	}
 	if r.Method == http.MethodPost {
@@ -120,7 +121,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	need, err := s.consentNeeded(r, ar, id)
 	if err != nil {
 		s.cfg.Logger.Error("authserver: consent lookup", "client_id", ar.client.ID, "error", err)
-		refuse(&authzFailure{err: ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)})
+		refuse(&authzFailure{err: oauth.ErrTemporarilyUnavailable("storage unavailable").Because(oauth.ReasonStorageUnavailable)})
 		return
 	}
 	if need && s.reuseConsent(r, ar, id) {
@@ -128,7 +129,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if need {
 		if ar.prompt["none"] {
-			refuse(&authzFailure{err: ErrConsentRequired("the user must approve this client").because(ReasonConsentRequired)})
+			refuse(&authzFailure{err: oauth.ErrConsentRequired("the user must approve this client").Because(oauth.ReasonConsentRequired)})
 			return
 		}
 		s.cfg.Browser.Consent(w, r, s.consentPage(ar, id, s.approvedTools(r, ar, id)))
@@ -142,19 +143,19 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 // before sign-in.
 func (s *Server) validateAuthorize(r *http.Request, signedIn bool) (*authzRequest, *authzFailure) {
 	ar := &authzRequest{maxAge: -1, prompt: map[string]bool{}, rawQuery: r.URL.RawQuery}
-	page := func(e *Error) (*authzRequest, *authzFailure) { return ar, &authzFailure{err: e, page: true} }
+	page := func(e *oauth.Error) (*authzRequest, *authzFailure) { return ar, &authzFailure{err: e, page: true} }
 	if len(s.path(pathAuthorize))+1+len(r.URL.RawQuery) > maxAuthorizeURL {
-		return page(ErrInvalidRequest("the request is too large"))
+		return page(oauth.ErrInvalidRequest("the request is too large"))
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return page(ErrInvalidRequest("the request query is malformed"))
+		return page(oauth.ErrInvalidRequest("the request query is malformed"))
 	}
 	ar.query = q
 
 	// 1. client_id and redirect_uri: never redirected (requirement 4).
 	if len(q["client_id"]) != 1 || q.Get("client_id") == "" {
-		return page(ErrInvalidRequest("client_id is missing or repeated").because(ReasonClientIDMissing))
+		return page(oauth.ErrInvalidRequest("client_id is missing or repeated").Because(oauth.ReasonClientIDMissing))
 	}
 	client, err := s.lookupClient(s.requesterContext(r), q.Get("client_id"))
 	if err != nil {
@@ -167,51 +168,51 @@ func (s *Server) validateAuthorize(r *http.Request, signedIn bool) (*authzReques
 			return ar, &authzFailure{err: clientLookupError(err), page: true}
 		}
 		s.cfg.Logger.Error("authserver: authorize client lookup", "error", err)
-		return page(ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable))
+		return page(oauth.ErrTemporarilyUnavailable("storage unavailable").Because(oauth.ReasonStorageUnavailable))
 	}
 	if client.Disabled {
-		return page(ErrInvalidClient("").plain(ReasonClientDisabled, ""))
+		return page(oauth.ErrInvalidClient("").Plain(oauth.ReasonClientDisabled, ""))
 	}
 	ar.client = client
 	if len(q["redirect_uri"]) != 1 || q.Get("redirect_uri") == "" {
-		return page(ErrInvalidRequest("redirect_uri is missing or repeated").because(ReasonRedirectURIMissing))
+		return page(oauth.ErrInvalidRequest("redirect_uri is missing or repeated").Because(oauth.ReasonRedirectURIMissing))
 	}
-	redirect, ok := MatchRedirectURI(client.RedirectURIs, q.Get("redirect_uri"))
+	redirect, ok := oauth.MatchRedirectURI(client.RedirectURIs, q.Get("redirect_uri"))
 	if !ok {
-		return page(ErrInvalidRequest("").plain(ReasonRedirectURIMismatch, ""))
+		return page(oauth.ErrInvalidRequest("").Plain(oauth.ReasonRedirectURIMismatch, ""))
 	}
 
 	// 2. Everything else: redirected, except for third-party clients before
 	// sign-in (RFC 9700 §4.11.2).
 	pageOnly := thirdParty(client) && !signedIn
-	fail := func(e *Error) (*authzRequest, *authzFailure) { return ar, &authzFailure{err: e, page: pageOnly} }
+	fail := func(e *oauth.Error) (*authzRequest, *authzFailure) { return ar, &authzFailure{err: e, page: pageOnly} }
 	if len(q["state"]) > 1 {
 		ar.redirectURI = redirect
-		return fail(ErrInvalidRequest("state is repeated"))
+		return fail(oauth.ErrInvalidRequest("state is repeated"))
 	}
 	ar.state = q.Get("state")
 	ar.redirectURI = redirect
 	if len(ar.state) > 2048 {
 		ar.state = ""
-		return fail(ErrInvalidRequest("state is too long"))
+		return fail(oauth.ErrInvalidRequest("state is too long"))
 	}
 	for k, v := range q {
 		if len(v) > 1 && k != "resource" {
-			return fail(ErrInvalidRequest("parameter " + safeName(k) + " is repeated"))
+			return fail(oauth.ErrInvalidRequest("parameter " + safeName(k) + " is repeated"))
 		}
 	}
 	switch rt := q.Get("response_type"); rt {
 	case "code":
 	case "":
-		return fail(ErrInvalidRequest("response_type is required").because(ReasonResponseTypeInvalid))
+		return fail(oauth.ErrInvalidRequest("response_type is required").Because(oauth.ReasonResponseTypeInvalid))
 	default:
-		return fail(ErrUnsupportedResponseType("only response_type=code is supported").because(ReasonResponseTypeInvalid))
+		return fail(oauth.ErrUnsupportedResponseType("only response_type=code is supported").Because(oauth.ReasonResponseTypeInvalid))
 	}
 	if m := q.Get("response_mode"); m != "" && m != "query" {
-		return fail(ErrInvalidRequest("only response_mode=query is supported"))
+		return fail(oauth.ErrInvalidRequest("only response_mode=query is supported"))
 	}
 	if q.Has("request") || q.Has("request_uri") {
-		return fail(ErrInvalidRequest("request objects are not supported"))
+		return fail(oauth.ErrInvalidRequest("request objects are not supported"))
 	}
 	if e := ValidCodeChallenge(q.Get("code_challenge"), q.Get("code_challenge_method")); e != nil {
 		return fail(e)
@@ -239,16 +240,16 @@ func (s *Server) validateAuthorize(r *http.Request, signedIn bool) (*authzReques
 		case "none", "login", "consent", "select_account":
 			ar.prompt[p] = true
 		default:
-			return fail(ErrInvalidRequest("unsupported prompt value"))
+			return fail(oauth.ErrInvalidRequest("unsupported prompt value"))
 		}
 	}
 	if ar.prompt["none"] && len(ar.prompt) > 1 {
-		return fail(ErrInvalidRequest("prompt=none cannot be combined with other values"))
+		return fail(oauth.ErrInvalidRequest("prompt=none cannot be combined with other values"))
 	}
 	if v := q.Get("max_age"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || n < 0 {
-			return fail(ErrInvalidRequest("max_age must be a non-negative integer"))
+			return fail(oauth.ErrInvalidRequest("max_age must be a non-negative integer"))
 		}
 		ar.maxAge = time.Duration(n) * time.Second
 	}
@@ -271,15 +272,16 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *aut
 	}
 	s.refused(r, audit.AuthzRefused, clientID, f.err)
 	if f.page || ar == nil || ar.redirectURI == "" {
-		if f.err.Code == CodeInvalidClient && ar != nil && ar.client.ID == "" && s.cfg.Registration != nil && wantsJSON(r) {
+		if f.err.Code == oauth.CodeInvalidClient && ar != nil && ar.client.ID == "" && s.cfg.Registration != nil && wantsJSON(r) {
 			// mcp-remote re-registers when told, in JSON, that its client
-			// is not registered (clients.md).
+			// is not registered (docs/requirements.md, requirement 12 and
+			// "Known clients").
 			desc := "client " + safeName(ar.query.Get("client_id")) + " is not registered"
-			if f.err.Reason != ReasonClientUnknown {
+			if f.err.Reason != oauth.ReasonClientUnknown {
 				desc = f.err.Description
 			}
 			writeJSON(w, http.StatusBadRequest, map[string]string{
-				"error":                 CodeInvalidClient,
+				"error":                 oauth.CodeInvalidClient,
 				"error_description":     desc,
 				"registration_endpoint": s.endpoint(pathRegister),
 			})
@@ -292,7 +294,7 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *aut
 		default:
 			status = http.StatusBadRequest
 		}
-		f.err.setRetryAfter(w)
+		setRetryAfter(w, f.err)
 		s.cfg.Browser.Error(w, r, status, f.err.Code, f.err.Description)
 		return
 	}
@@ -315,23 +317,23 @@ func safeName(s string) string {
 // resolveScopes parses a scope parameter (RFC 6749 §3.3): each scope must be
 // offered by the server and allowed for the client. An empty parameter means
 // the client's default scopes, else the server's (those the client may use).
-func (s *Server) resolveScopes(raw string, c storage.Client) ([]string, *Error) {
+func (s *Server) resolveScopes(raw string, c storage.Client) ([]string, *oauth.Error) {
 	var out []string
 	for _, sc := range strings.Split(raw, " ") {
 		if sc == "" || contains(out, sc) {
 			continue
 		}
 		if !validScopeToken(sc) {
-			return nil, ErrInvalidScope("malformed scope")
+			return nil, oauth.ErrInvalidScope("malformed scope")
 		}
-		if sc == ScopeOfflineAccess && !allowsGrant(c, GrantRefreshToken) {
+		if sc == ScopeOfflineAccess && !allowsGrant(c, oauth.GrantRefreshToken) {
 			// A client that may not refresh simply gets no refresh token
 			// (OpenID Connect Core §11: the server ignores offline_access it
 			// will not honour) rather than a failed sign-in.
 			continue
 		}
 		if !s.scopeAllowed(sc, c) {
-			return nil, ErrInvalidScope("scope " + safeName(sc) + " is not allowed for this client")
+			return nil, oauth.ErrInvalidScope("scope " + safeName(sc) + " is not allowed for this client")
 		}
 		out = append(out, sc)
 	}
@@ -355,7 +357,7 @@ func (s *Server) scopeAllowed(sc string, c storage.Client) bool {
 		return false
 	}
 	if sc == ScopeOfflineAccess {
-		return allowsGrant(c, GrantRefreshToken)
+		return allowsGrant(c, oauth.GrantRefreshToken)
 	}
 	return len(c.Scopes) == 0 || contains(c.Scopes, sc)
 }
@@ -395,7 +397,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequ
 	grantID, err2 := randomToken(16)
 	if err1 != nil || err2 != nil {
 		s.cfg.Logger.Error("authserver: random", "error", errors.Join(err1, err2))
-		s.authorizeFailed(w, r, ar, &authzFailure{err: ErrServerError().because(ReasonInternalError)})
+		s.authorizeFailed(w, r, ar, &authzFailure{err: oauth.ErrServerError().Because(oauth.ReasonInternalError)})
 		return
 	}
 	now := s.cfg.Now()
@@ -416,7 +418,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequ
 	}
 	if err := s.store.SaveCode(r.Context(), ac); err != nil {
 		s.cfg.Logger.Error("authserver: save code", "client_id", ar.client.ID, "error", err)
-		s.authorizeFailed(w, r, ar, &authzFailure{err: ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)})
+		s.authorizeFailed(w, r, ar, &authzFailure{err: oauth.ErrTemporarilyUnavailable("storage unavailable").Because(oauth.ReasonStorageUnavailable)})
 		return
 	}
 	s.emit(r.Context(), r, storage.AuditEvent{Type: audit.CodeIssued, Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,
@@ -425,39 +427,11 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *authzRequ
 	if ar.state != "" {
 		params.Set("state", ar.state)
 	}
-	target, ok := withParams(ar.redirectURI, params)
+	target, ok := appendRedirectQuery(ar.redirectURI, params)
 	if !ok {
-		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "redirect_uri is not usable")
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidRequest, "redirect_uri is not usable")
 		return
 	}
 	w.Header().Set("Location", target)
 	w.WriteHeader(http.StatusSeeOther)
-}
-
-// withParams adds params to uri's query, keeping the rest of its query byte
-// for byte and dropping pairs named like one of params, so that each of ours
-// appears exactly once.
-func withParams(uri string, params url.Values) (string, bool) {
-	if uri == "" || strings.ContainsRune(uri, '#') {
-		return "", false
-	}
-	if u, err := url.Parse(uri); err != nil || u.Scheme == "" {
-		return "", false
-	}
-	base, query, _ := strings.Cut(uri, "?")
-	var kept []string
-	for _, pair := range strings.Split(query, "&") {
-		if pair == "" {
-			continue
-		}
-		name, _, _ := strings.Cut(pair, "=")
-		if n, err := url.QueryUnescape(name); err == nil {
-			name = n
-		}
-		if _, ours := params[name]; !ours {
-			kept = append(kept, pair)
-		}
-	}
-	kept = append(kept, params.Encode())
-	return base + "?" + strings.Join(kept, "&"), true
 }

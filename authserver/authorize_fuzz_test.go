@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // FuzzAuthorizeRequest throws hostile queries at /authorize, signed in and
@@ -52,7 +54,7 @@ func FuzzAuthorizeRequest(f *testing.F) {
 		}
 		loc := w.Header().Get("Location")
 		requested := q.Get("redirect_uri")
-		if _, ok := MatchRedirectURI(registered[q.Get("client_id")], requested); !ok || len(q["redirect_uri"]) != 1 || len(q["client_id"]) != 1 {
+		if _, ok := oauth.MatchRedirectURI(registered[q.Get("client_id")], requested); !ok || len(q["redirect_uri"]) != 1 || len(q["client_id"]) != 1 {
 			t.Fatalf("redirected to %q for client %q redirect %q", loc, q.Get("client_id"), requested)
 		}
 		base, _, _ := strings.Cut(requested, "?")

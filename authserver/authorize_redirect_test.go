@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // Requirement 42: before a signed-in user has consented to a third-party
@@ -19,12 +21,12 @@ func TestAuthorizeNoRedirectBeforeConsent(t *testing.T) {
 		mod  func(q url.Values)
 		code string
 	}{
-		{"unknown scope", func(q url.Values) { q.Set("scope", "read admin") }, CodeInvalidScope},
-		{"unknown resource", func(q url.Values) { q.Set("resource", "https://evil.example.com/mcp") }, CodeInvalidTarget},
-		{"response_type token", func(q url.Values) { q.Set("response_type", "token") }, CodeUnsupportedResponseType},
-		{"plain PKCE", func(q url.Values) { q.Set("code_challenge_method", "plain") }, CodeInvalidRequest},
-		{"unknown prompt", func(q url.Values) { q.Set("prompt", "bogus") }, CodeInvalidRequest},
-		{"repeated state", func(q url.Values) { q.Add("state", "x") }, CodeInvalidRequest},
+		{"unknown scope", func(q url.Values) { q.Set("scope", "read admin") }, oauth.CodeInvalidScope},
+		{"unknown resource", func(q url.Values) { q.Set("resource", "https://evil.example.com/mcp") }, oauth.CodeInvalidTarget},
+		{"response_type token", func(q url.Values) { q.Set("response_type", "token") }, oauth.CodeUnsupportedResponseType},
+		{"plain PKCE", func(q url.Values) { q.Set("code_challenge_method", "plain") }, oauth.CodeInvalidRequest},
+		{"unknown prompt", func(q url.Values) { q.Set("prompt", "bogus") }, oauth.CodeInvalidRequest},
+		{"repeated state", func(q url.Values) { q.Add("state", "x") }, oauth.CodeInvalidRequest},
 	}
 	isPage := func(t *testing.T, w *httptest.ResponseRecorder, code string) {
 		t.Helper()
@@ -50,7 +52,7 @@ func TestAuthorizeNoRedirectBeforeConsent(t *testing.T) {
 			t.Run("prompt=none needing consent", func(t *testing.T) {
 				q := h.authzQuery(c.id, c.uri)
 				q.Set("prompt", "none")
-				isPage(t, h.authorize(q, "alice"), CodeConsentRequired)
+				isPage(t, h.authorize(q, "alice"), oauth.CodeConsentRequired)
 			})
 			t.Run("prompt=none with a stale sign-in", func(t *testing.T) {
 				q := h.authzQuery(c.id, c.uri)
@@ -59,7 +61,7 @@ func TestAuthorizeNoRedirectBeforeConsent(t *testing.T) {
 				h.browser.mu.Lock()
 				h.browser.authTime = h.clock.Now().Add(-time.Hour)
 				h.browser.mu.Unlock()
-				isPage(t, h.authorize(q, "alice"), CodeLoginRequired)
+				isPage(t, h.authorize(q, "alice"), oauth.CodeLoginRequired)
 			})
 			if n := len(h.audit("code.issued")) - codes; n != 0 {
 				t.Fatalf("%d codes issued", n)
@@ -81,18 +83,18 @@ func TestAuthorizeNoRedirectBeforeConsent(t *testing.T) {
 				q := h.authzQuery(c.id, c.uri)
 				q.Set("scope", "read write")
 				q.Set("prompt", "none")
-				isRedirect(t, h.authorize(q, "alice"), c.uri, CodeConsentRequired)
+				isRedirect(t, h.authorize(q, "alice"), c.uri, oauth.CodeConsentRequired)
 			})
 			t.Run("consented/prompt=none with a stale sign-in", func(t *testing.T) {
 				q := h.authzQuery(c.id, c.uri)
 				q.Set("prompt", "none")
 				q.Set("max_age", "0")
-				isRedirect(t, h.authorize(q, "alice"), c.uri, CodeLoginRequired)
+				isRedirect(t, h.authorize(q, "alice"), c.uri, oauth.CodeLoginRequired)
 			})
 			// Bob has not consented: pages for him.
 			q = h.authzQuery(c.id, c.uri)
 			q.Set("scope", "read admin")
-			t.Run("another user", func(t *testing.T) { isPage(t, h.authorize(q, "bob"), CodeInvalidScope) })
+			t.Run("another user", func(t *testing.T) { isPage(t, h.authorize(q, "bob"), oauth.CodeInvalidScope) })
 			h.browser.mu.Lock()
 			h.browser.authTime = time.Time{}
 			h.browser.mu.Unlock()
@@ -103,9 +105,9 @@ func TestAuthorizeNoRedirectBeforeConsent(t *testing.T) {
 	t.Run("owned", func(t *testing.T) {
 		q := h.authzQuery("asks", "https://asks.example.com/cb")
 		q.Set("scope", "read admin")
-		isRedirect(t, h.authorize(q, "carol"), "https://asks.example.com/cb", CodeInvalidScope)
+		isRedirect(t, h.authorize(q, "carol"), "https://asks.example.com/cb", oauth.CodeInvalidScope)
 		q = h.authzQuery("asks", "https://asks.example.com/cb")
 		q.Set("prompt", "none")
-		isRedirect(t, h.authorize(q, "carol"), "https://asks.example.com/cb", CodeConsentRequired)
+		isRedirect(t, h.authorize(q, "carol"), "https://asks.example.com/cb", oauth.CodeConsentRequired)
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -25,20 +26,20 @@ func TestAuthorizeErrorPagesNeverRedirect(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"missing client_id", func(q url.Values) { q.Del("client_id") }, 400, CodeInvalidRequest},
-		{"repeated client_id", func(q url.Values) { q.Add("client_id", "app") }, 400, CodeInvalidRequest},
-		{"unknown client", func(q url.Values) { q.Set("client_id", "nobody") }, 400, CodeInvalidClient},
-		{"unknown cimd client", func(q url.Values) { q.Set("client_id", "https://evil.example.com/meta.json") }, 400, CodeInvalidClient},
-		{"disabled client", func(q url.Values) { q.Set("client_id", "app2"); q.Set("redirect_uri", "https://app2.example.com/cb") }, 400, CodeInvalidClient},
-		{"missing redirect_uri", func(q url.Values) { q.Del("redirect_uri") }, 400, CodeInvalidRequest},
-		{"repeated redirect_uri", func(q url.Values) { q.Add("redirect_uri", "http://127.0.0.1/callback") }, 400, CodeInvalidRequest},
-		{"unregistered redirect_uri", func(q url.Values) { q.Set("redirect_uri", "https://evil.example.com/cb") }, 400, CodeInvalidRequest},
-		{"https redirect with another port", func(q url.Values) { q.Set("redirect_uri", "https://app.example.com:8443/cb?tenant=1") }, 400, CodeInvalidRequest},
-		{"redirect without registered query", func(q url.Values) { q.Set("redirect_uri", "https://app.example.com/cb") }, 400, CodeInvalidRequest},
-		{"localhost is not 127.0.0.1", func(q url.Values) { q.Set("redirect_uri", "http://localhost/callback") }, 400, CodeInvalidRequest},
-		{"loopback with another path", func(q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:5000/other") }, 400, CodeInvalidRequest},
-		{"redirect with fragment", func(q url.Values) { q.Set("redirect_uri", "http://127.0.0.1/callback#x") }, 400, CodeInvalidRequest},
-		{"redirect of another client", func(q url.Values) { q.Set("redirect_uri", "https://asks.example.com/cb") }, 400, CodeInvalidRequest},
+		{"missing client_id", func(q url.Values) { q.Del("client_id") }, 400, oauth.CodeInvalidRequest},
+		{"repeated client_id", func(q url.Values) { q.Add("client_id", "app") }, 400, oauth.CodeInvalidRequest},
+		{"unknown client", func(q url.Values) { q.Set("client_id", "nobody") }, 400, oauth.CodeInvalidClient},
+		{"unknown cimd client", func(q url.Values) { q.Set("client_id", "https://evil.example.com/meta.json") }, 400, oauth.CodeInvalidClient},
+		{"disabled client", func(q url.Values) { q.Set("client_id", "app2"); q.Set("redirect_uri", "https://app2.example.com/cb") }, 400, oauth.CodeInvalidClient},
+		{"missing redirect_uri", func(q url.Values) { q.Del("redirect_uri") }, 400, oauth.CodeInvalidRequest},
+		{"repeated redirect_uri", func(q url.Values) { q.Add("redirect_uri", "http://127.0.0.1/callback") }, 400, oauth.CodeInvalidRequest},
+		{"unregistered redirect_uri", func(q url.Values) { q.Set("redirect_uri", "https://evil.example.com/cb") }, 400, oauth.CodeInvalidRequest},
+		{"https redirect with another port", func(q url.Values) { q.Set("redirect_uri", "https://app.example.com:8443/cb?tenant=1") }, 400, oauth.CodeInvalidRequest},
+		{"redirect without registered query", func(q url.Values) { q.Set("redirect_uri", "https://app.example.com/cb") }, 400, oauth.CodeInvalidRequest},
+		{"localhost is not 127.0.0.1", func(q url.Values) { q.Set("redirect_uri", "http://localhost/callback") }, 400, oauth.CodeInvalidRequest},
+		{"loopback with another path", func(q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:5000/other") }, 400, oauth.CodeInvalidRequest},
+		{"redirect with fragment", func(q url.Values) { q.Set("redirect_uri", "http://127.0.0.1/callback#x") }, 400, oauth.CodeInvalidRequest},
+		{"redirect of another client", func(q url.Values) { q.Set("redirect_uri", "https://asks.example.com/cb") }, 400, oauth.CodeInvalidRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,14 +62,14 @@ func TestAuthorizeErrorPagesNeverRedirect(t *testing.T) {
 }
 
 // mcp-remote re-registers when /authorize answers JSON saying the client is
-// not registered (requirement 12, clients.md).
+// not registered (requirement 12; docs/requirements.md "Known clients").
 func TestAuthorizeUnknownClientJSONWhenRegistrationOn(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Registration = http.NotFoundHandler() })
 	q := h.authzQuery("gone", "http://127.0.0.1/callback")
 	r := httptest.NewRequest(http.MethodGet, h.issuer+"/authorize?"+q.Encode(), nil)
 	r.Header.Set("Accept", "application/json")
 	w := h.serve(r)
-	if w.Code != 400 || oauthError(t, w) != CodeInvalidClient || !strings.Contains(w.Body.String(), "is not registered") ||
+	if w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidClient || !strings.Contains(w.Body.String(), "is not registered") ||
 		!strings.Contains(w.Body.String(), `"registration_endpoint":"`+h.issuer+`/register"`) {
 		t.Fatalf("got %d %s", w.Code, w.Body)
 	}
@@ -86,26 +87,26 @@ func TestAuthorizeRedirectedErrors(t *testing.T) {
 		code   string
 		state  bool
 	}{
-		{"missing response_type", "app", "", func(q url.Values) { q.Del("response_type") }, CodeInvalidRequest, true},
-		{"response_type token", "app", "", func(q url.Values) { q.Set("response_type", "token") }, CodeUnsupportedResponseType, true},
-		{"response_type code id_token", "app", "", func(q url.Values) { q.Set("response_type", "code id_token") }, CodeUnsupportedResponseType, true},
-		{"response_mode fragment", "app", "", func(q url.Values) { q.Set("response_mode", "fragment") }, CodeInvalidRequest, true},
-		{"missing code_challenge", "app", "", func(q url.Values) { q.Del("code_challenge") }, CodeInvalidRequest, true},
-		{"missing code_challenge_method", "app", "", func(q url.Values) { q.Del("code_challenge_method") }, CodeInvalidRequest, true},
-		{"plain PKCE", "app", "", func(q url.Values) { q.Set("code_challenge_method", "plain"); q.Set("code_challenge", testVerifier) }, CodeInvalidRequest, true},
-		{"short challenge", "app", "", func(q url.Values) { q.Set("code_challenge", "abc") }, CodeInvalidRequest, true},
-		{"unknown scope", "app", "", func(q url.Values) { q.Set("scope", "read admin") }, CodeInvalidScope, true},
-		{"malformed scope", "app", "", func(q url.Values) { q.Set("scope", "re\"ad") }, CodeInvalidScope, true},
-		{"scope not allowed for client", "narrow", "https://narrow.example.com/cb", func(q url.Values) { q.Set("scope", "write") }, CodeInvalidScope, true},
-		{"unknown resource", "app", "", func(q url.Values) { q.Set("resource", "https://evil.example.com/mcp") }, CodeInvalidTarget, true},
-		{"resource with fragment", "app", "", func(q url.Values) { q.Set("resource", testResource+"#f") }, CodeInvalidTarget, true},
-		{"two resources", "app", "", func(q url.Values) { q.Add("resource", testResource) }, CodeInvalidTarget, true},
-		{"repeated scope", "app", "", func(q url.Values) { q.Set("scope", "read"); q.Add("scope", "write") }, CodeInvalidRequest, true},
-		{"repeated state", "app", "", func(q url.Values) { q.Add("state", "other") }, CodeInvalidRequest, false},
-		{"prompt none with login", "app", "", func(q url.Values) { q.Set("prompt", "none login") }, CodeInvalidRequest, true},
-		{"unknown prompt", "app", "", func(q url.Values) { q.Set("prompt", "bogus") }, CodeInvalidRequest, true},
-		{"negative max_age", "app", "", func(q url.Values) { q.Set("max_age", "-1") }, CodeInvalidRequest, true},
-		{"request object", "app", "", func(q url.Values) { q.Set("request", "eyJ...") }, CodeInvalidRequest, true},
+		{"missing response_type", "app", "", func(q url.Values) { q.Del("response_type") }, oauth.CodeInvalidRequest, true},
+		{"response_type token", "app", "", func(q url.Values) { q.Set("response_type", "token") }, oauth.CodeUnsupportedResponseType, true},
+		{"response_type code id_token", "app", "", func(q url.Values) { q.Set("response_type", "code id_token") }, oauth.CodeUnsupportedResponseType, true},
+		{"response_mode fragment", "app", "", func(q url.Values) { q.Set("response_mode", "fragment") }, oauth.CodeInvalidRequest, true},
+		{"missing code_challenge", "app", "", func(q url.Values) { q.Del("code_challenge") }, oauth.CodeInvalidRequest, true},
+		{"missing code_challenge_method", "app", "", func(q url.Values) { q.Del("code_challenge_method") }, oauth.CodeInvalidRequest, true},
+		{"plain PKCE", "app", "", func(q url.Values) { q.Set("code_challenge_method", "plain"); q.Set("code_challenge", testVerifier) }, oauth.CodeInvalidRequest, true},
+		{"short challenge", "app", "", func(q url.Values) { q.Set("code_challenge", "abc") }, oauth.CodeInvalidRequest, true},
+		{"unknown scope", "app", "", func(q url.Values) { q.Set("scope", "read admin") }, oauth.CodeInvalidScope, true},
+		{"malformed scope", "app", "", func(q url.Values) { q.Set("scope", "re\"ad") }, oauth.CodeInvalidScope, true},
+		{"scope not allowed for client", "narrow", "https://narrow.example.com/cb", func(q url.Values) { q.Set("scope", "write") }, oauth.CodeInvalidScope, true},
+		{"unknown resource", "app", "", func(q url.Values) { q.Set("resource", "https://evil.example.com/mcp") }, oauth.CodeInvalidTarget, true},
+		{"resource with fragment", "app", "", func(q url.Values) { q.Set("resource", testResource+"#f") }, oauth.CodeInvalidTarget, true},
+		{"two resources", "app", "", func(q url.Values) { q.Add("resource", testResource) }, oauth.CodeInvalidTarget, true},
+		{"repeated scope", "app", "", func(q url.Values) { q.Set("scope", "read"); q.Add("scope", "write") }, oauth.CodeInvalidRequest, true},
+		{"repeated state", "app", "", func(q url.Values) { q.Add("state", "other") }, oauth.CodeInvalidRequest, false},
+		{"prompt none with login", "app", "", func(q url.Values) { q.Set("prompt", "none login") }, oauth.CodeInvalidRequest, true},
+		{"unknown prompt", "app", "", func(q url.Values) { q.Set("prompt", "bogus") }, oauth.CodeInvalidRequest, true},
+		{"negative max_age", "app", "", func(q url.Values) { q.Set("max_age", "-1") }, oauth.CodeInvalidRequest, true},
+		{"request object", "app", "", func(q url.Values) { q.Set("request", "eyJ...") }, oauth.CodeInvalidRequest, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,17 +153,17 @@ func TestAuthorizeThirdPartyPreLoginErrorsArePages(t *testing.T) {
 			q := h.authzQuery(c.id, c.uri)
 			q.Set("code_challenge_method", "plain")
 			w := h.authorize(q, "")
-			if w.Code != 400 || w.Header().Get("X-Test-Error") != CodeInvalidRequest || w.Header().Get("Location") != "" {
+			if w.Code != 400 || w.Header().Get("X-Test-Error") != oauth.CodeInvalidRequest || w.Header().Get("Location") != "" {
 				t.Fatalf("signed out: %d %q %q", w.Code, w.Header().Get("X-Test-Error"), w.Header().Get("Location"))
 			}
 			q2 := h.authzQuery(c.id, c.uri)
 			q2.Set("prompt", "none")
 			w = h.authorize(q2, "")
-			if w.Code != 400 || w.Header().Get("X-Test-Error") != CodeLoginRequired {
+			if w.Code != 400 || w.Header().Get("X-Test-Error") != oauth.CodeLoginRequired {
 				t.Fatalf("prompt=none signed out: %d %q", w.Code, w.Header().Get("X-Test-Error"))
 			}
 			w = h.authorize(q, "alice")
-			if w.Code != 400 || w.Header().Get("X-Test-Error") != CodeInvalidRequest || w.Header().Get("Location") != "" {
+			if w.Code != 400 || w.Header().Get("X-Test-Error") != oauth.CodeInvalidRequest || w.Header().Get("Location") != "" {
 				t.Fatalf("signed in, no consent: %d %q %q", w.Code, w.Header().Get("X-Test-Error"), w.Header().Get("Location"))
 			}
 		})
@@ -170,7 +171,7 @@ func TestAuthorizeThirdPartyPreLoginErrorsArePages(t *testing.T) {
 	// An owned client gets the redirect even before sign-in.
 	q := h.authzQuery("app", "http://127.0.0.1/callback")
 	q.Set("code_challenge_method", "plain")
-	if _, p := redirectParams(t, h.authorize(q, "")); p.Get("error") != CodeInvalidRequest {
+	if _, p := redirectParams(t, h.authorize(q, "")); p.Get("error") != oauth.CodeInvalidRequest {
 		t.Fatalf("owned: %v", p)
 	}
 }
@@ -269,7 +270,7 @@ func TestAuthorizeLoginAndPrompt(t *testing.T) {
 	t.Run("prompt none signed out", func(t *testing.T) {
 		q := h.authzQuery("app", "http://127.0.0.1/callback")
 		q.Set("prompt", "none")
-		if _, p := redirectParams(t, h.authorize(q, "")); p.Get("error") != CodeLoginRequired || p.Get("state") != "st-123" {
+		if _, p := redirectParams(t, h.authorize(q, "")); p.Get("error") != oauth.CodeLoginRequired || p.Get("state") != "st-123" {
 			t.Fatalf("%v", p)
 		}
 	})
@@ -311,7 +312,7 @@ func TestAuthorizeLoginAndPrompt(t *testing.T) {
 			t.Fatalf("too old: %d %v", w.Code, w.Header())
 		}
 		q.Set("prompt", "none")
-		if _, p := redirectParams(t, h.authorize(q, "alice")); p.Get("error") != CodeLoginRequired {
+		if _, p := redirectParams(t, h.authorize(q, "alice")); p.Get("error") != oauth.CodeLoginRequired {
 			t.Fatalf("prompt=none too old: %v", p)
 		}
 	})
@@ -350,7 +351,7 @@ func TestAuthorizeConsent(t *testing.T) {
 		q := h.authzQuery("dcr-1", "http://localhost:9999/cb")
 		q.Set("prompt", "none")
 		// Requirement 42: not redirected before the user consented.
-		if w := h.authorize(q, "alice"); w.Code != 400 || w.Header().Get("X-Test-Error") != CodeConsentRequired || w.Header().Get("Location") != "" {
+		if w := h.authorize(q, "alice"); w.Code != 400 || w.Header().Get("X-Test-Error") != oauth.CodeConsentRequired || w.Header().Get("Location") != "" {
 			t.Fatalf("got %d error %q Location %q", w.Code, w.Header().Get("X-Test-Error"), w.Header().Get("Location"))
 		}
 	})
@@ -362,10 +363,10 @@ func TestAuthorizeConsent(t *testing.T) {
 		page   string
 		err    string
 	}{
-		{"bad csrf", "alice", url.Values{"csrf": {"csrf-mallory"}, "decision": {"approve"}}, 403, "error", CodeInvalidRequest},
-		{"no csrf", "alice", url.Values{"decision": {"approve"}}, 403, "error", CodeInvalidRequest},
-		{"unknown decision", "alice", url.Values{"csrf": {"csrf-alice"}, "decision": {"maybe"}}, 400, "error", CodeInvalidRequest},
-		{"two decisions", "alice", url.Values{"csrf": {"csrf-alice"}, "decision": {"approve", "deny"}}, 400, "error", CodeInvalidRequest},
+		{"bad csrf", "alice", url.Values{"csrf": {"csrf-mallory"}, "decision": {"approve"}}, 403, "error", oauth.CodeInvalidRequest},
+		{"no csrf", "alice", url.Values{"decision": {"approve"}}, 403, "error", oauth.CodeInvalidRequest},
+		{"unknown decision", "alice", url.Values{"csrf": {"csrf-alice"}, "decision": {"maybe"}}, 400, "error", oauth.CodeInvalidRequest},
+		{"two decisions", "alice", url.Values{"csrf": {"csrf-alice"}, "decision": {"approve", "deny"}}, 400, "error", oauth.CodeInvalidRequest},
 		{"signed out", "", approve, 200, "login", ""},
 	}
 	for _, tc := range refusals {
@@ -382,7 +383,7 @@ func TestAuthorizeConsent(t *testing.T) {
 	t.Run("post re-validates the request", func(t *testing.T) {
 		q := h.authzQuery("dcr-1", "http://localhost:9999/cb")
 		q.Set("scope", "admin")
-		if w := h.consentPost(q, "alice", approve); w.Code != 400 || w.Header().Get("X-Test-Error") != CodeInvalidScope || w.Header().Get("Location") != "" {
+		if w := h.consentPost(q, "alice", approve); w.Code != 400 || w.Header().Get("X-Test-Error") != oauth.CodeInvalidScope || w.Header().Get("Location") != "" {
 			t.Fatalf("got %d error %q Location %q", w.Code, w.Header().Get("X-Test-Error"), w.Header().Get("Location"))
 		}
 		q = h.authzQuery("dcr-1", "https://evil.example.com/cb")
@@ -393,7 +394,7 @@ func TestAuthorizeConsent(t *testing.T) {
 	t.Run("deny", func(t *testing.T) {
 		w := h.consentPost(h.authzQuery("dcr-1", "http://localhost:9999/cb"), "alice", url.Values{"csrf": {"csrf-alice"}, "decision": {"deny"}})
 		_, p := redirectParams(t, w)
-		if p.Get("error") != CodeAccessDenied || p.Get("state") != "st-123" || p.Get("iss") != h.issuer || p.Has("code") {
+		if p.Get("error") != oauth.CodeAccessDenied || p.Get("state") != "st-123" || p.Get("iss") != h.issuer || p.Has("code") {
 			t.Fatalf("%v", p)
 		}
 	})
@@ -441,7 +442,7 @@ func TestAuthorizeConsent(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.RedirectURIs = append(c.RedirectURIs, "https://new.example.com/cb")
-		c.Fingerprint = ClientFingerprint(c)
+		c.Fingerprint = oauth.Fingerprint(c)
 		if err := h.store.PutClient(context.Background(), c); err != nil {
 			t.Fatal(err)
 		}
@@ -469,11 +470,11 @@ func TestAuthorizeTooLong(t *testing.T) {
 	h := newHarness(t)
 	q := h.authzQuery("app", appRedirect)
 	q.Set("state", strings.Repeat("s", maxAuthorizeURL))
-	if w := h.authorize(q, "alice"); w.Code != 400 || w.Header().Get("X-Test-Error") != CodeInvalidRequest || w.Header().Get("Location") != "" {
+	if w := h.authorize(q, "alice"); w.Code != 400 || w.Header().Get("X-Test-Error") != oauth.CodeInvalidRequest || w.Header().Get("Location") != "" {
 		t.Fatalf("got %d %v", w.Code, w.Header())
 	}
 	q.Set("state", strings.Repeat("s", 2049))
-	if _, p := redirectParams(t, h.authorize(q, "alice")); p.Get("error") != CodeInvalidRequest || p.Has("state") {
+	if _, p := redirectParams(t, h.authorize(q, "alice")); p.Get("error") != oauth.CodeInvalidRequest || p.Has("state") {
 		t.Fatalf("long state: %v", p)
 	}
 }
@@ -508,7 +509,7 @@ func TestAuthorizeDisabledCIMDClient(t *testing.T) {
 	}
 	for _, user := range []string{"", "alice"} {
 		w := h.authorize(q, user)
-		if w.Code != 400 || w.Header().Get("X-Test-Page") != "error" || w.Header().Get("X-Test-Error") != CodeInvalidClient {
+		if w.Code != 400 || w.Header().Get("X-Test-Page") != "error" || w.Header().Get("X-Test-Error") != oauth.CodeInvalidClient {
 			t.Fatalf("user %q: got %d page %q error %q, want a 400 invalid_client page", user, w.Code, w.Header().Get("X-Test-Page"), w.Header().Get("X-Test-Error"))
 		}
 	}
@@ -531,7 +532,7 @@ func TestAuthorizeHoldsBackUnverifiedEmail(t *testing.T) {
 	q.Set("prompt", "none")
 	w = h.authorize(q, "unverified-1")
 	u, _ := url.Parse(w.Header().Get("Location"))
-	if w.Code != http.StatusSeeOther || u == nil || u.Query().Get("error") != CodeInteractionRequired || u.Query().Get("code") != "" {
+	if w.Code != http.StatusSeeOther || u == nil || u.Query().Get("error") != oauth.CodeInteractionRequired || u.Query().Get("code") != "" {
 		t.Fatalf("prompt=none: %d %q", w.Code, w.Header().Get("Location"))
 	}
 	if evs := h.audit("code.issued"); len(evs) != 0 {

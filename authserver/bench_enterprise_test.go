@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -29,7 +30,7 @@ func BenchmarkGrantExchanges(b *testing.B) {
 	h := newEntHarnessSync(b, true, func(c *Config) {
 		for i := range c.Clients {
 			if c.Clients[i].ID == "keyed" {
-				c.Clients[i].GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
+				c.Clients[i].GrantTypes = []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken, oauth.GrantClientCredentials}
 			}
 		}
 	})
@@ -49,7 +50,7 @@ func BenchmarkGrantExchanges(b *testing.B) {
 		benchTokenPosts(b, h.ts.URL, bodies)
 	})
 	b.Run("client_credentials_secret", func(b *testing.B) {
-		body := url.Values{"grant_type": {GrantClientCredentials}, "client_id": {"bot"}, "client_secret": {testSecret}, "resource": {testResource}}.Encode()
+		body := url.Values{"grant_type": {oauth.GrantClientCredentials}, "client_id": {"bot"}, "client_secret": {testSecret}, "resource": {testResource}}.Encode()
 		bodies := make([]string, b.N)
 		for i := range bodies {
 			bodies[i] = body
@@ -59,7 +60,7 @@ func BenchmarkGrantExchanges(b *testing.B) {
 	b.Run("client_credentials_private_key_jwt", func(b *testing.B) {
 		bodies := make([]string, b.N)
 		for i := range bodies {
-			bodies[i] = withAssertion(url.Values{"grant_type": {GrantClientCredentials}, "resource": {testResource}},
+			bodies[i] = withAssertion(url.Values{"grant_type": {oauth.GrantClientCredentials}, "resource": {testResource}},
 				h.assertionFor(h.keyed, "keyed", testJTI(b))).Encode()
 		}
 		benchTokenPosts(b, h.ts.URL, bodies)
@@ -75,7 +76,7 @@ func BenchmarkGrantExchanges(b *testing.B) {
 		bodies := make([]string, b.N)
 		for i := range bodies {
 			jag := h.idjag(func(c, _ map[string]any) { c["client_id"] = "keyed" })
-			bodies[i] = withAssertion(url.Values{"grant_type": {GrantJWTBearer}, "assertion": {jag}},
+			bodies[i] = withAssertion(url.Values{"grant_type": {oauth.GrantJWTBearer}, "assertion": {jag}},
 				h.assertionFor(h.keyed, "keyed", testJTI(b))).Encode()
 		}
 		benchTokenPosts(b, h.ts.URL, bodies)

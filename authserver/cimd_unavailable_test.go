@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -48,18 +49,18 @@ func checkRetryAfter(t *testing.T, h http.Header) {
 // credentials"); a permanent one stays invalid_client.
 func TestTokenCIMDTransientFailureIs503(t *testing.T) {
 	h := newHarness(t, realCIMD)
-	form := url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"rt-x"}, "client_id": {"https://down.test/client.json"}}
+	form := url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"rt-x"}, "client_id": {"https://down.test/client.json"}}
 	for i := range 3 { // the first fetches, the next ones hit the negative cache: same answer
 		w := h.token(form)
 		tj := decodeToken(t, w)
-		if w.Code != http.StatusServiceUnavailable || tj.Error != CodeTemporarilyUnavailable {
+		if w.Code != http.StatusServiceUnavailable || tj.Error != oauth.CodeTemporarilyUnavailable {
 			t.Fatalf("try %d: %d %q %q, want 503 temporarily_unavailable", i, w.Code, tj.Error, tj.Description)
 		}
 		checkRetryAfter(t, w.Header())
 	}
 	form.Set("client_id", "https://private.test/client.json")
 	w := h.token(form)
-	if tj := decodeToken(t, w); w.Code != http.StatusUnauthorized || tj.Error != CodeInvalidClient {
+	if tj := decodeToken(t, w); w.Code != http.StatusUnauthorized || tj.Error != oauth.CodeInvalidClient {
 		t.Fatalf("permanent failure: %d %q, want 401 invalid_client", w.Code, tj.Error)
 	}
 	if w.Header().Get("Retry-After") != "" {
@@ -75,14 +76,14 @@ func TestAuthorizeCIMDTransientFailureIsErrorPage503(t *testing.T) {
 	for _, signedIn := range []string{"", "alice"} {
 		w := h.authorize(h.authzQuery("https://down.test/client.json", "https://client.example.com/cb"), signedIn)
 		if w.Code != http.StatusServiceUnavailable || w.Header().Get("X-Test-Page") != "error" ||
-			w.Header().Get("X-Test-Error") != CodeTemporarilyUnavailable || w.Header().Get("Location") != "" {
+			w.Header().Get("X-Test-Error") != oauth.CodeTemporarilyUnavailable || w.Header().Get("Location") != "" {
 			t.Fatalf("signed in %q: %d page %q error %q location %q", signedIn, w.Code, w.Header().Get("X-Test-Page"),
 				w.Header().Get("X-Test-Error"), w.Header().Get("Location"))
 		}
 		checkRetryAfter(t, w.Header())
 	}
 	w := h.authorize(h.authzQuery("https://private.test/client.json", "https://client.example.com/cb"), "alice")
-	if w.Code != http.StatusBadRequest || w.Header().Get("X-Test-Error") != CodeInvalidClient || w.Header().Get("Location") != "" {
+	if w.Code != http.StatusBadRequest || w.Header().Get("X-Test-Error") != oauth.CodeInvalidClient || w.Header().Get("Location") != "" {
 		t.Fatalf("permanent failure: %d %q", w.Code, w.Header().Get("X-Test-Error"))
 	}
 }
@@ -111,7 +112,7 @@ func TestCIMDLookupPassesRequester(t *testing.T) {
 		c.ClientIP = func(*http.Request) string { return "203.0.113.9" }
 	})
 	h.authorize(h.authzQuery(testCIMDClient, "https://client.example.com/cb"), "")
-	h.token(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {testCIMDClient}})
+	h.token(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {testCIMDClient}})
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	if len(rr.seen) != 2 || rr.seen[0] != "203.0.113.9" || rr.seen[1] != "203.0.113.9" {

@@ -2,38 +2,17 @@ package authserver
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
 	"github.com/mcpauth/caddy-mcpauth/storage"
-)
-
-// Token endpoint authentication methods.
-const (
-	AuthMethodNone              = "none"
-	AuthMethodClientSecretBasic = "client_secret_basic"
-	AuthMethodClientSecretPost  = "client_secret_post"
-)
-
-// Grant types served.
-const (
-	GrantAuthorizationCode = "authorization_code"
-	GrantRefreshToken      = "refresh_token"
-	// GrantClientCredentials is the client credentials grant (RFC 6749
-	// §4.4; requirement 23).
-	GrantClientCredentials = "client_credentials"
-	// GrantJWTBearer is the JWT bearer grant (RFC 7523 §2.1), which
-	// carries ID-JAGs (requirement 24).
-	GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 )
 
 // errClientUnknown is returned by lookupClient for ids no one knows.
@@ -61,16 +40,16 @@ func (e *clientUnavailableError) Unwrap() error { return e.cause }
 // clientUnavailable maps a temporary lookup failure to 503
 // temporarily_unavailable with Retry-After: never invalid_client, which
 // clients read as "forget your credentials".
-func clientUnavailable(err error) (*Error, bool) {
+func clientUnavailable(err error) (*oauth.Error, bool) {
 	var u *clientUnavailableError
 	if !errors.As(err, &u) {
 		return nil, false
 	}
 	reason, detail := cimdRefusal(u.cause)
-	if reason == ReasonClientUnknown {
-		reason = ReasonCIMDFetchFailed
+	if reason == oauth.ReasonClientUnknown {
+		reason = oauth.ReasonCIMDFetchFailed
 	}
-	e := ErrTemporarilyUnavailable("").plain(reason, detail)
+	e := oauth.ErrTemporarilyUnavailable("").Plain(reason, detail)
 	e.RetryAfter = max(u.retryAfter, time.Second)
 	return e, true
 }
@@ -91,7 +70,7 @@ func (s *Server) lookupClient(ctx context.Context, id string) (storage.Client, e
 	if id == "" || len(id) > 2048 {
 		return storage.Client{}, errClientUnknown
 	}
-	if isURLClientID(id) {
+	if oauth.IsCIMDClientID(id) {
 		if s.cfg.ClientResolver == nil {
 			return storage.Client{}, errClientUnknown
 		}
@@ -148,13 +127,13 @@ func thirdParty(c storage.Client) bool { return c.Kind != storage.ClientOwned }
 // means both grants served).
 func allowsGrant(c storage.Client, gt string) bool {
 	if len(c.GrantTypes) == 0 {
-		return gt == GrantAuthorizationCode || gt == GrantRefreshToken
+		return gt == oauth.GrantAuthorizationCode || gt == oauth.GrantRefreshToken
 	}
 	return contains(c.GrantTypes, gt)
 }
 
 func confidential(c storage.Client) bool {
-	return c.TokenEndpointAuthMethod == AuthMethodClientSecretBasic || c.TokenEndpointAuthMethod == AuthMethodClientSecretPost
+	return c.TokenEndpointAuthMethod == oauth.AuthMethodClientSecretBasic || c.TokenEndpointAuthMethod == oauth.AuthMethodClientSecretPost
 }
 
 // authenticateClient authenticates the client of a /token or /revoke request
@@ -165,70 +144,70 @@ func confidential(c storage.Client) bool {
 // registered method decides: another method, or none, is refused. Every
 // failure is invalid_client (401) except a store failure or a key set that
 // cannot be fetched right now (503).
-func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.Client, *Error) {
+func (s *Server) authenticateClient(r *http.Request, form url.Values) (storage.Client, *oauth.Error) {
 	c, _, e := s.authenticateClientMethod(r, form)
 	return c, e
 }
 
 // authenticateClientMethod is authenticateClient that also says how the
-// client authenticated (an AuthMethod*; private_key_jwt for a workload
+// client authenticated (an oauth.AuthMethod*; private_key_jwt for a workload
 // token).
-func (s *Server) authenticateClientMethod(r *http.Request, form url.Values) (storage.Client, string, *Error) {
+func (s *Server) authenticateClientMethod(r *http.Request, form url.Values) (storage.Client, string, *oauth.Error) {
 	c, method, e := s.authenticateClientInner(r, form)
-	if e == nil && method != AuthMethodPrivateKeyJWT && s.workloadBound(c.ID) {
+	if e == nil && method != oauth.AuthMethodPrivateKeyJWT && s.workloadBound(c.ID) {
 		// A workload's client has no other credential.
-		return storage.Client{}, "", ErrInvalidClient("this client authenticates with a workload token only").because(ReasonAuthMethodRefused)
+		return storage.Client{}, "", oauth.ErrInvalidClient("this client authenticates with a workload token only").Because(oauth.ReasonAuthMethodRefused)
 	}
 	return c, method, e
 }
 
-func (s *Server) authenticateClientInner(r *http.Request, form url.Values) (storage.Client, string, *Error) {
+func (s *Server) authenticateClientInner(r *http.Request, form url.Values) (storage.Client, string, *oauth.Error) {
 	formID, formSecret := form.Get("client_id"), form.Get("client_secret")
 	assertionType, assertion := form.Get("client_assertion_type"), form.Get("client_assertion")
 	basicID, basicSecret, basic, bad := basicCredentials(r)
 	if bad {
-		return storage.Client{}, "", ErrInvalidClient("malformed basic credentials").because(ReasonClientAuthFailed)
+		return storage.Client{}, "", oauth.ErrInvalidClient("malformed basic credentials").Because(oauth.ReasonClientAuthFailed)
 	}
 	var id, secret, method string
 	switch {
 	case (assertionType != "" || assertion != "") && (basic || formSecret != ""):
-		return storage.Client{}, "", ErrInvalidRequest("more than one client authentication method")
+		return storage.Client{}, "", oauth.ErrInvalidRequest("more than one client authentication method")
 	case assertionType != "" || assertion != "":
 		if assertionType != ClientAssertionType {
-			return storage.Client{}, "", ErrInvalidClient("unsupported client_assertion_type")
+			return storage.Client{}, "", oauth.ErrInvalidClient("unsupported client_assertion_type")
 		}
 		if assertion == "" {
-			return storage.Client{}, "", ErrInvalidClient("client_assertion is required")
+			return storage.Client{}, "", oauth.ErrInvalidClient("client_assertion is required")
 		}
 		// The client is the assertion's issuer (RFC 7523 §3: iss = sub =
 		// client_id); it is read unverified here only to find the keys.
 		_, claims, err := ParseAssertion(assertion)
 		if err != nil {
-			return storage.Client{}, "", ErrInvalidClient("invalid client assertion")
+			return storage.Client{}, "", oauth.ErrInvalidClient("invalid client assertion")
 		}
 		iss, _ := stringClaim(claims, "iss")
 		if w, keys := s.workloadIssuer(iss); w != nil {
 			c, e := s.authenticateWorkload(r, w, keys, assertion, formID)
-			return c, AuthMethodPrivateKeyJWT, e
+			return c, oauth.AuthMethodPrivateKeyJWT, e
 		}
 		if formID != "" && formID != iss {
-			return storage.Client{}, "", ErrInvalidClient("client_id does not match the client assertion")
+			return storage.Client{}, "", oauth.ErrInvalidClient("client_id does not match the client assertion")
 		}
-		id, method = iss, AuthMethodPrivateKeyJWT
+		id, method = iss, oauth.AuthMethodPrivateKeyJWT
 	case basic && formSecret != "":
-		return storage.Client{}, "", ErrInvalidRequest("more than one client authentication method").because(ReasonAuthMethodRefused)
+		return storage.Client{}, "", oauth.ErrInvalidRequest("more than one client authentication method").Because(oauth.ReasonAuthMethodRefused)
 	case basic:
 		if formID != "" && formID != basicID {
-			return storage.Client{}, "", ErrInvalidRequest("client_id does not match the authenticated client")
+			return storage.Client{}, "", oauth.ErrInvalidRequest("client_id does not match the authenticated client")
 		}
-		id, secret, method = basicID, basicSecret, AuthMethodClientSecretBasic
+		id, secret, method = basicID, basicSecret, oauth.AuthMethodClientSecretBasic
 	case formSecret != "":
-		id, secret, method = formID, formSecret, AuthMethodClientSecretPost
+		id, secret, method = formID, formSecret, oauth.AuthMethodClientSecretPost
 	default:
-		id, method = formID, AuthMethodNone
+		id, method = formID, oauth.AuthMethodNone
 	}
 	if id == "" {
-		return storage.Client{}, "", ErrInvalidClient("client authentication required").because(ReasonClientIDMissing)
+		return storage.Client{}, "", oauth.ErrInvalidClient("client authentication required").Because(oauth.ReasonClientIDMissing)
 	}
 	c, err := s.lookupClient(s.requesterContext(r), id)
 	if err != nil {
@@ -239,47 +218,47 @@ func (s *Server) authenticateClientInner(r *http.Request, form url.Values) (stor
 			return storage.Client{}, "", clientLookupError(err)
 		}
 		s.cfg.Logger.Error("authserver: client lookup", "error", err)
-		return storage.Client{}, "", ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)
+		return storage.Client{}, "", oauth.ErrTemporarilyUnavailable("storage unavailable").Because(oauth.ReasonStorageUnavailable)
 	}
 	if c.Disabled {
-		return storage.Client{}, "", ErrInvalidClient("").plain(ReasonClientDisabled, "")
+		return storage.Client{}, "", oauth.ErrInvalidClient("").Plain(oauth.ReasonClientDisabled, "")
 	}
-	if c.TokenEndpointAuthMethod == AuthMethodPrivateKeyJWT {
-		if method != AuthMethodPrivateKeyJWT {
+	if c.TokenEndpointAuthMethod == oauth.AuthMethodPrivateKeyJWT {
+		if method != oauth.AuthMethodPrivateKeyJWT {
 			// No silent downgrade to none (requirement 22).
-			return storage.Client{}, "", ErrInvalidClient("the client must authenticate with private_key_jwt")
+			return storage.Client{}, "", oauth.ErrInvalidClient("the client must authenticate with private_key_jwt")
 		}
 		if e := s.verifyClientAssertion(r, c, assertion); e != nil {
 			return storage.Client{}, "", e
 		}
 		return c, method, nil
 	}
-	if method == AuthMethodPrivateKeyJWT {
+	if method == oauth.AuthMethodPrivateKeyJWT {
 		// A client without registered keys has nothing to verify it with.
-		return storage.Client{}, "", ErrInvalidClient("client authentication failed")
+		return storage.Client{}, "", oauth.ErrInvalidClient("client authentication failed")
 	}
 	if confidential(c) {
 		// Either secret method is accepted for a confidential client.
-		if method == AuthMethodNone || c.Kind != storage.ClientOwned {
-			return storage.Client{}, "", ErrInvalidClient("").plain(ReasonAuthMethodRefused, "")
+		if method == oauth.AuthMethodNone || c.Kind != storage.ClientOwned {
+			return storage.Client{}, "", oauth.ErrInvalidClient("").Plain(oauth.ReasonAuthMethodRefused, "")
 		}
 		// argon2id costs 19 MiB per verification: bound how many run at
 		// once so a flood of guesses cannot exhaust memory.
 		select {
 		case s.secretSem <- struct{}{}:
 		case <-r.Context().Done():
-			return storage.Client{}, "", ErrTemporarilyUnavailable("server busy").because(ReasonServerBusy)
+			return storage.Client{}, "", oauth.ErrTemporarilyUnavailable("server busy").Because(oauth.ReasonServerBusy)
 		}
 		ok := verifyClientSecret(c.SecretHash, secret)
 		<-s.secretSem
 		if !ok {
-			return storage.Client{}, "", ErrInvalidClient("client authentication failed").because(ReasonClientAuthFailed)
+			return storage.Client{}, "", oauth.ErrInvalidClient("client authentication failed").Because(oauth.ReasonClientAuthFailed)
 		}
 		return c, method, nil
 	}
-	if method != AuthMethodNone {
+	if method != oauth.AuthMethodNone {
 		// A public client has no secret: a presented one is not trusted.
-		return storage.Client{}, "", ErrInvalidClient("").plain(ReasonAuthMethodRefused, "")
+		return storage.Client{}, "", oauth.ErrInvalidClient("").Plain(oauth.ReasonAuthMethodRefused, "")
 	}
 	return c, method, nil
 }
@@ -288,20 +267,20 @@ func (s *Server) authenticateClientInner(r *http.Request, form url.Values) (stor
 // §3) with the client's keys: iss = sub = client_id, aud the issuer or the
 // token endpoint URL, exp at most 5 minutes ahead, jti single use (in the
 // store), the client's signing alg when it declared one.
-func (s *Server) verifyClientAssertion(r *http.Request, c storage.Client, assertion string) *Error {
+func (s *Server) verifyClientAssertion(r *http.Request, c storage.Client, assertion string) *oauth.Error {
 	var keys KeySource
 	switch {
 	case len(c.JWKS) > 0:
 		set, err := ParseJWKS(c.JWKS)
 		if err != nil {
 			// Logged and audited once by the refusal path (reason).
-			return ErrInvalidClient("the client's keys are not usable: " + err.Error()).because(ReasonClientKeysUnusable)
+			return oauth.ErrInvalidClient("the client's keys are not usable: " + err.Error()).Because(oauth.ReasonClientKeysUnusable)
 		}
 		keys = StaticKeys(set)
 	case c.JWKSURI != "" && s.remoteKeys != nil:
 		keys = s.remoteKeys.Source(c.JWKSURI, s.clientIP(r))
 	default:
-		return ErrInvalidClient("the client's keys are not available").because(ReasonClientKeysUnavailable)
+		return oauth.ErrInvalidClient("the client's keys are not available").Because(oauth.ReasonClientKeysUnavailable)
 	}
 	var algs []string
 	if c.TokenEndpointAuthSigningAlg != "" {
@@ -323,18 +302,18 @@ func (s *Server) verifyClientAssertion(r *http.Request, c storage.Client, assert
 	if errors.As(err, &ae) {
 		// Logged once and audited aggregated by the refusal path: the
 		// sender is not authenticated (requirement 40).
-		return ErrInvalidClient("invalid client assertion: " + ae.Reason).because(ReasonClientAssertion)
+		return oauth.ErrInvalidClient("invalid client assertion: " + ae.Reason).Because(oauth.ReasonClientAssertion)
 	}
 	var te temporaryError
 	if errors.As(err, &te) && te.Temporary() {
 		s.cfg.Logger.Warn("authserver: client keys unavailable", "client_id", c.ID, "error", err)
-		e := ErrTemporarilyUnavailable("the client's keys cannot be fetched right now; try again later").because(ReasonClientKeysUnavailable)
+		e := oauth.ErrTemporarilyUnavailable("the client's keys cannot be fetched right now; try again later").Because(oauth.ReasonClientKeysUnavailable)
 		e.RetryAfter = max(te.RetryAfter(), time.Second)
 		return e
 	}
 	var je *jwksError
 	if errors.As(err, &je) {
-		return ErrInvalidClient("the client's keys are not usable: " + je.reason).because(ReasonClientKeysUnusable)
+		return oauth.ErrInvalidClient("the client's keys are not usable: " + je.reason).Because(oauth.ReasonClientKeysUnusable)
 	}
 	return s.storageError("client assertion", err)
 }
@@ -391,18 +370,6 @@ func verifyClientSecret(phc, secret string) bool {
 	}
 	ok, _, err := password.Verify(phc, secret)
 	return err == nil && ok
-}
-
-// ClientFingerprint hashes the consent-relevant metadata of a client (name,
-// redirect URIs, logo): a change asks the user for fresh consent.
-func ClientFingerprint(c storage.Client) string {
-	uris := append([]string(nil), c.RedirectURIs...)
-	sort.Strings(uris)
-	h := sha256.New()
-	for _, f := range append([]string{c.Name, c.LogoURI, c.ClientURI}, uris...) {
-		fmt.Fprintf(h, "%d:%s\n", len(f), f)
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // validateClientKeys checks the keys of an owned private_key_jwt client:
@@ -468,23 +435,23 @@ func (s *Server) seedClients(ctx context.Context, clients []storage.Client) erro
 
 // validateOwnedClient checks and normalizes a configured client.
 func (s *Server) validateOwnedClient(c *storage.Client) error {
-	if c.ID == "" || len(c.ID) > 255 || isURLClientID(c.ID) || strings.ContainsAny(c.ID, " \t\r\n") {
-		return fmt.Errorf("authserver: invalid client id %q (non-empty, no spaces, not an https URL)", c.ID)
+	if c.ID == "" || len(c.ID) > 255 || oauth.IsCIMDClientID(c.ID) || strings.HasPrefix(c.ID, "http://") || strings.ContainsAny(c.ID, " \t\r\n") {
+		return fmt.Errorf("authserver: invalid client id %q (non-empty, no spaces, not a URL)", c.ID)
 	}
 	c.Kind = storage.ClientOwned
 	if len(c.GrantTypes) == 0 {
-		c.GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken}
+		c.GrantTypes = []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}
 	}
 	for _, g := range c.GrantTypes {
-		if g != GrantAuthorizationCode && g != GrantRefreshToken && g != GrantClientCredentials {
+		if g != oauth.GrantAuthorizationCode && g != oauth.GrantRefreshToken && g != oauth.GrantClientCredentials {
 			return fmt.Errorf("authserver: client %q: unsupported grant type %q", c.ID, g)
 		}
 	}
-	if len(c.RedirectURIs) == 0 && contains(c.GrantTypes, GrantAuthorizationCode) {
+	if len(c.RedirectURIs) == 0 && contains(c.GrantTypes, oauth.GrantAuthorizationCode) {
 		return fmt.Errorf("authserver: client %q: at least one redirect URI is required", c.ID)
 	}
 	for _, u := range c.RedirectURIs {
-		if err := ValidateRedirectURI(u); err != nil {
+		if _, err := oauth.CheckRedirectURI(u, oauth.OwnedRedirects); err != nil {
 			return fmt.Errorf("authserver: client %q: redirect URI %q: %w", c.ID, u, err)
 		}
 	}
@@ -517,13 +484,13 @@ func (s *Server) validateOwnedClient(c *storage.Client) error {
 		case c.SecretHash != "" && hasKeys:
 			return fmt.Errorf("authserver: client %q: a client has a secret or keys (jwks, jwks_uri), not both", c.ID)
 		case c.SecretHash != "":
-			c.TokenEndpointAuthMethod = AuthMethodClientSecretBasic
+			c.TokenEndpointAuthMethod = oauth.AuthMethodClientSecretBasic
 		case hasKeys:
-			c.TokenEndpointAuthMethod = AuthMethodPrivateKeyJWT
+			c.TokenEndpointAuthMethod = oauth.AuthMethodPrivateKeyJWT
 		default:
-			c.TokenEndpointAuthMethod = AuthMethodNone
+			c.TokenEndpointAuthMethod = oauth.AuthMethodNone
 		}
-	case AuthMethodNone, AuthMethodClientSecretBasic, AuthMethodClientSecretPost, AuthMethodPrivateKeyJWT:
+	case oauth.AuthMethodNone, oauth.AuthMethodClientSecretBasic, oauth.AuthMethodClientSecretPost, oauth.AuthMethodPrivateKeyJWT:
 	default:
 		return fmt.Errorf("authserver: client %q: unsupported token endpoint auth method %q", c.ID, c.TokenEndpointAuthMethod)
 	}
@@ -534,7 +501,7 @@ func (s *Server) validateOwnedClient(c *storage.Client) error {
 	} else if c.SecretHash != "" {
 		return fmt.Errorf("authserver: client %q: only a client_secret client has a secret", c.ID)
 	}
-	if c.TokenEndpointAuthMethod == AuthMethodPrivateKeyJWT {
+	if c.TokenEndpointAuthMethod == oauth.AuthMethodPrivateKeyJWT {
 		if err := s.validateClientKeys(c); err != nil {
 			return err
 		}
@@ -544,7 +511,7 @@ func (s *Server) validateOwnedClient(c *storage.Client) error {
 	if c.Name == "" {
 		c.Name = c.ID
 	}
-	c.Fingerprint = ClientFingerprint(*c)
+	c.Fingerprint = oauth.Fingerprint(*c)
 	return nil
 }
 
@@ -564,14 +531,14 @@ func (s *Server) checkTrustedClients() error {
 				return fmt.Errorf("authserver: config: workload issuer %q: subject %q maps to %q, which is not a configured client", w.Name, sub, id)
 			case c.SecretHash != "" || c.JWKSURI != "" || len(c.JWKS) > 0:
 				return fmt.Errorf("authserver: config: workload issuer %q: client %q has a secret or keys; a workload's client has neither", w.Name, id)
-			case len(c.GrantTypes) != 1 || c.GrantTypes[0] != GrantClientCredentials:
+			case len(c.GrantTypes) != 1 || c.GrantTypes[0] != oauth.GrantClientCredentials:
 				return fmt.Errorf("authserver: config: workload issuer %q: client %q must use grant_types client_credentials only", w.Name, id)
 			}
 		}
 	}
 	for _, p := range s.cfg.EnterpriseIdPs {
 		for _, id := range p.Clients {
-			if _, ok := owned[id]; !ok && !isURLClientID(id) {
+			if _, ok := owned[id]; !ok && !oauth.IsCIMDClientID(id) {
 				return fmt.Errorf("authserver: config: enterprise idp %q: client %q is not a configured client", p.Name, id)
 			}
 			if s.workloadBound(id) {
@@ -586,7 +553,7 @@ func (s *Server) checkTrustedClients() error {
 // client_credentials grant.
 func (s *Server) servesClientCredentials() bool {
 	for _, c := range s.cfg.Clients {
-		if contains(c.GrantTypes, GrantClientCredentials) {
+		if contains(c.GrantTypes, oauth.GrantClientCredentials) {
 			return true
 		}
 	}

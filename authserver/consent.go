@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -104,7 +105,7 @@ func fingerprintOf(c storage.Client) string {
 	if c.Fingerprint != "" {
 		return c.Fingerprint
 	}
-	return ClientFingerprint(c)
+	return oauth.Fingerprint(c)
 }
 
 // consentPage describes the consent page for this request. approved is the
@@ -128,7 +129,7 @@ func (s *Server) consentPage(ar *authzRequest, id Identity, approved []string) C
 		}
 	}
 	for _, u := range ar.client.RedirectURIs {
-		if !IsLoopbackRedirect(u) {
+		if !oauth.IsLoopbackRedirect(u) {
 			p.LoopbackOnly = false
 		}
 	}
@@ -153,27 +154,27 @@ func redirectHost(uri string) string {
 func (s *Server) consentPosted(w http.ResponseWriter, r *http.Request, ar *authzRequest, id Identity) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := s.cfg.Browser.VerifyCSRF(r); err != nil {
-		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: &Error{Code: CodeInvalidRequest, Status: http.StatusForbidden,
-			Description: "the form has expired; go back to the application and try again", Reason: ReasonConsentFormInvalid}})
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusForbidden,
+			Description: "the form has expired; go back to the application and try again", Reason: oauth.ReasonConsentFormInvalid}})
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: ErrInvalidRequest("malformed form").because(ReasonConsentFormInvalid)})
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: oauth.ErrInvalidRequest("malformed form").Because(oauth.ReasonConsentFormInvalid)})
 		return
 	}
 	decision := r.PostForm["decision"]
 	if len(decision) != 1 {
-		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: ErrInvalidRequest("missing decision").because(ReasonConsentFormInvalid)})
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: oauth.ErrInvalidRequest("missing decision").Because(oauth.ReasonConsentFormInvalid)})
 		return
 	}
 	switch decision[0] {
 	case "approve":
 	case "deny":
 		s.emit(r.Context(), r, storage.AuditEvent{Type: audit.ConsentDenied, Outcome: "denied", Subject: id.Subject, ClientID: ar.client.ID})
-		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, ErrAccessDenied("the user denied the request"))
+		RedirectError(w, r, ar.redirectURI, ar.state, s.cfg.Issuer, oauth.ErrAccessDenied("the user denied the request"))
 		return
 	default:
-		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: ErrInvalidRequest("unknown decision").because(ReasonConsentFormInvalid)})
+		s.authorizeFailed(w, r, ar, &authzFailure{page: true, err: oauth.ErrInvalidRequest("unknown decision").Because(oauth.ReasonConsentFormInvalid)})
 		return
 	}
 	granted := storage.AuditEvent{Type: audit.ConsentGrant, Outcome: "success", Subject: id.Subject, ClientID: ar.client.ID,

@@ -20,7 +20,12 @@
 // it is complete and valid"). Clients that probe it get a 404 and fall back to
 // RFC 8414 metadata, as the MCP authorization specification prescribes.
 //
-// Errors are typed values (errors.go) written in one place. The split between
+// The rules every lane shares (the OAuth error values and refusal reasons,
+// grant and auth-method names, the redirect-URI policy, the consent
+// fingerprint, which ids are CIMD ids) live once in the leaf package
+// authserver/oauth; dcr and cimd use the same package.
+//
+// Errors are *oauth.Error values written in one place (errors.go). The split between
 // errors shown to the user and errors redirected to the client follows
 // RFC 9700 §4.11.2 and requirement 4: a bad client_id or redirect_uri is never
 // redirected; for third-party clients (CIMD, DCR) neither is any error raised

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/dpop"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -19,12 +20,6 @@ import (
 // tokens minted for that request are bound to the proof's key: the access
 // token carries cnf.jkt and token_type is DPoP, and the refresh token of a
 // public client is bound too (a refresh must then prove the same key).
-
-// OAuth error codes of RFC 9449 §5 and §8.
-const (
-	CodeInvalidDPoPProof = "invalid_dpop_proof"
-	CodeUseDPoPNonce     = "use_dpop_nonce"
-)
 
 // TokenTypeDPoP is the token_type of a DPoP-bound access token (RFC 9449 §5).
 const TokenTypeDPoP = "DPoP"
@@ -104,7 +99,7 @@ func dpopJKT(ctx context.Context) string {
 // checkDPoP verifies the request's DPoP proof, if any, and returns the
 // request with the proof's key thumbprint in its context. With DPoP off the
 // header is ignored (RFC 9449 §5: the token is then a bearer token).
-func (s *Server) checkDPoP(w http.ResponseWriter, r *http.Request) (*http.Request, *Error) {
+func (s *Server) checkDPoP(w http.ResponseWriter, r *http.Request) (*http.Request, *oauth.Error) {
 	if s.dpop == nil {
 		return r, nil
 	}
@@ -120,7 +115,7 @@ func (s *Server) checkDPoP(w http.ResponseWriter, r *http.Request) (*http.Reques
 		return r, nil
 	case 1:
 	default:
-		return r, oauthErr(CodeInvalidDPoPProof, http.StatusBadRequest, "more than one DPoP header").because(ReasonDPoPProofInvalid)
+		return r, oauth.ErrInvalidDPoPProof("more than one DPoP header").Because(oauth.ReasonDPoPProofInvalid)
 	}
 	pol := dpop.Policy{Method: http.MethodPost, URL: s.endpoint(pathToken), Algs: s.dpop.algs, MaxAge: s.dpop.maxAge, Now: now}
 	if n := s.dpop.nonces; n != nil {
@@ -130,15 +125,15 @@ func (s *Server) checkDPoP(w http.ResponseWriter, r *http.Request) (*http.Reques
 	var pe *dpop.Error
 	switch {
 	case errors.Is(err, dpop.ErrNonce):
-		return r, oauthErr(CodeUseDPoPNonce, http.StatusBadRequest, "the DPoP proof must carry the server's nonce (DPoP-Nonce)").because(ReasonDPoPNonceRequired)
+		return r, oauth.ErrUseDPoPNonce("the DPoP proof must carry the server's nonce (DPoP-Nonce)").Because(oauth.ReasonDPoPNonceRequired)
 	case errors.As(err, &pe):
-		return r, oauthErr(CodeInvalidDPoPProof, http.StatusBadRequest, "DPoP proof refused: "+pe.Reason).because(ReasonDPoPProofInvalid)
+		return r, oauth.ErrInvalidDPoPProof("DPoP proof refused: " + pe.Reason).Because(oauth.ReasonDPoPProofInvalid)
 	case err != nil:
-		return r, ErrServerError()
+		return r, oauth.ErrServerError()
 	}
 	err = s.store.UseOnce(r.Context(), dpop.ReplayKey(p.JKT, p.JTI), p.Until, now)
 	if errors.Is(err, storage.ErrReplayed) {
-		return r, oauthErr(CodeInvalidDPoPProof, http.StatusBadRequest, "DPoP proof refused: replayed").because(ReasonDPoPProofInvalid)
+		return r, oauth.ErrInvalidDPoPProof("DPoP proof refused: replayed").Because(oauth.ReasonDPoPProofInvalid)
 	}
 	if err != nil {
 		return r, s.storageError("record DPoP proof", err)
@@ -158,9 +153,9 @@ func refreshBinding(ctx context.Context, client storage.Client) string {
 
 // checkRefreshBinding refuses the refresh of a bound grant without a proof
 // of the same key.
-func checkRefreshBinding(ctx context.Context, g storage.Grant) *Error {
+func checkRefreshBinding(ctx context.Context, g storage.Grant) *oauth.Error {
 	if g.DPoPJKT == "" || g.DPoPJKT == dpopJKT(ctx) {
 		return nil
 	}
-	return ErrInvalidGrant("the refresh token is bound to a DPoP key: send a DPoP proof signed with it").because(ReasonDPoPKeyMismatch)
+	return oauth.ErrInvalidGrant("the refresh token is bound to a DPoP key: send a DPoP proof signed with it").Because(oauth.ReasonDPoPKeyMismatch)
 }

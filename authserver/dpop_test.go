@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/dpop"
 )
 
@@ -86,7 +87,7 @@ func TestDPoPTokenBinding(t *testing.T) {
 		"another key": withProof(h.proof(newDPoPKey(t))),
 	} {
 		w := h.token(rf, mod)
-		if w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		if w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("%s: %d %s, want invalid_grant", name, w.Code, w.Body)
 		}
 	}
@@ -98,7 +99,7 @@ func TestDPoPTokenBinding(t *testing.T) {
 	if g := h.grants()[0]; g.DPoPJKT != jktOf(t, key) {
 		t.Fatal("the binding did not survive rotation")
 	}
-	if _, ok := refusalRecord(t, h, "token.refused", ReasonDPoPKeyMismatch); !ok {
+	if _, ok := refusalRecord(t, h, "token.refused", oauth.ReasonDPoPKeyMismatch); !ok {
 		t.Fatal("key mismatch not audited")
 	}
 }
@@ -175,7 +176,7 @@ func TestDPoPTokenRefusals(t *testing.T) {
 			code := h.code("app", "http://127.0.0.1/callback")
 			f := h.exchangeForm("app", code, "http://127.0.0.1/callback", testVerifier)
 			w := h.token(f, withProof(tc.proofs...))
-			if w.Code != 400 || oauthError(t, w) != CodeInvalidDPoPProof {
+			if w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidDPoPProof {
 				t.Fatalf("%d %s, want 400 invalid_dpop_proof", w.Code, w.Body)
 			}
 			if w := h.token(f, withProof(h.proof(key))); w.Code != 200 {
@@ -183,7 +184,7 @@ func TestDPoPTokenRefusals(t *testing.T) {
 			}
 		})
 	}
-	if _, ok := refusalRecord(t, h, "token.refused", ReasonDPoPProofInvalid); !ok {
+	if _, ok := refusalRecord(t, h, "token.refused", oauth.ReasonDPoPProofInvalid); !ok {
 		t.Fatal("no refusal audited")
 	}
 }
@@ -197,11 +198,11 @@ func TestDPoPNonce(t *testing.T) {
 	f := h.exchangeForm("app", code, "http://127.0.0.1/callback", testVerifier)
 	w := h.token(f, withProof(h.proof(key)))
 	nonce := w.Header().Get("DPoP-Nonce")
-	if w.Code != 400 || oauthError(t, w) != CodeUseDPoPNonce || nonce == "" {
+	if w.Code != 400 || oauthError(t, w) != oauth.CodeUseDPoPNonce || nonce == "" {
 		t.Fatalf("no nonce: %d %s nonce %q", w.Code, w.Body, nonce)
 	}
 	w = h.token(f, withProof(h.proof(key, func(r *dpop.ProofRequest) { r.Nonce = "made-up" })))
-	if w.Code != 400 || oauthError(t, w) != CodeUseDPoPNonce {
+	if w.Code != 400 || oauthError(t, w) != oauth.CodeUseDPoPNonce {
 		t.Fatalf("forged nonce: %d %s", w.Code, w.Body)
 	}
 	w = h.token(f, withProof(h.proof(key, func(r *dpop.ProofRequest) { r.Nonce = nonce })))
@@ -213,7 +214,7 @@ func TestDPoPNonce(t *testing.T) {
 	code = h.code("app", "http://127.0.0.1/callback")
 	f = h.exchangeForm("app", code, "http://127.0.0.1/callback", testVerifier)
 	w = h.token(f, withProof(h.proof(key, func(r *dpop.ProofRequest) { r.Nonce = nonce })))
-	if w.Code != 400 || oauthError(t, w) != CodeUseDPoPNonce {
+	if w.Code != 400 || oauthError(t, w) != oauth.CodeUseDPoPNonce {
 		t.Fatalf("stale nonce: %d %s", w.Code, w.Body)
 	}
 }

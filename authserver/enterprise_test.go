@@ -16,6 +16,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -98,8 +99,8 @@ func newEntHarnessSync(t testing.TB, fsync bool, mod ...func(*Config)) *entHarne
 	h := newHarnessSync(t, fsync, func(c *Config) {
 		c.Clients = append(c.Clients,
 			storage.Client{ID: "keyed", Name: "Keyed", RedirectURIs: []string{"https://keyed.example.com/cb"}, JWKS: jwksOf(t, keyed), SkipConsent: true},
-			storage.Client{ID: "bot", Name: "Bot", GrantTypes: []string{GrantClientCredentials}, SecretHash: hash, Scopes: []string{"read", "write"}, DefaultScopes: []string{"read"}},
-			storage.Client{ID: "ci", Name: "CI agent", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}},
+			storage.Client{ID: "bot", Name: "Bot", GrantTypes: []string{oauth.GrantClientCredentials}, SecretHash: hash, Scopes: []string{"read", "write"}, DefaultScopes: []string{"read"}},
+			storage.Client{ID: "ci", Name: "CI agent", GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"}},
 		)
 		c.IssuerClient = f.client()
 		c.EnterpriseAccounts = acc.resolve
@@ -134,7 +135,7 @@ func testJTI(t testing.TB) string {
 }
 
 func bearerForm(assertion string) url.Values {
-	return url.Values{"grant_type": {GrantJWTBearer}, "assertion": {assertion}, "client_id": {"conf"}, "client_secret": {testSecret}}
+	return url.Values{"grant_type": {oauth.GrantJWTBearer}, "assertion": {assertion}, "client_id": {"conf"}, "client_secret": {testSecret}}
 }
 
 // TestIDJAGExchange: a valid ID-JAG from a trusted IdP, presented by the
@@ -152,7 +153,7 @@ func TestIDJAGExchange(t *testing.T) {
 		t.Fatalf("claims = %v", c)
 	}
 	evs := h.audit("token.issued")
-	if len(evs) != 1 || evs[0].Detail["grant_type"] != GrantJWTBearer || evs[0].Detail["idp"] != "acme" || evs[0].Subject != "alice" {
+	if len(evs) != 1 || evs[0].Detail["grant_type"] != oauth.GrantJWTBearer || evs[0].Detail["idp"] != "acme" || evs[0].Subject != "alice" {
 		t.Fatalf("audit = %+v", evs)
 	}
 	if ok, err := h.srv.Active(context.Background(), c["sid"].(string), "conf"); err != nil || !ok {
@@ -169,7 +170,7 @@ func TestIDJAGExchange(t *testing.T) {
 		t.Fatalf("scope = %q, want read", tok.Scope)
 	}
 	// A private_key_jwt client (no secret) presents its ID-JAG with its assertion.
-	f = url.Values{"grant_type": {GrantJWTBearer}, "assertion": {h.idjag(func(c, _ map[string]any) { c["client_id"] = "keyed" })}}
+	f = url.Values{"grant_type": {oauth.GrantJWTBearer}, "assertion": {h.idjag(func(c, _ map[string]any) { c["client_id"] = "keyed" })}}
 	f = withAssertion(f, h.assertionFor(h.keyed, "keyed", "k-1"))
 	if tok := h.mustToken(f); h.claims(tok.AccessToken)["client_id"] != "keyed" {
 		t.Fatal("keyed client")
@@ -194,41 +195,41 @@ func TestIDJAGRefusals(t *testing.T) {
 		form   url.Values
 		status int
 		code   string
-		reason Reason
+		reason oauth.Reason
 	}{
-		{"replayed jti", bearerForm(replayed), 400, CodeInvalidGrant, ReasonIDJAGReplayed},
-		{"wrong aud", bearerForm(h.idjag(func(c, _ map[string]any) { c["aud"] = "https://other-as.test" })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"aud is the token endpoint", bearerForm(h.idjag(func(c, _ map[string]any) { c["aud"] = h.issuer + "/token" })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"wrong typ", bearerForm(h.idjag(func(_, hd map[string]any) { hd["typ"] = "JWT" })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"no typ", bearerForm(h.idjag(func(_, hd map[string]any) { delete(hd, "typ") })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"access token typ", bearerForm(h.idjag(func(_, hd map[string]any) { hd["typ"] = "at+jwt" })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"untrusted issuer", bearerForm(h.idjag(func(c, _ map[string]any) { c["iss"] = otherIssuer })), 400, CodeInvalidGrant, ReasonIDJAGUntrustedIssuer},
-		{"expired", bearerForm(h.idjag(func(c, _ map[string]any) { c["exp"] = h.clock.Now().Add(-time.Minute).Unix() })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"exp too far ahead", bearerForm(h.idjag(func(c, _ map[string]any) { c["exp"] = h.clock.Now().Add(time.Hour).Unix() })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"iat in the future", bearerForm(h.idjag(func(c, _ map[string]any) { c["iat"] = h.clock.Now().Add(time.Minute).Unix() })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"no iat", bearerForm(h.idjag(func(c, _ map[string]any) { delete(c, "iat") })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"no jti", bearerForm(h.idjag(func(c, _ map[string]any) { delete(c, "jti") })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"client_id of another client", bearerForm(h.idjag(func(c, _ map[string]any) { c["client_id"] = "keyed" })), 400, CodeInvalidGrant, ReasonIDJAGWrongClient},
-		{"no client_id", bearerForm(h.idjag(func(c, _ map[string]any) { delete(c, "client_id") })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"unknown resource", bearerForm(h.idjag(func(c, _ map[string]any) { c["resource"] = "https://elsewhere.test/mcp" })), 400, CodeInvalidTarget, ReasonResourceUnknown},
-		{"no resource", bearerForm(h.idjag(func(c, _ map[string]any) { delete(c, "resource") })), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
+		{"replayed jti", bearerForm(replayed), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGReplayed},
+		{"wrong aud", bearerForm(h.idjag(func(c, _ map[string]any) { c["aud"] = "https://other-as.test" })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"aud is the token endpoint", bearerForm(h.idjag(func(c, _ map[string]any) { c["aud"] = h.issuer + "/token" })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"wrong typ", bearerForm(h.idjag(func(_, hd map[string]any) { hd["typ"] = "JWT" })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"no typ", bearerForm(h.idjag(func(_, hd map[string]any) { delete(hd, "typ") })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"access token typ", bearerForm(h.idjag(func(_, hd map[string]any) { hd["typ"] = "at+jwt" })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"untrusted issuer", bearerForm(h.idjag(func(c, _ map[string]any) { c["iss"] = otherIssuer })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGUntrustedIssuer},
+		{"expired", bearerForm(h.idjag(func(c, _ map[string]any) { c["exp"] = h.clock.Now().Add(-time.Minute).Unix() })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"exp too far ahead", bearerForm(h.idjag(func(c, _ map[string]any) { c["exp"] = h.clock.Now().Add(time.Hour).Unix() })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"iat in the future", bearerForm(h.idjag(func(c, _ map[string]any) { c["iat"] = h.clock.Now().Add(time.Minute).Unix() })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"no iat", bearerForm(h.idjag(func(c, _ map[string]any) { delete(c, "iat") })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"no jti", bearerForm(h.idjag(func(c, _ map[string]any) { delete(c, "jti") })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"client_id of another client", bearerForm(h.idjag(func(c, _ map[string]any) { c["client_id"] = "keyed" })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGWrongClient},
+		{"no client_id", bearerForm(h.idjag(func(c, _ map[string]any) { delete(c, "client_id") })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"unknown resource", bearerForm(h.idjag(func(c, _ map[string]any) { c["resource"] = "https://elsewhere.test/mcp" })), 400, oauth.CodeInvalidTarget, oauth.ReasonResourceUnknown},
+		{"no resource", bearerForm(h.idjag(func(c, _ map[string]any) { delete(c, "resource") })), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
 		{"resource parameter differs", func() url.Values {
 			f := bearerForm(h.idjag())
 			f.Set("resource", testClientAud)
 			return f
-		}(), 400, CodeInvalidTarget, ReasonResourceMismatch},
+		}(), 400, oauth.CodeInvalidTarget, oauth.ReasonResourceMismatch},
 		{"bad signature", bearerForm(other.sign(t, map[string]any{"iss": entIssuer, "sub": "00u-alice", "aud": h.issuer, "resource": testResource,
 			"client_id": "conf", "jti": "x1", "exp": h.clock.Now().Add(time.Minute).Unix(), "iat": h.clock.Now().Unix(), "scope": "mcp.read"},
-			map[string]any{"typ": IDJAGType})), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"no common scope", bearerForm(h.idjag(func(c, _ map[string]any) { c["scope"] = "mcp.admin" })), 400, CodeInvalidScope, ReasonScopeInvalid},
-		{"unknown user, no provisioning", bearerForm(h.idjag(func(c, _ map[string]any) { c["sub"] = "00u-mallory" })), 400, CodeInvalidGrant, ReasonAccountUnmapped},
-		{"not a JWT", bearerForm("not-a-jwt"), 400, CodeInvalidGrant, ReasonIDJAGInvalid},
-		{"client not trusted for the IdP", url.Values{"grant_type": {GrantJWTBearer}, "assertion": {h.idjag(func(c, _ map[string]any) { c["client_id"] = "bot" })},
-			"client_id": {"bot"}, "client_secret": {testSecret}}, 400, CodeUnauthorizedClient, ReasonGrantTypeNotAllowed},
-		{"public client", url.Values{"grant_type": {GrantJWTBearer}, "assertion": {h.idjag(func(c, _ map[string]any) { c["client_id"] = "app" })},
-			"client_id": {"app"}}, 400, CodeUnauthorizedClient, ReasonIDJAGWrongClient},
-		{"wrong client secret", func() url.Values { f := bearerForm(h.idjag()); f.Set("client_secret", "nope-nope-nope"); return f }(), 401, CodeInvalidClient, ReasonClientAuthFailed},
-		{"no assertion", url.Values{"grant_type": {GrantJWTBearer}, "client_id": {"conf"}, "client_secret": {testSecret}}, 400, CodeInvalidRequest, ReasonRequestMalformed},
+			map[string]any{"typ": IDJAGType})), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"no common scope", bearerForm(h.idjag(func(c, _ map[string]any) { c["scope"] = "mcp.admin" })), 400, oauth.CodeInvalidScope, oauth.ReasonScopeInvalid},
+		{"unknown user, no provisioning", bearerForm(h.idjag(func(c, _ map[string]any) { c["sub"] = "00u-mallory" })), 400, oauth.CodeInvalidGrant, oauth.ReasonAccountUnmapped},
+		{"not a JWT", bearerForm("not-a-jwt"), 400, oauth.CodeInvalidGrant, oauth.ReasonIDJAGInvalid},
+		{"client not trusted for the IdP", url.Values{"grant_type": {oauth.GrantJWTBearer}, "assertion": {h.idjag(func(c, _ map[string]any) { c["client_id"] = "bot" })},
+			"client_id": {"bot"}, "client_secret": {testSecret}}, 400, oauth.CodeUnauthorizedClient, oauth.ReasonGrantTypeNotAllowed},
+		{"public client", url.Values{"grant_type": {oauth.GrantJWTBearer}, "assertion": {h.idjag(func(c, _ map[string]any) { c["client_id"] = "app" })},
+			"client_id": {"app"}}, 400, oauth.CodeUnauthorizedClient, oauth.ReasonIDJAGWrongClient},
+		{"wrong client secret", func() url.Values { f := bearerForm(h.idjag()); f.Set("client_secret", "nope-nope-nope"); return f }(), 401, oauth.CodeInvalidClient, oauth.ReasonClientAuthFailed},
+		{"no assertion", url.Values{"grant_type": {oauth.GrantJWTBearer}, "client_id": {"conf"}, "client_secret": {testSecret}}, 400, oauth.CodeInvalidRequest, oauth.ReasonRequestMalformed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -253,7 +254,7 @@ func TestIDJAGRefusals(t *testing.T) {
 				t.Fatalf("no token.refused record with reason %s", tc.reason)
 			}
 			// Past client authentication, each refusal is also recorded one by one.
-			if tc.code != CodeInvalidClient && tc.code != CodeInvalidRequest && tc.code != CodeUnauthorizedClient || tc.reason == ReasonIDJAGWrongClient {
+			if tc.code != oauth.CodeInvalidClient && tc.code != oauth.CodeInvalidRequest && tc.code != oauth.CodeUnauthorizedClient || tc.reason == oauth.ReasonIDJAGWrongClient {
 				if after := len(h.audit("id_jag.refused")); after != before+1 {
 					t.Fatalf("id_jag.refused records %d -> %d", before, after)
 				}
@@ -276,13 +277,13 @@ func TestIDJAGAccountMapping(t *testing.T) {
 		c["email"] = "bob@acme.test"
 		c["email_verified"] = false
 	})))
-	if oauthError(t, w) != CodeInvalidGrant {
+	if oauthError(t, w) != oauth.CodeInvalidGrant {
 		t.Fatalf("unverified email linked: %d %s", w.Code, w.Body)
 	}
 
 	hs := newEntHarness(t) // by_sub
 	w = hs.token(bearerForm(hs.idjag(func(c, _ map[string]any) { c["sub"] = "00u-bob"; c["email"] = "bob@acme.test" })))
-	if oauthError(t, w) != CodeInvalidGrant {
+	if oauthError(t, w) != oauth.CodeInvalidGrant {
 		t.Fatalf("by_sub linked by email: %d %s", w.Code, w.Body)
 	}
 
@@ -323,7 +324,7 @@ func TestIDJAGKeysThroughOutage(t *testing.T) {
 	// Unknown kids refetch at most once a refetch interval.
 	for range 3 {
 		h.idp = newSigner(t, "RS256", "acme-unknown")
-		if w := h.token(bearerForm(h.idjag())); oauthError(t, w) != CodeInvalidGrant {
+		if w := h.token(bearerForm(h.idjag())); oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("unknown kid: %d %s", w.Code, w.Body)
 		}
 	}
@@ -370,10 +371,10 @@ func TestIDJAGKeysSurviveRestart(t *testing.T) {
 	// No persisted copy: the server starts, the exchange is refused 503.
 	cold := restart(nil)
 	w := cold.token(bearerForm(cold.idjag()))
-	if w.Code != http.StatusServiceUnavailable || oauthError(t, w) != CodeTemporarilyUnavailable || w.Header().Get("Retry-After") == "" {
+	if w.Code != http.StatusServiceUnavailable || oauthError(t, w) != oauth.CodeTemporarilyUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("got %d %s %v, want 503 with Retry-After", w.Code, w.Body, w.Header())
 	}
-	if evs := cold.audit("id_jag.refused"); len(evs) == 0 || evs[len(evs)-1].Detail["reason"] != string(ReasonIssuerKeysUnavailable) {
+	if evs := cold.audit("id_jag.refused"); len(evs) == 0 || evs[len(evs)-1].Detail["reason"] != string(oauth.ReasonIssuerKeysUnavailable) {
 		t.Fatalf("audit = %+v", evs)
 	}
 	// The IdP answers again: the next background fetch brings the keys.
@@ -403,7 +404,7 @@ func TestIDJAGMetadata(t *testing.T) {
 		t.Fatalf("profiles = %v", m["authorization_grant_profiles_supported"])
 	}
 	gts := strings.Join(m["grant_types_supported"].([]string), " ")
-	if !strings.Contains(gts, GrantJWTBearer) || !strings.Contains(gts, GrantClientCredentials) {
+	if !strings.Contains(gts, oauth.GrantJWTBearer) || !strings.Contains(gts, oauth.GrantClientCredentials) {
 		t.Fatalf("grant types = %s", gts)
 	}
 	plain := newHarness(t)
@@ -415,7 +416,7 @@ func TestIDJAGMetadata(t *testing.T) {
 		t.Fatalf("grant types = %s", gts)
 	}
 	w := plain.token(bearerForm("x.y.z"))
-	if oauthError(t, w) != CodeUnsupportedGrantType {
+	if oauthError(t, w) != oauth.CodeUnsupportedGrantType {
 		t.Fatalf("jwt-bearer without IdPs: %s", w.Body)
 	}
 }
@@ -425,7 +426,7 @@ func TestIDJAGMetadata(t *testing.T) {
 // clients, unknown resources and scopes outside the client's set are refused.
 func TestClientCredentials(t *testing.T) {
 	h := newEntHarness(t)
-	f := url.Values{"grant_type": {GrantClientCredentials}, "resource": {testResource}, "scope": {"read write"}}
+	f := url.Values{"grant_type": {oauth.GrantClientCredentials}, "resource": {testResource}, "scope": {"read write"}}
 	basic := func(id, secret string) func(*http.Request) {
 		return func(r *http.Request) { r.SetBasicAuth(id, secret) }
 	}
@@ -438,11 +439,11 @@ func TestClientCredentials(t *testing.T) {
 	if c["sub"] != "bot" || c["aud"] != testResource || c["client_id"] != "bot" {
 		t.Fatalf("claims = %v", c)
 	}
-	if evs := h.audit("token.issued"); len(evs) != 1 || evs[0].Detail["grant_type"] != GrantClientCredentials {
+	if evs := h.audit("token.issued"); len(evs) != 1 || evs[0].Detail["grant_type"] != oauth.GrantClientCredentials {
 		t.Fatalf("audit = %+v", evs)
 	}
 	// Without resource: the only known resource (requirement 7).
-	w = h.token(url.Values{"grant_type": {GrantClientCredentials}}, basic("bot", testSecret))
+	w = h.token(url.Values{"grant_type": {oauth.GrantClientCredentials}}, basic("bot", testSecret))
 	if tok := decodeToken(t, w); w.Code != 200 || tok.Scope != "read" || h.claims(tok.AccessToken)["aud"] != testResource {
 		t.Fatalf("default resource: %d %s", w.Code, w.Body)
 	}
@@ -454,14 +455,14 @@ func TestClientCredentials(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"unknown resource", url.Values{"grant_type": {GrantClientCredentials}, "resource": {"https://elsewhere.test/"}}, basic("bot", testSecret), 400, CodeInvalidTarget},
-		{"two resources", url.Values{"grant_type": {GrantClientCredentials}, "resource": {testResource, testClientAud}}, basic("bot", testSecret), 400, CodeInvalidTarget},
-		{"offline_access", url.Values{"grant_type": {GrantClientCredentials}, "scope": {"offline_access"}}, basic("bot", testSecret), 400, CodeInvalidScope},
-		{"unknown scope", url.Values{"grant_type": {GrantClientCredentials}, "scope": {"admin"}}, basic("bot", testSecret), 400, CodeInvalidScope},
-		{"wrong secret", url.Values{"grant_type": {GrantClientCredentials}}, basic("bot", "wrong-wrong-wrong"), 401, CodeInvalidClient},
-		{"client without the grant", url.Values{"grant_type": {GrantClientCredentials}}, basic("conf", testSecret), 400, CodeUnauthorizedClient},
-		{"public client", url.Values{"grant_type": {GrantClientCredentials}, "client_id": {"app"}}, nil, 400, CodeUnauthorizedClient},
-		{"workload client without its token", url.Values{"grant_type": {GrantClientCredentials}, "client_id": {"ci"}}, nil, 401, CodeInvalidClient},
+		{"unknown resource", url.Values{"grant_type": {oauth.GrantClientCredentials}, "resource": {"https://elsewhere.test/"}}, basic("bot", testSecret), 400, oauth.CodeInvalidTarget},
+		{"two resources", url.Values{"grant_type": {oauth.GrantClientCredentials}, "resource": {testResource, testClientAud}}, basic("bot", testSecret), 400, oauth.CodeInvalidTarget},
+		{"offline_access", url.Values{"grant_type": {oauth.GrantClientCredentials}, "scope": {"offline_access"}}, basic("bot", testSecret), 400, oauth.CodeInvalidScope},
+		{"unknown scope", url.Values{"grant_type": {oauth.GrantClientCredentials}, "scope": {"admin"}}, basic("bot", testSecret), 400, oauth.CodeInvalidScope},
+		{"wrong secret", url.Values{"grant_type": {oauth.GrantClientCredentials}}, basic("bot", "wrong-wrong-wrong"), 401, oauth.CodeInvalidClient},
+		{"client without the grant", url.Values{"grant_type": {oauth.GrantClientCredentials}}, basic("conf", testSecret), 400, oauth.CodeUnauthorizedClient},
+		{"public client", url.Values{"grant_type": {oauth.GrantClientCredentials}, "client_id": {"app"}}, nil, 400, oauth.CodeUnauthorizedClient},
+		{"workload client without its token", url.Values{"grant_type": {oauth.GrantClientCredentials}, "client_id": {"ci"}}, nil, 401, oauth.CodeInvalidClient},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -482,12 +483,12 @@ func TestClientCredentials(t *testing.T) {
 	kh := newEntHarness(t, func(c *Config) {
 		for i := range c.Clients {
 			if c.Clients[i].ID == "keyed" {
-				c.Clients[i].GrantTypes = []string{GrantClientCredentials}
+				c.Clients[i].GrantTypes = []string{oauth.GrantClientCredentials}
 				c.Clients[i].RedirectURIs = nil
 			}
 		}
 	})
-	kf := withAssertion(url.Values{"grant_type": {GrantClientCredentials}}, kh.assertionFor(kh.keyed, "keyed", "kc-1"))
+	kf := withAssertion(url.Values{"grant_type": {oauth.GrantClientCredentials}}, kh.assertionFor(kh.keyed, "keyed", "kc-1"))
 	if tok := kh.mustToken(kf); kh.claims(tok.AccessToken)["sub"] != "keyed" {
 		t.Fatal("private_key_jwt client_credentials")
 	}
@@ -512,7 +513,7 @@ func (h *entHarness) workloadToken(mod ...func(map[string]any)) string {
 func TestWorkloadIdentity(t *testing.T) {
 	h := newEntHarness(t)
 	cc := func(a string) url.Values {
-		return url.Values{"grant_type": {GrantClientCredentials}, "client_assertion_type": {ClientAssertionType}, "client_assertion": {a}}
+		return url.Values{"grant_type": {oauth.GrantClientCredentials}, "client_assertion_type": {ClientAssertionType}, "client_assertion": {a}}
 	}
 	wt := h.workloadToken()
 	for range 2 {
@@ -536,7 +537,7 @@ func TestWorkloadIdentity(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			w := h.token(tc.form)
-			if w.Code != 401 || oauthError(t, w) != CodeInvalidClient {
+			if w.Code != 401 || oauthError(t, w) != oauth.CodeInvalidClient {
 				t.Fatalf("got %d %s", w.Code, w.Body)
 			}
 			if n := len(h.grants()); n != base {
@@ -563,7 +564,7 @@ func TestTrustedIssuerConfig(t *testing.T) {
 	base := func(c *Config) {
 		c.IssuerClient = (&fakeJWKSFetcher{sets: map[string][]byte{}, errs: map[string]error{}, count: map[string]int{}}).client()
 		c.EnterpriseAccounts = (&testAccounts{}).resolve
-		c.Clients = append(c.Clients, storage.Client{ID: "ci", Name: "CI", GrantTypes: []string{GrantClientCredentials}})
+		c.Clients = append(c.Clients, storage.Client{ID: "ci", Name: "CI", GrantTypes: []string{oauth.GrantClientCredentials}})
 	}
 	cases := []struct {
 		name string
@@ -640,7 +641,7 @@ func FuzzIDJAGGrant(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		r := httptest.NewRequest(http.MethodPost, h.issuer+"/token", nil)
-		_, e := h.srv.jwtBearer(r, client, AuthMethodClientSecretPost, bearerForm(raw))
+		_, e := h.srv.jwtBearer(r, client, oauth.AuthMethodClientSecretPost, bearerForm(raw))
 		code := 200
 		if e != nil {
 			code = e.Status
@@ -671,11 +672,11 @@ func TestClientCredentialsCIMDMachineUse(t *testing.T) {
 		h := newEntHarness(t, func(c *Config) {
 			res := c.ClientResolver.(*testResolver)
 			cl := storage.Client{ID: agentID, Kind: storage.ClientCIMD, Name: "Agent", RedirectURIs: []string{"https://agents.example.com/cb"},
-				GrantTypes: []string{GrantAuthorizationCode, GrantClientCredentials}, TokenEndpointAuthMethod: AuthMethodPrivateKeyJWT, JWKS: jwksOf(t, key)}
+				GrantTypes: []string{oauth.GrantAuthorizationCode, oauth.GrantClientCredentials}, TokenEndpointAuthMethod: oauth.AuthMethodPrivateKeyJWT, JWKS: jwksOf(t, key)}
 			res.clients[agentID] = cl
 			c.CIMDPolicy = CIMDPolicy{Hosts: map[string]ClientPolicy{"agents.example.com": {MachineUse: machine}}}
 		})
-		f := withAssertion(url.Values{"grant_type": {GrantClientCredentials}, "resource": {testResource}}, h.assertionFor(key, agentID, "m-1"))
+		f := withAssertion(url.Values{"grant_type": {oauth.GrantClientCredentials}, "resource": {testResource}}, h.assertionFor(key, agentID, "m-1"))
 		w := h.token(f)
 		switch {
 		case machine && w.Code != 200:
@@ -684,7 +685,7 @@ func TestClientCredentialsCIMDMachineUse(t *testing.T) {
 			if c := h.claims(decodeToken(t, w).AccessToken); c["sub"] != agentID {
 				t.Fatalf("claims = %v", c)
 			}
-		case !machine && oauthError(t, w) != CodeUnauthorizedClient:
+		case !machine && oauthError(t, w) != oauth.CodeUnauthorizedClient:
 			t.Fatalf("host without machine_use: %d %s", w.Code, w.Body)
 		}
 	}

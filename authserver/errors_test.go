@@ -3,93 +3,14 @@ package authserver
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
-
-func TestErrorConstructors(t *testing.T) {
-	tests := []struct {
-		name   string
-		err    *Error
-		code   string
-		status int
-	}{
-		{"invalid_request", ErrInvalidRequest("d"), "invalid_request", 400},
-		{"invalid_client", ErrInvalidClient("d"), "invalid_client", 401},
-		{"invalid_grant", ErrInvalidGrant("d"), "invalid_grant", 400},
-		{"unauthorized_client", ErrUnauthorizedClient("d"), "unauthorized_client", 400},
-		{"unsupported_grant_type", ErrUnsupportedGrantType("d"), "unsupported_grant_type", 400},
-		{"unsupported_response_type", ErrUnsupportedResponseType("d"), "unsupported_response_type", 400},
-		{"invalid_scope", ErrInvalidScope("d"), "invalid_scope", 400},
-		{"invalid_target", ErrInvalidTarget("d"), "invalid_target", 400},
-		{"access_denied", ErrAccessDenied("d"), "access_denied", 403},
-		{"invalid_redirect_uri", ErrInvalidRedirectURI("d"), "invalid_redirect_uri", 400},
-		{"invalid_client_metadata", ErrInvalidClientMetadata("d"), "invalid_client_metadata", 400},
-		{"unsupported_token_type", ErrUnsupportedTokenType("d"), "unsupported_token_type", 400},
-		{"server_error", ErrServerError(), "server_error", 500},
-		{"temporarily_unavailable", ErrTemporarilyUnavailable("d"), "temporarily_unavailable", 503},
-		{"login_required", ErrLoginRequired("d"), "login_required", 400},
-		{"consent_required", ErrConsentRequired("d"), "consent_required", 400},
-		{"interaction_required", ErrInteractionRequired("d"), "interaction_required", 400},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.err.Code != tt.code || tt.err.Status != tt.status {
-				t.Fatalf("got %q/%d, want %q/%d", tt.err.Code, tt.err.Status, tt.code, tt.status)
-			}
-			if !strings.HasPrefix(tt.err.Error(), "authserver: "+tt.code) {
-				t.Fatalf("Error() = %q", tt.err.Error())
-			}
-		})
-	}
-	t.Run("fresh values", func(t *testing.T) {
-		a := ErrInvalidGrant("x")
-		a.Description = "changed"
-		if ErrInvalidGrant("x").Description != "x" || a == ErrInvalidGrant("x") {
-			t.Fatal("constructors must return fresh values")
-		}
-	})
-}
-
-func TestAsError(t *testing.T) {
-	oauth := ErrInvalidScope("too broad")
-	tests := []struct {
-		name string
-		in   error
-		want *Error
-		code string
-		desc string
-	}{
-		{name: "typed as is", in: oauth, want: oauth},
-		{name: "wrapped typed", in: fmt.Errorf("token: %w", oauth), want: oauth},
-		{name: "random error", in: errors.New("pq: password authentication failed for user admin"), code: "server_error", desc: "internal error"},
-		{name: "nil typed pointer wrapped", in: fmt.Errorf("x: %w", (*Error)(nil)), code: "server_error", desc: "internal error"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := AsError(tt.in)
-			if tt.want != nil {
-				if got != tt.want {
-					t.Fatalf("got %v, want the same value %v", got, tt.want)
-				}
-				return
-			}
-			if got.Code != tt.code || got.Description != tt.desc || got.Status != 500 {
-				t.Fatalf("got %+v", got)
-			}
-			if strings.Contains(got.Error(), "password") {
-				t.Fatal("generic error leaks the original text")
-			}
-		})
-	}
-	if AsError(nil) != nil {
-		t.Fatal("AsError(nil) must be nil")
-	}
-}
 
 func TestWriteError(t *testing.T) {
 	tests := []struct {
@@ -101,12 +22,12 @@ func TestWriteError(t *testing.T) {
 		desc       string
 		wantWWWAut bool
 	}{
-		{name: "invalid_grant", err: ErrInvalidGrant("code expired"), status: 400, code: "invalid_grant", desc: "code expired"},
-		{name: "invalid_client with basic", err: ErrInvalidClient("bad secret"), basic: true, status: 401, code: "invalid_client", desc: "bad secret", wantWWWAut: true},
-		{name: "invalid_client without basic", err: ErrInvalidClient("unknown client"), status: 401, code: "invalid_client", desc: "unknown client"},
+		{name: "invalid_grant", err: oauth.ErrInvalidGrant("code expired"), status: 400, code: "invalid_grant", desc: "code expired"},
+		{name: "invalid_client with basic", err: oauth.ErrInvalidClient("bad secret"), basic: true, status: 401, code: "invalid_client", desc: "bad secret", wantWWWAut: true},
+		{name: "invalid_client without basic", err: oauth.ErrInvalidClient("unknown client"), status: 401, code: "invalid_client", desc: "unknown client"},
 		{name: "random error", err: errors.New("bolt: database corrupted at page 7"), status: 500, code: "server_error", desc: "internal error"},
-		{name: "unavailable", err: ErrTemporarilyUnavailable("storage unavailable"), status: 503, code: "temporarily_unavailable", desc: "storage unavailable"},
-		{name: "description sanitized", err: ErrInvalidRequest("bad \"x\"\\ \x01\n\u00e9end"), status: 400, code: "invalid_request", desc: "bad 'x'' end"},
+		{name: "unavailable", err: oauth.ErrTemporarilyUnavailable("storage unavailable"), status: 503, code: "temporarily_unavailable", desc: "storage unavailable"},
+		{name: "description sanitized", err: oauth.ErrInvalidRequest("bad \"x\"\\ \x01\n\u00e9end"), status: 400, code: "invalid_request", desc: "bad 'x'' end"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,22 +72,22 @@ func TestRedirectError(t *testing.T) {
 		prefix   string
 	}{
 		{
-			name: "plain", redirect: "https://app.example/cb", state: "xyz", err: ErrAccessDenied("user denied"),
+			name: "plain", redirect: "https://app.example/cb", state: "xyz", err: oauth.ErrAccessDenied("user denied"),
 			want:   url.Values{"error": {"access_denied"}, "error_description": {"user denied"}, "state": {"xyz"}, "iss": {iss}},
 			prefix: "https://app.example/cb?",
 		},
 		{
-			name: "existing query kept", redirect: "https://app.example/cb?tenant=a%20b&x=1", state: "s", err: ErrLoginRequired("no session"),
+			name: "existing query kept", redirect: "https://app.example/cb?tenant=a%20b&x=1", state: "s", err: oauth.ErrLoginRequired("no session"),
 			want:   url.Values{"tenant": {"a b"}, "x": {"1"}, "error": {"login_required"}, "error_description": {"no session"}, "state": {"s"}, "iss": {iss}},
 			prefix: "https://app.example/cb?tenant=a%20b&x=1&",
 		},
 		{
-			name: "state and iss once even if registered query has them", redirect: "http://127.0.0.1:9999/cb?state=evil&iss=evil&keep=1", state: "good", err: ErrAccessDenied("no"),
+			name: "state and iss once even if registered query has them", redirect: "http://127.0.0.1:9999/cb?state=evil&iss=evil&keep=1", state: "good", err: oauth.ErrAccessDenied("no"),
 			want:   url.Values{"keep": {"1"}, "error": {"access_denied"}, "error_description": {"no"}, "state": {"good"}, "iss": {iss}},
 			prefix: "http://127.0.0.1:9999/cb?keep=1&",
 		},
 		{
-			name: "no state", redirect: "cursor://anysphere.cursor-retrieval/oauth/callback", err: ErrInvalidScope("unknown scope"),
+			name: "no state", redirect: "cursor://anysphere.cursor-retrieval/oauth/callback", err: oauth.ErrInvalidScope("unknown scope"),
 			want:   url.Values{"error": {"invalid_scope"}, "error_description": {"unknown scope"}, "iss": {iss}},
 			prefix: "cursor://anysphere.cursor-retrieval/oauth/callback?",
 		},
@@ -208,7 +129,7 @@ func TestRedirectError(t *testing.T) {
 	t.Run("unusable redirect is not followed", func(t *testing.T) {
 		for _, bad := range []string{"", "https://app.example/cb#frag", "::nope", "/relative"} {
 			w := httptest.NewRecorder()
-			RedirectError(w, httptest.NewRequest(http.MethodGet, "/authorize", nil), bad, "s", iss, ErrAccessDenied("x"))
+			RedirectError(w, httptest.NewRequest(http.MethodGet, "/authorize", nil), bad, "s", iss, oauth.ErrAccessDenied("x"))
 			if w.Code != 400 || w.Header().Get("Location") != "" {
 				t.Fatalf("%q: status %d location %q", bad, w.Code, w.Header().Get("Location"))
 			}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // End to end with golang.org/x/oauth2 against a real HTTP server and a real
@@ -116,7 +118,7 @@ func TestFlowEndToEndWithXOAuth2(t *testing.T) {
 			again.Expiry = time.Now().Add(-time.Minute)
 			_, err = conf.TokenSource(ctx, &again).Token()
 			var re *oauth2.RetrieveError
-			if !errors.As(err, &re) || re.ErrorCode != CodeInvalidGrant || re.Response.StatusCode != 400 {
+			if !errors.As(err, &re) || re.ErrorCode != oauth.CodeInvalidGrant || re.Response.StatusCode != 400 {
 				t.Fatalf("refresh after revoke: %v", err)
 			}
 			if re.Response.Header.Get("Cache-Control") != "no-store" {
@@ -148,7 +150,7 @@ func TestFlowConfidentialClientWithXOAuth2(t *testing.T) {
 	code = h.codeFrom(h.authorize(u.Query(), "alice"))
 	_, err = bad.Exchange(context.Background(), code, oauth2.VerifierOption(verifier))
 	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) || re.ErrorCode != CodeInvalidClient || re.Response.StatusCode != 401 {
+	if !errors.As(err, &re) || re.ErrorCode != oauth.CodeInvalidClient || re.Response.StatusCode != 401 {
 		t.Fatalf("wrong secret: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
 )
@@ -159,7 +160,7 @@ func testClients(tb testing.TB) []storage.Client {
 		{ID: "app2", Name: "Second app", RedirectURIs: []string{"https://app2.example.com/cb"}, SkipConsent: true},
 		{ID: "asks", Name: "Asks consent", RedirectURIs: []string{"https://asks.example.com/cb"}},
 		{ID: "conf", Name: "Confidential", RedirectURIs: []string{"https://conf.example.com/cb"}, SecretHash: hash, SkipConsent: true},
-		{ID: "norefresh", Name: "No refresh", RedirectURIs: []string{"https://norefresh.example.com/cb"}, GrantTypes: []string{GrantAuthorizationCode}, SkipConsent: true},
+		{ID: "norefresh", Name: "No refresh", RedirectURIs: []string{"https://norefresh.example.com/cb"}, GrantTypes: []string{oauth.GrantAuthorizationCode}, SkipConsent: true},
 		{ID: "narrow", Name: "Narrow", RedirectURIs: []string{"https://narrow.example.com/cb"}, Scopes: []string{"read"}, DefaultScopes: []string{"read"}, SkipConsent: true},
 		{ID: "aud", Name: "Has audience", RedirectURIs: []string{"https://aud.example.com/cb"}, DefaultAudience: testClientAud, SkipConsent: true},
 		{ID: "shortlived", Name: "Short", RedirectURIs: []string{"https://short.example.com/cb"}, AccessTokenTTL: 5 * time.Minute, SkipConsent: true},
@@ -189,14 +190,14 @@ func newHarnessSync(tb testing.TB, fsync bool, mod ...func(*Config)) *harness {
 	h.issuer = "http://" + ln.Addr().String()
 	// A DCR client lives in the store like any registered client.
 	dcr := storage.Client{ID: "dcr-1", Kind: storage.ClientDCR, Name: "Registered", RedirectURIs: []string{"http://localhost/cb"},
-		TokenEndpointAuthMethod: AuthMethodNone, GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, CreatedAt: h.clock.Now()}
-	dcr.Fingerprint = ClientFingerprint(dcr)
+		TokenEndpointAuthMethod: oauth.AuthMethodNone, GrantTypes: []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}, CreatedAt: h.clock.Now()}
+	dcr.Fingerprint = oauth.Fingerprint(dcr)
 	if err := st.PutClient(context.Background(), dcr); err != nil {
 		tb.Fatal(err)
 	}
 	cimd := storage.Client{ID: testCIMDClient, Kind: storage.ClientCIMD, Name: "Metadata client", RedirectURIs: []string{"https://client.example.com/cb"},
-		TokenEndpointAuthMethod: AuthMethodNone}
-	cimd.Fingerprint = ClientFingerprint(cimd)
+		TokenEndpointAuthMethod: oauth.AuthMethodNone}
+	cimd.Fingerprint = oauth.Fingerprint(cimd)
 	h.resolver.clients[cimd.ID] = cimd
 	cfg := Config{
 		Issuer:        h.issuer,
@@ -294,7 +295,7 @@ func (h *harness) code(clientID, redirect string, mod ...func(url.Values)) strin
 }
 
 func (h *harness) exchangeForm(clientID, code, redirect, verifier string) url.Values {
-	f := url.Values{"grant_type": {GrantAuthorizationCode}, "code": {code}, "redirect_uri": {redirect}, "code_verifier": {verifier}}
+	f := url.Values{"grant_type": {oauth.GrantAuthorizationCode}, "code": {code}, "redirect_uri": {redirect}, "code_verifier": {verifier}}
 	if clientID != "" {
 		f.Set("client_id", clientID)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -154,8 +155,8 @@ func (s *Server) enterpriseIdP(iss string) (*EnterpriseIdP, KeySource) {
 
 // idjagRefused audits a refused ID-JAG of an authenticated client (each is
 // recorded: the client proved who it is) and returns e.
-func (s *Server) idjagRefused(r *http.Request, client storage.Client, idp string, e *Error) *Error {
-	detail := map[string]string{"reason": string(reasonOf(e)), "check": sanitizeErrorText(e.Description)}
+func (s *Server) idjagRefused(r *http.Request, client storage.Client, idp string, e *oauth.Error) *oauth.Error {
+	detail := map[string]string{"reason": string(oauth.ReasonOf(e)), "check": sanitizeErrorText(e.Description)}
 	if idp != "" {
 		detail["idp"] = idp
 	}
@@ -172,22 +173,22 @@ func (s *Server) idjagRefused(r *http.Request, client storage.Client, idp string
 // resource present and served here (invalid_target), equal to a sent
 // resource parameter; scopes = requested ∩ ID-JAG (mapped) ∩ client's;
 // the user mapped to an account (invalid_grant when not provisioned).
-func (s *Server) jwtBearer(r *http.Request, client storage.Client, method string, form url.Values) (*tokenResponse, *Error) {
+func (s *Server) jwtBearer(r *http.Request, client storage.Client, method string, form url.Values) (*tokenResponse, *oauth.Error) {
 	assertion := form.Get("assertion")
 	if assertion == "" {
-		return nil, ErrInvalidRequest("assertion is required")
+		return nil, oauth.ErrInvalidRequest("assertion is required")
 	}
 	_, unverified, err := ParseAssertion(assertion)
 	if err != nil {
-		return nil, s.idjagRefused(r, client, "", ErrInvalidGrant("the assertion is not a valid ID-JAG").because(ReasonIDJAGInvalid))
+		return nil, s.idjagRefused(r, client, "", oauth.ErrInvalidGrant("the assertion is not a valid ID-JAG").Because(oauth.ReasonIDJAGInvalid))
 	}
 	iss, _ := stringClaim(unverified, "iss")
 	idp, keys := s.enterpriseIdP(iss)
 	if idp == nil {
-		return nil, s.idjagRefused(r, client, "", ErrInvalidGrant("the ID-JAG's issuer is not a trusted enterprise IdP").because(ReasonIDJAGUntrustedIssuer))
+		return nil, s.idjagRefused(r, client, "", oauth.ErrInvalidGrant("the ID-JAG's issuer is not a trusted enterprise IdP").Because(oauth.ReasonIDJAGUntrustedIssuer))
 	}
-	if !contains(idp.Clients, client.ID) || method == AuthMethodNone {
-		return nil, s.idjagRefused(r, client, idp.Name, ErrUnauthorizedClient("this client may not use the ID-JAGs of this IdP").because(ReasonIDJAGWrongClient))
+	if !contains(idp.Clients, client.ID) || method == oauth.AuthMethodNone {
+		return nil, s.idjagRefused(r, client, idp.Name, oauth.ErrUnauthorizedClient("this client may not use the ID-JAGs of this IdP").Because(oauth.ReasonIDJAGWrongClient))
 	}
 	claims, err := VerifyAssertion(r.Context(), assertion, AssertionPolicy{
 		Issuer:      idp.Issuer,
@@ -199,27 +200,27 @@ func (s *Server) jwtBearer(r *http.Request, client storage.Client, method string
 		Now:         s.cfg.Now,
 	})
 	if err != nil {
-		reason := ReasonIDJAGInvalid
+		reason := oauth.ReasonIDJAGInvalid
 		var ae *AssertionError
 		if errors.As(err, &ae) && ae.Reason == "assertion replayed" {
-			reason = ReasonIDJAGReplayed
+			reason = oauth.ReasonIDJAGReplayed
 		}
-		e := s.trustedAssertionError(err, idp.Name, func(d string) *Error { return ErrInvalidGrant("invalid ID-JAG: " + d) }, reason)
+		e := s.trustedAssertionError(err, idp.Name, func(d string) *oauth.Error { return oauth.ErrInvalidGrant("invalid ID-JAG: " + d) }, reason)
 		return nil, s.idjagRefused(r, client, idp.Name, e)
 	}
 	c := claims.Claims
 	cid, ok := stringClaim(c, "client_id")
 	switch {
 	case claims.IssuedAt.IsZero():
-		return nil, s.idjagRefused(r, client, idp.Name, ErrInvalidGrant("invalid ID-JAG: iat is required").because(ReasonIDJAGInvalid))
+		return nil, s.idjagRefused(r, client, idp.Name, oauth.ErrInvalidGrant("invalid ID-JAG: iat is required").Because(oauth.ReasonIDJAGInvalid))
 	case !ok || cid == "":
-		return nil, s.idjagRefused(r, client, idp.Name, ErrInvalidGrant("invalid ID-JAG: client_id is required").because(ReasonIDJAGInvalid))
+		return nil, s.idjagRefused(r, client, idp.Name, oauth.ErrInvalidGrant("invalid ID-JAG: client_id is required").Because(oauth.ReasonIDJAGInvalid))
 	case cid != client.ID:
-		return nil, s.idjagRefused(r, client, idp.Name, ErrInvalidGrant("the ID-JAG was issued to another client").because(ReasonIDJAGWrongClient))
+		return nil, s.idjagRefused(r, client, idp.Name, oauth.ErrInvalidGrant("the ID-JAG was issued to another client").Because(oauth.ReasonIDJAGWrongClient))
 	}
 	resource, ok := stringClaim(c, "resource")
 	if !ok || resource == "" {
-		return nil, s.idjagRefused(r, client, idp.Name, ErrInvalidGrant("invalid ID-JAG: resource is required").because(ReasonIDJAGInvalid))
+		return nil, s.idjagRefused(r, client, idp.Name, oauth.ErrInvalidGrant("invalid ID-JAG: resource is required").Because(oauth.ReasonIDJAGInvalid))
 	}
 	aud, e := s.cfg.Resources.Resolve([]string{resource}, client)
 	if e != nil {
@@ -246,11 +247,11 @@ func (s *Server) jwtBearer(r *http.Request, client storage.Client, method string
 	})
 	if err != nil {
 		if errors.Is(err, ErrAccountNotProvisioned) {
-			return nil, s.idjagRefused(r, client, idp.Name, ErrInvalidGrant("the enterprise user has no account here").because(ReasonAccountUnmapped))
+			return nil, s.idjagRefused(r, client, idp.Name, oauth.ErrInvalidGrant("the enterprise user has no account here").Because(oauth.ReasonAccountUnmapped))
 		}
 		return nil, s.storageError("enterprise account", err)
 	}
-	return s.issueMachineToken(r, client, subject, scopes, aud, map[string]string{"grant_type": GrantJWTBearer, "idp": idp.Name,
+	return s.issueMachineToken(r, client, subject, scopes, aud, map[string]string{"grant_type": oauth.GrantJWTBearer, "idp": idp.Name,
 		"grant_profile": GrantProfileIDJAG})
 }
 
@@ -258,10 +259,10 @@ func (s *Server) jwtBearer(r *http.Request, client storage.Client, method string
 // ID-JAG's when none are requested), the ID-JAG's scopes through the IdP's
 // scope map, and the client's allowed scopes (offered by the server;
 // offline_access never). An empty result is invalid_scope.
-func (s *Server) idjagScopes(idp *EnterpriseIdP, client storage.Client, c map[string]json.RawMessage, form url.Values) ([]string, *Error) {
+func (s *Server) idjagScopes(idp *EnterpriseIdP, client storage.Client, c map[string]json.RawMessage, form url.Values) ([]string, *oauth.Error) {
 	raw, ok := stringClaim(c, "scope")
 	if !ok {
-		return nil, ErrInvalidGrant("invalid ID-JAG: scope must be a string").because(ReasonIDJAGInvalid)
+		return nil, oauth.ErrInvalidGrant("invalid ID-JAG: scope must be a string").Because(oauth.ReasonIDJAGInvalid)
 	}
 	var granted []string
 	for _, sc := range strings.Fields(raw) {
@@ -289,7 +290,7 @@ func (s *Server) idjagScopes(idp *EnterpriseIdP, client storage.Client, c map[st
 		}
 	}
 	if len(out) == 0 {
-		return nil, ErrInvalidScope("no requested scope is granted by both the ID-JAG and this client's allowed scopes").because(ReasonScopeInvalid)
+		return nil, oauth.ErrInvalidScope("no requested scope is granted by both the ID-JAG and this client's allowed scopes").Because(oauth.ReasonScopeInvalid)
 	}
 	return out, nil
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // JWKSHandler serves the key set's public keys as a JWK Set (RFC 7517 §5)
@@ -17,7 +19,7 @@ func JWKSHandler(k *KeySet) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			writeJSON(w, http.StatusMethodNotAllowed, oauthErrorBody{Error: CodeInvalidRequest, ErrorDescription: "method not allowed"})
+			writeJSON(w, http.StatusMethodNotAllowed, oauthErrorBody{Error: oauth.CodeInvalidRequest, ErrorDescription: "method not allowed"})
 			return
 		}
 		body := k.JWKSJSON()

@@ -109,7 +109,8 @@ type KeyConfig struct {
 	PrePublish time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// Logger receives rotation and maintenance events; default slog.Default().
+	// Logger receives rotation and maintenance events; nil discards them
+	// (the caller injects its logger: there is no global fallback).
 	Logger *slog.Logger
 	// Encryption seals private keys at rest (see KeyEncryption). Nil stores
 	// them as plaintext JWKs, and then an encrypted stored key fails
@@ -202,7 +203,7 @@ func NewKeySet(ctx context.Context, store storage.Keys, cfg KeyConfig) (*KeySet,
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	k := &KeySet{store: store, cfg: cfg, published: map[string]*loadedKey{}}
 	// At start a key we cannot decrypt is fatal: carrying on would replace

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -113,7 +114,7 @@ func (s *Server) workloadBound(id string) bool { return s.workloadClients[id] }
 // iss, aud, exp within MaxLifetime, jti once when SingleUse), then the
 // subject claim mapped to a client of w.Clients. formID, when sent, must be
 // that client.
-func (s *Server) authenticateWorkload(r *http.Request, w *WorkloadIssuer, keys KeySource, assertion, formID string) (storage.Client, *Error) {
+func (s *Server) authenticateWorkload(r *http.Request, w *WorkloadIssuer, keys KeySource, assertion, formID string) (storage.Client, *oauth.Error) {
 	claims, err := VerifyAssertion(r.Context(), assertion, AssertionPolicy{
 		Issuer:      w.Issuer,
 		Audiences:   []string{w.Audience},
@@ -124,31 +125,31 @@ func (s *Server) authenticateWorkload(r *http.Request, w *WorkloadIssuer, keys K
 		Now:         s.cfg.Now,
 	})
 	if err != nil {
-		return storage.Client{}, s.trustedAssertionError(err, w.Name, ErrInvalidClient, ReasonWorkloadTokenInvalid)
+		return storage.Client{}, s.trustedAssertionError(err, w.Name, oauth.ErrInvalidClient, oauth.ReasonWorkloadTokenInvalid)
 	}
 	subject := claims.Subject
 	if w.SubjectClaim != "sub" {
 		v, ok := stringClaim(claims.Claims, w.SubjectClaim)
 		if !ok || v == "" {
-			return storage.Client{}, ErrInvalidClient("invalid client assertion: the workload token has no " + safeName(w.SubjectClaim) + " claim").because(ReasonWorkloadTokenInvalid)
+			return storage.Client{}, oauth.ErrInvalidClient("invalid client assertion: the workload token has no " + safeName(w.SubjectClaim) + " claim").Because(oauth.ReasonWorkloadTokenInvalid)
 		}
 		subject = v
 	}
 	id, ok := w.Clients[subject]
 	if !ok {
-		return storage.Client{}, ErrInvalidClient("this workload is not mapped to a client").because(ReasonWorkloadUnmapped)
+		return storage.Client{}, oauth.ErrInvalidClient("this workload is not mapped to a client").Because(oauth.ReasonWorkloadUnmapped)
 	}
 	if formID != "" && formID != id {
-		return storage.Client{}, ErrInvalidClient("client_id does not match the workload's client").because(ReasonWorkloadUnmapped)
+		return storage.Client{}, oauth.ErrInvalidClient("client_id does not match the workload's client").Because(oauth.ReasonWorkloadUnmapped)
 	}
 	c, err := s.store.GetClient(r.Context(), id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return storage.Client{}, ErrInvalidClient("").plain(ReasonClientUnknown, "")
+		return storage.Client{}, oauth.ErrInvalidClient("").Plain(oauth.ReasonClientUnknown, "")
 	case err != nil:
 		return storage.Client{}, s.storageError("get client", err)
 	case c.Disabled:
-		return storage.Client{}, ErrInvalidClient("").plain(ReasonClientDisabled, "")
+		return storage.Client{}, oauth.ErrInvalidClient("").Plain(oauth.ReasonClientDisabled, "")
 	}
 	return c, nil
 }
@@ -156,16 +157,16 @@ func (s *Server) authenticateWorkload(r *http.Request, w *WorkloadIssuer, keys K
 // trustedAssertionError maps a refusal of an assertion from a trusted issuer
 // (enterprise IdP, workload issuer): the assertion's fault with mk and
 // reason, a key source that cannot be consulted 503, else a store failure.
-func (s *Server) trustedAssertionError(err error, name string, mk func(string) *Error, reason Reason) *Error {
+func (s *Server) trustedAssertionError(err error, name string, mk func(string) *oauth.Error, reason oauth.Reason) *oauth.Error {
 	var ae *AssertionError
 	if errors.As(err, &ae) {
-		return mk(ae.Reason).because(reason)
+		return mk(ae.Reason).Because(reason)
 	}
 	var te temporaryError
 	var je *jwksError
 	if errors.As(err, &te) && te.Temporary() || errors.As(err, &je) {
 		s.cfg.Logger.Warn("authserver: trusted issuer keys unavailable", "issuer", name, "error", err)
-		e := ErrTemporarilyUnavailable("the issuer's signing keys cannot be fetched right now; try again later").because(ReasonIssuerKeysUnavailable)
+		e := oauth.ErrTemporarilyUnavailable("the issuer's signing keys cannot be fetched right now; try again later").Because(oauth.ReasonIssuerKeysUnavailable)
 		e.RetryAfter = 5 * time.Second
 		return e
 	}
@@ -177,9 +178,9 @@ func (s *Server) trustedAssertionError(err error, name string, mk func(string) *
 // resource as at /authorize (requirement 7); scopes within the client's
 // allowed set; no refresh token; a grant recorded so that revoking the
 // client ends its tokens.
-func (s *Server) clientCredentials(r *http.Request, client storage.Client, method string, form url.Values) (*tokenResponse, *Error) {
-	if method == AuthMethodNone && !s.workloadBound(client.ID) {
-		return nil, ErrUnauthorizedClient("client_credentials is for confidential clients only").because(ReasonGrantTypeNotAllowed)
+func (s *Server) clientCredentials(r *http.Request, client storage.Client, method string, form url.Values) (*tokenResponse, *oauth.Error) {
+	if method == oauth.AuthMethodNone && !s.workloadBound(client.ID) {
+		return nil, oauth.ErrUnauthorizedClient("client_credentials is for confidential clients only").Because(oauth.ReasonGrantTypeNotAllowed)
 	}
 	aud, e := s.cfg.Resources.Resolve(form["resource"], client)
 	if e != nil {
@@ -189,13 +190,13 @@ func (s *Server) clientCredentials(r *http.Request, client storage.Client, metho
 	if e != nil {
 		return nil, e
 	}
-	return s.issueMachineToken(r, client, client.ID, scopes, aud, map[string]string{"grant_type": GrantClientCredentials, "auth_method": method})
+	return s.issueMachineToken(r, client, client.ID, scopes, aud, map[string]string{"grant_type": oauth.GrantClientCredentials, "auth_method": method})
 }
 
 // machineScopes are the scopes of a grant without a user: the requested
 // ones (each offered and allowed to the client), else the client's default
 // scopes, else the server's; offline_access never (no refresh token).
-func (s *Server) machineScopes(client storage.Client, form url.Values) ([]string, *Error) {
+func (s *Server) machineScopes(client storage.Client, form url.Values) ([]string, *oauth.Error) {
 	requested, e := parseScopeParam(form)
 	if e != nil {
 		return nil, e
@@ -206,7 +207,7 @@ func (s *Server) machineScopes(client storage.Client, form url.Values) ([]string
 	if len(requested) > 0 {
 		for _, sc := range requested {
 			if !allowed(sc) {
-				return nil, ErrInvalidScope("scope " + safeName(sc) + " is not allowed for this client").because(ReasonScopeInvalid)
+				return nil, oauth.ErrInvalidScope("scope " + safeName(sc) + " is not allowed for this client").Because(oauth.ReasonScopeInvalid)
 			}
 		}
 		return requested, nil
@@ -225,14 +226,14 @@ func (s *Server) machineScopes(client storage.Client, form url.Values) ([]string
 }
 
 // parseScopeParam splits the scope parameter (deduplicated, each token valid).
-func parseScopeParam(form url.Values) ([]string, *Error) {
+func parseScopeParam(form url.Values) ([]string, *oauth.Error) {
 	var out []string
 	for _, sc := range strings.Split(form.Get("scope"), " ") {
 		if sc == "" || contains(out, sc) {
 			continue
 		}
 		if !validScopeToken(sc) {
-			return nil, ErrInvalidScope("malformed scope").because(ReasonScopeInvalid)
+			return nil, oauth.ErrInvalidScope("malformed scope").Because(oauth.ReasonScopeInvalid)
 		}
 		out = append(out, sc)
 	}
@@ -241,12 +242,12 @@ func parseScopeParam(form url.Values) ([]string, *Error) {
 
 // issueMachineToken records a grant that lives as long as its access token
 // (no refresh token) and mints the token. detail goes into the audit event.
-func (s *Server) issueMachineToken(r *http.Request, client storage.Client, subject string, scopes []string, aud string, detail map[string]string) (*tokenResponse, *Error) {
+func (s *Server) issueMachineToken(r *http.Request, client storage.Client, subject string, scopes []string, aud string, detail map[string]string) (*tokenResponse, *oauth.Error) {
 	ctx := r.Context()
 	id, err := randomToken(16)
 	if err != nil {
 		s.cfg.Logger.Error("authserver: random", "error", err)
-		return nil, ErrServerError()
+		return nil, oauth.ErrServerError()
 	}
 	now := s.cfg.Now()
 	ttl := s.cfg.AccessTokenTTL

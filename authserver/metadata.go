@@ -3,6 +3,8 @@ package authserver
 import (
 	"net/url"
 	"strings"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // Authorization server metadata (RFC 8414; requirement 1). The document is
@@ -25,11 +27,7 @@ type MetadataInput struct {
 	// ScopesSupported are the scopes offered; offline_access is added.
 	ScopesSupported []string
 	// CIMD: client ID metadata documents are accepted.
-	CIMD bool
-	// SigningAlg is the access token signing algorithm. RFC 8414 has no
-	// field for it (clients read "alg" from the JWKS), so it is not
-	// published; it is kept for callers that build other documents.
-	SigningAlg           string
+	CIMD                 bool
 	ServiceDocumentation string
 	// ClientCredentials: the client_credentials grant is served (some
 	// client may use it).
@@ -43,7 +41,7 @@ type MetadataInput struct {
 func BuildMetadata(in MetadataInput) map[string]any {
 	// private_key_jwt (RFC 7523 §2.2) is served for every client with keys:
 	// inline jwks always, jwks_uri through the CIMD fetcher.
-	authMethods := []string{"none", "client_secret_basic", "client_secret_post", AuthMethodPrivateKeyJWT}
+	authMethods := []string{"none", "client_secret_basic", "client_secret_post", oauth.AuthMethodPrivateKeyJWT}
 	m := map[string]any{
 		"issuer":                                           in.Issuer,
 		"authorization_endpoint":                           in.AuthorizationEndpoint,
@@ -85,12 +83,12 @@ func BuildMetadata(in MetadataInput) map[string]any {
 
 // grantTypesSupported lists the grants served, and only those.
 func grantTypesSupported(in MetadataInput) []string {
-	g := []string{GrantAuthorizationCode, GrantRefreshToken}
+	g := []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}
 	if in.ClientCredentials {
-		g = append(g, GrantClientCredentials)
+		g = append(g, oauth.GrantClientCredentials)
 	}
 	if in.IDJAG {
-		g = append(g, GrantJWTBearer)
+		g = append(g, oauth.GrantJWTBearer)
 	}
 	return g
 }

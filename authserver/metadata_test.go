@@ -17,7 +17,6 @@ func TestBuildMetadata(t *testing.T) {
 		EndSessionEndpoint:    "https://as.example/logout",
 		ScopesSupported:       []string{"mcp:read", "mcp:write", "mcp:read", ""},
 		CIMD:                  true,
-		SigningAlg:            "ES256",
 		ServiceDocumentation:  "https://docs.example",
 	}
 	m := BuildMetadata(full)

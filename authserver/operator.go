@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -25,7 +26,7 @@ func (s *Server) SetClientDisabled(ctx context.Context, id string, disabled bool
 	err := s.store.SetClientDisabled(ctx, id, disabled, now)
 	if errors.Is(err, storage.ErrNotFound) && disabled && operatorCIMDClientID(id) {
 		err = s.store.CreateClient(ctx, storage.Client{ID: id, Kind: storage.ClientCIMD, Name: id,
-			TokenEndpointAuthMethod: AuthMethodNone, Disabled: true, CreatedAt: now, UpdatedAt: now})
+			TokenEndpointAuthMethod: oauth.AuthMethodNone, Disabled: true, CreatedAt: now, UpdatedAt: now})
 		if errors.Is(err, storage.ErrAlreadyExists) {
 			err = s.store.SetClientDisabled(ctx, id, true, now)
 		}
@@ -84,13 +85,10 @@ func newestUnretired(ks []storage.SigningKey) int {
 	return active
 }
 
-// operatorCIMDClientID reports whether an operator-given id is a well-formed
-// https client id (a Client ID Metadata Document URL) that may be disabled
+// operatorCIMDClientID reports whether an operator-given id is a CIMD
+// client id (oauth.IsCIMDClientID) that is a valid Client ID Metadata
+// Document URL (cimd.ValidClientIDURL): only such a client may be disabled
 // or revoked without a stored record.
 func operatorCIMDClientID(id string) bool {
-	if len(id) > 2048 || !isURLClientID(id) {
-		return false
-	}
-	u, err := url.Parse(id)
-	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.Fragment == "" && u.Path != ""
+	return oauth.IsCIMDClientID(id) && cimd.ValidClientIDURL(id) == nil
 }

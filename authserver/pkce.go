@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // PKCE (RFC 7636), S256 only: OAuth 2.1 §4.1.1 and the MCP authorization
@@ -18,27 +20,27 @@ const PKCEMethodS256 = "S256"
 // missing method to plain, so a missing method is refused too) and the
 // challenge must be the unpadded base64url encoding of a SHA-256 digest
 // (43 characters).
-func ValidCodeChallenge(challenge, method string) *Error {
+func ValidCodeChallenge(challenge, method string) *oauth.Error {
 	switch method {
 	case PKCEMethodS256:
 	case "":
 		if challenge == "" {
-			return ErrInvalidRequest("code_challenge required (PKCE S256)").because(ReasonPKCEMissing)
+			return oauth.ErrInvalidRequest("code_challenge required (PKCE S256)").Because(oauth.ReasonPKCEMissing)
 		}
-		return ErrInvalidRequest("code_challenge_method S256 required").because(ReasonPKCEInvalid)
+		return oauth.ErrInvalidRequest("code_challenge_method S256 required").Because(oauth.ReasonPKCEInvalid)
 	case "plain":
-		return ErrInvalidRequest("code_challenge_method plain is not supported; use S256").because(ReasonPKCEInvalid)
+		return oauth.ErrInvalidRequest("code_challenge_method plain is not supported; use S256").Because(oauth.ReasonPKCEInvalid)
 	default:
-		return ErrInvalidRequest("unsupported code_challenge_method; use S256").because(ReasonPKCEInvalid)
+		return oauth.ErrInvalidRequest("unsupported code_challenge_method; use S256").Because(oauth.ReasonPKCEInvalid)
 	}
 	if challenge == "" {
-		return ErrInvalidRequest("code_challenge required (PKCE S256)").because(ReasonPKCEMissing)
+		return oauth.ErrInvalidRequest("code_challenge required (PKCE S256)").Because(oauth.ReasonPKCEMissing)
 	}
 	if len(challenge) != 43 {
-		return ErrInvalidRequest("code_challenge must be 43 characters of base64url (S256)").because(ReasonPKCEInvalid)
+		return oauth.ErrInvalidRequest("code_challenge must be 43 characters of base64url (S256)").Because(oauth.ReasonPKCEInvalid)
 	}
 	if _, err := base64.RawURLEncoding.Strict().DecodeString(challenge); err != nil {
-		return ErrInvalidRequest("code_challenge is not base64url").because(ReasonPKCEInvalid)
+		return oauth.ErrInvalidRequest("code_challenge is not base64url").Because(oauth.ReasonPKCEInvalid)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -67,7 +68,7 @@ type CIMDPolicy struct {
 func (p CIMDPolicy) Validate(offered []string) error {
 	for id, cp := range p.Clients {
 		u, err := url.Parse(id)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" || !strings.HasPrefix(id, "https://") {
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" || !oauth.IsCIMDClientID(id) {
 			return fmt.Errorf("authserver: config: cimd client %q: the client id must be an https URL", id)
 		}
 		if err := cp.validate(offered); err != nil {
@@ -173,10 +174,10 @@ func (s *Server) cimdPolicy(clientID string) ClientPolicy {
 // refresh) apply them like an owned client's.
 func (s *Server) applyCIMDPolicy(c *storage.Client) {
 	p := s.cimdPolicy(c.ID)
-	if !p.MachineUse || c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
+	if !p.MachineUse || c.TokenEndpointAuthMethod != oauth.AuthMethodPrivateKeyJWT {
 		// Only a host the operator marks for machine use, and a client
 		// that proves its keys, gets client_credentials.
-		c.GrantTypes = slices.DeleteFunc(slices.Clone(c.GrantTypes), func(g string) bool { return g == GrantClientCredentials })
+		c.GrantTypes = slices.DeleteFunc(slices.Clone(c.GrantTypes), func(g string) bool { return g == oauth.GrantClientCredentials })
 	}
 	if p.AccessTokenTTL > 0 {
 		c.AccessTokenTTL = p.AccessTokenTTL

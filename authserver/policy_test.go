@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -27,12 +28,12 @@ func policyHarness(t *testing.T, p CIMDPolicy) *harness {
 	})
 	for _, id := range []string{testCIMDOther, testCIMDSub} {
 		c := storage.Client{ID: id, Kind: storage.ClientCIMD, Name: "Client " + id, RedirectURIs: []string{"https://client.example.com/cb"},
-			TokenEndpointAuthMethod: AuthMethodNone, GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}}
-		c.Fingerprint = ClientFingerprint(c)
+			TokenEndpointAuthMethod: oauth.AuthMethodNone, GrantTypes: []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}}
+		c.Fingerprint = oauth.Fingerprint(c)
 		h.resolver.clients[id] = c
 	}
 	c := h.resolver.clients[testCIMDClient]
-	c.GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken}
+	c.GrantTypes = []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}
 	h.resolver.clients[testCIMDClient] = c
 	return h
 }
@@ -131,7 +132,7 @@ func TestCIMDPolicyAccessTokenLifetime(t *testing.T) {
 				t.Fatalf("token exp-iat = %v, want %d", exp-iat, c.want)
 			}
 			// On refresh too.
-			w := h.token(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tok.RefreshToken}, "client_id": {c.clientID}})
+			w := h.token(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {tok.RefreshToken}, "client_id": {c.clientID}})
 			rt := decodeToken(t, w)
 			if w.Code != http.StatusOK || rt.ExpiresIn != c.want {
 				t.Fatalf("refresh: %d %+v, want expires_in %d", w.Code, rt, c.want)
@@ -159,8 +160,8 @@ func TestCIMDPolicyScopes(t *testing.T) {
 		wantScope   string
 	}{
 		{"allowed scope", "read", "", "read"},
-		{"scope outside the allowed set", "read write", CodeInvalidScope, ""},
-		{"only an outside scope", "write", CodeInvalidScope, ""},
+		{"scope outside the allowed set", "read write", oauth.CodeInvalidScope, ""},
+		{"only an outside scope", "write", oauth.CodeInvalidScope, ""},
 		{"no scope: defaults within the allowed set", "", "", "read"},
 	}
 	for _, c := range cases {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 	"golang.org/x/time/rate"
@@ -25,10 +26,10 @@ import (
 // Every reason of the closed set has plain words, and the words say what
 // to do (a ";" separates what went wrong from the advice).
 func TestEveryReasonHasText(t *testing.T) {
-	if len(Reasons()) < 30 {
-		t.Fatalf("only %d reasons", len(Reasons()))
+	if len(oauth.Reasons()) < 30 {
+		t.Fatalf("only %d reasons", len(oauth.Reasons()))
 	}
-	for _, r := range Reasons() {
+	for _, r := range oauth.Reasons() {
 		if r == "" || strings.TrimSpace(r.Text()) == "" || !strings.Contains(r.Text(), "; ") {
 			t.Errorf("reason %q: text %q", r, r.Text())
 		}
@@ -36,7 +37,7 @@ func TestEveryReasonHasText(t *testing.T) {
 			t.Errorf("reason %q: text is not valid error_description text", r)
 		}
 	}
-	if Reason("made_up").Known() || Reason("made_up").Text() != "" {
+	if oauth.Reason("made_up").Known() || oauth.Reason("made_up").Text() != "" {
 		t.Fatal("a reason outside the set is known")
 	}
 }
@@ -93,7 +94,7 @@ func withCIMDFetcher(t *testing.T, fc cimd.FetcherConfig) func(*Config) {
 
 // refusalRecord flushes the refusal aggregator and returns the aggregated
 // audit record of typ with the reason, read back from the bbolt store.
-func refusalRecord(t *testing.T, h *harness, typ string, reason Reason) (storage.AuditEvent, bool) {
+func refusalRecord(t *testing.T, h *harness, typ string, reason oauth.Reason) (storage.AuditEvent, bool) {
 	t.Helper()
 	if err := h.srv.refusals.Flush(context.Background(), true); err != nil {
 		t.Fatal(err)
@@ -129,7 +130,7 @@ func TestRefusalReasons(t *testing.T) {
 		do       func() *httptest.ResponseRecorder
 		typ      string // audit type
 		code     string // OAuth error
-		reason   Reason
+		reason   oauth.Reason
 		contains string // in error_description / the page text
 	}
 	az := func(mod func(url.Values)) func() *httptest.ResponseRecorder {
@@ -143,34 +144,34 @@ func TestRefusalReasons(t *testing.T) {
 		return func() *httptest.ResponseRecorder { return h.token(form, mod...) }
 	}
 	cases := []tc{
-		{"authorize no client_id", az(func(q url.Values) { q.Del("client_id") }), "authorize.refused", CodeInvalidRequest, ReasonClientIDMissing, "client_id"},
-		{"authorize unknown client", az(func(q url.Values) { q.Set("client_id", "nope") }), "authorize.refused", CodeInvalidClient, ReasonClientUnknown, "not registered"},
-		{"authorize redirect mismatch", az(func(q url.Values) { q.Set("redirect_uri", "https://evil.example/cb") }), "authorize.refused", CodeInvalidRequest, ReasonRedirectURIMismatch, "not one registered"},
-		{"authorize cimd too large", az(func(q url.Values) { q.Set("client_id", cimdID("/big.json")) }), "authorize.refused", CodeInvalidClient, ReasonCIMDDocumentTooLarge, "larger than"},
-		{"authorize cimd invalid", az(func(q url.Values) { q.Set("client_id", cimdID("/bad.json")) }), "authorize.refused", CodeInvalidClient, ReasonCIMDDocumentInvalid, "client_id does not match"},
-		{"authorize cimd 404", az(func(q url.Values) { q.Set("client_id", cimdID("/missing.json")) }), "authorize.refused", CodeInvalidClient, ReasonCIMDFetchFailed, "status 404"},
-		{"authorize cimd private address", az(func(q url.Values) { q.Set("client_id", "https://private.test/c.json") }), "authorize.refused", CodeInvalidClient, ReasonCIMDAddressForbidden, "private or special address"},
-		{"authorize no pkce", az(func(q url.Values) { q.Del("code_challenge"); q.Del("code_challenge_method") }), "authorize.refused", CodeInvalidRequest, ReasonPKCEMissing, "code_challenge"},
-		{"authorize plain pkce", az(func(q url.Values) { q.Set("code_challenge_method", "plain") }), "authorize.refused", CodeInvalidRequest, ReasonPKCEInvalid, "S256"},
-		{"authorize unknown scope", az(func(q url.Values) { q.Set("scope", "admin") }), "authorize.refused", CodeInvalidScope, ReasonScopeInvalid, "not allowed"},
-		{"authorize unknown resource", az(func(q url.Values) { q.Set("resource", "https://other.example/mcp") }), "authorize.refused", CodeInvalidTarget, ReasonResourceUnknown, "not served"},
-		{"authorize prompt none", az(func(q url.Values) { q.Set("prompt", "none") }), "authorize.refused", CodeLoginRequired, ReasonLoginRequired, "not signed in"},
-		{"authorize response_type", az(func(q url.Values) { q.Set("response_type", "token") }), "authorize.refused", CodeUnsupportedResponseType, ReasonResponseTypeInvalid, "response_type=code"},
+		{"authorize no client_id", az(func(q url.Values) { q.Del("client_id") }), "authorize.refused", oauth.CodeInvalidRequest, oauth.ReasonClientIDMissing, "client_id"},
+		{"authorize unknown client", az(func(q url.Values) { q.Set("client_id", "nope") }), "authorize.refused", oauth.CodeInvalidClient, oauth.ReasonClientUnknown, "not registered"},
+		{"authorize redirect mismatch", az(func(q url.Values) { q.Set("redirect_uri", "https://evil.example/cb") }), "authorize.refused", oauth.CodeInvalidRequest, oauth.ReasonRedirectURIMismatch, "not one registered"},
+		{"authorize cimd too large", az(func(q url.Values) { q.Set("client_id", cimdID("/big.json")) }), "authorize.refused", oauth.CodeInvalidClient, oauth.ReasonCIMDDocumentTooLarge, "larger than"},
+		{"authorize cimd invalid", az(func(q url.Values) { q.Set("client_id", cimdID("/bad.json")) }), "authorize.refused", oauth.CodeInvalidClient, oauth.ReasonCIMDDocumentInvalid, "client_id does not match"},
+		{"authorize cimd 404", az(func(q url.Values) { q.Set("client_id", cimdID("/missing.json")) }), "authorize.refused", oauth.CodeInvalidClient, oauth.ReasonCIMDFetchFailed, "status 404"},
+		{"authorize cimd private address", az(func(q url.Values) { q.Set("client_id", "https://private.test/c.json") }), "authorize.refused", oauth.CodeInvalidClient, oauth.ReasonCIMDAddressForbidden, "private or special address"},
+		{"authorize no pkce", az(func(q url.Values) { q.Del("code_challenge"); q.Del("code_challenge_method") }), "authorize.refused", oauth.CodeInvalidRequest, oauth.ReasonPKCEMissing, "code_challenge"},
+		{"authorize plain pkce", az(func(q url.Values) { q.Set("code_challenge_method", "plain") }), "authorize.refused", oauth.CodeInvalidRequest, oauth.ReasonPKCEInvalid, "S256"},
+		{"authorize unknown scope", az(func(q url.Values) { q.Set("scope", "admin") }), "authorize.refused", oauth.CodeInvalidScope, oauth.ReasonScopeInvalid, "not allowed"},
+		{"authorize unknown resource", az(func(q url.Values) { q.Set("resource", "https://other.example/mcp") }), "authorize.refused", oauth.CodeInvalidTarget, oauth.ReasonResourceUnknown, "not served"},
+		{"authorize prompt none", az(func(q url.Values) { q.Set("prompt", "none") }), "authorize.refused", oauth.CodeLoginRequired, oauth.ReasonLoginRequired, "not signed in"},
+		{"authorize response_type", az(func(q url.Values) { q.Set("response_type", "token") }), "authorize.refused", oauth.CodeUnsupportedResponseType, oauth.ReasonResponseTypeInvalid, "response_type=code"},
 
-		{"token unknown client", tok(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"nope"}}), "token.refused", CodeInvalidClient, ReasonClientUnknown, "not registered"},
-		{"token no client", tok(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}}), "token.refused", CodeInvalidClient, ReasonClientIDMissing, "client authentication required"},
-		{"token secret for a public client", tok(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"app"}, "client_secret": {"guess-guess-guess"}}), "token.refused", CodeInvalidClient, ReasonAuthMethodRefused, "does not accept"},
-		{"token no secret for a confidential client", tok(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"conf"}}), "token.refused", CodeInvalidClient, ReasonAuthMethodRefused, "does not accept"},
-		{"token wrong secret", tok(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"conf"}, "client_secret": {"wrong-wrong-wrong-wrong"}}), "token.refused", CodeInvalidClient, ReasonClientAuthFailed, "authentication failed"},
-		{"token cimd too large", tok(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {cimdID("/big.json")}}), "token.refused", CodeInvalidClient, ReasonCIMDDocumentTooLarge, "larger than"},
-		{"token cimd invalid", tok(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {cimdID("/bad.json")}}), "token.refused", CodeInvalidClient, ReasonCIMDDocumentInvalid, "not valid"},
-		{"token grant type", tok(url.Values{"grant_type": {"password"}, "client_id": {"app"}}), "token.refused", CodeUnsupportedGrantType, ReasonGrantTypeUnsupported, "not supported"},
-		{"token grant not allowed", tok(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"norefresh"}}), "token.refused", CodeUnauthorizedClient, ReasonGrantTypeNotAllowed, "may not use"},
-		{"token unknown code", tok(h.exchangeForm("app", "no-such-code", "http://127.0.0.1/callback", testVerifier)), "token.refused", CodeInvalidGrant, ReasonCodeInvalid, "invalid"},
-		{"token no verifier", tok(h.exchangeForm("app", code2, "http://127.0.0.1/callback", "")), "token.refused", CodeInvalidRequest, ReasonPKCEMissing, "code_verifier"},
-		{"token code reused", tok(h.exchangeForm("app", used, "http://127.0.0.1/callback", testVerifier)), "token.refused", CodeInvalidGrant, ReasonCodeReused, "already used"},
-		{"token pkce mismatch", tok(h.exchangeForm("app", code2, "http://127.0.0.1/callback", testOtherVerifier)), "token.refused", CodeInvalidGrant, ReasonPKCEMismatch, "does not match"},
-		{"token refresh invalid", tok(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"rt-unknown"}, "client_id": {"app"}}), "token.refused", CodeInvalidGrant, ReasonRefreshInvalid, "invalid"},
+		{"token unknown client", tok(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"nope"}}), "token.refused", oauth.CodeInvalidClient, oauth.ReasonClientUnknown, "not registered"},
+		{"token no client", tok(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}}), "token.refused", oauth.CodeInvalidClient, oauth.ReasonClientIDMissing, "client authentication required"},
+		{"token secret for a public client", tok(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"app"}, "client_secret": {"guess-guess-guess"}}), "token.refused", oauth.CodeInvalidClient, oauth.ReasonAuthMethodRefused, "does not accept"},
+		{"token no secret for a confidential client", tok(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"conf"}}), "token.refused", oauth.CodeInvalidClient, oauth.ReasonAuthMethodRefused, "does not accept"},
+		{"token wrong secret", tok(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"conf"}, "client_secret": {"wrong-wrong-wrong-wrong"}}), "token.refused", oauth.CodeInvalidClient, oauth.ReasonClientAuthFailed, "authentication failed"},
+		{"token cimd too large", tok(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {cimdID("/big.json")}}), "token.refused", oauth.CodeInvalidClient, oauth.ReasonCIMDDocumentTooLarge, "larger than"},
+		{"token cimd invalid", tok(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {cimdID("/bad.json")}}), "token.refused", oauth.CodeInvalidClient, oauth.ReasonCIMDDocumentInvalid, "not valid"},
+		{"token grant type", tok(url.Values{"grant_type": {"password"}, "client_id": {"app"}}), "token.refused", oauth.CodeUnsupportedGrantType, oauth.ReasonGrantTypeUnsupported, "not supported"},
+		{"token grant not allowed", tok(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"norefresh"}}), "token.refused", oauth.CodeUnauthorizedClient, oauth.ReasonGrantTypeNotAllowed, "may not use"},
+		{"token unknown code", tok(h.exchangeForm("app", "no-such-code", "http://127.0.0.1/callback", testVerifier)), "token.refused", oauth.CodeInvalidGrant, oauth.ReasonCodeInvalid, "invalid"},
+		{"token no verifier", tok(h.exchangeForm("app", code2, "http://127.0.0.1/callback", "")), "token.refused", oauth.CodeInvalidRequest, oauth.ReasonPKCEMissing, "code_verifier"},
+		{"token code reused", tok(h.exchangeForm("app", used, "http://127.0.0.1/callback", testVerifier)), "token.refused", oauth.CodeInvalidGrant, oauth.ReasonCodeReused, "already used"},
+		{"token pkce mismatch", tok(h.exchangeForm("app", code2, "http://127.0.0.1/callback", testOtherVerifier)), "token.refused", oauth.CodeInvalidGrant, oauth.ReasonPKCEMismatch, "does not match"},
+		{"token refresh invalid", tok(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"rt-unknown"}, "client_id": {"app"}}), "token.refused", oauth.CodeInvalidGrant, oauth.ReasonRefreshInvalid, "invalid"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -212,7 +213,7 @@ func TestRefusalReasons(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, ev := range evs {
-			if !Reason(ev.Detail["reason"]).Known() {
+			if !oauth.Reason(ev.Detail["reason"]).Known() {
 				t.Errorf("%s record with reason %q outside the set", typ, ev.Detail["reason"])
 			}
 		}
@@ -223,7 +224,7 @@ func TestRefusalReasons(t *testing.T) {
 func TestRefusalFloodAggregated(t *testing.T) {
 	h := newHarness(t)
 	for range 300 {
-		h.token(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"nope"}})
+		h.token(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}, "client_id": {"nope"}})
 	}
 	if err := h.srv.refusals.Flush(context.Background(), true); err != nil {
 		t.Fatal(err)
@@ -232,7 +233,7 @@ func TestRefusalFloodAggregated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) != 1 || evs[0].Detail[abuse.DetailCount] != "300" || evs[0].Detail["reason"] != string(ReasonClientUnknown) {
+	if len(evs) != 1 || evs[0].Detail[abuse.DetailCount] != "300" || evs[0].Detail["reason"] != string(oauth.ReasonClientUnknown) {
 		t.Fatalf("records %+v", evs)
 	}
 }
@@ -246,12 +247,12 @@ func TestRefusalCIMDRateLimited(t *testing.T) {
 	h.authorize(h.authzQuery("https://example.com:"+port+"/a.json", "https://client.example.com/cb"), "")
 	w := h.authorize(h.authzQuery("https://example.com:"+port+"/b.json", "https://client.example.com/cb"), "")
 	desc := w.Header().Get("X-Test-Description")
-	if w.Code != http.StatusServiceUnavailable || w.Header().Get("X-Test-Error") != CodeTemporarilyUnavailable ||
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("X-Test-Error") != oauth.CodeTemporarilyUnavailable ||
 		!strings.Contains(desc, "too many metadata documents") {
 		t.Fatalf("%d %q %q", w.Code, w.Header().Get("X-Test-Error"), desc)
 	}
 	checkRetryAfter(t, w.Header())
-	if _, ok := refusalRecord(t, h, "authorize.refused", ReasonCIMDFetchRateLimited); !ok {
+	if _, ok := refusalRecord(t, h, "authorize.refused", oauth.ReasonCIMDFetchRateLimited); !ok {
 		t.Fatal("no audit record")
 	}
 }
@@ -261,12 +262,12 @@ func TestRefusalReasonsRegister(t *testing.T) {
 	e := newRegEnv(t, func(c *RegistrationConfig) { c.RatePerIP, c.BurstPerIP = rate.Every(time.Hour), 3 })
 	cases := []struct {
 		ct, body, code string
-		reason         Reason
+		reason         oauth.Reason
 	}{
-		{"text/plain", "x", CodeInvalidClientMetadata, ReasonRegistrationInvalid},
-		{"application/json", `{"client_name":"x","redirect_uris":["http://evil.example/cb"]}`, CodeInvalidRedirectURI, ReasonRegistrationRedirect},
+		{"text/plain", "x", oauth.CodeInvalidClientMetadata, oauth.ReasonRegistrationInvalid},
+		{"application/json", `{"client_name":"x","redirect_uris":["http://evil.example/cb"]}`, oauth.CodeInvalidRedirectURI, oauth.ReasonRegistrationRedirect},
 		{"application/json", validRegistration, "", ""}, // the third: allowed
-		{"application/json", validRegistration, CodeTemporarilyUnavailable, ReasonRegistrationRateLimit},
+		{"application/json", validRegistration, oauth.CodeTemporarilyUnavailable, oauth.ReasonRegistrationRateLimit},
 	}
 	for i, c := range cases {
 		w := e.register("198.51.100.7", c.ct, c.body)
@@ -286,7 +287,7 @@ func TestRefusalReasonsRegister(t *testing.T) {
 	}
 	got := map[string]bool{}
 	for _, ev := range evs {
-		if !Reason(ev.Detail["reason"]).Known() {
+		if !oauth.Reason(ev.Detail["reason"]).Known() {
 			t.Errorf("record %+v: reason outside the set", ev)
 		}
 		got[ev.Detail["reason"]] = true
@@ -324,7 +325,7 @@ func TestRefusalLoggedOnceWithoutSecrets(t *testing.T) {
 		c.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	const secret, refresh = "wrong-secret-1234567890", "rt-secret-value-0987654321"
-	h.token(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {refresh}, "client_id": {"conf"}, "client_secret": {secret}})
+	h.token(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {refresh}, "client_id": {"conf"}, "client_secret": {secret}})
 	code := h.code("app", "http://127.0.0.1/callback")
 	h.token(h.exchangeForm("app", code, "http://127.0.0.1/callback", testOtherVerifier))
 	out := buf.String()
@@ -343,8 +344,8 @@ func TestRefusalLoggedOnceWithoutSecrets(t *testing.T) {
 			lines = append(lines, m)
 		}
 	}
-	if len(lines) != 2 || lines[0]["reason"] != string(ReasonClientAuthFailed) || lines[0]["client_id"] != "conf" ||
-		lines[1]["reason"] != string(ReasonPKCEMismatch) || lines[1]["client_id"] != "app" || lines[0]["level"] != "INFO" {
+	if len(lines) != 2 || lines[0]["reason"] != string(oauth.ReasonClientAuthFailed) || lines[0]["client_id"] != "conf" ||
+		lines[1]["reason"] != string(oauth.ReasonPKCEMismatch) || lines[1]["client_id"] != "app" || lines[0]["level"] != "INFO" {
 		t.Fatalf("refusal log lines %v", lines)
 	}
 }

@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
@@ -147,8 +147,8 @@ type registration struct {
 func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		h.refuseError(w, r, h.cfg.ClientIP(r), &Error{Code: CodeInvalidRequest, Description: "registration requires POST", Status: http.StatusMethodNotAllowed,
-			Reason: ReasonRequestMalformed})
+		h.refuse(w, r, h.cfg.ClientIP(r), &oauth.Error{Code: oauth.CodeInvalidRequest, Description: "registration requires POST", Status: http.StatusMethodNotAllowed,
+			Reason: oauth.ReasonRequestMalformed})
 		return
 	}
 	ip := h.cfg.ClientIP(r)
@@ -157,20 +157,20 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if d.Scope == abuse.ScopeGlobal {
 			desc = "too many registrations; try again later"
 		}
-		h.tooMany(w, r, ip, "rate_limited", ReasonRegistrationRateLimit, d.Scope, d.RetryAfter, desc)
+		h.tooMany(w, r, ip, "rate_limited", oauth.ReasonRegistrationRateLimit, d.Scope, d.RetryAfter, desc)
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		h.refuse(w, r, ip, &dcr.Error{Code: dcr.CodeInvalidClientMetadata, Description: "the request body must be application/json"})
+		h.refuse(w, r, ip, oauth.ErrInvalidClientMetadata("the request body must be application/json"))
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRegistrationBody+1))
 	if err != nil {
-		h.refuseError(w, r, ip, ErrInvalidRequest("could not read the request body").because(ReasonRequestMalformed))
+		h.refuse(w, r, ip, oauth.ErrInvalidRequest("could not read the request body").Because(oauth.ReasonRequestMalformed))
 		return
 	}
 	if len(body) > maxRegistrationBody {
-		h.refuse(w, r, ip, &dcr.Error{Code: dcr.CodeInvalidClientMetadata, Description: "client metadata is too large"})
+		h.refuse(w, r, ip, oauth.ErrInvalidClientMetadata("client metadata is too large"))
 		return
 	}
 	client, derr := dcr.ValidateRegistration(body, *h.cfg.Options)
@@ -188,7 +188,7 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		client.Name = "Unnamed client"
 	}
 	if client.Fingerprint == "" {
-		client.Fingerprint = dcr.Fingerprint(client.Name, client.RedirectURIs)
+		client.Fingerprint = oauth.Fingerprint(client)
 	}
 	h.mu.Lock()
 	cs, err := h.cfg.Store.ListClients(r.Context())
@@ -207,7 +207,7 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	if err != nil {
 		h.cfg.Logger.Error("authserver: storing a registered client", "error", err)
-		h.refuseError(w, r, ip, ErrTemporarilyUnavailable("registration could not be stored").because(ReasonStorageUnavailable))
+		h.refuse(w, r, ip, oauth.ErrTemporarilyUnavailable("registration could not be stored").Because(oauth.ReasonStorageUnavailable))
 		return
 	}
 	if scope != "" {
@@ -215,7 +215,7 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if scope == abuse.ScopeGlobal {
 			desc = "too many clients are registered; unused ones expire"
 		}
-		h.tooMany(w, r, ip, "client_cap", ReasonRegistrationCap, scope, time.Hour, desc)
+		h.tooMany(w, r, ip, "client_cap", oauth.ReasonRegistrationCap, scope, time.Hour, desc)
 		return
 	}
 	h.audit(r.Context(), storage.AuditEvent{Type: audit.ClientRegistered, Outcome: "success", ClientID: client.ID, IP: ip,
@@ -225,19 +225,10 @@ func (h *registration) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, dcr.RegistrationResponse(client, now))
 }
 
-func (h *registration) refuse(w http.ResponseWriter, r *http.Request, ip string, e *dcr.Error) {
-	reason := reasonOf(&Error{Code: e.Code})
-	h.log(r, e.Code, reason, ip)
-	h.refused(r.Context(), storage.AuditEvent{Type: audit.ClientRegisterRefuse, Outcome: e.Code, IP: ip,
-		Detail: map[string]string{"reason": string(reason)}})
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, e.Status(), e.Body())
-}
-
-// refuseError answers a refusal that is an *Error (logged and audited,
-// aggregated, like every refusal).
-func (h *registration) refuseError(w http.ResponseWriter, r *http.Request, ip string, e *Error) {
-	reason := reasonOf(e)
+// refuse answers a refused registration (logged and audited, aggregated,
+// like every refusal) as a JSON OAuth error (RFC 7591 §3.2.2).
+func (h *registration) refuse(w http.ResponseWriter, r *http.Request, ip string, e *oauth.Error) {
+	reason := oauth.ReasonOf(e)
 	h.log(r, e.Code, reason, ip)
 	h.refused(r.Context(), storage.AuditEvent{Type: audit.ClientRegisterRefuse, Outcome: e.Code, IP: ip,
 		Detail: map[string]string{"reason": string(reason)}})
@@ -245,17 +236,17 @@ func (h *registration) refuseError(w http.ResponseWriter, r *http.Request, ip st
 }
 
 // log records a refusal once, with its reason (never the request body).
-func (h *registration) log(r *http.Request, code string, reason Reason, ip string) {
-	h.cfg.Logger.Log(r.Context(), reason.logLevel(), "authserver: refused", "type", audit.ClientRegisterRefuse, "error", code, "reason", string(reason), "ip", ip)
+func (h *registration) log(r *http.Request, code string, reason oauth.Reason, ip string) {
+	h.cfg.Logger.Log(r.Context(), reasonLogLevel(reason), "authserver: refused", "type", audit.ClientRegisterRefuse, "error", code, "reason", string(reason), "ip", ip)
 }
 
 // tooMany answers 429 temporarily_unavailable with a Retry-After.
-func (h *registration) tooMany(w http.ResponseWriter, r *http.Request, ip, outcome string, reason Reason, scope string, after time.Duration, desc string) {
-	h.log(r, CodeTemporarilyUnavailable, reason, ip)
+func (h *registration) tooMany(w http.ResponseWriter, r *http.Request, ip, outcome string, reason oauth.Reason, scope string, after time.Duration, desc string) {
+	h.log(r, oauth.CodeTemporarilyUnavailable, reason, ip)
 	h.refused(r.Context(), storage.AuditEvent{Type: audit.ClientRegisterRefuse, Outcome: outcome, IP: ip,
 		Detail: map[string]string{"scope": scope, "reason": string(reason)}})
 	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((after+time.Second-1)/time.Second))))
-	WriteError(w, r, &Error{Code: "temporarily_unavailable", Description: desc, Status: http.StatusTooManyRequests, Reason: reason})
+	WriteError(w, r, &oauth.Error{Code: "temporarily_unavailable", Description: desc, Status: http.StatusTooManyRequests, Reason: reason})
 }
 
 // evictUnusedAfter is how old a never-used client must be to make room at
@@ -367,53 +358,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
-}
-
-func remoteHost(r *http.Request) string {
-	host := r.RemoteAddr
-	for i := len(host) - 1; i >= 0; i-- {
-		if host[i] == ':' {
-			host = host[:i]
-			break
-		}
-	}
-	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
-		host = host[1 : len(host)-1]
-	}
-	return host
-}
-
-// limitPerIP applies Config.TokenRatePerIP to h. The limiter is shared by
-// the endpoints it wraps (a client's token and revocation requests together).
-func (s *Server) limitPerIP(h http.Handler) http.Handler {
-	if s.cfg.TokenRatePerIP <= 0 {
-		return h
-	}
-	if s.tokenLimits == nil {
-		s.tokenLimits = abuse.NewLimiter(abuse.LimiterConfig{
-			Rate: rate.Limit(s.cfg.TokenRatePerIP), Burst: s.cfg.TokenBurstPerIP, Now: s.cfg.Now,
-			Prefixes: abuse.Prefixes{IPv4: s.cfg.IPv4Prefix, IPv6: s.cfg.IPv6Prefix},
-		})
-	}
-	l := s.tokenLimits
-	clientIP := s.cfg.ClientIP
-	if clientIP == nil {
-		clientIP = remoteHost
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodOptions {
-			if d := l.Allow(clientIP(r)); !d.OK {
-				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((d.RetryAfter+time.Second-1)/time.Second))))
-				typ := audit.TokenRefused
-				if strings.HasSuffix(r.URL.Path, pathRevoke) {
-					typ = audit.RevokeRefused
-				}
-				e := &Error{Code: "temporarily_unavailable", Description: "too many requests from this address; try again later", Status: http.StatusTooManyRequests, Reason: ReasonRateLimited}
-				s.refused(r, typ, "", e)
-				WriteError(w, r, e)
-				return
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
 }

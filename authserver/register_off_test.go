@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // With DCR off, /register is still answered by the server: 403
@@ -22,7 +24,7 @@ func TestRegisterWhenDCROff(t *testing.T) {
 	}
 	w := h.post("/register", `{"client_name":"x","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}`,
 		func(r *http.Request) { r.Header.Set("Content-Type", "application/json") })
-	if w.Code != http.StatusForbidden || oauthError(t, w) != CodeAccessDenied {
+	if w.Code != http.StatusForbidden || oauthError(t, w) != oauth.CodeAccessDenied {
 		t.Fatalf("POST /register with DCR off: %d %s", w.Code, w.Body)
 	}
 	if !strings.Contains(w.Body.String(), "dynamic client registration") || w.Header().Get("Content-Type") != "application/json" {

@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/resourceuri"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -12,7 +13,7 @@ import (
 func NormalizeResource(raw string) (string, error) {
 	n, err := resourceuri.Normalize(raw)
 	if err != nil {
-		return "", ErrInvalidTarget(err.Error())
+		return "", oauth.ErrInvalidTarget(err.Error())
 	}
 	return n, nil
 }
@@ -49,21 +50,21 @@ type ResourcePolicy struct {
 // DefaultAudience). With none: the client's DefaultAudience (when
 // ClientAudienceFallback), else Default, else the only Known resource, else
 // invalid_target. Only owned clients' DefaultAudience counts.
-func (p ResourcePolicy) Resolve(requested []string, client storage.Client) (string, *Error) {
+func (p ResourcePolicy) Resolve(requested []string, client storage.Client) (string, *oauth.Error) {
 	if p.Enabled {
 		switch len(requested) {
 		case 0:
 		case 1:
 			res, err := NormalizeResource(requested[0])
 			if err != nil {
-				return "", AsError(err)
+				return "", oauth.AsError(err)
 			}
 			if !p.knows(res, client) {
-				return "", ErrInvalidTarget("resource is not served by this authorization server").because(ReasonResourceUnknown)
+				return "", oauth.ErrInvalidTarget("resource is not served by this authorization server").Because(oauth.ReasonResourceUnknown)
 			}
 			return res, nil
 		default:
-			return "", ErrInvalidTarget("only one resource parameter is allowed")
+			return "", oauth.ErrInvalidTarget("only one resource parameter is allowed")
 		}
 	}
 	return p.fallback(client)
@@ -79,25 +80,25 @@ func clientAudience(client storage.Client) string {
 	return client.DefaultAudience
 }
 
-func (p ResourcePolicy) fallback(client storage.Client) (string, *Error) {
+func (p ResourcePolicy) fallback(client storage.Client) (string, *oauth.Error) {
 	if aud := clientAudience(client); p.ClientAudienceFallback && aud != "" {
 		if res, err := NormalizeResource(aud); err == nil {
 			return res, nil
 		}
-		return "", ErrInvalidTarget("the client's default audience is not a valid resource")
+		return "", oauth.ErrInvalidTarget("the client's default audience is not a valid resource")
 	}
 	if p.Default != "" {
 		if res, err := NormalizeResource(p.Default); err == nil {
 			return res, nil
 		}
-		return "", ErrInvalidTarget("the default resource is not valid")
+		return "", oauth.ErrInvalidTarget("the default resource is not valid")
 	}
 	if len(p.Known) == 1 {
 		if res, err := NormalizeResource(p.Known[0]); err == nil {
 			return res, nil
 		}
 	}
-	return "", ErrInvalidTarget("resource parameter required").because(ReasonResourceUnknown)
+	return "", oauth.ErrInvalidTarget("resource parameter required").Because(oauth.ReasonResourceUnknown)
 }
 
 // knows reports whether the normalized res is a resource of this server.
@@ -126,7 +127,7 @@ func (p ResourcePolicy) knows(res string, client storage.Client) bool {
 // bound resource. With EnforceOnTokenExchange a present resource must
 // normalize to the bound one (several values are refused); otherwise the
 // parameter is ignored.
-func (p ResourcePolicy) CheckExchange(requested []string, bound string) (string, *Error) {
+func (p ResourcePolicy) CheckExchange(requested []string, bound string) (string, *oauth.Error) {
 	if !p.Enabled || !p.EnforceOnTokenExchange || len(requested) == 0 {
 		return bound, nil
 	}
@@ -142,46 +143,46 @@ func (p ResourcePolicy) CheckExchange(requested []string, bound string) (string,
 // invalid_grant (requirement 30). Otherwise: absent, the bound resource when
 // KeepBindingOnRefresh, else invalid_target; present, it must normalize to
 // the bound resource (a refreshed token never changes audience).
-func (p ResourcePolicy) CheckRefresh(requested []string, bound string, client storage.Client) (string, *Error) {
+func (p ResourcePolicy) CheckRefresh(requested []string, bound string, client storage.Client) (string, *oauth.Error) {
 	if !p.Enabled {
 		return bound, nil
 	}
 	if len(requested) > 1 {
-		return "", ErrInvalidTarget("only one resource parameter is allowed")
+		return "", oauth.ErrInvalidTarget("only one resource parameter is allowed")
 	}
 	nb, nbErr := NormalizeResource(bound)
 	if len(requested) == 1 {
 		res, err := NormalizeResource(requested[0])
 		if err != nil {
-			return "", AsError(err)
+			return "", oauth.AsError(err)
 		}
 		if (nbErr != nil || res != nb) && !p.knows(res, client) {
-			return "", ErrInvalidTarget("resource is not served by this authorization server").because(ReasonResourceUnknown)
+			return "", oauth.ErrInvalidTarget("resource is not served by this authorization server").Because(oauth.ReasonResourceUnknown)
 		}
 	}
 	if nbErr != nil || !p.knows(nb, client) {
-		return "", ErrInvalidGrant("the resource of this grant is no longer served; authorize again").because(ReasonResourceGone)
+		return "", oauth.ErrInvalidGrant("the resource of this grant is no longer served; authorize again").Because(oauth.ReasonResourceGone)
 	}
 	if len(requested) == 0 {
 		if p.KeepBindingOnRefresh {
 			return bound, nil
 		}
-		return "", ErrInvalidTarget("resource parameter required on refresh").because(ReasonResourceUnknown)
+		return "", oauth.ErrInvalidTarget("resource parameter required on refresh").Because(oauth.ReasonResourceUnknown)
 	}
 	return matchBound(requested, bound)
 }
 
-func matchBound(requested []string, bound string) (string, *Error) {
+func matchBound(requested []string, bound string) (string, *oauth.Error) {
 	if len(requested) > 1 {
-		return "", ErrInvalidTarget("only one resource parameter is allowed")
+		return "", oauth.ErrInvalidTarget("only one resource parameter is allowed")
 	}
 	res, err := NormalizeResource(requested[0])
 	if err != nil {
-		return "", AsError(err)
+		return "", oauth.AsError(err)
 	}
 	nb, err := NormalizeResource(bound)
 	if err != nil || res != nb {
-		return "", ErrInvalidTarget("resource does not match the authorization grant").because(ReasonResourceMismatch)
+		return "", oauth.ErrInvalidTarget("resource does not match the authorization grant").Because(oauth.ReasonResourceMismatch)
 	}
 	return bound, nil
 }

@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // FuzzNormalizeResource: normalization never panics, refuses with
@@ -21,7 +23,7 @@ func FuzzNormalizeResource(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		got, err := NormalizeResource(raw)
 		if err != nil {
-			if e := AsError(err); e.Code != CodeInvalidTarget {
+			if e := oauth.AsError(err); e.Code != oauth.CodeInvalidTarget {
 				t.Fatalf("error %v is not invalid_target", err)
 			}
 			return

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -57,7 +58,7 @@ func TestNormalizeResource(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := NormalizeResource(tt.in)
 			if tt.want == "" {
-				e := AsError(err)
+				e := oauth.AsError(err)
 				if err == nil || e.Code != "invalid_target" || e.Status != 400 {
 					t.Fatalf("got %q, %v; want invalid_target", got, err)
 				}

@@ -11,6 +11,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -32,7 +33,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	token := form.Get("token")
 	if token == "" {
-		s.writeRevokeRefusal(w, r, client.ID, ErrInvalidRequest("token is required"))
+		s.writeRevokeRefusal(w, r, client.ID, oauth.ErrInvalidRequest("token is required"))
 		return
 	}
 	if len(token) > 8192 {
@@ -63,7 +64,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		}
 		if g.Revoked() {
 			if g.ClientID != client.ID {
-				s.writeRevokeRefusal(w, r, client.ID, ErrUnauthorizedClient("the token was issued to another client"))
+				s.writeRevokeRefusal(w, r, client.ID, oauth.ErrUnauthorizedClient("the token was issued to another client"))
 				return
 			}
 			revoked(w)
@@ -74,7 +75,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	if owner != client.ID {
 		// RFC 7009 §2.1: the server refuses to revoke another client's token.
 		s.emit(r.Context(), r, storage.AuditEvent{Type: audit.TokenRevoke, Outcome: "refused_other_client", ClientID: client.ID})
-		s.writeRevokeRefusal(w, r, client.ID, ErrUnauthorizedClient("the token was issued to another client"))
+		s.writeRevokeRefusal(w, r, client.ID, oauth.ErrUnauthorizedClient("the token was issued to another client"))
 		return
 	}
 	err := s.store.RevokeGrant(r.Context(), grantID, "revoked_by_client", s.cfg.Now())

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // Requirement 10 (RFC 7009): unknown tokens 200, another client's token
@@ -52,20 +54,20 @@ func TestRevoke(t *testing.T) {
 		}, status: 200},
 		{name: "another client's refresh token", form: func(tok tokenJSON) url.Values {
 			return url.Values{"client_id": {"app2"}, "token": {tok.RefreshToken}}
-		}, status: 400, err: CodeUnauthorizedClient},
+		}, status: 400, err: oauth.CodeUnauthorizedClient},
 		{name: "another client's access token", form: func(tok tokenJSON) url.Values {
 			return url.Values{"client_id": {"app2"}, "token": {tok.AccessToken}}
-		}, status: 400, err: CodeUnauthorizedClient},
-		{name: "missing token", form: func(tok tokenJSON) url.Values { return url.Values{"client_id": {"app"}} }, status: 400, err: CodeInvalidRequest},
-		{name: "unauthenticated", form: func(tok tokenJSON) url.Values { return url.Values{"token": {tok.RefreshToken}} }, status: 401, err: CodeInvalidClient},
+		}, status: 400, err: oauth.CodeUnauthorizedClient},
+		{name: "missing token", form: func(tok tokenJSON) url.Values { return url.Values{"client_id": {"app"}} }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "unauthenticated", form: func(tok tokenJSON) url.Values { return url.Values{"token": {tok.RefreshToken}} }, status: 401, err: oauth.CodeInvalidClient},
 		{name: "unknown client", form: func(tok tokenJSON) url.Values {
 			return url.Values{"client_id": {"nobody"}, "token": {tok.RefreshToken}}
-		}, status: 401, err: CodeInvalidClient},
+		}, status: 401, err: oauth.CodeInvalidClient},
 		{name: "repeated token", form: func(tok tokenJSON) url.Values {
 			return url.Values{"client_id": {"app"}, "token": {tok.RefreshToken, tok.RefreshToken}}
-		}, status: 400, err: CodeInvalidRequest},
+		}, status: 400, err: oauth.CodeInvalidRequest},
 		{name: "GET", form: func(tok tokenJSON) url.Values { return url.Values{"client_id": {"app"}, "token": {tok.RefreshToken}} },
-			mod: func(r *http.Request) { r.Method = http.MethodGet }, status: 405, err: CodeInvalidRequest},
+			mod: func(r *http.Request) { r.Method = http.MethodGet }, status: 405, err: oauth.CodeInvalidRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,7 +112,7 @@ func TestRevokeStorageFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := h.post("/revoke", url.Values{"client_id": {"app"}, "token": {tok.RefreshToken}}.Encode())
-	if w.Code != http.StatusServiceUnavailable || oauthError(t, w) != CodeTemporarilyUnavailable {
+	if w.Code != http.StatusServiceUnavailable || oauthError(t, w) != oauth.CodeTemporarilyUnavailable {
 		t.Fatalf("got %d %s, want 503", w.Code, w.Body)
 	}
 	w = h.post("/revoke", url.Values{"client_id": {"app"}, "token": {"unknown"}}.Encode())

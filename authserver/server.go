@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
@@ -154,7 +155,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		EndSessionEndpoint:    cfg.EndSessionEndpoint,
 		ScopesSupported:       cfg.Scopes,
 		CIMD:                  cfg.ClientResolver != nil,
-		SigningAlg:            s.keys.Algorithm(),
 		ServiceDocumentation:  cfg.ServiceDocumentation,
 		ClientCredentials:     s.servesClientCredentials(),
 		IDJAG:                 len(cfg.EnterpriseIdPs) > 0,
@@ -202,8 +202,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // is off: 403 access_denied with the reason's plain words, logged and
 // audited as a refused registration. Nothing is stored.
 func (s *Server) serveRegistrationOff(w http.ResponseWriter, r *http.Request) {
-	e := (&Error{Code: CodeAccessDenied, Status: http.StatusForbidden}).plain(ReasonRegistrationDisabled, "")
-	s.refused(r, "client.register_refused", "", e)
+	e := (&oauth.Error{Code: oauth.CodeAccessDenied, Status: http.StatusForbidden}).Plain(oauth.ReasonRegistrationDisabled, "")
+	s.refused(r, audit.ClientRegisterRefuse, "", e)
 	WriteError(w, r, e)
 }
 
@@ -276,7 +276,7 @@ func (s *Server) Metadata() map[string]any {
 func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
-		WriteError(w, r, &Error{Code: "invalid_request", Description: "method not allowed", Status: http.StatusMethodNotAllowed})
+		WriteError(w, r, &oauth.Error{Code: "invalid_request", Description: "method not allowed", Status: http.StatusMethodNotAllowed})
 		return
 	}
 	h := w.Header()
@@ -287,103 +287,6 @@ func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(s.metaJSON)
 	}
-}
-
-// Active reports whether a grant may still be used by clientID: it exists, is
-// not revoked or expired, belongs to clientID, and the client is not disabled
-// or deleted. It implements the resource guard's revocation check.
-func (s *Server) Active(ctx context.Context, grantID, clientID string) (bool, error) {
-	gen, cacheable := s.store.(storage.RevocationGeneration)
-	var g0 uint64
-	now := s.cfg.Now()
-	if cacheable {
-		// Read the generation before the store: a revocation committed
-		// after this point changes it, and the answer cached below is then
-		// never used.
-		g0 = gen.RevocationGeneration()
-		if active, ok := s.activeCache.get(g0, grantID, clientID, now); ok {
-			return active, nil
-		}
-	}
-	active, until, err := s.active(ctx, grantID, clientID, now)
-	if err != nil {
-		return false, err
-	}
-	if cacheable {
-		s.activeCache.put(g0, grantID, clientID, active, until)
-	}
-	return active, nil
-}
-
-// active reads the grant and the client. until is how long a positive answer
-// may be trusted without a revocation (the grant's end).
-func (s *Server) active(ctx context.Context, grantID, clientID string, now time.Time) (bool, time.Time, error) {
-	never := time.Time{}
-	g, err := s.store.GetGrant(ctx, grantID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return false, never, nil
-	}
-	if err != nil {
-		return false, never, fmt.Errorf("authserver: active: %w", err)
-	}
-	if g.Revoked() || g.ClientID != clientID || (!g.ExpiresAt.IsZero() && !now.Before(g.ExpiresAt)) {
-		return false, never, nil
-	}
-	until := g.ExpiresAt
-	if until.IsZero() {
-		until = now.Add(time.Hour)
-	}
-	c, err := s.store.GetClient(ctx, clientID)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		// CIMD clients live in their metadata documents, not necessarily in
-		// the store; a deleted owned or DCR client ends its grants.
-		return isURLClientID(clientID), until, nil
-	case err != nil:
-		return false, never, fmt.Errorf("authserver: active: %w", err)
-	}
-	return !c.Disabled, until, nil
-}
-
-// activeCache remembers Active answers for one revocation generation of the
-// store (storage.RevocationGeneration): the guard asks on every request, and
-// the answer only changes when something is revoked, disabled or expires.
-type activeCache struct {
-	mu  sync.Mutex
-	gen uint64
-	m   map[string]activeEntry
-}
-
-type activeEntry struct {
-	active bool
-	until  time.Time // positive answers expire with the grant; zero: no end
-}
-
-const maxActiveCache = 100_000
-
-func (c *activeCache) get(gen uint64, grantID, clientID string, now time.Time) (bool, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen != gen || c.m == nil {
-		return false, false
-	}
-	e, ok := c.m[grantID+"\x00"+clientID]
-	if !ok || (e.active && !now.Before(e.until)) {
-		return false, false
-	}
-	return e.active, true
-}
-
-func (c *activeCache) put(gen uint64, grantID, clientID string, active bool, until time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen != gen || c.m == nil || len(c.m) >= maxActiveCache {
-		if gen < c.gen {
-			return // a newer generation is already cached
-		}
-		c.gen, c.m = gen, make(map[string]activeEntry)
-	}
-	c.m[grantID+"\x00"+clientID] = activeEntry{active: active, until: until}
 }
 
 // RevokeClient ends every grant of a client now and forgets its remembered
@@ -450,8 +353,6 @@ func hashToken(t string) []byte {
 	h := sha256.Sum256([]byte(t))
 	return h[:]
 }
-
-func isURLClientID(id string) bool { return strings.HasPrefix(id, "https://") }
 
 func (s *Server) clientIP(r *http.Request) string {
 	if r == nil {

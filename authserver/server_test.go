@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
 )
@@ -61,7 +62,7 @@ func TestMetadataAndRouting(t *testing.T) {
 		}
 	}
 	// DCR is off: /register says so (TestRegisterWhenDCROff).
-	if w := get("/register"); w.Code != 403 || oauthError(t, w) != CodeAccessDenied {
+	if w := get("/register"); w.Code != 403 || oauthError(t, w) != oauth.CodeAccessDenied {
 		t.Fatalf("/register with DCR off: %d %s", w.Code, w.Body)
 	}
 	if w := get("/jwks.json"); w.Code != 200 || !strings.Contains(w.Body.String(), `"keys"`) || strings.Contains(w.Body.String(), `"d"`) {
@@ -164,7 +165,7 @@ func TestNewValidatesConfig(t *testing.T) {
 			c.Clients = []storage.Client{{ID: "x", RedirectURIs: []string{"https://x.example.com/cb"}, Scopes: []string{"admin"}}}
 		}},
 		{"confidential client with a bad hash", func(c *Config) {
-			c.Clients = []storage.Client{{ID: "x", RedirectURIs: []string{"https://x.example.com/cb"}, TokenEndpointAuthMethod: AuthMethodClientSecretBasic, SecretHash: "plain"}}
+			c.Clients = []storage.Client{{ID: "x", RedirectURIs: []string{"https://x.example.com/cb"}, TokenEndpointAuthMethod: oauth.AuthMethodClientSecretBasic, SecretHash: "plain"}}
 		}},
 		{"client with unknown grant", func(c *Config) {
 			c.Clients = []storage.Client{{ID: "x", RedirectURIs: []string{"https://x.example.com/cb"}, GrantTypes: []string{"implicit"}}}
@@ -192,7 +193,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		}
 		defer s.Close()
 		got, err := st.GetClient(context.Background(), "seeded")
-		if err != nil || got.Kind != storage.ClientOwned || got.TokenEndpointAuthMethod != AuthMethodNone || got.Fingerprint == "" || len(got.GrantTypes) != 2 {
+		if err != nil || got.Kind != storage.ClientOwned || got.TokenEndpointAuthMethod != oauth.AuthMethodNone || got.Fingerprint == "" || len(got.GrantTypes) != 2 {
 			t.Fatalf("seeded %+v %v", got, err)
 		}
 		// An operator's disable survives a restart that seeds again.
@@ -232,7 +233,7 @@ func TestActiveAndRevokeClient(t *testing.T) {
 	if ok, _ := h.srv.Active(ctx, sid, "app"); ok {
 		t.Fatal("grant of a disabled client active")
 	}
-	if w := h.token(refreshForm("app", tok.RefreshToken)); w.Code != 401 || oauthError(t, w) != CodeInvalidClient {
+	if w := h.token(refreshForm("app", tok.RefreshToken)); w.Code != 401 || oauthError(t, w) != oauth.CodeInvalidClient {
 		t.Fatalf("disabled client refreshed: %d %s", w.Code, w.Body)
 	}
 	if err := h.store.SetClientDisabled(ctx, "app", false, h.clock.Now()); err != nil {
@@ -268,7 +269,7 @@ func TestRevokeSubject(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("RevokeSubject = %d, %v", n, err)
 	}
-	if w := h.token(refreshForm("app", alice.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+	if w := h.token(refreshForm("app", alice.RefreshToken)); w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 		t.Fatalf("alice refreshed: %d", w.Code)
 	}
 	h.mustToken(refreshForm("app", bob.RefreshToken))

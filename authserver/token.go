@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -21,37 +22,37 @@ import (
 // and response parameters MUST NOT be included more than once"), except
 // resource, whose repetition the resource policy refuses as invalid_target.
 // Parameters sent without a value are treated as omitted.
-func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *Error) {
+func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauth.Error) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST, OPTIONS")
-		return nil, &Error{Code: CodeInvalidRequest, Description: "method not allowed", Status: http.StatusMethodNotAllowed}
+		return nil, &oauth.Error{Code: oauth.CodeInvalidRequest, Description: "method not allowed", Status: http.StatusMethodNotAllowed}
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, ErrInvalidRequest("content type must be application/x-www-form-urlencoded")
+		return nil, oauth.ErrInvalidRequest("content type must be application/x-www-form-urlencoded")
 	}
 	if r.URL.RawQuery != "" {
-		return nil, ErrInvalidRequest("parameters must be sent in the request body, not the URL")
+		return nil, oauth.ErrInvalidRequest("parameters must be sent in the request body, not the URL")
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxFormBytes+1))
 	if err != nil {
-		return nil, ErrInvalidRequest("the request body could not be read")
+		return nil, oauth.ErrInvalidRequest("the request body could not be read")
 	}
 	if len(body) > maxFormBytes {
-		return nil, ErrInvalidRequest("the request body is too large")
+		return nil, oauth.ErrInvalidRequest("the request body is too large")
 	}
 	return parseFormBody(string(body))
 }
 
 // parseFormBody parses an urlencoded body strictly (see parseForm).
-func parseFormBody(body string) (url.Values, *Error) {
+func parseFormBody(body string) (url.Values, *oauth.Error) {
 	form, err := url.ParseQuery(body)
 	if err != nil {
-		return nil, ErrInvalidRequest("malformed form body")
+		return nil, oauth.ErrInvalidRequest("malformed form body")
 	}
 	for k, v := range form {
 		if len(v) > 1 && k != "resource" {
-			return nil, ErrInvalidRequest("parameter " + safeName(k) + " is repeated")
+			return nil, oauth.ErrInvalidRequest("parameter " + safeName(k) + " is repeated")
 		}
 		if k == "resource" {
 			continue
@@ -87,21 +88,21 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	gt := form.Get("grant_type")
 	switch gt {
 	case "":
-		s.writeRefusal(w, r, client.ID, ErrInvalidRequest("grant_type is required").because(ReasonGrantTypeUnsupported))
+		s.writeRefusal(w, r, client.ID, oauth.ErrInvalidRequest("grant_type is required").Because(oauth.ReasonGrantTypeUnsupported))
 		return
-	case GrantAuthorizationCode, GrantRefreshToken:
-	case GrantClientCredentials, GrantJWTBearer:
+	case oauth.GrantAuthorizationCode, oauth.GrantRefreshToken:
+	case oauth.GrantClientCredentials, oauth.GrantJWTBearer:
 		// Served only when configured (requirements 23, 24).
-		if gt == GrantJWTBearer && len(s.cfg.EnterpriseIdPs) == 0 || gt == GrantClientCredentials && !s.servesClientCredentials() {
-			s.writeRefusal(w, r, client.ID, ErrUnsupportedGrantType("grant type is not supported").because(ReasonGrantTypeUnsupported))
+		if gt == oauth.GrantJWTBearer && len(s.cfg.EnterpriseIdPs) == 0 || gt == oauth.GrantClientCredentials && !s.servesClientCredentials() {
+			s.writeRefusal(w, r, client.ID, oauth.ErrUnsupportedGrantType("grant type is not supported").Because(oauth.ReasonGrantTypeUnsupported))
 			return
 		}
 	default:
-		s.writeRefusal(w, r, client.ID, ErrUnsupportedGrantType("grant type is not supported").because(ReasonGrantTypeUnsupported))
+		s.writeRefusal(w, r, client.ID, oauth.ErrUnsupportedGrantType("grant type is not supported").Because(oauth.ReasonGrantTypeUnsupported))
 		return
 	}
-	if gt == GrantJWTBearer && !s.servesIDJAG(client) || gt != GrantJWTBearer && !allowsGrant(client, gt) {
-		s.writeRefusal(w, r, client.ID, ErrUnauthorizedClient("the client may not use this grant type").because(ReasonGrantTypeNotAllowed))
+	if gt == oauth.GrantJWTBearer && !s.servesIDJAG(client) || gt != oauth.GrantJWTBearer && !allowsGrant(client, gt) {
+		s.writeRefusal(w, r, client.ID, oauth.ErrUnauthorizedClient("the client may not use this grant type").Because(oauth.ReasonGrantTypeNotAllowed))
 		return
 	}
 	if r, e = s.checkDPoP(w, r); e != nil { // dpop.go
@@ -110,11 +111,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var resp *tokenResponse
 	switch gt {
-	case GrantAuthorizationCode:
+	case oauth.GrantAuthorizationCode:
 		resp, e = s.exchangeCode(r, client, form)
-	case GrantRefreshToken:
+	case oauth.GrantRefreshToken:
 		resp, e = s.refresh(r, client, form)
-	case GrantClientCredentials:
+	case oauth.GrantClientCredentials:
 		resp, e = s.clientCredentials(r, client, method, form)
 	default:
 		resp, e = s.jwtBearer(r, client, method, form)
@@ -137,15 +138,15 @@ func requestClientID(r *http.Request, form url.Values) string {
 }
 
 // storageError maps a store failure to a response and logs it.
-func (s *Server) storageError(op string, err error) *Error {
+func (s *Server) storageError(op string, err error) *oauth.Error {
 	s.cfg.Logger.Error("authserver: "+op, "error", err)
-	return ErrTemporarilyUnavailable("storage unavailable").because(ReasonStorageUnavailable)
+	return oauth.ErrTemporarilyUnavailable("storage unavailable").Because(oauth.ReasonStorageUnavailable)
 }
 
 // exchangeCode redeems an authorization code (OAuth 2.1 §4.1.3) in one write
 // transaction. Checks made before the store is touched (missing parameters)
 // leave the code redeemable; checks on the code burn it.
-func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.Values) (*tokenResponse, *Error) {
+func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.Values) (*tokenResponse, *oauth.Error) {
 	ctx := r.Context()
 	// redirect_uri is optional (OAuth 2.1 §4.1.3): the code is bound to the
 	// redirect URI of its authorization request, and PKCE to that request.
@@ -154,19 +155,19 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 	redirectURI, sentRedirect := form.Get("redirect_uri"), form.Has("redirect_uri")
 	switch {
 	case code == "":
-		return nil, ErrInvalidRequest("code is required")
+		return nil, oauth.ErrInvalidRequest("code is required")
 	case verifier == "":
-		return nil, ErrInvalidRequest("code_verifier is required").because(ReasonPKCEMissing)
+		return nil, oauth.ErrInvalidRequest("code_verifier is required").Because(oauth.ReasonPKCEMissing)
 	case len(code) > 512:
-		return nil, ErrInvalidGrant("the code is invalid, expired or already used").because(ReasonCodeInvalid)
+		return nil, oauth.ErrInvalidGrant("the code is invalid, expired or already used").Because(oauth.ReasonCodeInvalid)
 	}
 	now := s.cfg.Now()
 	refresh := ""
-	if allowsGrant(client, GrantRefreshToken) {
+	if allowsGrant(client, oauth.GrantRefreshToken) {
 		var err error
 		if refresh, err = randomToken(32); err != nil {
 			s.cfg.Logger.Error("authserver: random", "error", err)
-			return nil, ErrServerError()
+			return nil, oauth.ErrServerError()
 		}
 	}
 	var aud string
@@ -178,22 +179,22 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 			return nil
 		}
 		return []storage.AuditEvent{{Type: audit.TokenIssued, Outcome: "success", Subject: g.Subject, ClientID: client.ID,
-			Detail: map[string]string{"grant_type": GrantAuthorizationCode, "grant_id": g.ID, "scope": strings.Join(g.Scopes, " "), "resource": aud}}}
+			Detail: map[string]string{"grant_type": oauth.GrantAuthorizationCode, "grant_id": g.ID, "scope": strings.Join(g.Scopes, " "), "resource": aud}}}
 	})
 	ac, err := s.store.RedeemCode(txCtx, hashToken(code), now, func(c storage.AuthCode) (*storage.Grant, error) {
 		if c.ClientID != client.ID {
-			return nil, ErrInvalidGrant("the code was issued to another client").because(ReasonCodeWrongClient)
+			return nil, oauth.ErrInvalidGrant("the code was issued to another client").Because(oauth.ReasonCodeWrongClient)
 		}
 		if sentRedirect && c.RedirectURI != redirectURI {
-			return nil, ErrInvalidGrant("redirect_uri does not match the authorization request").because(ReasonRedirectURIMismatch)
+			return nil, oauth.ErrInvalidGrant("redirect_uri does not match the authorization request").Because(oauth.ReasonRedirectURIMismatch)
 		}
 		if c.CodeChallenge == "" {
 			// Every code we mint carries a challenge; a verifier for a code
 			// without one is a PKCE downgrade (RFC 9700 §2.1.1).
-			return nil, ErrInvalidGrant("PKCE downgrade: the authorization request had no code_challenge").because(ReasonPKCEMissing)
+			return nil, oauth.ErrInvalidGrant("PKCE downgrade: the authorization request had no code_challenge").Because(oauth.ReasonPKCEMissing)
 		}
 		if c.CodeChallengeMethod != "S256" || !VerifyPKCE(verifier, c.CodeChallenge) {
-			return nil, ErrInvalidGrant("code_verifier does not match the code_challenge").because(ReasonPKCEMismatch)
+			return nil, oauth.ErrInvalidGrant("code_verifier does not match the code_challenge").Because(oauth.ReasonPKCEMismatch)
 		}
 		a, e := s.cfg.Resources.CheckExchange(form["resource"], c.Resource)
 		if e != nil {
@@ -219,14 +220,14 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 		return &grant, nil
 	})
 	if err != nil {
-		var oe *Error
+		var oe *oauth.Error
 		switch {
 		case errors.As(err, &oe):
 			return nil, oe // audited (aggregated) by writeRefusal
 		case errors.Is(err, storage.ErrCodeUsed):
 			return nil, s.codeReplayed(r, client, ac, verifier)
 		case errors.Is(err, storage.ErrNotFound):
-			return nil, ErrInvalidGrant("the code is invalid, expired or already used").because(ReasonCodeInvalid)
+			return nil, oauth.ErrInvalidGrant("the code is invalid, expired or already used").Because(oauth.ReasonCodeInvalid)
 		default:
 			return nil, s.storageError("redeem code", err)
 		}
@@ -247,7 +248,7 @@ func (s *Server) exchangeCode(r *http.Request, client storage.Client, form url.V
 // client and verifier are the legitimate ones, the grant the first
 // redemption produced is revoked; otherwise nothing changes. Both answer
 // invalid_grant.
-func (s *Server) codeReplayed(r *http.Request, client storage.Client, ac storage.AuthCode, verifier string) *Error {
+func (s *Server) codeReplayed(r *http.Request, client storage.Client, ac storage.AuthCode, verifier string) *oauth.Error {
 	ctx := r.Context()
 	valid := ac.ClientID == client.ID && ac.CodeChallenge != "" && VerifyPKCE(verifier, ac.CodeChallenge)
 	outcome := "ignored"
@@ -262,7 +263,7 @@ func (s *Server) codeReplayed(r *http.Request, client storage.Client, ac storage
 		switch {
 		case err == nil:
 			notify()
-			return ErrInvalidGrant("the code is invalid, expired or already used").because(ReasonCodeReused)
+			return oauth.ErrInvalidGrant("the code is invalid, expired or already used").Because(oauth.ReasonCodeReused)
 		case errors.Is(err, storage.ErrNotFound):
 			outcome = "no_grant" // the first redemption failed its checks
 		default:
@@ -273,18 +274,18 @@ func (s *Server) codeReplayed(r *http.Request, client storage.Client, ac storage
 	// Nothing changed (or the grant was revoked before): batched.
 	ev.Outcome = outcome
 	s.emit(ctx, r, ev)
-	return ErrInvalidGrant("the code is invalid, expired or already used").because(ReasonCodeReused)
+	return oauth.ErrInvalidGrant("the code is invalid, expired or already used").Because(oauth.ReasonCodeReused)
 }
 
 // refresh rotates a refresh token (OAuth 2.1 §4.3, requirement 9).
-func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values) (*tokenResponse, *Error) {
+func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values) (*tokenResponse, *oauth.Error) {
 	ctx := r.Context()
 	presented := form.Get("refresh_token")
 	if presented == "" {
-		return nil, ErrInvalidRequest("refresh_token is required")
+		return nil, oauth.ErrInvalidRequest("refresh_token is required")
 	}
 	if len(presented) > 512 {
-		return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked").because(ReasonRefreshInvalid)
+		return nil, oauth.ErrInvalidGrant("the refresh token is invalid, expired or revoked").Because(oauth.ReasonRefreshInvalid)
 	}
 	var requested []string
 	if raw, ok := form["scope"]; ok {
@@ -293,7 +294,7 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 				continue
 			}
 			if !validScopeToken(sc) {
-				return nil, ErrInvalidScope("malformed scope").because(ReasonScopeInvalid)
+				return nil, oauth.ErrInvalidScope("malformed scope").Because(oauth.ReasonScopeInvalid)
 			}
 			requested = append(requested, sc)
 		}
@@ -301,7 +302,7 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 	next, err := randomToken(32)
 	if err != nil {
 		s.cfg.Logger.Error("authserver: random", "error", err)
-		return nil, ErrServerError()
+		return nil, oauth.ErrServerError()
 	}
 	now := s.cfg.Now()
 	var aud string
@@ -323,7 +324,7 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 		if len(sc) == 0 {
 			sc = g.Scopes
 		}
-		detail := map[string]string{"grant_type": GrantRefreshToken, "grant_id": g.ID, "scope": strings.Join(sc, " "), "resource": aud}
+		detail := map[string]string{"grant_type": oauth.GrantRefreshToken, "grant_id": g.ID, "scope": strings.Join(sc, " "), "resource": aud}
 		if retry {
 			detail["rotation"] = "lost_response_retry"
 		}
@@ -337,14 +338,14 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 		Grace:         max(s.cfg.RefreshGrace, 0),
 		Check: func(g storage.Grant) error {
 			if g.ClientID != client.ID {
-				return ErrInvalidGrant("the refresh token was issued to another client").because(ReasonRefreshWrongClient)
+				return oauth.ErrInvalidGrant("the refresh token was issued to another client").Because(oauth.ReasonRefreshWrongClient)
 			}
 			if e := checkRefreshBinding(ctx, g); e != nil {
 				return e
 			}
 			for _, sc := range requested {
 				if !contains(g.Scopes, sc) {
-					return ErrInvalidScope("the requested scope exceeds the grant").because(ReasonScopeExceedsGrant)
+					return oauth.ErrInvalidScope("the requested scope exceeds the grant").Because(oauth.ReasonScopeExceedsGrant)
 				}
 			}
 			a, e := s.cfg.Resources.CheckRefresh(form["resource"], g.Resource, client)
@@ -357,15 +358,15 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 		},
 	})
 	if err != nil {
-		var oe *Error
+		var oe *oauth.Error
 		switch {
 		case errors.As(err, &oe):
 			return nil, oe
 		case errors.Is(err, storage.ErrRefreshReused):
 			notify()
-			return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked").because(ReasonRefreshReused)
+			return nil, oauth.ErrInvalidGrant("the refresh token is invalid, expired or revoked").Because(oauth.ReasonRefreshReused)
 		case errors.Is(err, storage.ErrGrantRevoked), errors.Is(err, storage.ErrNotFound):
-			return nil, ErrInvalidGrant("the refresh token is invalid, expired or revoked").because(ReasonRefreshInvalid)
+			return nil, oauth.ErrInvalidGrant("the refresh token is invalid, expired or revoked").Because(oauth.ReasonRefreshInvalid)
 		default:
 			return nil, s.storageError("rotate refresh token", err)
 		}
@@ -382,11 +383,11 @@ func (s *Server) refresh(r *http.Request, client storage.Client, form url.Values
 }
 
 // mint signs the access token (RFC 9068) and builds the response.
-func (s *Server) mint(ctx context.Context, client storage.Client, g storage.Grant, scopes []string, aud, refresh string) (*tokenResponse, *Error) {
+func (s *Server) mint(ctx context.Context, client storage.Client, g storage.Grant, scopes []string, aud, refresh string) (*tokenResponse, *oauth.Error) {
 	jti, err := randomToken(16)
 	if err != nil {
 		s.cfg.Logger.Error("authserver: random", "error", err)
-		return nil, ErrServerError()
+		return nil, oauth.ErrServerError()
 	}
 	now := s.cfg.Now()
 	ttl := s.cfg.AccessTokenTTL
@@ -397,7 +398,7 @@ func (s *Server) mint(ctx context.Context, client storage.Client, g storage.Gran
 		ttl = g.ExpiresAt.Sub(now).Truncate(time.Second)
 	}
 	if ttl < time.Second {
-		return nil, ErrInvalidGrant("the grant has expired").because(ReasonGrantExpired)
+		return nil, oauth.ErrInvalidGrant("the grant has expired").Because(oauth.ReasonGrantExpired)
 	}
 	var email string
 	if s.cfg.UserEmail != nil {
@@ -424,7 +425,7 @@ func (s *Server) mint(ctx context.Context, client storage.Client, g storage.Gran
 	})
 	if err != nil {
 		s.cfg.Logger.Error("authserver: mint access token", "client_id", client.ID, "error", err)
-		return nil, ErrServerError()
+		return nil, oauth.ErrServerError()
 	}
 	tokenType := "Bearer"
 	if dpopJKT(ctx) != "" {

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // FuzzTokenRequest throws hostile bodies, content types and Authorization
@@ -59,7 +61,7 @@ func FuzzTokenRequest(f *testing.F) {
 					t.Fatalf("empty parameter %q kept", k)
 				}
 			}
-		} else if _, err := url.ParseQuery(body); err == nil && e.Code != CodeInvalidRequest {
+		} else if _, err := url.ParseQuery(body); err == nil && e.Code != oauth.CodeInvalidRequest {
 			t.Fatalf("parse error code %q", e.Code)
 		}
 	})

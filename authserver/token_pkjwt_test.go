@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -75,9 +76,9 @@ func pkjwtHarness(t *testing.T) (*harness, *fakeJWKSFetcher, testSigner, testSig
 	h := newHarness(t, func(c *Config) {
 		res := c.ClientResolver.(*testResolver)
 		cl := storage.Client{ID: pkjwtCIMDClient, Kind: storage.ClientCIMD, Name: "ChatGPT", RedirectURIs: []string{pkjwtRedirect},
-			GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, TokenEndpointAuthMethod: AuthMethodPrivateKeyJWT,
+			GrantTypes: []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}, TokenEndpointAuthMethod: oauth.AuthMethodPrivateKeyJWT,
 			JWKSURI: pkjwtJWKSURI, TokenEndpointAuthSigningAlg: "RS256"}
-		cl.Fingerprint = ClientFingerprint(cl)
+		cl.Fingerprint = oauth.Fingerprint(cl)
 		res.clients[cl.ID] = cl
 		c.Clients = append(c.Clients, storage.Client{ID: "keyed", Name: "Keyed", RedirectURIs: []string{"https://keyed.example.com/cb"},
 			JWKS: jwksOf(t, owned), SkipConsent: true})
@@ -177,7 +178,7 @@ func TestTokenPrivateKeyJWTCIMD(t *testing.T) {
 			grants := len(h.audit("token.issued"))
 			w := h.token(tc.form)
 			tj := decodeToken(t, w)
-			if w.Code != http.StatusUnauthorized || tj.Error != CodeInvalidClient || tj.Description != tc.desc {
+			if w.Code != http.StatusUnauthorized || tj.Error != oauth.CodeInvalidClient || tj.Description != tc.desc {
 				t.Fatalf("%d %q %q, want 401 invalid_client %q", w.Code, tj.Error, tj.Description, tc.desc)
 			}
 			if n := len(h.audit("token.issued")) - grants; n != 0 {
@@ -195,8 +196,8 @@ func TestTokenPrivateKeyJWTCIMD(t *testing.T) {
 	}
 
 	// Refresh: without an assertion refused, the refresh token unharmed.
-	refresh := url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tj.RefreshToken}, "client_id": {pkjwtCIMDClient}}
-	if w := h.token(refresh); w.Code != http.StatusUnauthorized || decodeToken(t, w).Error != CodeInvalidClient {
+	refresh := url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {tj.RefreshToken}, "client_id": {pkjwtCIMDClient}}
+	if w := h.token(refresh); w.Code != http.StatusUnauthorized || decodeToken(t, w).Error != oauth.CodeInvalidClient {
 		t.Fatalf("refresh without assertion: %d %s", w.Code, w.Body)
 	}
 	w = h.token(withAssertion(refresh, h.assertionFor(rs, pkjwtCIMDClient, "good-refresh", func(c map[string]any) { c["aud"] = h.issuer })))
@@ -213,8 +214,8 @@ func TestTokenPrivateKeyJWTCIMD(t *testing.T) {
 	if w := h.post("/revoke", withAssertion(rev, h.assertionFor(rs, pkjwtCIMDClient, "revoke")).Encode()); w.Code != http.StatusOK {
 		t.Fatalf("revoke: %d %s", w.Code, w.Body)
 	}
-	w = h.token(withAssertion(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tj2.RefreshToken}}, h.assertionFor(rs, pkjwtCIMDClient, "after-revoke")))
-	if w.Code != http.StatusBadRequest || decodeToken(t, w).Error != CodeInvalidGrant {
+	w = h.token(withAssertion(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {tj2.RefreshToken}}, h.assertionFor(rs, pkjwtCIMDClient, "after-revoke")))
+	if w.Code != http.StatusBadRequest || decodeToken(t, w).Error != oauth.CodeInvalidGrant {
 		t.Fatalf("refresh after revoke: %d %s", w.Code, w.Body)
 	}
 
@@ -229,12 +230,12 @@ func TestTokenPrivateKeyJWTCIMD(t *testing.T) {
 // is found by that refetch.
 func TestPrivateKeyJWTKeyRotation(t *testing.T) {
 	h, fetcher, rs, _ := pkjwtHarness(t)
-	form := url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"unknown"}}
+	form := url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"unknown"}}
 	post := func(s testSigner, jti string) tokenJSON {
 		return decodeToken(t, h.token(withAssertion(form, h.assertionFor(s, pkjwtCIMDClient, jti))))
 	}
 	// Authenticated, then invalid_grant: the set was fetched once.
-	if tj := post(rs, "j1"); tj.Error != CodeInvalidGrant {
+	if tj := post(rs, "j1"); tj.Error != oauth.CodeInvalidGrant {
 		t.Fatalf("good assertion: %+v", tj)
 	}
 	rotatedKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -243,7 +244,7 @@ func TestPrivateKeyJWTKeyRotation(t *testing.T) {
 	}
 	rotated := testSigner{kid: "chatgpt-2", alg: "RS256", key: rotatedKey}
 	for i := range 3 {
-		if tj := post(rotated, "u"+string(rune('0'+i))); tj.Error != CodeInvalidClient || tj.Description != "invalid client assertion: unknown signing key" {
+		if tj := post(rotated, "u"+string(rune('0'+i))); tj.Error != oauth.CodeInvalidClient || tj.Description != "invalid client assertion: unknown signing key" {
 			t.Fatalf("unknown kid %d: %+v", i, tj)
 		}
 	}
@@ -252,11 +253,11 @@ func TestPrivateKeyJWTKeyRotation(t *testing.T) {
 	}
 	// The client publishes the new key; a minute later it is found.
 	fetcher.set(pkjwtJWKSURI, jwksOf(t, rs, rotated))
-	if tj := post(rotated, "u9"); tj.Error != CodeInvalidClient {
+	if tj := post(rotated, "u9"); tj.Error != oauth.CodeInvalidClient {
 		t.Fatalf("before the refetch interval: %+v", tj)
 	}
 	h.clock.Advance(61 * time.Second)
-	if tj := post(rotated, "r1"); tj.Error != CodeInvalidGrant {
+	if tj := post(rotated, "r1"); tj.Error != oauth.CodeInvalidGrant {
 		t.Fatalf("rotated key after a minute: %+v", tj)
 	}
 	if n := fetcher.fetches(pkjwtJWKSURI); n != 2 {
@@ -264,7 +265,7 @@ func TestPrivateKeyJWTKeyRotation(t *testing.T) {
 	}
 	// Known kids do not refetch, however many requests.
 	for i := range 3 {
-		if tj := post(rs, "k"+string(rune('0'+i))); tj.Error != CodeInvalidGrant {
+		if tj := post(rs, "k"+string(rune('0'+i))); tj.Error != oauth.CodeInvalidGrant {
 			t.Fatalf("known kid: %+v", tj)
 		}
 	}
@@ -278,17 +279,17 @@ func TestPrivateKeyJWTKeyRotation(t *testing.T) {
 // large, invalid set) is 401 invalid_client.
 func TestPrivateKeyJWTKeySetFailures(t *testing.T) {
 	h, fetcher, rs, _ := pkjwtHarness(t)
-	form := url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"unknown"}}
+	form := url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"unknown"}}
 	fetcher.fail(pkjwtJWKSURI, tempErr{})
 	w := h.token(withAssertion(form, h.assertionFor(rs, pkjwtCIMDClient, "t1")))
-	if tj := decodeToken(t, w); w.Code != http.StatusServiceUnavailable || tj.Error != CodeTemporarilyUnavailable {
+	if tj := decodeToken(t, w); w.Code != http.StatusServiceUnavailable || tj.Error != oauth.CodeTemporarilyUnavailable {
 		t.Fatalf("transient: %d %+v", w.Code, tj)
 	}
 	checkRetryAfter(t, w.Header())
 	// The refused assertion's jti is still usable once the keys are back.
 	fetcher.fail(pkjwtJWKSURI, nil)
 	h.clock.Advance(11 * time.Second) // past the failure memory
-	if tj := decodeToken(t, h.token(withAssertion(form, h.assertionFor(rs, pkjwtCIMDClient, "t1")))); tj.Error != CodeInvalidGrant {
+	if tj := decodeToken(t, h.token(withAssertion(form, h.assertionFor(rs, pkjwtCIMDClient, "t1")))); tj.Error != oauth.CodeInvalidGrant {
 		t.Fatalf("after recovery: %+v", tj)
 	}
 
@@ -301,7 +302,7 @@ func TestPrivateKeyJWTKeySetFailures(t *testing.T) {
 		h, fetcher, rs, _ := pkjwtHarness(t)
 		fetcher.set(pkjwtJWKSURI, []byte(body))
 		w := h.token(withAssertion(form, h.assertionFor(rs, pkjwtCIMDClient, "p1")))
-		if tj := decodeToken(t, w); w.Code != http.StatusUnauthorized || tj.Error != CodeInvalidClient ||
+		if tj := decodeToken(t, w); w.Code != http.StatusUnauthorized || tj.Error != oauth.CodeInvalidClient ||
 			tj.Description != "the client's keys are not usable: the JWK set is invalid" {
 			t.Fatalf("%s: %d %+v", name, w.Code, tj)
 		}
@@ -323,10 +324,10 @@ func TestPrivateKeyJWTOwnedAndPublic(t *testing.T) {
 		secret[k] = v
 	}
 	secret.Set("client_secret", testSecret)
-	if w := h.token(secret); w.Code != http.StatusUnauthorized || decodeToken(t, w).Error != CodeInvalidClient {
+	if w := h.token(secret); w.Code != http.StatusUnauthorized || decodeToken(t, w).Error != oauth.CodeInvalidClient {
 		t.Fatalf("owned client with a secret: %d %s", w.Code, w.Body)
 	}
-	if w := h.token(withAssertion(secret, h.assertionFor(owned, "keyed", "both"))); w.Code != http.StatusBadRequest || decodeToken(t, w).Error != CodeInvalidRequest {
+	if w := h.token(withAssertion(secret, h.assertionFor(owned, "keyed", "both"))); w.Code != http.StatusBadRequest || decodeToken(t, w).Error != oauth.CodeInvalidRequest {
 		t.Fatalf("assertion and secret: %d %s", w.Code, w.Body)
 	}
 	if w := h.token(withAssertion(ex, h.assertionFor(owned, "keyed", "owned-ok"))); w.Code != http.StatusOK {
@@ -335,9 +336,9 @@ func TestPrivateKeyJWTOwnedAndPublic(t *testing.T) {
 
 	// A public client (CIMD none, owned none) sending an assertion.
 	for _, id := range []string{testCIMDClient, "app"} {
-		form := url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}}
+		form := url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}}
 		w := h.token(withAssertion(form, h.assertionFor(rs, id, "pub-"+id)))
-		if tj := decodeToken(t, w); w.Code != http.StatusUnauthorized || tj.Error != CodeInvalidClient {
+		if tj := decodeToken(t, w); w.Code != http.StatusUnauthorized || tj.Error != oauth.CodeInvalidClient {
 			t.Fatalf("public %s with assertion: %d %+v", id, w.Code, tj)
 		}
 	}
@@ -355,8 +356,8 @@ func TestValidateOwnedClientKeys(t *testing.T) {
 		"both key sources":    {ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKS: []byte(good), JWKSURI: "https://x.example/jwks"},
 		"http jwks_uri":       {ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "http://x.example/jwks"},
 		"private jwk":         {ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKS: []byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c"}]}`)},
-		"pkjwt without keys":  {ID: "x", RedirectURIs: []string{"https://x.example/cb"}, TokenEndpointAuthMethod: AuthMethodPrivateKeyJWT},
-		"keys on public":      {ID: "x", RedirectURIs: []string{"https://x.example/cb"}, TokenEndpointAuthMethod: AuthMethodNone, JWKS: []byte(good)},
+		"pkjwt without keys":  {ID: "x", RedirectURIs: []string{"https://x.example/cb"}, TokenEndpointAuthMethod: oauth.AuthMethodPrivateKeyJWT},
+		"keys on public":      {ID: "x", RedirectURIs: []string{"https://x.example/cb"}, TokenEndpointAuthMethod: oauth.AuthMethodNone, JWKS: []byte(good)},
 		"HMAC signing alg":    {ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKS: []byte(good), TokenEndpointAuthSigningAlg: "HS256"},
 	} {
 		if err := h.srv.validateOwnedClient(&c); err == nil {
@@ -364,7 +365,7 @@ func TestValidateOwnedClientKeys(t *testing.T) {
 		}
 	}
 	c := storage.Client{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks"}
-	if err := h.srv.validateOwnedClient(&c); err != nil || c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
+	if err := h.srv.validateOwnedClient(&c); err != nil || c.TokenEndpointAuthMethod != oauth.AuthMethodPrivateKeyJWT {
 		t.Errorf("jwks_uri client: %v %q", err, c.TokenEndpointAuthMethod)
 	}
 }
@@ -387,14 +388,14 @@ func TestPrivateKeyJWTJWKSURISpecialUse(t *testing.T) {
 			}
 			h := newHarness(t, func(c *Config) {
 				cl := storage.Client{ID: pkjwtCIMDClient, Kind: storage.ClientCIMD, Name: "X", RedirectURIs: []string{pkjwtRedirect},
-					TokenEndpointAuthMethod: AuthMethodPrivateKeyJWT, JWKSURI: uri}
+					TokenEndpointAuthMethod: oauth.AuthMethodPrivateKeyJWT, JWKSURI: uri}
 				c.ClientResolver.(*testResolver).clients[cl.ID] = cl
 				c.JWKSFetcher = f
 			})
-			form := url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {"x"}}
+			form := url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {"x"}}
 			w := h.token(withAssertion(form, h.assertionFor(rs, pkjwtCIMDClient, "j")))
 			tj := decodeToken(t, w)
-			if w.Code != http.StatusUnauthorized || tj.Error != CodeInvalidClient || !strings.HasPrefix(tj.Description, "the client's keys are not usable") {
+			if w.Code != http.StatusUnauthorized || tj.Error != oauth.CodeInvalidClient || !strings.HasPrefix(tj.Description, "the client's keys are not usable") {
 				t.Fatalf("%d %+v", w.Code, tj)
 			}
 			if w.Header().Get("Retry-After") != "" {

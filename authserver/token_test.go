@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -34,47 +35,47 @@ func TestTokenExchangeRefusals(t *testing.T) {
 		err    string
 		burned bool
 	}{
-		{name: "wrong content type", req: func(r *http.Request) { r.Header.Set("Content-Type", "application/json") }, status: 400, err: CodeInvalidRequest},
-		{name: "no content type", req: func(r *http.Request) { r.Header.Del("Content-Type") }, status: 400, err: CodeInvalidRequest},
-		{name: "GET", req: func(r *http.Request) { r.Method = http.MethodGet }, status: 405, err: CodeInvalidRequest},
-		{name: "parameters in the URL", req: func(r *http.Request) { r.URL.RawQuery = "code_verifier=x" }, status: 400, err: CodeInvalidRequest},
-		{name: "repeated code", body: func(f url.Values) string { f.Add("code", "x"); return f.Encode() }, status: 400, err: CodeInvalidRequest},
-		{name: "repeated client_id", body: func(f url.Values) string { f.Add("client_id", "app"); return f.Encode() }, status: 400, err: CodeInvalidRequest},
-		{name: "malformed body", body: func(f url.Values) string { return f.Encode() + "&%zz" }, status: 400, err: CodeInvalidRequest},
-		{name: "body too large", body: func(f url.Values) string { return f.Encode() + "&pad=" + strings.Repeat("a", maxFormBytes) }, status: 400, err: CodeInvalidRequest},
-		{name: "missing code", body: func(f url.Values) string { f.Del("code"); return f.Encode() }, status: 400, err: CodeInvalidRequest},
-		{name: "missing code_verifier", body: func(f url.Values) string { f.Del("code_verifier"); return f.Encode() }, status: 400, err: CodeInvalidRequest},
-		{name: "empty code_verifier", body: func(f url.Values) string { f.Set("code_verifier", ""); return f.Encode() }, status: 400, err: CodeInvalidRequest},
-		{name: "missing grant_type", body: func(f url.Values) string { f.Del("grant_type"); return f.Encode() }, status: 400, err: CodeInvalidRequest},
-		{name: "unsupported grant_type", body: func(f url.Values) string { f.Set("grant_type", "password"); return f.Encode() }, status: 400, err: CodeUnsupportedGrantType},
-		{name: "client_credentials", body: func(f url.Values) string { f.Set("grant_type", "client_credentials"); return f.Encode() }, status: 400, err: CodeUnsupportedGrantType},
-		{name: "missing client_id", body: func(f url.Values) string { f.Del("client_id"); return f.Encode() }, status: 401, err: CodeInvalidClient},
-		{name: "unknown client", body: func(f url.Values) string { f.Set("client_id", "nobody"); return f.Encode() }, status: 401, err: CodeInvalidClient},
-		{name: "public client sends a secret", body: func(f url.Values) string { f.Set("client_secret", "guess"); return f.Encode() }, status: 401, err: CodeInvalidClient},
-		{name: "bearer authorization header", req: func(r *http.Request) { r.Header.Set("Authorization", "Bearer x") }, status: 401, err: CodeInvalidClient},
-		{name: "confidential without secret", client: "conf", status: 401, err: CodeInvalidClient},
-		{name: "confidential wrong secret (basic)", client: "conf", body: func(f url.Values) string { f.Del("client_id"); return f.Encode() }, req: basic("conf", "wrong-wrong-wrong-wrong"), status: 401, err: CodeInvalidClient},
-		{name: "confidential wrong secret (post)", client: "conf", body: func(f url.Values) string { f.Set("client_secret", "wrong-wrong-wrong"); return f.Encode() }, status: 401, err: CodeInvalidClient},
-		{name: "confidential both methods", client: "conf", body: func(f url.Values) string { f.Set("client_secret", testSecret); return f.Encode() }, req: basic("conf", testSecret), status: 400, err: CodeInvalidRequest},
-		{name: "basic id differs from client_id", client: "conf", req: basic("app", testSecret), status: 400, err: CodeInvalidRequest},
+		{name: "wrong content type", req: func(r *http.Request) { r.Header.Set("Content-Type", "application/json") }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "no content type", req: func(r *http.Request) { r.Header.Del("Content-Type") }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "GET", req: func(r *http.Request) { r.Method = http.MethodGet }, status: 405, err: oauth.CodeInvalidRequest},
+		{name: "parameters in the URL", req: func(r *http.Request) { r.URL.RawQuery = "code_verifier=x" }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "repeated code", body: func(f url.Values) string { f.Add("code", "x"); return f.Encode() }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "repeated client_id", body: func(f url.Values) string { f.Add("client_id", "app"); return f.Encode() }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "malformed body", body: func(f url.Values) string { return f.Encode() + "&%zz" }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "body too large", body: func(f url.Values) string { return f.Encode() + "&pad=" + strings.Repeat("a", maxFormBytes) }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "missing code", body: func(f url.Values) string { f.Del("code"); return f.Encode() }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "missing code_verifier", body: func(f url.Values) string { f.Del("code_verifier"); return f.Encode() }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "empty code_verifier", body: func(f url.Values) string { f.Set("code_verifier", ""); return f.Encode() }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "missing grant_type", body: func(f url.Values) string { f.Del("grant_type"); return f.Encode() }, status: 400, err: oauth.CodeInvalidRequest},
+		{name: "unsupported grant_type", body: func(f url.Values) string { f.Set("grant_type", "password"); return f.Encode() }, status: 400, err: oauth.CodeUnsupportedGrantType},
+		{name: "client_credentials", body: func(f url.Values) string { f.Set("grant_type", "client_credentials"); return f.Encode() }, status: 400, err: oauth.CodeUnsupportedGrantType},
+		{name: "missing client_id", body: func(f url.Values) string { f.Del("client_id"); return f.Encode() }, status: 401, err: oauth.CodeInvalidClient},
+		{name: "unknown client", body: func(f url.Values) string { f.Set("client_id", "nobody"); return f.Encode() }, status: 401, err: oauth.CodeInvalidClient},
+		{name: "public client sends a secret", body: func(f url.Values) string { f.Set("client_secret", "guess"); return f.Encode() }, status: 401, err: oauth.CodeInvalidClient},
+		{name: "bearer authorization header", req: func(r *http.Request) { r.Header.Set("Authorization", "Bearer x") }, status: 401, err: oauth.CodeInvalidClient},
+		{name: "confidential without secret", client: "conf", status: 401, err: oauth.CodeInvalidClient},
+		{name: "confidential wrong secret (basic)", client: "conf", body: func(f url.Values) string { f.Del("client_id"); return f.Encode() }, req: basic("conf", "wrong-wrong-wrong-wrong"), status: 401, err: oauth.CodeInvalidClient},
+		{name: "confidential wrong secret (post)", client: "conf", body: func(f url.Values) string { f.Set("client_secret", "wrong-wrong-wrong"); return f.Encode() }, status: 401, err: oauth.CodeInvalidClient},
+		{name: "confidential both methods", client: "conf", body: func(f url.Values) string { f.Set("client_secret", testSecret); return f.Encode() }, req: basic("conf", testSecret), status: 400, err: oauth.CodeInvalidRequest},
+		{name: "basic id differs from client_id", client: "conf", req: basic("app", testSecret), status: 400, err: oauth.CodeInvalidRequest},
 		{name: "grant not allowed for client", client: "norefresh", body: func(f url.Values) string {
-			f.Set("grant_type", GrantRefreshToken)
+			f.Set("grant_type", oauth.GrantRefreshToken)
 			f.Set("refresh_token", "x")
 			return f.Encode()
-		}, status: 400, err: CodeUnauthorizedClient},
+		}, status: 400, err: oauth.CodeUnauthorizedClient},
 		// Checks on the code itself: the code is burned.
-		{name: "wrong redirect_uri", body: func(f url.Values) string { f.Set("redirect_uri", "http://127.0.0.1:4001/callback"); return f.Encode() }, status: 400, err: CodeInvalidGrant, burned: true},
-		{name: "wrong verifier", body: func(f url.Values) string { f.Set("code_verifier", testOtherVerifier); return f.Encode() }, status: 400, err: CodeInvalidGrant, burned: true},
-		{name: "verifier is the challenge (plain)", body: func(f url.Values) string { f.Set("code_verifier", s256(testVerifier)); return f.Encode() }, status: 400, err: CodeInvalidGrant, burned: true},
-		{name: "malformed verifier", body: func(f url.Values) string { f.Set("code_verifier", "short"); return f.Encode() }, status: 400, err: CodeInvalidGrant, burned: true},
-		{name: "code of another client", body: func(f url.Values) string { f.Set("client_id", "app2"); return f.Encode() }, status: 400, err: CodeInvalidGrant, burned: true},
-		{name: "unknown code", body: func(f url.Values) string { f.Set("code", "nope"); return f.Encode() }, status: 400, err: CodeInvalidGrant},
-		{name: "other resource", body: func(f url.Values) string { f.Set("resource", testResource2); return f.Encode() }, status: 400, err: CodeInvalidTarget, burned: true},
+		{name: "wrong redirect_uri", body: func(f url.Values) string { f.Set("redirect_uri", "http://127.0.0.1:4001/callback"); return f.Encode() }, status: 400, err: oauth.CodeInvalidGrant, burned: true},
+		{name: "wrong verifier", body: func(f url.Values) string { f.Set("code_verifier", testOtherVerifier); return f.Encode() }, status: 400, err: oauth.CodeInvalidGrant, burned: true},
+		{name: "verifier is the challenge (plain)", body: func(f url.Values) string { f.Set("code_verifier", s256(testVerifier)); return f.Encode() }, status: 400, err: oauth.CodeInvalidGrant, burned: true},
+		{name: "malformed verifier", body: func(f url.Values) string { f.Set("code_verifier", "short"); return f.Encode() }, status: 400, err: oauth.CodeInvalidGrant, burned: true},
+		{name: "code of another client", body: func(f url.Values) string { f.Set("client_id", "app2"); return f.Encode() }, status: 400, err: oauth.CodeInvalidGrant, burned: true},
+		{name: "unknown code", body: func(f url.Values) string { f.Set("code", "nope"); return f.Encode() }, status: 400, err: oauth.CodeInvalidGrant},
+		{name: "other resource", body: func(f url.Values) string { f.Set("resource", testResource2); return f.Encode() }, status: 400, err: oauth.CodeInvalidTarget, burned: true},
 		{name: "two resources", body: func(f url.Values) string {
 			f.Add("resource", testResource)
 			f.Add("resource", testResource)
 			return f.Encode()
-		}, status: 400, err: CodeInvalidTarget, burned: true},
+		}, status: 400, err: oauth.CodeInvalidTarget, burned: true},
 	}
 	redirects := map[string]string{"app": appRedirect, "conf": "https://conf.example.com/cb", "norefresh": "https://norefresh.example.com/cb"}
 	for _, tc := range cases {
@@ -116,7 +117,7 @@ func TestTokenExchangeRefusals(t *testing.T) {
 			}
 			w = h.token(good, gmods...)
 			if tc.burned {
-				if w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+				if w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 					t.Fatalf("burned code redeemed: %d %s", w.Code, w.Body)
 				}
 				if n := len(h.grants()); n != grantsBefore {
@@ -160,7 +161,7 @@ func TestTokenPKCEDowngrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := h.token(h.exchangeForm("app", code, appRedirect, testVerifier))
-	if w.Code != 400 || oauthError(t, w) != CodeInvalidGrant || !strings.Contains(w.Body.String(), "downgrade") {
+	if w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant || !strings.Contains(w.Body.String(), "downgrade") {
 		t.Fatalf("got %d %s", w.Code, w.Body)
 	}
 	if n := len(h.grants()); n != 0 {
@@ -177,14 +178,14 @@ func TestTokenCodeReplay(t *testing.T) {
 		first := h.mustToken(h.exchangeForm("app", code, appRedirect, testVerifier))
 		sid := h.claims(first.AccessToken)["sid"].(string)
 		w := h.token(h.exchangeForm("app", code, appRedirect, testVerifier))
-		if w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		if w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("replay: %d %s", w.Code, w.Body)
 		}
 		if ok, err := h.srv.Active(context.Background(), sid, "app"); ok || err != nil {
 			t.Fatalf("grant still active after replay (%v)", err)
 		}
-		w = h.token(url.Values{"grant_type": {GrantRefreshToken}, "client_id": {"app"}, "refresh_token": {first.RefreshToken}})
-		if w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		w = h.token(url.Values{"grant_type": {oauth.GrantRefreshToken}, "client_id": {"app"}, "refresh_token": {first.RefreshToken}})
+		if w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("refresh after replay: %d %s", w.Code, w.Body)
 		}
 		if evs := h.audit("code.replay"); len(evs) != 1 || evs[0].Outcome != "grant_revoked" {
@@ -204,7 +205,7 @@ func TestTokenCodeReplay(t *testing.T) {
 			sid := h.claims(first.AccessToken)["sid"].(string)
 			active := h.activeGrants()
 			w := h.token(tc.form(code))
-			if w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+			if w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 				t.Fatalf("replay: %d %s", w.Code, w.Body)
 			}
 			if ok, err := h.srv.Active(context.Background(), sid, "app"); !ok || err != nil {
@@ -213,14 +214,14 @@ func TestTokenCodeReplay(t *testing.T) {
 			if h.activeGrants() != active {
 				t.Fatal("grants changed")
 			}
-			h.mustToken(url.Values{"grant_type": {GrantRefreshToken}, "client_id": {"app"}, "refresh_token": {first.RefreshToken}})
+			h.mustToken(url.Values{"grant_type": {oauth.GrantRefreshToken}, "client_id": {"app"}, "refresh_token": {first.RefreshToken}})
 		})
 	}
 	t.Run("expired code", func(t *testing.T) {
 		code := h.code("app", appRedirect)
 		h.clock.Advance(DefaultCodeTTL + time.Second)
 		w := h.token(h.exchangeForm("app", code, appRedirect, testVerifier))
-		if w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		if w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("%d %s", w.Code, w.Body)
 		}
 	})
@@ -271,7 +272,7 @@ func TestTokenConcurrentRedemption(t *testing.T) {
 }
 
 func refreshForm(client, rt string) url.Values {
-	return url.Values{"grant_type": {GrantRefreshToken}, "client_id": {client}, "refresh_token": {rt}}
+	return url.Values{"grant_type": {oauth.GrantRefreshToken}, "client_id": {client}, "refresh_token": {rt}}
 }
 
 // OAuth 2.1 §4.1.3: redirect_uri is optional at /token. The code is bound to
@@ -288,9 +289,9 @@ func TestTokenExchangeRedirectURI(t *testing.T) {
 	}{
 		{"absent", func(f url.Values) { f.Del("redirect_uri") }, 200, ""},
 		{"present and equal", func(url.Values) {}, 200, ""},
-		{"present and different", func(f url.Values) { f.Set("redirect_uri", "https://app.example.com/other") }, 400, CodeInvalidGrant},
-		{"another loopback port", func(f url.Values) { f.Set("redirect_uri", "http://127.0.0.1:4001/callback") }, 400, CodeInvalidGrant},
-		{"trailing slash", func(f url.Values) { f.Set("redirect_uri", appRedirect+"/") }, 400, CodeInvalidGrant},
+		{"present and different", func(f url.Values) { f.Set("redirect_uri", "https://app.example.com/other") }, 400, oauth.CodeInvalidGrant},
+		{"another loopback port", func(f url.Values) { f.Set("redirect_uri", "http://127.0.0.1:4001/callback") }, 400, oauth.CodeInvalidGrant},
+		{"trailing slash", func(f url.Values) { f.Set("redirect_uri", appRedirect+"/") }, 400, oauth.CodeInvalidGrant},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code := h.code("app", appRedirect)
@@ -302,7 +303,7 @@ func TestTokenExchangeRedirectURI(t *testing.T) {
 			}
 			if c.status != 200 {
 				// The refusal burned the code.
-				if w := h.token(h.exchangeForm("app", code, appRedirect, testVerifier)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+				if w := h.token(h.exchangeForm("app", code, appRedirect, testVerifier)); w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 					t.Fatalf("code redeemable after a wrong redirect_uri: %d %s", w.Code, w.Body)
 				}
 			}
@@ -334,7 +335,7 @@ func TestTokenRefreshGraceConfig(t *testing.T) {
 				t.Fatalf("retry of the rotated-out token: %d %s, want success %v", w.Code, w.Body, c.retryOK)
 			}
 			if !c.retryOK {
-				if oauthError(t, w) != CodeInvalidGrant {
+				if oauthError(t, w) != oauth.CodeInvalidGrant {
 					t.Fatalf("retry refused with %s", w.Body)
 				}
 				if w := h.token(refreshForm("app", t1.RefreshToken)); w.Code != 400 {
@@ -371,7 +372,7 @@ func TestTokenRefresh(t *testing.T) {
 		// Lost response: t1 never arrived; t0 is presented again and works
 		// once more, replacing the unused t1.
 		t2 := h.mustToken(refreshForm("app", t0.RefreshToken))
-		if w := h.token(refreshForm("app", t1.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		if w := h.token(refreshForm("app", t1.RefreshToken)); w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("replaced token still works: %d %s", w.Code, w.Body)
 		}
 		// The family was revoked by that reuse of t1.
@@ -379,7 +380,7 @@ func TestTokenRefresh(t *testing.T) {
 		if ok, _ := h.srv.Active(context.Background(), sid, "app"); ok {
 			t.Fatal("family not revoked after reuse")
 		}
-		if w := h.token(refreshForm("app", t2.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		if w := h.token(refreshForm("app", t2.RefreshToken)); w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("revoked family refreshed: %d %s", w.Code, w.Body)
 		}
 		if evs := h.audit("refresh.reuse"); len(evs) == 0 {
@@ -390,7 +391,7 @@ func TestTokenRefresh(t *testing.T) {
 		t0 := start(t, "read")
 		t1 := h.mustToken(refreshForm("app", t0.RefreshToken))
 		t2 := h.mustToken(refreshForm("app", t1.RefreshToken))
-		if w := h.token(refreshForm("app", t0.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		if w := h.token(refreshForm("app", t0.RefreshToken)); w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("reuse: %d %s", w.Code, w.Body)
 		}
 		if w := h.token(refreshForm("app", t2.RefreshToken)); w.Code != 400 {
@@ -404,10 +405,10 @@ func TestTokenRefresh(t *testing.T) {
 		if evs := h.audit("token.issued"); evs[0].Detail["rotation"] != "lost_response_retry" {
 			t.Fatalf("retry not audited as such: %+v", evs[0])
 		}
-		if w := h.token(refreshForm("app", t0.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		if w := h.token(refreshForm("app", t0.RefreshToken)); w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("second retry: %d %s", w.Code, w.Body)
 		}
-		if w := h.token(refreshForm("app", t2.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		if w := h.token(refreshForm("app", t2.RefreshToken)); w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("family survived a second retry: %d %s", w.Code, w.Body)
 		}
 	})
@@ -415,10 +416,10 @@ func TestTokenRefresh(t *testing.T) {
 		t0 := start(t, "read")
 		t1 := h.mustToken(refreshForm("app", t0.RefreshToken))
 		h.clock.Advance(DefaultRefreshGrace)
-		if w := h.token(refreshForm("app", t0.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		if w := h.token(refreshForm("app", t0.RefreshToken)); w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("retry after the window: %d %s", w.Code, w.Body)
 		}
-		if w := h.token(refreshForm("app", t1.RefreshToken)); w.Code != 400 || oauthError(t, w) != CodeInvalidGrant {
+		if w := h.token(refreshForm("app", t1.RefreshToken)); w.Code != 400 || oauthError(t, w) != oauth.CodeInvalidGrant {
 			t.Fatalf("family survived a late retry: %d %s", w.Code, w.Body)
 		}
 	})
@@ -428,13 +429,13 @@ func TestTokenRefresh(t *testing.T) {
 		status int
 		err    string
 	}{
-		{"wider scope", func(rt string) url.Values { f := refreshForm("app", rt); f.Set("scope", "read write"); return f }, 400, CodeInvalidScope},
-		{"unknown scope", func(rt string) url.Values { f := refreshForm("app", rt); f.Set("scope", "admin"); return f }, 400, CodeInvalidScope},
-		{"another client", func(rt string) url.Values { return refreshForm("app2", rt) }, 400, CodeInvalidGrant},
-		{"other resource", func(rt string) url.Values { f := refreshForm("app", rt); f.Set("resource", testResource2); return f }, 400, CodeInvalidTarget},
-		{"missing refresh_token", func(rt string) url.Values { f := refreshForm("app", rt); f.Del("refresh_token"); return f }, 400, CodeInvalidRequest},
-		{"repeated refresh_token", func(rt string) url.Values { f := refreshForm("app", rt); f.Add("refresh_token", rt); return f }, 400, CodeInvalidRequest},
-		{"unknown token", func(rt string) url.Values { return refreshForm("app", "nope") }, 400, CodeInvalidGrant},
+		{"wider scope", func(rt string) url.Values { f := refreshForm("app", rt); f.Set("scope", "read write"); return f }, 400, oauth.CodeInvalidScope},
+		{"unknown scope", func(rt string) url.Values { f := refreshForm("app", rt); f.Set("scope", "admin"); return f }, 400, oauth.CodeInvalidScope},
+		{"another client", func(rt string) url.Values { return refreshForm("app2", rt) }, 400, oauth.CodeInvalidGrant},
+		{"other resource", func(rt string) url.Values { f := refreshForm("app", rt); f.Set("resource", testResource2); return f }, 400, oauth.CodeInvalidTarget},
+		{"missing refresh_token", func(rt string) url.Values { f := refreshForm("app", rt); f.Del("refresh_token"); return f }, 400, oauth.CodeInvalidRequest},
+		{"repeated refresh_token", func(rt string) url.Values { f := refreshForm("app", rt); f.Add("refresh_token", rt); return f }, 400, oauth.CodeInvalidRequest},
+		{"unknown token", func(rt string) url.Values { return refreshForm("app", "nope") }, 400, oauth.CodeInvalidGrant},
 	}
 	for _, tc := range refusals {
 		t.Run("refused without state change: "+tc.name, func(t *testing.T) {
@@ -527,17 +528,17 @@ func TestTokenResourceBinding(t *testing.T) {
 		{name: "normalized", policy: ResourcePolicy{Enabled: true, EnforceOnTokenExchange: true, KeepBindingOnRefresh: true, Known: []string{"https://mcp.example.com"}},
 			s: step{authz: []string{"HTTPS://MCP.Example.COM:443/"}, token: []string{"https://mcp.example.com"}, refresh: []string{"https://mcp.example.com/"}}, aud: "https://mcp.example.com"},
 		{name: "path trailing slash is significant", policy: ResourcePolicy{Enabled: true, Known: []string{testResource}},
-			s: step{authz: []string{testResource + "/"}}, authzErr: CodeInvalidTarget},
+			s: step{authz: []string{testResource + "/"}}, authzErr: oauth.CodeInvalidTarget},
 		{name: "token resource mismatch enforced", policy: ResourcePolicy{Enabled: true, EnforceOnTokenExchange: true, KeepBindingOnRefresh: true, Known: []string{testResource, testResource2}},
-			s: step{authz: []string{testResource}, token: []string{testResource2}}, tokenErr: CodeInvalidTarget},
+			s: step{authz: []string{testResource}, token: []string{testResource2}}, tokenErr: oauth.CodeInvalidTarget},
 		{name: "token resource mismatch not enforced", policy: ResourcePolicy{Enabled: true, KeepBindingOnRefresh: true, Known: []string{testResource, testResource2}},
 			s: step{authz: []string{testResource}, token: []string{testResource2}}, aud: testResource},
 		{name: "refresh without resource keeps binding", policy: ResourcePolicy{Enabled: true, EnforceOnTokenExchange: true, KeepBindingOnRefresh: true, Known: []string{testResource, testResource2}},
 			s: step{authz: []string{testResource2}}, aud: testResource2},
 		{name: "refresh without resource, keep off", policy: ResourcePolicy{Enabled: true, EnforceOnTokenExchange: true, Known: []string{testResource, testResource2}},
-			s: step{authz: []string{testResource2}}, aud: testResource2, refreshErr: CodeInvalidTarget},
+			s: step{authz: []string{testResource2}}, aud: testResource2, refreshErr: oauth.CodeInvalidTarget},
 		{name: "refresh to another resource", policy: ResourcePolicy{Enabled: true, KeepBindingOnRefresh: true, Known: []string{testResource, testResource2}},
-			s: step{authz: []string{testResource}, refresh: []string{testResource2}}, aud: testResource, refreshErr: CodeInvalidTarget},
+			s: step{authz: []string{testResource}, refresh: []string{testResource2}}, aud: testResource, refreshErr: oauth.CodeInvalidTarget},
 		{name: "no resource: client audience fallback", policy: ResourcePolicy{Enabled: true, ClientAudienceFallback: true, KeepBindingOnRefresh: true, Known: []string{testResource}},
 			s: step{client: "aud"}, aud: testClientAud},
 		{name: "no resource: fallback off uses the only known", policy: ResourcePolicy{Enabled: true, KeepBindingOnRefresh: true, Known: []string{testResource}},
@@ -545,11 +546,11 @@ func TestTokenResourceBinding(t *testing.T) {
 		{name: "no resource: configured default", policy: ResourcePolicy{Enabled: true, KeepBindingOnRefresh: true, Known: []string{testResource, testResource2}, Default: testResource2},
 			s: step{}, aud: testResource2},
 		{name: "no resource: ambiguous", policy: ResourcePolicy{Enabled: true, KeepBindingOnRefresh: true, Known: []string{testResource, testResource2}},
-			s: step{}, authzErr: CodeInvalidTarget},
+			s: step{}, authzErr: oauth.CodeInvalidTarget},
 		{name: "several resources at authorize", policy: ResourcePolicy{Enabled: true, Known: []string{testResource, testResource2}},
-			s: step{authz: []string{testResource, testResource2}}, authzErr: CodeInvalidTarget},
+			s: step{authz: []string{testResource, testResource2}}, authzErr: oauth.CodeInvalidTarget},
 		{name: "several resources at token", policy: ResourcePolicy{Enabled: true, EnforceOnTokenExchange: true, KeepBindingOnRefresh: true, Known: []string{testResource}},
-			s: step{authz: []string{testResource}, token: []string{testResource, testResource}}, tokenErr: CodeInvalidTarget},
+			s: step{authz: []string{testResource}, token: []string{testResource, testResource}}, tokenErr: oauth.CodeInvalidTarget},
 		{name: "disabled: parameter ignored", policy: ResourcePolicy{Enabled: false, Known: []string{testResource}},
 			s: step{authz: []string{"https://anything.example.com/"}, token: []string{"https://anything.example.com/"}}, aud: testResource},
 	}
@@ -713,7 +714,7 @@ func TestTokenConcurrentRefresh(t *testing.T) {
 				mu.Lock()
 				issued = append(issued, tok.RefreshToken)
 				mu.Unlock()
-			case resp.StatusCode == 400 && tok.Error == CodeInvalidGrant:
+			case resp.StatusCode == 400 && tok.Error == oauth.CodeInvalidGrant:
 			default:
 				t.Errorf("status %d %s", resp.StatusCode, tok.Error)
 			}
@@ -756,7 +757,7 @@ func TestTokenThirdPartyClients(t *testing.T) {
 			} else if err := h.store.DeleteClient(context.Background(), c.id); err != nil {
 				t.Fatal(err)
 			}
-			if w := h.token(refreshForm(c.id, tok.RefreshToken)); w.Code != 401 || oauthError(t, w) != CodeInvalidClient {
+			if w := h.token(refreshForm(c.id, tok.RefreshToken)); w.Code != 401 || oauthError(t, w) != oauth.CodeInvalidClient {
 				t.Fatalf("refresh by a vanished client: %d %s", w.Code, w.Body)
 			}
 			if c.id == "dcr-1" {
@@ -805,7 +806,7 @@ func TestTokenEmailOnlyWhenVerified(t *testing.T) {
 			})
 			code := h.code("app", appRedirect)
 			tok := h.mustToken(h.exchangeForm("app", code, appRedirect, testVerifier))
-			for _, at := range []string{tok.AccessToken, h.mustToken(url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tok.RefreshToken}, "client_id": {"app"}}).AccessToken} {
+			for _, at := range []string{tok.AccessToken, h.mustToken(url.Values{"grant_type": {oauth.GrantRefreshToken}, "refresh_token": {tok.RefreshToken}, "client_id": {"app"}}).AccessToken} {
 				c := h.claims(at)
 				email, hasEmail := c["email"]
 				if tc.verified != hasEmail || tc.verified && (email != "alice@example.com" || c["email_verified"] != true) {
@@ -848,16 +849,16 @@ func TestRefreshAfterResourceRemoved(t *testing.T) {
 		keep     bool // KeepBindingOnRefresh
 		want     string
 	}{
-		{"removed, no resource", true, nil, true, CodeInvalidGrant},
-		{"removed, no resource, binding not kept", true, nil, false, CodeInvalidGrant},
-		{"removed, the bound resource", true, []string{testResource}, true, CodeInvalidGrant},
-		{"removed, a served resource", true, []string{other}, true, CodeInvalidGrant},
-		{"removed, asks for an unknown resource", true, []string{unknown}, true, CodeInvalidTarget},
-		{"removed, malformed resource", true, []string{"https://x.example/#f"}, true, CodeInvalidTarget},
-		{"served, asks for an unknown resource", false, []string{unknown}, true, CodeInvalidTarget},
-		{"served, asks for another served resource", false, []string{other}, true, CodeInvalidTarget},
-		{"served, two resources", false, []string{testResource, other}, true, CodeInvalidTarget},
-		{"served, binding not kept, no resource", false, nil, false, CodeInvalidTarget},
+		{"removed, no resource", true, nil, true, oauth.CodeInvalidGrant},
+		{"removed, no resource, binding not kept", true, nil, false, oauth.CodeInvalidGrant},
+		{"removed, the bound resource", true, []string{testResource}, true, oauth.CodeInvalidGrant},
+		{"removed, a served resource", true, []string{other}, true, oauth.CodeInvalidGrant},
+		{"removed, asks for an unknown resource", true, []string{unknown}, true, oauth.CodeInvalidTarget},
+		{"removed, malformed resource", true, []string{"https://x.example/#f"}, true, oauth.CodeInvalidTarget},
+		{"served, asks for an unknown resource", false, []string{unknown}, true, oauth.CodeInvalidTarget},
+		{"served, asks for another served resource", false, []string{other}, true, oauth.CodeInvalidTarget},
+		{"served, two resources", false, []string{testResource, other}, true, oauth.CodeInvalidTarget},
+		{"served, binding not kept, no resource", false, nil, false, oauth.CodeInvalidTarget},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h.srv = served

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -197,19 +198,19 @@ func (s *Server) serveStepUp(w http.ResponseWriter, r *http.Request) {
 	setAuthorizeHeaders(w)
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
-		s.cfg.Browser.Error(w, r, http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed")
+		s.cfg.Browser.Error(w, r, http.StatusMethodNotAllowed, oauth.CodeInvalidRequest, "method not allowed")
 		return
 	}
 	q := r.URL.Query()
 	grantID := q.Get("grant")
 	if len(q["grant"]) != 1 || grantID == "" || len(grantID) > 128 || len(q["scope"]) > 1 {
-		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "the step-up link is malformed")
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidRequest, "the step-up link is malformed")
 		return
 	}
 	var requested []string
 	for _, sc := range strings.Fields(q.Get("scope")) {
 		if !validScopeToken(sc) || len(requested) == maxStepUpScopes {
-			s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidScope, "the step-up link is malformed")
+			s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidScope, "the step-up link is malformed")
 			return
 		}
 		if !contains(requested, sc) {
@@ -226,28 +227,28 @@ func (s *Server) serveStepUp(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "this access has ended; connect the application again")
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidRequest, "this access has ended; connect the application again")
 		return
 	case err != nil:
 		s.cfg.Logger.Error("authserver: step-up: get grant", "error", err)
-		s.cfg.Browser.Error(w, r, http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "storage unavailable")
+		s.cfg.Browser.Error(w, r, http.StatusServiceUnavailable, oauth.CodeTemporarilyUnavailable, "storage unavailable")
 		return
 	}
 	// Someone else's grant reads like an ended one: the page tells nothing
 	// about grants of other users.
 	if g.Subject != id.Subject || g.Revoked() || (!g.ExpiresAt.IsZero() && !now.Before(g.ExpiresAt)) {
-		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "this access has ended, or belongs to another account; connect the application again")
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidRequest, "this access has ended, or belongs to another account; connect the application again")
 		return
 	}
 	client, err := s.lookupClient(ctx, g.ClientID)
 	if err != nil || client.Disabled {
-		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidClient, "the application is no longer registered")
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidClient, "the application is no longer registered")
 		return
 	}
 	target := slices.Clone(g.Scopes)
 	for _, sc := range requested {
 		if !s.scopeAllowed(sc, client) {
-			s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidScope, "scope "+safeName(sc)+" is not allowed for this application")
+			s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidScope, "scope "+safeName(sc)+" is not allowed for this application")
 			return
 		}
 		if !contains(target, sc) {
@@ -296,11 +297,11 @@ func (s *Server) serveStepUp(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := s.cfg.Browser.VerifyCSRF(r); err != nil {
-		s.cfg.Browser.Error(w, r, http.StatusForbidden, CodeInvalidRequest, "the form has expired; open the link again")
+		s.cfg.Browser.Error(w, r, http.StatusForbidden, oauth.CodeInvalidRequest, "the form has expired; open the link again")
 		return
 	}
 	if err := r.ParseForm(); err != nil || len(r.PostForm["decision"]) != 1 {
-		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "malformed form")
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidRequest, "malformed form")
 		return
 	}
 	switch r.PostForm.Get("decision") {
@@ -311,17 +312,17 @@ func (s *Server) serveStepUp(w http.ResponseWriter, r *http.Request) {
 		s.stepUpDone(w, r, StepUpResult{Client: client})
 		return
 	default:
-		s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "unknown decision")
+		s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidRequest, "unknown decision")
 		return
 	}
 	widened, err := s.store.WidenGrant(ctx, g.ID, newScopes, newTools, now)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGrantRevoked) {
-			s.cfg.Browser.Error(w, r, http.StatusBadRequest, CodeInvalidRequest, "this access has ended; connect the application again")
+			s.cfg.Browser.Error(w, r, http.StatusBadRequest, oauth.CodeInvalidRequest, "this access has ended; connect the application again")
 			return
 		}
 		s.cfg.Logger.Error("authserver: step-up: widen grant", "client_id", client.ID, "error", err)
-		s.cfg.Browser.Error(w, r, http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "storage unavailable")
+		s.cfg.Browser.Error(w, r, http.StatusServiceUnavailable, oauth.CodeTemporarilyUnavailable, "storage unavailable")
 		return
 	}
 	s.emit(ctx, r, storage.AuditEvent{Type: audit.ConsentGrant, Outcome: "success", Subject: id.Subject, ClientID: client.ID,

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // todoTools is the per-tool scope map of the sample server's guard.
@@ -110,7 +112,7 @@ func (h *harness) stepUp(method, rawQuery, user string, form url.Values) *httpte
 }
 
 func (h *harness) refresh(clientID, rt, scope string) *httptest.ResponseRecorder {
-	f := url.Values{"grant_type": {GrantRefreshToken}, "client_id": {clientID}, "refresh_token": {rt}}
+	f := url.Values{"grant_type": {oauth.GrantRefreshToken}, "client_id": {clientID}, "refresh_token": {rt}}
 	if scope != "" {
 		f.Set("scope", scope)
 	}
@@ -138,7 +140,7 @@ func TestStepUpWidensGrantForNextRefresh(t *testing.T) {
 	rq := u.RawQuery
 
 	// Before any step-up a refresh cannot ask for write.
-	if w := h.refresh("app", tok.RefreshToken, "read write"); w.Code != http.StatusBadRequest || oauthError(t, w) != CodeInvalidScope {
+	if w := h.refresh("app", tok.RefreshToken, "read write"); w.Code != http.StatusBadRequest || oauthError(t, w) != oauth.CodeInvalidScope {
 		t.Fatalf("refresh beyond the grant: %d %s", w.Code, w.Body)
 	}
 
@@ -156,7 +158,7 @@ func TestStepUpWidensGrantForNextRefresh(t *testing.T) {
 	// A scope the client may not have: an error page.
 	bad := StepUpURL(h.issuer, sid, []string{"nope"})
 	bu, _ := url.Parse(bad)
-	if w := h.stepUp(http.MethodGet, bu.RawQuery, "alice", nil); w.Header().Get("X-Test-Error") != CodeInvalidScope {
+	if w := h.stepUp(http.MethodGet, bu.RawQuery, "alice", nil); w.Header().Get("X-Test-Error") != oauth.CodeInvalidScope {
 		t.Fatalf("unknown scope: %q %q", w.Header().Get("X-Test-Page"), w.Header().Get("X-Test-Error"))
 	}
 
@@ -196,7 +198,7 @@ func TestStepUpWidensGrantForNextRefresh(t *testing.T) {
 	}
 
 	// Never beyond what was consented: admin exists but was not approved.
-	if w := h.refresh("app", tok.RefreshToken, "read write admin"); w.Code != http.StatusBadRequest || oauthError(t, w) != CodeInvalidScope {
+	if w := h.refresh("app", tok.RefreshToken, "read write admin"); w.Code != http.StatusBadRequest || oauthError(t, w) != oauth.CodeInvalidScope {
 		t.Fatalf("refresh beyond the consent: %d %s", w.Code, w.Body)
 	}
 	// The refused refresh changed nothing: the same token now refreshes

@@ -83,7 +83,7 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 // Provision finds the mcp_auth app of the config being loaded. A config
 // without one still loads; the routes then answer 404.
 func (a *AdminAPI) Provision(ctx caddy.Context) error {
-	a.log = ctx.Logger(a)
+	a.log = ctx.Logger()
 	a.now = time.Now
 	v, err := ctx.AppIfConfigured("mcp_auth")
 	if err != nil {

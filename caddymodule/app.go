@@ -23,6 +23,7 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/idp"
 	"github.com/mcpauth/caddy-mcpauth/idp/mailer"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
@@ -815,7 +816,7 @@ func (a *App) validate() error {
 		if c.ID == "" {
 			return errors.New("mcp_auth: a client needs an id")
 		}
-		if strings.HasPrefix(c.ID, "https://") || strings.HasPrefix(c.ID, "http://") {
+		if oauth.IsCIMDClientID(c.ID) || strings.HasPrefix(c.ID, "http://") {
 			return fmt.Errorf("%smcp_auth: client %q: owned client ids must not be URLs (those are CIMD clients)", at(c.Source), c.ID)
 		}
 		if seen[c.ID] {
@@ -823,15 +824,15 @@ func (a *App) validate() error {
 		}
 		seen[c.ID] = true
 		for _, g := range c.GrantTypes {
-			if g != authserver.GrantAuthorizationCode && g != authserver.GrantRefreshToken && g != authserver.GrantClientCredentials {
+			if g != oauth.GrantAuthorizationCode && g != oauth.GrantRefreshToken && g != oauth.GrantClientCredentials {
 				return fmt.Errorf("%smcp_auth: client %q: grant_types %q: use authorization_code, refresh_token or client_credentials", at(c.Source), c.ID, g)
 			}
 		}
-		if len(c.RedirectURIs) == 0 && slices.Contains(grantTypesOr(c.GrantTypes), authserver.GrantAuthorizationCode) {
+		if len(c.RedirectURIs) == 0 && slices.Contains(grantTypesOr(c.GrantTypes), oauth.GrantAuthorizationCode) {
 			return fmt.Errorf("%smcp_auth: client %q needs at least one redirect_uri", at(c.Source), c.ID)
 		}
 		for _, ru := range c.RedirectURIs {
-			if err := authserver.ValidateRedirectURI(ru); err != nil {
+			if _, err := oauth.CheckRedirectURI(ru, oauth.OwnedRedirects); err != nil {
 				return fmt.Errorf("%smcp_auth: client %q: %w", at(c.Source), c.ID, err)
 			}
 		}
@@ -989,9 +990,6 @@ func (a *App) prmRegistry() *prmRegistry {
 // Store returns the storage backend.
 func (a *App) Store() storage.Backend { return a.store }
 
-// LoginPages returns the hosted login.
-func (a *App) LoginPages() *idp.Login { return a.login }
-
 // Active implements the guard's revocation check against this app's store.
 func (a *App) Active(ctx context.Context, grantID, clientID string) (bool, error) {
 	s, err := a.Server()
@@ -1102,7 +1100,7 @@ func (a *App) ownedClients() ([]storage.Client, error) {
 			sc.TokenEndpointAuthMethod = "client_secret_basic"
 		}
 		if c.JWKSURI != "" || c.JWKSFile != "" {
-			sc.TokenEndpointAuthMethod = authserver.AuthMethodPrivateKeyJWT
+			sc.TokenEndpointAuthMethod = oauth.AuthMethodPrivateKeyJWT
 			sc.JWKSURI = c.JWKSURI
 			if c.JWKSFile != "" {
 				raw, err := os.ReadFile(c.JWKSFile)

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 func TestAppValidate(t *testing.T) {
@@ -191,10 +192,10 @@ func TestOwnedClientKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0].TokenEndpointAuthMethod != authserver.AuthMethodPrivateKeyJWT || got[0].JWKSURI != "https://a.example/jwks.json" {
+	if got[0].TokenEndpointAuthMethod != oauth.AuthMethodPrivateKeyJWT || got[0].JWKSURI != "https://a.example/jwks.json" {
 		t.Errorf("jwks_uri client: %+v", got[0])
 	}
-	if got[1].TokenEndpointAuthMethod != authserver.AuthMethodPrivateKeyJWT || string(got[1].JWKS) != set {
+	if got[1].TokenEndpointAuthMethod != oauth.AuthMethodPrivateKeyJWT || string(got[1].JWKS) != set {
 		t.Errorf("jwks_file client: %+v", got[1])
 	}
 	if got[2].TokenEndpointAuthMethod != "none" || got[2].JWKSURI != "" || got[2].JWKS != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/idp"
 )
 
@@ -267,7 +268,7 @@ func (a *App) trustedIssuers(cfg *authserver.Config) {
 // grantTypesOr is a client's grant types, defaulting to the browser flow.
 func grantTypesOr(g []string) []string {
 	if len(g) == 0 {
-		return []string{authserver.GrantAuthorizationCode, authserver.GrantRefreshToken}
+		return []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}
 	}
 	return slices.Clone(g)
 }

@@ -45,6 +45,7 @@ func init() {
 //		cors_origins <origin...>        # browser origins; default: the mcp_auth app's cors_origins
 //		resource_name <text>
 //		resource_documentation <url>
+//		disable_root_metadata           # no PRM at /.well-known/oauth-protected-resource (several MCP servers on one host)
 //		identity_headers {
 //			subject <header>
 //			client_id <header>
@@ -120,6 +121,12 @@ type Guard struct {
 	ResourceName string `json:"resource_name,omitempty"`
 	// ResourceDocumentation is published in the metadata.
 	ResourceDocumentation string `json:"resource_documentation,omitempty"`
+	// DisableRootMetadata stops serving this resource's protected resource
+	// metadata at the root /.well-known/oauth-protected-resource of its
+	// host; the path-inserted URL (/.well-known/oauth-protected-resource/mcp)
+	// is always served. Set it when several MCP servers share a host, so
+	// that the root document does not name one of them for all.
+	DisableRootMetadata bool `json:"disable_root_metadata,omitempty"`
 	// IdentityHeaders name the request headers that carry the verified
 	// identity upstream; client-sent copies are always removed first.
 	IdentityHeaders *IdentityHeaders `json:"identity_headers,omitempty"`
@@ -257,6 +264,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		CORSOrigins:            g.CORSOrigins,
 		ResourceName:           g.ResourceName,
 		ResourceDocumentation:  g.ResourceDocumentation,
+		DisableRootMetadata:    g.DisableRootMetadata,
 		Leeway:                 time.Duration(g.Leeway),
 		CacheSize:              g.CacheSize,
 		CacheMaxTTL:            time.Duration(g.CacheTTL),
@@ -591,6 +599,11 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&g.ResourceDocumentation) {
 				return d.ArgErr()
 			}
+		case "disable_root_metadata":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.DisableRootMetadata = true
 		case "identity_headers":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -6,8 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/authserver/cimd"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 	"github.com/mcpauth/caddy-mcpauth/storage"
@@ -24,7 +24,7 @@ type Metrics struct {
 	guard        *prometheus.CounterVec // outcome
 	cimdFetches  *prometheus.CounterVec // result
 	logins       *prometheus.CounterVec // result
-	refusals     *prometheus.CounterVec // endpoint, reason (authserver.Reason)
+	refusals     *prometheus.CounterVec // endpoint, reason (oauth.Reason)
 	toolCalls    *prometheus.CounterVec // tool (the guard's closed set), outcome
 	// guardByOutcome caches the guard's counter of each outcome (a closed
 	// set): WithLabelValues hashes and locks, once per request otherwise.
@@ -103,7 +103,7 @@ var (
 	// reasonLabels is authserver's closed set of refusal reasons.
 	reasonLabels = func() map[string]bool {
 		m := map[string]bool{}
-		for _, r := range authserver.Reasons() {
+		for _, r := range oauth.Reasons() {
 			m[string(r)] = true
 		}
 		return m

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -149,9 +149,9 @@ func TestMetricsRefusals(t *testing.T) {
 		ev               storage.AuditEvent
 		endpoint, reason string
 	}{
-		{storage.AuditEvent{Type: "authorize.refused", Outcome: "invalid_client", Detail: map[string]string{"reason": string(authserver.ReasonCIMDDocumentTooLarge)}}, "authorize", "cimd_document_too_large"},
-		{storage.AuditEvent{Type: "token.refused", Outcome: "invalid_grant", Detail: map[string]string{"reason": string(authserver.ReasonRefreshReused)}}, "token", "refresh_reused"},
-		{storage.AuditEvent{Type: "client.register_refused", Outcome: "rate_limited", Detail: map[string]string{"reason": string(authserver.ReasonRegistrationRateLimit)}}, "register", "registration_rate_limited"},
+		{storage.AuditEvent{Type: "authorize.refused", Outcome: "invalid_client", Detail: map[string]string{"reason": string(oauth.ReasonCIMDDocumentTooLarge)}}, "authorize", "cimd_document_too_large"},
+		{storage.AuditEvent{Type: "token.refused", Outcome: "invalid_grant", Detail: map[string]string{"reason": string(oauth.ReasonRefreshReused)}}, "token", "refresh_reused"},
+		{storage.AuditEvent{Type: "client.register_refused", Outcome: "rate_limited", Detail: map[string]string{"reason": string(oauth.ReasonRegistrationRateLimit)}}, "register", "registration_rate_limited"},
 		{storage.AuditEvent{Type: "token.refused", Outcome: "invalid_grant", Detail: map[string]string{"reason": "https://evil.example/said-so"}}, "token", "other"},
 	}
 	for _, c := range cases {
@@ -161,7 +161,7 @@ func TestMetricsRefusals(t *testing.T) {
 			t.Errorf("%s/%s = %v, want %v", c.endpoint, c.reason, got, before+1)
 		}
 	}
-	for _, r := range authserver.Reasons() {
+	for _, r := range oauth.Reasons() {
 		if len(r) > 30 {
 			t.Errorf("reason %q is too long for a label", r)
 		}

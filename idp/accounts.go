@@ -303,7 +303,7 @@ func (l *Login) auditCtx(ctx context.Context, ev storage.AuditEvent) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := l.store.AppendAudit(ctx, ev); err != nil {
-		l.log.Error("idp: audit write failed", "type", ev.Type, "err", err)
+		l.log.Error("idp: audit write failed", "type", ev.Type, "error", err)
 	}
 	if l.cfg.OnEvent != nil {
 		l.cfg.OnEvent(ev)

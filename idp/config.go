@@ -99,7 +99,8 @@ type Config struct {
 	Language string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Logger receives operational logs (default slog.Default()).
+	// Logger receives operational logs (nil: discarded; the caller injects
+	// its logger, there is no global fallback).
 	Logger *slog.Logger
 	// OnEvent, when set, is called with every audit event after it is stored
 	// (or, for an unauthenticated refusal, counted by Refusals).
@@ -325,7 +326,7 @@ func (c *Config) validate() (*url.URL, error) {
 		c.Now = time.Now
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Refusals == nil {
 		c.Refusals = abuse.NewAggregator(abuse.AggregatorConfig{Store: c.Store, Now: c.Now, Logger: c.Logger})

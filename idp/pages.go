@@ -164,7 +164,7 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	acct, reason, err := l.checkPassword(r, email, emailOK, pw)
 	if err != nil {
-		l.log.Error("idp: password login failed", "err", err)
+		l.log.Error("idp: password login failed", "error", err)
 		lv.Error = msgUnavail
 		l.renderLogin(w, r, http.StatusServiceUnavailable, lv)
 		return
@@ -194,7 +194,7 @@ func (l *Login) postLogin(w http.ResponseWriter, r *http.Request) {
 	l.familiar.add(pairKey, now)
 	if err := l.startSession(w, r, acct.ID, "password",
 		storage.AuditEvent{Type: audit.LoginSuccess, Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": "password"}}); err != nil {
-		l.log.Error("idp: starting session failed", "err", err)
+		l.log.Error("idp: starting session failed", "error", err)
 		lv.Error = msgUnavail
 		l.renderLogin(w, r, http.StatusServiceUnavailable, lv)
 		return
@@ -242,7 +242,7 @@ func (l *Login) checkPassword(r *http.Request, email string, emailOK bool, pw st
 			acct.PasswordHash = h
 			acct.UpdatedAt = l.now()
 			if err := l.store.UpdateAccount(r.Context(), acct); err != nil {
-				l.log.Warn("idp: rehashing password failed", "err", err)
+				l.log.Warn("idp: rehashing password failed", "error", err)
 			}
 		}
 	}
@@ -320,7 +320,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 	ctx := r.Context()
 	h, err := l.hasher.Hash(pw)
 	if err != nil {
-		l.log.Error("idp: signup failed", "err", err)
+		l.log.Error("idp: signup failed", "error", err)
 		sv.Error = msgUnavail
 		l.renderSignup(w, r, http.StatusServiceUnavailable, sv)
 		return
@@ -332,7 +332,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 			l.audit(r, storage.AuditEvent{Type: audit.Signup, Outcome: "success", Subject: acct.ID})
 			if l.cfg.Mailer != nil {
 				if err := l.sendVerification(ctx, acct, h, sv.ReturnTo); err != nil {
-					l.log.Error("idp: storing email verification failed", "err", err)
+					l.log.Error("idp: storing email verification failed", "error", err)
 				}
 			}
 			l.signupSent(w, r, email, sv)
@@ -343,7 +343,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 		}
 	}
 	if err != nil {
-		l.log.Error("idp: signup failed", "err", err)
+		l.log.Error("idp: signup failed", "error", err)
 		sv.Error = msgUnavail
 		l.renderSignup(w, r, http.StatusServiceUnavailable, sv)
 		return
@@ -357,7 +357,7 @@ func (l *Login) postSignup(w http.ResponseWriter, r *http.Request, sv *signupVie
 			// An unverified signup holds the address: the mailbox owner
 			// may claim it with the password chosen now.
 			if err := l.sendVerification(ctx, existing, h, sv.ReturnTo); err != nil {
-				l.log.Error("idp: storing email verification failed", "err", err)
+				l.log.Error("idp: storing email verification failed", "error", err)
 			}
 		}
 		// An upstream account whose email nobody verified gets no mail.
@@ -463,12 +463,12 @@ func (l *Login) startProvider(w http.ResponseWriter, r *http.Request, p Provider
 func (l *Login) beginUpstream(w http.ResponseWriter, r *http.Request, p Provider, returnTo, hint string) {
 	a, err := l.newAttempt(r.Context(), p, returnTo, hint, hashID(l.preSessionKey(w, r)))
 	if err != nil {
-		l.log.Error("idp: creating login attempt failed", "err", err)
+		l.log.Error("idp: creating login attempt failed", "error", err)
 		l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", msgUnavail)
 		return
 	}
 	if err := p.Begin(w, r, a); err != nil {
-		l.log.Error("idp: starting upstream login failed", "provider", p.Name(), "err", err)
+		l.log.Error("idp: starting upstream login failed", "provider", p.Name(), "error", err)
 		_, _ = l.takeAttempt(r.Context(), a.ID)
 		l.audit(r, storage.AuditEvent{Type: audit.LoginFailure, Outcome: "failure", Detail: map[string]string{"reason": "begin_failed", "method": p.Kind() + ":" + p.Name()}})
 		l.upstreamUnreachable(w, r, p)

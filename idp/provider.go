@@ -296,7 +296,7 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 				"An account with this email address already exists. Sign in with it first (with its password), then use this sign-in option again to link it.")
 		default:
 			if reason == "store_error" {
-				l.log.Error("idp: upstream login failed", "provider", p.Name(), "err", err)
+				l.log.Error("idp: upstream login failed", "provider", p.Name(), "error", err)
 				l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Sign-in is temporarily unavailable. Please try again in a moment.")
 				return
 			}
@@ -306,7 +306,7 @@ func (l *Login) CompleteUpstream(w http.ResponseWriter, r *http.Request, attempt
 	}
 	if err := l.startSession(w, r, acct.ID, method,
 		storage.AuditEvent{Type: audit.LoginSuccess, Outcome: "success", Subject: acct.ID, Detail: map[string]string{"method": method}}); err != nil {
-		l.log.Error("idp: starting session failed", "err", err)
+		l.log.Error("idp: starting session failed", "error", err)
 		l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Sign-in is temporarily unavailable. Please try again in a moment.")
 		return
 	}
@@ -383,7 +383,7 @@ func (l *Login) linkUpstream(ctx context.Context, pol UpstreamPolicy, ext Extern
 			acct.Groups = slices.Clone(ext.Groups)
 			acct.UpdatedAt = l.now()
 			if err := l.store.UpdateAccount(ctx, acct); err != nil {
-				l.log.Warn("idp: updating upstream account failed", "err", err)
+				l.log.Warn("idp: updating upstream account failed", "error", err)
 			}
 		}
 		return acct, "", nil
@@ -415,7 +415,7 @@ func (l *Login) linkUpstream(ctx context.Context, pol UpstreamPolicy, ext Extern
 				// proved it holds the account: the email is verified now.
 				existing.EmailVerified, existing.UpdatedAt = true, l.now()
 				if err := l.store.UpdateAccount(ctx, existing); err != nil {
-					l.log.Warn("idp: marking linked email verified failed", "err", err)
+					l.log.Warn("idp: marking linked email verified failed", "error", err)
 				}
 			}
 			// A new way into the account: whoever else was signed in to it

@@ -53,7 +53,7 @@ func (l *Login) currentSession(r *http.Request) (sessionView, bool) {
 	s, err := l.store.GetSession(ctx, h)
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) {
-			l.log.Error("idp: session lookup failed", "err", err)
+			l.log.Error("idp: session lookup failed", "error", err)
 		}
 		return sessionView{}, false
 	}
@@ -66,7 +66,7 @@ func (l *Login) currentSession(r *http.Request) (sessionView, bool) {
 	a, err := l.store.GetAccount(ctx, s.AccountID)
 	if err != nil || a.Disabled {
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			l.log.Error("idp: account lookup failed", "err", err)
+			l.log.Error("idp: account lookup failed", "error", err)
 			return sessionView{}, false
 		}
 		l.dropSession(ctx, h)
@@ -82,7 +82,7 @@ func (l *Login) currentSession(r *http.Request) (sessionView, bool) {
 
 func (l *Login) dropSession(ctx context.Context, h []byte) {
 	if err := l.store.DeleteSession(ctx, h); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		l.log.Error("idp: deleting session failed", "err", err)
+		l.log.Error("idp: deleting session failed", "error", err)
 	}
 }
 
@@ -96,7 +96,7 @@ func (l *Login) Identify(r *http.Request) (authserver.Identity, bool) {
 	now := l.now()
 	if now.Sub(s.LastSeenAt) >= touchEvery {
 		if err := l.store.TouchSession(r.Context(), s.Hash, now); err != nil {
-			l.log.Warn("idp: touching session failed", "err", err)
+			l.log.Warn("idp: touching session failed", "error", err)
 		}
 	}
 	id := identityOf(s)

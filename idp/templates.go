@@ -222,7 +222,7 @@ func (l *Login) render(w http.ResponseWriter, status int, page string, v view, n
 	v.Brand = l.brand
 	var buf bytes.Buffer
 	if err := l.tmpl[page].ExecuteTemplate(&buf, "layout", v); err != nil {
-		l.log.Error("idp: rendering page failed", "page", page, "err", err)
+		l.log.Error("idp: rendering page failed", "page", page, "error", err)
 		l.securityHeaders(w, nonce, true)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return

@@ -124,7 +124,7 @@ func (l *Login) mail(to, subject, text string) {
 		ctx, cancel := context.WithTimeout(context.Background(), mailTimeout)
 		defer cancel()
 		if err := l.cfg.Mailer.Send(ctx, to, subject, text); err != nil {
-			l.log.Error("idp: sending mail failed", "err", err)
+			l.log.Error("idp: sending mail failed", "error", err)
 		}
 	}()
 }
@@ -185,7 +185,7 @@ func (l *Login) serveVerify(w http.ResponseWriter, r *http.Request) {
 
 func (l *Login) verifyLinkFailed(w http.ResponseWriter, r *http.Request, err error) {
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		l.log.Error("idp: email verification lookup failed", "err", err)
+		l.log.Error("idp: email verification lookup failed", "error", err)
 		l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", msgUnavail)
 		return
 	}
@@ -240,7 +240,7 @@ func (l *Login) postVerify(w http.ResponseWriter, r *http.Request) {
 	acct, err := l.store.GetAccount(ctx, v.AccountID)
 	if err != nil || acct.Email != v.Email || acct.Disabled {
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			l.log.Error("idp: email verification: account lookup failed", "err", err)
+			l.log.Error("idp: email verification: account lookup failed", "error", err)
 		}
 		l.verifyLinkFailed(w, r, nil)
 		return
@@ -251,14 +251,14 @@ func (l *Login) postVerify(w http.ResponseWriter, r *http.Request) {
 		acct.PasswordChangedAt = now
 	}
 	if err := l.store.UpdateAccount(ctx, acct); err != nil {
-		l.log.Error("idp: email verification: updating account failed", "err", err)
+		l.log.Error("idp: email verification: updating account failed", "error", err)
 		l.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", msgUnavail)
 		return
 	}
 	// Whoever else was signed in to the account (perhaps whoever typed this
 	// address at signup) is signed out, and loses the grants they got.
 	if _, err := l.endAccountAccess(ctx, acct.ID, ReasonEmailVerified); err != nil {
-		l.log.Error("idp: email verification: ending the account's access failed", "err", err)
+		l.log.Error("idp: email verification: ending the account's access failed", "error", err)
 	}
 	l.accounts.reset(v.Email)
 	detail := map[string]string{}
@@ -271,7 +271,7 @@ func (l *Login) postVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := l.startSession(w, r, acct.ID, "password", storage.AuditEvent{Type: audit.LoginSuccess, Outcome: "success", Subject: acct.ID,
 		Detail: map[string]string{"method": "password", "via": "email_verification"}}); err != nil {
-		l.log.Error("idp: starting session failed", "err", err)
+		l.log.Error("idp: starting session failed", "error", err)
 		l.redirect(w, r, loginURLWith(l.loginPath, returnTo))
 		return
 	}
@@ -313,7 +313,7 @@ func (l *Login) serveResend(w http.ResponseWriter, r *http.Request) {
 	}
 	l.signups.fail(ip, l.cfg.Throttle.SignupsPerIP, now)
 	if err := l.sendVerification(r.Context(), s.Account, s.Account.PasswordHash, returnTo); err != nil {
-		l.log.Error("idp: storing email verification failed", "err", err)
+		l.log.Error("idp: storing email verification failed", "error", err)
 		vv.Error = msgUnavail
 		l.renderVerify(w, http.StatusServiceUnavailable, sessionToken(s), vv)
 		return

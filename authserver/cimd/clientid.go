@@ -5,18 +5,13 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 )
 
 // MaxClientIDLength caps a Client Identifier URL, in bytes. The draft sets no
 // limit; the id is shown to users, stored as a key and put in every token.
 const MaxClientIDLength = 1024
-
-// IsClientIDURL reports whether a client_id is meant as a Client Identifier
-// URL (it starts with "https://"). Whether it is a valid one is
-// ValidClientIDURL's job. Ids the server generates never start so.
-func IsClientIDURL(clientID string) bool {
-	return strings.HasPrefix(clientID, "https://")
-}
 
 // ValidClientIDURL checks a Client Identifier URL
 // (draft-ietf-oauth-client-id-metadata-document §3) in production mode:
@@ -81,7 +76,7 @@ func validClientIDURL(s string, allowIPLiteral bool) error {
 	if strings.HasSuffix(u.Host, ":") {
 		return fmt.Errorf("%w: empty port", ErrInvalidClientID)
 	}
-	if p := u.Port(); p != "" && !validPort(p) {
+	if p := u.Port(); p != "" && !oauth.ValidPort(p) {
 		return fmt.Errorf("%w: invalid port", ErrInvalidClientID)
 	}
 	if err := checkHost(u.Hostname(), allowIPLiteral); err != nil {
@@ -196,20 +191,6 @@ func allHex(s string) bool {
 		}
 	}
 	return true
-}
-
-func validPort(p string) bool {
-	if len(p) == 0 || len(p) > 5 {
-		return false
-	}
-	n := 0
-	for i := 0; i < len(p); i++ {
-		if p[i] < '0' || p[i] > '9' {
-			return false
-		}
-		n = n*10 + int(p[i]-'0')
-	}
-	return n >= 1 && n <= 65535
 }
 
 // hostOf returns the lower-case host name of a validated client id URL.

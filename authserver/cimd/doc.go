@@ -48,5 +48,5 @@
 //     when its refetch fails transiently.
 //
 // A change of redirect_uris or client_name changes storage.Client.Fingerprint
-// (dcr.Fingerprint), which the consent logic binds remembered consent to.
+// (oauth.Fingerprint), which the consent logic binds remembered consent to.
 package cimd

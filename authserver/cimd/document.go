@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -46,7 +47,7 @@ var sharedSecretMethods = map[string]bool{
 //     one naming private_key_jwt but not none means private_key_jwt.
 //     Shared-secret methods are refused (the draft forbids them);
 //   - "redirect_uris": non-empty array of strings, each https, loopback
-//     http or a private-use scheme (dcr.CheckRedirectURI), at most 20;
+//     http or a private-use scheme (oauth.CheckRedirectURI), at most 20;
 //   - "client_name": non-empty string, at most 200 bytes, no control or
 //     formatting characters;
 //   - "grant_types" (default [authorization_code]) must contain
@@ -105,12 +106,10 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 	if len(uris) > maxDocRedirectURIs {
 		return storage.Client{}, invalidDoc("too many redirect_uris")
 	}
-	policy := dcr.RedirectPolicy{AllowPrivateSchemes: true}
 	clean := make([]string, 0, len(uris))
 	for i, u := range uris {
-		if _, err := dcr.CheckRedirectURI(u, policy); err != nil {
-			return storage.Client{}, invalidDoc("redirect_uris[" + strconv.Itoa(i) + "]: " +
-				strings.TrimPrefix(err.Error(), dcr.ErrRedirectURI.Error()+": "))
+		if _, err := oauth.CheckRedirectURI(u, oauth.CIMDRedirects); err != nil {
+			return storage.Client{}, invalidDoc("redirect_uris[" + strconv.Itoa(i) + "]: " + oauth.AsError(err).Description)
 		}
 		if !slices.Contains(clean, u) {
 			clean = append(clean, u)
@@ -134,23 +133,22 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 	}
 
 	// grant_types
-	const grantClientCredentials = "client_credentials"
-	grants := []string{dcr.GrantAuthorizationCode}
+	grants := []string{oauth.GrantAuthorizationCode}
 	if present(m["grant_types"]) {
 		var gs []string
 		if json.Unmarshal(m["grant_types"], &gs) != nil {
 			return storage.Client{}, invalidDoc("grant_types must be an array of strings")
 		}
-		if !slices.Contains(gs, dcr.GrantAuthorizationCode) {
+		if !slices.Contains(gs, oauth.GrantAuthorizationCode) {
 			return storage.Client{}, invalidDoc("grant_types must include authorization_code")
 		}
-		if slices.Contains(gs, dcr.GrantRefreshToken) {
-			grants = append(grants, dcr.GrantRefreshToken)
+		if slices.Contains(gs, oauth.GrantRefreshToken) {
+			grants = append(grants, oauth.GrantRefreshToken)
 		}
-		if slices.Contains(gs, grantClientCredentials) {
+		if slices.Contains(gs, oauth.GrantClientCredentials) {
 			// Kept only for hosts the operator marks for machine use
 			// (the authorization server's CIMD policy).
-			grants = append(grants, grantClientCredentials)
+			grants = append(grants, oauth.GrantClientCredentials)
 		}
 	}
 
@@ -160,7 +158,7 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 		if json.Unmarshal(m["response_types"], &rs) != nil {
 			return storage.Client{}, invalidDoc("response_types must be an array of strings")
 		}
-		if !slices.Contains(rs, dcr.ResponseTypeCode) {
+		if !slices.Contains(rs, oauth.ResponseTypeCode) {
 			return storage.Client{}, invalidDoc("response_types must include code")
 		}
 	}
@@ -175,10 +173,10 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 		JWKSURI:                     auth.jwksURI,
 		JWKS:                        auth.jwks,
 		TokenEndpointAuthSigningAlg: auth.alg,
-		Fingerprint:                 dcr.Fingerprint(name, clean),
 		LogoURI:                     httpsURL(m["logo_uri"]),
 		ClientURI:                   httpsURL(m["client_uri"]),
 	}
+	c.Fingerprint = oauth.Fingerprint(c)
 	if present(m["software_id"]) {
 		var sid string
 		if json.Unmarshal(m["software_id"], &sid) == nil && len(sid) <= 200 {
@@ -189,10 +187,6 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 	}
 	return c, nil
 }
-
-// AuthMethodPrivateKeyJWT is the RFC 7523 §2.2 client authentication
-// method (OIDC Core §9).
-const AuthMethodPrivateKeyJWT = "private_key_jwt"
 
 // assertionAlgs are the token_endpoint_auth_signing_alg values a document
 // may declare (asymmetric only; authserver.AssertionAlgs).
@@ -213,7 +207,7 @@ type authMethod struct {
 // contains none means none, and a list that names private_key_jwt but not
 // none means private_key_jwt.
 func checkAuthMethod(m map[string]json.RawMessage) (authMethod, error) {
-	none := authMethod{method: dcr.AuthMethodNone}
+	none := authMethod{method: oauth.AuthMethodNone}
 	var methods []string
 	single := ""
 	if raw := m["token_endpoint_auth_method"]; present(raw) {
@@ -238,16 +232,16 @@ func checkAuthMethod(m map[string]json.RawMessage) (authMethod, error) {
 		}
 	}
 	switch {
-	case single == dcr.AuthMethodNone:
+	case single == oauth.AuthMethodNone:
 		return none, nil
-	case single == AuthMethodPrivateKeyJWT:
+	case single == oauth.AuthMethodPrivateKeyJWT:
 		return privateKeyJWT(m)
 	case single != "":
 		return none, invalidDoc("token endpoint auth method " + methodName(single) +
 			" is not supported: this server accepts none and private_key_jwt")
-	case len(methods) == 0 || slices.Contains(methods, dcr.AuthMethodNone):
+	case len(methods) == 0 || slices.Contains(methods, oauth.AuthMethodNone):
 		return none, nil
-	case slices.Contains(methods, AuthMethodPrivateKeyJWT):
+	case slices.Contains(methods, oauth.AuthMethodPrivateKeyJWT):
 		return privateKeyJWT(m)
 	}
 	return none, invalidDoc("token endpoint auth methods " + methodNames(methods) +
@@ -259,7 +253,7 @@ func checkAuthMethod(m map[string]json.RawMessage) (authMethod, error) {
 // "jwks" (an inline set of public keys, checked when used); an optional
 // "token_endpoint_auth_signing_alg" among the asymmetric algorithms served.
 func privateKeyJWT(m map[string]json.RawMessage) (authMethod, error) {
-	a := authMethod{method: AuthMethodPrivateKeyJWT}
+	a := authMethod{method: oauth.AuthMethodPrivateKeyJWT}
 	hasURI, hasSet := present(m["jwks_uri"]), present(m["jwks"])
 	switch {
 	case hasURI && hasSet:
@@ -359,7 +353,7 @@ func httpsURL(raw json.RawMessage) string {
 	if json.Unmarshal(raw, &s) != nil || !strings.HasPrefix(s, "https://") {
 		return ""
 	}
-	if k, err := dcr.CheckRedirectURI(s, dcr.RedirectPolicy{}); err != nil || k != dcr.RedirectHTTPS {
+	if k, err := oauth.CheckRedirectURI(s, oauth.WebRedirects); err != nil || k != oauth.RedirectHTTPS {
 		return ""
 	}
 	return s

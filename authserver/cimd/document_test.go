@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -97,7 +97,7 @@ func TestValidateDocumentChatGPTPrivateKeyJWT(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ValidateDocument: %v", err)
 			}
-			if c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
+			if c.TokenEndpointAuthMethod != oauth.AuthMethodPrivateKeyJWT {
 				t.Errorf("auth method = %q, want private_key_jwt", c.TokenEndpointAuthMethod)
 			}
 			if c.JWKSURI != "https://chatgpt.com/oauth/jwks.json" || len(c.JWKS) != 0 {
@@ -120,7 +120,7 @@ func TestValidateDocumentChatGPTPrivateKeyJWT(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT || c.JWKSURI != "" || !strings.Contains(string(c.JWKS), `"P-256"`) {
+		if c.TokenEndpointAuthMethod != oauth.AuthMethodPrivateKeyJWT || c.JWKSURI != "" || !strings.Contains(string(c.JWKS), `"P-256"`) {
 			t.Errorf("client = %+v", c)
 		}
 	})
@@ -128,7 +128,7 @@ func TestValidateDocumentChatGPTPrivateKeyJWT(t *testing.T) {
 		doc := `{"client_id":"https://app.example.com/client","client_name":"App","redirect_uris":["https://app.example.com/cb"],
 			"token_endpoint_auth_methods_supported":["private_key_jwt"],"jwks_uri":"https://app.example.com/jwks.json"}`
 		c, err := ValidateDocument("https://app.example.com/client", []byte(doc))
-		if err != nil || c.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
+		if err != nil || c.TokenEndpointAuthMethod != oauth.AuthMethodPrivateKeyJWT {
 			t.Errorf("client = %+v, %v", c, err)
 		}
 	})
@@ -191,7 +191,7 @@ func TestValidateDocumentAccepted(t *testing.T) {
 			if c.LogoURI != tt.wantLogo || c.ClientURI != tt.wantURI {
 				t.Errorf("logo=%q client_uri=%q", c.LogoURI, c.ClientURI)
 			}
-			if c.Fingerprint != dcr.Fingerprint(tt.wantName, tt.wantURIs) {
+			if c.Fingerprint != oauth.Fingerprint(storage.Client{Name: tt.wantName, RedirectURIs: tt.wantURIs}) {
 				t.Errorf("fingerprint mismatch")
 			}
 			if len(c.Scopes) != 0 {
@@ -333,7 +333,7 @@ func FuzzValidateDocument(f *testing.F) {
 			if c.JWKSURI != "" || len(c.JWKS) != 0 || c.TokenEndpointAuthSigningAlg != "" {
 				t.Fatalf("public client with keys %+v", c)
 			}
-		case AuthMethodPrivateKeyJWT:
+		case oauth.AuthMethodPrivateKeyJWT:
 			if (c.JWKSURI == "") == (len(c.JWKS) == 0) {
 				t.Fatalf("private_key_jwt client without exactly one key source %+v", c)
 			}
@@ -354,11 +354,11 @@ func FuzzValidateDocument(f *testing.F) {
 			t.Fatal("accepted a client_secret")
 		}
 		for _, u := range c.RedirectURIs {
-			if _, err := dcr.CheckRedirectURI(u, dcr.RedirectPolicy{AllowPrivateSchemes: true}); err != nil {
+			if _, err := oauth.CheckRedirectURI(u, oauth.CIMDRedirects); err != nil {
 				t.Fatalf("accepted redirect %q: %v", u, err)
 			}
 		}
-		if c.Fingerprint != dcr.Fingerprint(c.Name, c.RedirectURIs) {
+		if c.Fingerprint != oauth.Fingerprint(c) {
 			t.Fatal("fingerprint mismatch")
 		}
 	})

@@ -15,7 +15,8 @@ type KnownClient struct {
 }
 
 // knownClients is the maintained list of the major clients' metadata
-// documents (shared/spec/clients.md; the vendors' documentation, 2026-12).
+// documents (the vendors' documentation, 2026-12; docs/requirements.md
+// "Known clients").
 // It is the one place to update when a vendor moves its document: the
 // built-in trusted hosts (BuiltinTrustedHosts), the README's table and
 // `mcpauth doctor` derive from it. Cursor, mcp-remote and most CLIs

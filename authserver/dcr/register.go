@@ -2,14 +2,10 @@ package dcr
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -20,14 +16,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
 	"github.com/mcpauth/caddy-mcpauth/storage"
-)
-
-// RFC 7591 §3.2.2 error codes used by this package.
-const (
-	CodeInvalidRedirectURI    = "invalid_redirect_uri"
-	CodeInvalidClientMetadata = "invalid_client_metadata"
 )
 
 // Limits on a registration request.
@@ -42,38 +33,12 @@ const (
 	ClientIDPrefix = "dcr_"
 )
 
-// Grant and response types this server registers.
-const (
-	GrantAuthorizationCode = "authorization_code"
-	GrantRefreshToken      = "refresh_token"
-	ResponseTypeCode       = "code"
-	AuthMethodNone         = "none"
-)
-
-// Error is an RFC 7591 §3.2.2 client registration error. It is always
-// answered with HTTP 400 and a JSON body (see Body). The description is safe
-// to show: it never echoes the submitted values.
-type Error struct {
-	Code        string
-	Description string
+func metadataErr(format string, a ...any) *oauth.Error {
+	return oauth.ErrInvalidClientMetadata(fmt.Sprintf(format, a...))
 }
 
-func (e *Error) Error() string { return "dcr: " + e.Code + ": " + e.Description }
-
-// Status is the HTTP status of a registration error (RFC 7591 §3.2.2).
-func (e *Error) Status() int { return http.StatusBadRequest }
-
-// Body is the JSON error response: {"error": ..., "error_description": ...}.
-func (e *Error) Body() map[string]string {
-	return map[string]string{"error": e.Code, "error_description": e.Description}
-}
-
-func metadataErr(format string, a ...any) *Error {
-	return &Error{Code: CodeInvalidClientMetadata, Description: fmt.Sprintf(format, a...)}
-}
-
-func redirectErr(format string, a ...any) *Error {
-	return &Error{Code: CodeInvalidRedirectURI, Description: fmt.Sprintf(format, a...)}
+func redirectErr(format string, a ...any) *oauth.Error {
+	return oauth.ErrInvalidRedirectURI(fmt.Sprintf(format, a...))
 }
 
 // Options tune ValidateRegistration. The zero value is the strictest
@@ -137,7 +102,7 @@ type request struct {
 //     §2 lets the server do;
 //   - unknown metadata is ignored (RFC 7591 §2). "scope" is ignored: the
 //     server's scope policy applies at /authorize.
-func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
+func ValidateRegistration(raw []byte, opts Options) (storage.Client, *oauth.Error) {
 	if opts.MaxRedirectURIs <= 0 {
 		opts.MaxRedirectURIs = 20
 	}
@@ -169,12 +134,12 @@ func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
 		if json.Unmarshal(req.TokenEndpointAuthMethod, &m) != nil {
 			return storage.Client{}, metadataErr("token_endpoint_auth_method must be a string")
 		}
-		if m != AuthMethodNone {
+		if m != oauth.AuthMethodNone {
 			return storage.Client{}, metadataErr("token_endpoint_auth_method %s is not supported: only public clients (none) may register", safeToken(m))
 		}
 	}
 
-	grants := []string{GrantAuthorizationCode}
+	grants := []string{oauth.GrantAuthorizationCode}
 	if present(req.GrantTypes) {
 		var gs []string
 		if json.Unmarshal(req.GrantTypes, &gs) != nil {
@@ -183,7 +148,7 @@ func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
 		grants = grants[:0]
 		for _, g := range gs {
 			switch g {
-			case GrantAuthorizationCode, GrantRefreshToken:
+			case oauth.GrantAuthorizationCode, oauth.GrantRefreshToken:
 				if !slices.Contains(grants, g) {
 					grants = append(grants, g)
 				}
@@ -191,7 +156,7 @@ func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
 				return storage.Client{}, metadataErr("grant type %s is not supported: only authorization_code and refresh_token", safeToken(g))
 			}
 		}
-		if !slices.Contains(grants, GrantAuthorizationCode) {
+		if !slices.Contains(grants, oauth.GrantAuthorizationCode) {
 			return storage.Client{}, metadataErr("grant_types must include authorization_code")
 		}
 		sort.Strings(grants)
@@ -206,7 +171,7 @@ func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
 			return storage.Client{}, metadataErr("response_types must include code")
 		}
 		for _, r := range rs {
-			if r != ResponseTypeCode {
+			if r != oauth.ResponseTypeCode {
 				return storage.Client{}, metadataErr("response type %s is not supported: only code", safeToken(r))
 			}
 		}
@@ -239,11 +204,11 @@ func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
 	if len(uris) > opts.MaxRedirectURIs {
 		return storage.Client{}, redirectErr("at most %d redirect_uris are allowed", opts.MaxRedirectURIs)
 	}
-	policy := RedirectPolicy{AllowPrivateSchemes: opts.AllowPrivateSchemes, PrivateSchemes: opts.PrivateSchemes}
+	policy := oauth.RedirectPolicy{AllowPrivateSchemes: opts.AllowPrivateSchemes, PrivateSchemes: opts.PrivateSchemes}
 	clean := make([]string, 0, len(uris))
 	for i, u := range uris {
-		if _, err := CheckRedirectURI(u, policy); err != nil {
-			return storage.Client{}, redirectErr("redirect_uris[%d]: %s", i, strings.TrimPrefix(err.Error(), ErrRedirectURI.Error()+": "))
+		if _, err := oauth.CheckRedirectURI(u, policy); err != nil {
+			return storage.Client{}, redirectErr("redirect_uris[%d]: %s", i, oauth.AsError(err).Description)
 		}
 		if !slices.Contains(clean, u) {
 			clean = append(clean, u)
@@ -257,13 +222,13 @@ func ValidateRegistration(raw []byte, opts Options) (storage.Client, *Error) {
 		Name:                    name,
 		RedirectURIs:            clean,
 		GrantTypes:              grants,
-		TokenEndpointAuthMethod: AuthMethodNone,
-		Fingerprint:             Fingerprint(name, clean),
+		TokenEndpointAuthMethod: oauth.AuthMethodNone,
 		LogoURI:                 optionalHTTPS(req.LogoURI),
 		ClientURI:               optionalHTTPS(req.ClientURI),
 		CreatedAt:               t,
 		UpdatedAt:               t,
 	}
+	c.Fingerprint = oauth.Fingerprint(c)
 	if present(req.SoftwareID) {
 		var sid string
 		if json.Unmarshal(req.SoftwareID, &sid) == nil && len(sid) <= 200 && printable(sid) {
@@ -333,7 +298,7 @@ func optionalHTTPS(m json.RawMessage) string {
 	if !strings.HasPrefix(s, "https://") {
 		return ""
 	}
-	if k, err := CheckRedirectURI(s, RedirectPolicy{}); err != nil || k != RedirectHTTPS {
+	if k, err := oauth.CheckRedirectURI(s, oauth.WebRedirects); err != nil || k != oauth.RedirectHTTPS {
 		return ""
 	}
 	u, err := url.Parse(s)
@@ -385,8 +350,8 @@ func PublicWebRedirects(uris []string) bool {
 		return false
 	}
 	for _, s := range uris {
-		k, err := CheckRedirectURI(s, RedirectPolicy{})
-		if err != nil || k != RedirectHTTPS {
+		k, err := oauth.CheckRedirectURI(s, oauth.WebRedirects)
+		if err != nil || k != oauth.RedirectHTTPS {
 			return false
 		}
 		u, err := url.Parse(s)
@@ -410,40 +375,20 @@ func NewClientID() string {
 	return ClientIDPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// Fingerprint hashes the consent-relevant metadata of a client: its name and
-// its redirect URIs, order-insensitive. A change asks for fresh consent. The
-// encoding is length-prefixed so no two inputs share a preimage. Hex SHA-256.
-func Fingerprint(name string, redirectURIs []string) string {
-	uris := slices.Clone(redirectURIs)
-	sort.Strings(uris)
-	h := sha256.New()
-	var n [binary.MaxVarintLen64]byte
-	write := func(s string) {
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
-		h.Write([]byte(s))
-	}
-	h.Write([]byte("mcpauth-client-fingerprint-v1"))
-	write(name)
-	for _, u := range uris {
-		write(u)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // RegistrationResponse is the RFC 7591 §3.2.1 response body for a client
 // just registered. It never contains a client secret (public clients only).
 func RegistrationResponse(c storage.Client, issuedAt time.Time) map[string]any {
 	grants := c.GrantTypes
 	if len(grants) == 0 {
-		grants = []string{GrantAuthorizationCode}
+		grants = []string{oauth.GrantAuthorizationCode}
 	}
 	resp := map[string]any{
 		"client_id":                  c.ID,
 		"client_id_issued_at":        issuedAt.Unix(),
 		"redirect_uris":              slices.Clone(c.RedirectURIs),
 		"grant_types":                slices.Clone(grants),
-		"response_types":             []string{ResponseTypeCode},
-		"token_endpoint_auth_method": AuthMethodNone,
+		"response_types":             []string{oauth.ResponseTypeCode},
+		"token_endpoint_auth_method": oauth.AuthMethodNone,
 	}
 	if c.Name != "" {
 		resp["client_name"] = c.Name

@@ -47,7 +47,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Logger receives operational logs (default slog.Default()).
+	// Logger receives operational logs (nil: discarded; the caller injects
+	// its logger, there is no global fallback).
 	Logger *slog.Logger
 }
 
@@ -117,7 +118,7 @@ func (c *Config) validate() error {
 		c.Now = time.Now
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	p.discover = p.doDiscover
 	if _, err := p.metadata(ctx); err != nil {
-		cfg.Logger.Warn("oidc: discovery failed; retrying at the next sign-in", "provider", cfg.Name, "issuer", cfg.Issuer, "err", err)
+		cfg.Logger.Warn("oidc: discovery failed; retrying at the next sign-in", "provider", cfg.Name, "issuer", cfg.Issuer, "error", err)
 	}
 	return p, nil
 }
@@ -224,7 +224,7 @@ func (p *Provider) Handler(c idp.Completer) http.Handler {
 func (p *Provider) callback(w http.ResponseWriter, r *http.Request, c idp.Completer) {
 	ctx := r.Context()
 	fail := func(attempt, reason string, err error) {
-		p.cfg.Logger.Warn("oidc: upstream login refused", "provider", p.cfg.Name, "reason", reason, "err", err)
+		p.cfg.Logger.Warn("oidc: upstream login refused", "provider", p.cfg.Name, "reason", reason, "error", err)
 		c.FailUpstream(w, r, attempt, reason)
 	}
 	// The binding cookie first: without it nothing else is trusted.

@@ -71,7 +71,8 @@ type Config struct {
 	// crewjam/saml also checks IssueInstant and the validity windows
 	// against the real clock.
 	Now func() time.Time
-	// Logger receives operational logs (default slog.Default()).
+	// Logger receives operational logs (nil: discarded; the caller injects
+	// its logger, there is no global fallback).
 	Logger *slog.Logger
 }
 
@@ -176,7 +177,7 @@ func (c *Config) validate() error {
 		c.Now = time.Now
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }

@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		if cfg.IdPMetadataURL == "" {
 			return nil, err // a broken file or document is a configuration error
 		}
-		cfg.Logger.Warn("saml: loading the IdP metadata failed; retrying at the next sign-in", "provider", cfg.Name, "err", err)
+		cfg.Logger.Warn("saml: loading the IdP metadata failed; retrying at the next sign-in", "provider", cfg.Name, "error", err)
 	}
 	return p, nil
 }
@@ -386,7 +386,7 @@ func (p *Provider) Metadata() ([]byte, error) {
 func (p *Provider) serveMetadata(w http.ResponseWriter) {
 	buf, err := p.Metadata()
 	if err != nil {
-		p.cfg.Logger.Error("saml: rendering SP metadata failed", "provider", p.cfg.Name, "err", err)
+		p.cfg.Logger.Error("saml: rendering SP metadata failed", "provider", p.cfg.Name, "error", err)
 		http.Error(w, "metadata unavailable", http.StatusInternalServerError)
 		return
 	}
@@ -400,7 +400,7 @@ func (p *Provider) serveMetadata(w http.ResponseWriter) {
 func (p *Provider) acs(w http.ResponseWriter, r *http.Request, c idp.Completer) {
 	ctx := r.Context()
 	fail := func(attempt, reason string, err error) {
-		p.cfg.Logger.Warn("saml: upstream login refused", "provider", p.cfg.Name, "reason", reason, "err", err)
+		p.cfg.Logger.Warn("saml: upstream login refused", "provider", p.cfg.Name, "reason", reason, "error", err)
 		c.FailUpstream(w, r, attempt, reason)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxResponseForm)

@@ -12,7 +12,7 @@ import (
 	"testing"
 )
 
-// The import boundaries of the module (architecture.md): the domain
+// The import boundaries of the module (each package's doc.go): the domain
 // packages never reach Caddy, only caddymodule and cmd/... import it; the
 // guard does not depend on the authorization server; storage is the leaf.
 
@@ -85,6 +85,14 @@ var rules = []rule{
 		from: func(ip string) bool { return !isTestVariant(ip) && under(ip, "resourceguard") },
 		forbidden: func(p *pkg) bool {
 			return under(base(p.ImportPath), "authserver")
+		},
+	},
+	{
+		name: "authserver/oauth (the rules leaf) depends only on the standard library and storage",
+		from: func(ip string) bool { return !isTestVariant(ip) && ip == module+"/authserver/oauth" },
+		forbidden: func(p *pkg) bool {
+			// "C" is cgo's pseudo-package, reached through net.
+			return !p.Standard && p.ImportPath != "C" && p.ImportPath != module+"/storage" && p.ImportPath != module+"/authserver/oauth"
 		},
 	},
 	{

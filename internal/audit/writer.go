@@ -24,7 +24,7 @@ type Config struct {
 	// Store receives the events.
 	Store storage.Audit
 	// Logger reports failed writes and drops (never an event's content
-	// beyond its type and client id); default slog.Default().
+	// beyond its type and client id); nil discards them (the caller injects one).
 	Logger *slog.Logger
 	// BatchMax events are written in one append; a batch is written when
 	// it is full or Linger after its first event.
@@ -63,7 +63,7 @@ type Writer struct {
 // stop it.
 func NewWriter(cfg Config) *Writer {
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.BatchMax <= 0 {
 		cfg.BatchMax = DefaultBatchMax

@@ -12,10 +12,6 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
-// ReasonRefreshReuse is the RevokedReason RotateRefresh records when it
-// revokes a family because a stale refresh token was presented.
-const ReasonRefreshReuse = storage.ReasonRefreshReuse
-
 // createGrant validates everything before writing, so a refusal leaves tx
 // untouched.
 func createGrant(tx *bolt.Tx, g storage.Grant) error {

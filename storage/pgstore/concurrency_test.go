@@ -229,7 +229,7 @@ func TestRotateRefreshAcrossInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Generation != 2 || string(got.PreviousHash) != string(hash("r0")) || !got.Revoked() || got.RevokedReason != ReasonRefreshReuse {
+	if got.Generation != 2 || string(got.PreviousHash) != string(hash("r0")) || !got.Revoked() || got.RevokedReason != storage.ReasonRefreshReuse {
 		t.Fatalf("after the race: %+v", got)
 	}
 	for _, st := range []*Store{a, b} {

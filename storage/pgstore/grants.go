@@ -246,10 +246,6 @@ WHERE t.hash = $1 FOR UPDATE OF g`, r.Presented).Scan(&data)
 	}
 }
 
-// ReasonRefreshReuse is the RevokedReason RotateRefresh records when it
-// revokes a family because a stale refresh token was presented.
-const ReasonRefreshReuse = storage.ReasonRefreshReuse
-
 func updateGrant(ctx context.Context, tx pgx.Tx, op string, g storage.Grant) error {
 	data, err := encode(op, g)
 	if err != nil {

@@ -102,7 +102,7 @@ func (s *suite) testConcurrency(t *testing.T) {
 						gens[got[i].Generation] = i
 					case errors.Is(err, storage.ErrRefreshReused):
 						reused++
-						if !got[i].Revoked() || got[i].RevokedReason != ReasonRefreshReuse {
+						if !got[i].Revoked() || got[i].RevokedReason != storage.ReasonRefreshReuse {
 							t.Fatalf("grant returned with ErrRefreshReused: %+v", got[i])
 						}
 					case errors.Is(err, storage.ErrGrantRevoked):
@@ -124,7 +124,7 @@ func (s *suite) testConcurrency(t *testing.T) {
 					}
 				}
 				stored := getGrant(t, b, "grant-1")
-				if !stored.Revoked() || stored.RevokedReason != ReasonRefreshReuse || !bytes.Equal(stored.PreviousHash, Hash("r0")) ||
+				if !stored.Revoked() || stored.RevokedReason != storage.ReasonRefreshReuse || !bytes.Equal(stored.PreviousHash, Hash("r0")) ||
 					!bytes.Equal(stored.RefreshHash, Hash(fmt.Sprint("next-", gens[wantWins]))) {
 					t.Fatalf("stored grant after the race: %+v (generations %v)", stored, gens)
 				}

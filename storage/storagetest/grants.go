@@ -8,10 +8,6 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
-// ReasonRefreshReuse is the RevokedReason of a family revoked by
-// RotateRefresh on reuse.
-const ReasonRefreshReuse = storage.ReasonRefreshReuse
-
 func (s *suite) testGrants(t *testing.T) {
 	t.Run("CreateGetRoundTrip", func(t *testing.T) {
 		b, ctx := s.backend(t), t.Context()
@@ -124,11 +120,11 @@ func (s *suite) testGrants(t *testing.T) {
 		// r1 was replaced: presenting it now is reuse.
 		got, err = b.RotateRefresh(ctx, rotation("r1", "r3", at(2*time.Hour)))
 		wantErr(t, "RotateRefresh replaced r1", err, storage.ErrRefreshReused)
-		if !got.RevokedAt.Equal(at(2*time.Hour)) || got.RevokedReason != ReasonRefreshReuse || got.ID != "grant-1" {
+		if !got.RevokedAt.Equal(at(2*time.Hour)) || got.RevokedReason != storage.ReasonRefreshReuse || got.ID != "grant-1" {
 			t.Fatalf("grant returned with ErrRefreshReused: %+v", got)
 		}
 		stored := getGrant(t, b, "grant-1")
-		if !stored.RevokedAt.Equal(at(2*time.Hour)) || stored.RevokedReason != ReasonRefreshReuse {
+		if !stored.RevokedAt.Equal(at(2*time.Hour)) || stored.RevokedReason != storage.ReasonRefreshReuse {
 			t.Fatalf("stored grant not revoked: %+v", stored)
 		}
 		_, err = b.GrantByRefresh(ctx, Hash("r3"))
@@ -146,7 +142,7 @@ func (s *suite) testGrants(t *testing.T) {
 		must(t, "first retry of r0", err)
 		got, err := b.RotateRefresh(ctx, rotation("r0", "r3", at(time.Hour+2*time.Second)))
 		wantErr(t, "second retry of r0", err, storage.ErrRefreshReused)
-		if !got.RevokedAt.Equal(at(time.Hour+2*time.Second)) || got.RevokedReason != ReasonRefreshReuse {
+		if !got.RevokedAt.Equal(at(time.Hour+2*time.Second)) || got.RevokedReason != storage.ReasonRefreshReuse {
 			t.Fatalf("grant returned with ErrRefreshReused: %+v", got)
 		}
 		_, err = b.RotateRefresh(ctx, rotation("r2", "r4", at(time.Hour+3*time.Second)))
@@ -240,7 +236,7 @@ func (s *suite) testGrants(t *testing.T) {
 		_, err = b.RotateRefresh(ctx, rotation("r1", "r4", at(4*time.Hour)))
 		wantErr(t, "RotateRefresh previous after reuse", err, storage.ErrGrantRevoked)
 		stored := getGrant(t, b, "grant-1")
-		if !stored.RevokedAt.Equal(at(3*time.Hour)) || stored.RevokedReason != ReasonRefreshReuse || !bytes.Equal(stored.RefreshHash, Hash("r2")) {
+		if !stored.RevokedAt.Equal(at(3*time.Hour)) || stored.RevokedReason != storage.ReasonRefreshReuse || !bytes.Equal(stored.RefreshHash, Hash("r2")) {
 			t.Fatalf("stored grant: %+v", stored)
 		}
 	})

@@ -1,4 +1,4 @@
-package authserver
+package oauth
 
 import (
 	"errors"
@@ -6,7 +6,9 @@ import (
 	"testing"
 )
 
-func TestValidateRedirectURI(t *testing.T) {
+// TestCheckRedirectURI is the registration rule every lane (owned, DCR,
+// CIMD) applies.
+func TestCheckRedirectURI(t *testing.T) {
 	tests := []struct {
 		name string
 		uri  string
@@ -23,7 +25,16 @@ func TestValidateRedirectURI(t *testing.T) {
 		{"private-use reverse dns with host", "com.example.app://callback", true},
 		{"cursor", "cursor://anysphere.cursor-retrieval/oauth/user-mcp/callback", true},
 		{"vscode", "vscode://vscode.github-authentication/did-authenticate", true},
-		{"uppercase scheme is lowered", "HTTPS://app.example/cb", true},
+		{"uppercase scheme", "HTTPS://app.example/cb", false},
+		{"https empty port", "https://app.example:/cb", false},
+		{"https bad host", "https://a!b.example/cb", false},
+		{"https ip zone", "https://[fe80::1%25eth0]/cb", false},
+		{"denied scheme (was only in the dcr copy)", "intent://app.example/cb", false},
+		{"private-use scheme too long", strings.Repeat("a", 60) + ".app:/cb", true},
+		{"private-use scheme over 64", strings.Repeat("a", 70) + ".app:/cb", false},
+		{"private-use bad host", "cursor://a!b/cb", false},
+		{"at the length cap", "https://app.example/" + strings.Repeat("a", MaxRedirectURILength-len("https://app.example/")), true},
+		{"one over the cap", "https://app.example/" + strings.Repeat("a", MaxRedirectURILength-len("https://app.example/")+1), false},
 
 		{"empty", "", false},
 		{"relative", "/callback", false},
@@ -59,7 +70,7 @@ func TestValidateRedirectURI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateRedirectURI(tt.uri)
+			_, err := CheckRedirectURI(tt.uri, OwnedRedirects)
 			if tt.ok {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -163,5 +174,22 @@ func TestIsLoopbackRedirect(t *testing.T) {
 				t.Fatalf("IsLoopbackRedirect = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestIsLoopbackRedirect (was also in dcr): the one loopback check.
+func TestIsLoopbackRedirectSpellings(t *testing.T) {
+	for s, want := range map[string]bool{
+		"http://127.0.0.1:8080/cb":   true,
+		"http://[::1]/cb":            true,
+		"http://localhost:1/cb":      true,
+		"https://localhost/cb":       false,
+		"http://127.0.0.1.nip.io/cb": false,
+		"cursor://x/cb":              false,
+		"http://[::ffff:127.0.0.1]/": false,
+	} {
+		if got := IsLoopbackRedirect(s); got != want {
+			t.Errorf("IsLoopbackRedirect(%q) = %v, want %v", s, got, want)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package authserver
+package oauth
 
 import (
 	"errors"
@@ -24,6 +24,26 @@ var redirectSeeds = []string{
 	"http://127.0.0.1:/cb",
 	"http://localhost:1\\@evil.example/",
 	"",
+	// From the DCR and CIMD copies of the policy.
+	"http://127.0.0.1:33418/callback",
+	"https://vscode.dev/redirect",
+	"cursor://anysphere.cursor-mcp/oauth/callback",
+	"https://www.cursor.com/agents/mcp/oauth/callback",
+	"http://localhost:8787/callback",
+	"https://claude.ai/api/mcp/auth_callback",
+	"https://chatgpt.com/connector_platform_oauth_redirect",
+	"https://a@b/#",
+	"http://[::1]:0/",
+	"http://[::ffff:127.0.0.1]/",
+	"http://LOCALHOST/cb",
+	"http://localhost./cb",
+	"HTTPS://app.example.com/cb",
+	"https://0x7f.1/cb",
+	"https://a.b.local/x",
+	"cursor://a%2fb/cb",
+	"javascript.x:alert(1)",
+	"intent://x/cb",
+	"com.example.app:/",
 }
 
 // FuzzMatchRedirectURI: matching never panics, returns the requested URI, and
@@ -64,15 +84,21 @@ func FuzzMatchRedirectURI(f *testing.F) {
 	})
 }
 
-// FuzzValidateRedirectURI: validation never panics, refuses with
+// FuzzCheckRedirectURI: validation never panics, refuses with
 // invalid_redirect_uri, and what it accepts is absolute, fragment-free,
-// userinfo-free, and https or loopback http or a private-use scheme.
-func FuzzValidateRedirectURI(f *testing.F) {
+// userinfo-free, and https or loopback http or a private-use scheme; the
+// kind agrees with the scheme, and without private-use schemes only https
+// and loopback http pass. The seeds are the three former corpora (owned,
+// DCR, CIMD).
+func FuzzCheckRedirectURI(f *testing.F) {
 	for _, s := range redirectSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, uri string) {
-		err := ValidateRedirectURI(uri)
+		if k, err := CheckRedirectURI(uri, WebRedirects); err == nil && k != RedirectHTTPS && k != RedirectLoopback {
+			t.Fatalf("web policy accepted %q as %v", uri, k)
+		}
+		k, err := CheckRedirectURI(uri, OwnedRedirects)
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) || e.Code != CodeInvalidRedirectURI {
@@ -87,20 +113,28 @@ func FuzzValidateRedirectURI(f *testing.F) {
 		if u.Scheme == "" || u.Fragment != "" || u.User != nil || u.Opaque != "" {
 			t.Fatalf("accepted %q", uri)
 		}
+		if len(uri) > MaxRedirectURILength || u.Scheme+":" != uri[:len(u.Scheme)+1] {
+			t.Fatalf("accepted %q", uri)
+		}
 		switch u.Scheme {
 		case "https":
+			if k != RedirectHTTPS {
+				t.Fatalf("kind %v for %q", k, uri)
+			}
 			if u.Hostname() == "" {
 				t.Fatalf("accepted https without host %q", uri)
 			}
 		case "http":
-			if !IsLoopbackRedirect(uri) {
+			if k != RedirectLoopback || !IsLoopbackRedirect(uri) {
 				t.Fatalf("accepted non-loopback http %q", uri)
 			}
 			if h := u.Hostname(); h != "127.0.0.1" && h != "::1" && h != "localhost" {
 				t.Fatalf("accepted http host %q in %q", h, uri)
 			}
-		case "javascript", "data", "file", "vbscript":
-			t.Fatalf("accepted dangerous scheme %q", uri)
+		default:
+			if k != RedirectPrivateUse || deniedSchemes[u.Scheme] {
+				t.Fatalf("accepted %q as %v", uri, k)
+			}
 		}
 	})
 }
