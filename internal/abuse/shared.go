@@ -1,0 +1,229 @@
+package abuse
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"sort"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// SharedBuckets is a table of token buckets several instances share (a
+// PostgreSQL table). A bucket is kept as the time its debt ends, its
+// "theoretical arrival time" (GCRA): a bucket whose end is at or before now
+// is full, and one holding end−now of debt has (end−now)/interval tokens
+// taken.
+type SharedBuckets interface {
+	// TakeShared adds each take's N tokens to its bucket at now
+	// (end = max(end, now) + N·Interval) and returns every take's new end,
+	// in the order of takes, in one round trip.
+	TakeShared(ctx context.Context, now time.Time, takes []SharedTake) ([]time.Time, error)
+}
+
+// SharedTake is N tokens taken from one shared bucket.
+type SharedTake struct {
+	Key      string
+	N        int
+	Interval time.Duration
+}
+
+// Defaults of a shared limiter.
+const (
+	DefaultSyncEvery  = 250 * time.Millisecond
+	DefaultSyncBatch  = 1
+	DefaultSyncKeys   = 1000
+	sharedSyncTimeout = 2 * time.Second
+)
+
+// sharedState is what an instance knows of one shared bucket: its end as
+// last read from the store, and the tokens taken here since (pending: not
+// yet sent; inflight: sent by the sync under way).
+type sharedState struct {
+	end      time.Time
+	pending  int
+	inflight int
+}
+
+// bucket is one requester's (or the global) state.
+type bucket struct {
+	lim *rate.Limiter
+	sh  sharedState
+}
+
+// sharedOn reports whether l checks its shared buckets now: configured,
+// and the last sync did not fail (an unreachable store falls back to the
+// per-instance limit rather than refuse, or wait, on it).
+func (l *Limiter) sharedOn() bool { return l.cfg.Shared != nil && !l.degraded }
+
+// interval is one token's refill time, 0 when the bucket is not shared
+// (no refill, or no limit).
+func interval(r rate.Limit) time.Duration {
+	if r <= 0 || r == rate.Inf || float64(r) < 1e-9 {
+		return 0
+	}
+	return time.Duration(math.Ceil(float64(time.Second) / float64(r)))
+}
+
+// admit reports whether b's shared bucket has a token at now, counting
+// what this instance took and has not yet seen come back from the store;
+// past SyncBatch unsynced tokens it refuses until the sync returns, so
+// each instance runs at most SyncBatch tokens ahead of the others' view.
+// It returns the wait before a retry when refused.
+func (l *Limiter) admit(b *bucket, iv time.Duration, burst int, now time.Time) (bool, time.Duration) {
+	if iv == 0 {
+		return true, 0
+	}
+	unsynced := b.sh.pending + b.sh.inflight
+	if unsynced >= l.cfg.SyncBatch {
+		return false, max(l.cfg.SyncEvery, DefaultSyncEvery)
+	}
+	end := b.sh.end
+	if end.Before(now) {
+		end = now
+	}
+	end = end.Add(time.Duration(unsynced+1) * iv)
+	if over := end.Sub(now) - time.Duration(burst)*iv; over > 0 {
+		return false, over
+	}
+	return true, 0
+}
+
+// take records one token taken from b's shared bucket and wakes the
+// syncer.
+func (l *Limiter) take(b *bucket, iv time.Duration, key string) {
+	if iv == 0 {
+		return
+	}
+	b.sh.pending++
+	l.dirty[key] = b
+	if !l.syncing && l.cfg.SyncEvery > 0 {
+		l.syncing = true
+		go l.syncLoop()
+	}
+	if b.sh.pending >= l.cfg.SyncBatch {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// syncLoop sends pending takes while there are any: at once when a key
+// reaches SyncBatch, else every SyncEvery, never more often than
+// SyncEvery/10 (one statement in flight per limiter). It exits when nothing
+// is pending, so an idle limiter has no goroutine.
+func (l *Limiter) syncLoop() {
+	minGap := l.cfg.SyncEvery / 10
+	t := time.NewTimer(l.cfg.SyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.kick:
+		case <-t.C:
+		}
+		if !l.Sync(context.Background()) {
+			return
+		}
+		time.Sleep(minGap)
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(l.cfg.SyncEvery)
+	}
+}
+
+// Sync sends the tokens taken here since the last sync to the shared
+// buckets (at most SyncKeys buckets in one statement) and learns what the
+// other instances took. It reports whether takes remain pending (more keys
+// than one statement holds, or taken meanwhile); when none do it marks the
+// syncer stopped. A failed sync logs once, drops the batch and turns the
+// shared check off until a sync succeeds: the per-instance limit still
+// applies. Sync is called by the limiter itself; tests call it directly.
+func (l *Limiter) Sync(ctx context.Context) bool {
+	l.mu.Lock()
+	keys := make([]string, 0, min(len(l.dirty), l.cfg.SyncKeys))
+	for k := range l.dirty {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // a stable order: concurrent upserts lock rows alike
+	if len(keys) > l.cfg.SyncKeys {
+		keys = keys[:l.cfg.SyncKeys]
+	}
+	takes := make([]SharedTake, 0, len(keys))
+	bs := make([]*bucket, 0, len(keys))
+	for _, k := range keys {
+		b := l.dirty[k]
+		delete(l.dirty, k)
+		if b.sh.pending == 0 {
+			continue
+		}
+		iv := l.ivReq
+		if k == globalKey {
+			iv = l.ivGlobal
+		}
+		b.sh.inflight, b.sh.pending = b.sh.pending, 0
+		takes = append(takes, SharedTake{Key: l.cfg.SharedName + "\x00" + k, N: b.sh.inflight, Interval: iv})
+		bs = append(bs, b)
+	}
+	now := l.cfg.Now()
+	l.mu.Unlock()
+
+	var ends []time.Time
+	var err error
+	if len(takes) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, sharedSyncTimeout)
+		ends, err = l.cfg.Shared.TakeShared(cctx, now, takes)
+		cancel()
+		if err == nil && len(ends) != len(takes) {
+			err = errShortReply
+		}
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, b := range bs {
+		b.sh.inflight = 0
+		if err == nil {
+			b.sh.end = ends[i]
+		}
+	}
+	if err != nil {
+		if !l.degraded {
+			l.cfg.Logger.Warn("shared limits unavailable: falling back to this instance's limits", "limiter", l.cfg.SharedName, "error", err)
+		}
+		l.degraded = true
+		l.SyncErrors++
+	} else if len(takes) > 0 {
+		if l.degraded {
+			l.cfg.Logger.Info("shared limits available again", "limiter", l.cfg.SharedName)
+		}
+		l.degraded = false
+	}
+	if len(l.dirty) == 0 {
+		l.syncing = false
+		return false
+	}
+	return true
+}
+
+type sharedError string
+
+func (e sharedError) Error() string { return string(e) }
+
+const errShortReply = sharedError("abuse: shared buckets: short reply")
+
+// globalKey is the table key of the global bucket (no requester key is
+// empty: addresses and InvalidSource are not).
+const globalKey = ""
+
+func defaultLogger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
