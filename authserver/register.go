@@ -68,8 +68,12 @@ type RegistrationConfig struct {
 	// whose records are written when a later refusal arrives after their
 	// minute.
 	Refusals *abuse.Aggregator
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// SharedLimits, when set, makes the per-requester and global rate
+	// limits hold across the instances sharing it (abuse.LimiterConfig.Shared);
+	// nil: per instance. The stored-client caps are shared anyway.
+	SharedLimits abuse.SharedBuckets
+	Now          func() time.Time
+	Logger       *slog.Logger
 }
 
 // Registration defaults.
@@ -133,6 +137,7 @@ func NewRegistrationHandler(cfg RegistrationConfig) (http.Handler, error) {
 	return &registration{cfg: cfg, prefixes: prefixes, limits: abuse.NewLimiter(abuse.LimiterConfig{
 		Rate: cfg.RatePerIP, Burst: cfg.BurstPerIP, GlobalRate: cfg.GlobalRate, GlobalBurst: cfg.GlobalBurst,
 		MaxKeys: cfg.MaxRequesters, Prefixes: prefixes, Now: cfg.Now,
+		Shared: cfg.SharedLimits, SharedName: "dcr", Logger: cfg.Logger,
 	})}, nil
 }
 
@@ -393,6 +398,7 @@ func (s *Server) limitPerIP(h http.Handler) http.Handler {
 		s.tokenLimits = abuse.NewLimiter(abuse.LimiterConfig{
 			Rate: rate.Limit(s.cfg.TokenRatePerIP), Burst: s.cfg.TokenBurstPerIP, Now: s.cfg.Now,
 			Prefixes: abuse.Prefixes{IPv4: s.cfg.IPv4Prefix, IPv6: s.cfg.IPv6Prefix},
+			Shared:   s.cfg.SharedLimits, SharedName: "token", Logger: s.cfg.Logger,
 		})
 	}
 	l := s.tokenLimits
