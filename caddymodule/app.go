@@ -706,6 +706,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	icfg := a.idpConfig(store)
+	icfg.SharedLimits = a.shared
 	icfg.Providers = providers
 	if s := a.Login.SMTP; s != nil {
 		m, err := mailer.New(mailer.Config{Host: s.Host, Port: s.Port, TLS: s.TLS, From: s.From, Username: s.Username, Password: s.Password})

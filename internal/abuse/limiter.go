@@ -60,6 +60,7 @@ type Limiter struct {
 	// not yet sent, whether a syncer runs, whether the store failed.
 	ivReq, ivGlobal time.Duration
 	dirty           map[string]*bucket
+	syncMu          sync.Mutex
 	kick            chan struct{}
 	syncing         bool
 	degraded        bool

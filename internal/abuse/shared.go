@@ -143,8 +143,10 @@ func (l *Limiter) syncLoop() {
 // than one statement holds, or taken meanwhile); when none do it marks the
 // syncer stopped. A failed sync logs once, drops the batch and turns the
 // shared check off until a sync succeeds: the per-instance limit still
-// applies. Sync is called by the limiter itself; tests call it directly.
+// applies. The limiter's syncer calls it; tests may too.
 func (l *Limiter) Sync(ctx context.Context) bool {
+	l.syncMu.Lock() // one sync at a time: a bucket has one batch in flight
+	defer l.syncMu.Unlock()
 	l.mu.Lock()
 	keys := make([]string, 0, min(len(l.dirty), l.cfg.SyncKeys))
 	for k := range l.dirty {
@@ -226,4 +228,46 @@ func defaultLogger(l *slog.Logger) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return l
+}
+
+// Level is how many tokens of key's shared bucket are taken, as this
+// instance knows it (the store's last answer, drained at the rate since,
+// plus takes not yet acknowledged), and how long until one more is free.
+// It is 0 when the limiter is not shared, the store is failing or the key
+// is unknown here. Failure counters (login throttling) use it with Record.
+func (l *Limiter) Level(key string) (int, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.sharedOn() || l.ivReq == 0 {
+		return 0, 0
+	}
+	b, ok := l.table.Peek(key)
+	if !ok {
+		return 0, 0
+	}
+	now := l.cfg.Now()
+	debt := time.Duration(0)
+	if b.sh.end.After(now) {
+		debt = b.sh.end.Sub(now)
+	}
+	iv := l.ivReq
+	n := int((debt + iv - 1) / iv)
+	next := debt - time.Duration(n-1)*iv
+	if n == 0 {
+		next = 0
+	}
+	return n + b.sh.pending + b.sh.inflight, next
+}
+
+// Record takes one token from key's shared bucket whatever is left (an
+// event that happened, such as a failed login) and queues it for the next
+// sync. It does nothing when the limiter is not shared.
+func (l *Limiter) Record(key string) {
+	if l.cfg.Shared == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.table.GetOrAdd(key, func() *bucket { return &bucket{lim: rate.NewLimiter(l.cfg.Rate, l.cfg.Burst)} })
+	l.take(b, l.ivReq, key)
 }
