@@ -30,12 +30,23 @@ func (m *memBuckets) TakeShared(_ context.Context, now time.Time, takes []abuse.
 	return out, nil
 }
 
+// syncClock is a test clock the limiters' syncers may read while the test
+// moves it.
+type syncClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *syncClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *syncClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
 // Two instances' throttles on one shared store: failures spread over both
 // lock the key on both at the limit; per instance each would allow the
 // limit (twice in all).
 func TestThrottleSharedAcrossInstances(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	clock := func() time.Time { return now }
+	c := &syncClock{t: now}
+	clock := c.now
 	const limit = 6
 	mk := func(sb abuse.SharedBuckets) *throttle {
 		th := newThrottle(15*time.Minute, time.Minute, time.Hour)
@@ -55,6 +66,7 @@ func TestThrottleSharedAcrossInstances(t *testing.T) {
 				th.shared.Sync(context.Background())
 			}
 			now = now.Add(time.Second)
+			c.set(now)
 		}
 		return n
 	}
@@ -78,6 +90,7 @@ func TestThrottleSharedAcrossInstances(t *testing.T) {
 		t.Fatal("another prefix locked")
 	}
 	now = now.Add(16 * time.Minute)
+	c.set(now)
 	for _, th := range []*throttle{a, b} {
 		if locked, _ := th.locked("198.51.100.1", now); locked {
 			t.Fatal("still locked after the window and lockout passed")
@@ -88,7 +101,7 @@ func TestThrottleSharedAcrossInstances(t *testing.T) {
 // The account back-off counts failures from both instances.
 func TestThrottleSharedBackoff(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	clock := func() time.Time { return now }
+	clock := (&syncClock{t: now}).now
 	sb := &memBuckets{ends: map[string]time.Time{}}
 	a := newThrottle(15*time.Minute, time.Second, time.Minute)
 	b := newThrottle(15*time.Minute, time.Second, time.Minute)
