@@ -37,9 +37,10 @@ type LimiterConfig struct {
 	// a negative value starts no syncer (the caller calls Sync).
 	SyncEvery time.Duration
 	// SyncBatch is how many tokens of one bucket an instance may take
-	// before the store has seen them (DefaultSyncBatch): reaching it sends
-	// them at once, and the bucket refuses until they are acknowledged. It
-	// bounds what N instances admit beyond the burst to N·SyncBatch.
+	// before the store has seen them (default: a tenth of the bucket's
+	// burst, at least 1): reaching it sends them at once, and the bucket
+	// refuses until they are acknowledged. It bounds what N instances admit
+	// beyond the burst to about (N−1)·SyncBatch.
 	SyncBatch int
 	// SyncKeys bounds the buckets one sync sends (DefaultSyncKeys).
 	SyncKeys int
@@ -59,6 +60,8 @@ type Limiter struct {
 	// Shared mode (cfg.Shared set): refill intervals, buckets with takes
 	// not yet sent, whether a syncer runs, whether the store failed.
 	ivReq, ivGlobal time.Duration
+	batchReq        int
+	batchGlobal     int
 	dirty           map[string]*bucket
 	syncMu          sync.Mutex
 	kick            chan struct{}
@@ -99,9 +102,6 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	if cfg.SyncEvery == 0 {
 		cfg.SyncEvery = DefaultSyncEvery
 	}
-	if cfg.SyncBatch < 1 {
-		cfg.SyncBatch = DefaultSyncBatch
-	}
 	if cfg.SyncKeys < 1 {
 		cfg.SyncKeys = DefaultSyncKeys
 	}
@@ -112,6 +112,7 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	}
 	if cfg.Shared != nil {
 		l.ivReq, l.ivGlobal = interval(cfg.Rate), interval(cfg.GlobalRate)
+		l.batchReq, l.batchGlobal = syncBatch(cfg.SyncBatch, cfg.Burst), syncBatch(cfg.SyncBatch, cfg.GlobalBurst)
 		l.dirty = map[string]*bucket{}
 		l.kick = make(chan struct{}, 1)
 	}
@@ -132,11 +133,11 @@ func (l *Limiter) AllowKey(key string) Decision {
 	now := l.cfg.Now()
 	b := l.table.GetOrAdd(key, func() *bucket { return &bucket{lim: rate.NewLimiter(l.cfg.Rate, l.cfg.Burst)} })
 	if l.sharedOn() {
-		if ok, d := l.admit(b, l.ivReq, l.cfg.Burst, now); !ok {
+		if ok, d := l.admit(b, l.ivReq, l.batchReq, l.cfg.Burst, now); !ok {
 			return Decision{Scope: ScopeRequester, Key: key, RetryAfter: d}
 		}
 		if l.global != nil {
-			if ok, d := l.admit(l.global, l.ivGlobal, l.cfg.GlobalBurst, now); !ok {
+			if ok, d := l.admit(l.global, l.ivGlobal, l.batchGlobal, l.cfg.GlobalBurst, now); !ok {
 				return Decision{Scope: ScopeGlobal, Key: key, RetryAfter: d}
 			}
 		}
@@ -156,9 +157,9 @@ func (l *Limiter) AllowKey(key string) Decision {
 	}
 	if l.cfg.Shared != nil {
 		// Sent even while degraded, so that a recovered store is noticed.
-		l.take(b, l.ivReq, key)
+		l.take(b, l.ivReq, l.batchReq, key)
 		if l.global != nil {
-			l.take(l.global, l.ivGlobal, globalKey)
+			l.take(l.global, l.ivGlobal, l.batchGlobal, globalKey)
 		}
 	}
 	return Decision{OK: true, Key: key}

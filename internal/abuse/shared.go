@@ -32,7 +32,6 @@ type SharedTake struct {
 // Defaults of a shared limiter.
 const (
 	DefaultSyncEvery  = 250 * time.Millisecond
-	DefaultSyncBatch  = 1
 	DefaultSyncKeys   = 1000
 	sharedSyncTimeout = 2 * time.Second
 )
@@ -68,15 +67,15 @@ func interval(r rate.Limit) time.Duration {
 
 // admit reports whether b's shared bucket has a token at now, counting
 // what this instance took and has not yet seen come back from the store;
-// past SyncBatch unsynced tokens it refuses until the sync returns, so
-// each instance runs at most SyncBatch tokens ahead of the others' view.
-// It returns the wait before a retry when refused.
-func (l *Limiter) admit(b *bucket, iv time.Duration, burst int, now time.Time) (bool, time.Duration) {
+// past batch unsynced tokens it refuses until the sync returns, so each
+// instance runs at most batch tokens ahead of the others' view. It returns
+// the wait before a retry when refused.
+func (l *Limiter) admit(b *bucket, iv time.Duration, batch, burst int, now time.Time) (bool, time.Duration) {
 	if iv == 0 {
 		return true, 0
 	}
 	unsynced := b.sh.pending + b.sh.inflight
-	if unsynced >= l.cfg.SyncBatch {
+	if unsynced >= batch {
 		return false, max(l.cfg.SyncEvery, DefaultSyncEvery)
 	}
 	end := b.sh.end
@@ -92,7 +91,7 @@ func (l *Limiter) admit(b *bucket, iv time.Duration, burst int, now time.Time) (
 
 // take records one token taken from b's shared bucket and wakes the
 // syncer.
-func (l *Limiter) take(b *bucket, iv time.Duration, key string) {
+func (l *Limiter) take(b *bucket, iv time.Duration, batch int, key string) {
 	if iv == 0 {
 		return
 	}
@@ -102,7 +101,7 @@ func (l *Limiter) take(b *bucket, iv time.Duration, key string) {
 		l.syncing = true
 		go l.syncLoop()
 	}
-	if b.sh.pending >= l.cfg.SyncBatch {
+	if b.sh.pending >= batch {
 		select {
 		case l.kick <- struct{}{}:
 		default:
@@ -110,8 +109,8 @@ func (l *Limiter) take(b *bucket, iv time.Duration, key string) {
 	}
 }
 
-// syncLoop sends pending takes while there are any: at once when a key
-// reaches SyncBatch, else every SyncEvery, never more often than
+// syncLoop sends pending takes while there are any: at once when a bucket
+// reaches its batch, else every SyncEvery, never more often than
 // SyncEvery/10 (one statement in flight per limiter). It exits when nothing
 // is pending, so an idle limiter has no goroutine.
 func (l *Limiter) syncLoop() {
@@ -269,5 +268,13 @@ func (l *Limiter) Record(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.table.GetOrAdd(key, func() *bucket { return &bucket{lim: rate.NewLimiter(l.cfg.Rate, l.cfg.Burst)} })
-	l.take(b, l.ivReq, key)
+	l.take(b, l.ivReq, 1, key)
+}
+
+// syncBatch is the configured batch, else a tenth of burst (at least 1).
+func syncBatch(configured, burst int) int {
+	if configured >= 1 {
+		return configured
+	}
+	return max(1, burst/10)
 }

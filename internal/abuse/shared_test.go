@@ -228,3 +228,25 @@ func TestSharedLimiterBackgroundSync(t *testing.T) {
 	}
 	t.Fatal("syncer still running with nothing pending")
 }
+
+// The default batch is a tenth of the burst: a busy requester behind one
+// address (a NAT) is not held to one request per store round trip, and the
+// slack stays a tenth of the burst per instance.
+func TestSharedLimiterDefaultBatch(t *testing.T) {
+	c := newClock()
+	cfg := sharedCfg(c, newMemBuckets())
+	cfg.Burst = 50
+	a := NewLimiter(cfg)
+	for i := range 5 {
+		if !a.Allow("192.0.2.7").OK {
+			t.Fatalf("request %d of the batch refused", i+1)
+		}
+	}
+	if a.Allow("192.0.2.7").OK {
+		t.Fatal("admitted past a batch of 5 not yet acknowledged")
+	}
+	a.Sync(context.Background())
+	if !a.Allow("192.0.2.7").OK {
+		t.Fatal("refused after the sync")
+	}
+}
