@@ -62,7 +62,7 @@ type Limiter struct {
 	ivReq, ivGlobal time.Duration
 	batchReq        int
 	batchGlobal     int
-	dirty           map[string]*bucket
+	dirty           map[*bucket]string // bucket → its key
 	syncMu          sync.Mutex
 	kick            chan struct{}
 	syncing         bool
@@ -113,7 +113,7 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	if cfg.Shared != nil {
 		l.ivReq, l.ivGlobal = interval(cfg.Rate), interval(cfg.GlobalRate)
 		l.batchReq, l.batchGlobal = syncBatch(cfg.SyncBatch, cfg.Burst), syncBatch(cfg.SyncBatch, cfg.GlobalBurst)
-		l.dirty = map[string]*bucket{}
+		l.dirty = map[*bucket]string{}
 		l.kick = make(chan struct{}, 1)
 	}
 	return l

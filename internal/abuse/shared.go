@@ -43,6 +43,7 @@ type sharedState struct {
 	end      time.Time
 	pending  int
 	inflight int
+	iv       time.Duration // one token's refill time
 }
 
 // bucket is one requester's (or the global) state.
@@ -96,7 +97,8 @@ func (l *Limiter) take(b *bucket, iv time.Duration, batch int, key string) {
 		return
 	}
 	b.sh.pending++
-	l.dirty[key] = b
+	b.sh.iv = iv
+	l.dirty[b] = key
 	if !l.syncing && l.cfg.SyncEvery > 0 {
 		l.syncing = true
 		go l.syncLoop()
@@ -147,29 +149,34 @@ func (l *Limiter) Sync(ctx context.Context) bool {
 	l.syncMu.Lock() // one sync at a time: a bucket has one batch in flight
 	defer l.syncMu.Unlock()
 	l.mu.Lock()
-	keys := make([]string, 0, min(len(l.dirty), l.cfg.SyncKeys))
-	for k := range l.dirty {
-		keys = append(keys, k)
+	type entry struct {
+		key string
+		b   *bucket
 	}
-	sort.Strings(keys) // a stable order: concurrent upserts lock rows alike
-	if len(keys) > l.cfg.SyncKeys {
-		keys = keys[:l.cfg.SyncKeys]
+	es := make([]entry, 0, len(l.dirty))
+	for b, k := range l.dirty {
+		es = append(es, entry{k, b})
 	}
-	takes := make([]SharedTake, 0, len(keys))
-	bs := make([]*bucket, 0, len(keys))
-	for _, k := range keys {
-		b := l.dirty[k]
-		delete(l.dirty, k)
+	sort.Slice(es, func(i, j int) bool { return es[i].key < es[j].key }) // concurrent upserts lock rows alike
+	es = es[:min(len(es), l.cfg.SyncKeys)]
+	// One take per key: a bucket evicted from the table and its successor
+	// may both be pending (the store refuses a key twice in one call).
+	takes := make([]SharedTake, 0, len(es))
+	bs := make([][]*bucket, 0, len(es))
+	for i, e := range es {
+		b := e.b
+		delete(l.dirty, b)
 		if b.sh.pending == 0 {
 			continue
 		}
-		iv := l.ivReq
-		if k == globalKey {
-			iv = l.ivGlobal
-		}
 		b.sh.inflight, b.sh.pending = b.sh.pending, 0
-		takes = append(takes, SharedTake{Key: l.cfg.SharedName + "\x00" + k, N: b.sh.inflight, Interval: iv})
-		bs = append(bs, b)
+		if i > 0 && len(takes) > 0 && es[i-1].key == e.key {
+			takes[len(takes)-1].N += b.sh.inflight
+			bs[len(bs)-1] = append(bs[len(bs)-1], b)
+			continue
+		}
+		takes = append(takes, SharedTake{Key: l.cfg.SharedName + "\x00" + e.key, N: b.sh.inflight, Interval: b.sh.iv})
+		bs = append(bs, []*bucket{b})
 	}
 	now := l.cfg.Now()
 	l.mu.Unlock()
@@ -187,10 +194,12 @@ func (l *Limiter) Sync(ctx context.Context) bool {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i, b := range bs {
-		b.sh.inflight = 0
-		if err == nil {
-			b.sh.end = ends[i]
+	for i, group := range bs {
+		for _, b := range group {
+			b.sh.inflight = 0
+			if err == nil {
+				b.sh.end = ends[i]
+			}
 		}
 	}
 	if err != nil {
@@ -218,9 +227,9 @@ func (e sharedError) Error() string { return string(e) }
 
 const errShortReply = sharedError("abuse: shared buckets: short reply")
 
-// globalKey is the table key of the global bucket (no requester key is
-// empty: addresses and InvalidSource are not).
-const globalKey = ""
+// globalKey names the global bucket in the store (no requester key is
+// this: prefixes never hold a NUL).
+const globalKey = "\x00global"
 
 func defaultLogger(l *slog.Logger) *slog.Logger {
 	if l == nil {

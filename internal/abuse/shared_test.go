@@ -27,6 +27,13 @@ func (m *memBuckets) TakeShared(_ context.Context, now time.Time, takes []Shared
 	if m.fail {
 		return nil, errors.New("store down")
 	}
+	seen := map[string]bool{}
+	for _, t := range takes {
+		if seen[t.Key] {
+			return nil, errors.New("duplicate bucket") // as pgstore
+		}
+		seen[t.Key] = true
+	}
 	out := make([]time.Time, len(takes))
 	for i, t := range takes {
 		e := m.ends[t.Key]
@@ -248,5 +255,27 @@ func TestSharedLimiterDefaultBatch(t *testing.T) {
 	a.Sync(context.Background())
 	if !a.Allow("192.0.2.7").OK {
 		t.Fatal("refused after the sync")
+	}
+}
+
+// A bucket evicted with takes pending and its successor are sent as one
+// take (the store refuses a key twice in one call).
+func TestSharedLimiterEvictedBucketMerged(t *testing.T) {
+	c := newClock()
+	s := newMemBuckets()
+	cfg := sharedCfg(c, s)
+	cfg.MaxKeys = 1
+	a := NewLimiter(cfg)
+	a.Allow("192.0.2.1")
+	a.Allow("192.0.2.2") // evicts .1, whose take is pending
+	a.Allow("192.0.2.1") // a new bucket for .1
+	a.Sync(context.Background())
+	if a.SyncErrors != 0 {
+		t.Fatalf("sync failed %d times", a.SyncErrors)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got, want := s.ends["t\x00192.0.2.1"], c.t.Add(2*time.Minute); !got.Equal(want) {
+		t.Fatalf("merged bucket ends at %v, want %v (two takes)", got, want)
 	}
 }
