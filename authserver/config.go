@@ -168,6 +168,9 @@ type Config struct {
 	// temporarily_unavailable and a Retry-After.
 	TokenRatePerIP  float64
 	TokenBurstPerIP int
+	// SharedLimits, when set, makes TokenRatePerIP hold across the
+	// instances sharing it (abuse.LimiterConfig.Shared); nil: per instance.
+	SharedLimits abuse.SharedBuckets
 	// IPv4Prefix and IPv6Prefix are the bits of a client IP that identify a
 	// requester for TokenRatePerIP (defaults 32 and 64).
 	IPv4Prefix int

@@ -42,6 +42,7 @@ func (s *Server) limitPerIP(h http.Handler) http.Handler {
 		s.tokenLimits = abuse.NewLimiter(abuse.LimiterConfig{
 			Rate: rate.Limit(s.cfg.TokenRatePerIP), Burst: s.cfg.TokenBurstPerIP, Now: s.cfg.Now,
 			Prefixes: abuse.Prefixes{IPv4: s.cfg.IPv4Prefix, IPv6: s.cfg.IPv6Prefix},
+			Shared:   s.cfg.SharedLimits, SharedName: "token", Logger: s.cfg.Logger,
 		})
 	}
 	l := s.tokenLimits

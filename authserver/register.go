@@ -68,8 +68,12 @@ type RegistrationConfig struct {
 	// whose records are written when a later refusal arrives after their
 	// minute.
 	Refusals *abuse.Aggregator
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// SharedLimits, when set, makes the per-requester and global rate
+	// limits hold across the instances sharing it (abuse.LimiterConfig.Shared);
+	// nil: per instance. The stored-client caps are shared anyway.
+	SharedLimits abuse.SharedBuckets
+	Now          func() time.Time
+	Logger       *slog.Logger
 }
 
 // Registration defaults.
@@ -133,6 +137,7 @@ func NewRegistrationHandler(cfg RegistrationConfig) (http.Handler, error) {
 	return &registration{cfg: cfg, prefixes: prefixes, limits: abuse.NewLimiter(abuse.LimiterConfig{
 		Rate: cfg.RatePerIP, Burst: cfg.BurstPerIP, GlobalRate: cfg.GlobalRate, GlobalBurst: cfg.GlobalBurst,
 		MaxKeys: cfg.MaxRequesters, Prefixes: prefixes, Now: cfg.Now,
+		Shared: cfg.SharedLimits, SharedName: "dcr", Logger: cfg.Logger,
 	})}, nil
 }
 

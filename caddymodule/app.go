@@ -271,6 +271,11 @@ type App struct {
 	TokenRateLimit float64 `json:"token_rate_limit,omitempty"`
 	// … with bursts of TokenRateBurst (default 50).
 	TokenRateBurst int `json:"token_rate_burst,omitempty"`
+	// SharedLimits makes the registration (DCR) limits, the token
+	// endpoint limit and login throttling hold across every instance on
+	// the same PostgreSQL storage instead of per instance. Only valid with
+	// storage postgres.
+	SharedLimits bool `json:"shared_limits,omitempty"`
 	// AuditRetention deletes audit events older than this (default 90 days; negative keeps them all).
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 	// ClientIPv4Prefix is how many leading bits of a client's IPv4 address
@@ -291,10 +296,12 @@ type App struct {
 	logger  *zap.Logger
 	slogger *slog.Logger
 	store   storage.Backend
-	keys    *authserver.KeySet
-	login   *idp.Login
-	cancel  context.CancelFunc
-	st      *appState
+	// shared is the store's shared buckets when SharedLimits is on.
+	shared abuse.SharedBuckets
+	keys   *authserver.KeySet
+	login  *idp.Login
+	cancel context.CancelFunc
+	st     *appState
 	// prm is this config's registry of the guards' metadata paths.
 	prm *prmRegistry
 	// refusals aggregates unauthenticated refusals for the audit log;
@@ -691,6 +698,13 @@ func (a *App) provision(ctx caddy.Context) error {
 		return err
 	}
 	a.store = store
+	if a.SharedLimits {
+		sb, ok := store.(abuse.SharedBuckets)
+		if !ok {
+			return errors.New("mcp_auth: shared_limits: this storage cannot share limits")
+		}
+		a.shared = sb
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -720,6 +734,7 @@ func (a *App) provision(ctx caddy.Context) error {
 		return err
 	}
 	icfg := a.idpConfig(store)
+	icfg.SharedLimits = a.shared
 	icfg.Providers = providers
 	if s := a.Login.SMTP; s != nil {
 		m, err := mailer.New(mailer.Config{Host: s.Host, Port: s.Port, TLS: s.TLS, From: s.From, Username: s.Username, Password: s.Password})
@@ -790,6 +805,9 @@ func (a *App) validate() error {
 	}
 	if err := authserver.ValidateIssuer(a.Issuer); err != nil {
 		return fmt.Errorf("mcp_auth: %w", err)
+	}
+	if a.SharedLimits && a.Storage.Backend != "postgres" {
+		return errors.New("mcp_auth: shared_limits needs storage postgres (with bbolt there is one instance per file, so every limit is already whole)")
 	}
 	if a.ClientIPv4Prefix < 0 || a.ClientIPv4Prefix > 32 {
 		return fmt.Errorf("mcp_auth: client_ipv4_prefix %d must be between 1 and 32", a.ClientIPv4Prefix)
@@ -1162,6 +1180,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 		Audit:           a.auditW,
 		TokenRatePerIP:  a.tokenRate(),
 		TokenBurstPerIP: a.TokenRateBurst,
+		SharedLimits:    a.shared,
 		IPv4Prefix:      a.ClientIPv4Prefix,
 		IPv6Prefix:      a.ClientIPv6Prefix,
 		UserEmail: func(ctx context.Context, subject string) (string, bool) {
@@ -1207,6 +1226,7 @@ func (a *App) buildServer() (*authserver.Server, error) {
 			Logger:              a.slogger,
 			OnEvent:             a.metrics.OnEvent,
 			Refusals:            a.refusals,
+			SharedLimits:        a.shared,
 		})
 		if err != nil {
 			return nil, err

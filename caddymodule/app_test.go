@@ -115,6 +115,12 @@ func TestAppValidate(t *testing.T) {
 		}, "configured twice"},
 		{"home realm unknown provider", func(a *App) { a.Login.HomeRealm = map[string]string{"example.org": "nobody"} }, "unknown provider"},
 		{"signup domains empty", func(a *App) { a.Login.Signup = "domains" }, "at least one domain"},
+		{"shared_limits with bbolt", func(a *App) { a.Storage.Backend = "bbolt"; a.SharedLimits = true }, "shared_limits needs storage postgres"},
+		{"shared_limits without storage", func(a *App) { a.SharedLimits = true }, "shared_limits needs storage postgres"},
+		{"shared_limits with postgres", func(a *App) {
+			a.Storage = StorageConfig{Backend: "postgres", DSN: "postgres://x@db/x"}
+			a.SharedLimits = true
+		}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

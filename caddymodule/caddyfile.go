@@ -192,6 +192,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				a.TokenRateBurst = n
 			}
+		case "shared_limits":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.SharedLimits = true
 		case "audit_retention":
 			v, err := durationArg(d)
 			if err != nil {

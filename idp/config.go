@@ -111,6 +111,10 @@ type Config struct {
 	// keeps an aggregator of its own, whose records are written when a
 	// later refusal arrives after their minute.
 	Refusals *abuse.Aggregator
+	// SharedLimits, when set, makes login and signup throttling count
+	// failures across the instances sharing it (see throttle); nil: per
+	// instance.
+	SharedLimits abuse.SharedBuckets
 	// Audit, when set, writes the audit events that are not security
 	// decisions (batched; see internal/audit). Nil writes every event
 	// synchronously.

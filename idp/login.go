@@ -90,6 +90,11 @@ func New(ctx context.Context, cfg Config) (*Login, error) {
 		familiar:  newFamiliar(),
 		prefixes:  abuse.Prefixes{IPv4: cfg.Throttle.IPv4Prefix, IPv6: cfg.Throttle.IPv6Prefix},
 	}
+	th := cfg.Throttle
+	l.pairs.share(cfg.SharedLimits, "login_pair", th.AccountFailures, cfg.Now, cfg.Logger)
+	l.ips.share(cfg.SharedLimits, "login_ip", th.IPFailures, cfg.Now, cfg.Logger)
+	l.accounts.share(cfg.SharedLimits, "login_account", th.BackoffAfter, cfg.Now, cfg.Logger)
+	l.signups.share(cfg.SharedLimits, "signup", th.SignupsPerIP, cfg.Now, cfg.Logger)
 	if l.hasher == nil {
 		l.hasher = password.Default()
 	}

@@ -1,8 +1,11 @@
 package idp
 
 import (
+	"log/slog"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 )
@@ -23,13 +26,22 @@ import (
 // When the table is full the least recently failed key is forgotten (an
 // attacker spraying keys to evict a lock pays one failure, and its argon2id
 // check, per key). State is in memory: several instances sharing a store
-// each keep their own counts.
+// each keep their own counts, unless shared (Config.SharedLimits): then
+// every failure is also counted in a shared bucket of limit tokens that
+// drains over the window, a key whose shared count reaches the limit is
+// locked on every instance (for at most max) until it drains by one, and
+// the lock and back-off decisions take the larger of the local and the
+// shared count.
 type throttle struct {
 	mu      sync.Mutex
 	entries *abuse.LRU[*throttleEntry]
 	window  time.Duration
 	base    time.Duration
 	max     time.Duration
+	// shared counts failures across instances (nil: per instance);
+	// limit is its size.
+	shared *abuse.Limiter
+	limit  int
 }
 
 type throttleEntry struct {
@@ -49,15 +61,40 @@ func newThrottle(window, base, max time.Duration) *throttle {
 	return &throttle{entries: abuse.NewLRU[*throttleEntry](maxThrottleEntries), window: window, base: base, max: max}
 }
 
+// share makes t count failures in sb too, as a bucket of limit tokens
+// draining over the window, under name.
+func (t *throttle) share(sb abuse.SharedBuckets, name string, limit int, now func() time.Time, logger *slog.Logger) {
+	if sb == nil || limit < 1 {
+		return
+	}
+	t.limit = limit
+	t.shared = abuse.NewLimiter(abuse.LimiterConfig{
+		Rate: rate.Every(t.window / time.Duration(limit)), Burst: limit, MaxKeys: maxThrottleEntries,
+		Now: now, Shared: sb, SharedName: name, Logger: logger,
+	})
+}
+
+// sharedLevel is key's failures as counted across instances (0 when not
+// shared) and when that count next drops.
+func (t *throttle) sharedLevel(key string) (int, time.Duration) {
+	if t.shared == nil {
+		return 0, 0
+	}
+	return t.shared.Level(key)
+}
+
 // locked reports whether key is locked at now, and until when.
 func (t *throttle) locked(key string, now time.Time) (bool, time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, _ := t.entries.Peek(key)
-	if e == nil || !now.Before(e.lockedUntil) {
-		return false, time.Time{}
+	if e != nil && now.Before(e.lockedUntil) {
+		return true, e.lockedUntil
 	}
-	return true, e.lockedUntil
+	if n, next := t.sharedLevel(key); t.shared != nil && n >= t.limit {
+		return true, now.Add(max(min(next, t.max), time.Second))
+	}
+	return false, time.Time{}
 }
 
 // record prunes key's window and appends a failure.
@@ -69,7 +106,17 @@ func (t *throttle) record(key string, now time.Time) *throttleEntry {
 		e.failures = e.failures[1:]
 	}
 	e.failures = append(e.failures, now)
+	if t.shared != nil {
+		t.shared.Record(key)
+	}
 	return e
+}
+
+// count is key's failures in the window: here, or across instances when
+// shared and more.
+func (t *throttle) count(key string, e *throttleEntry) int {
+	n, _ := t.sharedLevel(key)
+	return max(len(e.failures), n)
 }
 
 // fail records a failure of key; it reports whether this failure locked it.
@@ -77,7 +124,7 @@ func (t *throttle) fail(key string, limit int, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.record(key, now)
-	if len(e.failures) < limit {
+	if t.count(key, e) < limit {
 		return false
 	}
 	if now.Sub(e.lastLockout) > 24*time.Hour {
@@ -95,7 +142,7 @@ func (t *throttle) backoff(key string, limit int, now time.Time) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.record(key, now)
-	n := len(e.failures) - limit
+	n := t.count(key, e) - limit
 	if n < 0 {
 		return 0
 	}

@@ -12,6 +12,10 @@
 //     everyone);
 //   - Limiter is a token bucket per prefix in an LRU, with an optional global
 //     bucket that bounds the total rate whatever the number of prefixes;
+//   - SharedBuckets lets a Limiter's buckets hold across instances (a
+//     PostgreSQL table): decisions stay in memory, what an instance took is
+//     sent in batches, each instance runs at most a tenth of the burst ahead
+//     of the store, and a failing store falls back to the local buckets;
 //   - Aggregator turns unauthenticated refusals (CSRF failures, throttled
 //     logins, refused registrations) into one stored audit record per
 //     (type, outcome, detail, source prefix, minute) carrying a count,

@@ -1,6 +1,7 @@
 package abuse
 
 import (
+	"log/slog"
 	"sync"
 	"time"
 
@@ -23,6 +24,28 @@ type LimiterConfig struct {
 	Prefixes Prefixes
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	// Shared, when set, makes the buckets hold across instances: on top of
+	// its own bucket each request needs a token from the shared bucket of
+	// the same rate and burst, as this instance last saw it plus what it
+	// took since. Takes are sent in batches (see Sync), never one write
+	// per request; while the store fails only the local buckets apply.
+	Shared SharedBuckets
+	// SharedName namespaces this limiter's keys in Shared ("dcr", "token").
+	SharedName string
+	// SyncEvery is how often pending takes are sent (DefaultSyncEvery);
+	// a negative value starts no syncer (the caller calls Sync).
+	SyncEvery time.Duration
+	// SyncBatch is how many tokens of one bucket an instance may take
+	// before the store has seen them (default: a tenth of the bucket's
+	// burst, at least 1): reaching it sends them at once, and the bucket
+	// refuses until they are acknowledged. It bounds what N instances admit
+	// beyond the burst to about (N−1)·SyncBatch.
+	SyncBatch int
+	// SyncKeys bounds the buckets one sync sends (DefaultSyncKeys).
+	SyncKeys int
+	// Logger reports the shared store failing and recovering.
+	Logger *slog.Logger
 }
 
 // Limiter is a token bucket per requester prefix, in a bounded LRU table,
@@ -31,8 +54,21 @@ type LimiterConfig struct {
 type Limiter struct {
 	cfg    LimiterConfig
 	mu     sync.Mutex
-	table  *LRU[*rate.Limiter]
-	global *rate.Limiter
+	table  *LRU[*bucket]
+	global *bucket
+
+	// Shared mode (cfg.Shared set): refill intervals, buckets with takes
+	// not yet sent, whether a syncer runs, whether the store failed.
+	ivReq, ivGlobal time.Duration
+	batchReq        int
+	batchGlobal     int
+	dirty           map[*bucket]string // bucket → its key
+	syncMu          sync.Mutex
+	kick            chan struct{}
+	syncing         bool
+	degraded        bool
+	// SyncErrors counts failed syncs (tests, metrics).
+	SyncErrors int
 }
 
 // Scopes of a refusal.
@@ -60,12 +96,25 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	l := &Limiter{cfg: cfg, table: NewLRU[*rate.Limiter](cfg.MaxKeys)}
+	if cfg.GlobalRate > 0 && cfg.GlobalBurst < 1 {
+		cfg.GlobalBurst = cfg.Burst
+	}
+	if cfg.SyncEvery == 0 {
+		cfg.SyncEvery = DefaultSyncEvery
+	}
+	if cfg.SyncKeys < 1 {
+		cfg.SyncKeys = DefaultSyncKeys
+	}
+	cfg.Logger = defaultLogger(cfg.Logger)
+	l := &Limiter{cfg: cfg, table: NewLRU[*bucket](cfg.MaxKeys)}
 	if cfg.GlobalRate > 0 {
-		if cfg.GlobalBurst < 1 {
-			cfg.GlobalBurst = cfg.Burst
-		}
-		l.global = rate.NewLimiter(cfg.GlobalRate, cfg.GlobalBurst)
+		l.global = &bucket{lim: rate.NewLimiter(cfg.GlobalRate, cfg.GlobalBurst)}
+	}
+	if cfg.Shared != nil {
+		l.ivReq, l.ivGlobal = interval(cfg.Rate), interval(cfg.GlobalRate)
+		l.batchReq, l.batchGlobal = syncBatch(cfg.SyncBatch, cfg.Burst), syncBatch(cfg.SyncBatch, cfg.GlobalBurst)
+		l.dirty = map[*bucket]string{}
+		l.kick = make(chan struct{}, 1)
 	}
 	return l
 }
@@ -82,18 +131,35 @@ func (l *Limiter) AllowKey(key string) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.cfg.Now()
-	b := l.table.GetOrAdd(key, func() *rate.Limiter { return rate.NewLimiter(l.cfg.Rate, l.cfg.Burst) })
-	r := b.ReserveN(now, 1)
+	b := l.table.GetOrAdd(key, func() *bucket { return &bucket{lim: rate.NewLimiter(l.cfg.Rate, l.cfg.Burst)} })
+	if l.sharedOn() {
+		if ok, d := l.admit(b, l.ivReq, l.batchReq, l.cfg.Burst, now); !ok {
+			return Decision{Scope: ScopeRequester, Key: key, RetryAfter: d}
+		}
+		if l.global != nil {
+			if ok, d := l.admit(l.global, l.ivGlobal, l.batchGlobal, l.cfg.GlobalBurst, now); !ok {
+				return Decision{Scope: ScopeGlobal, Key: key, RetryAfter: d}
+			}
+		}
+	}
+	r := b.lim.ReserveN(now, 1)
 	if d := delayOf(r, now); d > 0 {
 		r.CancelAt(now)
 		return Decision{Scope: ScopeRequester, Key: key, RetryAfter: d}
 	}
 	if l.global != nil {
-		g := l.global.ReserveN(now, 1)
+		g := l.global.lim.ReserveN(now, 1)
 		if d := delayOf(g, now); d > 0 {
 			g.CancelAt(now)
 			r.CancelAt(now)
 			return Decision{Scope: ScopeGlobal, Key: key, RetryAfter: d}
+		}
+	}
+	if l.cfg.Shared != nil {
+		// Sent even while degraded, so that a recovered store is noticed.
+		l.take(b, l.ivReq, l.batchReq, key)
+		if l.global != nil {
+			l.take(l.global, l.ivGlobal, l.batchGlobal, globalKey)
 		}
 	}
 	return Decision{OK: true, Key: key}

@@ -156,6 +156,11 @@ func (s *Store) DeleteExpired(ctx context.Context, now, auditBefore time.Time) (
 			}
 			total += int(tag.RowsAffected())
 		}
+		tag, err := tx.Exec(ctx, `DELETE FROM mcpauth_limits WHERE end_ns <= $1`, now.UnixNano())
+		if err != nil {
+			return dbErr("delete expired", err)
+		}
+		total += int(tag.RowsAffected())
 		if !auditBefore.IsZero() {
 			tag, err := tx.Exec(ctx, `DELETE FROM mcpauth_audit WHERE at_ns < $1`, auditNanos(auditBefore))
 			if err != nil {

@@ -51,6 +51,9 @@
 //	                       account_id, expires_at, data (schema version 2)
 //	mcpauth_replays        hash bytea PK (SHA-256 of issuer and jti), expires_at
 //	                       (schema version 3; used assertion identifiers)
+//	mcpauth_limits         hash bytea PK (SHA-256 of limiter and requester key),
+//	                       end_ns (Unix ns at which the shared token bucket is
+//	                       full again; schema version 4, shared_limits)
 //	mcpauth_audit          id PK (time-ordered), at, type, client_id, subject, data
 //
 // Codes, refresh tokens, session ids and ticket keys are stored only as

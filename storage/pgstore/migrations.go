@@ -134,6 +134,13 @@ CREATE TABLE mcpauth_replays (
 );
 CREATE INDEX mcpauth_replays_expires_at ON mcpauth_replays (expires_at);
 `},
+	{4, "shared limits", `
+CREATE TABLE mcpauth_limits (
+	hash   bytea PRIMARY KEY,
+	end_ns bigint NOT NULL
+);
+CREATE INDEX mcpauth_limits_end_ns ON mcpauth_limits (end_ns);
+`},
 }
 
 // migrate applies the pending migrations in one transaction holding a
