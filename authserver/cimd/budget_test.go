@@ -39,7 +39,10 @@ func hostDocServer(t *testing.T, delay time.Duration) *docServer {
 			select {
 			case <-time.After(delay):
 			case <-r.Context().Done():
-				return
+				// The client gave up: abort the connection. Returning would
+				// send an empty 200, which a client still reading could
+				// take for a (non-JSON) answer instead of its timeout.
+				panic(http.ErrAbortHandler)
 			}
 		}
 		serveJSON(doc("https://"+r.Host+r.URL.Path, nil))(w, r)
