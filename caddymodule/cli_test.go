@@ -12,22 +12,24 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/opscli"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
-// runCLI runs `mcpauth <args>` in-process with the given stdin and
-// environment and returns its standard output.
+// runCLI runs `mcpauth <args>` in-process, configured as the registered
+// command is, with the given stdin and environment, and returns its
+// standard output.
 func runCLI(t *testing.T, stdin string, env map[string]string, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	root := &cobra.Command{Use: "mcpauth"}
-	setupMCPAuthCommandWith(root, &cliEnv{
-		stdin:      strings.NewReader(stdin),
-		stdout:     &out,
-		getenv:     func(k string) string { return env[k] },
-		isTerminal: func() bool { return false },
-		readSecret: func() ([]byte, error) { return nil, errors.New("no terminal") },
-	})
+	opscli.Setup(root, cliConfig(opscli.Env{
+		Stdin:      strings.NewReader(stdin),
+		Stdout:     &out,
+		Getenv:     func(k string) string { return env[k] },
+		IsTerminal: func() bool { return false },
+		ReadSecret: func() ([]byte, error) { return nil, errors.New("no terminal") },
+	}))
 	root.SetArgs(args)
 	root.SetOut(io.Discard)
 	root.SetErr(io.Discard)
@@ -191,41 +193,5 @@ func TestCLIUnreachable(t *testing.T) {
 	_, err = runCLI(t, "", nil, "keys", "list", "--address", "tcp/::not an address::")
 	if err == nil || !strings.Contains(err.Error(), "admin") {
 		t.Fatalf("bad address: %v", err)
-	}
-}
-
-// TestCLIPasswordPrompt: on a terminal the password is asked twice and must
-// match; nothing is sent otherwise.
-func TestCLIPasswordPrompt(t *testing.T) {
-	cases := []struct {
-		name    string
-		answers []string
-		want    string
-		wantErr string
-	}{
-		{"match", []string{"typed-passphrase", "typed-passphrase"}, "typed-passphrase", ""},
-		{"differ", []string{"typed-passphrase", "other-passphrase"}, "", "differ"},
-		{"empty", []string{"", ""}, "", "empty password"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			i := 0
-			o := &cliOpts{env: &cliEnv{
-				stdin:      strings.NewReader(""),
-				getenv:     func(string) string { return "" },
-				isTerminal: func() bool { return true },
-				readSecret: func() ([]byte, error) { i++; return []byte(c.answers[i-1]), nil },
-			}}
-			got, err := o.password(false)
-			if c.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-					t.Fatalf("err %v, want %q", err, c.wantErr)
-				}
-				return
-			}
-			if err != nil || got != c.want {
-				t.Fatalf("got %q, %v", got, err)
-			}
-		})
 	}
 }
