@@ -195,3 +195,31 @@ func TestCLIUnreachable(t *testing.T) {
 		t.Fatalf("bad address: %v", err)
 	}
 }
+
+// TestAdminEndpoint: the CLI dials the admin address as Caddy's admin
+// listener reads it: a unix socket without its permission bits (and no
+// Origin), one TCP port, never a range.
+func TestAdminEndpoint(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		want opscli.AdminEndpoint
+		err  bool
+	}{
+		{addr: "localhost:2019", want: opscli.AdminEndpoint{Network: "tcp", Address: "localhost:2019"}},
+		{addr: "tcp/[::1]:2019", want: opscli.AdminEndpoint{Network: "tcp", Address: "[::1]:2019"}},
+		{addr: "unix//run/caddy/admin.sock|0220", want: opscli.AdminEndpoint{Network: "unix", Address: "/run/caddy/admin.sock", Unix: true}},
+		{addr: "localhost:2019-2020", err: true},
+		{addr: "localhost:http", err: true},
+	} {
+		got, err := adminEndpoint(c.addr)
+		if c.err {
+			if err == nil {
+				t.Errorf("%s: %+v, want an error", c.addr, got)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: %+v %v, want %+v", c.addr, got, err, c.want)
+		}
+	}
+}

@@ -13,7 +13,7 @@ import (
 )
 
 // Config is what the commands need from the server they operate and
-// cannot know without Caddy.
+// cannot know without Caddy. Every field but Env is required.
 type Config struct {
 	// DefaultAdmin is the admin address without --address and CADDY_ADMIN
 	// (Caddy's default, localhost:2019).
