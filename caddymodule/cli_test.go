@@ -12,22 +12,24 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/opscli"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
-// runCLI runs `mcpauth <args>` in-process with the given stdin and
-// environment and returns its standard output.
+// runCLI runs `mcpauth <args>` in-process, configured as the registered
+// command is, with the given stdin and environment, and returns its
+// standard output.
 func runCLI(t *testing.T, stdin string, env map[string]string, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	root := &cobra.Command{Use: "mcpauth"}
-	setupMCPAuthCommandWith(root, &cliEnv{
-		stdin:      strings.NewReader(stdin),
-		stdout:     &out,
-		getenv:     func(k string) string { return env[k] },
-		isTerminal: func() bool { return false },
-		readSecret: func() ([]byte, error) { return nil, errors.New("no terminal") },
-	})
+	opscli.Setup(root, cliConfig(opscli.Env{
+		Stdin:      strings.NewReader(stdin),
+		Stdout:     &out,
+		Getenv:     func(k string) string { return env[k] },
+		IsTerminal: func() bool { return false },
+		ReadSecret: func() ([]byte, error) { return nil, errors.New("no terminal") },
+	}))
 	root.SetArgs(args)
 	root.SetOut(io.Discard)
 	root.SetErr(io.Discard)
@@ -194,38 +196,30 @@ func TestCLIUnreachable(t *testing.T) {
 	}
 }
 
-// TestCLIPasswordPrompt: on a terminal the password is asked twice and must
-// match; nothing is sent otherwise.
-func TestCLIPasswordPrompt(t *testing.T) {
-	cases := []struct {
-		name    string
-		answers []string
-		want    string
-		wantErr string
+// TestAdminEndpoint: the CLI dials the admin address as Caddy's admin
+// listener reads it: a unix socket without its permission bits (and no
+// Origin), one TCP port, never a range.
+func TestAdminEndpoint(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		want opscli.AdminEndpoint
+		err  bool
 	}{
-		{"match", []string{"typed-passphrase", "typed-passphrase"}, "typed-passphrase", ""},
-		{"differ", []string{"typed-passphrase", "other-passphrase"}, "", "differ"},
-		{"empty", []string{"", ""}, "", "empty password"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			i := 0
-			o := &cliOpts{env: &cliEnv{
-				stdin:      strings.NewReader(""),
-				getenv:     func(string) string { return "" },
-				isTerminal: func() bool { return true },
-				readSecret: func() ([]byte, error) { i++; return []byte(c.answers[i-1]), nil },
-			}}
-			got, err := o.password(false)
-			if c.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-					t.Fatalf("err %v, want %q", err, c.wantErr)
-				}
-				return
+		{addr: "localhost:2019", want: opscli.AdminEndpoint{Network: "tcp", Address: "localhost:2019"}},
+		{addr: "tcp/[::1]:2019", want: opscli.AdminEndpoint{Network: "tcp", Address: "[::1]:2019"}},
+		{addr: "unix//run/caddy/admin.sock|0220", want: opscli.AdminEndpoint{Network: "unix", Address: "/run/caddy/admin.sock", Unix: true}},
+		{addr: "localhost:2019-2020", err: true},
+		{addr: "localhost:http", err: true},
+	} {
+		got, err := adminEndpoint(c.addr)
+		if c.err {
+			if err == nil {
+				t.Errorf("%s: %+v, want an error", c.addr, got)
 			}
-			if err != nil || got != c.want {
-				t.Fatalf("got %q, %v", got, err)
-			}
-		})
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: %+v %v, want %+v", c.addr, got, err, c.want)
+		}
 	}
 }

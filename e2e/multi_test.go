@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/mcpauth/caddy-mcpauth/caddymodule"
+	"github.com/mcpauth/caddy-mcpauth/internal/opscli"
 	"github.com/mcpauth/caddy-mcpauth/internal/pgtest"
 	"golang.org/x/oauth2"
 )
@@ -543,7 +543,7 @@ func TestMigrateBboltInstallationToPostgres(t *testing.T) {
 	s.caddy.stop()
 
 	var out strings.Builder
-	if _, err := caddymodule.MigrateStore(t.Context(), caddymodule.MigrateOptions{
+	if _, err := opscli.MigrateStore(t.Context(), opscli.MigrateOptions{
 		From: "bbolt:" + filepath.Join(s.dir, "mcpauth.db"), To: "postgres:" + dsn, Out: &out,
 	}); err != nil {
 		t.Fatalf("migrate-store: %v\n%s", err, out.String())

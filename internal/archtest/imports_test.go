@@ -96,6 +96,20 @@ var rules = []rule{
 		},
 	},
 	{
+		name:      "internal/version depends only on the standard library",
+		from:      func(ip string) bool { return !isTestVariant(ip) && ip == module+"/internal/version" },
+		forbidden: func(p *pkg) bool { return !p.Standard },
+	},
+	{
+		// It operates a server through the admin API and opens stores
+		// offline; doctor uses authserver/cimd's fetcher, not the server.
+		name: "the operator CLI (internal/opscli) links neither the authorization server, the guard nor idp",
+		from: func(ip string) bool { return !isTestVariant(ip) && ip == module+"/internal/opscli" },
+		forbidden: func(p *pkg) bool {
+			return p.ImportPath == module+"/authserver" || under(p.ImportPath, "resourceguard", "idp", "caddymodule")
+		},
+	},
+	{
 		name:      "storage (the leaf) depends only on the standard library",
 		from:      func(ip string) bool { return ip == module+"/storage" },
 		forbidden: func(p *pkg) bool { return !p.Standard && p.ImportPath != module+"/storage" },

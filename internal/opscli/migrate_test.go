@@ -1,4 +1,4 @@
-package caddymodule
+package opscli
 
 import (
 	"bytes"
@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -32,7 +31,7 @@ func migrateTestDSN(t *testing.T) string {
 	dsn := os.Getenv(pgDSNEnv)
 	if dsn == "" {
 		const msg = pgDSNEnv + " is not set: the migrate-store tests need a real PostgreSQL server. " +
-			"Run them with: scripts/pg-test.sh run go test -race -run MigrateStore ./caddymodule/"
+			"Run them with: scripts/pg-test.sh run go test -race -run MigrateStore ./internal/opscli/"
 		if os.Getenv("CI") == "true" || os.Getenv("MCPAUTH_TEST_STRICT") == "1" {
 			t.Fatal(msg + " (CI=true: refusing to skip)")
 		}
@@ -136,7 +135,7 @@ func fillMigrateSource(t *testing.T, b storage.Backend) {
 // runMigrate runs the cobra command as the CLI would.
 func runMigrate(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := NewMigrateStoreCommand()
+	cmd := newMigrateStoreCommand()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
@@ -510,32 +509,5 @@ func TestParseStoreLocation(t *testing.T) {
 				t.Fatalf("got %+v, want backend %s dsn %s display %s", loc, c.backend, c.dsn, c.display)
 			}
 		})
-	}
-}
-
-// TestServerRefusesHalfCopiedStore: the app does not provision on a bbolt
-// file a migrate-store copy marked and never finished, and says why.
-func TestServerRefusesHalfCopiedStore(t *testing.T) {
-	dbPath := filepath.Join(t.TempDir(), "mcpauth.db")
-	s, err := bboltstore.Open(dbPath, bboltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.BeginImport(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	_ = s.Close()
-	a := &App{Issuer: testIssuer, Storage: StorageConfig{Path: dbPath}}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	err = a.Provision(ctx)
-	defer a.Cleanup()
-	if !errors.Is(err, storage.ErrIncompleteCopy) {
-		t.Fatalf("Provision on a half-copied store: %v, want ErrIncompleteCopy", err)
-	}
-	for _, want := range []string{"refusing to start", "unfinished 'mcpauth migrate-store' copy", "delete the file"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q lacks %q", err, want)
-		}
 	}
 }

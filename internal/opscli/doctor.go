@@ -1,4 +1,4 @@
-package caddymodule
+package opscli
 
 import (
 	"crypto/tls"
@@ -81,9 +81,9 @@ that.`,
 				return err
 			}
 			if o.json {
-				err = rep.WriteJSON(o.env.stdout)
+				err = rep.WriteJSON(o.env.Stdout)
 			} else {
-				err = rep.WriteText(o.env.stdout)
+				err = rep.WriteText(o.env.Stdout)
 			}
 			if err != nil {
 				return err

@@ -1,23 +1,18 @@
-package caddymodule
+package version
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"regexp"
 	"runtime/debug"
 	"strings"
-
-	"github.com/caddyserver/caddy/v2"
-	"github.com/spf13/cobra"
 )
 
 // modulePath is this plugin's Go module.
 const modulePath = "github.com/mcpauth/caddy-mcpauth"
 
-// VersionInfo is what a binary knows about the plugin it was built with,
-// from runtime/debug.ReadBuildInfo.
-type VersionInfo struct {
+// Info is what a binary knows about the plugin it was built with, from
+// runtime/debug.ReadBuildInfo.
+type Info struct {
 	// Module is the plugin's Go module path.
 	Module string `json:"module"`
 	// Version is the module version: a tag or pseudo-version when built as
@@ -43,20 +38,18 @@ type VersionInfo struct {
 // pseudoRevision is the commit prefix ending a Go pseudo-version.
 var pseudoRevision = regexp.MustCompile(`-(?:0\.)?\d{14}-([0-9a-f]{12})(?:\+incompatible)?(?:\+dirty)?$`)
 
-// PluginVersion reports the plugin's version and revision.
-func PluginVersion() VersionInfo {
+// Plugin reports the plugin's version and revision; caddy is Caddy's own
+// version (caddy.Version), which this package cannot ask for.
+func Plugin(caddy string) Info {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return VersionInfo{Module: modulePath, Version: "unknown"}
+		return Info{Module: modulePath, Version: "unknown"}
 	}
-	return versionFrom(bi)
+	return from(bi, caddy)
 }
 
-func versionFrom(bi *debug.BuildInfo) VersionInfo {
-	v := VersionInfo{Module: modulePath, Version: "unknown", GoVersion: bi.GoVersion}
-	if s, _ := caddy.Version(); s != "" {
-		v.Caddy = s
-	}
+func from(bi *debug.BuildInfo, caddy string) Info {
+	v := Info{Module: modulePath, Version: "unknown", GoVersion: bi.GoVersion, Caddy: caddy}
 	if bi.Main.Path == modulePath {
 		v.Version = bi.Main.Version
 		for _, s := range bi.Settings {
@@ -96,7 +89,7 @@ func versionFrom(bi *debug.BuildInfo) VersionInfo {
 }
 
 // String is the one-line form printed by `mcpauth version`.
-func (v VersionInfo) String() string {
+func (v Info) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "caddy-mcpauth %s", v.Version)
 	if v.Revision != "" {
@@ -110,17 +103,4 @@ func (v VersionInfo) String() string {
 	}
 	fmt.Fprintf(&b, "; %s; Caddy %s", v.GoVersion, v.Caddy)
 	return b.String()
-}
-
-func newVersionCommand(o *cliOpts) *cobra.Command {
-	return &cobra.Command{Use: "version", Short: "Print the plugin's version and VCS revision (no server needed)", Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return writeVersion(o.env.stdout, o.json, PluginVersion()) }}
-}
-
-func writeVersion(w io.Writer, asJSON bool, v VersionInfo) error {
-	if asJSON {
-		return json.NewEncoder(w).Encode(v)
-	}
-	_, err := fmt.Fprintln(w, v.String())
-	return err
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package opscli
 
 import (
 	"context"
@@ -23,12 +23,12 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/storage/pgstore"
 )
 
-// NewMigrateStoreCommand returns the `migrate-store` subcommand of
+// newMigrateStoreCommand returns the `migrate-store` subcommand of
 // `caddy-mcpauth mcpauth`: it copies every record of one store into another,
 // empty one (bbolt -> postgres to move an installation onto a shared
 // database, postgres -> bbolt back), verifies the copy and prints a
 // summary.
-func NewMigrateStoreCommand() *cobra.Command {
+func newMigrateStoreCommand() *cobra.Command {
 	var (
 		from, to    string
 		lockTimeout time.Duration
