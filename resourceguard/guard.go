@@ -577,7 +577,12 @@ func (g *Guard) check(r *http.Request) (*Decision, *Challenge) {
 	}
 	var d *Decision
 	if calls != nil {
-		d = &Decision{Calls: make([]Call, len(calls))}
+		d = &Decision{}
+		if len(calls) == 1 {
+			d.Calls = d.call[:]
+		} else {
+			d.Calls = make([]Call, len(calls))
+		}
 		for i, rc := range calls {
 			d.Calls[i] = Call{Method: rc.method, Name: rc.target, Request: rc.request}
 		}
@@ -610,8 +615,8 @@ func (g *Guard) check(r *http.Request) (*Decision, *Challenge) {
 	if d == nil {
 		d = &Decision{}
 	}
-	p := v.p // copy: callers may not reach into the cache entry's struct
-	d.Principal = &p
+	d.principal = v.p // copy: callers may not reach into the cache entry's struct
+	d.Principal = &d.principal
 	d.scopes = v.scopes
 	if g.filterTools {
 		for _, rc := range calls {

@@ -171,6 +171,10 @@ type Decision struct {
 	// listTools: a tools/list result must be filtered.
 	listTools bool
 	listIDs   []json.RawMessage
+	// principal backs Principal: one allocation per request, not two.
+	principal Principal
+	// call backs Calls for the usual single message.
+	call [1]Call
 }
 
 // readCalls reads and parses the JSON-RPC body of a POST when the guard's
@@ -189,7 +193,7 @@ func (g *Guard) readCalls(r *http.Request) ([]rpcCall, *Challenge) {
 	if r.ContentLength > g.maxBody {
 		return nil, bodyTooLarge()
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, g.maxBody+1))
+	body, err := readBody(r.Body, r.ContentLength, g.maxBody)
 	_ = r.Body.Close()
 	if err != nil {
 		// The body is gone: the request cannot be forwarded intact.
@@ -221,6 +225,35 @@ func (g *Guard) readCalls(r *http.Request) ([]rpcCall, *Challenge) {
 		}
 	}
 	return calls, nil
+}
+
+// readBody reads at most max+1 bytes of body. With a Content-Length (what
+// MCP clients send) it reads into one buffer of that size instead of
+// growing one from 512 bytes; a body longer than it declared is read on, so
+// the caller sees it whole (or over the limit) either way.
+func readBody(body io.Reader, declared, max int64) ([]byte, error) {
+	if declared <= 0 || declared > max {
+		return io.ReadAll(io.LimitReader(body, max+1))
+	}
+	buf := make([]byte, declared, declared+1)
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return nil, err
+	}
+	var one [1]byte
+	n, err := body.Read(one[:])
+	if n == 0 && (err == io.EOF || err == nil) {
+		if err == nil {
+			// A reader may return 0, nil: fall back to reading to the end.
+			rest, err := io.ReadAll(io.LimitReader(body, max+1-declared))
+			return append(buf, rest...), err
+		}
+		return buf, nil
+	}
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	rest, err := io.ReadAll(io.LimitReader(body, max-declared))
+	return append(append(buf, one[0]), rest...), err
 }
 
 // decodeBody returns the body as the upstream will read it: decompressed
@@ -300,11 +333,19 @@ func (g *Guard) requiredScopes(calls []rpcCall) []string {
 }
 
 func restoreBody(r *http.Request, body []byte) {
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	rb := &bodyReader{}
+	rb.Reset(body)
+	r.Body = rb
 	r.ContentLength = int64(len(body))
 	r.TransferEncoding = nil
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 }
+
+// bodyReader is a request body read from memory (one allocation, where
+// io.NopCloser(bytes.NewReader(b)) makes two).
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
 
 // rpcCall is what the scope rules look at in one JSON-RPC message.
 type rpcCall struct {
@@ -373,7 +414,7 @@ func parseJSONRPC(body []byte) ([]rpcCall, error) {
 func parseMessage(s *jscan, depth int) (rpcCall, error) {
 	var c rpcCall
 	var method, params, id, name, uri [2]int
-	twice := errors.New("resourceguard: member appears twice")
+	twice := errMemberTwice
 	err := s.object(depth, func(key []byte, esc bool) error {
 		var at *[2]int
 		switch {
@@ -461,3 +502,6 @@ func stringAt(raw []byte) string {
 	content, esc, _ := s.str()
 	return strValue(content, esc)
 }
+
+// errMemberTwice is allocated once: parseMessage runs on every request.
+var errMemberTwice = errors.New("resourceguard: member appears twice")

@@ -356,25 +356,39 @@ type sseFramer struct {
 	lineStart int
 }
 
-// feed takes more of the stream and returns the bytes to send on.
+// feed takes more of the stream and returns the bytes to send on. The
+// events complete in p are framed in place; only an incomplete tail is
+// kept (copied once per write, not once per event).
 func (s *sseFramer) feed(p []byte) ([]byte, error) {
-	s.buf = append(s.buf, p...)
+	b := p
+	if len(s.buf) > 0 {
+		s.buf = append(s.buf, p...)
+		b = s.buf
+	}
 	var out []byte
+	done := 0 // b[:done] is framed and passed on
 	for {
-		end, next, ok := s.nextLine()
+		end, next, ok := nextLine(b, &s.scan)
 		if !ok {
 			break
 		}
 		blank := end == s.lineStart
 		s.lineStart, s.scan = next, next
 		if blank {
-			if int64(next) > s.max {
+			if int64(next-done) > s.max {
 				break // refused below
 			}
-			out = append(out, s.event(s.buf[:next])...)
-			s.buf = append(s.buf[:0], s.buf[next:]...)
-			s.lineStart, s.scan = 0, 0
+			out = append(out, s.event(b[done:next])...)
+			done = next
 		}
+	}
+	s.scan -= done
+	s.lineStart -= done
+	if len(s.buf) > 0 {
+		// b is s.buf: drop what was framed (an overlapping copy).
+		s.buf = append(s.buf[:0], b[done:]...)
+	} else {
+		s.buf = append(s.buf, b[done:]...)
 	}
 	if int64(len(s.buf)) > s.max {
 		out = append(out, s.errorEvent()...)
@@ -384,27 +398,42 @@ func (s *sseFramer) feed(p []byte) ([]byte, error) {
 	return out, nil
 }
 
-// nextLine finds the end of the line starting at lineStart: end is the
+// nextLine finds the end of the line that continues at *scan: end is the
 // offset of its terminator, next the offset after it. A CR at the end of
-// the buffer waits for the next byte (it may be a CRLF).
-func (s *sseFramer) nextLine() (end, next int, ok bool) {
-	for i := s.scan; i < len(s.buf); i++ {
-		switch s.buf[i] {
-		case '\n':
-			return i, i + 1, true
-		case '\r':
-			if i+1 == len(s.buf) {
-				s.scan = i
-				return 0, 0, false
-			}
-			if s.buf[i+1] == '\n' {
-				return i, i + 2, true
-			}
+// b waits for the next byte (it may be a CRLF); *scan records where the
+// search resumes.
+func nextLine(b []byte, scan *int) (end, next int, ok bool) {
+	if i := lineBreak(b[*scan:]); i >= 0 {
+		i += *scan
+		if b[i] == '\n' {
 			return i, i + 1, true
 		}
+		if i+1 == len(b) {
+			*scan = i
+			return 0, 0, false
+		}
+		if b[i+1] == '\n' {
+			return i, i + 2, true
+		}
+		return i, i + 1, true
 	}
-	s.scan = len(s.buf)
+	*scan = len(b)
 	return 0, 0, false
+}
+
+// lineBreak is the index of the first CR or LF in b, or -1: two vectorised
+// byte searches instead of a byte-by-byte loop (a tools/list result is one
+// long data line).
+func lineBreak(b []byte) int {
+	n := bytes.IndexByte(b, '\n')
+	in := b
+	if n >= 0 {
+		in = b[:n]
+	}
+	if r := bytes.IndexByte(in, '\r'); r >= 0 {
+		return r
+	}
+	return n
 }
 
 // end handles what the stream left unterminated. An SSE client never

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
 	"github.com/mcpauth/caddy-mcpauth/internal/resourceuri"
@@ -146,7 +147,7 @@ func (g *Guard) verified(ctx context.Context, tok string) (*verifiedToken, *Chal
 		return v, c
 	}
 	g.cache.sync(g.keys.Generation())
-	key := sha256.Sum256([]byte(tok))
+	key := tokenKey(tok)
 	now := g.now()
 	if v := g.cache.get(key, now); v != nil {
 		return v, nil
@@ -159,6 +160,12 @@ func (g *Guard) verified(ctx context.Context, tok string) (*verifiedToken, *Chal
 		g.cache.put(key, v, gen)
 	}
 	return v, nil
+}
+
+// tokenKey is the cache key of a token: its SHA-256, computed without the
+// copy that []byte(tok) makes on every request (Sum256 only reads it).
+func tokenKey(tok string) [32]byte {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(tok), len(tok)))
 }
 
 // jwsHeader is the part of the JOSE header we read.
