@@ -28,6 +28,7 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/idp/mailer"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
+	"github.com/mcpauth/caddy-mcpauth/internal/metrics"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -291,7 +292,7 @@ type App struct {
 	// placeholders replaced and files read (never logged).
 	kek, kekPrevious string
 
-	metrics *Metrics
+	metrics *metrics.Metrics
 	ctx     caddy.Context
 	logger  *zap.Logger
 	slogger *slog.Logger
@@ -687,7 +688,7 @@ func (a *App) provision(ctx caddy.Context) error {
 		return err
 	}
 
-	m, err := registerMetrics(ctx.GetMetricsRegistry())
+	m, err := metrics.Register(ctx.GetMetricsRegistry())
 	if err != nil {
 		return fmt.Errorf("mcp_auth: metrics: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/metrics"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
@@ -192,7 +193,7 @@ type Guard struct {
 	MetricTools []string `json:"metric_tools,omitempty"`
 
 	guard   *resourceguard.Guard
-	metrics *Metrics
+	metrics *metrics.Metrics
 	app     *App
 	headers resourceguard.IdentityHeaders
 	logger  *zap.Logger
@@ -238,7 +239,7 @@ func (Guard) CaddyModule() caddy.ModuleInfo {
 // Provision builds the guard and its key source.
 func (g *Guard) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
-	m, err := registerMetrics(ctx.GetMetricsRegistry())
+	m, err := metrics.Register(ctx.GetMetricsRegistry())
 	if err != nil {
 		return err
 	}
