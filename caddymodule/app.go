@@ -28,6 +28,7 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/idp/mailer"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
+	"github.com/mcpauth/caddy-mcpauth/internal/discovery"
 	"github.com/mcpauth/caddy-mcpauth/internal/metrics"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
@@ -304,7 +305,7 @@ type App struct {
 	cancel context.CancelFunc
 	st     *appState
 	// prm is this config's registry of the guards' metadata paths.
-	prm *prmRegistry
+	prm *discovery.PRMRegistry
 	// refusals aggregates unauthenticated refusals for the audit log;
 	// refusalsDone closes once its last records are written.
 	refusals     *abuse.Aggregator
@@ -597,7 +598,7 @@ func (a *App) positioned(err error) error {
 func (a *App) provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.st = &appState{}
-	a.prm = newPRMRegistry()
+	a.prm = discovery.NewPRMRegistry()
 	a.logger = ctx.Logger()
 	a.slogger = ctx.Slogger()
 	repl := caddy.NewReplacer()
@@ -999,7 +1000,7 @@ func (a *App) Server() (*authserver.Server, error) {
 func (a *App) Keys() *authserver.KeySet { return a.keys }
 
 // prmRegistry is this config's registry of guard metadata paths.
-func (a *App) prmRegistry() *prmRegistry {
+func (a *App) prmRegistry() *discovery.PRMRegistry {
 	if a == nil || a.prm == nil {
 		return standalonePRM
 	}
