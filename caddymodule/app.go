@@ -28,6 +28,8 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/idp/mailer"
 	"github.com/mcpauth/caddy-mcpauth/internal/abuse"
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
+	"github.com/mcpauth/caddy-mcpauth/internal/discovery"
+	"github.com/mcpauth/caddy-mcpauth/internal/metrics"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -291,7 +293,7 @@ type App struct {
 	// placeholders replaced and files read (never logged).
 	kek, kekPrevious string
 
-	metrics *Metrics
+	metrics *metrics.Metrics
 	ctx     caddy.Context
 	logger  *zap.Logger
 	slogger *slog.Logger
@@ -303,7 +305,7 @@ type App struct {
 	cancel context.CancelFunc
 	st     *appState
 	// prm is this config's registry of the guards' metadata paths.
-	prm *prmRegistry
+	prm *discovery.PRMRegistry
 	// refusals aggregates unauthenticated refusals for the audit log;
 	// refusalsDone closes once its last records are written.
 	refusals     *abuse.Aggregator
@@ -596,7 +598,7 @@ func (a *App) positioned(err error) error {
 func (a *App) provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.st = &appState{}
-	a.prm = newPRMRegistry()
+	a.prm = discovery.NewPRMRegistry()
 	a.logger = ctx.Logger()
 	a.slogger = ctx.Slogger()
 	repl := caddy.NewReplacer()
@@ -687,7 +689,7 @@ func (a *App) provision(ctx caddy.Context) error {
 		return err
 	}
 
-	m, err := registerMetrics(ctx.GetMetricsRegistry())
+	m, err := metrics.Register(ctx.GetMetricsRegistry())
 	if err != nil {
 		return fmt.Errorf("mcp_auth: metrics: %w", err)
 	}
@@ -998,7 +1000,7 @@ func (a *App) Server() (*authserver.Server, error) {
 func (a *App) Keys() *authserver.KeySet { return a.keys }
 
 // prmRegistry is this config's registry of guard metadata paths.
-func (a *App) prmRegistry() *prmRegistry {
+func (a *App) prmRegistry() *discovery.PRMRegistry {
 	if a == nil || a.prm == nil {
 		return standalonePRM
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/discovery"
+	"github.com/mcpauth/caddy-mcpauth/internal/metrics"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
@@ -192,14 +194,14 @@ type Guard struct {
 	MetricTools []string `json:"metric_tools,omitempty"`
 
 	guard   *resourceguard.Guard
-	metrics *Metrics
+	metrics *metrics.Metrics
 	app     *App
 	headers resourceguard.IdentityHeaders
 	logger  *zap.Logger
 	cancel  context.CancelFunc
 	unclaim func()
 	// prm is the config's registry of guard metadata paths.
-	prm *prmRegistry
+	prm *discovery.PRMRegistry
 }
 
 // ToolLimit is a rate limit of tools/call per (subject, tool): Calls per
@@ -238,7 +240,7 @@ func (Guard) CaddyModule() caddy.ModuleInfo {
 // Provision builds the guard and its key source.
 func (g *Guard) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
-	m, err := registerMetrics(ctx.GetMetricsRegistry())
+	m, err := metrics.Register(ctx.GetMetricsRegistry())
 	if err != nil {
 		return err
 	}
@@ -364,7 +366,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 		g.app.RegisterResourceTools(cfg.Resource, tools, implies)
 	}
 	if u, err := url.Parse(guard.Resource()); err == nil {
-		g.unclaim = g.prm.claim(u.Host, guard.MetadataPaths())
+		g.unclaim = g.prm.Claim(u.Host, guard.MetadataPaths())
 	}
 	return nil
 }
@@ -423,7 +425,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if g.guard.ServeMetadata(w, r) {
 		return nil
 	}
-	if rootDiscovery(r.URL.Path) {
+	if discovery.Root(r.URL.Path) {
 		return g.serveDiscovery(w, r, next)
 	}
 	if g.guard.ServeDiscoveryNotFound(w, r) || g.guard.ServeCORS(w, r) {
@@ -498,13 +500,13 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ch *resourceguard
 // other path is a JSON 404. Nothing reaches the upstream.
 func (g *Guard) serveDiscovery(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	p := r.URL.Path
-	if !prmFamily(p) && g.app != nil && sameHost(g.Resource, g.app.Issuer) {
+	if !discovery.PRMFamily(p) && g.app != nil && sameHost(g.Resource, g.app.Issuer) {
 		if srv, err := g.app.Server(); err == nil && srv.Handles(r) {
 			srv.ServeHTTP(w, r)
 			return nil
 		}
 	}
-	if prmFamily(p) && g.registry().servedElsewhere(p, r.Host, hostOf(g.Resource)) {
+	if discovery.PRMFamily(p) && g.registry().ServedElsewhere(p, r.Host, hostOf(g.Resource)) {
 		g.guard.PrepareUpstream(r, nil) // unauthenticated: no credentials, no forged identity
 		return nextOrNotFound(w, r, next)
 	}
@@ -514,7 +516,7 @@ func (g *Guard) serveDiscovery(w http.ResponseWriter, r *http.Request, next cadd
 
 // registry is the guard's PRM registry (standalonePRM for a guard built
 // without Provision).
-func (g *Guard) registry() *prmRegistry {
+func (g *Guard) registry() *discovery.PRMRegistry {
 	if g.prm == nil {
 		return standalonePRM
 	}

@@ -29,9 +29,9 @@ func TestGuardDiscoveryPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := &Guard{guard: rg, headers: headers, Resource: "https://mcp.example.com/mcp"}
-	forget := standalonePRM.claim("mcp.example.com", []string{"/.well-known/oauth-protected-resource/notes"})
+	forget := standalonePRM.Claim("mcp.example.com", []string{"/.well-known/oauth-protected-resource/notes"})
 	defer forget()
-	other := standalonePRM.claim("other.example.com", []string{"/.well-known/oauth-protected-resource/other"})
+	other := standalonePRM.Claim("other.example.com", []string{"/.well-known/oauth-protected-resource/other"})
 	defer other()
 	for _, tc := range []struct {
 		path   string
@@ -68,7 +68,7 @@ func TestGuardDiscoveryPaths(t *testing.T) {
 	}
 	forget()
 	forget() // idempotent
-	if standalonePRM.servedElsewhere("/.well-known/oauth-protected-resource/notes", "mcp.example.com", "mcp.example.com") {
+	if standalonePRM.ServedElsewhere("/.well-known/oauth-protected-resource/notes", "mcp.example.com", "mcp.example.com") {
 		t.Fatal("claim not forgotten")
 	}
 }

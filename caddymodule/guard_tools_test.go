@@ -14,30 +14,6 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
-// TestGuardToolCallsMetric: tools/call decisions are counted by tool from
-// the operator's closed set; a made-up tool name is "other".
-func TestGuardToolCallsMetric(t *testing.T) {
-	rg, err := resourceguard.New(resourceguard.Config{Resource: "https://mcp.example.com/mcp", Issuer: "https://login.example.org", Keys: noKeys{},
-		MethodScopes: map[string][]string{"tools/call:delete_todo": {"todo:admin"}}, MetricTools: []string{"list_todos"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := registerMetrics(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	val := func(tool, outcome string) float64 { return counterValue(m.toolCalls.WithLabelValues(tool, outcome)) }
-	del, other, list := val("delete_todo", "insufficient_scope"), val("other", "allowed"), val("list_todos", "allowed")
-	refused := &resourceguard.Challenge{Status: 403, Error: resourceguard.ErrorInsufficientScope}
-	m.GuardToolCalls(rg, &resourceguard.Decision{Calls: []resourceguard.Call{{Method: "tools/call", Name: "delete_todo"}}}, refused)
-	m.GuardToolCalls(rg, &resourceguard.Decision{Calls: []resourceguard.Call{{Method: "tools/call", Name: "user-supplied-\x00"},
-		{Method: "tools/list"}, {Method: "tools/call", Name: "list_todos"}}}, nil)
-	m.GuardToolCalls(rg, nil, nil)
-	if val("delete_todo", "insufficient_scope") != del+1 || val("other", "allowed") != other+1 || val("list_todos", "allowed") != list+1 {
-		t.Fatal("tool calls not counted by closed label")
-	}
-}
-
 // TestGuardToolOptions: the Caddyfile options of the tool-aware guard and
 // their checks.
 func TestGuardToolOptions(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/discovery"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
@@ -18,7 +19,7 @@ func TestPRMRegistryIsPerConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	const path = "/.well-known/oauth-protected-resource/notes"
-	mine, theirs := &App{prm: newPRMRegistry()}, &App{prm: newPRMRegistry()}
+	mine, theirs := &App{prm: discovery.NewPRMRegistry()}, &App{prm: discovery.NewPRMRegistry()}
 	g := &Guard{guard: rg, Resource: "https://mcp.example.com/mcp", prm: mine.prmRegistry()}
 	passed := func() bool {
 		t.Helper()
@@ -29,12 +30,12 @@ func TestPRMRegistryIsPerConfig(t *testing.T) {
 		}
 		return reached
 	}
-	forget := theirs.prmRegistry().claim("mcp.example.com", []string{path})
+	forget := theirs.prmRegistry().Claim("mcp.example.com", []string{path})
 	defer forget()
 	if passed() {
 		t.Fatal("another config's guard path was passed on")
 	}
-	sibling := mine.prmRegistry().claim("mcp.example.com", []string{path})
+	sibling := mine.prmRegistry().Claim("mcp.example.com", []string{path})
 	defer sibling()
 	if !passed() {
 		t.Fatal("a sibling guard's path in the same config was not passed on")

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/discovery"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
@@ -65,16 +66,16 @@ func (h *ServerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 	}
 	p := r.URL.Path
 	switch {
-	case prmFamily(p):
+	case discovery.PRMFamily(p):
 		// Protected resource metadata is the guards' (mcp_protect later on
 		// this site); a path none of them serves here is a JSON 404.
-		if !h.app.prmRegistry().servedElsewhere(p, r.Host, hostOf(h.app.Issuer)) {
+		if !h.app.prmRegistry().ServedElsewhere(p, r.Host, hostOf(h.app.Issuer)) {
 			resourceguard.WriteNotFound(w, r)
 			return nil
 		}
 		resourceguard.PrepareUpstream(r, nil, resourceguard.IdentityHeaders{})
 		return nextOrNotFound(w, r, next)
-	case appendedDiscovery(p):
+	case discovery.Appended(p):
 		// Not the product's path, but never Caddy's empty 200 either.
 		return nextOrNotFound(w, r, next)
 	}

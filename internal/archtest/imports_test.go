@@ -88,6 +88,18 @@ var rules = []rule{
 		},
 	},
 	{
+		// They report through callbacks (OnEvent, OnFetch) and operator
+		// methods; the adapter wires the admin API, the counters and the
+		// discovery registry around them.
+		name: "authserver, resourceguard, idp and storage do not depend on internal/adminapi, internal/metrics or internal/discovery",
+		from: func(ip string) bool {
+			return !isTestVariant(ip) && under(ip, "authserver", "resourceguard", "idp", "storage")
+		},
+		forbidden: func(p *pkg) bool {
+			return under(base(p.ImportPath), "internal/adminapi", "internal/metrics", "internal/discovery")
+		},
+	},
+	{
 		name: "authserver/oauth (the rules leaf) depends only on the standard library and storage",
 		from: func(ip string) bool { return !isTestVariant(ip) && ip == module+"/authserver/oauth" },
 		forbidden: func(p *pkg) bool {

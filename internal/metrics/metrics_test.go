@@ -1,6 +1,8 @@
-package caddymodule
+package metrics
 
 import (
+	"context"
+	"crypto"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,13 +15,13 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
-func TestRegisterMetricsIdempotent(t *testing.T) {
+func TestRegisterIdempotent(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	m1, err := registerMetrics(reg)
+	m1, err := Register(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2, err := registerMetrics(reg) // same registry again (a second app)
+	m2, err := Register(reg) // same registry again (a second app)
 	if err != nil {
 		t.Fatalf("second registration: %v", err)
 	}
@@ -29,7 +31,7 @@ func TestRegisterMetricsIdempotent(t *testing.T) {
 	// A reload: a new registry, the same counters (they keep counting).
 	before := counterValue(m1.logins.WithLabelValues("success"))
 	m1.OnEvent(storage.AuditEvent{Type: "login.success"})
-	m3, err := registerMetrics(prometheus.NewPedanticRegistry())
+	m3, err := Register(prometheus.NewPedanticRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,10 +41,10 @@ func TestRegisterMetricsIdempotent(t *testing.T) {
 	// A foreign collector of the same name and a different type is an error.
 	other := prometheus.NewRegistry()
 	other.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "mcpauth", Name: "login_attempts_total", Help: "x"}))
-	if _, err := registerMetrics(other); err == nil {
+	if _, err := Register(other); err == nil {
 		t.Fatal("a conflicting collector was accepted")
 	}
-	if m, err := registerMetrics(nil); err != nil || m == nil {
+	if m, err := Register(nil); err != nil || m == nil {
 		t.Fatalf("nil registry: %v", err)
 	}
 	var nilM *Metrics
@@ -53,7 +55,7 @@ func TestRegisterMetricsIdempotent(t *testing.T) {
 
 func TestMetricsLabels(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	m, err := registerMetrics(reg)
+	m, err := Register(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func counterValue(c prometheus.Counter) float64 {
 // Refusals are counted by endpoint and by authserver's closed set of
 // reasons; a reason outside it is "other".
 func TestMetricsRefusals(t *testing.T) {
-	m, err := registerMetrics(prometheus.NewPedanticRegistry())
+	m, err := Register(prometheus.NewPedanticRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,3 +169,36 @@ func TestMetricsRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardToolCallsMetric: tools/call decisions are counted by tool from
+// the operator's closed set; a made-up tool name is "other".
+func TestGuardToolCallsMetric(t *testing.T) {
+	rg, err := resourceguard.New(resourceguard.Config{Resource: "https://mcp.example.com/mcp", Issuer: "https://login.example.org", Keys: noKeys{},
+		MethodScopes: map[string][]string{"tools/call:delete_todo": {"todo:admin"}}, MetricTools: []string{"list_todos"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Register(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := func(tool, outcome string) float64 { return counterValue(m.toolCalls.WithLabelValues(tool, outcome)) }
+	del, other, list := val("delete_todo", "insufficient_scope"), val("other", "allowed"), val("list_todos", "allowed")
+	refused := &resourceguard.Challenge{Status: 403, Error: resourceguard.ErrorInsufficientScope}
+	m.GuardToolCalls(rg, &resourceguard.Decision{Calls: []resourceguard.Call{{Method: "tools/call", Name: "delete_todo"}}}, refused)
+	m.GuardToolCalls(rg, &resourceguard.Decision{Calls: []resourceguard.Call{{Method: "tools/call", Name: "user-supplied-\x00"},
+		{Method: "tools/list"}, {Method: "tools/call", Name: "list_todos"}}}, nil)
+	m.GuardToolCalls(rg, nil, nil)
+	if val("delete_todo", "insufficient_scope") != del+1 || val("other", "allowed") != other+1 || val("list_todos", "allowed") != list+1 {
+		t.Fatal("tool calls not counted by closed label")
+	}
+}
+
+// noKeys is a key source with no keys: the tool-calls test builds a guard
+// only for its closed tool labels.
+type noKeys struct{}
+
+func (noKeys) PublicKey(context.Context, string) (crypto.PublicKey, string, error) {
+	return nil, "", resourceguard.ErrUnknownKey
+}
+func (noKeys) Generation() uint64 { return 1 }

@@ -1,4 +1,4 @@
-package caddymodule
+package metrics
 
 import (
 	"errors"
@@ -64,11 +64,11 @@ func newMetrics() *Metrics {
 	}
 }
 
-// registerMetrics registers the app's counters in reg (Caddy's
+// Register registers the app's counters in reg (caddymodule passes Caddy's
 // ctx.GetMetricsRegistry()) and returns them. It is idempotent: registering
 // twice in one registry, or after a reload, reuses the existing collectors.
 // A nil reg returns counters that are not exported.
-func registerMetrics(reg prometheus.Registerer) (*Metrics, error) {
+func Register(reg prometheus.Registerer) (*Metrics, error) {
 	sharedMetricsOnce.Do(func() { sharedMetrics = newMetrics() })
 	m := *sharedMetrics
 	m.guardByOutcome = new(sync.Map)

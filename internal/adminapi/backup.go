@@ -1,12 +1,10 @@
-package caddymodule
+package adminapi
 
 import (
 	"context"
 	"io"
 	"net/http"
 	"strconv"
-
-	"go.uber.org/zap"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/audit"
 	"github.com/mcpauth/caddy-mcpauth/storage"
@@ -21,13 +19,13 @@ type backuper interface {
 // serveBackup streams a copy of the live bbolt store (GET /mcp_auth/backup).
 // The copy holds signing keys and password hashes: the admin endpoint is
 // as trusted as Caddy's /config.
-func (a *AdminAPI) serveBackup(w http.ResponseWriter, r *http.Request) error {
-	if err := adminAllow(r, http.MethodGet); err != nil {
+func (h *Handler) serveBackup(w http.ResponseWriter, r *http.Request) error {
+	if err := allow(r, http.MethodGet); err != nil {
 		return err
 	}
-	b, ok := a.app.store.(backuper)
+	b, ok := h.store.(backuper)
 	if !ok {
-		return adminError(http.StatusConflict, "backup copies the bbolt store; back up PostgreSQL with pg_dump")
+		return Errorf(http.StatusConflict, "backup copies the bbolt store; back up PostgreSQL with pg_dump")
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="mcpauth.db"`)
@@ -35,14 +33,14 @@ func (a *AdminAPI) serveBackup(w http.ResponseWriter, r *http.Request) error {
 	// No operation timeout: a large file may take longer than an API call.
 	n, err := b.Backup(r.Context(), w)
 	if err != nil {
-		a.log.Error("mcp_auth admin: backup failed", zap.Int64("bytes", n), zap.Error(err))
-		a.audit(r.Context(), r, storage.AuditEvent{Type: audit.StoreBackup, Outcome: "failure"})
+		h.log.Error("mcp_auth admin: backup failed", "bytes", n, "error", err)
+		h.audit(r.Context(), r, storage.AuditEvent{Type: audit.StoreBackup, Outcome: "failure"})
 		if n == 0 {
-			return adminError(http.StatusInternalServerError, "backup failed")
+			return Errorf(http.StatusInternalServerError, "backup failed")
 		}
 		// Headers are sent: the client sees a short copy, which its check rejects.
 		return nil
 	}
-	a.audit(r.Context(), r, storage.AuditEvent{Type: audit.StoreBackup, Detail: map[string]string{"bytes": strconv.FormatInt(n, 10)}})
+	h.audit(r.Context(), r, storage.AuditEvent{Type: audit.StoreBackup, Detail: map[string]string{"bytes": strconv.FormatInt(n, 10)}})
 	return nil
 }
