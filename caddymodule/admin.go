@@ -78,13 +78,6 @@ func newAdminHandler(app *App, log *slog.Logger) (*adminapi.Handler, error) {
 	})
 }
 
-// The admin API's JSON views, which the CLI decodes.
-type (
-	clientView = adminapi.ClientView
-	userView   = adminapi.UserView
-	keyView    = adminapi.KeyView
-)
-
 // Routes returns the admin routes.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{Pattern: adminPrefix, Handler: caddy.AdminHandlerFunc(a.serve)}}

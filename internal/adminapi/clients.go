@@ -2,41 +2,16 @@ package adminapi
 
 import (
 	"context"
+	"github.com/mcpauth/caddy-mcpauth/internal/adminwire"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
-// ClientView is a client as the operator sees it (the JSON of GET
-// clients[/{id}], which the CLI decodes): no secret hash.
-type ClientView struct {
-	ID                      string    `json:"id"`
-	Kind                    string    `json:"kind"`
-	Name                    string    `json:"name"`
-	RedirectURIs            []string  `json:"redirect_uris"`
-	GrantTypes              []string  `json:"grant_types,omitempty"`
-	Scopes                  []string  `json:"scopes,omitempty"`
-	DefaultScopes           []string  `json:"default_scopes,omitempty"`
-	DefaultAudience         string    `json:"default_audience,omitempty"`
-	TokenEndpointAuthMethod string    `json:"token_endpoint_auth_method"`
-	Confidential            bool      `json:"confidential"`
-	SkipConsent             bool      `json:"skip_consent"`
-	Disabled                bool      `json:"disabled"`
-	LogoURI                 string    `json:"logo_uri,omitempty"`
-	ClientURI               string    `json:"client_uri,omitempty"`
-	SoftwareID              string    `json:"software_id,omitempty"`
-	RegisteredFrom          string    `json:"registered_from,omitempty"`
-	CreatedAt               time.Time `json:"created_at"`
-	UpdatedAt               time.Time `json:"updated_at"`
-	LastUsedAt              time.Time `json:"last_used_at,omitzero"`
-	ActiveGrants            *int      `json:"active_grants,omitempty"`
-}
-
-func viewClient(c storage.Client) ClientView {
-	return ClientView{
+func viewClient(c storage.Client) adminwire.ClientView {
+	return adminwire.ClientView{
 		ID: c.ID, Kind: string(c.Kind), Name: c.Name,
 		RedirectURIs: nonNil(c.RedirectURIs), GrantTypes: c.GrantTypes,
 		Scopes: c.Scopes, DefaultScopes: c.DefaultScopes, DefaultAudience: c.DefaultAudience,
@@ -61,7 +36,7 @@ func (h *Handler) serveClients(ctx context.Context, w http.ResponseWriter, r *ht
 			return storeError("clients", err)
 		}
 		slices.SortFunc(cs, func(x, y storage.Client) int { return strings.Compare(x.ID, y.ID) })
-		out := make([]ClientView, 0, len(cs))
+		out := make([]adminwire.ClientView, 0, len(cs))
 		for _, c := range cs {
 			out = append(out, viewClient(c))
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"github.com/mcpauth/caddy-mcpauth/internal/adminwire"
 	"io"
 	"log/slog"
 	"net/http"
@@ -324,7 +325,7 @@ func TestUsers(t *testing.T) {
 	if s := secretsIn(body); s != "" || strings.Contains(body, "a-long-enough-passphrase") {
 		t.Fatalf("create answer leaks %q", s)
 	}
-	var created UserView
+	var created adminwire.UserView
 	_ = json.Unmarshal([]byte(body), &created)
 	if evs := auditTypes(t, e.store, "account.created"); len(evs) != 1 || evs[0].Subject != created.ID {
 		t.Fatalf("audit: %+v", evs)
@@ -435,7 +436,7 @@ func TestAuditAndKeys(t *testing.T) {
 
 	t.Run("rotate", func(t *testing.T) {
 		st, body := adminDo(t, srv, "GET", "/mcp_auth/keys", "")
-		var before []KeyView
+		var before []adminwire.KeyView
 		if err := json.Unmarshal([]byte(body), &before); err != nil || st != 200 || len(before) != 1 || !before[0].Active {
 			t.Fatalf("keys before: %d %s", st, body)
 		}
@@ -443,7 +444,7 @@ func TestAuditAndKeys(t *testing.T) {
 		if st != 200 || secretsIn(body) != "" {
 			t.Fatalf("rotate: %d %s", st, body)
 		}
-		var after []KeyView
+		var after []adminwire.KeyView
 		if err := json.Unmarshal([]byte(body), &after); err != nil || len(after) != 2 {
 			t.Fatalf("keys after: %s", body)
 		}
@@ -467,7 +468,7 @@ func TestAuditAndKeys(t *testing.T) {
 
 		// ?now=true: the new key signs at once.
 		st, body = adminDo(t, srv, "POST", "/mcp_auth/keys/rotate?now=true", "")
-		var now []KeyView
+		var now []adminwire.KeyView
 		if err := json.Unmarshal([]byte(body), &now); err != nil || st != 200 || len(now) != 3 {
 			t.Fatalf("rotate now: %d %s", st, body)
 		}

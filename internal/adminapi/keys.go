@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"context"
+	"github.com/mcpauth/caddy-mcpauth/internal/adminwire"
 	"net/http"
 	"slices"
 	"time"
@@ -11,36 +12,22 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
-// KeyView is a signing key without its private part (the JSON of GET keys,
-// which the CLI decodes).
-type KeyView struct {
-	ID        string    `json:"kid"`
-	Algorithm string    `json:"alg"`
-	Active    bool      `json:"active"`
-	CreatedAt time.Time `json:"created_at"`
-	// ActivatesAt is set while the key is pre-published: published, not
-	// signing yet.
-	ActivatesAt  time.Time `json:"activates_at,omitzero"`
-	RetiredAt    time.Time `json:"retired_at,omitzero"`
-	PublishUntil time.Time `json:"publish_until,omitzero"`
-}
-
-func (h *Handler) listKeys(ctx context.Context) ([]KeyView, error) {
+func (h *Handler) listKeys(ctx context.Context) ([]adminwire.KeyView, error) {
 	ks, err := h.store.ListSigningKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := h.now()
 	active := authserver.ActiveSigningKey(ks, now)
-	out := make([]KeyView, 0, len(ks))
+	out := make([]adminwire.KeyView, 0, len(ks))
 	for _, k := range ks {
-		v := KeyView{ID: k.ID, Algorithm: k.Algorithm, Active: k.ID == active, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt, PublishUntil: k.PublishUntil}
+		v := adminwire.KeyView{ID: k.ID, Algorithm: k.Algorithm, Active: k.ID == active, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt, PublishUntil: k.PublishUntil}
 		if k.Activation().After(now) {
 			v.ActivatesAt = k.Activation()
 		}
 		out = append(out, v)
 	}
-	slices.SortFunc(out, func(x, y KeyView) int { return y.CreatedAt.Compare(x.CreatedAt) })
+	slices.SortFunc(out, func(x, y adminwire.KeyView) int { return y.CreatedAt.Compare(x.CreatedAt) })
 	return out, nil
 }
 
@@ -82,7 +69,7 @@ func (h *Handler) serveKeys(ctx context.Context, w http.ResponseWriter, r *http.
 			}
 		}
 		for _, k := range after {
-			if !slices.ContainsFunc(before, func(b KeyView) bool { return b.ID == k.ID }) {
+			if !slices.ContainsFunc(before, func(b adminwire.KeyView) bool { return b.ID == k.ID }) {
 				detail["kid"] = k.ID
 				if !k.ActivatesAt.IsZero() {
 					detail["activates_at"] = k.ActivatesAt.UTC().Format(time.RFC3339)

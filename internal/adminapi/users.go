@@ -3,33 +3,18 @@ package adminapi
 import (
 	"context"
 	"errors"
+	"github.com/mcpauth/caddy-mcpauth/internal/adminwire"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/idp"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
-// UserView is an account as the operator sees it (the JSON of GET
-// users[/{id}], which the CLI decodes): no password hash.
-type UserView struct {
-	ID                string    `json:"id"`
-	Email             string    `json:"email"`
-	Name              string    `json:"name,omitempty"`
-	EmailVerified     bool      `json:"email_verified"`
-	HasPassword       bool      `json:"has_password"`
-	Groups            []string  `json:"groups,omitempty"`
-	Disabled          bool      `json:"disabled"`
-	CreatedAt         time.Time `json:"created_at"`
-	UpdatedAt         time.Time `json:"updated_at"`
-	PasswordChangedAt time.Time `json:"password_changed_at,omitzero"`
-}
-
-func viewUser(a storage.Account) UserView {
-	return UserView{
+func viewUser(a storage.Account) adminwire.UserView {
+	return adminwire.UserView{
 		ID: a.ID, Email: a.Email, Name: a.Name, EmailVerified: a.EmailVerified,
 		HasPassword: a.PasswordHash != "", Groups: a.Groups, Disabled: a.Disabled,
 		CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, PasswordChangedAt: a.PasswordChangedAt,
@@ -65,7 +50,7 @@ func (h *Handler) serveUsers(ctx context.Context, w http.ResponseWriter, r *http
 				return storeError("users", err)
 			}
 			slices.SortFunc(accts, func(x, y storage.Account) int { return strings.Compare(x.Email, y.Email) })
-			out := make([]UserView, 0, len(accts))
+			out := make([]adminwire.UserView, 0, len(accts))
 			for _, acct := range accts {
 				out = append(out, viewUser(acct))
 			}

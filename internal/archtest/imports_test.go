@@ -108,8 +108,10 @@ var rules = []rule{
 		},
 	},
 	{
-		name:      "internal/version depends only on the standard library",
-		from:      func(ip string) bool { return !isTestVariant(ip) && ip == module+"/internal/version" },
+		name: "internal/version and internal/adminwire depend only on the standard library",
+		from: func(ip string) bool {
+			return !isTestVariant(ip) && (ip == module+"/internal/version" || ip == module+"/internal/adminwire")
+		},
 		forbidden: func(p *pkg) bool { return !p.Standard },
 	},
 	{

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/mcpauth/caddy-mcpauth/internal/adminwire"
 	"io"
 	"net"
 	"net/http"
@@ -21,7 +22,7 @@ func (o *cliOpts) userID(ctx context.Context, arg string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var us []userView
+	var us []adminwire.UserView
 	if err := json.Unmarshal(body, &us); err != nil {
 		return "", fmt.Errorf("mcpauth: decoding the user list: %w", err)
 	}

@@ -3,6 +3,7 @@ package opscli
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/mcpauth/caddy-mcpauth/internal/adminwire"
 	"io"
 	"slices"
 	"strconv"
@@ -35,7 +36,7 @@ func cliYesNo(b bool) string {
 }
 
 func printClients(w io.Writer, body []byte) error {
-	var cs []clientView
+	var cs []adminwire.ClientView
 	if err := json.Unmarshal(body, &cs); err != nil {
 		return fmt.Errorf("mcpauth: decoding clients: %w", err)
 	}
@@ -48,7 +49,7 @@ func printClients(w io.Writer, body []byte) error {
 }
 
 func printClient(w io.Writer, body []byte) error {
-	var c clientView
+	var c adminwire.ClientView
 	if err := json.Unmarshal(body, &c); err != nil {
 		return fmt.Errorf("mcpauth: decoding client: %w", err)
 	}
@@ -74,7 +75,7 @@ func printClient(w io.Writer, body []byte) error {
 }
 
 func printUsers(w io.Writer, body []byte) error {
-	var us []userView
+	var us []adminwire.UserView
 	if err := json.Unmarshal(body, &us); err != nil {
 		return fmt.Errorf("mcpauth: decoding users: %w", err)
 	}
@@ -87,7 +88,7 @@ func printUsers(w io.Writer, body []byte) error {
 }
 
 func printUser(w io.Writer, body []byte) error {
-	var u userView
+	var u adminwire.UserView
 	if err := json.Unmarshal(body, &u); err != nil {
 		return fmt.Errorf("mcpauth: decoding user: %w", err)
 	}
@@ -148,7 +149,7 @@ func printAudit(w io.Writer, body []byte) error {
 }
 
 func printKeys(w io.Writer, body []byte) error {
-	var ks []keyView
+	var ks []adminwire.KeyView
 	if err := json.Unmarshal(body, &ks); err != nil {
 		return fmt.Errorf("mcpauth: decoding keys: %w", err)
 	}
@@ -158,41 +159,4 @@ func printKeys(w io.Writer, body []byte) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, cliYesNo(k.Active), cliTime(k.CreatedAt), cliTime(k.ActivatesAt), cliTime(k.RetiredAt), cliTime(k.PublishUntil))
 	}
 	return tw.Flush()
-}
-
-// The admin API's answers, as far as the tables read them (the API's own
-// types live with the API; --json prints the answer whole).
-
-type clientView struct {
-	ID                      string    `json:"id"`
-	Kind                    string    `json:"kind"`
-	Name                    string    `json:"name"`
-	RedirectURIs            []string  `json:"redirect_uris"`
-	Scopes                  []string  `json:"scopes,omitempty"`
-	TokenEndpointAuthMethod string    `json:"token_endpoint_auth_method"`
-	SkipConsent             bool      `json:"skip_consent"`
-	Disabled                bool      `json:"disabled"`
-	RegisteredFrom          string    `json:"registered_from,omitempty"`
-	CreatedAt               time.Time `json:"created_at"`
-	LastUsedAt              time.Time `json:"last_used_at,omitzero"`
-	ActiveGrants            *int      `json:"active_grants,omitempty"`
-}
-
-type userView struct {
-	ID          string    `json:"id"`
-	Email       string    `json:"email"`
-	Name        string    `json:"name,omitempty"`
-	HasPassword bool      `json:"has_password"`
-	Disabled    bool      `json:"disabled"`
-	CreatedAt   time.Time `json:"created_at"`
-}
-
-type keyView struct {
-	ID           string    `json:"kid"`
-	Algorithm    string    `json:"alg"`
-	Active       bool      `json:"active"`
-	CreatedAt    time.Time `json:"created_at"`
-	ActivatesAt  time.Time `json:"activates_at,omitzero"`
-	RetiredAt    time.Time `json:"retired_at,omitzero"`
-	PublishUntil time.Time `json:"publish_until,omitzero"`
 }
