@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/mcpauth/caddy-mcpauth/config"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
 	"github.com/mcpauth/caddy-mcpauth/storage/pgstore"
@@ -525,7 +526,7 @@ func TestServerRefusesHalfCopiedStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = s.Close()
-	a := &App{Issuer: testIssuer, Storage: StorageConfig{Path: dbPath}}
+	a := &App{App: config.App{Issuer: testIssuer, Storage: StorageConfig{Path: dbPath}}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	err = a.Provision(ctx)

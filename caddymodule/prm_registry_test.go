@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/mcpauth/caddy-mcpauth/config"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
@@ -19,7 +20,7 @@ func TestPRMRegistryIsPerConfig(t *testing.T) {
 	}
 	const path = "/.well-known/oauth-protected-resource/notes"
 	mine, theirs := &App{prm: newPRMRegistry()}, &App{prm: newPRMRegistry()}
-	g := &Guard{guard: rg, Resource: "https://mcp.example.com/mcp", prm: mine.prmRegistry()}
+	g := &Guard{guard: rg, Guard: config.Guard{Resource: "https://mcp.example.com/mcp"}, prm: mine.prmRegistry()}
 	passed := func() bool {
 		t.Helper()
 		reached := false
