@@ -160,7 +160,8 @@ const (
 	StepUpToolError = "tool_error"
 )
 
-// Validate checks the options that Provision does not.
+// Validate checks the options that GuardConfig and resourceguard.New do
+// not.
 func (g *Guard) Validate() error {
 	switch g.StripCookies {
 	case "", StripCookiesProduct, StripCookiesAll:
