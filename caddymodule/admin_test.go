@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/mcpauth/caddy-mcpauth/config"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -33,7 +34,7 @@ const (
 func newTestApp(t *testing.T) *App {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	app := &App{
+	app := &App{App: config.App{
 		Issuer:    testIssuer,
 		Storage:   StorageConfig{Path: filepath.Join(t.TempDir(), "mcpauth.db")},
 		Resources: []string{testResource},
@@ -43,7 +44,7 @@ func newTestApp(t *testing.T) *App {
 			{ID: "svc", RedirectURIs: []string{"https://svc.example/callback"}, Secret: testSecret},
 		},
 		Login: LoginConfig{Users: []UserConfig{{Email: testEmail, Password: testPassword, Name: "Alice"}}},
-	}
+	}}
 	if err := app.Provision(ctx); err != nil {
 		cancel()
 		t.Fatalf("provision: %v", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/config"
 )
 
 func init() {
@@ -81,7 +82,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					}
 					a.Storage.MaxConns = int32(n)
 				case "lock_timeout":
-					v, err := durationArg(d)
+					v, err := configDurationArg(d)
 					if err != nil {
 						return err
 					}
@@ -111,7 +112,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "key_rotation", "key_reload", "key_prepublish", "code_lifetime", "access_token_lifetime", "refresh_token_lifetime", "grant_lifetime":
-			v, err := durationArg(d)
+			v, err := configDurationArg(d)
 			if err != nil {
 				return err
 			}
@@ -132,7 +133,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.GrantLifetime = v
 			}
 		case "refresh_grace":
-			v, err := durationArg(d)
+			v, err := configDurationArg(d)
 			if err != nil {
 				return err
 			}
@@ -198,7 +199,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.SharedLimits = true
 		case "audit_retention":
-			v, err := durationArg(d)
+			v, err := configDurationArg(d)
 			if err != nil {
 				return err
 			}
@@ -229,7 +230,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.Clients = append(a.Clients, c)
 		case "login":
-			if err := a.Login.unmarshal(d); err != nil {
+			if err := unmarshalLogin(&a.Login, d); err != nil {
 				return err
 			}
 		case "enterprise_idp":
@@ -313,7 +314,7 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 				return c, d.ArgErr()
 			}
 		case "access_token_lifetime", "refresh_token_lifetime":
-			v, err := durationArg(d)
+			v, err := configDurationArg(d)
 			if err != nil {
 				return c, err
 			}
@@ -340,7 +341,7 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 	return c, nil
 }
 
-func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
+func unmarshalLogin(l *LoginConfig, d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
@@ -407,13 +408,13 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			l.OIDC = append(l.OIDC, o)
+			l.OIDC = append(l.OIDC, configOIDC(o))
 		case "saml":
 			s, err := parseSAML(d)
 			if err != nil {
 				return err
 			}
-			l.SAML = append(l.SAML, s)
+			l.SAML = append(l.SAML, configSAML(s))
 		case "home_realm":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -430,7 +431,7 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 			}
 			l.SMTP = s
 		case "session_idle", "session_lifetime":
-			v, err := durationArg(d)
+			v, err := configDurationArg(d)
 			if err != nil {
 				return err
 			}
@@ -516,7 +517,7 @@ func parseCIMD(d *caddyfile.Dispenser) (*CIMDConfig, error) {
 			}
 			c.MaxBytes = int64(n)
 		case "timeout", "untrusted_timeout", "cache_min", "cache_max":
-			v, err := durationArg(d)
+			v, err := configDurationArg(d)
 			if err != nil {
 				return nil, err
 			}
@@ -535,13 +536,13 @@ func parseCIMD(d *caddyfile.Dispenser) (*CIMDConfig, error) {
 			if !d.AllArgs(&v) {
 				return nil, d.ArgErr()
 			}
-			dur := caddy.Duration(-1) // off
+			dur := config.Duration(-1) // off
 			if v != "off" {
 				p, err := caddy.ParseDuration(v)
 				if err != nil || p <= 0 {
 					return nil, d.Errf("cimd %s: %q is not a positive duration or off", opt, v)
 				}
-				dur = caddy.Duration(p)
+				dur = config.Duration(p)
 			}
 			if opt == "negative_cache" {
 				c.NegativeCache = dur
@@ -612,7 +613,7 @@ func parseCIMDClientPolicy(d *caddyfile.Dispenser) (*CIMDClientPolicy, error) {
 		opt := d.Val()
 		switch opt {
 		case "access_token_lifetime", "refresh_token_lifetime":
-			v, err := durationArg(d)
+			v, err := configDurationArg(d)
 			if err != nil {
 				return nil, err
 			}
@@ -646,7 +647,7 @@ func parseCIMDClientPolicy(d *caddyfile.Dispenser) (*CIMDClientPolicy, error) {
 			if err != nil || dur <= 0 {
 				return nil, d.Errf("remember_consent %q is not a positive duration or off", v)
 			}
-			p.RememberConsent = caddy.Duration(dur)
+			p.RememberConsent = config.Duration(dur)
 		case "machine_use":
 			if d.NextArg() {
 				return nil, d.ArgErr()
@@ -682,9 +683,9 @@ func parseDCR(d *caddyfile.Dispenser) (*DCRConfig, error) {
 				return nil, d.Errf("%s interval %q: %v", opt, args[1], err)
 			}
 			if opt == "rate_limit" {
-				c.RateBurst, c.RateEvery = n, caddy.Duration(every)
+				c.RateBurst, c.RateEvery = n, config.Duration(every)
 			} else {
-				c.GlobalRateBurst, c.GlobalRateEvery = n, caddy.Duration(every)
+				c.GlobalRateBurst, c.GlobalRateEvery = n, config.Duration(every)
 			}
 		case "max_clients_per_prefix", "max_clients":
 			n, err := intArg(d)
@@ -700,7 +701,7 @@ func parseDCR(d *caddyfile.Dispenser) (*DCRConfig, error) {
 				c.MaxClientsPerPrefix = n
 			}
 		case "expire_unused":
-			v, err := durationArg(d)
+			v, err := configDurationArg(d)
 			if err != nil {
 				return nil, err
 			}
@@ -733,7 +734,7 @@ func parseCIMDRate(v string) (*CIMDRate, error) {
 	if err != nil || dur <= 0 {
 		return nil, fmt.Errorf("%q: %q is not a positive duration", v, ds)
 	}
-	return &CIMDRate{Burst: n, Interval: caddy.Duration(dur)}, nil
+	return &CIMDRate{Burst: n, Interval: config.Duration(dur)}, nil
 }
 
 // tokenPos is the Caddyfile position (file:line) of the current token, kept

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/mcpauth/caddy-mcpauth/config"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
@@ -27,7 +28,7 @@ func TestGuardASMetadataUsesAppCORS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &Guard{guard: rg, Resource: testResource, app: app, prm: app.prmRegistry()}
+	g := &Guard{guard: rg, Guard: config.Guard{Resource: testResource}, app: app, prm: app.prmRegistry()}
 	do := func(method, origin string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, testResource[:len(testResource)-len("/mcp")]+"/.well-known/oauth-authorization-server", nil)
 		r.Header.Set("Origin", origin)

@@ -9,6 +9,12 @@
 //   - Handler `http.handlers.mcp_resource_guard` (directive `mcp_protect`)
 //     makes the routes after it an OAuth protected resource.
 //
+// The JSON config of App and Guard is package config's (config.App and
+// config.Guard, embedded, so the JSON is flat): its defaults, validation and
+// the builders of the domain configs live there. This package gathers what
+// only Caddy has (logger, store pool, placeholder replacer, metrics
+// registry, admin config, Caddy's storage) and hands it to them.
+//
 // Nothing here decides an OAuth rule: that lives in authserver,
 // resourceguard and idp.
 package caddymodule

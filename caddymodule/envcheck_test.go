@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/mcpauth/caddy-mcpauth/config"
 )
 
 // An {env.*} seeded password or client secret whose variable is unset is
@@ -33,7 +35,7 @@ func TestProvisionRefusesUnsetSecrets(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dbPath := filepath.Join(t.TempDir(), "mcpauth.db")
-			a := &App{Issuer: testIssuer, Storage: StorageConfig{Path: dbPath}}
+			a := &App{App: config.App{Issuer: testIssuer, Storage: StorageConfig{Path: dbPath}}}
 			tc.mod(a)
 			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 			defer cancel()
@@ -57,8 +59,8 @@ func TestProvisionRefusesUnsetSecrets(t *testing.T) {
 	}
 	// Set, the same config provisions.
 	t.Setenv("MCPAUTH_TEST_UNSET_PW", "a-long-seeded-password")
-	a := &App{Issuer: testIssuer, Storage: StorageConfig{Path: filepath.Join(t.TempDir(), "mcpauth.db")},
-		Login: LoginConfig{Users: []UserConfig{{Email: "alice@example.com", Password: "{env.MCPAUTH_TEST_UNSET_PW}"}}}}
+	a := &App{App: config.App{Issuer: testIssuer, Storage: StorageConfig{Path: filepath.Join(t.TempDir(), "mcpauth.db")},
+		Login: LoginConfig{Users: []UserConfig{{Email: "alice@example.com", Password: "{env.MCPAUTH_TEST_UNSET_PW}"}}}}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := a.Provision(ctx); err != nil {
@@ -77,12 +79,12 @@ func TestAppErrorsNameTheirLine(t *testing.T) {
 		run  func(a *App) error
 		want string
 	}{
-		{"issuer with a trailing slash", App{Issuer: "https://auth.example.com/x/", Source: "Caddyfile:2"},
+		{"issuer with a trailing slash", App{App: config.App{Issuer: "https://auth.example.com/x/", Source: "Caddyfile:2"}},
 			func(a *App) error { return a.Validate() }, "Caddyfile:2: mcp_auth: "},
-		{"prefix out of range", App{Issuer: testIssuer, ClientIPv4Prefix: 40, Source: "Caddyfile:2"},
+		{"prefix out of range", App{App: config.App{Issuer: testIssuer, ClientIPv4Prefix: 40, Source: "Caddyfile:2"}},
 			func(a *App) error { return a.Validate() }, "Caddyfile:2: mcp_auth: client_ipv4_prefix 40"},
-		{"a client's own line wins", App{Issuer: testIssuer, Source: "Caddyfile:2",
-			Clients: []ClientConfig{{ID: "svc", RedirectURIs: []string{"https://svc.example/cb"}, Secret: "{env.MCPAUTH_TEST_UNSET_PW}", Source: "Caddyfile:12"}}},
+		{"a client's own line wins", App{App: config.App{Issuer: testIssuer, Source: "Caddyfile:2",
+			Clients: []ClientConfig{{ID: "svc", RedirectURIs: []string{"https://svc.example/cb"}, Secret: "{env.MCPAUTH_TEST_UNSET_PW}", Source: "Caddyfile:12"}}}},
 			func(a *App) error {
 				a.Storage = StorageConfig{Path: filepath.Join(t.TempDir(), "mcpauth.db")}
 				ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/mcpauth/caddy-mcpauth/config"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
@@ -28,7 +29,7 @@ func TestGuardDiscoveryPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &Guard{guard: rg, headers: headers, Resource: "https://mcp.example.com/mcp"}
+	g := &Guard{guard: rg, Guard: config.Guard{Resource: "https://mcp.example.com/mcp"}}
 	forget := standalonePRM.Claim("mcp.example.com", []string{"/.well-known/oauth-protected-resource/notes"})
 	defer forget()
 	other := standalonePRM.Claim("other.example.com", []string{"/.well-known/oauth-protected-resource/other"})

@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/mcpauth/caddy-mcpauth/config"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
@@ -28,7 +28,7 @@ func TestGuardToolOptions(t *testing.T) {
 	if err := g.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
-	if len(g.ToolLimits) != 2 || g.ToolLimits[0] != (ToolLimit{Tool: "delete_todo", Calls: 10, Interval: caddy.Duration(60e9), Burst: 2}) ||
+	if len(g.ToolLimits) != 2 || g.ToolLimits[0] != (ToolLimit{Tool: "delete_todo", Calls: 10, Interval: config.Duration(60e9), Burst: 2}) ||
 		g.ToolsListFilter != "off" || g.MaxToolsListBytes != 1<<20 || len(g.MetricTools) != 2 {
 		t.Fatalf("%+v", g)
 	}
@@ -42,10 +42,10 @@ func TestGuardToolOptions(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	if err := (&Guard{ToolsListFilter: "x"}).Validate(); err == nil {
+	if err := (&Guard{Guard: config.Guard{ToolsListFilter: "x"}}).Validate(); err == nil {
 		t.Error("bad tools_list_filter validated")
 	}
-	if err := (&Guard{ToolLimits: []ToolLimit{{Tool: "x"}}}).Validate(); err == nil {
+	if err := (&Guard{Guard: config.Guard{ToolLimits: []ToolLimit{{Tool: "x"}}}}).Validate(); err == nil {
 		t.Error("tool limit without calls validated")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/discovery"
+	"github.com/mcpauth/caddy-mcpauth/config"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
@@ -20,7 +21,7 @@ func TestPRMRegistryIsPerConfig(t *testing.T) {
 	}
 	const path = "/.well-known/oauth-protected-resource/notes"
 	mine, theirs := &App{prm: discovery.NewPRMRegistry()}, &App{prm: discovery.NewPRMRegistry()}
-	g := &Guard{guard: rg, Resource: "https://mcp.example.com/mcp", prm: mine.prmRegistry()}
+	g := &Guard{guard: rg, Guard: config.Guard{Resource: "https://mcp.example.com/mcp"}, prm: mine.prmRegistry()}
 	passed := func() bool {
 		t.Helper()
 		reached := false

@@ -2,13 +2,13 @@ package caddymodule
 
 import (
 	"github.com/mcpauth/caddy-mcpauth/authserver"
-	"github.com/mcpauth/caddy-mcpauth/resourceguard"
+	"github.com/mcpauth/caddy-mcpauth/config"
 )
 
 // Values of Guard.StepUp.
 const (
-	stepUpChallenge = "challenge"
-	stepUpToolError = "tool_error"
+	stepUpChallenge = config.StepUpChallenge
+	stepUpToolError = config.StepUpToolError
 )
 
 // RegisterResourceTools records the per-tool scope map of a guarded
@@ -30,26 +30,12 @@ func (a *App) RegisterResourceTools(resource string, tools, implies map[string][
 	a.st.tools[n] = authserver.ToolMap{Tools: tools, Implies: implies}
 }
 
-// resourceTools is the tool maps registered by guards.
-func (a *App) resourceTools() map[string]authserver.ToolMap {
-	a.st.mu.Lock()
-	defer a.st.mu.Unlock()
-	return a.st.tools
-}
-
-// stepUpConfig maps the guard's step_up and tool_snapshot options; app is
-// this config's mcp_auth when the guard uses it as the issuer (the tool
-// error then links to its step-up page), else nil.
-func (g *Guard) stepUpConfig(app *App) resourceguard.StepUpConfig {
-	cfg := resourceguard.StepUpConfig{ToolError: g.StepUp == stepUpToolError, ToolSnapshot: g.ToolSnapshot}
-	if app != nil {
-		cfg.URL = func(p *resourceguard.Principal, scopes []string) string {
-			srv, err := app.Server()
-			if err != nil {
-				return ""
-			}
-			return srv.StepUpURL(p.GrantID, scopes)
-		}
+// stepUpURL is the step-up page of this app's authorization server for a
+// grant ("" before it is built).
+func (a *App) stepUpURL(grantID string, scopes []string) string {
+	srv, err := a.Server()
+	if err != nil {
+		return ""
 	}
-	return cfg
+	return srv.StepUpURL(grantID, scopes)
 }

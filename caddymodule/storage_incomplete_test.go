@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"github.com/mcpauth/caddy-mcpauth/config"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func TestServerRefusesHalfCopiedStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = s.Close()
-	a := &App{Issuer: testIssuer, Storage: StorageConfig{Path: dbPath}}
+	a := &App{App: config.App{Issuer: testIssuer, Storage: StorageConfig{Path: dbPath}}}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	err = a.Provision(ctx)

@@ -53,7 +53,8 @@ func under(p string, dirs ...string) bool {
 
 func isCaddy(p string) bool { return strings.HasPrefix(p, "github.com/caddyserver/") }
 
-var domain = []string{"authserver", "resourceguard", "idp", "storage", "internal"}
+// config (the JSON model and its builders) is as Caddy-free as the domain.
+var domain = []string{"authserver", "resourceguard", "idp", "storage", "internal", "config"}
 
 type rule struct {
 	name string

@@ -1,4 +1,4 @@
-package caddymodule
+package config
 
 import (
 	"os"
@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
@@ -29,84 +27,84 @@ func TestAppValidate(t *testing.T) {
 		{"issuer with query", func(a *App) { a.Issuer = "https://a.example.com/?x=1" }, "no query"},
 		{"bad algorithm", func(a *App) { a.SigningAlgorithm = "HS256" }, "signing_algorithm"},
 		{"long code lifetime", func(a *App) { a.CodeLifetime = 11 * 60 * 1e9 }, "code_lifetime"},
-		{"negative refresh grace", func(a *App) { g := caddy.Duration(-time.Second); a.RefreshGrace = &g }, "refresh_grace"},
-		{"long refresh grace", func(a *App) { g := caddy.Duration(11 * time.Minute); a.RefreshGrace = &g }, "refresh_grace"},
-		{"strict refresh rotation", func(a *App) { g := caddy.Duration(0); a.RefreshGrace = &g }, ""},
-		{"client without redirect", func(a *App) { a.Clients = []ClientConfig{{ID: "x"}} }, "redirect_uri"},
+		{"negative refresh grace", func(a *App) { g := Duration(-time.Second); a.RefreshGrace = &g }, "refresh_grace"},
+		{"long refresh grace", func(a *App) { g := Duration(11 * time.Minute); a.RefreshGrace = &g }, "refresh_grace"},
+		{"strict refresh rotation", func(a *App) { g := Duration(0); a.RefreshGrace = &g }, ""},
+		{"client without redirect", func(a *App) { a.Clients = []Client{{ID: "x"}} }, "redirect_uri"},
 		{"machine client without redirect", func(a *App) {
-			a.Clients = []ClientConfig{{ID: "x", Secret: "s3cret-s3cret-s3cret", GrantTypes: []string{"client_credentials"}}}
+			a.Clients = []Client{{ID: "x", Secret: "s3cret-s3cret-s3cret", GrantTypes: []string{"client_credentials"}}}
 		}, ""},
 		{"machine client with the code grant needs a redirect", func(a *App) {
-			a.Clients = []ClientConfig{{ID: "x", GrantTypes: []string{"client_credentials", "authorization_code"}}}
+			a.Clients = []Client{{ID: "x", GrantTypes: []string{"client_credentials", "authorization_code"}}}
 		}, "redirect_uri"},
 		{"unknown grant type", func(a *App) {
-			a.Clients = []ClientConfig{{ID: "x", GrantTypes: []string{"password"}}}
+			a.Clients = []Client{{ID: "x", GrantTypes: []string{"password"}}}
 		}, `grant_types "password"`},
 		{"enterprise idp http issuer", func(a *App) {
-			a.EnterpriseIdPs = []EnterpriseIdPConfig{{Name: "acme", Issuer: "http://idp.example.com", Clients: []string{"x"}}}
+			a.EnterpriseIdPs = []EnterpriseIdP{{Name: "acme", Issuer: "http://idp.example.com", Clients: []string{"x"}}}
 		}, "enterprise_idp \"acme\": issuer"},
 		{"enterprise idp twice", func(a *App) {
-			p := EnterpriseIdPConfig{Name: "acme", Issuer: "https://idp.example.com", Clients: []string{"x"}}
-			a.EnterpriseIdPs = []EnterpriseIdPConfig{p, p}
+			p := EnterpriseIdP{Name: "acme", Issuer: "https://idp.example.com", Clients: []string{"x"}}
+			a.EnterpriseIdPs = []EnterpriseIdP{p, p}
 		}, "configured twice"},
 		{"workload issuer with query", func(a *App) {
-			a.WorkloadIssuers = []WorkloadIssuerConfig{{Name: "gh", Issuer: "https://token.example.com/?x", Clients: map[string]string{"s": "x"}}}
+			a.WorkloadIssuers = []WorkloadIssuer{{Name: "gh", Issuer: "https://token.example.com/?x", Clients: map[string]string{"s": "x"}}}
 		}, "workload_issuer \"gh\": issuer"},
 		{"client id is a URL", func(a *App) {
-			a.Clients = []ClientConfig{{ID: "https://x.example/c.json", RedirectURIs: []string{"https://x.example/cb"}}}
+			a.Clients = []Client{{ID: "https://x.example/c.json", RedirectURIs: []string{"https://x.example/cb"}}}
 		}, "must not be URLs"},
 		{"client twice", func(a *App) {
-			c := ClientConfig{ID: "x", RedirectURIs: []string{"https://x.example/cb"}}
-			a.Clients = []ClientConfig{c, c}
+			c := Client{ID: "x", RedirectURIs: []string{"https://x.example/cb"}}
+			a.Clients = []Client{c, c}
 		}, "twice"},
 		{"client with a bad redirect", func(a *App) {
-			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"http://x.example/cb"}}}
+			a.Clients = []Client{{ID: "x", RedirectURIs: []string{"http://x.example/cb"}}}
 		}, "client \"x\""},
 		{"client with secret and jwks_uri", func(a *App) {
-			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, Secret: "s3cret-s3cret-s3cret", JWKSURI: "https://x.example/jwks"}}
+			a.Clients = []Client{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, Secret: "s3cret-s3cret-s3cret", JWKSURI: "https://x.example/jwks"}}
 		}, "not both"},
 		{"client with secret and jwks_file", func(a *App) {
-			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, Secret: "s3cret-s3cret-s3cret", JWKSFile: "/k.json"}}
+			a.Clients = []Client{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, Secret: "s3cret-s3cret-s3cret", JWKSFile: "/k.json"}}
 		}, "not both"},
 		{"client with jwks_uri and jwks_file", func(a *App) {
-			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks", JWKSFile: "/k.json"}}
+			a.Clients = []Client{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks", JWKSFile: "/k.json"}}
 		}, "jwks_uri or jwks_file"},
 		{"client with http jwks_uri", func(a *App) {
-			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "http://x.example/jwks"}}
+			a.Clients = []Client{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "http://x.example/jwks"}}
 		}, "https URL"},
 		{"private_key_jwt client", func(a *App) {
-			a.Clients = []ClientConfig{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks"}}
+			a.Clients = []Client{{ID: "x", RedirectURIs: []string{"https://x.example/cb"}, JWKSURI: "https://x.example/jwks"}}
 		}, ""},
-		{"cimd trusted without hosts uses the built-in hosts", func(a *App) { a.CIMD = &CIMDConfig{} }, ""},
-		{"cimd any", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any"} }, ""},
-		{"cimd rate without interval", func(a *App) { a.CIMD = &CIMDConfig{Policy: "any", HostRate: &CIMDRate{Burst: 5}} }, "host_rate"},
+		{"cimd trusted without hosts uses the built-in hosts", func(a *App) { a.CIMD = &CIMD{} }, ""},
+		{"cimd any", func(a *App) { a.CIMD = &CIMD{Policy: "any"} }, ""},
+		{"cimd rate without interval", func(a *App) { a.CIMD = &CIMD{Policy: "any", HostRate: &CIMDRate{Burst: 5}} }, "host_rate"},
 		{"cimd rate without burst", func(a *App) {
-			a.CIMD = &CIMDConfig{Policy: "any", RequesterRate: &CIMDRate{Interval: 1e9}}
+			a.CIMD = &CIMD{Policy: "any", RequesterRate: &CIMDRate{Interval: 1e9}}
 		}, "requester_rate"},
 		{"cimd rates", func(a *App) {
-			a.CIMD = &CIMDConfig{Policy: "any", DomainRate: &CIMDRate{Burst: 5, Interval: 1e9}, NegativeCache: -1}
+			a.CIMD = &CIMD{Policy: "any", DomainRate: &CIMDRate{Burst: 5, Interval: 1e9}, NegativeCache: -1}
 		}, ""},
 		{"cimd client policy", func(a *App) {
 			a.Scopes = []string{"mcp:read"}
-			a.CIMD = &CIMDConfig{Policy: "any",
-				Clients:     map[string]*CIMDClientPolicy{"https://claude.ai/oauth/mcp-oauth-client-metadata": {AccessTokenLifetime: caddy.Duration(24 * time.Hour)}},
+			a.CIMD = &CIMD{Policy: "any",
+				Clients:     map[string]*CIMDClientPolicy{"https://claude.ai/oauth/mcp-oauth-client-metadata": {AccessTokenLifetime: Duration(24 * time.Hour)}},
 				ClientHosts: map[string]*CIMDClientPolicy{"*.example.com": {Scopes: []string{"mcp:read", "offline_access"}, RememberConsent: -1}}}
 		}, ""},
 		{"cimd client policy over 24h", func(a *App) {
-			a.CIMD = &CIMDConfig{Policy: "any", Clients: map[string]*CIMDClientPolicy{"https://claude.ai/c": {AccessTokenLifetime: caddy.Duration(25 * time.Hour)}}}
+			a.CIMD = &CIMD{Policy: "any", Clients: map[string]*CIMDClientPolicy{"https://claude.ai/c": {AccessTokenLifetime: Duration(25 * time.Hour)}}}
 		}, "at most 24h"},
 		{"cimd client policy id not a url", func(a *App) {
-			a.CIMD = &CIMDConfig{Policy: "any", Clients: map[string]*CIMDClientPolicy{"claude.ai": {}}}
+			a.CIMD = &CIMD{Policy: "any", Clients: map[string]*CIMDClientPolicy{"claude.ai": {}}}
 		}, `cimd client "claude.ai"`},
 		{"cimd client_host pattern", func(a *App) {
-			a.CIMD = &CIMDConfig{Policy: "any", ClientHosts: map[string]*CIMDClientPolicy{"https://claude.ai": {}}}
+			a.CIMD = &CIMD{Policy: "any", ClientHosts: map[string]*CIMDClientPolicy{"https://claude.ai": {}}}
 		}, "client_host"},
 		{"cimd policy scope not offered", func(a *App) {
 			a.Scopes = []string{"mcp:read"}
-			a.CIMD = &CIMDConfig{Policy: "any", ClientHosts: map[string]*CIMDClientPolicy{"claude.ai": {Scopes: []string{"mcp:admin"}}}}
+			a.CIMD = &CIMD{Policy: "any", ClientHosts: map[string]*CIMDClientPolicy{"claude.ai": {Scopes: []string{"mcp:admin"}}}}
 		}, `scope "mcp:admin"`},
 		{"cimd policy negative lifetime", func(a *App) {
-			a.CIMD = &CIMDConfig{Policy: "any", ClientHosts: map[string]*CIMDClientPolicy{"claude.ai": {RefreshTokenLifetime: -1}}}
+			a.CIMD = &CIMD{Policy: "any", ClientHosts: map[string]*CIMDClientPolicy{"claude.ai": {RefreshTokenLifetime: -1}}}
 		}, "negative"},
 		{"provider name", func(a *App) { a.Login.OIDC = []OIDCProvider{{Name: "Bad/Name"}} }, "provider name"},
 		{"provider twice", func(a *App) {
@@ -118,7 +116,7 @@ func TestAppValidate(t *testing.T) {
 		{"shared_limits with bbolt", func(a *App) { a.Storage.Backend = "bbolt"; a.SharedLimits = true }, "shared_limits needs storage postgres"},
 		{"shared_limits without storage", func(a *App) { a.SharedLimits = true }, "shared_limits needs storage postgres"},
 		{"shared_limits with postgres", func(a *App) {
-			a.Storage = StorageConfig{Backend: "postgres", DSN: "postgres://x@db/x"}
+			a.Storage = Storage{Backend: "postgres", DSN: "postgres://x@db/x"}
 			a.SharedLimits = true
 		}, ""},
 	}
@@ -140,10 +138,10 @@ func TestAppValidate(t *testing.T) {
 // refresh_grace: unset is authserver's default, 0 is strict rotation,
 // anything else is passed on.
 func TestAppRefreshGrace(t *testing.T) {
-	d := func(v time.Duration) *caddy.Duration { c := caddy.Duration(v); return &c }
+	d := func(v time.Duration) *Duration { c := Duration(v); return &c }
 	for _, c := range []struct {
 		name string
-		in   *caddy.Duration
+		in   *Duration
 		want time.Duration
 	}{
 		{"unset", nil, 0},
@@ -161,9 +159,9 @@ func TestAppRefreshGrace(t *testing.T) {
 // The cimd client policies reach the authorization server as configured;
 // remember_consent off becomes "never remembered".
 func TestAppCIMDPolicy(t *testing.T) {
-	a := &App{CIMD: &CIMDConfig{
-		Clients:     map[string]*CIMDClientPolicy{"https://claude.ai/c": {AccessTokenLifetime: caddy.Duration(24 * time.Hour), RefreshTokenLifetime: caddy.Duration(time.Hour)}},
-		ClientHosts: map[string]*CIMDClientPolicy{"*.example.com": {Scopes: []string{"mcp:read"}, RememberConsent: -1}, "claude.ai": {RememberConsent: caddy.Duration(time.Hour)}},
+	a := &App{CIMD: &CIMD{
+		Clients:     map[string]*CIMDClientPolicy{"https://claude.ai/c": {AccessTokenLifetime: Duration(24 * time.Hour), RefreshTokenLifetime: Duration(time.Hour)}},
+		ClientHosts: map[string]*CIMDClientPolicy{"*.example.com": {Scopes: []string{"mcp:read"}, RememberConsent: -1}, "claude.ai": {RememberConsent: Duration(time.Hour)}},
 	}}
 	p := a.cimdPolicy()
 	if c := p.Clients["https://claude.ai/c"]; c.AccessTokenTTL != 24*time.Hour || c.RefreshTokenTTL != time.Hour {
@@ -189,7 +187,7 @@ func TestOwnedClientKeys(t *testing.T) {
 	if err := os.WriteFile(path, []byte(set), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := &App{Clients: []ClientConfig{
+	a := &App{Clients: []Client{
 		{ID: "uri", RedirectURIs: []string{"https://a.example/cb"}, JWKSURI: "https://a.example/jwks.json"},
 		{ID: "file", RedirectURIs: []string{"https://b.example/cb"}, JWKSFile: path},
 		{ID: "public", RedirectURIs: []string{"https://c.example/cb"}},
@@ -207,7 +205,7 @@ func TestOwnedClientKeys(t *testing.T) {
 	if got[2].TokenEndpointAuthMethod != "none" || got[2].JWKSURI != "" || got[2].JWKS != nil {
 		t.Errorf("public client: %+v", got[2])
 	}
-	a.Clients = []ClientConfig{{ID: "missing", RedirectURIs: []string{"https://a.example/cb"}, JWKSFile: filepath.Join(dir, "nope")}}
+	a.Clients = []Client{{ID: "missing", RedirectURIs: []string{"https://a.example/cb"}, JWKSFile: filepath.Join(dir, "nope")}}
 	if _, err := a.ownedClients(); err == nil || !strings.Contains(err.Error(), "jwks_file") {
 		t.Errorf("missing jwks_file: %v", err)
 	}
