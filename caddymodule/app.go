@@ -524,6 +524,9 @@ type LoginConfig struct {
 	OIDC []OIDCProvider `json:"oidc,omitempty"`
 	// SAML are upstream SAML 2.0 identity providers (a button each).
 	SAML []SAMLProvider `json:"saml,omitempty"`
+	// Upstreams are upstream providers of any registered kind (a button
+	// each): {"kind": "<kind>", "name": "<name>", <the kind's options>}.
+	Upstreams []UpstreamProvider `json:"upstreams,omitempty"`
 	// HomeRealm sends users of an email domain straight to a provider
 	// (domain -> provider name); the login page then asks for the email first.
 	HomeRealm map[string]string `json:"home_realm,omitempty"`
@@ -885,7 +888,7 @@ func (a *App) validate() error {
 		}
 	}
 	names := map[string]bool{}
-	for _, n := range append(oidcNames(a.Login.OIDC), samlNames(a.Login.SAML)...) {
+	for _, n := range a.Login.providerNames() {
 		if !idp.ValidProviderName(n) {
 			return fmt.Errorf("mcp_auth: provider name %q: use 1-32 lower-case letters, digits and -", n)
 		}
@@ -1408,22 +1411,6 @@ func clientIP(r *http.Request) string {
 		host = strings.Trim(host[:i], "[]")
 	}
 	return host
-}
-
-func oidcNames(ps []OIDCProvider) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.Name
-	}
-	return out
-}
-
-func samlNames(ps []SAMLProvider) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.Name
-	}
-	return out
 }
 
 // appFrom returns the mcp_auth app of this config. Without one, the error

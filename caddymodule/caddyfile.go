@@ -414,6 +414,12 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 				return err
 			}
 			l.SAML = append(l.SAML, s)
+		case "upstream":
+			u, err := parseUpstream(d)
+			if err != nil {
+				return err
+			}
+			l.Upstreams = append(l.Upstreams, u)
 		case "home_realm":
 			args := d.RemainingArgs()
 			if len(args) != 2 {

@@ -183,7 +183,16 @@ func DurationArg(name string, args []string, dst *Duration) error {
 	return nil
 }
 
-// UnknownOption is the error of SetOption for an option the kind lacks.
+// UnknownOption is the error of SetOption for an option the kind lacks:
+// `unknown <kind> option "<name>"`, wrapping ErrUnknownOption.
 func UnknownOption(kind, name string) error {
-	return fmt.Errorf("%w: %s %q", ErrUnknownOption, kind, name)
+	return unknownOptionError{kind, name}
 }
+
+type unknownOptionError struct{ kind, name string }
+
+func (e unknownOptionError) Error() string {
+	return fmt.Sprintf("unknown %s option %q", e.kind, e.name)
+}
+
+func (e unknownOptionError) Is(target error) bool { return target == ErrUnknownOption }
