@@ -129,7 +129,7 @@ func (l *LoginConfig) providerNames() []string {
 // each through its registered kind.
 func (a *App) providers(ctx caddy.Context, runCtx context.Context) ([]idp.Provider, error) {
 	repl := caddy.NewReplacer()
-	env := idp.KindEnv{Store: a.store, Logger: a.slogger, KeyStore: ctx.Storage(),
+	env := idp.KindEnv{Store: a.store, Logger: a.slogger, KeyStore: caddyStorage{ctx},
 		Replace: func(s string) string { return repl.ReplaceKnown(s, "") }}
 	var out []idp.Provider
 	for _, u := range a.Login.upstreams() {
@@ -149,6 +149,18 @@ func (a *App) providers(ctx caddy.Context, runCtx context.Context) ([]idp.Provid
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// caddyStorage is Caddy's storage as an idp.KeyStore, looked up when a
+// kind first uses it (a context without a config has none).
+type caddyStorage struct{ ctx caddy.Context }
+
+func (s caddyStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	return s.ctx.Storage().Load(ctx, key)
+}
+
+func (s caddyStorage) Store(ctx context.Context, key string, value []byte) error {
+	return s.ctx.Storage().Store(ctx, key, value)
 }
 
 // parseOIDC parses `oidc <name> { … }`.
