@@ -90,24 +90,24 @@ func (u UpstreamProvider) MarshalJSON() ([]byte, error) {
 	return append(out, opts[1:]...), nil
 }
 
-// configured is one provider of the login config with its kind.
-type configured struct {
+// configuredUpstream is one provider of the login config with its kind.
+type configuredUpstream struct {
 	kind string
 	opts idp.KindOptions
 }
 
 // upstreams lists the login config's providers in button order: the OIDC
 // ones, the SAML ones, then the generic list.
-func (l *LoginConfig) upstreams() []configured {
-	var out []configured
+func (l *LoginConfig) upstreams() []configuredUpstream {
+	var out []configuredUpstream
 	for i := range l.OIDC {
-		out = append(out, configured{oidc.KindName, &l.OIDC[i]})
+		out = append(out, configuredUpstream{oidc.KindName, &l.OIDC[i]})
 	}
 	for i := range l.SAML {
-		out = append(out, configured{saml.KindName, &l.SAML[i]})
+		out = append(out, configuredUpstream{saml.KindName, &l.SAML[i]})
 	}
 	for _, u := range l.Upstreams {
-		out = append(out, configured{u.Kind, u.Options})
+		out = append(out, configuredUpstream{u.Kind, u.Options})
 	}
 	return out
 }
