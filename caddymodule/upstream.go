@@ -1,9 +1,7 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -29,66 +27,9 @@ type OIDCProvider = oidc.Options
 type SAMLProvider = saml.Options
 
 // UpstreamProvider is an upstream identity provider of any registered kind
-// (login.upstreams): one JSON object holding "kind" and the kind's options,
-// e.g. {"kind": "github", "name": "gh", ...}.
-type UpstreamProvider struct {
-	// Kind is the registered kind's name.
-	Kind string
-	// Options are the kind's options (a value of its NewOptions).
-	Options idp.KindOptions
-}
-
-// UnmarshalJSON decodes "kind", then the kind's options from the same
-// object; unknown fields are refused, as Caddy refuses them elsewhere.
-func (u *UpstreamProvider) UnmarshalJSON(b []byte) error {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return err
-	}
-	var name string
-	if err := json.Unmarshal(fields["kind"], &name); err != nil || name == "" {
-		return errors.New(`upstream: "kind" must name a provider kind`)
-	}
-	k, err := idp.KindFor(name)
-	if err != nil {
-		return err
-	}
-	delete(fields, "kind")
-	rest, err := json.Marshal(fields)
-	if err != nil {
-		return err
-	}
-	opts := k.NewOptions()
-	dec := json.NewDecoder(bytes.NewReader(rest))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(opts); err != nil {
-		return fmt.Errorf("upstream %s: %w", name, err)
-	}
-	u.Kind, u.Options = name, opts
-	return nil
-}
-
-// MarshalJSON writes "kind" first, then the options' fields.
-func (u UpstreamProvider) MarshalJSON() ([]byte, error) {
-	kind, err := json.Marshal(u.Kind)
-	if err != nil {
-		return nil, err
-	}
-	opts := []byte("{}")
-	if u.Options != nil {
-		if opts, err = json.Marshal(u.Options); err != nil {
-			return nil, err
-		}
-	}
-	if len(opts) < 2 || opts[0] != '{' {
-		return nil, fmt.Errorf("upstream %s: options must encode as a JSON object", u.Kind)
-	}
-	out := append([]byte(`{"kind":`), kind...)
-	if len(opts) > 2 {
-		out = append(out, ',')
-	}
-	return append(out, opts[1:]...), nil
-}
+// (login.upstreams): {"kind": "<kind>", "name": ..., <the kind's options>};
+// see idp.UpstreamOptions.
+type UpstreamProvider = idp.UpstreamOptions
 
 // configuredUpstream is one provider of the login config with its kind.
 type configuredUpstream struct {

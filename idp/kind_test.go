@@ -20,8 +20,26 @@ func (k registryKind) Build(context.Context, KindOptions, KindEnv) (Provider, er
 	return nil, errors.New("registryKind builds nothing")
 }
 
+// jsonKind has options, for UpstreamOptions' JSON.
+type jsonKind struct{ registryKind }
+
+type jsonKindOptions struct {
+	Name        string `json:"name"`
+	DisplayName string `json:"display_name,omitempty"`
+	URL         string `json:"url"`
+}
+
+func (jsonKind) NewOptions() KindOptions                    { return new(jsonKindOptions) }
+func (o *jsonKindOptions) ProviderName() string             { return o.Name }
+func (o *jsonKindOptions) SetProviderName(n string)         { o.Name = n }
+func (o *jsonKindOptions) SetOption(string, []string) error { return nil }
+func (o *jsonKindOptions) Validate() error                  { return nil }
+
 // Registered once per test binary (init runs once even with -count=N).
-func init() { RegisterKind(registryKind{"registry-test"}) }
+func init() {
+	RegisterKind(registryKind{"registry-test"})
+	RegisterKind(jsonKind{registryKind{"json-test"}})
+}
 
 func TestRegisterAndLookupKind(t *testing.T) {
 	k, ok := LookupKind("registry-test")
@@ -131,5 +149,43 @@ func TestDurationJSON(t *testing.T) {
 	}{Duration(time.Hour)})
 	if err != nil || string(b) != `{"d":3600000000000}` {
 		t.Fatalf("marshal: %s %v", b, err)
+	}
+}
+
+// The generic JSON form decodes "kind", then the kind's own options from
+// the same object, and writes them back the same way.
+func TestUpstreamOptionsJSON(t *testing.T) {
+	in := `{"kind":"json-test","name":"corp","display_name":"Corp","url":"https://up.example/authorize"}`
+	var u UpstreamOptions
+	if err := json.Unmarshal([]byte(in), &u); err != nil {
+		t.Fatal(err)
+	}
+	o, ok := u.Options.(*jsonKindOptions)
+	if u.Kind != "json-test" || !ok || *o != (jsonKindOptions{Name: "corp", DisplayName: "Corp", URL: "https://up.example/authorize"}) {
+		t.Fatalf("decoded %q %#v", u.Kind, u.Options)
+	}
+	out, err := json.Marshal(u)
+	if err != nil || string(out) != in {
+		t.Fatalf("encoded %s %v, want %s", out, err, in)
+	}
+	for src, want := range map[string]string{
+		`{"name":"corp"}`:                      `"kind" must name a provider kind`,
+		`{"kind":7}`:                           `"kind" must name a provider kind`,
+		`{"kind":"ldap-nope","name":"corp"}`:   `unknown upstream provider kind "ldap-nope"`,
+		`{"kind":"json-test","nmae":"corp"}`:   `unknown field "nmae"`,
+		`{"kind":"json-test","name":["corp"]}`: "upstream json-test: json",
+		`["json-test"]`:                        "cannot unmarshal array",
+	} {
+		var u UpstreamOptions
+		if err := json.Unmarshal([]byte(src), &u); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", src, err, want)
+		}
+	}
+	if b, err := json.Marshal(UpstreamOptions{Kind: "json-test"}); err != nil || string(b) != `{"kind":"json-test"}` {
+		t.Fatalf("no options: %s %v", b, err)
+	}
+	if b, err := json.Marshal(UpstreamOptions{Kind: "json-test", Options: &jsonKindOptions{Name: "c"}}); err != nil ||
+		string(b) != `{"kind":"json-test","name":"c","url":""}` {
+		t.Fatalf("sparse options: %s %v", b, err)
 	}
 }
