@@ -408,13 +408,19 @@ func unmarshalLogin(l *LoginConfig, d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			l.OIDC = append(l.OIDC, configOIDC(o))
+			l.OIDC = append(l.OIDC, o)
 		case "saml":
 			s, err := parseSAML(d)
 			if err != nil {
 				return err
 			}
-			l.SAML = append(l.SAML, configSAML(s))
+			l.SAML = append(l.SAML, s)
+		case "upstream":
+			u, err := parseUpstream(d)
+			if err != nil {
+				return err
+			}
+			l.Upstreams = append(l.Upstreams, u)
 		case "home_realm":
 			args := d.RemainingArgs()
 			if len(args) != 2 {

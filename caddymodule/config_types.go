@@ -24,6 +24,9 @@ type (
 	DPoPConfig           = config.DPoP
 	IdentityHeaders      = config.IdentityHeaders
 	ToolLimit            = config.ToolLimit
+	OIDCProvider         = config.OIDCProvider
+	SAMLProvider         = config.SAMLProvider
+	UpstreamProvider     = config.UpstreamProvider
 )
 
 // configDurationArg is durationArg for the fields of package config.
@@ -33,21 +36,4 @@ type (
 func configDurationArg(d *caddyfile.Dispenser) (config.Duration, error) {
 	v, err := durationArg(d)
 	return config.Duration(v), err
-}
-
-// The Caddyfile's upstream providers (upstream.go's types) in the JSON
-// model's (config's twins of them, with the same JSON).
-func configOIDC(o OIDCProvider) config.OIDCProvider { return config.OIDCProvider(o) }
-
-func configSAML(s SAMLProvider) config.SAMLProvider {
-	return config.SAMLProvider{
-		Name: s.Name, DisplayName: s.DisplayName, IconURL: s.IconURL,
-		IdPMetadataURL: s.IdPMetadataURL, IdPMetadataFile: s.IdPMetadataFile, EntityID: s.EntityID,
-		SPCertFile: s.SPCertFile, SPKeyFile: s.SPKeyFile, Binding: s.Binding,
-		MetadataValidity: config.Duration(s.MetadataValidity),
-		AttrSubject:      s.AttrSubject, AttrEmail: s.AttrEmail, AttrName: s.AttrName, AttrGroups: s.AttrGroups,
-		TrustEmail: s.TrustEmail, AcceptResponseSignature: s.AcceptResponseSignature,
-		AllowEmailDomains: s.AllowEmailDomains, AllowGroups: s.AllowGroups, AllowSubjects: s.AllowSubjects,
-		LinkByEmail: s.LinkByEmail, NoAccountCreation: s.NoAccountCreation,
-	}
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
+	"github.com/mcpauth/caddy-mcpauth/config"
 	"github.com/mcpauth/caddy-mcpauth/internal/discovery"
 	"github.com/mcpauth/caddy-mcpauth/internal/metrics"
-	"github.com/mcpauth/caddy-mcpauth/config"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 

@@ -5,8 +5,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/mcpauth/caddy-mcpauth/internal/discovery"
 	"github.com/mcpauth/caddy-mcpauth/config"
+	"github.com/mcpauth/caddy-mcpauth/internal/discovery"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 

@@ -324,6 +324,9 @@ type Login struct {
 	OIDC []OIDCProvider `json:"oidc,omitempty"`
 	// SAML are upstream SAML 2.0 identity providers (a button each).
 	SAML []SAMLProvider `json:"saml,omitempty"`
+	// Upstreams are upstream providers of any registered kind (a button
+	// each): {"kind": "<kind>", "name": "<name>", <the kind's options>}.
+	Upstreams []UpstreamProvider `json:"upstreams,omitempty"`
 	// HomeRealm sends users of an email domain straight to a provider
 	// (domain -> provider name); the login page then asks for the email first.
 	HomeRealm map[string]string `json:"home_realm,omitempty"`

@@ -120,7 +120,7 @@ func (a *App) Validate() error {
 		}
 	}
 	names := map[string]bool{}
-	for _, n := range append(oidcNames(a.Login.OIDC), samlNames(a.Login.SAML)...) {
+	for _, n := range a.Login.ProviderNames() {
 		if !idp.ValidProviderName(n) {
 			return fmt.Errorf("mcp_auth: provider name %q: use 1-32 lower-case letters, digits and -", n)
 		}
@@ -206,20 +206,4 @@ func unsetVars(raw string) string {
 		return " (environment variable " + names[0] + " is not set)"
 	}
 	return " (environment variables " + strings.Join(names, ", ") + " are not set)"
-}
-
-func oidcNames(ps []OIDCProvider) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.Name
-	}
-	return out
-}
-
-func samlNames(ps []SAMLProvider) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.Name
-	}
-	return out
 }

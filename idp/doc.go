@@ -38,6 +38,16 @@
 // (provider, subject), by verified email only when the provider's policy
 // allows it, applies the provider's allow rules and starts the session.
 //
+// Kinds of upstream provider register themselves (kind.go): a Kind names
+// itself ("oidc", "saml"), makes a fresh KindOptions (a JSON-tagged struct
+// the kind's package owns, also filled line by line through SetOption, so
+// the Caddy adapter parses any kind's Caddyfile block without knowing its
+// options) and builds a Provider from the options and a KindEnv (the
+// provider's base URL, the store, the logger, a key store, the placeholder
+// expansion). A third kind is one new package: an Upstream record
+// (upstream.go), a Flow, usually a BrowserBinding (binding.go), and an
+// init that calls RegisterKind. A name registered twice panics.
+//
 // # Pages and templates
 //
 // Pages are html/template files embedded from templates/; an operator can

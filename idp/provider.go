@@ -33,7 +33,8 @@ type UpstreamInfo interface {
 	// Name is the provider's stable id (ValidProviderName). It appears in
 	// URLs and in linked identities; changing it orphans existing links.
 	Name() string
-	// Kind is "oidc" or "saml"; the session's method is Kind()+":"+Name().
+	// Kind is the registered kind's name ("oidc", "saml", Kind.Name); the
+	// session's method is Kind()+":"+Name().
 	Kind() string
 	// DisplayName is the button label ("Sign in with " is prepended).
 	DisplayName() string

@@ -37,4 +37,10 @@
 // Routes, under the idp's provider root {public URL}{prefix}/login/{name}:
 //
 //	GET /callback   the redirect URI to register at the provider
+//
+// The package registers the upstream kind "oidc" (idp.RegisterKind) in
+// init. Options (options.go) is the operator's configuration: the JSON of
+// login.oidc and the lines of the Caddyfile's oidc block (SetOption, one
+// subdirective per field); the kind's Build turns it into a Config and calls
+// New.
 package oidc

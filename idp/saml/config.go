@@ -1,7 +1,6 @@
 package saml
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -98,12 +97,10 @@ var (
 		"urn:oid:1.3.6.1.4.1.5923.1.1.1.1"}
 )
 
-// KeyStore persists small blobs. Load returns an error wrapping
-// fs.ErrNotExist or storage.ErrNotFound when key is absent.
-type KeyStore interface {
-	Load(ctx context.Context, key string) ([]byte, error)
-	Store(ctx context.Context, key string, value []byte) error
-}
+// KeyStore persists small blobs (idp.KeyStore, which idp.KindEnv carries).
+// Load returns an error wrapping fs.ErrNotExist or storage.ErrNotFound when
+// key is absent.
+type KeyStore = idp.KeyStore
 
 const (
 	defaultTimeout  = 15 * time.Second

@@ -51,4 +51,10 @@
 //
 //	GET  /metadata   our SP metadata (entity id, ACS, certificate) for the IdP
 //	POST /acs        the assertion consumer service (HTTP-POST binding)
+//
+// The package registers the upstream kind "saml" (idp.RegisterKind) in
+// init. Options (options.go) is the operator's configuration: the JSON of
+// login.saml and the lines of the Caddyfile's saml block (SetOption, one
+// subdirective per field); the kind's Build turns it into a Config and calls
+// New.
 package saml
