@@ -3,6 +3,7 @@ package adminapi
 import (
 	"context"
 	"errors"
+	"github.com/mcpauth/caddy-mcpauth/internal/duration"
 	"net/http"
 	"strconv"
 	"time"
@@ -47,37 +48,9 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
 	}
-	d, err := parseDuration(v)
+	d, err := duration.Parse(v)
 	if err != nil || d <= 0 {
 		return time.Time{}, errors.New("bad since")
 	}
 	return now.Add(-d), nil
-}
-
-// parseDuration is time.ParseDuration with a "d" unit of 24h: the
-// durations Caddy's config accepts (caddy.ParseDuration), which the CLI's
-// --since passes through.
-func parseDuration(s string) (time.Duration, error) {
-	if len(s) > 1024 {
-		return 0, errors.New("parsing duration: input string too long")
-	}
-	var inNumber bool
-	var numStart int
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if ch == 'd' {
-			days, err := strconv.ParseFloat(s[numStart:i], 64)
-			if err != nil {
-				return 0, err
-			}
-			s = s[:numStart] + strconv.FormatFloat(days*24, 'f', -1, 64) + "h" + s[i+1:]
-			i--
-			continue
-		}
-		if !inNumber {
-			numStart = i
-		}
-		inNumber = (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '+'
-	}
-	return time.ParseDuration(s)
 }

@@ -109,9 +109,9 @@ var rules = []rule{
 		},
 	},
 	{
-		name: "internal/version and internal/adminwire depend only on the standard library",
+		name: "internal/version, internal/adminwire and internal/duration depend only on the standard library",
 		from: func(ip string) bool {
-			return !isTestVariant(ip) && (ip == module+"/internal/version" || ip == module+"/internal/adminwire")
+			return !isTestVariant(ip) && (ip == module+"/internal/version" || ip == module+"/internal/adminwire" || ip == module+"/internal/duration")
 		},
 		forbidden: func(p *pkg) bool { return !p.Standard },
 	},
