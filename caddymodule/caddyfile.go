@@ -2,17 +2,24 @@ package caddymodule
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
+	"github.com/mcpauth/caddy-mcpauth/internal/dpop"
 )
+
+// The Caddyfile syntax of mcp_auth and mcp_protect: each block is a table
+// of the parsers in cfparse.go (the syntax is in App's and Guard's doc
+// comments; oidc and saml are parsed in upstream.go).
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("mcp_auth", parseGlobalOption)
@@ -36,344 +43,165 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
 	a.Source = tokenPos(d)
-	if d.NextArg() {
+	return block("mcp_auth option", opts{
+		"issuer":                           str(&a.Issuer),
+		"path_prefix":                      str(&a.PathPrefix),
+		"storage":                          a.Storage.parse,
+		"signing_algorithm":                str(&a.SigningAlgorithm),
+		"key_encryption_key":               str(&a.KeyEncryptionKey),
+		"key_encryption_key_file":          str(&a.KeyEncryptionKeyFile),
+		"key_encryption_key_previous":      str(&a.KeyEncryptionKeyPrevious),
+		"key_encryption_key_previous_file": str(&a.KeyEncryptionKeyPreviousFile),
+		"key_rotation":                     dur(&a.KeyRotation),
+		"key_reload":                       dur(&a.KeyReload),
+		"key_prepublish":                   dur(&a.KeyPrePublish),
+		"code_lifetime":                    dur(&a.CodeLifetime),
+		"access_token_lifetime":            dur(&a.AccessTokenLifetime),
+		"refresh_token_lifetime":           dur(&a.RefreshTokenLifetime),
+		"grant_lifetime":                   dur(&a.GrantLifetime),
+		"refresh_grace":                    durPtr(&a.RefreshGrace),
+		"scopes":                           anyStrs(&a.Scopes),
+		"default_scopes":                   anyStrs(&a.DefaultScopes),
+		"resource":                         strs(&a.Resources),
+		"default_resource":                 str(&a.DefaultResource),
+		"resource_indicators": func(d *caddyfile.Dispenser) error {
+			// No argument check: an argument here is read as the next option.
+			ri := &ResourceIndicators{}
+			a.ResourceIndicators = ri
+			return parseBlock(d, "resource_indicators option", opts{
+				"enabled":                   onOffPtr(&ri.Enabled),
+				"client_audience_fallback":  onOffPtr(&ri.ClientAudienceFallback),
+				"enforce_on_token_exchange": onOffPtr(&ri.EnforceOnTokenExchange),
+				"keep_binding_on_refresh":   onOffPtr(&ri.KeepBindingOnRefresh),
+			})
+		},
+		"token_rate_limit":   a.parseTokenRateLimit,
+		"shared_limits":      present(&a.SharedLimits),
+		"audit_retention":    dur(&a.AuditRetention),
+		"client_ipv4_prefix": intArg(&a.ClientIPv4Prefix, 1, 32),
+		"client_ipv6_prefix": intArg(&a.ClientIPv6Prefix, 1, 128),
+		"cors_origins":       anyStrs(&a.CORSOrigins),
+		"client": func(d *caddyfile.Dispenser) error {
+			a.Clients = append(a.Clients, ClientConfig{})
+			return parseClient(d, &a.Clients[len(a.Clients)-1])
+		},
+		"login": a.Login.unmarshal,
+		"enterprise_idp": func(d *caddyfile.Dispenser) error {
+			a.EnterpriseIdPs = append(a.EnterpriseIdPs, EnterpriseIdPConfig{})
+			return parseEnterpriseIdP(d, &a.EnterpriseIdPs[len(a.EnterpriseIdPs)-1])
+		},
+		"workload_issuer": func(d *caddyfile.Dispenser) error {
+			a.WorkloadIssuers = append(a.WorkloadIssuers, WorkloadIssuerConfig{})
+			return parseWorkloadIssuer(d, &a.WorkloadIssuers[len(a.WorkloadIssuers)-1])
+		},
+		"cimd": func(d *caddyfile.Dispenser) error { a.CIMD = &CIMDConfig{}; return a.CIMD.parse(d) },
+		"dcr":  func(d *caddyfile.Dispenser) error { a.DCR = &DCRConfig{}; return a.DCR.parse(d) },
+		"dpop": func(d *caddyfile.Dispenser) error {
+			c := &DPoPConfig{}
+			a.DPoP = c
+			return block("dpop option", opts{
+				"algorithms": func(d *caddyfile.Dispenser) error {
+					args := d.RemainingArgs()
+					if len(args) == 0 {
+						return d.ArgErr()
+					}
+					for _, alg := range args {
+						if !slices.Contains(dpop.Algs, alg) {
+							return d.Errf("dpop: algorithm %q is not accepted (one of %v)", alg, dpop.Algs)
+						}
+					}
+					c.Algorithms = append(c.Algorithms, args...)
+					return nil
+				},
+				"nonce": present(&c.Nonce),
+			})(d)
+		},
+	})(d)
+}
+
+// parse reads `storage bbolt [<path>]` or `storage postgres <dsn>`, with an
+// optional block.
+func (s *StorageConfig) parse(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		switch opt {
-		case "issuer":
-			if !d.AllArgs(&a.Issuer) {
-				return d.ArgErr()
-			}
-		case "path_prefix":
-			if !d.AllArgs(&a.PathPrefix) {
-				return d.ArgErr()
-			}
-		case "storage":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			a.Storage.Backend = args[0]
-			switch args[0] {
-			case "bbolt":
-				if len(args) > 2 {
-					return d.ArgErr()
-				}
-				if len(args) == 2 {
-					a.Storage.Path = args[1]
-				}
-			case "postgres":
-				if len(args) != 2 {
-					return d.Errf("storage postgres needs a connection string")
-				}
-				a.Storage.DSN = args[1]
-			default:
-				return d.Errf("unknown storage backend %q (bbolt or postgres)", args[0])
-			}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				switch d.Val() {
-				case "max_conns":
-					n, err := intArg(d)
-					if err != nil {
-						return err
-					}
-					a.Storage.MaxConns = int32(n)
-				case "lock_timeout":
-					v, err := durationArg(d)
-					if err != nil {
-						return err
-					}
-					a.Storage.LockTimeout = v
-				default:
-					return d.Errf("unknown storage option %q", d.Val())
-				}
-			}
-		case "signing_algorithm":
-			if !d.AllArgs(&a.SigningAlgorithm) {
-				return d.ArgErr()
-			}
-		case "key_encryption_key":
-			if !d.AllArgs(&a.KeyEncryptionKey) {
-				return d.ArgErr()
-			}
-		case "key_encryption_key_file":
-			if !d.AllArgs(&a.KeyEncryptionKeyFile) {
-				return d.ArgErr()
-			}
-		case "key_encryption_key_previous":
-			if !d.AllArgs(&a.KeyEncryptionKeyPrevious) {
-				return d.ArgErr()
-			}
-		case "key_encryption_key_previous_file":
-			if !d.AllArgs(&a.KeyEncryptionKeyPreviousFile) {
-				return d.ArgErr()
-			}
-		case "key_rotation", "key_reload", "key_prepublish", "code_lifetime", "access_token_lifetime", "refresh_token_lifetime", "grant_lifetime":
-			v, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			switch opt {
-			case "key_rotation":
-				a.KeyRotation = v
-			case "key_reload":
-				a.KeyReload = v
-			case "key_prepublish":
-				a.KeyPrePublish = v
-			case "code_lifetime":
-				a.CodeLifetime = v
-			case "access_token_lifetime":
-				a.AccessTokenLifetime = v
-			case "refresh_token_lifetime":
-				a.RefreshTokenLifetime = v
-			case "grant_lifetime":
-				a.GrantLifetime = v
-			}
-		case "refresh_grace":
-			v, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			a.RefreshGrace = &v
-		case "scopes":
-			a.Scopes = append(a.Scopes, d.RemainingArgs()...)
-		case "default_scopes":
-			a.DefaultScopes = append(a.DefaultScopes, d.RemainingArgs()...)
-		case "resource":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			a.Resources = append(a.Resources, args...)
-		case "default_resource":
-			if !d.AllArgs(&a.DefaultResource) {
-				return d.ArgErr()
-			}
-		case "resource_indicators":
-			ri := &ResourceIndicators{}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				name := d.Val()
-				b, err := boolArg(d)
-				if err != nil {
-					return err
-				}
-				switch name {
-				case "enabled":
-					ri.Enabled = &b
-				case "client_audience_fallback":
-					ri.ClientAudienceFallback = &b
-				case "enforce_on_token_exchange":
-					ri.EnforceOnTokenExchange = &b
-				case "keep_binding_on_refresh":
-					ri.KeepBindingOnRefresh = &b
-				default:
-					return d.Errf("unknown resource_indicators option %q", name)
-				}
-			}
-			a.ResourceIndicators = ri
-		case "token_rate_limit":
-			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 {
-				return d.Errf("token_rate_limit <requests per second>|off [<burst>]")
-			}
-			if args[0] == "off" {
-				a.TokenRateLimit = -1
-			} else if v, err := strconv.ParseFloat(args[0], 64); err != nil || v <= 0 {
-				return d.Errf("token_rate_limit %q is not a positive number", args[0])
-			} else {
-				a.TokenRateLimit = v
-			}
-			if len(args) == 2 {
-				n, err := strconv.Atoi(args[1])
-				if err != nil || n < 1 {
-					return d.Errf("token_rate_limit burst %q is not a positive number", args[1])
-				}
-				a.TokenRateBurst = n
-			}
-		case "shared_limits":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			a.SharedLimits = true
-		case "audit_retention":
-			v, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			a.AuditRetention = v
-		case "client_ipv4_prefix", "client_ipv6_prefix":
-			n, err := intArg(d)
-			if err != nil {
-				return err
-			}
-			maxBits := 32
-			if opt == "client_ipv6_prefix" {
-				maxBits = 128
-			}
-			if n < 1 || n > maxBits {
-				return d.Errf("%s %d must be between 1 and %d", opt, n, maxBits)
-			}
-			if opt == "client_ipv4_prefix" {
-				a.ClientIPv4Prefix = n
-			} else {
-				a.ClientIPv6Prefix = n
-			}
-		case "cors_origins":
-			a.CORSOrigins = append(a.CORSOrigins, d.RemainingArgs()...)
-		case "client":
-			c, err := parseClient(d)
-			if err != nil {
-				return err
-			}
-			a.Clients = append(a.Clients, c)
-		case "login":
-			if err := a.Login.unmarshal(d); err != nil {
-				return err
-			}
-		case "enterprise_idp":
-			c, err := parseEnterpriseIdP(d)
-			if err != nil {
-				return err
-			}
-			a.EnterpriseIdPs = append(a.EnterpriseIdPs, c)
-		case "workload_issuer":
-			c, err := parseWorkloadIssuer(d)
-			if err != nil {
-				return err
-			}
-			a.WorkloadIssuers = append(a.WorkloadIssuers, c)
-		case "cimd":
-			c, err := parseCIMD(d)
-			if err != nil {
-				return err
-			}
-			a.CIMD = c
-		case "dcr":
-			c, err := parseDCR(d)
-			if err != nil {
-				return err
-			}
-			a.DCR = c
-		case "dpop":
-			c, err := parseDPoP(d) // dpop.go
-			if err != nil {
-				return err
-			}
-			a.DPoP = c
-		default:
-			return d.Errf("unknown mcp_auth option %q", opt)
+	s.Backend = args[0]
+	switch args[0] {
+	case "bbolt":
+		if len(args) > 2 {
+			return d.ArgErr()
 		}
+		if len(args) == 2 {
+			s.Path = args[1]
+		}
+	case "postgres":
+		if len(args) != 2 {
+			return d.Errf("storage postgres needs a connection string")
+		}
+		s.DSN = args[1]
+	default:
+		return d.Errf("unknown storage backend %q (bbolt or postgres)", args[0])
+	}
+	return parseBlock(d, "storage option", opts{
+		"max_conns":    intArg(&s.MaxConns, 0, unbounded),
+		"lock_timeout": dur(&s.LockTimeout),
+	})
+}
+
+// parseTokenRateLimit reads `token_rate_limit <per second>|off [<burst>]`.
+func (a *App) parseTokenRateLimit(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.Errf("token_rate_limit <requests per second>|off [<burst>]")
+	}
+	if args[0] == "off" {
+		a.TokenRateLimit = -1
+	} else if v, err := strconv.ParseFloat(args[0], 64); err != nil || v <= 0 {
+		return d.Errf("token_rate_limit %q is not a positive number", args[0])
+	} else {
+		a.TokenRateLimit = v
+	}
+	if len(args) == 2 {
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 1 {
+			return d.Errf("token_rate_limit burst %q is not a positive number", args[1])
+		}
+		a.TokenRateBurst = n
 	}
 	return nil
 }
 
-func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
-	var c ClientConfig
-	if !d.NextArg() {
-		return c, d.Errf("client needs an id")
+func parseClient(d *caddyfile.Dispenser, c *ClientConfig) error {
+	if err := named(d, &c.ID, "client needs an id"); err != nil {
+		return err
 	}
-	c.ID = d.Val()
 	c.Source = tokenPos(d)
-	if d.NextArg() {
-		return c, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		switch opt {
-		case "name":
-			if !d.AllArgs(&c.Name) {
-				return c, d.ArgErr()
-			}
-		case "redirect_uri":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return c, d.ArgErr()
-			}
-			c.RedirectURIs = append(c.RedirectURIs, args...)
-		case "scopes":
-			c.Scopes = append(c.Scopes, d.RemainingArgs()...)
-		case "default_scopes":
-			c.DefaultScopes = append(c.DefaultScopes, d.RemainingArgs()...)
-		case "audience":
-			if !d.AllArgs(&c.Audience) {
-				return c, d.ArgErr()
-			}
-		case "secret":
-			if !d.AllArgs(&c.Secret) {
-				return c, d.ArgErr()
-			}
-		case "jwks_uri":
-			if !d.AllArgs(&c.JWKSURI) {
-				return c, d.ArgErr()
-			}
-		case "jwks_file":
-			if !d.AllArgs(&c.JWKSFile) {
-				return c, d.ArgErr()
-			}
-		case "access_token_lifetime", "refresh_token_lifetime":
-			v, err := durationArg(d)
-			if err != nil {
-				return c, err
-			}
-			if opt == "access_token_lifetime" {
-				c.AccessTokenLifetime = v
-			} else {
-				c.RefreshTokenLifetime = v
-			}
-		case "skip_consent":
-			if d.NextArg() {
-				return c, d.ArgErr()
-			}
-			c.SkipConsent = true
-		case "grant_types":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return c, d.ArgErr()
-			}
-			c.GrantTypes = append(c.GrantTypes, args...)
-		default:
-			return c, d.Errf("unknown client option %q", opt)
-		}
-	}
-	return c, nil
+	return parseBlock(d, "client option", opts{
+		"name":                   str(&c.Name),
+		"redirect_uri":           strs(&c.RedirectURIs),
+		"scopes":                 anyStrs(&c.Scopes),
+		"default_scopes":         anyStrs(&c.DefaultScopes),
+		"audience":               str(&c.Audience),
+		"secret":                 str(&c.Secret),
+		"jwks_uri":               str(&c.JWKSURI),
+		"jwks_file":              str(&c.JWKSFile),
+		"access_token_lifetime":  dur(&c.AccessTokenLifetime),
+		"refresh_token_lifetime": dur(&c.RefreshTokenLifetime),
+		"skip_consent":           present(&c.SkipConsent),
+		"grant_types":            strs(&c.GrantTypes),
+	})
 }
 
 func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		switch opt {
-		case "product_name":
-			if !d.AllArgs(&l.ProductName) {
-				return d.ArgErr()
-			}
-		case "logo":
-			if !d.AllArgs(&l.Logo) {
-				return d.ArgErr()
-			}
-		case "accent_color":
-			if !d.AllArgs(&l.AccentColor) {
-				return d.ArgErr()
-			}
-		case "support_url":
-			if !d.AllArgs(&l.SupportURL) {
-				return d.ArgErr()
-			}
-		case "templates":
-			if !d.AllArgs(&l.Templates) {
-				return d.ArgErr()
-			}
-		case "password":
-			b, err := boolArg(d)
-			if err != nil {
-				return err
-			}
-			l.Password = &b
-		case "signup":
+	return block("login option", opts{
+		"product_name": str(&l.ProductName),
+		"logo":         str(&l.Logo),
+		"accent_color": str(&l.AccentColor),
+		"support_url":  str(&l.SupportURL),
+		"templates":    str(&l.Templates),
+		"password":     onOffPtr(&l.Password),
+		"signup": func(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) == 0 {
 				return d.ArgErr()
@@ -392,7 +220,9 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 			default:
 				return d.Errf("signup %q: use off, open or domains <domain...>", args[0])
 			}
-		case "user":
+			return nil
+		},
+		"user": func(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) < 2 || len(args) > 3 {
 				return d.Errf("user <email> <password> [<name>]")
@@ -402,19 +232,19 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 				u.Name = args[2]
 			}
 			l.Users = append(l.Users, u)
-		case "oidc":
-			o, err := parseOIDC(d)
-			if err != nil {
-				return err
-			}
+			return nil
+		},
+		"oidc": func(d *caddyfile.Dispenser) error {
+			o, err := parseOIDC(d) // upstream.go
 			l.OIDC = append(l.OIDC, o)
-		case "saml":
-			s, err := parseSAML(d)
-			if err != nil {
-				return err
-			}
+			return err
+		},
+		"saml": func(d *caddyfile.Dispenser) error {
+			s, err := parseSAML(d) // upstream.go
 			l.SAML = append(l.SAML, s)
-		case "home_realm":
+			return err
+		},
+		"home_realm": func(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) != 2 {
 				return d.Errf("home_realm <email domain> <provider>")
@@ -423,303 +253,106 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 				l.HomeRealm = map[string]string{}
 			}
 			l.HomeRealm[strings.ToLower(args[0])] = args[1]
-		case "smtp":
-			s, err := parseSMTP(d)
+			return nil
+		},
+		"smtp":             func(d *caddyfile.Dispenser) error { l.SMTP = &SMTPConfig{}; return l.SMTP.parse(d) },
+		"session_idle":     dur(&l.SessionIdle),
+		"session_lifetime": dur(&l.SessionLifetime),
+	})(d)
+}
+
+func (s *SMTPConfig) parse(d *caddyfile.Dispenser) error {
+	err := block("smtp option", opts{
+		"host": str(&s.Host),
+		"port": func(d *caddyfile.Dispenser) error {
+			v, err := arg(d)
 			if err != nil {
 				return err
 			}
-			l.SMTP = s
-		case "session_idle", "session_lifetime":
-			v, err := durationArg(d)
-			if err != nil {
-				return err
+			p, err := strconv.Atoi(v)
+			if err != nil || p < 1 || p > 65535 {
+				return d.Errf("smtp port %q: use a port number", v)
 			}
-			if opt == "session_idle" {
-				l.SessionIdle = v
-			} else {
-				l.SessionLifetime = v
-			}
-		default:
-			return d.Errf("unknown login option %q", opt)
-		}
+			s.Port = p
+			return nil
+		},
+		"tls":      oneOf(&s.TLS, "starttls", "tls", "none"),
+		"from":     str(&s.From),
+		"username": str(&s.Username),
+		"password": str(&s.Password),
+	})(d)
+	if err == nil && (s.Host == "" || s.From == "") {
+		err = d.Errf("smtp needs host and from")
 	}
-	return nil
+	return err
 }
 
-func parseSMTP(d *caddyfile.Dispenser) (*SMTPConfig, error) {
-	s := &SMTPConfig{}
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var ok bool
-		switch d.Val() {
-		case "host":
-			ok = d.AllArgs(&s.Host)
-		case "port":
-			var v string
-			if ok = d.AllArgs(&v); ok {
-				p, err := strconv.Atoi(v)
-				if err != nil || p < 1 || p > 65535 {
-					return nil, d.Errf("smtp port %q: use a port number", v)
-				}
-				s.Port = p
-			}
-		case "tls":
-			if ok = d.AllArgs(&s.TLS); ok && s.TLS != "starttls" && s.TLS != "tls" && s.TLS != "none" {
-				return nil, d.Errf("smtp tls %q: use starttls, tls or none", s.TLS)
-			}
-		case "from":
-			ok = d.AllArgs(&s.From)
-		case "username":
-			ok = d.AllArgs(&s.Username)
-		case "password":
-			ok = d.AllArgs(&s.Password)
-		default:
-			return nil, d.Errf("unknown smtp option %q", d.Val())
-		}
-		if !ok {
-			return nil, d.ArgErr()
-		}
-	}
-	if s.Host == "" || s.From == "" {
-		return nil, d.Errf("smtp needs host and from")
-	}
-	return s, nil
+func (c *CIMDConfig) parse(d *caddyfile.Dispenser) error {
+	return block("cimd option", opts{
+		"policy":                  oneOf(&c.Policy, "trusted", "any"),
+		"trusted_hosts":           strs(&c.TrustedHosts),
+		"max_bytes":               intArg(&c.MaxBytes, 0, unbounded),
+		"timeout":                 dur(&c.Timeout),
+		"untrusted_timeout":       dur(&c.UntrustedTimeout),
+		"cache_min":               dur(&c.CacheMin),
+		"cache_max":               dur(&c.CacheMax),
+		"negative_cache":          durOrOff(&c.NegativeCache),
+		"serve_stale":             durOrOff(&c.ServeStale),
+		"host_rate":               cimdRate(&c.HostRate),
+		"domain_rate":             cimdRate(&c.DomainRate),
+		"requester_rate":          cimdRate(&c.RequesterRate),
+		"ca_bundle":               str(&c.CABundle),
+		"insecure_allow_loopback": present(&c.InsecureAllowLoopback),
+		"client":                  cimdPolicies(&c.Clients),
+		"client_host":             cimdPolicies(&c.ClientHosts),
+	})(d)
 }
 
-func parseCIMD(d *caddyfile.Dispenser) (*CIMDConfig, error) {
-	c := &CIMDConfig{}
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
+// cimdPolicies reads `client <id> { … }` or `client_host <host> { … }`.
+func cimdPolicies(m *map[string]*CIMDClientPolicy) opt {
+	return func(d *caddyfile.Dispenser) error {
 		opt := d.Val()
-		switch opt {
-		case "policy":
-			if !d.AllArgs(&c.Policy) {
-				return nil, d.ArgErr()
-			}
-			if c.Policy != "trusted" && c.Policy != "any" {
-				return nil, d.Errf("cimd policy %q: use trusted or any", c.Policy)
-			}
-		case "trusted_hosts":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return nil, d.ArgErr()
-			}
-			c.TrustedHosts = append(c.TrustedHosts, args...)
-		case "max_bytes":
-			n, err := intArg(d)
-			if err != nil {
-				return nil, err
-			}
-			c.MaxBytes = int64(n)
-		case "timeout", "untrusted_timeout", "cache_min", "cache_max":
-			v, err := durationArg(d)
-			if err != nil {
-				return nil, err
-			}
-			switch opt {
-			case "timeout":
-				c.Timeout = v
-			case "untrusted_timeout":
-				c.UntrustedTimeout = v
-			case "cache_min":
-				c.CacheMin = v
-			default:
-				c.CacheMax = v
-			}
-		case "negative_cache", "serve_stale":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			dur := caddy.Duration(-1) // off
-			if v != "off" {
-				p, err := caddy.ParseDuration(v)
-				if err != nil || p <= 0 {
-					return nil, d.Errf("cimd %s: %q is not a positive duration or off", opt, v)
-				}
-				dur = caddy.Duration(p)
-			}
-			if opt == "negative_cache" {
-				c.NegativeCache = dur
-			} else {
-				c.ServeStale = dur
-			}
-		case "host_rate", "domain_rate", "requester_rate":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			r, err := parseCIMDRate(v)
-			if err != nil {
-				return nil, d.Errf("cimd %s: %v", opt, err)
-			}
-			switch opt {
-			case "host_rate":
-				c.HostRate = r
-			case "domain_rate":
-				c.DomainRate = r
-			default:
-				c.RequesterRate = r
-			}
-		case "ca_bundle":
-			if !d.AllArgs(&c.CABundle) {
-				return nil, d.ArgErr()
-			}
-		case "insecure_allow_loopback":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			c.InsecureAllowLoopback = true
-		case "client", "client_host":
-			var key string
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			key = d.Val()
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			p, err := parseCIMDClientPolicy(d)
-			if err != nil {
-				return nil, err
-			}
-			m := &c.Clients
-			if opt == "client_host" {
-				m = &c.ClientHosts
-			}
-			if *m == nil {
-				*m = map[string]*CIMDClientPolicy{}
-			}
-			if _, dup := (*m)[key]; dup {
-				return nil, d.Errf("cimd %s %s is configured twice", opt, key)
-			}
-			(*m)[key] = p
-		default:
-			return nil, d.Errf("unknown cimd option %q", opt)
+		var key string
+		if err := named(d, &key, ""); err != nil {
+			return err
 		}
+		p := &CIMDClientPolicy{}
+		if err := parseBlock(d, "cimd client option", opts{
+			"access_token_lifetime":  posDur(&p.AccessTokenLifetime, authserver.MaxPolicyAccessTokenTTL),
+			"refresh_token_lifetime": posDur(&p.RefreshTokenLifetime, 0),
+			"scopes":                 strs(&p.Scopes),
+			"remember_consent":       durOrOff(&p.RememberConsent),
+			"machine_use":            present(&p.MachineUse),
+		}); err != nil {
+			return err
+		}
+		if *m == nil {
+			*m = map[string]*CIMDClientPolicy{}
+		}
+		if _, dup := (*m)[key]; dup {
+			return d.Errf("cimd %s %s is configured twice", opt, key)
+		}
+		(*m)[key] = p
+		return nil
 	}
-	return c, nil
 }
 
-// parseCIMDClientPolicy parses the block of a cimd client or client_host.
-func parseCIMDClientPolicy(d *caddyfile.Dispenser) (*CIMDClientPolicy, error) {
-	p := &CIMDClientPolicy{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		switch opt {
-		case "access_token_lifetime", "refresh_token_lifetime":
-			v, err := durationArg(d)
-			if err != nil {
-				return nil, err
-			}
-			if v <= 0 {
-				return nil, d.Errf("%s must be positive", opt)
-			}
-			if opt == "access_token_lifetime" {
-				if time.Duration(v) > authserver.MaxPolicyAccessTokenTTL {
-					return nil, d.Errf("access_token_lifetime %s is longer than %s", time.Duration(v), authserver.MaxPolicyAccessTokenTTL)
-				}
-				p.AccessTokenLifetime = v
-			} else {
-				p.RefreshTokenLifetime = v
-			}
-		case "scopes":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return nil, d.ArgErr()
-			}
-			p.Scopes = append(p.Scopes, args...)
-		case "remember_consent":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			if v == "off" {
-				p.RememberConsent = -1
-				break
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("remember_consent %q is not a positive duration or off", v)
-			}
-			p.RememberConsent = caddy.Duration(dur)
-		case "machine_use":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			p.MachineUse = true
-		default:
-			return nil, d.Errf("unknown cimd client option %q", opt)
+// cimdRate reads `<n>/<duration>` (e.g. 10/10s): n fetches at once,
+// refilled n per duration.
+func cimdRate(p **CIMDRate) opt {
+	return func(d *caddyfile.Dispenser) error {
+		name := d.Val()
+		v, err := arg(d)
+		if err != nil {
+			return err
 		}
+		if *p, err = parseCIMDRate(v); err != nil {
+			return d.Errf("cimd %s: %v", name, err)
+		}
+		return nil
 	}
-	return p, nil
 }
 
-func parseDCR(d *caddyfile.Dispenser) (*DCRConfig, error) {
-	c := &DCRConfig{}
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		switch opt {
-		case "rate_limit", "global_rate_limit":
-			// [global_]rate_limit <burst> <every>
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return nil, d.Errf("%s <burst> <refill interval>", opt)
-			}
-			n, err := strconv.Atoi(args[0])
-			if err != nil || n < 1 {
-				return nil, d.Errf("%s burst %q is not a positive number", opt, args[0])
-			}
-			every, err := caddy.ParseDuration(args[1])
-			if err != nil || every <= 0 {
-				return nil, d.Errf("%s interval %q: %v", opt, args[1], err)
-			}
-			if opt == "rate_limit" {
-				c.RateBurst, c.RateEvery = n, caddy.Duration(every)
-			} else {
-				c.GlobalRateBurst, c.GlobalRateEvery = n, caddy.Duration(every)
-			}
-		case "max_clients_per_prefix", "max_clients":
-			n, err := intArg(d)
-			if err != nil {
-				return nil, err
-			}
-			if n < 1 {
-				return nil, d.Errf("%s %d is not a positive number", opt, n)
-			}
-			if opt == "max_clients" {
-				c.MaxClients = n
-			} else {
-				c.MaxClientsPerPrefix = n
-			}
-		case "expire_unused":
-			v, err := durationArg(d)
-			if err != nil {
-				return nil, err
-			}
-			c.ExpireUnused = &v
-		case "private_schemes":
-			b, err := boolArg(d)
-			if err != nil {
-				return nil, err
-			}
-			c.PrivateSchemes = &b
-		default:
-			return nil, d.Errf("unknown dcr option %q", opt)
-		}
-	}
-	return c, nil
-}
-
-// parseCIMDRate parses "<n>/<duration>" (e.g. "10/10s"): n fetches at
-// once, refilled n per duration.
 func parseCIMDRate(v string) (*CIMDRate, error) {
 	ns, ds, ok := strings.Cut(v, "/")
 	if !ok {
@@ -733,7 +366,290 @@ func parseCIMDRate(v string) (*CIMDRate, error) {
 	if err != nil || dur <= 0 {
 		return nil, fmt.Errorf("%q: %q is not a positive duration", v, ds)
 	}
-	return &CIMDRate{Burst: n, Interval: caddy.Duration(dur)}, nil
+	r := &CIMDRate{Burst: n}
+	setDur(&r.Interval, dur)
+	return r, nil
+}
+
+func (c *DCRConfig) parse(d *caddyfile.Dispenser) error {
+	return block("dcr option", opts{
+		"rate_limit":             dcrRate(&c.RateBurst, &c.RateEvery),
+		"global_rate_limit":      dcrRate(&c.GlobalRateBurst, &c.GlobalRateEvery),
+		"max_clients_per_prefix": intArg(&c.MaxClientsPerPrefix, 1, unbounded),
+		"max_clients":            intArg(&c.MaxClients, 1, unbounded),
+		"expire_unused":          durPtr(&c.ExpireUnused),
+		"private_schemes":        onOffPtr(&c.PrivateSchemes),
+	})(d)
+}
+
+// dcrRate reads `[global_]rate_limit <burst> <refill interval>`.
+func dcrRate[T ~int64](burst *int, every *T) opt {
+	return func(d *caddyfile.Dispenser) error {
+		opt, args := d.Val(), d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Errf("%s <burst> <refill interval>", opt)
+		}
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n < 1 {
+			return d.Errf("%s burst %q is not a positive number", opt, args[0])
+		}
+		iv, err := caddy.ParseDuration(args[1])
+		if err != nil || iv <= 0 {
+			return d.Errf("%s interval %q: %v", opt, args[1], err)
+		}
+		*burst = n
+		setDur(every, iv)
+		return nil
+	}
+}
+
+// parseEnterpriseIdP parses `enterprise_idp <name> { … }`.
+func parseEnterpriseIdP(d *caddyfile.Dispenser, c *EnterpriseIdPConfig) error {
+	return parseIssuerBlock(d, &c.Name, &c.Issuer, &c.JWKSURI, &c.MaxLifetime, opts{
+		"clients": strs(&c.Clients),
+		"scope_map": func(d *caddyfile.Dispenser) error {
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("scope_map needs an IdP scope and our scopes")
+			}
+			if c.ScopeMap == nil {
+				c.ScopeMap = map[string][]string{}
+			}
+			if _, dup := c.ScopeMap[args[0]]; dup {
+				return d.Errf("scope_map %s is configured twice", args[0])
+			}
+			c.ScopeMap[args[0]] = args[1:]
+			return nil
+		},
+		"subject":   oneOf(&c.Subject, authserver.SubjectBySub, authserver.SubjectByVerifiedEmail),
+		"provision": onOff(&c.Provision),
+	})
+}
+
+// parseWorkloadIssuer parses `workload_issuer <name> { … }`.
+func parseWorkloadIssuer(d *caddyfile.Dispenser, c *WorkloadIssuerConfig) error {
+	return parseIssuerBlock(d, &c.Name, &c.Issuer, &c.JWKSURI, &c.MaxLifetime, opts{
+		"audience":      str(&c.Audience),
+		"subject_claim": str(&c.SubjectClaim),
+		"client": func(d *caddyfile.Dispenser) error {
+			var sub, id string
+			if !d.AllArgs(&sub, &id) {
+				return d.Errf("client needs a workload subject and a client id")
+			}
+			if c.Clients == nil {
+				c.Clients = map[string]string{}
+			}
+			if _, dup := c.Clients[sub]; dup {
+				return d.Errf("workload subject %s is mapped twice", sub)
+			}
+			c.Clients[sub] = id
+			return nil
+		},
+		"single_use": present(&c.SingleUse),
+	})
+}
+
+// parseIssuerBlock parses `<kind> <name> { … }` of a trusted token issuer
+// (enterprise_idp, workload_issuer): the subdirectives both kinds share,
+// then the kind's own.
+func parseIssuerBlock[T ~int64](d *caddyfile.Dispenser, name, issuer, jwksURI *string, maxLifetime *T, own opts) error {
+	kind := d.Val()
+	if err := named(d, name, kind+" needs a name"); err != nil {
+		return err
+	}
+	own["issuer"], own["jwks_uri"], own["max_lifetime"] = str(issuer), str(jwksURI), dur(maxLifetime)
+	return parseBlock(d, kind+" option", own)
+}
+
+// UnmarshalCaddyfile sets up the guard from Caddyfile tokens (after the
+// directive name and its optional matcher).
+func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	scopeMap := func(m *map[string][]string) opt {
+		return func(d *caddyfile.Dispenser) error {
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			if *m == nil {
+				*m = map[string][]string{}
+			}
+			(*m)[args[0]] = append((*m)[args[0]], args[1:]...)
+			return nil
+		}
+	}
+	size := func(p *int64) opt {
+		return func(d *caddyfile.Dispenser) error {
+			name := d.Val()
+			v, err := arg(d)
+			if err != nil {
+				return err
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<30 {
+				return d.Errf("%s: %q is not a size such as 4MiB", name, v)
+			}
+			*p = int64(n)
+			return nil
+		}
+	}
+	return block("mcp_protect option", opts{
+		"resource": str(&g.Resource),
+		"path":     str(&g.Path),
+		"issuer":   str(&g.Issuer),
+		"authorization_servers": func(d *caddyfile.Dispenser) error {
+			// Refused only while the list is empty.
+			g.AuthorizationServers = append(g.AuthorizationServers, d.RemainingArgs()...)
+			if len(g.AuthorizationServers) == 0 {
+				return d.ArgErr()
+			}
+			return nil
+		},
+		"scopes":                 anyStrs(&g.Scopes),
+		"scopes_supported":       anyStrs(&g.ScopesSupported),
+		"method_scope":           scopeMap(&g.MethodScopes),
+		"scope_implies":          scopeMap(&g.ScopeHierarchy),
+		"allowed_origins":        anyStrs(&g.AllowedOrigins),
+		"cors_origins":           strs(&g.CORSOrigins),
+		"resource_name":          str(&g.ResourceName),
+		"resource_documentation": str(&g.ResourceDocumentation),
+		"disable_root_metadata":  present(&g.DisableRootMetadata),
+		"identity_headers": func(d *caddyfile.Dispenser) error {
+			ih := &IdentityHeaders{}
+			g.IdentityHeaders = ih
+			return block("identity header", opts{
+				"subject":   str(&ih.Subject),
+				"client_id": str(&ih.ClientID),
+				"scopes":    str(&ih.Scopes),
+				"email":     str(&ih.Email),
+			})(d)
+		},
+		"leeway":     dur(&g.Leeway),
+		"cache_ttl":  dur(&g.CacheTTL),
+		"cache_size": intArg(&g.CacheSize, 0, unbounded),
+		"max_headers": func(d *caddyfile.Dispenser) error {
+			v, err := arg(d)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < -1 || n == 0 {
+				return d.Errf("max_headers: %q is not a positive number (or -1 for no limit)", v)
+			}
+			g.MaxHeaders = n
+			return nil
+		},
+		"strip_cookies": oneOf(&g.StripCookies, stripCookiesProduct, stripCookiesAll),
+		"require_dpop":  present(&g.RequireDPoP),
+		"max_header_bytes": func(d *caddyfile.Dispenser) error {
+			v, err := arg(d)
+			if err != nil {
+				return err
+			}
+			if v == "-1" {
+				g.MaxHeaderBytes = -1
+				return nil
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<30 {
+				return d.Errf("max_header_bytes: %q is not a size such as 32KiB (or -1 for no limit)", v)
+			}
+			g.MaxHeaderBytes = int(n)
+			return nil
+		},
+		"step_up":              oneOf(&g.StepUp, stepUpChallenge, stepUpToolError),
+		"tool_snapshot":        present(&g.ToolSnapshot),
+		"max_body_bytes":       size(&g.MaxBodyBytes),
+		"max_tools_list_bytes": size(&g.MaxToolsListBytes),
+		"tools_list_filter":    oneOf(&g.ToolsListFilter, "on", "off"),
+		"tool_limit":           g.parseToolLimit,
+		"metric_tools":         strs(&g.MetricTools),
+	})(d)
+}
+
+// parseToolLimit reads `tool_limit <tool> <calls>/<interval> [<burst>]`.
+func (g *Guard) parseToolLimit(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) != 2 && len(args) != 3 {
+		return d.ArgErr()
+	}
+	l := ToolLimit{Tool: args[0]}
+	calls, per, ok := strings.Cut(args[1], "/")
+	n, err := strconv.Atoi(calls)
+	if !ok || err != nil || n <= 0 {
+		return d.Errf("tool_limit: %q: want <calls>/<interval> such as 10/1m", args[1])
+	}
+	iv, err := caddy.ParseDuration(per)
+	if err != nil || iv <= 0 {
+		return d.Errf("tool_limit: %q: want <calls>/<interval> such as 10/1m", args[1])
+	}
+	l.Calls = n
+	setDur(&l.Interval, iv)
+	if len(args) == 3 {
+		b, err := strconv.Atoi(args[2])
+		if err != nil || b <= 0 {
+			return d.Errf("tool_limit: burst %q is not a positive number", args[2])
+		}
+		l.Burst = b
+	}
+	g.ToolLimits = append(g.ToolLimits, l)
+	return nil
+}
+
+// parseGuard adapts `mcp_protect [<matcher>] { … }` into two routes: the
+// protected route under the user's matcher, and the metadata route.
+func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	pos := fmt.Sprintf("%s:%d", h.File(), h.Line())
+	// A plain path matcher (`/mcp*`) also names the MCP endpoint's path.
+	path, exact := "", ""
+	if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
+		path = strings.TrimRight(strings.TrimSuffix(h.Val(), "*"), "/")
+		if !strings.Contains(h.Val(), "*") {
+			exact = h.Val()
+		}
+	}
+	h.Reset()
+	h.Next()
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	if exact != "" && matcherSet["path"] != nil {
+		// An exact path also guards its subpaths: /mcp/, /mcp/x and /mcp%2F
+		// must not reach an unmatched reverse_proxy without a token.
+		matcherSet["path"] = h.JSON(caddyhttp.MatchPath{exact, strings.TrimRight(exact, "/") + "/*"})
+	}
+	var g Guard
+	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if g.Path == "" && path != "" {
+		g.Path = path
+	}
+	if g.Path == "" {
+		g.Path = "/mcp"
+	}
+	if err := checkGuard(h, &g, pos); err != nil {
+		return nil, err
+	}
+	// Every discovery path at the root of the host: the guard serves its
+	// metadata and answers the others (requirement 28).
+	metaPaths := caddyhttp.MatchPath{
+		"/.well-known/oauth-protected-resource",
+		"/.well-known/oauth-protected-resource/*",
+		"/.well-known/oauth-authorization-server",
+		"/.well-known/oauth-authorization-server/*",
+		"/.well-known/openid-configuration",
+		"/.well-known/openid-configuration/*",
+	}
+	metaMatcher := caddy.ModuleMap{"path": h.JSON(metaPaths)}
+	var out []httpcaddyfile.ConfigValue
+	out = append(out, h.NewRoute(metaMatcher, &g)...)
+	out = append(out, h.NewRoute(matcherSet, &g)...)
+	return out, nil
 }
 
 // tokenPos is the Caddyfile position (file:line) of the current token, kept
@@ -742,45 +658,11 @@ func tokenPos(d *caddyfile.Dispenser) string {
 	return fmt.Sprintf("%s:%d", d.File(), d.Line())
 }
 
+// durationArg reads one duration argument (for parseSAML in upstream.go).
 func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
-	name := d.Val()
-	var v string
-	if !d.AllArgs(&v) {
-		return 0, d.ArgErr()
-	}
-	dur, err := caddy.ParseDuration(v)
-	if err != nil {
-		return 0, d.Errf("%s: %v", name, err)
-	}
-	return caddy.Duration(dur), nil
-}
-
-func intArg(d *caddyfile.Dispenser) (int, error) {
-	name := d.Val()
-	var v string
-	if !d.AllArgs(&v) {
-		return 0, d.ArgErr()
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0, d.Errf("%s: %q is not a whole number", name, v)
-	}
-	return n, nil
-}
-
-func boolArg(d *caddyfile.Dispenser) (bool, error) {
-	name := d.Val()
-	var v string
-	if !d.AllArgs(&v) {
-		return false, d.ArgErr()
-	}
-	switch v {
-	case "on", "true", "yes":
-		return true, nil
-	case "off", "false", "no":
-		return false, nil
-	}
-	return false, d.Errf("%s: %q is not on/off", name, v)
+	var v caddy.Duration
+	err := dur(&v)(d)
+	return v, err
 }
 
 var _ caddyfile.Unmarshaler = (*App)(nil)

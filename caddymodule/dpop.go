@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/internal/dpop"
@@ -55,36 +54,6 @@ func (c *DPoPConfig) serverConfig() *authserver.DPoPConfig {
 		return nil
 	}
 	return &authserver.DPoPConfig{Algorithms: c.Algorithms, Nonce: c.Nonce}
-}
-
-func parseDPoP(d *caddyfile.Dispenser) (*DPoPConfig, error) {
-	c := &DPoPConfig{}
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch opt := d.Val(); opt {
-		case "algorithms":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return nil, d.ArgErr()
-			}
-			for _, a := range args {
-				if !slices.Contains(dpop.Algs, a) {
-					return nil, d.Errf("dpop: algorithm %q is not accepted (one of %v)", a, dpop.Algs)
-				}
-			}
-			c.Algorithms = append(c.Algorithms, args...)
-		case "nonce":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			c.Nonce = true
-		default:
-			return nil, d.Errf("unknown dpop option %q", opt)
-		}
-	}
-	return c, nil
 }
 
 // storeReplays records DPoP proof jtis in the app's store, so that a proof
