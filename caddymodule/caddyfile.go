@@ -64,47 +64,30 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"default_scopes":                   anyStrs(&a.DefaultScopes),
 		"resource":                         strs(&a.Resources),
 		"default_resource":                 str(&a.DefaultResource),
-		"resource_indicators": func(d *caddyfile.Dispenser) error {
+		"resource_indicators": fresh(&a.ResourceIndicators, func(ri *ResourceIndicators, d *caddyfile.Dispenser) error {
 			// No argument check: an argument here is read as the next option.
-			ri := &ResourceIndicators{}
-			a.ResourceIndicators = ri
 			return parseBlock(d, "resource_indicators option", opts{
 				"enabled":                   onOffPtr(&ri.Enabled),
 				"client_audience_fallback":  onOffPtr(&ri.ClientAudienceFallback),
 				"enforce_on_token_exchange": onOffPtr(&ri.EnforceOnTokenExchange),
 				"keep_binding_on_refresh":   onOffPtr(&ri.KeepBindingOnRefresh),
 			})
-		},
+		}),
 		"token_rate_limit":   a.parseTokenRateLimit,
 		"shared_limits":      present(&a.SharedLimits),
 		"audit_retention":    dur(&a.AuditRetention),
 		"client_ipv4_prefix": intArg(&a.ClientIPv4Prefix, 1, 32),
 		"client_ipv6_prefix": intArg(&a.ClientIPv6Prefix, 1, 128),
 		"cors_origins":       anyStrs(&a.CORSOrigins),
-		"client": func(d *caddyfile.Dispenser) error {
-			a.Clients = append(a.Clients, ClientConfig{})
-			return parseClient(d, &a.Clients[len(a.Clients)-1])
-		},
-		"login": a.Login.unmarshal,
-		"enterprise_idp": func(d *caddyfile.Dispenser) error {
-			a.EnterpriseIdPs = append(a.EnterpriseIdPs, EnterpriseIdPConfig{})
-			return parseEnterpriseIdP(d, &a.EnterpriseIdPs[len(a.EnterpriseIdPs)-1])
-		},
-		"workload_issuer": func(d *caddyfile.Dispenser) error {
-			a.WorkloadIssuers = append(a.WorkloadIssuers, WorkloadIssuerConfig{})
-			return parseWorkloadIssuer(d, &a.WorkloadIssuers[len(a.WorkloadIssuers)-1])
-		},
-		"cimd": func(d *caddyfile.Dispenser) error { a.CIMD = &CIMDConfig{}; return a.CIMD.parse(d) },
-		"dcr":  func(d *caddyfile.Dispenser) error { a.DCR = &DCRConfig{}; return a.DCR.parse(d) },
-		"dpop": func(d *caddyfile.Dispenser) error {
-			c := &DPoPConfig{}
-			a.DPoP = c
+		"client":             each(&a.Clients, parseClient),
+		"login":              a.Login.unmarshal,
+		"enterprise_idp":     each(&a.EnterpriseIdPs, parseEnterpriseIdP),
+		"workload_issuer":    each(&a.WorkloadIssuers, parseWorkloadIssuer),
+		"cimd":               fresh(&a.CIMD, (*CIMDConfig).parse),
+		"dcr":                fresh(&a.DCR, (*DCRConfig).parse),
+		"dpop": fresh(&a.DPoP, func(c *DPoPConfig, d *caddyfile.Dispenser) error {
 			return block("dpop option", opts{
-				"algorithms": func(d *caddyfile.Dispenser) error {
-					args := d.RemainingArgs()
-					if len(args) == 0 {
-						return d.ArgErr()
-					}
+				"algorithms": nargs(1, -1, "", func(d *caddyfile.Dispenser, args []string) error {
 					for _, alg := range args {
 						if !slices.Contains(dpop.Algs, alg) {
 							return d.Errf("dpop: algorithm %q is not accepted (one of %v)", alg, dpop.Algs)
@@ -112,64 +95,56 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					}
 					c.Algorithms = append(c.Algorithms, args...)
 					return nil
-				},
+				}),
 				"nonce": present(&c.Nonce),
 			})(d)
-		},
+		}),
 	})(d)
 }
 
 // parse reads `storage bbolt [<path>]` or `storage postgres <dsn>`, with an
 // optional block.
 func (s *StorageConfig) parse(d *caddyfile.Dispenser) error {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.ArgErr()
-	}
-	s.Backend = args[0]
-	switch args[0] {
-	case "bbolt":
-		if len(args) > 2 {
+	return nargs(1, -1, "", func(d *caddyfile.Dispenser, args []string) error {
+		s.Backend = args[0]
+		switch {
+		case args[0] == "bbolt" && len(args) > 2:
 			return d.ArgErr()
-		}
-		if len(args) == 2 {
+		case args[0] == "bbolt" && len(args) == 2:
 			s.Path = args[1]
-		}
-	case "postgres":
-		if len(args) != 2 {
+		case args[0] == "postgres" && len(args) != 2:
 			return d.Errf("storage postgres needs a connection string")
+		case args[0] == "postgres":
+			s.DSN = args[1]
+		case args[0] != "bbolt":
+			return d.Errf("unknown storage backend %q (bbolt or postgres)", args[0])
 		}
-		s.DSN = args[1]
-	default:
-		return d.Errf("unknown storage backend %q (bbolt or postgres)", args[0])
-	}
-	return parseBlock(d, "storage option", opts{
-		"max_conns":    intArg(&s.MaxConns, 0, unbounded),
-		"lock_timeout": dur(&s.LockTimeout),
-	})
+		return parseBlock(d, "storage option", opts{
+			"max_conns":    intArg(&s.MaxConns, 0, unbounded),
+			"lock_timeout": dur(&s.LockTimeout),
+		})
+	})(d)
 }
 
 // parseTokenRateLimit reads `token_rate_limit <per second>|off [<burst>]`.
 func (a *App) parseTokenRateLimit(d *caddyfile.Dispenser) error {
-	args := d.RemainingArgs()
-	if len(args) < 1 || len(args) > 2 {
-		return d.Errf("token_rate_limit <requests per second>|off [<burst>]")
-	}
-	if args[0] == "off" {
-		a.TokenRateLimit = -1
-	} else if v, err := strconv.ParseFloat(args[0], 64); err != nil || v <= 0 {
-		return d.Errf("token_rate_limit %q is not a positive number", args[0])
-	} else {
-		a.TokenRateLimit = v
-	}
-	if len(args) == 2 {
-		n, err := strconv.Atoi(args[1])
-		if err != nil || n < 1 {
-			return d.Errf("token_rate_limit burst %q is not a positive number", args[1])
+	return nargs(1, 2, "%s <requests per second>|off [<burst>]", func(d *caddyfile.Dispenser, args []string) error {
+		if v, err := strconv.ParseFloat(args[0], 64); args[0] == "off" {
+			a.TokenRateLimit = -1
+		} else if err != nil || v <= 0 {
+			return d.Errf("token_rate_limit %q is not a positive number", args[0])
+		} else {
+			a.TokenRateLimit = v
 		}
-		a.TokenRateBurst = n
-	}
-	return nil
+		if len(args) == 2 {
+			n, ok := positive(args[1])
+			if !ok {
+				return d.Errf("token_rate_limit burst %q is not a positive number", args[1])
+			}
+			a.TokenRateBurst = n
+		}
+		return nil
+	})(d)
 }
 
 func parseClient(d *caddyfile.Dispenser, c *ClientConfig) error {
@@ -201,61 +176,38 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 		"support_url":  str(&l.SupportURL),
 		"templates":    str(&l.Templates),
 		"password":     onOffPtr(&l.Password),
-		"signup": func(d *caddyfile.Dispenser) error {
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
+		"signup": nargs(1, -1, "", func(d *caddyfile.Dispenser, args []string) error {
 			l.Signup = args[0]
-			switch args[0] {
-			case "off", "open":
-				if len(args) > 1 {
-					return d.ArgErr()
-				}
-			case "domains":
-				if len(args) < 2 {
-					return d.Errf("signup domains needs at least one domain")
-				}
+			switch {
+			case (args[0] == "off" || args[0] == "open") && len(args) > 1:
+				return d.ArgErr()
+			case args[0] == "domains" && len(args) < 2:
+				return d.Errf("signup domains needs at least one domain")
+			case args[0] == "domains":
 				l.SignupDomains = args[1:]
-			default:
+			case args[0] != "off" && args[0] != "open":
 				return d.Errf("signup %q: use off, open or domains <domain...>", args[0])
 			}
 			return nil
-		},
-		"user": func(d *caddyfile.Dispenser) error {
-			args := d.RemainingArgs()
-			if len(args) < 2 || len(args) > 3 {
-				return d.Errf("user <email> <password> [<name>]")
-			}
+		}),
+		"user": nargs(2, 3, "%s <email> <password> [<name>]", func(d *caddyfile.Dispenser, args []string) error {
 			u := UserConfig{Email: args[0], Password: args[1], Source: tokenPos(d)}
 			if len(args) == 3 {
 				u.Name = args[2]
 			}
 			l.Users = append(l.Users, u)
 			return nil
-		},
-		"oidc": func(d *caddyfile.Dispenser) error {
-			o, err := parseOIDC(d) // upstream.go
-			l.OIDC = append(l.OIDC, o)
-			return err
-		},
-		"saml": func(d *caddyfile.Dispenser) error {
-			s, err := parseSAML(d) // upstream.go
-			l.SAML = append(l.SAML, s)
-			return err
-		},
-		"home_realm": func(d *caddyfile.Dispenser) error {
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Errf("home_realm <email domain> <provider>")
-			}
+		}),
+		"oidc": each(&l.OIDC, func(d *caddyfile.Dispenser, o *OIDCProvider) (err error) { *o, err = parseOIDC(d); return }),
+		"saml": each(&l.SAML, func(d *caddyfile.Dispenser, s *SAMLProvider) (err error) { *s, err = parseSAML(d); return }),
+		"home_realm": nargs(2, 2, "%s <email domain> <provider>", func(_ *caddyfile.Dispenser, args []string) error {
 			if l.HomeRealm == nil {
 				l.HomeRealm = map[string]string{}
 			}
 			l.HomeRealm[strings.ToLower(args[0])] = args[1]
 			return nil
-		},
-		"smtp":             func(d *caddyfile.Dispenser) error { l.SMTP = &SMTPConfig{}; return l.SMTP.parse(d) },
+		}),
+		"smtp":             fresh(&l.SMTP, (*SMTPConfig).parse),
 		"session_idle":     dur(&l.SessionIdle),
 		"session_lifetime": dur(&l.SessionLifetime),
 	})(d)
@@ -264,18 +216,10 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 func (s *SMTPConfig) parse(d *caddyfile.Dispenser) error {
 	err := block("smtp option", opts{
 		"host": str(&s.Host),
-		"port": func(d *caddyfile.Dispenser) error {
-			v, err := arg(d)
-			if err != nil {
-				return err
-			}
+		"port": checked(&s.Port, "smtp port %[2]q: use a port number", func(v string) (int, bool) {
 			p, err := strconv.Atoi(v)
-			if err != nil || p < 1 || p > 65535 {
-				return d.Errf("smtp port %q: use a port number", v)
-			}
-			s.Port = p
-			return nil
-		},
+			return p, err == nil && p >= 1 && p <= 65535
+		}),
 		"tls":      oneOf(&s.TLS, "starttls", "tls", "none"),
 		"from":     str(&s.From),
 		"username": str(&s.Username),
@@ -340,17 +284,13 @@ func cimdPolicies(m *map[string]*CIMDClientPolicy) opt {
 // cimdRate reads `<n>/<duration>` (e.g. 10/10s): n fetches at once,
 // refilled n per duration.
 func cimdRate(p **CIMDRate) opt {
-	return func(d *caddyfile.Dispenser) error {
-		name := d.Val()
-		v, err := arg(d)
+	return arg1(p, func(name, v string) (*CIMDRate, error) {
+		r, err := parseCIMDRate(v)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("cimd %s: %v", name, err)
 		}
-		if *p, err = parseCIMDRate(v); err != nil {
-			return d.Errf("cimd %s: %v", name, err)
-		}
-		return nil
-	}
+		return r, nil
+	})
 }
 
 func parseCIMDRate(v string) (*CIMDRate, error) {
@@ -385,21 +325,20 @@ func (c *DCRConfig) parse(d *caddyfile.Dispenser) error {
 // dcrRate reads `[global_]rate_limit <burst> <refill interval>`.
 func dcrRate[T ~int64](burst *int, every *T) opt {
 	return func(d *caddyfile.Dispenser) error {
-		opt, args := d.Val(), d.RemainingArgs()
-		if len(args) != 2 {
-			return d.Errf("%s <burst> <refill interval>", opt)
-		}
-		n, err := strconv.Atoi(args[0])
-		if err != nil || n < 1 {
-			return d.Errf("%s burst %q is not a positive number", opt, args[0])
-		}
-		iv, err := caddy.ParseDuration(args[1])
-		if err != nil || iv <= 0 {
-			return d.Errf("%s interval %q: %v", opt, args[1], err)
-		}
-		*burst = n
-		setDur(every, iv)
-		return nil
+		opt := d.Val()
+		return nargs(2, 2, "%s <burst> <refill interval>", func(d *caddyfile.Dispenser, args []string) error {
+			n, ok := positive(args[0])
+			if !ok {
+				return d.Errf("%s burst %q is not a positive number", opt, args[0])
+			}
+			iv, err := caddy.ParseDuration(args[1])
+			if err != nil || iv <= 0 {
+				return d.Errf("%s interval %q: %v", opt, args[1], err)
+			}
+			*burst = n
+			setDur(every, iv)
+			return nil
+		})(d)
 	}
 }
 
@@ -407,11 +346,7 @@ func dcrRate[T ~int64](burst *int, every *T) opt {
 func parseEnterpriseIdP(d *caddyfile.Dispenser, c *EnterpriseIdPConfig) error {
 	return parseIssuerBlock(d, &c.Name, &c.Issuer, &c.JWKSURI, &c.MaxLifetime, opts{
 		"clients": strs(&c.Clients),
-		"scope_map": func(d *caddyfile.Dispenser) error {
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return d.Errf("scope_map needs an IdP scope and our scopes")
-			}
+		"scope_map": nargs(2, -1, "%s needs an IdP scope and our scopes", func(d *caddyfile.Dispenser, args []string) error {
 			if c.ScopeMap == nil {
 				c.ScopeMap = map[string][]string{}
 			}
@@ -420,7 +355,7 @@ func parseEnterpriseIdP(d *caddyfile.Dispenser, c *EnterpriseIdPConfig) error {
 			}
 			c.ScopeMap[args[0]] = args[1:]
 			return nil
-		},
+		}),
 		"subject":   oneOf(&c.Subject, authserver.SubjectBySub, authserver.SubjectByVerifiedEmail),
 		"provision": onOff(&c.Provision),
 	})
@@ -466,32 +401,16 @@ func parseIssuerBlock[T ~int64](d *caddyfile.Dispenser, name, issuer, jwksURI *s
 func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	scopeMap := func(m *map[string][]string) opt {
-		return func(d *caddyfile.Dispenser) error {
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return d.ArgErr()
-			}
+		return nargs(2, -1, "", func(_ *caddyfile.Dispenser, args []string) error {
 			if *m == nil {
 				*m = map[string][]string{}
 			}
 			(*m)[args[0]] = append((*m)[args[0]], args[1:]...)
 			return nil
-		}
+		})
 	}
 	size := func(p *int64) opt {
-		return func(d *caddyfile.Dispenser) error {
-			name := d.Val()
-			v, err := arg(d)
-			if err != nil {
-				return err
-			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > 1<<30 {
-				return d.Errf("%s: %q is not a size such as 4MiB", name, v)
-			}
-			*p = int64(n)
-			return nil
-		}
+		return checked(p, "%[1]s: %[2]q is not a size such as 4MiB", byteSize)
 	}
 	return block("mcp_protect option", opts{
 		"resource": str(&g.Resource),
@@ -514,49 +433,30 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"resource_name":          str(&g.ResourceName),
 		"resource_documentation": str(&g.ResourceDocumentation),
 		"disable_root_metadata":  present(&g.DisableRootMetadata),
-		"identity_headers": func(d *caddyfile.Dispenser) error {
-			ih := &IdentityHeaders{}
-			g.IdentityHeaders = ih
+		"identity_headers": fresh(&g.IdentityHeaders, func(ih *IdentityHeaders, d *caddyfile.Dispenser) error {
 			return block("identity header", opts{
 				"subject":   str(&ih.Subject),
 				"client_id": str(&ih.ClientID),
 				"scopes":    str(&ih.Scopes),
 				"email":     str(&ih.Email),
 			})(d)
-		},
+		}),
 		"leeway":     dur(&g.Leeway),
 		"cache_ttl":  dur(&g.CacheTTL),
 		"cache_size": intArg(&g.CacheSize, 0, unbounded),
-		"max_headers": func(d *caddyfile.Dispenser) error {
-			v, err := arg(d)
-			if err != nil {
-				return err
-			}
+		"max_headers": checked(&g.MaxHeaders, "%[1]s: %[2]q is not a positive number (or -1 for no limit)", func(v string) (int, bool) {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < -1 || n == 0 {
-				return d.Errf("max_headers: %q is not a positive number (or -1 for no limit)", v)
-			}
-			g.MaxHeaders = n
-			return nil
-		},
+			return n, err == nil && n >= -1 && n != 0
+		}),
 		"strip_cookies": oneOf(&g.StripCookies, stripCookiesProduct, stripCookiesAll),
 		"require_dpop":  present(&g.RequireDPoP),
-		"max_header_bytes": func(d *caddyfile.Dispenser) error {
-			v, err := arg(d)
-			if err != nil {
-				return err
-			}
+		"max_header_bytes": checked(&g.MaxHeaderBytes, "%[1]s: %[2]q is not a size such as 32KiB (or -1 for no limit)", func(v string) (int, bool) {
+			n, ok := byteSize(v)
 			if v == "-1" {
-				g.MaxHeaderBytes = -1
-				return nil
+				return -1, true
 			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > 1<<30 {
-				return d.Errf("max_header_bytes: %q is not a size such as 32KiB (or -1 for no limit)", v)
-			}
-			g.MaxHeaderBytes = int(n)
-			return nil
-		},
+			return int(n), ok
+		}),
 		"step_up":              oneOf(&g.StepUp, stepUpChallenge, stepUpToolError),
 		"tool_snapshot":        present(&g.ToolSnapshot),
 		"max_body_bytes":       size(&g.MaxBodyBytes),
@@ -569,31 +469,24 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // parseToolLimit reads `tool_limit <tool> <calls>/<interval> [<burst>]`.
 func (g *Guard) parseToolLimit(d *caddyfile.Dispenser) error {
-	args := d.RemainingArgs()
-	if len(args) != 2 && len(args) != 3 {
-		return d.ArgErr()
-	}
-	l := ToolLimit{Tool: args[0]}
-	calls, per, ok := strings.Cut(args[1], "/")
-	n, err := strconv.Atoi(calls)
-	if !ok || err != nil || n <= 0 {
-		return d.Errf("tool_limit: %q: want <calls>/<interval> such as 10/1m", args[1])
-	}
-	iv, err := caddy.ParseDuration(per)
-	if err != nil || iv <= 0 {
-		return d.Errf("tool_limit: %q: want <calls>/<interval> such as 10/1m", args[1])
-	}
-	l.Calls = n
-	setDur(&l.Interval, iv)
-	if len(args) == 3 {
-		b, err := strconv.Atoi(args[2])
-		if err != nil || b <= 0 {
-			return d.Errf("tool_limit: burst %q is not a positive number", args[2])
+	return nargs(2, 3, "", func(d *caddyfile.Dispenser, args []string) error {
+		l := ToolLimit{Tool: args[0]}
+		calls, per, ok := strings.Cut(args[1], "/")
+		n, err := strconv.Atoi(calls)
+		iv, err2 := caddy.ParseDuration(per)
+		if !ok || err != nil || n <= 0 || err2 != nil || iv <= 0 {
+			return d.Errf("tool_limit: %q: want <calls>/<interval> such as 10/1m", args[1])
 		}
-		l.Burst = b
-	}
-	g.ToolLimits = append(g.ToolLimits, l)
-	return nil
+		l.Calls = n
+		setDur(&l.Interval, iv)
+		if len(args) == 3 {
+			if l.Burst, ok = positive(args[2]); !ok {
+				return d.Errf("tool_limit: burst %q is not a positive number", args[2])
+			}
+		}
+		g.ToolLimits = append(g.ToolLimits, l)
+		return nil
+	})(d)
 }
 
 // parseGuard adapts `mcp_protect [<matcher>] { … }` into two routes: the
@@ -650,6 +543,18 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	out = append(out, h.NewRoute(metaMatcher, &g)...)
 	out = append(out, h.NewRoute(matcherSet, &g)...)
 	return out, nil
+}
+
+// positive parses a whole number of at least 1.
+func positive(v string) (int, bool) {
+	n, err := strconv.Atoi(v)
+	return n, err == nil && n >= 1
+}
+
+// byteSize parses a size such as 4MiB, from 1 byte to 1GiB.
+func byteSize(v string) (int64, bool) {
+	n, err := humanize.ParseBytes(v)
+	return int64(n), err == nil && n > 0 && n <= 1<<30
 }
 
 // tokenPos is the Caddyfile position (file:line) of the current token, kept

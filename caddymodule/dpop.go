@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/internal/dpop"
 	"github.com/mcpauth/caddy-mcpauth/resourceguard"
