@@ -270,13 +270,9 @@ func cimdPolicies(m *map[string]*CIMDClientPolicy) opt {
 		}); err != nil {
 			return err
 		}
-		if *m == nil {
-			*m = map[string]*CIMDClientPolicy{}
-		}
-		if _, dup := (*m)[key]; dup {
+		if !putNew(m, key, p) {
 			return d.Errf("cimd %s %s is configured twice", opt, key)
 		}
-		(*m)[key] = p
 		return nil
 	}
 }
@@ -285,30 +281,21 @@ func cimdPolicies(m *map[string]*CIMDClientPolicy) opt {
 // refilled n per duration.
 func cimdRate(p **CIMDRate) opt {
 	return arg1(p, func(name, v string) (*CIMDRate, error) {
-		r, err := parseCIMDRate(v)
-		if err != nil {
-			return nil, fmt.Errorf("cimd %s: %v", name, err)
+		ns, ds, ok := strings.Cut(v, "/")
+		n, err := strconv.Atoi(ns)
+		iv, err2 := caddy.ParseDuration(ds)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("cimd %s: %q: want <n>/<duration>, e.g. 10/10s", name, v)
+		case err != nil || n < 1 || n > 1_000_000:
+			return nil, fmt.Errorf("cimd %s: %q: %q is not a whole number from 1 to 1000000", name, v, ns)
+		case err2 != nil || iv <= 0:
+			return nil, fmt.Errorf("cimd %s: %q: %q is not a positive duration", name, v, ds)
 		}
+		r := &CIMDRate{Burst: n}
+		setDur(&r.Interval, iv)
 		return r, nil
 	})
-}
-
-func parseCIMDRate(v string) (*CIMDRate, error) {
-	ns, ds, ok := strings.Cut(v, "/")
-	if !ok {
-		return nil, fmt.Errorf("%q: want <n>/<duration>, e.g. 10/10s", v)
-	}
-	n, err := strconv.Atoi(ns)
-	if err != nil || n < 1 || n > 1_000_000 {
-		return nil, fmt.Errorf("%q: %q is not a whole number from 1 to 1000000", v, ns)
-	}
-	dur, err := caddy.ParseDuration(ds)
-	if err != nil || dur <= 0 {
-		return nil, fmt.Errorf("%q: %q is not a positive duration", v, ds)
-	}
-	r := &CIMDRate{Burst: n}
-	setDur(&r.Interval, dur)
-	return r, nil
 }
 
 func (c *DCRConfig) parse(d *caddyfile.Dispenser) error {
@@ -347,13 +334,9 @@ func parseEnterpriseIdP(d *caddyfile.Dispenser, c *EnterpriseIdPConfig) error {
 	return parseIssuerBlock(d, &c.Name, &c.Issuer, &c.JWKSURI, &c.MaxLifetime, opts{
 		"clients": strs(&c.Clients),
 		"scope_map": nargs(2, -1, "%s needs an IdP scope and our scopes", func(d *caddyfile.Dispenser, args []string) error {
-			if c.ScopeMap == nil {
-				c.ScopeMap = map[string][]string{}
-			}
-			if _, dup := c.ScopeMap[args[0]]; dup {
+			if !putNew(&c.ScopeMap, args[0], args[1:]) {
 				return d.Errf("scope_map %s is configured twice", args[0])
 			}
-			c.ScopeMap[args[0]] = args[1:]
 			return nil
 		}),
 		"subject":   oneOf(&c.Subject, authserver.SubjectBySub, authserver.SubjectByVerifiedEmail),
@@ -371,13 +354,9 @@ func parseWorkloadIssuer(d *caddyfile.Dispenser, c *WorkloadIssuerConfig) error 
 			if !d.AllArgs(&sub, &id) {
 				return d.Errf("client needs a workload subject and a client id")
 			}
-			if c.Clients == nil {
-				c.Clients = map[string]string{}
-			}
-			if _, dup := c.Clients[sub]; dup {
+			if !putNew(&c.Clients, sub, id) {
 				return d.Errf("workload subject %s is mapped twice", sub)
 			}
-			c.Clients[sub] = id
 			return nil
 		},
 		"single_use": present(&c.SingleUse),

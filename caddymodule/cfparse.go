@@ -141,6 +141,18 @@ func fresh[T any](p **T, parse func(*T, *caddyfile.Dispenser) error) opt {
 	}
 }
 
+// putNew adds k to *m (made on first use), unless k is there already.
+func putNew[V any](m *map[string]V, k string, v V) bool {
+	if _, dup := (*m)[k]; dup {
+		return false
+	}
+	if *m == nil {
+		*m = map[string]V{}
+	}
+	(*m)[k] = v
+	return true
+}
+
 // present sets *p by the subdirective's presence; it takes no argument.
 func present(p *bool) opt {
 	return func(d *caddyfile.Dispenser) error {
