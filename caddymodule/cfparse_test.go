@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -200,4 +201,70 @@ func innerBlocks(src string, starts ...string) []string {
 		}
 	}
 	return out
+}
+
+// A repeated subdirective keeps today's meaning: a value's last use wins,
+// lists append, login merges, and cimd, dcr, dpop and resource_indicators
+// blocks replace the earlier one.
+func TestCaddyfileRepeats(t *testing.T) {
+	out, err := adapt(t, `{
+	mcp_auth {
+		issuer https://old.example.com
+		issuer https://auth.example.com
+		scopes a
+		scopes b c
+		login {
+			product_name Old
+		}
+		login {
+			password off
+		}
+		cimd {
+			policy any
+		}
+		cimd {
+			max_bytes 10
+		}
+		resource_indicators {
+			enabled on
+		}
+		resource_indicators {
+			keep_binding_on_refresh off
+		}
+		client one {
+			redirect_uri https://one.example.com/cb
+		}
+		client two {
+			redirect_uri https://two.example.com/cb
+		}
+	}
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Apps struct {
+			App App `json:"mcp_auth"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Apps.App
+	if a.Issuer != "https://auth.example.com" || !reflect.DeepEqual(a.Scopes, []string{"a", "b", "c"}) {
+		t.Errorf("issuer %q, scopes %v", a.Issuer, a.Scopes)
+	}
+	if a.Login.ProductName != "Old" || a.Login.Password == nil || *a.Login.Password {
+		t.Errorf("login blocks did not merge: %+v", a.Login)
+	}
+	if a.CIMD == nil || a.CIMD.Policy != "" || a.CIMD.MaxBytes != 10 {
+		t.Errorf("the second cimd block did not replace the first: %+v", a.CIMD)
+	}
+	if ri := a.ResourceIndicators; ri == nil || ri.Enabled != nil || ri.KeepBindingOnRefresh == nil || *ri.KeepBindingOnRefresh {
+		t.Errorf("the second resource_indicators block did not replace the first: %+v", ri)
+	}
+	if len(a.Clients) != 2 || a.Clients[0].ID != "one" || a.Clients[1].ID != "two" || a.Clients[1].Source != "Caddyfile:28" {
+		t.Errorf("clients %+v", a.Clients)
+	}
 }
