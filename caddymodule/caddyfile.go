@@ -388,9 +388,6 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return nil
 		})
 	}
-	size := func(p *int64) opt {
-		return checked(p, "%[1]s: %[2]q is not a size such as 4MiB", byteSize)
-	}
 	return block("mcp_protect option", opts{
 		"resource": str(&g.Resource),
 		"path":     str(&g.Path),
@@ -438,8 +435,8 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}),
 		"step_up":              oneOf(&g.StepUp, stepUpChallenge, stepUpToolError),
 		"tool_snapshot":        present(&g.ToolSnapshot),
-		"max_body_bytes":       size(&g.MaxBodyBytes),
-		"max_tools_list_bytes": size(&g.MaxToolsListBytes),
+		"max_body_bytes":       checked(&g.MaxBodyBytes, sizeMsg, byteSize),
+		"max_tools_list_bytes": checked(&g.MaxToolsListBytes, sizeMsg, byteSize),
 		"tools_list_filter":    oneOf(&g.ToolsListFilter, "on", "off"),
 		"tool_limit":           g.parseToolLimit,
 		"metric_tools":         strs(&g.MetricTools),
@@ -529,6 +526,8 @@ func positive(v string) (int, bool) {
 	n, err := strconv.Atoi(v)
 	return n, err == nil && n >= 1
 }
+
+const sizeMsg = "%[1]s: %[2]q is not a size such as 4MiB"
 
 // byteSize parses a size such as 4MiB, from 1 byte to 1GiB.
 func byteSize(v string) (int64, bool) {

@@ -9,6 +9,10 @@
 //   - Handler `http.handlers.mcp_resource_guard` (directive `mcp_protect`)
 //     makes the routes after it an OAuth protected resource.
 //
+// The Caddyfile is parsed in caddyfile.go: every block is a table of the
+// typed subdirective setters of cfparse.go, which check argument counts and
+// word the errors in one place.
+//
 // Nothing here decides an OAuth rule: that lives in authserver,
 // resourceguard and idp.
 package caddymodule
