@@ -46,7 +46,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return block("mcp_auth option", opts{
 		"issuer":                           str(&a.Issuer),
 		"path_prefix":                      str(&a.PathPrefix),
-		"storage":                          a.Storage.parse,
+		"storage":                          parseStorage(&a.Storage),
 		"signing_algorithm":                str(&a.SigningAlgorithm),
 		"key_encryption_key":               str(&a.KeyEncryptionKey),
 		"key_encryption_key_file":          str(&a.KeyEncryptionKeyFile),
@@ -73,18 +73,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"keep_binding_on_refresh":   onOffPtr(&ri.KeepBindingOnRefresh),
 			})
 		}),
-		"token_rate_limit":   a.parseTokenRateLimit,
+		"token_rate_limit":   tokenRateLimit(&a.TokenRateLimit, &a.TokenRateBurst),
 		"shared_limits":      present(&a.SharedLimits),
 		"audit_retention":    dur(&a.AuditRetention),
 		"client_ipv4_prefix": intArg(&a.ClientIPv4Prefix, 1, 32),
 		"client_ipv6_prefix": intArg(&a.ClientIPv6Prefix, 1, 128),
 		"cors_origins":       anyStrs(&a.CORSOrigins),
 		"client":             each(&a.Clients, parseClient),
-		"login":              a.Login.unmarshal,
+		"login":              parseLogin(&a.Login),
 		"enterprise_idp":     each(&a.EnterpriseIdPs, parseEnterpriseIdP),
 		"workload_issuer":    each(&a.WorkloadIssuers, parseWorkloadIssuer),
-		"cimd":               fresh(&a.CIMD, (*CIMDConfig).parse),
-		"dcr":                fresh(&a.DCR, (*DCRConfig).parse),
+		"cimd":               fresh(&a.CIMD, parseCIMD),
+		"dcr":                fresh(&a.DCR, parseDCR),
 		"dpop": fresh(&a.DPoP, func(c *DPoPConfig, d *caddyfile.Dispenser) error {
 			return block("dpop option", opts{
 				"algorithms": nargs(1, -1, "", func(d *caddyfile.Dispenser, args []string) error {
@@ -102,9 +102,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	})(d)
 }
 
-// parse reads `storage bbolt [<path>]` or `storage postgres <dsn>`, with an
-// optional block.
-func (s *StorageConfig) parse(d *caddyfile.Dispenser) error {
+// The parsers of config blocks are functions, not methods, so that the
+// config types need not live in this package.
+
+// parseStorage reads `storage bbolt [<path>]` or `storage postgres <dsn>`,
+// with an optional block.
+func parseStorage(s *StorageConfig) opt {
 	return nargs(1, -1, "", func(d *caddyfile.Dispenser, args []string) error {
 		s.Backend = args[0]
 		switch {
@@ -123,28 +126,28 @@ func (s *StorageConfig) parse(d *caddyfile.Dispenser) error {
 			"max_conns":    intArg(&s.MaxConns, 0, unbounded),
 			"lock_timeout": dur(&s.LockTimeout),
 		})
-	})(d)
+	})
 }
 
-// parseTokenRateLimit reads `token_rate_limit <per second>|off [<burst>]`.
-func (a *App) parseTokenRateLimit(d *caddyfile.Dispenser) error {
+// tokenRateLimit reads `token_rate_limit <per second>|off [<burst>]`.
+func tokenRateLimit(limit *float64, burst *int) opt {
 	return nargs(1, 2, "%s <requests per second>|off [<burst>]", func(d *caddyfile.Dispenser, args []string) error {
 		if v, err := strconv.ParseFloat(args[0], 64); args[0] == "off" {
-			a.TokenRateLimit = -1
+			*limit = -1
 		} else if err != nil || v <= 0 {
 			return d.Errf("token_rate_limit %q is not a positive number", args[0])
 		} else {
-			a.TokenRateLimit = v
+			*limit = v
 		}
 		if len(args) == 2 {
 			n, ok := positive(args[1])
 			if !ok {
 				return d.Errf("token_rate_limit burst %q is not a positive number", args[1])
 			}
-			a.TokenRateBurst = n
+			*burst = n
 		}
 		return nil
-	})(d)
+	})
 }
 
 func parseClient(d *caddyfile.Dispenser, c *ClientConfig) error {
@@ -168,7 +171,7 @@ func parseClient(d *caddyfile.Dispenser, c *ClientConfig) error {
 	})
 }
 
-func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
+func parseLogin(l *LoginConfig) opt {
 	return block("login option", opts{
 		"product_name": str(&l.ProductName),
 		"logo":         str(&l.Logo),
@@ -207,13 +210,13 @@ func (l *LoginConfig) unmarshal(d *caddyfile.Dispenser) error {
 			l.HomeRealm[strings.ToLower(args[0])] = args[1]
 			return nil
 		}),
-		"smtp":             fresh(&l.SMTP, (*SMTPConfig).parse),
+		"smtp":             fresh(&l.SMTP, parseSMTP),
 		"session_idle":     dur(&l.SessionIdle),
 		"session_lifetime": dur(&l.SessionLifetime),
-	})(d)
+	})
 }
 
-func (s *SMTPConfig) parse(d *caddyfile.Dispenser) error {
+func parseSMTP(s *SMTPConfig, d *caddyfile.Dispenser) error {
 	err := block("smtp option", opts{
 		"host": str(&s.Host),
 		"port": checked(&s.Port, "smtp port %[2]q: use a port number", func(v string) (int, bool) {
@@ -231,7 +234,7 @@ func (s *SMTPConfig) parse(d *caddyfile.Dispenser) error {
 	return err
 }
 
-func (c *CIMDConfig) parse(d *caddyfile.Dispenser) error {
+func parseCIMD(c *CIMDConfig, d *caddyfile.Dispenser) error {
 	return block("cimd option", opts{
 		"policy":                  oneOf(&c.Policy, "trusted", "any"),
 		"trusted_hosts":           strs(&c.TrustedHosts),
@@ -298,7 +301,7 @@ func cimdRate(p **CIMDRate) opt {
 	})
 }
 
-func (c *DCRConfig) parse(d *caddyfile.Dispenser) error {
+func parseDCR(c *DCRConfig, d *caddyfile.Dispenser) error {
 	return block("dcr option", opts{
 		"rate_limit":             dcrRate(&c.RateBurst, &c.RateEvery),
 		"global_rate_limit":      dcrRate(&c.GlobalRateBurst, &c.GlobalRateEvery),
@@ -438,13 +441,13 @@ func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"max_body_bytes":       checked(&g.MaxBodyBytes, sizeMsg, byteSize),
 		"max_tools_list_bytes": checked(&g.MaxToolsListBytes, sizeMsg, byteSize),
 		"tools_list_filter":    oneOf(&g.ToolsListFilter, "on", "off"),
-		"tool_limit":           g.parseToolLimit,
+		"tool_limit":           toolLimits(&g.ToolLimits),
 		"metric_tools":         strs(&g.MetricTools),
 	})(d)
 }
 
-// parseToolLimit reads `tool_limit <tool> <calls>/<interval> [<burst>]`.
-func (g *Guard) parseToolLimit(d *caddyfile.Dispenser) error {
+// toolLimits reads `tool_limit <tool> <calls>/<interval> [<burst>]`.
+func toolLimits(p *[]ToolLimit) opt {
 	return nargs(2, 3, "", func(d *caddyfile.Dispenser, args []string) error {
 		l := ToolLimit{Tool: args[0]}
 		calls, per, ok := strings.Cut(args[1], "/")
@@ -460,9 +463,9 @@ func (g *Guard) parseToolLimit(d *caddyfile.Dispenser) error {
 				return d.Errf("tool_limit: burst %q is not a positive number", args[2])
 			}
 		}
-		g.ToolLimits = append(g.ToolLimits, l)
+		*p = append(*p, l)
 		return nil
-	})(d)
+	})
 }
 
 // parseGuard adapts `mcp_protect [<matcher>] { … }` into two routes: the
