@@ -2,18 +2,24 @@ package caddymodule
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver"
-	"github.com/mcpauth/caddy-mcpauth/config"
+	"github.com/mcpauth/caddy-mcpauth/internal/dpop"
 )
+
+// The Caddyfile syntax of mcp_auth and mcp_protect: each block is a table
+// of the parsers in cfparse.go (the syntax is in App's and Guard's doc
+// comments; oidc and saml are parsed in upstream.go).
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("mcp_auth", parseGlobalOption)
@@ -37,757 +43,509 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
 	a.Source = tokenPos(d)
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		switch opt {
-		case "issuer":
-			if !d.AllArgs(&a.Issuer) {
-				return d.ArgErr()
-			}
-		case "path_prefix":
-			if !d.AllArgs(&a.PathPrefix) {
-				return d.ArgErr()
-			}
-		case "storage":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			a.Storage.Backend = args[0]
-			switch args[0] {
-			case "bbolt":
-				if len(args) > 2 {
-					return d.ArgErr()
-				}
-				if len(args) == 2 {
-					a.Storage.Path = args[1]
-				}
-			case "postgres":
-				if len(args) != 2 {
-					return d.Errf("storage postgres needs a connection string")
-				}
-				a.Storage.DSN = args[1]
-			default:
-				return d.Errf("unknown storage backend %q (bbolt or postgres)", args[0])
-			}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				switch d.Val() {
-				case "max_conns":
-					n, err := intArg(d)
-					if err != nil {
-						return err
+	return block("mcp_auth option", opts{
+		"issuer":                           str(&a.Issuer),
+		"path_prefix":                      str(&a.PathPrefix),
+		"storage":                          parseStorage(&a.Storage),
+		"signing_algorithm":                str(&a.SigningAlgorithm),
+		"key_encryption_key":               str(&a.KeyEncryptionKey),
+		"key_encryption_key_file":          str(&a.KeyEncryptionKeyFile),
+		"key_encryption_key_previous":      str(&a.KeyEncryptionKeyPrevious),
+		"key_encryption_key_previous_file": str(&a.KeyEncryptionKeyPreviousFile),
+		"key_rotation":                     dur(&a.KeyRotation),
+		"key_reload":                       dur(&a.KeyReload),
+		"key_prepublish":                   dur(&a.KeyPrePublish),
+		"code_lifetime":                    dur(&a.CodeLifetime),
+		"access_token_lifetime":            dur(&a.AccessTokenLifetime),
+		"refresh_token_lifetime":           dur(&a.RefreshTokenLifetime),
+		"grant_lifetime":                   dur(&a.GrantLifetime),
+		"refresh_grace":                    durPtr(&a.RefreshGrace),
+		"scopes":                           anyStrs(&a.Scopes),
+		"default_scopes":                   anyStrs(&a.DefaultScopes),
+		"resource":                         strs(&a.Resources),
+		"default_resource":                 str(&a.DefaultResource),
+		"resource_indicators": fresh(&a.ResourceIndicators, func(ri *ResourceIndicators, d *caddyfile.Dispenser) error {
+			// No argument check: an argument here is read as the next option.
+			return parseBlock(d, "resource_indicators option", opts{
+				"enabled":                   onOffPtr(&ri.Enabled),
+				"client_audience_fallback":  onOffPtr(&ri.ClientAudienceFallback),
+				"enforce_on_token_exchange": onOffPtr(&ri.EnforceOnTokenExchange),
+				"keep_binding_on_refresh":   onOffPtr(&ri.KeepBindingOnRefresh),
+			})
+		}),
+		"token_rate_limit":   tokenRateLimit(&a.TokenRateLimit, &a.TokenRateBurst),
+		"shared_limits":      present(&a.SharedLimits),
+		"audit_retention":    dur(&a.AuditRetention),
+		"client_ipv4_prefix": intArg(&a.ClientIPv4Prefix, 1, 32),
+		"client_ipv6_prefix": intArg(&a.ClientIPv6Prefix, 1, 128),
+		"cors_origins":       anyStrs(&a.CORSOrigins),
+		"client":             each(&a.Clients, parseClient),
+		"login":              parseLogin(&a.Login),
+		"enterprise_idp":     each(&a.EnterpriseIdPs, parseEnterpriseIdP),
+		"workload_issuer":    each(&a.WorkloadIssuers, parseWorkloadIssuer),
+		"cimd":               fresh(&a.CIMD, parseCIMD),
+		"dcr":                fresh(&a.DCR, parseDCR),
+		"dpop": fresh(&a.DPoP, func(c *DPoPConfig, d *caddyfile.Dispenser) error {
+			return block("dpop option", opts{
+				"algorithms": nargs(1, -1, "", func(d *caddyfile.Dispenser, args []string) error {
+					for _, alg := range args {
+						if !slices.Contains(dpop.Algs, alg) {
+							return d.Errf("dpop: algorithm %q is not accepted (one of %v)", alg, dpop.Algs)
+						}
 					}
-					a.Storage.MaxConns = int32(n)
-				case "lock_timeout":
-					v, err := configDurationArg(d)
-					if err != nil {
-						return err
-					}
-					a.Storage.LockTimeout = v
-				default:
-					return d.Errf("unknown storage option %q", d.Val())
-				}
-			}
-		case "signing_algorithm":
-			if !d.AllArgs(&a.SigningAlgorithm) {
-				return d.ArgErr()
-			}
-		case "key_encryption_key":
-			if !d.AllArgs(&a.KeyEncryptionKey) {
-				return d.ArgErr()
-			}
-		case "key_encryption_key_file":
-			if !d.AllArgs(&a.KeyEncryptionKeyFile) {
-				return d.ArgErr()
-			}
-		case "key_encryption_key_previous":
-			if !d.AllArgs(&a.KeyEncryptionKeyPrevious) {
-				return d.ArgErr()
-			}
-		case "key_encryption_key_previous_file":
-			if !d.AllArgs(&a.KeyEncryptionKeyPreviousFile) {
-				return d.ArgErr()
-			}
-		case "key_rotation", "key_reload", "key_prepublish", "code_lifetime", "access_token_lifetime", "refresh_token_lifetime", "grant_lifetime":
-			v, err := configDurationArg(d)
-			if err != nil {
-				return err
-			}
-			switch opt {
-			case "key_rotation":
-				a.KeyRotation = v
-			case "key_reload":
-				a.KeyReload = v
-			case "key_prepublish":
-				a.KeyPrePublish = v
-			case "code_lifetime":
-				a.CodeLifetime = v
-			case "access_token_lifetime":
-				a.AccessTokenLifetime = v
-			case "refresh_token_lifetime":
-				a.RefreshTokenLifetime = v
-			case "grant_lifetime":
-				a.GrantLifetime = v
-			}
-		case "refresh_grace":
-			v, err := configDurationArg(d)
-			if err != nil {
-				return err
-			}
-			a.RefreshGrace = &v
-		case "scopes":
-			a.Scopes = append(a.Scopes, d.RemainingArgs()...)
-		case "default_scopes":
-			a.DefaultScopes = append(a.DefaultScopes, d.RemainingArgs()...)
-		case "resource":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			a.Resources = append(a.Resources, args...)
-		case "default_resource":
-			if !d.AllArgs(&a.DefaultResource) {
-				return d.ArgErr()
-			}
-		case "resource_indicators":
-			ri := &ResourceIndicators{}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				name := d.Val()
-				b, err := boolArg(d)
-				if err != nil {
-					return err
-				}
-				switch name {
-				case "enabled":
-					ri.Enabled = &b
-				case "client_audience_fallback":
-					ri.ClientAudienceFallback = &b
-				case "enforce_on_token_exchange":
-					ri.EnforceOnTokenExchange = &b
-				case "keep_binding_on_refresh":
-					ri.KeepBindingOnRefresh = &b
-				default:
-					return d.Errf("unknown resource_indicators option %q", name)
-				}
-			}
-			a.ResourceIndicators = ri
-		case "token_rate_limit":
-			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 {
-				return d.Errf("token_rate_limit <requests per second>|off [<burst>]")
-			}
-			if args[0] == "off" {
-				a.TokenRateLimit = -1
-			} else if v, err := strconv.ParseFloat(args[0], 64); err != nil || v <= 0 {
-				return d.Errf("token_rate_limit %q is not a positive number", args[0])
-			} else {
-				a.TokenRateLimit = v
-			}
-			if len(args) == 2 {
-				n, err := strconv.Atoi(args[1])
-				if err != nil || n < 1 {
-					return d.Errf("token_rate_limit burst %q is not a positive number", args[1])
-				}
-				a.TokenRateBurst = n
-			}
-		case "shared_limits":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			a.SharedLimits = true
-		case "audit_retention":
-			v, err := configDurationArg(d)
-			if err != nil {
-				return err
-			}
-			a.AuditRetention = v
-		case "client_ipv4_prefix", "client_ipv6_prefix":
-			n, err := intArg(d)
-			if err != nil {
-				return err
-			}
-			maxBits := 32
-			if opt == "client_ipv6_prefix" {
-				maxBits = 128
-			}
-			if n < 1 || n > maxBits {
-				return d.Errf("%s %d must be between 1 and %d", opt, n, maxBits)
-			}
-			if opt == "client_ipv4_prefix" {
-				a.ClientIPv4Prefix = n
-			} else {
-				a.ClientIPv6Prefix = n
-			}
-		case "cors_origins":
-			a.CORSOrigins = append(a.CORSOrigins, d.RemainingArgs()...)
-		case "client":
-			c, err := parseClient(d)
-			if err != nil {
-				return err
-			}
-			a.Clients = append(a.Clients, c)
-		case "login":
-			if err := unmarshalLogin(&a.Login, d); err != nil {
-				return err
-			}
-		case "enterprise_idp":
-			c, err := parseEnterpriseIdP(d)
-			if err != nil {
-				return err
-			}
-			a.EnterpriseIdPs = append(a.EnterpriseIdPs, c)
-		case "workload_issuer":
-			c, err := parseWorkloadIssuer(d)
-			if err != nil {
-				return err
-			}
-			a.WorkloadIssuers = append(a.WorkloadIssuers, c)
-		case "cimd":
-			c, err := parseCIMD(d)
-			if err != nil {
-				return err
-			}
-			a.CIMD = c
-		case "dcr":
-			c, err := parseDCR(d)
-			if err != nil {
-				return err
-			}
-			a.DCR = c
-		case "dpop":
-			c, err := parseDPoP(d) // dpop.go
-			if err != nil {
-				return err
-			}
-			a.DPoP = c
-		default:
-			return d.Errf("unknown mcp_auth option %q", opt)
-		}
-	}
-	return nil
+					c.Algorithms = append(c.Algorithms, args...)
+					return nil
+				}),
+				"nonce": present(&c.Nonce),
+			})(d)
+		}),
+	})(d)
 }
 
-func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
-	var c ClientConfig
-	if !d.NextArg() {
-		return c, d.Errf("client needs an id")
+// The parsers of config blocks are functions, not methods, so that the
+// config types need not live in this package.
+
+// parseStorage reads `storage bbolt [<path>]` or `storage postgres <dsn>`,
+// with an optional block.
+func parseStorage(s *StorageConfig) opt {
+	return nargs(1, -1, "", func(d *caddyfile.Dispenser, args []string) error {
+		s.Backend = args[0]
+		switch {
+		case args[0] == "bbolt" && len(args) > 2:
+			return d.ArgErr()
+		case args[0] == "bbolt" && len(args) == 2:
+			s.Path = args[1]
+		case args[0] == "postgres" && len(args) != 2:
+			return d.Errf("storage postgres needs a connection string")
+		case args[0] == "postgres":
+			s.DSN = args[1]
+		case args[0] != "bbolt":
+			return d.Errf("unknown storage backend %q (bbolt or postgres)", args[0])
+		}
+		return parseBlock(d, "storage option", opts{
+			"max_conns":    intArg(&s.MaxConns, 0, unbounded),
+			"lock_timeout": dur(&s.LockTimeout),
+		})
+	})
+}
+
+// tokenRateLimit reads `token_rate_limit <per second>|off [<burst>]`.
+func tokenRateLimit(limit *float64, burst *int) opt {
+	return nargs(1, 2, "%s <requests per second>|off [<burst>]", func(d *caddyfile.Dispenser, args []string) error {
+		if v, err := strconv.ParseFloat(args[0], 64); args[0] == "off" {
+			*limit = -1
+		} else if err != nil || v <= 0 {
+			return d.Errf("token_rate_limit %q is not a positive number", args[0])
+		} else {
+			*limit = v
+		}
+		if len(args) == 2 {
+			n, ok := positive(args[1])
+			if !ok {
+				return d.Errf("token_rate_limit burst %q is not a positive number", args[1])
+			}
+			*burst = n
+		}
+		return nil
+	})
+}
+
+func parseClient(d *caddyfile.Dispenser, c *ClientConfig) error {
+	if err := named(d, &c.ID, "client needs an id"); err != nil {
+		return err
 	}
-	c.ID = d.Val()
 	c.Source = tokenPos(d)
-	if d.NextArg() {
-		return c, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		switch opt {
-		case "name":
-			if !d.AllArgs(&c.Name) {
-				return c, d.ArgErr()
-			}
-		case "redirect_uri":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return c, d.ArgErr()
-			}
-			c.RedirectURIs = append(c.RedirectURIs, args...)
-		case "scopes":
-			c.Scopes = append(c.Scopes, d.RemainingArgs()...)
-		case "default_scopes":
-			c.DefaultScopes = append(c.DefaultScopes, d.RemainingArgs()...)
-		case "audience":
-			if !d.AllArgs(&c.Audience) {
-				return c, d.ArgErr()
-			}
-		case "secret":
-			if !d.AllArgs(&c.Secret) {
-				return c, d.ArgErr()
-			}
-		case "jwks_uri":
-			if !d.AllArgs(&c.JWKSURI) {
-				return c, d.ArgErr()
-			}
-		case "jwks_file":
-			if !d.AllArgs(&c.JWKSFile) {
-				return c, d.ArgErr()
-			}
-		case "access_token_lifetime", "refresh_token_lifetime":
-			v, err := configDurationArg(d)
-			if err != nil {
-				return c, err
-			}
-			if opt == "access_token_lifetime" {
-				c.AccessTokenLifetime = v
-			} else {
-				c.RefreshTokenLifetime = v
-			}
-		case "skip_consent":
-			if d.NextArg() {
-				return c, d.ArgErr()
-			}
-			c.SkipConsent = true
-		case "grant_types":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return c, d.ArgErr()
-			}
-			c.GrantTypes = append(c.GrantTypes, args...)
-		default:
-			return c, d.Errf("unknown client option %q", opt)
-		}
-	}
-	return c, nil
+	return parseBlock(d, "client option", opts{
+		"name":                   str(&c.Name),
+		"redirect_uri":           strs(&c.RedirectURIs),
+		"scopes":                 anyStrs(&c.Scopes),
+		"default_scopes":         anyStrs(&c.DefaultScopes),
+		"audience":               str(&c.Audience),
+		"secret":                 str(&c.Secret),
+		"jwks_uri":               str(&c.JWKSURI),
+		"jwks_file":              str(&c.JWKSFile),
+		"access_token_lifetime":  dur(&c.AccessTokenLifetime),
+		"refresh_token_lifetime": dur(&c.RefreshTokenLifetime),
+		"skip_consent":           present(&c.SkipConsent),
+		"grant_types":            strs(&c.GrantTypes),
+	})
 }
 
-func unmarshalLogin(l *LoginConfig, d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		switch opt {
-		case "product_name":
-			if !d.AllArgs(&l.ProductName) {
-				return d.ArgErr()
-			}
-		case "logo":
-			if !d.AllArgs(&l.Logo) {
-				return d.ArgErr()
-			}
-		case "accent_color":
-			if !d.AllArgs(&l.AccentColor) {
-				return d.ArgErr()
-			}
-		case "support_url":
-			if !d.AllArgs(&l.SupportURL) {
-				return d.ArgErr()
-			}
-		case "templates":
-			if !d.AllArgs(&l.Templates) {
-				return d.ArgErr()
-			}
-		case "password":
-			b, err := boolArg(d)
-			if err != nil {
-				return err
-			}
-			l.Password = &b
-		case "signup":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
+func parseLogin(l *LoginConfig) opt {
+	return block("login option", opts{
+		"product_name": str(&l.ProductName),
+		"logo":         str(&l.Logo),
+		"accent_color": str(&l.AccentColor),
+		"support_url":  str(&l.SupportURL),
+		"templates":    str(&l.Templates),
+		"password":     onOffPtr(&l.Password),
+		"signup": nargs(1, -1, "", func(d *caddyfile.Dispenser, args []string) error {
 			l.Signup = args[0]
-			switch args[0] {
-			case "off", "open":
-				if len(args) > 1 {
-					return d.ArgErr()
-				}
-			case "domains":
-				if len(args) < 2 {
-					return d.Errf("signup domains needs at least one domain")
-				}
+			switch {
+			case (args[0] == "off" || args[0] == "open") && len(args) > 1:
+				return d.ArgErr()
+			case args[0] == "domains" && len(args) < 2:
+				return d.Errf("signup domains needs at least one domain")
+			case args[0] == "domains":
 				l.SignupDomains = args[1:]
-			default:
+			case args[0] != "off" && args[0] != "open":
 				return d.Errf("signup %q: use off, open or domains <domain...>", args[0])
 			}
-		case "user":
-			args := d.RemainingArgs()
-			if len(args) < 2 || len(args) > 3 {
-				return d.Errf("user <email> <password> [<name>]")
-			}
+			return nil
+		}),
+		"user": nargs(2, 3, "%s <email> <password> [<name>]", func(d *caddyfile.Dispenser, args []string) error {
 			u := UserConfig{Email: args[0], Password: args[1], Source: tokenPos(d)}
 			if len(args) == 3 {
 				u.Name = args[2]
 			}
 			l.Users = append(l.Users, u)
-		case "oidc":
-			o, err := parseOIDC(d)
-			if err != nil {
-				return err
-			}
-			l.OIDC = append(l.OIDC, o)
-		case "saml":
-			s, err := parseSAML(d)
-			if err != nil {
-				return err
-			}
-			l.SAML = append(l.SAML, s)
-		case "upstream":
-			u, err := parseUpstream(d)
-			if err != nil {
-				return err
-			}
-			l.Upstreams = append(l.Upstreams, u)
-		case "home_realm":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Errf("home_realm <email domain> <provider>")
-			}
+			return nil
+		}),
+		"oidc": each(&l.OIDC, func(d *caddyfile.Dispenser, o *OIDCProvider) (err error) { *o, err = parseOIDC(d); return }),
+		"saml": each(&l.SAML, func(d *caddyfile.Dispenser, s *SAMLProvider) (err error) { *s, err = parseSAML(d); return }),
+		"upstream": each(&l.Upstreams, func(d *caddyfile.Dispenser, u *UpstreamProvider) (err error) {
+			*u, err = parseUpstream(d)
+			return
+		}),
+		"home_realm": nargs(2, 2, "%s <email domain> <provider>", func(_ *caddyfile.Dispenser, args []string) error {
 			if l.HomeRealm == nil {
 				l.HomeRealm = map[string]string{}
 			}
 			l.HomeRealm[strings.ToLower(args[0])] = args[1]
-		case "smtp":
-			s, err := parseSMTP(d)
-			if err != nil {
-				return err
-			}
-			l.SMTP = s
-		case "session_idle", "session_lifetime":
-			v, err := configDurationArg(d)
-			if err != nil {
-				return err
-			}
-			if opt == "session_idle" {
-				l.SessionIdle = v
-			} else {
-				l.SessionLifetime = v
-			}
-		default:
-			return d.Errf("unknown login option %q", opt)
-		}
-	}
-	return nil
+			return nil
+		}),
+		"smtp":             fresh(&l.SMTP, parseSMTP),
+		"session_idle":     dur(&l.SessionIdle),
+		"session_lifetime": dur(&l.SessionLifetime),
+	})
 }
 
-func parseSMTP(d *caddyfile.Dispenser) (*SMTPConfig, error) {
-	s := &SMTPConfig{}
-	if d.NextArg() {
-		return nil, d.ArgErr()
+func parseSMTP(s *SMTPConfig, d *caddyfile.Dispenser) error {
+	err := block("smtp option", opts{
+		"host": str(&s.Host),
+		"port": checked(&s.Port, "smtp port %[2]q: use a port number", func(v string) (int, bool) {
+			p, err := strconv.Atoi(v)
+			return p, err == nil && p >= 1 && p <= 65535
+		}),
+		"tls":      oneOf(&s.TLS, "starttls", "tls", "none"),
+		"from":     str(&s.From),
+		"username": str(&s.Username),
+		"password": str(&s.Password),
+	})(d)
+	if err == nil && (s.Host == "" || s.From == "") {
+		err = d.Errf("smtp needs host and from")
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var ok bool
-		switch d.Val() {
-		case "host":
-			ok = d.AllArgs(&s.Host)
-		case "port":
-			var v string
-			if ok = d.AllArgs(&v); ok {
-				p, err := strconv.Atoi(v)
-				if err != nil || p < 1 || p > 65535 {
-					return nil, d.Errf("smtp port %q: use a port number", v)
-				}
-				s.Port = p
-			}
-		case "tls":
-			if ok = d.AllArgs(&s.TLS); ok && s.TLS != "starttls" && s.TLS != "tls" && s.TLS != "none" {
-				return nil, d.Errf("smtp tls %q: use starttls, tls or none", s.TLS)
-			}
-		case "from":
-			ok = d.AllArgs(&s.From)
-		case "username":
-			ok = d.AllArgs(&s.Username)
-		case "password":
-			ok = d.AllArgs(&s.Password)
-		default:
-			return nil, d.Errf("unknown smtp option %q", d.Val())
-		}
-		if !ok {
-			return nil, d.ArgErr()
-		}
-	}
-	if s.Host == "" || s.From == "" {
-		return nil, d.Errf("smtp needs host and from")
-	}
-	return s, nil
+	return err
 }
 
-func parseCIMD(d *caddyfile.Dispenser) (*CIMDConfig, error) {
-	c := &CIMDConfig{}
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
+func parseCIMD(c *CIMDConfig, d *caddyfile.Dispenser) error {
+	return block("cimd option", opts{
+		"policy":                  oneOf(&c.Policy, "trusted", "any"),
+		"trusted_hosts":           strs(&c.TrustedHosts),
+		"max_bytes":               intArg(&c.MaxBytes, 0, unbounded),
+		"timeout":                 dur(&c.Timeout),
+		"untrusted_timeout":       dur(&c.UntrustedTimeout),
+		"cache_min":               dur(&c.CacheMin),
+		"cache_max":               dur(&c.CacheMax),
+		"negative_cache":          durOrOff(&c.NegativeCache),
+		"serve_stale":             durOrOff(&c.ServeStale),
+		"host_rate":               cimdRate(&c.HostRate),
+		"domain_rate":             cimdRate(&c.DomainRate),
+		"requester_rate":          cimdRate(&c.RequesterRate),
+		"ca_bundle":               str(&c.CABundle),
+		"insecure_allow_loopback": present(&c.InsecureAllowLoopback),
+		"client":                  cimdPolicies(&c.Clients),
+		"client_host":             cimdPolicies(&c.ClientHosts),
+	})(d)
+}
+
+// cimdPolicies reads `client <id> { … }` or `client_host <host> { … }`.
+func cimdPolicies(m *map[string]*CIMDClientPolicy) opt {
+	return func(d *caddyfile.Dispenser) error {
 		opt := d.Val()
-		switch opt {
-		case "policy":
-			if !d.AllArgs(&c.Policy) {
-				return nil, d.ArgErr()
+		var key string
+		if err := named(d, &key, ""); err != nil {
+			return err
+		}
+		p := &CIMDClientPolicy{}
+		if err := parseBlock(d, "cimd client option", opts{
+			"access_token_lifetime":  posDur(&p.AccessTokenLifetime, authserver.MaxPolicyAccessTokenTTL),
+			"refresh_token_lifetime": posDur(&p.RefreshTokenLifetime, 0),
+			"scopes":                 strs(&p.Scopes),
+			"remember_consent":       durOrOff(&p.RememberConsent),
+			"machine_use":            present(&p.MachineUse),
+		}); err != nil {
+			return err
+		}
+		if !putNew(m, key, p) {
+			return d.Errf("cimd %s %s is configured twice", opt, key)
+		}
+		return nil
+	}
+}
+
+// cimdRate reads `<n>/<duration>` (e.g. 10/10s): n fetches at once,
+// refilled n per duration.
+func cimdRate(p **CIMDRate) opt {
+	return arg1(p, func(name, v string) (*CIMDRate, error) {
+		ns, ds, ok := strings.Cut(v, "/")
+		n, err := strconv.Atoi(ns)
+		iv, err2 := caddy.ParseDuration(ds)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("cimd %s: %q: want <n>/<duration>, e.g. 10/10s", name, v)
+		case err != nil || n < 1 || n > 1_000_000:
+			return nil, fmt.Errorf("cimd %s: %q: %q is not a whole number from 1 to 1000000", name, v, ns)
+		case err2 != nil || iv <= 0:
+			return nil, fmt.Errorf("cimd %s: %q: %q is not a positive duration", name, v, ds)
+		}
+		r := &CIMDRate{Burst: n}
+		setDur(&r.Interval, iv)
+		return r, nil
+	})
+}
+
+func parseDCR(c *DCRConfig, d *caddyfile.Dispenser) error {
+	return block("dcr option", opts{
+		"rate_limit":             dcrRate(&c.RateBurst, &c.RateEvery),
+		"global_rate_limit":      dcrRate(&c.GlobalRateBurst, &c.GlobalRateEvery),
+		"max_clients_per_prefix": intArg(&c.MaxClientsPerPrefix, 1, unbounded),
+		"max_clients":            intArg(&c.MaxClients, 1, unbounded),
+		"expire_unused":          durPtr(&c.ExpireUnused),
+		"private_schemes":        onOffPtr(&c.PrivateSchemes),
+	})(d)
+}
+
+// dcrRate reads `[global_]rate_limit <burst> <refill interval>`.
+func dcrRate[T ~int64](burst *int, every *T) opt {
+	return func(d *caddyfile.Dispenser) error {
+		opt := d.Val()
+		return nargs(2, 2, "%s <burst> <refill interval>", func(d *caddyfile.Dispenser, args []string) error {
+			n, ok := positive(args[0])
+			if !ok {
+				return d.Errf("%s burst %q is not a positive number", opt, args[0])
 			}
-			if c.Policy != "trusted" && c.Policy != "any" {
-				return nil, d.Errf("cimd policy %q: use trusted or any", c.Policy)
+			iv, err := caddy.ParseDuration(args[1])
+			if err != nil || iv <= 0 {
+				return d.Errf("%s interval %q: %v", opt, args[1], err)
 			}
-		case "trusted_hosts":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return nil, d.ArgErr()
+			*burst = n
+			setDur(every, iv)
+			return nil
+		})(d)
+	}
+}
+
+// parseEnterpriseIdP parses `enterprise_idp <name> { … }`.
+func parseEnterpriseIdP(d *caddyfile.Dispenser, c *EnterpriseIdPConfig) error {
+	return parseIssuerBlock(d, &c.Name, &c.Issuer, &c.JWKSURI, &c.MaxLifetime, opts{
+		"clients": strs(&c.Clients),
+		"scope_map": nargs(2, -1, "%s needs an IdP scope and our scopes", func(d *caddyfile.Dispenser, args []string) error {
+			if !putNew(&c.ScopeMap, args[0], args[1:]) {
+				return d.Errf("scope_map %s is configured twice", args[0])
 			}
-			c.TrustedHosts = append(c.TrustedHosts, args...)
-		case "max_bytes":
-			n, err := intArg(d)
-			if err != nil {
-				return nil, err
+			return nil
+		}),
+		"subject":   oneOf(&c.Subject, authserver.SubjectBySub, authserver.SubjectByVerifiedEmail),
+		"provision": onOff(&c.Provision),
+	})
+}
+
+// parseWorkloadIssuer parses `workload_issuer <name> { … }`.
+func parseWorkloadIssuer(d *caddyfile.Dispenser, c *WorkloadIssuerConfig) error {
+	return parseIssuerBlock(d, &c.Name, &c.Issuer, &c.JWKSURI, &c.MaxLifetime, opts{
+		"audience":      str(&c.Audience),
+		"subject_claim": str(&c.SubjectClaim),
+		"client": func(d *caddyfile.Dispenser) error {
+			var sub, id string
+			if !d.AllArgs(&sub, &id) {
+				return d.Errf("client needs a workload subject and a client id")
 			}
-			c.MaxBytes = int64(n)
-		case "timeout", "untrusted_timeout", "cache_min", "cache_max":
-			v, err := configDurationArg(d)
-			if err != nil {
-				return nil, err
+			if !putNew(&c.Clients, sub, id) {
+				return d.Errf("workload subject %s is mapped twice", sub)
 			}
-			switch opt {
-			case "timeout":
-				c.Timeout = v
-			case "untrusted_timeout":
-				c.UntrustedTimeout = v
-			case "cache_min":
-				c.CacheMin = v
-			default:
-				c.CacheMax = v
-			}
-		case "negative_cache", "serve_stale":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			dur := config.Duration(-1) // off
-			if v != "off" {
-				p, err := caddy.ParseDuration(v)
-				if err != nil || p <= 0 {
-					return nil, d.Errf("cimd %s: %q is not a positive duration or off", opt, v)
-				}
-				dur = config.Duration(p)
-			}
-			if opt == "negative_cache" {
-				c.NegativeCache = dur
-			} else {
-				c.ServeStale = dur
-			}
-		case "host_rate", "domain_rate", "requester_rate":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			r, err := parseCIMDRate(v)
-			if err != nil {
-				return nil, d.Errf("cimd %s: %v", opt, err)
-			}
-			switch opt {
-			case "host_rate":
-				c.HostRate = r
-			case "domain_rate":
-				c.DomainRate = r
-			default:
-				c.RequesterRate = r
-			}
-		case "ca_bundle":
-			if !d.AllArgs(&c.CABundle) {
-				return nil, d.ArgErr()
-			}
-		case "insecure_allow_loopback":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			c.InsecureAllowLoopback = true
-		case "client", "client_host":
-			var key string
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			key = d.Val()
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			p, err := parseCIMDClientPolicy(d)
-			if err != nil {
-				return nil, err
-			}
-			m := &c.Clients
-			if opt == "client_host" {
-				m = &c.ClientHosts
-			}
+			return nil
+		},
+		"single_use": present(&c.SingleUse),
+	})
+}
+
+// parseIssuerBlock parses `<kind> <name> { … }` of a trusted token issuer
+// (enterprise_idp, workload_issuer): the subdirectives both kinds share,
+// then the kind's own.
+func parseIssuerBlock[T ~int64](d *caddyfile.Dispenser, name, issuer, jwksURI *string, maxLifetime *T, own opts) error {
+	kind := d.Val()
+	if err := named(d, name, kind+" needs a name"); err != nil {
+		return err
+	}
+	own["issuer"], own["jwks_uri"], own["max_lifetime"] = str(issuer), str(jwksURI), dur(maxLifetime)
+	return parseBlock(d, kind+" option", own)
+}
+
+// UnmarshalCaddyfile sets up the guard from Caddyfile tokens (after the
+// directive name and its optional matcher).
+func (g *Guard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	scopeMap := func(m *map[string][]string) opt {
+		return nargs(2, -1, "", func(_ *caddyfile.Dispenser, args []string) error {
 			if *m == nil {
-				*m = map[string]*CIMDClientPolicy{}
+				*m = map[string][]string{}
 			}
-			if _, dup := (*m)[key]; dup {
-				return nil, d.Errf("cimd %s %s is configured twice", opt, key)
-			}
-			(*m)[key] = p
-		default:
-			return nil, d.Errf("unknown cimd option %q", opt)
-		}
+			(*m)[args[0]] = append((*m)[args[0]], args[1:]...)
+			return nil
+		})
 	}
-	return c, nil
+	return block("mcp_protect option", opts{
+		"resource": str(&g.Resource),
+		"path":     str(&g.Path),
+		"issuer":   str(&g.Issuer),
+		"authorization_servers": func(d *caddyfile.Dispenser) error {
+			// Refused only while the list is empty.
+			g.AuthorizationServers = append(g.AuthorizationServers, d.RemainingArgs()...)
+			if len(g.AuthorizationServers) == 0 {
+				return d.ArgErr()
+			}
+			return nil
+		},
+		"scopes":                 anyStrs(&g.Scopes),
+		"scopes_supported":       anyStrs(&g.ScopesSupported),
+		"method_scope":           scopeMap(&g.MethodScopes),
+		"scope_implies":          scopeMap(&g.ScopeHierarchy),
+		"allowed_origins":        anyStrs(&g.AllowedOrigins),
+		"cors_origins":           strs(&g.CORSOrigins),
+		"resource_name":          str(&g.ResourceName),
+		"resource_documentation": str(&g.ResourceDocumentation),
+		"disable_root_metadata":  present(&g.DisableRootMetadata),
+		"identity_headers": fresh(&g.IdentityHeaders, func(ih *IdentityHeaders, d *caddyfile.Dispenser) error {
+			return block("identity header", opts{
+				"subject":   str(&ih.Subject),
+				"client_id": str(&ih.ClientID),
+				"scopes":    str(&ih.Scopes),
+				"email":     str(&ih.Email),
+			})(d)
+		}),
+		"leeway":     dur(&g.Leeway),
+		"cache_ttl":  dur(&g.CacheTTL),
+		"cache_size": intArg(&g.CacheSize, 0, unbounded),
+		"max_headers": checked(&g.MaxHeaders, "%[1]s: %[2]q is not a positive number (or -1 for no limit)", func(v string) (int, bool) {
+			n, err := strconv.Atoi(v)
+			return n, err == nil && n >= -1 && n != 0
+		}),
+		"strip_cookies": oneOf(&g.StripCookies, stripCookiesProduct, stripCookiesAll),
+		"require_dpop":  present(&g.RequireDPoP),
+		"max_header_bytes": checked(&g.MaxHeaderBytes, "%[1]s: %[2]q is not a size such as 32KiB (or -1 for no limit)", func(v string) (int, bool) {
+			n, ok := byteSize(v)
+			if v == "-1" {
+				return -1, true
+			}
+			return int(n), ok
+		}),
+		"step_up":              oneOf(&g.StepUp, stepUpChallenge, stepUpToolError),
+		"tool_snapshot":        present(&g.ToolSnapshot),
+		"max_body_bytes":       checked(&g.MaxBodyBytes, sizeMsg, byteSize),
+		"max_tools_list_bytes": checked(&g.MaxToolsListBytes, sizeMsg, byteSize),
+		"tools_list_filter":    oneOf(&g.ToolsListFilter, "on", "off"),
+		"tool_limit":           toolLimits(&g.ToolLimits),
+		"metric_tools":         strs(&g.MetricTools),
+	})(d)
 }
 
-// parseCIMDClientPolicy parses the block of a cimd client or client_host.
-func parseCIMDClientPolicy(d *caddyfile.Dispenser) (*CIMDClientPolicy, error) {
-	p := &CIMDClientPolicy{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		switch opt {
-		case "access_token_lifetime", "refresh_token_lifetime":
-			v, err := configDurationArg(d)
-			if err != nil {
-				return nil, err
-			}
-			if v <= 0 {
-				return nil, d.Errf("%s must be positive", opt)
-			}
-			if opt == "access_token_lifetime" {
-				if time.Duration(v) > authserver.MaxPolicyAccessTokenTTL {
-					return nil, d.Errf("access_token_lifetime %s is longer than %s", time.Duration(v), authserver.MaxPolicyAccessTokenTTL)
-				}
-				p.AccessTokenLifetime = v
-			} else {
-				p.RefreshTokenLifetime = v
-			}
-		case "scopes":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return nil, d.ArgErr()
-			}
-			p.Scopes = append(p.Scopes, args...)
-		case "remember_consent":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			if v == "off" {
-				p.RememberConsent = -1
-				break
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("remember_consent %q is not a positive duration or off", v)
-			}
-			p.RememberConsent = config.Duration(dur)
-		case "machine_use":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			p.MachineUse = true
-		default:
-			return nil, d.Errf("unknown cimd client option %q", opt)
+// toolLimits reads `tool_limit <tool> <calls>/<interval> [<burst>]`.
+func toolLimits(p *[]ToolLimit) opt {
+	return nargs(2, 3, "", func(d *caddyfile.Dispenser, args []string) error {
+		l := ToolLimit{Tool: args[0]}
+		calls, per, ok := strings.Cut(args[1], "/")
+		n, err := strconv.Atoi(calls)
+		iv, err2 := caddy.ParseDuration(per)
+		if !ok || err != nil || n <= 0 || err2 != nil || iv <= 0 {
+			return d.Errf("tool_limit: %q: want <calls>/<interval> such as 10/1m", args[1])
 		}
-	}
-	return p, nil
+		l.Calls = n
+		setDur(&l.Interval, iv)
+		if len(args) == 3 {
+			if l.Burst, ok = positive(args[2]); !ok {
+				return d.Errf("tool_limit: burst %q is not a positive number", args[2])
+			}
+		}
+		*p = append(*p, l)
+		return nil
+	})
 }
 
-func parseDCR(d *caddyfile.Dispenser) (*DCRConfig, error) {
-	c := &DCRConfig{}
-	if d.NextArg() {
-		return nil, d.ArgErr()
+// parseGuard adapts `mcp_protect [<matcher>] { … }` into two routes: the
+// protected route under the user's matcher, and the metadata route.
+func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		switch opt {
-		case "rate_limit", "global_rate_limit":
-			// [global_]rate_limit <burst> <every>
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return nil, d.Errf("%s <burst> <refill interval>", opt)
-			}
-			n, err := strconv.Atoi(args[0])
-			if err != nil || n < 1 {
-				return nil, d.Errf("%s burst %q is not a positive number", opt, args[0])
-			}
-			every, err := caddy.ParseDuration(args[1])
-			if err != nil || every <= 0 {
-				return nil, d.Errf("%s interval %q: %v", opt, args[1], err)
-			}
-			if opt == "rate_limit" {
-				c.RateBurst, c.RateEvery = n, config.Duration(every)
-			} else {
-				c.GlobalRateBurst, c.GlobalRateEvery = n, config.Duration(every)
-			}
-		case "max_clients_per_prefix", "max_clients":
-			n, err := intArg(d)
-			if err != nil {
-				return nil, err
-			}
-			if n < 1 {
-				return nil, d.Errf("%s %d is not a positive number", opt, n)
-			}
-			if opt == "max_clients" {
-				c.MaxClients = n
-			} else {
-				c.MaxClientsPerPrefix = n
-			}
-		case "expire_unused":
-			v, err := configDurationArg(d)
-			if err != nil {
-				return nil, err
-			}
-			c.ExpireUnused = &v
-		case "private_schemes":
-			b, err := boolArg(d)
-			if err != nil {
-				return nil, err
-			}
-			c.PrivateSchemes = &b
-		default:
-			return nil, d.Errf("unknown dcr option %q", opt)
+	pos := fmt.Sprintf("%s:%d", h.File(), h.Line())
+	// A plain path matcher (`/mcp*`) also names the MCP endpoint's path.
+	path, exact := "", ""
+	if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
+		path = strings.TrimRight(strings.TrimSuffix(h.Val(), "*"), "/")
+		if !strings.Contains(h.Val(), "*") {
+			exact = h.Val()
 		}
 	}
-	return c, nil
+	h.Reset()
+	h.Next()
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	if exact != "" && matcherSet["path"] != nil {
+		// An exact path also guards its subpaths: /mcp/, /mcp/x and /mcp%2F
+		// must not reach an unmatched reverse_proxy without a token.
+		matcherSet["path"] = h.JSON(caddyhttp.MatchPath{exact, strings.TrimRight(exact, "/") + "/*"})
+	}
+	var g Guard
+	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if g.Path == "" && path != "" {
+		g.Path = path
+	}
+	if g.Path == "" {
+		g.Path = "/mcp"
+	}
+	if err := checkGuard(h, &g, pos); err != nil {
+		return nil, err
+	}
+	// Every discovery path at the root of the host: the guard serves its
+	// metadata and answers the others (requirement 28).
+	metaPaths := caddyhttp.MatchPath{
+		"/.well-known/oauth-protected-resource",
+		"/.well-known/oauth-protected-resource/*",
+		"/.well-known/oauth-authorization-server",
+		"/.well-known/oauth-authorization-server/*",
+		"/.well-known/openid-configuration",
+		"/.well-known/openid-configuration/*",
+	}
+	metaMatcher := caddy.ModuleMap{"path": h.JSON(metaPaths)}
+	var out []httpcaddyfile.ConfigValue
+	out = append(out, h.NewRoute(metaMatcher, &g)...)
+	out = append(out, h.NewRoute(matcherSet, &g)...)
+	return out, nil
 }
 
-// parseCIMDRate parses "<n>/<duration>" (e.g. "10/10s"): n fetches at
-// once, refilled n per duration.
-func parseCIMDRate(v string) (*CIMDRate, error) {
-	ns, ds, ok := strings.Cut(v, "/")
-	if !ok {
-		return nil, fmt.Errorf("%q: want <n>/<duration>, e.g. 10/10s", v)
-	}
-	n, err := strconv.Atoi(ns)
-	if err != nil || n < 1 || n > 1_000_000 {
-		return nil, fmt.Errorf("%q: %q is not a whole number from 1 to 1000000", v, ns)
-	}
-	dur, err := caddy.ParseDuration(ds)
-	if err != nil || dur <= 0 {
-		return nil, fmt.Errorf("%q: %q is not a positive duration", v, ds)
-	}
-	return &CIMDRate{Burst: n, Interval: config.Duration(dur)}, nil
+// positive parses a whole number of at least 1.
+func positive(v string) (int, bool) {
+	n, err := strconv.Atoi(v)
+	return n, err == nil && n >= 1
+}
+
+const sizeMsg = "%[1]s: %[2]q is not a size such as 4MiB"
+
+// byteSize parses a size such as 4MiB, from 1 byte to 1GiB.
+func byteSize(v string) (int64, bool) {
+	n, err := humanize.ParseBytes(v)
+	return int64(n), err == nil && n > 0 && n <= 1<<30
 }
 
 // tokenPos is the Caddyfile position (file:line) of the current token, kept
 // in the JSON so that errors found at provision can name it.
 func tokenPos(d *caddyfile.Dispenser) string {
 	return fmt.Sprintf("%s:%d", d.File(), d.Line())
-}
-
-func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
-	name := d.Val()
-	var v string
-	if !d.AllArgs(&v) {
-		return 0, d.ArgErr()
-	}
-	dur, err := caddy.ParseDuration(v)
-	if err != nil {
-		return 0, d.Errf("%s: %v", name, err)
-	}
-	return caddy.Duration(dur), nil
-}
-
-func intArg(d *caddyfile.Dispenser) (int, error) {
-	name := d.Val()
-	var v string
-	if !d.AllArgs(&v) {
-		return 0, d.ArgErr()
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0, d.Errf("%s: %q is not a whole number", name, v)
-	}
-	return n, nil
-}
-
-func boolArg(d *caddyfile.Dispenser) (bool, error) {
-	name := d.Val()
-	var v string
-	if !d.AllArgs(&v) {
-		return false, d.ArgErr()
-	}
-	switch v {
-	case "on", "true", "yes":
-		return true, nil
-	case "off", "false", "no":
-		return false, nil
-	}
-	return false, d.Errf("%s: %q is not on/off", name, v)
 }
 
 var _ caddyfile.Unmarshaler = (*App)(nil)

@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-
 	"github.com/mcpauth/caddy-mcpauth/config"
 )
 
@@ -28,12 +26,3 @@ type (
 	SAMLProvider         = config.SAMLProvider
 	UpstreamProvider     = config.UpstreamProvider
 )
-
-// configDurationArg is durationArg for the fields of package config.
-// upstream.go's SAMLProvider still holds a caddy.Duration from durationArg;
-// once it uses config.SAMLProvider, durationArg can return config.Duration
-// and this goes.
-func configDurationArg(d *caddyfile.Dispenser) (config.Duration, error) {
-	v, err := durationArg(d)
-	return config.Duration(v), err
-}

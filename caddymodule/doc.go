@@ -15,6 +15,10 @@
 // only Caddy has (logger, store pool, placeholder replacer, metrics
 // registry, admin config, Caddy's storage) and hands it to them.
 //
+// The Caddyfile is parsed in caddyfile.go: every block is a table of the
+// typed subdirective setters of cfparse.go, which check argument counts and
+// word the errors in one place.
+//
 // Nothing here decides an OAuth rule: that lives in authserver,
 // resourceguard and idp.
 package caddymodule
