@@ -76,7 +76,7 @@ func (s *Server) active(ctx context.Context, grantID, clientID string, now time.
 type activeCache struct {
 	mu  sync.Mutex
 	gen uint64
-	m   map[string]activeEntry
+	m   map[activeKey]activeEntry
 }
 
 type activeEntry struct {
@@ -86,13 +86,17 @@ type activeEntry struct {
 
 const maxActiveCache = 100_000
 
+// activeKey is a cache key: a struct, not grant+"\x00"+client, so that a
+// lookup (every guarded request) builds no string.
+type activeKey struct{ grant, client string }
+
 func (c *activeCache) get(gen uint64, grantID, clientID string, now time.Time) (bool, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen || c.m == nil {
 		return false, false
 	}
-	e, ok := c.m[grantID+"\x00"+clientID]
+	e, ok := c.m[activeKey{grantID, clientID}]
 	if !ok || (e.active && !now.Before(e.until)) {
 		return false, false
 	}
@@ -106,7 +110,7 @@ func (c *activeCache) put(gen uint64, grantID, clientID string, active bool, unt
 		if gen < c.gen {
 			return // a newer generation is already cached
 		}
-		c.gen, c.m = gen, make(map[string]activeEntry)
+		c.gen, c.m = gen, make(map[activeKey]activeEntry)
 	}
-	c.m[grantID+"\x00"+clientID] = activeEntry{active: active, until: until}
+	c.m[activeKey{grantID, clientID}] = activeEntry{active: active, until: until}
 }

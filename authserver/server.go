@@ -238,7 +238,8 @@ const (
 // spellings are always 404s (see the package doc).
 func (s *Server) OwnsDiscovery(path string) bool {
 	for _, wk := range []string{WellKnownAuthorizationServer, wellKnownOIDC} {
-		if path == wk || strings.HasPrefix(path, wk+"/") {
+		// wk alone or followed by a path (no wk+"/": this runs per request).
+		if strings.HasPrefix(path, wk) && (len(path) == len(wk) || path[len(wk)] == '/') {
 			return true
 		}
 	}

@@ -316,17 +316,28 @@ func (g *Guard) requiredScopes(calls []rpcCall) []string {
 		return need
 	}
 	added := false
-	for _, c := range calls {
-		for _, key := range c.keys() {
-			for _, s := range g.methodScope[key] {
-				if !slices.Contains(need, s) {
-					if !added {
-						need = slices.Clone(need)
-						added = true
-					}
-					need = append(need, s)
+	add := func(scopes []string) {
+		for _, s := range scopes {
+			if !slices.Contains(need, s) {
+				if !added {
+					need = slices.Clone(need)
+					added = true
 				}
+				need = append(need, s)
 			}
+		}
+	}
+	var buf [128]byte
+	for _, c := range calls {
+		if c.method == "" {
+			continue
+		}
+		add(g.methodScope[c.method])
+		if c.target != "" {
+			// "method:target", looked up without building a string
+			// (the map index of string(bytes) does not allocate).
+			key := append(append(append(buf[:0], c.method...), ':'), c.target...)
+			add(g.methodScope[string(key)])
 		}
 	}
 	return need
@@ -356,15 +367,6 @@ type rpcCall struct {
 	id      json.RawMessage
 }
 
-func (c rpcCall) keys() []string {
-	if c.method == "" {
-		return nil
-	}
-	if c.target == "" {
-		return []string{c.method}
-	}
-	return []string{c.method, c.method + ":" + c.target}
-}
 
 // parseJSONRPC reads the method and target of each message of a JSON-RPC
 // request or batch. It is deliberately stricter than the upstream's parser,

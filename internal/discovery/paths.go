@@ -18,7 +18,7 @@ var roots = []string{
 // followed by a path.
 func Root(path string) bool {
 	for _, wk := range roots {
-		if path == wk || strings.HasPrefix(path, wk+"/") {
+		if under(path, wk) {
 			return true
 		}
 	}
@@ -27,7 +27,7 @@ func Root(path string) bool {
 
 // PRMFamily reports whether path is /.well-known/oauth-protected-resource[/…].
 func PRMFamily(path string) bool {
-	return path == resourceguard.WellKnownPRM || strings.HasPrefix(path, resourceguard.WellKnownPRM+"/")
+	return under(path, resourceguard.WellKnownPRM)
 }
 
 // Appended reports whether path ends in a discovery name appended to
@@ -40,4 +40,10 @@ func Appended(path string) bool {
 		}
 	}
 	return false
+}
+
+// under reports whether path is prefix alone or followed by a path. It
+// concatenates nothing: the guard asks for every request.
+func under(path, prefix string) bool {
+	return strings.HasPrefix(path, prefix) && (len(path) == len(prefix) || path[len(prefix)] == '/')
 }
