@@ -367,7 +367,6 @@ type rpcCall struct {
 	id      json.RawMessage
 }
 
-
 // parseJSONRPC reads the method and target of each message of a JSON-RPC
 // request or batch. It is deliberately stricter than the upstream's parser,
 // so that no body can mean one method to us and another to the upstream:
