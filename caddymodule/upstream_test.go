@@ -181,7 +181,7 @@ func TestCaddyfileUpstream(t *testing.T) {
 // Provider names are checked across every list, the generic one included.
 func TestValidateUpstreamNames(t *testing.T) {
 	a := &App{App: config.App{Issuer: "https://auth.example.com", SigningAlgorithm: "ES256"}}
-	a.Login.OIDC = []OIDCProvider{{Name: "corp"}}
+	a.Login.OIDC = []OIDCProvider{{UpstreamButton: idp.UpstreamButton{Name: "corp"}}}
 	a.Login.Upstreams = []UpstreamProvider{{Kind: testKindName, Options: &testKindOptions{Name: "corp"}}}
 	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "configured twice") {
 		t.Fatalf("duplicate across kinds: %v", err)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/mcpauth/caddy-mcpauth/idp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,10 +107,10 @@ func TestAppValidate(t *testing.T) {
 		{"cimd policy negative lifetime", func(a *App) {
 			a.CIMD = &CIMD{Policy: "any", ClientHosts: map[string]*CIMDClientPolicy{"claude.ai": {RefreshTokenLifetime: -1}}}
 		}, "negative"},
-		{"provider name", func(a *App) { a.Login.OIDC = []OIDCProvider{{Name: "Bad/Name"}} }, "provider name"},
+		{"provider name", func(a *App) { a.Login.OIDC = []OIDCProvider{{UpstreamButton: idp.UpstreamButton{Name: "Bad/Name"}}} }, "provider name"},
 		{"provider twice", func(a *App) {
-			a.Login.OIDC = []OIDCProvider{{Name: "corp"}}
-			a.Login.SAML = []SAMLProvider{{Name: "corp"}}
+			a.Login.OIDC = []OIDCProvider{{UpstreamButton: idp.UpstreamButton{Name: "corp"}}}
+			a.Login.SAML = []SAMLProvider{{UpstreamButton: idp.UpstreamButton{Name: "corp"}}}
 		}, "configured twice"},
 		{"home realm unknown provider", func(a *App) { a.Login.HomeRealm = map[string]string{"example.org": "nobody"} }, "unknown provider"},
 		{"signup domains empty", func(a *App) { a.Login.Signup = "domains" }, "at least one domain"},

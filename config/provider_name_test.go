@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/mcpauth/caddy-mcpauth/idp"
 	"strings"
 	"testing"
 )
@@ -20,7 +21,7 @@ func TestAppValidateProviderNameIsIdpRule(t *testing.T) {
 		"":                      false,
 	} {
 		a := &App{Issuer: "https://auth.example.com", SigningAlgorithm: "ES256"}
-		a.Login.OIDC = []OIDCProvider{{Name: name}}
+		a.Login.OIDC = []OIDCProvider{{UpstreamButton: idp.UpstreamButton{Name: name}}}
 		err := a.Validate()
 		if got := err == nil || !strings.Contains(err.Error(), "provider name"); got != want {
 			t.Errorf("provider %q: Validate() = %v, want accepted %v", name, err, want)

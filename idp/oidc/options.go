@@ -12,12 +12,7 @@ import (
 // it (the JSON of login.oidc and the Caddyfile's oidc block, one
 // subdirective per field). Its redirect URI is {issuer origin}/login/{name}/callback.
 type Options struct {
-	// Name is the provider's id in URLs (lower-case letters, digits, -).
-	Name string `json:"name"`
-	// DisplayName is the button's label.
-	DisplayName string `json:"display_name,omitempty"`
-	// IconURL is the button's icon.
-	IconURL string `json:"icon_url,omitempty"`
+	idp.UpstreamButton
 	// Issuer is the provider's issuer (https; http only on loopback).
 	Issuer string `json:"issuer"`
 	// ClientID and ClientSecret are our client at the provider (use {env.*}).
@@ -33,14 +28,7 @@ type Options struct {
 	ClaimGroups        string `json:"claim_groups,omitempty"`
 	// UserInfo also reads the userinfo endpoint.
 	UserInfo bool `json:"userinfo,omitempty"`
-	// Allow rules: any that is set must match.
-	AllowEmailDomains []string `json:"allow_email_domains,omitempty"`
-	AllowGroups       []string `json:"allow_groups,omitempty"`
-	AllowSubjects     []string `json:"allow_subjects,omitempty"`
-	// LinkByEmail links to an existing local account with the same verified email.
-	LinkByEmail bool `json:"link_by_email,omitempty"`
-	// NoAccountCreation refuses users who have no linked local account.
-	NoAccountCreation bool `json:"no_account_creation,omitempty"`
+	idp.UpstreamAccounts
 }
 
 // KindName is this kind's name in the registry, the Caddyfile and sessions.
@@ -66,14 +54,12 @@ func (kind) Build(ctx context.Context, opts idp.KindOptions, env idp.KindEnv) (i
 // issuer, client id and secret have their placeholders expanded.
 func (o *Options) Config(env idp.KindEnv) Config {
 	return Config{
-		UpstreamConfig: idp.UpstreamConfig{Name: o.Name, DisplayName: o.DisplayName, IconURL: o.IconURL,
-			Allow:       idp.AllowRules{EmailDomains: o.AllowEmailDomains, Groups: o.AllowGroups, Subjects: o.AllowSubjects},
-			LinkByEmail: o.LinkByEmail, NoAccountCreation: o.NoAccountCreation},
-		Issuer:       env.Expand(o.Issuer),
-		ClientID:     env.Expand(o.ClientID),
-		ClientSecret: env.Expand(o.ClientSecret),
-		Scopes:       o.Scopes,
-		RedirectURL:  env.BaseURL + "/callback",
+		UpstreamConfig: idp.UpstreamConfigOf(o.UpstreamButton, o.UpstreamAccounts),
+		Issuer:         env.Expand(o.Issuer),
+		ClientID:       env.Expand(o.ClientID),
+		ClientSecret:   env.Expand(o.ClientSecret),
+		Scopes:         o.Scopes,
+		RedirectURL:    env.BaseURL + "/callback",
 		Claims: ClaimMapping{Subject: o.ClaimSubject, Email: o.ClaimEmail, EmailVerified: o.ClaimEmailVerified,
 			Name: o.ClaimName, Groups: o.ClaimGroups},
 		UserInfo: o.UserInfo,
@@ -82,32 +68,22 @@ func (o *Options) Config(env idp.KindEnv) Config {
 	}
 }
 
-// ProviderName implements idp.KindOptions.
-func (o *Options) ProviderName() string { return o.Name }
-
-// SetProviderName implements idp.KindOptions.
-func (o *Options) SetProviderName(name string) { o.Name = name }
-
 // SetOption implements idp.KindOptions: one subdirective per JSON field.
 func (o *Options) SetOption(name string, args []string) error {
 	if s, ok := o.stringOption(name); ok {
 		return idp.StringArg(name, args, s)
 	}
+	if ok, err := o.SetButtonOption(name, args); ok {
+		return err
+	}
+	if ok, err := o.SetAccountOption(name, args); ok {
+		return err
+	}
 	switch name {
 	case "scopes":
 		return idp.ListArg(name, args, &o.Scopes)
-	case "allow_email_domains":
-		return idp.ListArg(name, args, &o.AllowEmailDomains)
-	case "allow_groups":
-		return idp.ListArg(name, args, &o.AllowGroups)
-	case "allow_subjects":
-		return idp.ListArg(name, args, &o.AllowSubjects)
 	case "userinfo":
 		return idp.FlagArg(name, args, &o.UserInfo)
-	case "link_by_email":
-		return idp.FlagArg(name, args, &o.LinkByEmail)
-	case "no_account_creation":
-		return idp.FlagArg(name, args, &o.NoAccountCreation)
 	}
 	return idp.UnknownOption(KindName, name)
 }
@@ -117,8 +93,6 @@ func (o *Options) stringOption(name string) (*string, bool) {
 		"issuer":               &o.Issuer,
 		"client_id":            &o.ClientID,
 		"client_secret":        &o.ClientSecret,
-		"display_name":         &o.DisplayName,
-		"icon_url":             &o.IconURL,
 		"claim_subject":        &o.ClaimSubject,
 		"claim_email":          &o.ClaimEmail,
 		"claim_email_verified": &o.ClaimEmailVerified,

@@ -40,13 +40,13 @@ var fullLines = []struct {
 }
 
 var fullOptions = oidc.Options{
-	Name: "corp", DisplayName: "Corp SSO", IconURL: "https://op.example.com/icon.png",
-	Issuer: "https://op.example.com", ClientID: "{env.CID}", ClientSecret: "{env.CSECRET}",
+	UpstreamButton: idp.UpstreamButton{Name: "corp", DisplayName: "Corp SSO", IconURL: "https://op.example.com/icon.png"},
+	Issuer:         "https://op.example.com", ClientID: "{env.CID}", ClientSecret: "{env.CSECRET}",
 	Scopes:       []string{"openid", "email"},
 	ClaimSubject: "oid", ClaimEmail: "mail", ClaimEmailVerified: "xms_edov", ClaimName: "display", ClaimGroups: "roles",
-	UserInfo:          true,
-	AllowEmailDomains: []string{"example.com", "example.org"}, AllowGroups: []string{"mcp", "ops"}, AllowSubjects: []string{"s1", "s2"},
-	LinkByEmail: true, NoAccountCreation: true,
+	UserInfo: true,
+	UpstreamAccounts: idp.UpstreamAccounts{AllowEmailDomains: []string{"example.com", "example.org"}, AllowGroups: []string{"mcp", "ops"}, AllowSubjects: []string{"s1", "s2"},
+		LinkByEmail: true, NoAccountCreation: true},
 }
 
 func TestOptionsSetEveryOption(t *testing.T) {
@@ -169,7 +169,7 @@ func TestKindBuildsProvider(t *testing.T) {
 	if p.Kind() != "oidc" || p.Name() != "corp" {
 		t.Fatalf("provider %s:%s", p.Kind(), p.Name())
 	}
-	if _, err := k.Build(context.Background(), &oidc.Options{Name: "corp", Issuer: "ftp://x", ClientID: "c"}, env); err == nil ||
+	if _, err := k.Build(context.Background(), &oidc.Options{UpstreamButton: idp.UpstreamButton{Name: "corp"}, Issuer: "ftp://x", ClientID: "c"}, env); err == nil ||
 		!strings.Contains(err.Error(), "issuer") {
 		t.Fatalf("bad issuer: %v", err)
 	}

@@ -16,12 +16,7 @@ import (
 // {issuer origin}/login/{name}/metadata (also where our metadata is served)
 // and the ACS is {issuer origin}/login/{name}/acs (HTTP-POST).
 type Options struct {
-	// Name is the provider's id in URLs.
-	Name string `json:"name"`
-	// DisplayName is the button's label.
-	DisplayName string `json:"display_name,omitempty"`
-	// IconURL is the button's icon.
-	IconURL string `json:"icon_url,omitempty"`
+	idp.UpstreamButton
 	// IdPMetadataURL or IdPMetadataFile give the IdP's metadata.
 	IdPMetadataURL  string `json:"idp_metadata_url,omitempty"`
 	IdPMetadataFile string `json:"idp_metadata_file,omitempty"`
@@ -46,12 +41,7 @@ type Options struct {
 	// AcceptResponseSignature accepts a signed Response around an unsigned
 	// assertion (some IdPs sign only the response by default).
 	AcceptResponseSignature bool `json:"accept_response_signature,omitempty"`
-	// Allow rules, linking and account creation as for OIDC.
-	AllowEmailDomains []string `json:"allow_email_domains,omitempty"`
-	AllowGroups       []string `json:"allow_groups,omitempty"`
-	AllowSubjects     []string `json:"allow_subjects,omitempty"`
-	LinkByEmail       bool     `json:"link_by_email,omitempty"`
-	NoAccountCreation bool     `json:"no_account_creation,omitempty"`
+	idp.UpstreamAccounts
 }
 
 // KindName is this kind's name in the registry, the Caddyfile and sessions.
@@ -82,9 +72,7 @@ func (kind) Build(ctx context.Context, opts idp.KindOptions, env idp.KindEnv) (i
 // given as files, is read.
 func (o *Options) Config(env idp.KindEnv) (Config, error) {
 	cfg := Config{
-		UpstreamConfig: idp.UpstreamConfig{Name: o.Name, DisplayName: o.DisplayName, IconURL: o.IconURL,
-			Allow:       idp.AllowRules{EmailDomains: o.AllowEmailDomains, Groups: o.AllowGroups, Subjects: o.AllowSubjects},
-			LinkByEmail: o.LinkByEmail, NoAccountCreation: o.NoAccountCreation},
+		UpstreamConfig:          idp.UpstreamConfigOf(o.UpstreamButton, o.UpstreamAccounts),
 		BaseURL:                 env.BaseURL,
 		IdPMetadataURL:          env.Expand(o.IdPMetadataURL),
 		IdPMetadataFile:         o.IdPMetadataFile,
@@ -112,16 +100,16 @@ func (o *Options) Config(env idp.KindEnv) (Config, error) {
 	return cfg, nil
 }
 
-// ProviderName implements idp.KindOptions.
-func (o *Options) ProviderName() string { return o.Name }
-
-// SetProviderName implements idp.KindOptions.
-func (o *Options) SetProviderName(name string) { o.Name = name }
-
 // SetOption implements idp.KindOptions: one subdirective per JSON field.
 func (o *Options) SetOption(name string, args []string) error {
 	if s, ok := o.stringOption(name); ok {
 		return idp.StringArg(name, args, s)
+	}
+	if ok, err := o.SetButtonOption(name, args); ok {
+		return err
+	}
+	if ok, err := o.SetAccountOption(name, args); ok {
+		return err
 	}
 	switch name {
 	case "binding":
@@ -136,20 +124,10 @@ func (o *Options) SetOption(name string, args []string) error {
 		return nil
 	case "metadata_validity":
 		return idp.DurationArg(name, args, &o.MetadataValidity)
-	case "allow_email_domains":
-		return idp.ListArg(name, args, &o.AllowEmailDomains)
-	case "allow_groups":
-		return idp.ListArg(name, args, &o.AllowGroups)
-	case "allow_subjects":
-		return idp.ListArg(name, args, &o.AllowSubjects)
 	case "trust_email":
 		return idp.FlagArg(name, args, &o.TrustEmail)
 	case "accept_response_signature":
 		return idp.FlagArg(name, args, &o.AcceptResponseSignature)
-	case "link_by_email":
-		return idp.FlagArg(name, args, &o.LinkByEmail)
-	case "no_account_creation":
-		return idp.FlagArg(name, args, &o.NoAccountCreation)
 	}
 	return idp.UnknownOption(KindName, name)
 }
@@ -161,8 +139,6 @@ func (o *Options) stringOption(name string) (*string, bool) {
 		"entity_id":         &o.EntityID,
 		"sp_cert_file":      &o.SPCertFile,
 		"sp_key_file":       &o.SPKeyFile,
-		"display_name":      &o.DisplayName,
-		"icon_url":          &o.IconURL,
 		"attr_subject":      &o.AttrSubject,
 		"attr_email":        &o.AttrEmail,
 		"attr_name":         &o.AttrName,

@@ -46,14 +46,14 @@ var fullLines = []struct {
 }
 
 var fullOptions = Options{
-	Name: "corp", DisplayName: "Corp SSO", IconURL: "https://idp.example.org/icon.png",
+	UpstreamButton: idp.UpstreamButton{Name: "corp", DisplayName: "Corp SSO", IconURL: "https://idp.example.org/icon.png"},
 	IdPMetadataURL: "{env.MD}", IdPMetadataFile: "/etc/idp.xml", EntityID: "https://auth.example.com/sp",
 	SPCertFile: "/etc/sp.crt", SPKeyFile: "/etc/sp.key", Binding: "post",
 	MetadataValidity: idp.Duration(720 * time.Hour),
 	AttrSubject:      "uid", AttrEmail: "mail", AttrName: "cn", AttrGroups: "memberOf",
 	TrustEmail: true, AcceptResponseSignature: true,
-	AllowEmailDomains: []string{"example.org", "example.net"}, AllowGroups: []string{"mcp", "ops"}, AllowSubjects: []string{"s1", "s2"},
-	LinkByEmail: true, NoAccountCreation: true,
+	UpstreamAccounts: idp.UpstreamAccounts{AllowEmailDomains: []string{"example.org", "example.net"}, AllowGroups: []string{"mcp", "ops"}, AllowSubjects: []string{"s1", "s2"},
+		LinkByEmail: true, NoAccountCreation: true},
 }
 
 func TestOptionsSetEveryOption(t *testing.T) {
@@ -119,10 +119,10 @@ func TestOptionsValidate(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{Options{Name: "corp", IdPMetadataURL: "https://idp/md"}, ""},
-		{Options{Name: "corp", IdPMetadataFile: "/md.xml"}, ""},
-		{Options{Name: "corp"}, "saml corp: give exactly one of idp_metadata_url and idp_metadata_file"},
-		{Options{Name: "corp", IdPMetadataURL: "https://idp/md", IdPMetadataFile: "/md.xml"}, "exactly one"},
+		{Options{UpstreamButton: idp.UpstreamButton{Name: "corp"}, IdPMetadataURL: "https://idp/md"}, ""},
+		{Options{UpstreamButton: idp.UpstreamButton{Name: "corp"}, IdPMetadataFile: "/md.xml"}, ""},
+		{Options{UpstreamButton: idp.UpstreamButton{Name: "corp"}}, "saml corp: give exactly one of idp_metadata_url and idp_metadata_file"},
+		{Options{UpstreamButton: idp.UpstreamButton{Name: "corp"}, IdPMetadataURL: "https://idp/md", IdPMetadataFile: "/md.xml"}, "exactly one"},
 		{Options{IdPMetadataURL: "https://idp/md"}, "name"},
 	} {
 		err := c.o.Validate()
