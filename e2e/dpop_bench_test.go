@@ -67,7 +67,7 @@ func BenchmarkDPoPGuardVsPlainProxy(b *testing.B) {
 	plainPort, guardPort := freePort(b), freePort(b)
 	sites := fmt.Sprintf(`
 http://127.0.0.1:%[1]d {
-	reverse_proxy {TODO}
+	reverse_proxy {SAMPLE_SERVER}
 }
 
 http://127.0.0.1:%[2]d {
@@ -75,7 +75,7 @@ http://127.0.0.1:%[2]d {
 		resource RESOURCE
 		require_dpop
 	}
-	reverse_proxy {TODO}
+	reverse_proxy {SAMPLE_SERVER}
 }
 `, plainPort, guardPort)
 	s := startStackWith(b, stackOpts{extraSites: sites, extraApp: "dpop"}, func(st *stack) string {

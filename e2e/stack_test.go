@@ -48,7 +48,7 @@ type stackOpts struct {
 	productName string
 	// noTodo runs without the sample server (upstream unreachable).
 	noTodo bool
-	// extraSites is appended after the main site ({TODO} is the sample
+	// extraSites is appended after the main site ({SAMPLE_SERVER} is the sample
 	// server's address).
 	extraSites string
 	// upstream replaces the sample server as the reverse_proxy target.
@@ -118,7 +118,7 @@ https://localhost:%[8]d {
 	}
 }
 `, s.Issuer, filepath.Join(s.dir, "mcpauth.db"), o.productName, aliceEmail, alicePassword, cliClientID, o.extraApp, s.port, o.extraGuard, upstream, protect, proxy) +
-		strings.ReplaceAll(o.extraSites, "{TODO}", s.todoAddr)
+		strings.ReplaceAll(o.extraSites, "{SAMPLE_SERVER}", s.todoAddr)
 }
 
 func startStack(t testing.TB, o stackOpts) *stack {
