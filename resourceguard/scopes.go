@@ -227,12 +227,19 @@ func (g *Guard) readCalls(r *http.Request) ([]rpcCall, *Challenge) {
 	return calls, nil
 }
 
+// maxPreallocBody is the largest Content-Length that readBody allocates
+// before reading (MCP requests are a few hundred bytes to a few KiB).
+const maxPreallocBody = 64 << 10
+
 // readBody reads at most max+1 bytes of body. With a Content-Length (what
 // MCP clients send) it reads into one buffer of that size instead of
 // growing one from 512 bytes; a body longer than it declared is read on, so
 // the caller sees it whole (or over the limit) either way.
 func readBody(body io.Reader, declared, max int64) ([]byte, error) {
-	if declared <= 0 || declared > max {
+	// Only a small declared length is trusted to size the buffer up front:
+	// a client declaring a large body and sending little must not make the
+	// guard hold that much memory per connection.
+	if declared <= 0 || declared > max || declared > maxPreallocBody {
 		return io.ReadAll(io.LimitReader(body, max+1))
 	}
 	buf := make([]byte, declared, declared+1)
