@@ -138,7 +138,8 @@ var benchWorkloads = []benchWorkload{
 // MCPAUTH_BENCH_ROUNDS (default 10), MCPAUTH_BENCH_SECONDS (default 5) and
 // MCPAUTH_BENCH_WORKLOADS (comma-separated names, default all) tune it;
 // MCPAUTH_BENCH_PPROF=<file> writes a CPU profile of Caddy during the guarded
-// side of MCPAUTH_BENCH_PPROF_WORKLOAD (default call-json-1000). Needs wrk
+// side of MCPAUTH_BENCH_PPROF_WORKLOAD (default call-json-1000), and one of
+// the plain side to <file>.plain. Needs wrk
 // (Debian package wrk).
 func BenchmarkGuardVsPlainProxy(b *testing.B) {
 	if _, err := exec.LookPath("wrk"); err != nil {
@@ -232,11 +233,18 @@ http://127.0.0.1:%[2]d {
 		if i < 0 {
 			b.Fatalf("no workload %q", name)
 		}
-		done := make(chan error, 1)
-		go func() { done <- fetchProfile(s.caddy.admin, max(secs-1, 1), out) }()
-		run(benchWorkloads[i], guardPort)
-		if err := <-done; err != nil {
-			b.Fatalf("profile: %v", err)
+		// Both sides, so `go tool pprof -diff_base <file>.plain <file>`
+		// shows what the guard adds.
+		for _, side := range []struct {
+			port int
+			file string
+		}{{guardPort, out}, {plainPort, out + ".plain"}} {
+			done := make(chan error, 1)
+			go func() { done <- fetchProfile(s.caddy.admin, max(secs-1, 1), side.file) }()
+			run(benchWorkloads[i], side.port)
+			if err := <-done; err != nil {
+				b.Fatalf("profile: %v", err)
+			}
 		}
 	}
 	type series struct{ rps, cpu []float64 }

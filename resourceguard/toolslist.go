@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Scope-filtered tools/list (requirement 31): with per-tool scopes, the
@@ -65,6 +66,15 @@ type toolFilter struct {
 // removed. Removing a tool cuts its bytes out of the array: everything else
 // is passed on as the upstream wrote it.
 func (f *toolFilter) filterBody(body []byte) ([]byte, bool, error) {
+	cuts, err := f.findCuts(body)
+	if err != nil || len(cuts) == 0 {
+		return body, false, err
+	}
+	return appendCut(make([]byte, 0, len(body)), body, cuts), true, nil
+}
+
+// findCuts scans body and returns the tools arrays to shorten.
+func (f *toolFilter) findCuts(body []byte) ([]toolsCut, error) {
 	var cuts []toolsCut
 	err := scanDoc(body, func(s *jscan) error {
 		if s.i >= len(s.b) {
@@ -75,27 +85,26 @@ func (f *toolFilter) filterBody(body []byte) ([]byte, bool, error) {
 		}
 		return f.scanMessage(s, 0, &cuts)
 	})
-	if err != nil {
-		return nil, false, err
-	}
-	if len(cuts) == 0 {
-		return body, false, nil
-	}
-	out := make([]byte, 0, len(body))
+	return cuts, err
+}
+
+// appendCut appends body with cuts applied to dst. dst may be body[:0]:
+// a cut only removes bytes, so the writes never pass the reads.
+func appendCut(dst, body []byte, cuts []toolsCut) []byte {
 	last := 0
 	for _, c := range cuts {
-		out = append(out, body[last:c.start]...)
-		out = append(out, '[')
+		dst = append(dst, body[last:c.start]...)
+		dst = append(dst, '[')
 		for i, k := range c.kept {
 			if i > 0 {
-				out = append(out, ',')
+				dst = append(dst, ',')
 			}
-			out = append(out, body[k[0]:k[1]]...)
+			dst = append(dst, body[k[0]:k[1]]...)
 		}
-		out = append(out, ']')
+		dst = append(dst, ']')
 		last = c.end
 	}
-	return append(out, body[last:]...), true, nil
+	return append(dst, body[last:]...)
 }
 
 // toolsCut replaces the tools array at [start, end) by its kept elements.
@@ -113,7 +122,7 @@ func (f *toolFilter) scanMessage(s *jscan, depth int, cuts *[]toolsCut) error {
 	if s.b[s.i] != '{' {
 		return s.value(depth)
 	}
-	twice := errors.New("resourceguard: member appears twice")
+	twice := errMemberTwice
 	seenResult := false
 	return s.object(depth, func(key []byte, esc bool) error {
 		if !keyIs(key, esc, "result") {
@@ -138,7 +147,9 @@ func (f *toolFilter) scanMessage(s *jscan, depth int, cuts *[]toolsCut) error {
 			if s.b[s.i] != '[' {
 				return s.value(depth + 2)
 			}
-			cut := toolsCut{start: s.i}
+			// Room for a typical list's kept tools, so that the
+			// appends below do not grow the slice one step at a time.
+			cut := toolsCut{start: s.i, kept: make([][2]int, 0, 32)}
 			n := 0
 			err := s.array(depth+2, func() error {
 				n++
@@ -179,8 +190,25 @@ func (f *toolFilter) scanTool(s *jscan, depth int) (bool, error) {
 	if err != nil || dup || name[1] == 0 || s.b[name[0]] != '"' {
 		return false, err
 	}
-	n := stringAt(s.b[name[0]:name[1]])
-	return n != "" && f.keep(n), nil
+	raw, esc, _ := (&jscan{b: s.b, i: name[0]}).str()
+	if len(raw) == 0 {
+		return false, nil
+	}
+	if esc || !isASCII(raw) {
+		return f.keep(strValue(raw, esc)), nil
+	}
+	// The common case, a plain ASCII name: looked up without a copy. keep
+	// only reads the name (a map lookup), and s.b outlives the call.
+	return f.keep(unsafe.String(&raw[0], len(raw))), nil
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // errorMessage is the JSON-RPC error that replaces a result the filter
@@ -294,10 +322,14 @@ func (t *toolsListWriter) refuseJSON() {
 func (t *toolsListWriter) finish() error {
 	switch t.mode {
 	case modeJSON:
-		out, _, err := t.f.filterBody(t.buf)
+		cuts, err := t.f.findCuts(t.buf)
 		if err != nil {
 			t.refuseJSON()
 			return err
+		}
+		out := t.buf
+		if len(cuts) > 0 {
+			out = appendCut(t.buf[:0], t.buf, cuts) // in place: the buffer is ours
 		}
 		t.mode = modeDone
 		t.w.Header().Set("Content-Length", strconv.Itoa(len(out)))
@@ -361,7 +393,8 @@ type sseFramer struct {
 // kept (copied once per write, not once per event).
 func (s *sseFramer) feed(p []byte) ([]byte, error) {
 	b := p
-	if len(s.buf) > 0 {
+	inPlace := len(s.buf) == 0 // b is the caller's p, not s.buf
+	if !inPlace {
 		s.buf = append(s.buf, p...)
 		b = s.buf
 	}
@@ -378,13 +411,21 @@ func (s *sseFramer) feed(p []byte) ([]byte, error) {
 			if int64(next-done) > s.max {
 				break // refused below
 			}
-			out = append(out, s.event(b[done:next])...)
+			ev := s.event(b[done:next])
+			if out == nil && inPlace {
+				// The usual write, one whole event: no copy. The capacity
+				// is cut so that a later append cannot write into p. (Not
+				// when b is s.buf, which is compacted below.)
+				out = ev[:len(ev):len(ev)]
+			} else {
+				out = append(out, ev...)
+			}
 			done = next
 		}
 	}
 	s.scan -= done
 	s.lineStart -= done
-	if len(s.buf) > 0 {
+	if !inPlace {
 		// b is s.buf: drop what was framed (an overlapping copy).
 		s.buf = append(s.buf[:0], b[done:]...)
 	} else {
@@ -460,61 +501,54 @@ func (s *sseFramer) event(raw []byte) []byte {
 	if !ok || len(data) == 0 {
 		return raw
 	}
-	out, changed, err := s.f.filterBody(data)
+	cuts, err := s.f.findCuts(data)
 	if err != nil {
 		// Data that is not a JSON-RPC message the filter can read: a
 		// client could not read it either, except leniently. Fail closed.
 		return s.errorEvent()
 	}
-	if !changed {
+	if len(cuts) == 0 {
 		return raw
 	}
 	// Keep the event's other fields (event, id, retry, comments), then
-	// the rewritten data on one line.
-	var b []byte
-	for _, line := range sseLines(raw) {
+	// the rewritten data on one line, built in one buffer.
+	b := make([]byte, 0, len(raw)+len("data: \n\n"))
+	for len(raw) > 0 {
+		line := raw
+		i := lineBreak(raw)
+		if i >= 0 {
+			line = raw[:i]
+			if raw[i] == '\r' && i+1 < len(raw) && raw[i+1] == '\n' {
+				i++
+			}
+			raw = raw[i+1:]
+		} else {
+			raw = nil
+		}
 		if len(line) == 0 || sseField(line) == "data" {
 			continue
 		}
 		b = append(b, line...)
 		b = append(b, '\n')
 	}
-	if bytes.ContainsAny(out, "\r\n") {
+	b = append(b, "data: "...)
+	mark := len(b)
+	b = appendCut(b, data, cuts)
+	if lineBreak(b[mark:]) >= 0 {
 		// One data line: compacted JSON has no line breaks.
 		var compact bytes.Buffer
-		if err := json.Compact(&compact, out); err != nil {
+		if err := json.Compact(&compact, b[mark:]); err != nil {
 			return s.errorEvent()
 		}
-		out = compact.Bytes()
+		b = append(b[:mark], compact.Bytes()...)
 	}
-	b = append(b, "data: "...)
-	b = append(b, out...)
-	b = append(b, '\n', '\n')
-	return b
+	return append(b, '\n', '\n')
 }
 
 func (s *sseFramer) errorEvent() []byte {
 	b := []byte("event: message\ndata: ")
 	b = append(b, s.f.errorMessage()...)
 	return append(b, '\n', '\n')
-}
-
-// sseLines splits an event into its lines (without terminators).
-func sseLines(raw []byte) [][]byte {
-	var lines [][]byte
-	for len(raw) > 0 {
-		i := bytes.IndexAny(raw, "\r\n")
-		if i < 0 {
-			lines = append(lines, raw)
-			break
-		}
-		lines = append(lines, raw[:i])
-		if raw[i] == '\r' && i+1 < len(raw) && raw[i+1] == '\n' {
-			i++
-		}
-		raw = raw[i+1:]
-	}
-	return lines
 }
 
 // sseField is the field name of a line ("" for a comment); the string
@@ -539,7 +573,7 @@ func sseData(raw []byte) ([]byte, bool) {
 	var data []byte
 	n := 0
 	for len(raw) > 0 {
-		i := bytes.IndexAny(raw, "\r\n")
+		i := lineBreak(raw)
 		line := raw
 		if i >= 0 {
 			line = raw[:i]

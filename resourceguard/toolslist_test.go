@@ -359,8 +359,21 @@ func FuzzToolsListFilter(f *testing.F) {
 			}
 			out = got
 			checkNoSecret(t, out)
+			// The held JSON answer is cut in its own buffer, in place:
+			// the same bytes as a fresh copy.
+			cuts, _ := filter.findCuts(body)
+			own := append([]byte(nil), body...)
+			if inPlace := appendCut(own[:0], own, cuts); !bytes.Equal(inPlace, out) {
+				t.Fatalf("cut in place: %q; into a new buffer: %q", inPlace, out)
+			}
 			return
 		}
+		orig := append([]byte(nil), body...)
+		defer func() {
+			if !bytes.Equal(body, orig) {
+				t.Fatalf("the framer wrote into the upstream's buffer: %q became %q", orig, body)
+			}
+		}()
 		s := sseFramer{f: filter, max: 1 << 16}
 		step := int(chunk%16) + 1
 		for i := 0; i < len(body); i += step {
