@@ -472,8 +472,9 @@ func toolLimits(p *[]ToolLimit) opt {
 	})
 }
 
-// parseGuard adapts `mcp_protect [<matcher>] { … }` into two routes: the
-// protected route under the user's matcher, and the metadata route.
+// parseGuard adapts `mcp_protect [<matcher>] { … }` into one route whose
+// matcher is the user's or the host's discovery paths (without a matcher
+// the route matches every path, those included).
 func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
 		return nil, h.ArgErr()
@@ -522,9 +523,16 @@ func parseGuard(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 		"/.well-known/openid-configuration/*",
 	}
 	metaMatcher := caddy.ModuleMap{"path": h.JSON(metaPaths)}
-	var out []httpcaddyfile.ConfigValue
-	out = append(out, h.NewRoute(metaMatcher, &g)...)
-	out = append(out, h.NewRoute(matcherSet, &g)...)
+	out := h.NewRoute(matcherSet, &g)
+	if matcherSet != nil {
+		// One route, one guard: the user's matcher OR the discovery paths.
+		// The user's comes first, so an MCP request is matched by one
+		// pattern and never tried against the six discovery paths (Caddy
+		// stops at the first matching set).
+		route := out[0].Value.(caddyhttp.Route)
+		route.MatcherSetsRaw = append(route.MatcherSetsRaw, metaMatcher)
+		out[0].Value = route
+	}
 	return out, nil
 }
 

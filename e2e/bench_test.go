@@ -125,7 +125,9 @@ var benchWorkloads = []benchWorkload{
 // BenchmarkGuardVsPlainProxy measures, side by side in one Caddy process and
 // one run, a plain reverse_proxy and the same reverse_proxy behind
 // mcp_protect (per-tool scopes, so the guard reads every body, validates the
-// Mcp-Method/Mcp-Name headers and filters tools/list), to the same upstream,
+// Mcp-Method/Mcp-Name headers and filters tools/list), to the same upstream.
+// Both sites route through the same /* path matcher (the guarded one for
+// mcp_protect), so the difference is the guard's work, not Caddy's routing;
 // with what MCP clients send: tools/call and tools/list POSTs of MCP
 // 2026-07-28 answered as JSON or SSE, with 1 and 1,000 distinct tokens. wrk
 // runs at 32 connections; each round runs plain and guarded back to back
@@ -160,7 +162,7 @@ func BenchmarkGuardVsPlainProxy(b *testing.B) {
 	plainPort, guardPort := freePort(b), freePort(b)
 	sites := fmt.Sprintf(`
 http://127.0.0.1:%[1]d {
-	reverse_proxy %[3]s {
+	reverse_proxy /* %[3]s {
 		flush_interval -1
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -685,22 +686,29 @@ func (g *Guard) PrepareUpstream(r *http.Request, p *Principal) {
 func PrepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
 	r.Header.Del("Authorization")
 	stripProductCookies(r.Header)
-	set := func(name, value string) {
-		if name == "" {
-			return
-		}
-		r.Header.Del(name)
-		if value != "" {
-			r.Header.Set(name, value)
-		}
-	}
 	if p == nil {
 		p = &Principal{}
 	}
-	set(headers.Subject, p.Subject)
-	set(headers.ClientID, p.ClientID)
-	set(headers.Scopes, strings.Join(p.Scopes, " "))
-	set(headers.Email, p.Email)
+	names := [...]string{headers.Subject, headers.ClientID, headers.Scopes, headers.Email}
+	values := [...]string{p.Subject, p.ClientID, strings.Join(p.Scopes, " "), p.Email}
+	var backing []string // one allocation for all the values (Header.Set makes one each)
+	for i, name := range names {
+		if name == "" {
+			continue
+		}
+		r.Header.Del(name)
+		if values[i] == "" {
+			continue
+		}
+		if backing == nil {
+			backing = make([]string, 0, len(values))
+		}
+		backing = append(backing, values[i])
+		// Capacity cut to one: a later Header.Add reallocates instead of
+		// writing over the next header's value.
+		n := len(backing)
+		r.Header[textproto.CanonicalMIMEHeaderKey(name)] = backing[n-1 : n : n]
+	}
 }
 
 type principalKey struct{}

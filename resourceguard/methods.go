@@ -16,6 +16,21 @@ var knownMethods = map[string]bool{
 	"tasks/get": true, "tasks/list": true, "tasks/result": true, "tasks/cancel": true,
 }
 
+// wireMethods maps each known method, and the notifications clients send,
+// to itself: the request parser returns these strings instead of copying
+// the body's bytes.
+var wireMethods = func() map[string]string {
+	m := map[string]string{}
+	for name := range knownMethods {
+		m[name] = name
+	}
+	for _, name := range []string{"notifications/initialized", "notifications/cancelled",
+		"notifications/progress", "notifications/roots/list_changed"} {
+		m[name] = name
+	}
+	return m
+}()
+
 // targetMethods are the methods whose target (params.name, or params.uri for
 // resources/*) a rule may name after a colon ("tools/call:delete_todo").
 var targetMethods = map[string]bool{

@@ -481,7 +481,7 @@ func parseMessage(s *jscan, depth int) (rpcCall, error) {
 		if raw[0] != '"' {
 			return c, errors.New("resourceguard: method is not a string")
 		}
-		c.method = stringAt(raw)
+		c.method = methodAt(raw)
 		if c.method == "" {
 			return c, errors.New("resourceguard: empty method")
 		}
@@ -509,6 +509,17 @@ func stringAt(raw []byte) string {
 	s := &jscan{b: raw}
 	content, esc, _ := s.str()
 	return strValue(content, esc)
+}
+
+// methodAt is stringAt for a method name: the MCP methods a client sends
+// on every request come from a table (no copy of the body's bytes).
+func methodAt(raw []byte) string {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		if m, ok := wireMethods[string(raw[1:len(raw)-1])]; ok {
+			return m
+		}
+	}
+	return stringAt(raw)
 }
 
 // errMemberTwice is allocated once: parseMessage runs on every request.

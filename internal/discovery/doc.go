@@ -13,9 +13,9 @@
 //     guards of the site when one of them serves that path on this host, and
 //     answers a JSON 404 when none does.
 //   - mcp_protect owns the three families at the root of its host (its
-//     metadata route) and every /.well-known/ path under its matcher. A
-//     sibling guard's PRM path on the same host is passed on; nothing else
-//     reaches the upstream.
+//     route matches them besides its own matcher) and every /.well-known/
+//     path under its matcher. A sibling guard's PRM path on the same host
+//     is passed on; nothing else reaches the upstream.
 //   - A discovery name appended to another path on the authorization
 //     server's site (/x/.well-known/openid-configuration) is not the
 //     product's: it goes to the next handlers, and is a JSON 404 only when

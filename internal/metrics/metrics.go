@@ -29,6 +29,9 @@ type Metrics struct {
 	// guardByOutcome caches the guard's counter of each outcome (a closed
 	// set): WithLabelValues hashes and locks, once per request otherwise.
 	guardByOutcome *sync.Map
+	// toolByLabels does the same for the tool-call counter, keyed by
+	// toolKey: both labels come from closed sets.
+	toolByLabels *sync.Map
 
 	auditDropped *prometheus.CounterVec // writer
 }
@@ -72,6 +75,7 @@ func Register(reg prometheus.Registerer) (*Metrics, error) {
 	sharedMetricsOnce.Do(func() { sharedMetrics = newMetrics() })
 	m := *sharedMetrics
 	m.guardByOutcome = new(sync.Map)
+	m.toolByLabels = new(sync.Map)
 	if reg == nil {
 		return &m, nil
 	}
@@ -202,10 +206,20 @@ func (m *Metrics) GuardToolCalls(g *resourceguard.Guard, d *resourceguard.Decisi
 	}
 	for _, c := range d.Calls {
 		if c.Method == "tools/call" {
-			m.toolCalls.WithLabelValues(g.ToolLabel(c.Name), guardOutcome(ch)).Inc()
+			k := toolKey{g.ToolLabel(c.Name), guardOutcome(ch)}
+			if ctr, ok := m.toolByLabels.Load(k); ok {
+				ctr.(prometheus.Counter).Inc()
+				continue
+			}
+			ctr := m.toolCalls.WithLabelValues(k.tool, k.outcome)
+			m.toolByLabels.Store(k, ctr)
+			ctr.Inc()
 		}
 	}
 }
+
+// toolKey is the label pair of guard_tool_calls_total.
+type toolKey struct{ tool, outcome string }
 
 // guardOutcome maps a guard decision to the guard's closed outcome set.
 func guardOutcome(ch *resourceguard.Challenge) string { return resourceguard.Outcome(ch) }
