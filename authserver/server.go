@@ -64,6 +64,9 @@ type Server struct {
 
 	// dpop is the DPoP setup (nil when off; dpop.go).
 	dpop *dpopState
+	// listed holds, by resource, the tools its guard last saw the
+	// upstream list (map[string]UpstreamTool; tools.go).
+	listed sync.Map
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

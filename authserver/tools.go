@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -52,6 +53,52 @@ type ToolMap struct {
 	// Implies maps a scope to the narrower scopes it implies (the guard's
 	// scope hierarchy, transitively closed).
 	Implies map[string][]string
+	// Unmapped are the scopes a call of a tool that Tools does not name
+	// needs (the guard's base scopes and those of every tools/call). The
+	// consent page lists the upstream's unmapped tools under them.
+	Unmapped []string
+}
+
+// UpstreamTool is a tool as the resource's upstream MCP server listed it
+// (its guard passes on what it saw in a tools/list result).
+type UpstreamTool struct {
+	Name, Title, Description string
+}
+
+// maxUpstreamTools bounds the tools kept per resource.
+const maxUpstreamTools = 256
+
+// RecordUpstreamTools keeps the tools the upstream of resource listed, for
+// the consent page: their titles and descriptions, and the tools no
+// per-tool scope names (listed under the scopes every tool call needs).
+// They never change what a scope unlocks or the tool snapshot: those come
+// from the operator's map. Only a resource with a tool map is recorded;
+// each call replaces the previous list.
+func (s *Server) RecordUpstreamTools(resource string, tools []UpstreamTool) {
+	n, err := NormalizeResource(resource)
+	if err != nil {
+		return
+	}
+	if _, ok := s.toolMap(n); !ok {
+		return
+	}
+	m := make(map[string]UpstreamTool, min(len(tools), maxUpstreamTools))
+	for _, t := range tools {
+		if len(m) == maxUpstreamTools {
+			break
+		}
+		if t.Name != "" {
+			m[t.Name] = t
+		}
+	}
+	s.listed.Store(n, m)
+}
+
+// upstreamTools is what RecordUpstreamTools kept for resource (nil: none).
+func (s *Server) upstreamTools(resource string) map[string]UpstreamTool {
+	v, _ := s.listed.Load(resource)
+	m, _ := v.(map[string]UpstreamTool)
+	return m
 }
 
 // unlocked returns the sorted names of the tools that a token with scopes may
@@ -123,6 +170,9 @@ type ConsentTool struct {
 	// New marks a tool the user has not approved before for this client and
 	// resource (it appeared since, or its scope is new).
 	New bool
+	// Title and Description are the upstream's, when its guard saw it list
+	// the tool ("" otherwise). The page escapes them.
+	Title, Description string
 }
 
 // consentTools groups the tools that scopes unlock at resource under the
@@ -133,6 +183,19 @@ func (s *Server) consentTools(resource string, scopes, approved []string) []Scop
 	m, ok := s.toolMap(resource)
 	if !ok {
 		return nil
+	}
+	listed := s.upstreamTools(resource)
+	mapped := m.Tools
+	if len(listed) > 0 && len(m.Unmapped) > 0 {
+		// The upstream's tools that no per-tool scope names need the
+		// scopes of every call: list them too (a copy: m is shared).
+		ext := maps.Clone(m.Tools)
+		for name := range listed {
+			if _, ok := ext[name]; !ok {
+				ext[name] = m.Unmapped
+			}
+		}
+		m.Tools = ext
 	}
 	unlocked := m.unlocked(scopes)
 	common := map[string]bool{}
@@ -160,7 +223,11 @@ func (s *Server) consentTools(resource string, scopes, approved []string) []Scop
 			if !slices.Contains(need, sc) && !implies(m, sc, need) || own && common[sc] {
 				continue
 			}
-			st.Tools = append(st.Tools, ConsentTool{Name: name, New: approved != nil && !slices.Contains(approved, name)})
+			_, isMapped := mapped[name]
+			up := listed[name]
+			st.Tools = append(st.Tools, ConsentTool{Name: name, Title: up.Title, Description: up.Description,
+				// Only mapped tools are in a snapshot, so only they can be new.
+				New: isMapped && approved != nil && !slices.Contains(approved, name)})
 		}
 		if len(st.Tools) > 0 {
 			out = append(out, st)

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -241,5 +242,60 @@ func TestStepUpRefusesEndedGrant(t *testing.T) {
 		if w := h.stepUp(http.MethodGet, rq, "alice", nil); w.Header().Get("X-Test-Page") != "error" || w.Code != http.StatusBadRequest {
 			t.Errorf("malformed %q: %d %q", rq, w.Code, w.Header().Get("X-Test-Page"))
 		}
+	}
+}
+
+// TestConsentDescribesUpstreamTools: with the tools the guard saw the
+// upstream list, the consent page shows their titles and descriptions and
+// lists the unmapped ones under the scopes every call needs; what a scope
+// unlocks and the snapshot still come from the operator's map only.
+func TestConsentDescribesUpstreamTools(t *testing.T) {
+	h := newHarness(t, withTools)
+	m := h.srv.cfg.Tools[testResource]
+	m.Unmapped = []string{"read"}
+	h.srv.cfg.Tools[testResource] = m
+	h.srv.RecordUpstreamTools("https://elsewhere.example.com/mcp", []UpstreamTool{{Name: "x", Title: "X"}})
+	if got := h.srv.upstreamTools("https://elsewhere.example.com/mcp"); got != nil {
+		t.Fatalf("a resource without a tool map was recorded: %v", got)
+	}
+	h.srv.RecordUpstreamTools(testResource, []UpstreamTool{
+		{Name: "list_todos", Title: "List todos", Description: "Lists <b>open</b> todos"},
+		{Name: "add_todo", Title: "Add a todo"},
+		{Name: "search_todos", Title: "Search", Description: "Finds todos"},
+	})
+	q := h.authzQuery("asks", "https://asks.example.com/cb")
+	q.Set("scope", "read write")
+	if w := h.authorize(q, "alice"); w.Header().Get("X-Test-Page") != "consent" {
+		t.Fatalf("want the consent page, got %d", w.Code)
+	}
+	want := []ScopeTools{
+		{Scope: "read", Tools: []ConsentTool{
+			{Name: "list_todos", Title: "List todos", Description: "Lists <b>open</b> todos"},
+			{Name: "search_todos", Title: "Search", Description: "Finds todos"},
+		}},
+		{Scope: "write", Tools: []ConsentTool{{Name: "add_todo", Title: "Add a todo"}, {Name: "delete_todo"}}},
+	}
+	if got := h.browser.lastConsent().Tools; !reflect.DeepEqual(got, want) {
+		t.Fatalf("consent tools = %+v,\nwant %+v", got, want)
+	}
+	w := h.consentPost(q, "alice", url.Values{"csrf": {"csrf-alice"}, "decision": {"approve"}, "remember": {"on"}})
+	tok := h.mustToken(h.exchangeForm("asks", h.codeFrom(w), "https://asks.example.com/cb", testVerifier))
+	if got := toolClaim(h.claims(tok.AccessToken)); !slices.Equal(got, []string{"add_todo", "delete_todo", "list_todos"}) {
+		t.Fatalf("%s = %v: the snapshot holds the operator's mapped tools only", ClaimTools, got)
+	}
+	// The upstream's list never asks for fresh consent by itself.
+	h.srv.RecordUpstreamTools(testResource, []UpstreamTool{{Name: "search_todos"}, {Name: "another_unmapped"}})
+	if w := h.authorize(q, "alice"); w.Code != http.StatusSeeOther {
+		t.Fatalf("an upstream-listed tool made the remembered consent stop covering the request: %d", w.Code)
+	}
+
+	// Bounded: at most maxUpstreamTools per resource.
+	var many []UpstreamTool
+	for i := range maxUpstreamTools + 20 {
+		many = append(many, UpstreamTool{Name: "t" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strconv.Itoa(i)})
+	}
+	h.srv.RecordUpstreamTools(testResource, many)
+	if n := len(h.srv.upstreamTools(testResource)); n != maxUpstreamTools {
+		t.Fatalf("%d upstream tools kept, want %d", n, maxUpstreamTools)
 	}
 }

@@ -166,6 +166,10 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	} else {
 		cfg.DPoP = g.DPoPConfig(nil, nil)
 	}
+	if app := g.app; app != nil {
+		resource := cfg.Resource
+		cfg.ToolsListed = func(tools []resourceguard.ListedTool) { app.toolsListed(resource, tools) }
+	}
 	guard, err := resourceguard.New(cfg)
 	if err != nil {
 		return fmt.Errorf("mcp_protect: %w", err)
@@ -173,7 +177,7 @@ func (g *Guard) Provision(ctx caddy.Context) error {
 	g.guard = guard
 	if g.app != nil {
 		tools, implies := guard.MappedTools()
-		g.app.RegisterResourceTools(cfg.Resource, tools, implies)
+		g.app.RegisterResourceTools(cfg.Resource, tools, implies, guard.UnmappedToolScopes())
 	}
 	if u, err := url.Parse(guard.Resource()); err == nil {
 		g.unclaim = g.prm.Claim(u.Host, guard.MetadataPaths())

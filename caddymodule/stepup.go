@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"github.com/mcpauth/caddy-mcpauth/authserver"
 	"github.com/mcpauth/caddy-mcpauth/config"
+	"github.com/mcpauth/caddy-mcpauth/resourceguard"
 )
 
 // Values of Guard.StepUp.
@@ -14,7 +15,7 @@ const (
 // RegisterResourceTools records the per-tool scope map of a guarded
 // resource, for the consent page and the tool snapshot of grants. Resource
 // guards call it while they are provisioned.
-func (a *App) RegisterResourceTools(resource string, tools, implies map[string][]string) {
+func (a *App) RegisterResourceTools(resource string, tools, implies map[string][]string, unmapped []string) {
 	if len(tools) == 0 {
 		return
 	}
@@ -27,7 +28,21 @@ func (a *App) RegisterResourceTools(resource string, tools, implies map[string][
 	if a.st.tools == nil {
 		a.st.tools = map[string]authserver.ToolMap{}
 	}
-	a.st.tools[n] = authserver.ToolMap{Tools: tools, Implies: implies}
+	a.st.tools[n] = authserver.ToolMap{Tools: tools, Implies: implies, Unmapped: unmapped}
+}
+
+// toolsListed hands the tools a guard saw its upstream list to the consent
+// page of this app's authorization server.
+func (a *App) toolsListed(resource string, tools []resourceguard.ListedTool) {
+	srv, err := a.Server()
+	if err != nil {
+		return
+	}
+	up := make([]authserver.UpstreamTool, len(tools))
+	for i, t := range tools {
+		up[i] = authserver.UpstreamTool{Name: t.Name, Title: t.Title, Description: t.Description}
+	}
+	srv.RecordUpstreamTools(resource, up)
 }
 
 // stepUpURL is the step-up page of this app's authorization server for a

@@ -243,7 +243,9 @@ http://127.0.0.1:%[2]d {
 		}{{guardPort, out}, {plainPort, out + ".plain"}} {
 			done := make(chan error, 1)
 			go func() { done <- fetchProfile(s.caddy.admin, max(secs-1, 1), side.file) }()
-			run(benchWorkloads[i], side.port)
+			res := run(benchWorkloads[i], side.port)
+			// The rate, to turn the profile's seconds into time per request.
+			b.Logf("profile %s: %.0f req/s, %.1f µs CPU/req", side.file, res.rps, res.cpuPerReq*1e6)
 			if err := <-done; err != nil {
 				b.Fatalf("profile: %v", err)
 			}

@@ -148,6 +148,12 @@ func TestStepUpAndToolSnapshotGoSDK(t *testing.T) {
 		t.Fatalf("list_todos with a read token: %v %+v", err, res)
 	}
 
+	// The guard sees the upstream's tools/list: the next consent page
+	// describes the tools in the upstream's words.
+	if _, err := cs.ListTools(ctx, nil); err != nil {
+		t.Fatalf("ListTools: %v", err)
+	}
+
 	// A write tool: 403 insufficient_scope, the SDK's step-up, a consent
 	// page naming the write tools as new, then the call succeeds.
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "add_todo", Arguments: map[string]any{"title": "step up"}})
@@ -157,10 +163,22 @@ func TestStepUpAndToolSnapshotGoSDK(t *testing.T) {
 	if len(consents) != 2 {
 		t.Fatalf("step-up showed %d consent pages, want 1 more", len(consents)-1)
 	}
-	for _, want := range []string{"<code>add_todo</code> <span class=\"new\">new</span>", "<code>complete_todo</code> <span class=\"new\">new</span>", "<code>list_todos</code></li>"} {
-		if !strings.Contains(consents[1], want) {
-			t.Errorf("step-up consent page lacks %q", want)
+	for name, want := range map[string][]string{
+		"add_todo":      {`<span class="new">new</span>`, `<span class="tool-title">Add a todo</span>`, `<span class="tool-desc muted">Add a todo to your list.</span>`},
+		"complete_todo": {`<span class="new">new</span>`, `Mark a todo as done.`},
+		"list_todos":    {`List your todos (open ones only unless include_done is set).`},
+		// Not mapped: listed under the base scope from the upstream's list.
+		"whoami": {`Show the identity the server received from the proxy in front of it.`},
+	} {
+		item := toolItem(consents[1], name)
+		for _, w := range want {
+			if !strings.Contains(item, w) {
+				t.Errorf("step-up consent page: tool %s %q lacks %q", name, item, w)
+			}
 		}
+	}
+	if strings.Contains(toolItem(consents[1], "list_todos"), `class="new"`) || strings.Contains(toolItem(consents[1], "whoami"), `class="new"`) {
+		t.Errorf("an approved or unmapped tool is marked new:\n%s", tail(consents[1], 3000))
 	}
 
 	// The operator maps delete_todo under todo:write, which the token has.
@@ -170,14 +188,28 @@ func TestStepUpAndToolSnapshotGoSDK(t *testing.T) {
 	if err != nil || res.IsError {
 		t.Fatalf("delete_todo after fresh consent: %v %+v", err, res)
 	}
-	if len(consents) != 3 || !strings.Contains(consents[2], "<code>delete_todo</code> <span class=\"new\">new</span>") ||
-		!strings.Contains(consents[2], `id="new-tools"`) || strings.Contains(consents[2], "<code>add_todo</code> <span class=\"new\">") {
+	if len(consents) != 3 || !strings.Contains(toolItem(consents[2], "delete_todo"), `<span class="new">new</span>`) ||
+		!strings.Contains(consents[2], `id="new-tools"`) || toolItem(consents[2], "add_todo") == "" || strings.Contains(toolItem(consents[2], "add_todo"), `class="new"`) {
 		t.Fatalf("the new tool's consent page (%d pages) does not name it alone as new:\n%s", len(consents), tail(consents[len(consents)-1], 3000))
 	}
 	// And the approved tools keep working without another consent.
 	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "add_todo", Arguments: map[string]any{"title": "again"}}); err != nil || res.IsError || len(consents) != 3 {
 		t.Fatalf("add_todo after the new tool's consent: %v %+v (%d consents)", err, res, len(consents))
 	}
+}
+
+// toolItem is the <li> of a tool on a consent page ("" when it is not
+// listed).
+func toolItem(page, name string) string {
+	i := strings.Index(page, "<li><code>"+name+"</code>")
+	if i < 0 {
+		return ""
+	}
+	j := strings.Index(page[i:], "</li>")
+	if j < 0 {
+		return page[i:]
+	}
+	return page[i : i+j]
 }
 
 // rawToolCall posts one MCP 2026-07-28 tools/call (stateless: no session)
@@ -242,7 +274,7 @@ func visitStepUp(t *testing.T, b *browser, link string) string {
 			}
 			vals.Set("password", alicePassword)
 		} else {
-			if !strings.Contains(string(body), "asks for more access") || !strings.Contains(string(body), "<code>add_todo</code> <span class=\"new\">new</span>") {
+			if !strings.Contains(string(body), "asks for more access") || !strings.Contains(toolItem(string(body), "add_todo"), `<span class="new">new</span>`) {
 				t.Fatalf("step-up consent page does not name the new access:\n%s", tail(string(body), 3000))
 			}
 			vals.Set("decision", "approve")

@@ -35,7 +35,10 @@ func TestChromiumRedirectChains(t *testing.T) {
 	defer client.Close()
 	e := newEnv(t, nil)
 	// The consent page lists the tools each scope unlocks (requirement 31).
-	e.consen.Tools = []authserver.ScopeTools{{Scope: "mcp:tools", Tools: []authserver.ConsentTool{{Name: "list_todos"}, {Name: "delete_todo", New: true}}}}
+	// With the upstream's description of a tool (from a tools/list the
+	// guard saw).
+	e.consen.Tools = []authserver.ScopeTools{{Scope: "mcp:tools", Tools: []authserver.ConsentTool{{Name: "list_todos"},
+		{Name: "delete_todo", New: true, Title: "Delete a todo", Description: "Removes a todo for good; it cannot be undone."}}}}
 	// The redirect URI of a native client: loopback http, another origin.
 	e.clientCallback = strings.Replace(client.URL, "127.0.0.1", "localhost", 1) + "/callback"
 
@@ -93,7 +96,8 @@ func TestChromiumRedirectChains(t *testing.T) {
 				}
 			}
 			if tc.consent {
-				if !strings.Contains(tools, "list_todos") || !strings.Contains(tools, "delete_todo") || !strings.Contains(banner, "delete_todo") {
+				if !strings.Contains(tools, "list_todos") || !strings.Contains(tools, "delete_todo") || !strings.Contains(banner, "delete_todo") ||
+					!strings.Contains(tools, "Delete a todo") || !strings.Contains(tools, "it cannot be undone") {
 					t.Fatalf("consent page tools %q, banner %q", tools, banner)
 				}
 				dir := os.Getenv("MCPAUTH_E2E_ARTIFACTS")

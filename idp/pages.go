@@ -504,7 +504,7 @@ func (l *Login) Consent(w http.ResponseWriter, r *http.Request, page authserver.
 				continue
 			}
 			for _, t := range st.Tools {
-				cv.Scopes[i].Tools = append(cv.Scopes[i].Tools, toolView{Name: t.Name, New: t.New})
+				cv.Scopes[i].Tools = append(cv.Scopes[i].Tools, toolView{Name: t.Name, New: t.New, Title: t.Title, Description: t.Description})
 				if t.New && !slices.Contains(cv.NewTools, t.Name) {
 					cv.NewTools = append(cv.NewTools, t.Name)
 				}

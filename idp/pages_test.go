@@ -489,19 +489,20 @@ func TestCSRFOriginNullAndFetchSite(t *testing.T) {
 }
 
 // TestConsentPageListsTools: the tools each scope unlocks are listed under
-// it, new ones marked and named once above the list, tool names escaped;
+// it, new ones marked and named once above the list, tool names and the
+// upstream's titles and descriptions escaped;
 // the step-up variant says it widens an existing access.
 func TestConsentPageListsTools(t *testing.T) {
 	e := newEnv(t, nil)
 	e.consen.Tools = []authserver.ScopeTools{
-		{Scope: "mcp:tools", Tools: []authserver.ConsentTool{{Name: "list_todos"}, {Name: `<b>x</b>`, New: true}}},
+		{Scope: "mcp:tools", Tools: []authserver.ConsentTool{{Name: "list_todos", Title: "List <i>todos</i>", Description: `Lists "open" todos & <script>alert(1)</script>`}, {Name: `<b>x</b>`, New: true}}},
 		{Scope: "unrequested", Tools: []authserver.ConsentTool{{Name: "ghost"}}},
 	}
 	b := e.browser()
 	b.login(aliceEmail, alicePW, "/")
 	res := b.get("/authorize?consent=1")
 	for _, want := range []string{
-		`<ul class="tools" aria-label="Tools mcp:tools unlocks"><li><code>list_todos</code></li><li><code>&lt;b&gt;x&lt;/b&gt;</code> <span class="new">new</span></li></ul>`,
+		`<ul class="tools" aria-label="Tools mcp:tools unlocks"><li><code>list_todos</code> <span class="tool-title">List &lt;i&gt;todos&lt;/i&gt;</span><span class="tool-desc muted">Lists &#34;open&#34; todos &amp; &lt;script&gt;alert(1)&lt;/script&gt;</span></li><li><code>&lt;b&gt;x&lt;/b&gt;</code> <span class="new">new</span></li></ul>`,
 		`<div class="alert alert-warn" role="note" id="new-tools"><strong>New tools.</strong> Not approved before: <code>&lt;b&gt;x&lt;/b&gt;</code>.</div>`,
 		"wants to access your account",
 	} {
@@ -509,7 +510,7 @@ func TestConsentPageListsTools(t *testing.T) {
 			t.Errorf("consent page lacks %q", want)
 		}
 	}
-	if strings.Contains(res.body, "<b>x</b>") || strings.Contains(res.body, "ghost") {
+	if strings.Contains(res.body, "<b>x</b>") || strings.Contains(res.body, "<i>todos") || strings.Contains(res.body, "<script>alert") || strings.Contains(res.body, "ghost") {
 		t.Errorf("consent page shows an unescaped tool or a tool of a scope not requested:\n%s", res.body)
 	}
 

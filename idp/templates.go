@@ -97,6 +97,9 @@ type scopeView struct {
 type toolView struct {
 	Name string
 	New  bool
+	// Title and Description are the upstream MCP server's (escaped by
+	// html/template like everything else).
+	Title, Description string
 }
 
 // stepUpView is the page after a step-up decision.
@@ -195,7 +198,7 @@ func sampleFor(name string, v view) view {
 		v.Signup = &signupView{Action: "/signup", ReturnTo: "/", LoginURL: "/login", Domains: []string{"example.com"}}
 	case "consent.html":
 		v.Consent = &consentView{ClientName: "App", RedirectHost: "127.0.0.1", Action: "/authorize", UserLabel: "a@example.com", Initial: "A", LoopbackOnly: true,
-			Scopes: []scopeView{{Name: "openid", Description: "d", Tools: []toolView{{Name: "t", New: true}}}}, Resource: "https://mcp.example.com/mcp", LogoutURL: "/logout",
+			Scopes: []scopeView{{Name: "openid", Description: "d", Tools: []toolView{{Name: "t", New: true, Title: "T", Description: "d"}}}}, Resource: "https://mcp.example.com/mcp", LogoutURL: "/logout",
 			NewTools: []string{"t"}, NewScopes: []string{"openid"}}
 	case "stepup_done.html":
 		v.StepUp = &stepUpView{ClientName: "App", Approved: true, Scopes: []string{"openid"}}

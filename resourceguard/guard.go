@@ -172,6 +172,12 @@ type Config struct {
 	// refused: a JSON answer becomes 502 with a JSON-RPC error, an SSE stream
 	// ends with a JSON-RPC error event.
 	MaxToolsListBytes int64
+	// ToolsListed, when set, receives the tools (name, title, description)
+	// of a tools/list result the guard filtered, at most once per
+	// ToolsListedEvery (default a minute): the consent page describes the
+	// tools with them (toolcatalog.go). It must not keep the slice.
+	ToolsListed      func([]ListedTool)
+	ToolsListedEvery time.Duration
 	// ToolLimits are rate limits per (subject, tool) of tools/call. A limit
 	// whose Tool is "*" applies to each tool that has no limit of its own.
 	ToolLimits []ToolLimit
@@ -239,6 +245,7 @@ type Guard struct {
 	maxListBytes int64
 	limits       *toolLimiter
 	toolLabels   map[string]bool
+	catalog      *toolCatalog // nil: no ToolsListed
 
 	// origins
 	ownOrigin string
@@ -413,6 +420,12 @@ func New(cfg Config) (*Guard, error) {
 		g.maxListBytes = defaultMaxListBody
 	} else if g.maxListBytes < 0 {
 		return nil, errors.New("resourceguard: negative max tools/list size")
+	}
+	if cfg.ToolsListed != nil && g.filterTools {
+		g.catalog = &toolCatalog{fn: cfg.ToolsListed, every: cfg.ToolsListedEvery}
+		if g.catalog.every <= 0 {
+			g.catalog.every = defaultListedEvery
+		}
 	}
 	if g.limits, err = newToolLimiter(cfg.ToolLimits, g.now); err != nil {
 		return nil, err

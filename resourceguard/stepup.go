@@ -101,6 +101,20 @@ func (g *Guard) MappedTools() (tools map[string][]string, implies map[string][]s
 	return tools, implies
 }
 
+// UnmappedToolScopes are the scopes a tools/call of a tool that no
+// "tools/call:<tool>" rule names needs: the base scopes and those of
+// "tools/call". The consent page lists the upstream's unmapped tools under
+// them.
+func (g *Guard) UnmappedToolScopes() []string {
+	need := slices.Clone(g.baseScopes)
+	for _, s := range g.methodScope["tools/call"] {
+		if !slices.Contains(need, s) {
+			need = append(need, s)
+		}
+	}
+	return need
+}
+
 // rpcRequest is the one JSON-RPC request of a body, as the step-up answer
 // needs it.
 type rpcRequest struct {

@@ -42,6 +42,10 @@ func (g *Guard) FilterWriter(w http.ResponseWriter, d *Decision) (http.ResponseW
 		return w, func() error { return nil }
 	}
 	fw := &toolsListWriter{w: w, f: g.listFilter(d), max: g.maxListBytes}
+	if g.catalog.arm(g.now()) {
+		fw.f.collecting = true
+		fw.listed = g.catalog.fn
+	}
 	return fw, fw.finish
 }
 
@@ -59,6 +63,10 @@ func (g *Guard) listFilter(d *Decision) *toolFilter {
 type toolFilter struct {
 	keep func(tool string) bool
 	id   json.RawMessage // of the tools/list request, for error answers
+	// collecting: record every tool's name, title and description in
+	// listed, kept or not (toolcatalog.go).
+	collecting bool
+	listed     []ListedTool
 }
 
 // filterBody filters a JSON body: one JSON-RPC message or a batch of them,
@@ -174,21 +182,32 @@ func (f *toolFilter) scanTool(s *jscan, depth int) (bool, error) {
 	if s.b[s.i] != '{' {
 		return false, s.value(depth)
 	}
-	var name [2]int
+	var name, title, desc [2]int
 	dup := false
 	err := s.object(depth, func(key []byte, esc bool) error {
-		if !keyIs(key, esc, "name") {
+		var at *[2]int
+		switch {
+		case keyIs(key, esc, "name"):
+			if name[1] != 0 {
+				dup = true
+			}
+			at = &name
+		case f.collecting && keyIs(key, esc, "title"):
+			at = &title
+		case f.collecting && keyIs(key, esc, "description"):
+			at = &desc
+		default:
 			return s.value(depth + 1)
 		}
-		if name[1] != 0 {
-			dup = true
-		}
 		var err error
-		name, err = s.span(depth + 1)
+		*at, err = s.span(depth + 1)
 		return err
 	})
 	if err != nil || dup || name[1] == 0 || s.b[name[0]] != '"' {
 		return false, err
+	}
+	if f.collecting {
+		f.collect(s.b[name[0]:name[1]], stringSpan(s.b, title), stringSpan(s.b, desc))
 	}
 	raw, esc, _ := (&jscan{b: s.b, i: name[0]}).str()
 	if len(raw) == 0 {
@@ -200,6 +219,15 @@ func (f *toolFilter) scanTool(s *jscan, depth int) (bool, error) {
 	// The common case, a plain ASCII name: looked up without a copy. keep
 	// only reads the name (a map lookup), and s.b outlives the call.
 	return f.keep(unsafe.String(&raw[0], len(raw))), nil
+}
+
+// stringSpan is the JSON string at span in b, or nil when the span is
+// empty or holds another kind of value.
+func stringSpan(b []byte, span [2]int) []byte {
+	if span[1] == 0 || b[span[0]] != '"' {
+		return nil
+	}
+	return b[span[0]:span[1]]
 }
 
 func isASCII(b []byte) bool {
@@ -234,6 +262,9 @@ type toolsListWriter struct {
 	mode int
 	buf  []byte
 	sse  sseFramer
+	// listed receives the tools collected from a result passed on whole
+	// (nil: not collecting this time).
+	listed func([]ListedTool)
 }
 
 func (t *toolsListWriter) Header() http.Header { return t.w.Header() }
@@ -332,12 +363,14 @@ func (t *toolsListWriter) finish() error {
 			out = appendCut(t.buf[:0], t.buf, cuts) // in place: the buffer is ours
 		}
 		t.mode = modeDone
+		t.handOff()
 		t.w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 		t.w.WriteHeader(http.StatusOK)
 		_, err = t.w.Write(out)
 		return err
 	case modeSSE:
 		t.mode = modeDone
+		t.handOff() // what the dispatched events listed, not an unterminated one
 		out := t.sse.end()
 		if len(out) > 0 {
 			_, err := t.w.Write(out)
@@ -346,6 +379,15 @@ func (t *toolsListWriter) finish() error {
 		}
 	}
 	return nil
+}
+
+// handOff gives the collected tools to the catalog, once.
+func (t *toolsListWriter) handOff() {
+	if t.listed != nil && len(t.f.listed) > 0 {
+		t.listed(t.f.listed)
+	}
+	t.listed = nil
+	t.f.collecting = false
 }
 
 func (t *toolsListWriter) flush() {
@@ -501,10 +543,13 @@ func (s *sseFramer) event(raw []byte) []byte {
 	if !ok || len(data) == 0 {
 		return raw
 	}
+	before := len(s.f.listed)
 	cuts, err := s.f.findCuts(data)
 	if err != nil {
 		// Data that is not a JSON-RPC message the filter can read: a
-		// client could not read it either, except leniently. Fail closed.
+		// client could not read it either, except leniently. Fail closed,
+		// and keep nothing of it for the consent page.
+		s.f.listed = s.f.listed[:before]
 		return s.errorEvent()
 	}
 	if len(cuts) == 0 {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // toolsListResult is a tools/list result with the given tools (each with a
@@ -350,7 +351,18 @@ func FuzzToolsListFilter(f *testing.F) {
 		f.Add([]byte("event: message\r\ndata: "+s+"\r\n\r\n: c\r\r"), uint8(1), uint8(1))
 	}
 	f.Fuzz(func(t *testing.T, body []byte, kind, chunk uint8) {
-		filter := &toolFilter{keep: func(n string) bool { return n != "secret" }, id: json.RawMessage("1")}
+		// Half the runs also collect the listed tools (toolcatalog.go).
+		filter := &toolFilter{keep: func(n string) bool { return n != "secret" }, id: json.RawMessage("1"), collecting: kind&2 != 0}
+		defer func() {
+			if len(filter.listed) > maxListedTools {
+				t.Fatalf("%d tools collected, more than %d", len(filter.listed), maxListedTools)
+			}
+			for _, lt := range filter.listed {
+				if lt.Name == "" || len(lt.Name) > maxListedName || utf8.RuneCountInString(lt.Title) > maxListedTitle || utf8.RuneCountInString(lt.Description) > maxListedDesc {
+					t.Fatalf("collected tool out of bounds: %+v", lt)
+				}
+			}
+		}()
 		var out []byte
 		if kind%2 == 0 {
 			got, _, err := filter.filterBody(body)

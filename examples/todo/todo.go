@@ -265,7 +265,7 @@ type whoamiOut struct {
 }
 
 func (a *app) addTools() {
-	mcp.AddTool(a.server, &mcp.Tool{Name: "add_todo", Description: "Add a todo to your list."},
+	mcp.AddTool(a.server, &mcp.Tool{Name: "add_todo", Title: "Add a todo", Description: "Add a todo to your list."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in addTodoIn) (*mcp.CallToolResult, todoOut, error) {
 			t, err := a.store.add(a.subject(req), in.Title)
 			if err != nil {
@@ -273,11 +273,11 @@ func (a *app) addTools() {
 			}
 			return nil, todoOut{Todo: t}, nil
 		})
-	mcp.AddTool(a.server, &mcp.Tool{Name: "list_todos", Description: "List your todos (open ones only unless include_done is set)."},
+	mcp.AddTool(a.server, &mcp.Tool{Name: "list_todos", Title: "List todos", Description: "List your todos (open ones only unless include_done is set)."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in listTodosIn) (*mcp.CallToolResult, listTodosOut, error) {
 			return nil, listTodosOut{Todos: a.store.list(a.subject(req), in.IncludeDone)}, nil
 		})
-	mcp.AddTool(a.server, &mcp.Tool{Name: "complete_todo", Description: "Mark a todo as done."},
+	mcp.AddTool(a.server, &mcp.Tool{Name: "complete_todo", Title: "Complete a todo", Description: "Mark a todo as done."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in idIn) (*mcp.CallToolResult, todoOut, error) {
 			t, err := a.store.complete(a.subject(req), in.ID)
 			if err != nil {
@@ -285,16 +285,16 @@ func (a *app) addTools() {
 			}
 			return nil, todoOut{Todo: t}, nil
 		})
-	mcp.AddTool(a.server, &mcp.Tool{Name: "delete_todo", Description: "Delete a todo."},
+	mcp.AddTool(a.server, &mcp.Tool{Name: "delete_todo", Title: "Delete a todo", Description: "Delete a todo."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in idIn) (*mcp.CallToolResult, deleteOut, error) {
 			if err := a.store.delete(a.subject(req), in.ID); err != nil {
 				return nil, deleteOut{}, err
 			}
 			return nil, deleteOut{Deleted: in.ID}, nil
 		})
-	mcp.AddTool(a.server, &mcp.Tool{Name: "slow_count", Description: "Count to n slowly, reporting progress at every step."},
+	mcp.AddTool(a.server, &mcp.Tool{Name: "slow_count", Title: "Count slowly", Description: "Count to n slowly, reporting progress at every step."},
 		a.slowCount)
-	mcp.AddTool(a.server, &mcp.Tool{Name: "whoami", Description: "Show the identity the server received from the proxy in front of it."},
+	mcp.AddTool(a.server, &mcp.Tool{Name: "whoami", Title: "Who am I", Description: "Show the identity the server received from the proxy in front of it."},
 		func(ctx context.Context, req *mcp.CallToolRequest, _ whoamiIn) (*mcp.CallToolResult, whoamiOut, error) {
 			out := whoamiOut{IdentityHeaders: map[string]string{}, AuthorizationHeadersSeenTotal: a.authSeen.Load()}
 			if req.Extra != nil && req.Extra.Header != nil {
