@@ -158,17 +158,8 @@ func (s *jscan) str() (raw []byte, esc bool, err error) {
 
 // strValue decodes a string's raw content as encoding/json does.
 func strValue(raw []byte, esc bool) string {
-	if !esc {
-		ascii := true
-		for _, c := range raw {
-			if c >= 0x80 {
-				ascii = false
-				break
-			}
-		}
-		if ascii {
-			return string(raw)
-		}
+	if !esc && isASCII(raw) {
+		return string(raw)
 	}
 	// Escapes or non-ASCII bytes (invalid UTF-8 becomes U+FFFD): exactly
 	// as encoding/json decodes them.
@@ -292,14 +283,7 @@ func keyIs(key []byte, esc bool, name string) bool {
 		}
 		// Folding can change the length only through non-ASCII letters
 		// (e.g. U+017F folds to 's', U+212A to 'k').
-		ascii := true
-		for _, c := range key {
-			if c >= 0x80 {
-				ascii = false
-				break
-			}
-		}
-		if ascii && len(key) != len(name) {
+		if len(key) != len(name) && isASCII(key) {
 			return false
 		}
 	}

@@ -559,17 +559,8 @@ func (s *sseFramer) event(raw []byte) []byte {
 	// the rewritten data on one line, built in one buffer.
 	b := make([]byte, 0, len(raw)+len("data: \n\n"))
 	for len(raw) > 0 {
-		line := raw
-		i := lineBreak(raw)
-		if i >= 0 {
-			line = raw[:i]
-			if raw[i] == '\r' && i+1 < len(raw) && raw[i+1] == '\n' {
-				i++
-			}
-			raw = raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw = cutSSELine(raw)
 		if len(line) == 0 || sseField(line) == "data" {
 			continue
 		}
@@ -596,6 +587,20 @@ func (s *sseFramer) errorEvent() []byte {
 	return append(b, '\n', '\n')
 }
 
+// cutSSELine splits off the first line of raw (ended by CRLF, LF or CR, or
+// by the end of raw) and returns it without its terminator, and the rest.
+func cutSSELine(raw []byte) (line, rest []byte) {
+	i := lineBreak(raw)
+	if i < 0 {
+		return raw, nil
+	}
+	line = raw[:i]
+	if raw[i] == '\r' && i+1 < len(raw) && raw[i+1] == '\n' {
+		i++
+	}
+	return line, raw[i+1:]
+}
+
 // sseField is the field name of a line ("" for a comment); the string
 // conversions in comparisons do not allocate.
 func sseField(line []byte) string {
@@ -618,17 +623,8 @@ func sseData(raw []byte) ([]byte, bool) {
 	var data []byte
 	n := 0
 	for len(raw) > 0 {
-		i := lineBreak(raw)
-		line := raw
-		if i >= 0 {
-			line = raw[:i]
-			if raw[i] == '\r' && i+1 < len(raw) && raw[i+1] == '\n' {
-				i++
-			}
-			raw = raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw = cutSSELine(raw)
 		if sseField(line) != "data" {
 			continue
 		}
