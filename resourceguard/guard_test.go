@@ -162,6 +162,26 @@ func TestCache(t *testing.T) {
 		f.clock.Advance(2 * time.Minute)
 		assertRefused(t, f, f.do(bearerReq("POST", testResource, tok)), 401, "invalid_token")
 	})
+	// The benchmark's 1,000-token workload: at the default size, sharding
+	// must not evict (a shard over its share would miss on every round
+	// of a cyclic access pattern).
+	t.Run("1000 tokens stay cached at the default size", func(t *testing.T) {
+		f := newFixture(t, nil)
+		toks := make([]string, 1000)
+		for i := range toks {
+			toks[i] = f.token(func(h, c map[string]any) { c["jti"] = fmt.Sprint(i) })
+		}
+		for range 2 {
+			for _, tok := range toks {
+				if w := f.do(bearerReq("POST", testResource, tok)); w.Code != 200 {
+					t.Fatal(w.Code)
+				}
+			}
+		}
+		if n := f.keys.calls.Load(); n != 1000 {
+			t.Fatalf("key lookups = %d, want 1000 (one per token)", n)
+		}
+	})
 	t.Run("bounded size", func(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.CacheSize = 100 })
 		for i := range 300 {
