@@ -8,14 +8,20 @@ import (
 
 // tokenCache is a bounded cache of verified tokens, keyed by SHA-256 of the
 // token (the token itself is never kept). It is sharded to keep lock
-// contention low; each shard is an LRU list. Entries live until
+// contention low; each shard is an LRU list. The size bounds the whole
+// cache, not each shard: hashes never spread evenly, and a per-shard share
+// of size/16 made a shard holding more than its share evict on every round
+// of the same active tokens (1,000 tokens in a cache of 1,000 missed 47 %
+// of lookups). When the cache is full, an insert evicts the least recently
+// used entry of its own shard. Entries live until
 // min(token expiry, CacheMaxTTL after verification). The whole cache is
 // flushed when the key source's generation changes, and an entry verified
 // under an older generation is never inserted. Failures are never cached.
 type tokenCache struct {
-	gen      atomic.Uint64
-	perShard int
-	shards   []cacheShard
+	gen    atomic.Uint64
+	size   int64
+	count  atomic.Int64 // entries in all shards
+	shards []cacheShard
 }
 
 type cacheShard struct {
@@ -36,7 +42,7 @@ func newTokenCache(size int, gen uint64) *tokenCache {
 	if size < 64 {
 		n = 1
 	}
-	c := &tokenCache{perShard: (size + n - 1) / n, shards: make([]cacheShard, n)}
+	c := &tokenCache{size: int64(size), shards: make([]cacheShard, n)}
 	c.gen.Store(gen)
 	for i := range c.shards {
 		s := &c.shards[i]
@@ -72,6 +78,7 @@ func (c *tokenCache) sync(gen uint64) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
+		c.count.Add(-int64(len(s.m)))
 		clear(s.m)
 		s.head.prev, s.head.next = &s.head, &s.head
 		s.mu.Unlock()
@@ -92,6 +99,7 @@ func (c *tokenCache) get(key [32]byte, now time.Time) *verifiedToken {
 	if e.gen != c.gen.Load() || !now.Before(e.v.cacheUntil) {
 		s.unlink(e)
 		delete(s.m, key)
+		c.count.Add(-1)
 		return nil
 	}
 	s.unlink(e)
@@ -115,10 +123,14 @@ func (c *tokenCache) put(key [32]byte, v *verifiedToken, gen uint64) {
 	e := &cacheEntry{key: key, v: v, gen: gen}
 	s.m[key] = e
 	s.pushFront(e)
-	for len(s.m) > c.perShard {
+	// Over the bound: evict from this shard, never the entry just added.
+	// Concurrent inserts into other shards may overshoot by at most one
+	// entry per shard.
+	if c.count.Add(1) > c.size && len(s.m) > 1 {
 		last := s.head.prev
 		s.unlink(last)
 		delete(s.m, last.key)
+		c.count.Add(-1)
 	}
 }
 
