@@ -12,8 +12,10 @@ import (
 // cache, not each shard: hashes never spread evenly, and a per-shard share
 // of size/16 made a shard holding more than its share evict on every round
 // of the same active tokens (1,000 tokens in a cache of 1,000 missed 47 %
-// of lookups). When the cache is full, an insert evicts the least recently
-// used entry of its own shard. Entries live until
+// of lookups). An insert first drops its shard's expired entries from the
+// least recently used end, so that the shards' shares follow the live
+// tokens rather than the ones the cache filled with; when the cache is
+// still full, it evicts its shard's least recently used entry. Entries live until
 // min(token expiry, CacheMaxTTL after verification). The whole cache is
 // flushed when the key source's generation changes, and an entry verified
 // under an older generation is never inserted. Failures are never cached.
@@ -97,9 +99,7 @@ func (c *tokenCache) get(key [32]byte, now time.Time) *verifiedToken {
 	// concurrent sync is still clearing the shards: the switch of c.gen
 	// is atomic, the clearing is not.
 	if e.gen != c.gen.Load() || !now.Before(e.v.cacheUntil) {
-		s.unlink(e)
-		delete(s.m, key)
-		c.count.Add(-1)
+		c.remove(s, e)
 		return nil
 	}
 	s.unlink(e)
@@ -107,7 +107,7 @@ func (c *tokenCache) get(key [32]byte, now time.Time) *verifiedToken {
 	return e.v
 }
 
-func (c *tokenCache) put(key [32]byte, v *verifiedToken, gen uint64) {
+func (c *tokenCache) put(key [32]byte, v *verifiedToken, gen uint64, now time.Time) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -123,14 +123,17 @@ func (c *tokenCache) put(key [32]byte, v *verifiedToken, gen uint64) {
 	e := &cacheEntry{key: key, v: v, gen: gen}
 	s.m[key] = e
 	s.pushFront(e)
-	// Over the bound: evict from this shard, never the entry just added.
-	// Concurrent inserts into other shards may overshoot by at most one
-	// entry per shard.
-	if c.count.Add(1) > c.size && len(s.m) > 1 {
-		last := s.head.prev
-		s.unlink(last)
-		delete(s.m, last.key)
-		c.count.Add(-1)
+	c.count.Add(1)
+	// Expired entries leave from the tail; each leaves once, so this is
+	// constant work per insert on average.
+	for last := s.head.prev; last != e && !now.Before(last.v.cacheUntil); last = s.head.prev {
+		c.remove(s, last)
+	}
+	// Still over the bound: evict from this shard, never the entry just
+	// added (so an insert into an empty shard of a full cache overshoots
+	// by one: at most one entry per shard in all).
+	if c.count.Load() > c.size && len(s.m) > 1 {
+		c.remove(s, s.head.prev)
 	}
 }
 
@@ -144,6 +147,13 @@ func (c *tokenCache) len() int {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// remove drops an entry of shard s; s.mu must be held.
+func (c *tokenCache) remove(s *cacheShard, e *cacheEntry) {
+	s.unlink(e)
+	delete(s.m, e.key)
+	c.count.Add(-1)
 }
 
 func (s *cacheShard) unlink(e *cacheEntry) {

@@ -182,6 +182,35 @@ func TestCache(t *testing.T) {
 			t.Fatalf("key lookups = %d, want 1000 (one per token)", n)
 		}
 	})
+	// Once the cache is full of tokens nobody sends any more, new tokens
+	// still fit: expired entries leave first, so the shards' shares follow
+	// the live tokens and not the ones the cache happened to fill with.
+	t.Run("expired entries make room in a full cache", func(t *testing.T) {
+		f := newFixture(t, func(c *Config) { c.CacheSize = 100; c.CacheMaxTTL = time.Minute })
+		mint := func(prefix string) []string {
+			toks := make([]string, 100)
+			for i := range toks {
+				toks[i] = f.token(func(h, c map[string]any) { c["jti"] = fmt.Sprint(prefix, i) })
+			}
+			return toks
+		}
+		old := mint("old-")
+		for _, tok := range old {
+			f.do(bearerReq("POST", testResource, tok))
+		}
+		f.clock.Advance(2 * time.Minute)
+		fresh := mint("new-")
+		for range 2 {
+			for _, tok := range fresh {
+				if w := f.do(bearerReq("POST", testResource, tok)); w.Code != 200 {
+					t.Fatal(w.Code)
+				}
+			}
+		}
+		if n := f.keys.calls.Load(); n != 200 {
+			t.Fatalf("key lookups = %d, want 200 (one per token)", n)
+		}
+	})
 	t.Run("bounded size", func(t *testing.T) {
 		f := newFixture(t, func(c *Config) { c.CacheSize = 100 })
 		for i := range 300 {

@@ -157,7 +157,7 @@ func (g *Guard) verified(ctx context.Context, tok string) (*verifiedToken, *Chal
 		return nil, c
 	}
 	if now.Before(v.cacheUntil) {
-		g.cache.put(key, v, gen)
+		g.cache.put(key, v, gen, now)
 	}
 	return v, nil
 }
