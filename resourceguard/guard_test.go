@@ -107,6 +107,79 @@ func assertRefused(t *testing.T, _ *fixture, w *httptest.ResponseRecorder, statu
 	}
 }
 
+// TestCacheEviction checks the cache's eviction order: expired entries
+// first, in any shard; then, in the inserting shard, the oldest entry not
+// hit since it last moved; a hit entry gets one more pass, and when every
+// entry was hit the oldest goes.
+func TestCacheEviction(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	v := &verifiedToken{cacheUntil: now.Add(time.Hour)}
+	key := func(b byte) [32]byte { return [32]byte{b} }
+	has := func(c *tokenCache, b byte) bool { return c.get(key(b), now) != nil }
+	t.Run("a hit entry outlives an older unhit one", func(t *testing.T) {
+		c := newTokenCache(2, 0) // one shard below 64
+		c.put(key('a'), v, 0, now)
+		c.put(key('b'), v, 0, now)
+		if !has(c, 'a') {
+			t.Fatal("a missing")
+		}
+		c.put(key('c'), v, 0, now)
+		if c.len() != 2 {
+			t.Fatalf("len = %d, want 2", c.len())
+		}
+		// Probing with get marks entries, so check the evicted one last.
+		if !has(c, 'c') || !has(c, 'a') || has(c, 'b') {
+			t.Fatal("want a and c kept, b evicted")
+		}
+	})
+	t.Run("when all were hit the oldest goes", func(t *testing.T) {
+		c := newTokenCache(2, 0)
+		c.put(key('a'), v, 0, now)
+		c.put(key('b'), v, 0, now)
+		if !has(c, 'b') || !has(c, 'a') {
+			t.Fatal("a or b missing")
+		}
+		c.put(key('c'), v, 0, now)
+		if !has(c, 'c') || !has(c, 'b') || has(c, 'a') {
+			t.Fatal("want b and c kept, a evicted")
+		}
+	})
+	t.Run("expired entries in other shards go before a live one", func(t *testing.T) {
+		c := newTokenCache(64, 0) // 16 shards: a key's first byte picks one
+		old := &verifiedToken{cacheUntil: now.Add(time.Minute)}
+		for i := range 64 {
+			c.put([32]byte{0, byte(i)}, old, 0, now)
+		}
+		later := now.Add(2 * time.Minute)
+		for i := range 64 {
+			c.put([32]byte{1, byte(i)}, v, 0, later)
+		}
+		for i := range 64 {
+			if c.get([32]byte{1, byte(i)}, later) == nil {
+				t.Fatalf("live entry %d evicted while shard 0 held expired ones", i)
+			}
+		}
+		if c.len() != 64 {
+			t.Fatalf("len = %d, want 64", c.len())
+		}
+	})
+	t.Run("the mark is spent by one pass", func(t *testing.T) {
+		c := newTokenCache(3, 0)
+		c.put(key('a'), v, 0, now)
+		c.put(key('b'), v, 0, now)
+		c.put(key('c'), v, 0, now)
+		has(c, 'a')                // a marked: it moves to the front when d comes
+		c.put(key('d'), v, 0, now) // evicts b
+		c.put(key('e'), v, 0, now) // evicts c: a's mark was spent, and it moved ahead of c
+		if has(c, 'b') || has(c, 'c') {
+			t.Fatal("b and c should be evicted")
+		}
+		if !has(c, 'a') || !has(c, 'd') || !has(c, 'e') {
+			t.Fatal("want a, d and e kept")
+		}
+	})
+}
+
 func TestCache(t *testing.T) {
 	t.Run("hit skips verification", func(t *testing.T) {
 		f := newFixture(t, nil)
