@@ -697,19 +697,26 @@ func (g *Guard) PrepareUpstream(r *http.Request, p *Principal) {
 // headers, then sets the configured ones from p. Headers whose value is
 // empty are not sent.
 func PrepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
-	r.Header.Del("Authorization")
+	delete(r.Header, "Authorization") // the canonical key: Header.Del would canonicalize it again
 	stripProductCookies(r.Header)
+	if headers == (IdentityHeaders{}) {
+		return // none configured (the default): nothing to build
+	}
 	if p == nil {
 		p = &Principal{}
 	}
 	names := [...]string{headers.Subject, headers.ClientID, headers.Scopes, headers.Email}
-	values := [...]string{p.Subject, p.ClientID, strings.Join(p.Scopes, " "), p.Email}
+	values := [...]string{p.Subject, p.ClientID, "", p.Email}
+	if headers.Scopes != "" {
+		values[2] = strings.Join(p.Scopes, " ")
+	}
 	var backing []string // one allocation for all the values (Header.Set makes one each)
 	for i, name := range names {
 		if name == "" {
 			continue
 		}
-		r.Header.Del(name)
+		name = textproto.CanonicalMIMEHeaderKey(name) // once, for the delete and the set
+		delete(r.Header, name)
 		if values[i] == "" {
 			continue
 		}
@@ -720,7 +727,7 @@ func PrepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
 		// Capacity cut to one: a later Header.Add reallocates instead of
 		// writing over the next header's value.
 		n := len(backing)
-		r.Header[textproto.CanonicalMIMEHeaderKey(name)] = backing[n-1 : n : n]
+		r.Header[name] = backing[n-1 : n : n]
 	}
 }
 

@@ -282,12 +282,33 @@ func keyIs(key []byte, esc bool, name string) bool {
 			return true
 		}
 		// Folding can change the length only through non-ASCII letters
-		// (e.g. U+017F folds to 's', U+212A to 'k').
-		if len(key) != len(name) && isASCII(key) {
-			return false
+		// (e.g. U+017F folds to 's', U+212A to 'k'); an ASCII key folds
+		// by ASCII rules alone, compared in place (no string of it).
+		if isASCII(key) {
+			return len(key) == len(name) && asciiEqualFold(key, name)
 		}
 	}
 	return strings.EqualFold(strValue(key, esc), name)
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII key of name's length.
+func asciiEqualFold(key []byte, name string) bool {
+	for i := range len(key) {
+		a, b := key[i], name[i]
+		if a == b {
+			continue
+		}
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 // scanDoc scans one whole JSON text: a value with nothing but white space

@@ -2,6 +2,7 @@ package resourceguard
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 )
 
@@ -29,4 +30,48 @@ func FuzzJSONScan(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestKeyIs checks member-name matching against encoding/json's rule
+// (Unicode simple case folding) on the paths that avoid decoding the key.
+func TestKeyIs(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string // the key's raw content, between the quotes
+		name string
+		want bool
+	}{
+		{"method", "method", true},
+		{"Method", "method", true},
+		{"METHOD", "method", true},
+		{"params", "method", false}, // same length, other name
+		{"method_", "method", false},
+		{"ID", "id", true},
+		{"iD", "id", true},
+		{"ie", "id", false},
+		{`m\u0065thod`, "method", true}, // escaped
+		{`\u004dETHOD`, "method", true},
+		{"param\u017f", "params", true}, // U+017F folds to s: longer in bytes
+		{"\u212aey", "key", true},       // U+212A KELVIN SIGN folds to k
+		{"m\u00e9thod", "method", false},
+		{"@ethod", "`ethod", false}, // neighbours of the letter ranges do not fold
+		{"[d", "{d", false},
+	} {
+		s := &jscan{b: []byte(`"` + tc.raw + `"`)}
+		raw, esc, err := s.str()
+		if err != nil {
+			t.Fatalf("%q: %v", tc.raw, err)
+		}
+		if got := keyIs(raw, esc, tc.name); got != tc.want {
+			t.Errorf("keyIs(%q, %q) = %v, want %v", tc.raw, tc.name, got, tc.want)
+		}
+		// encoding/json agrees: the key fills a field tagged name.
+		typ := reflect.StructOf([]reflect.StructField{{Name: "F", Type: reflect.TypeFor[int](), Tag: reflect.StructTag(`json:"` + tc.name + `"`)}})
+		v := reflect.New(typ)
+		if err := json.Unmarshal([]byte(`{"`+tc.raw+`":1}`), v.Interface()); err != nil {
+			t.Fatal(err)
+		}
+		if got := v.Elem().Field(0).Int() == 1; got != tc.want {
+			t.Errorf("encoding/json matches %q to %q: %v, want %v", tc.raw, tc.name, got, tc.want)
+		}
+	}
 }
