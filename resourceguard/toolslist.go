@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -296,10 +297,11 @@ func (t *toolsListWriter) WriteHeader(code int) {
 	h.Del("Content-Length")
 	if ct == "application/json" {
 		t.mode = modeJSON
+		t.buf = getListBuf()
 		return
 	}
 	t.mode = modeSSE
-	t.sse = sseFramer{f: t.f, max: t.max}
+	t.sse = sseFramer{f: t.f, max: t.max, scratch: getListBuf()}
 	t.w.WriteHeader(code)
 }
 
@@ -338,6 +340,7 @@ func (t *toolsListWriter) Write(p []byte) (int, error) {
 // refuseJSON answers 502 with a JSON-RPC error instead of the result.
 func (t *toolsListWriter) refuseJSON() {
 	t.mode = modeDone
+	putListBuf(t.buf)
 	t.buf = nil
 	body := append(t.f.errorMessage(), '\n')
 	h := t.w.Header()
@@ -351,6 +354,7 @@ func (t *toolsListWriter) refuseJSON() {
 }
 
 func (t *toolsListWriter) finish() error {
+	defer t.release()
 	switch t.mode {
 	case modeJSON:
 		cuts, err := t.f.findCuts(t.buf)
@@ -379,6 +383,39 @@ func (t *toolsListWriter) finish() error {
 		}
 	}
 	return nil
+}
+
+// release gives the writer's buffers back to listBufs; the writer is not
+// used after finish.
+func (t *toolsListWriter) release() {
+	putListBuf(t.buf)
+	putListBuf(t.sse.scratch)
+	t.buf, t.sse.scratch = nil, nil
+}
+
+// listBufs recycles the buffers of filtered tools/list results: a result
+// of 20 tools is about 5 KB, allocated per request, and was most of the
+// guard's garbage on that path. A buffer is reused only after the writer
+// wrote it (a ResponseWriter must not retain p) and finished; buffers over
+// maxPooledList are left to the collector, so the pool never pins the
+// memory of one large result.
+var listBufs sync.Pool
+
+const maxPooledList = 64 << 10
+
+func getListBuf() []byte {
+	if p, ok := listBufs.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return nil
+}
+
+func putListBuf(b []byte) {
+	if cap(b) == 0 || cap(b) > maxPooledList {
+		return
+	}
+	b = b[:0]
+	listBufs.Put(&b)
 }
 
 // handOff gives the collected tools to the catalog, once.
@@ -424,15 +461,20 @@ type sseFramer struct {
 	f   *toolFilter
 	max int64
 	buf []byte // the current, incomplete event
+	// scratch is where feed builds rewritten output (from listBufs; given
+	// back by the writer's finish).
+	scratch []byte
 	// scan is where the search for the next line end resumes in buf.
 	scan int
 	// lineStart is the offset of the current line in buf.
 	lineStart int
 }
 
-// feed takes more of the stream and returns the bytes to send on. The
-// events complete in p are framed in place; only an incomplete tail is
-// kept (copied once per write, not once per event).
+// feed takes more of the stream and returns the bytes to send on, valid
+// until the next call. The events complete in p are framed in place: a run
+// of unchanged events at its start is passed on as a slice of p; once an
+// event is rewritten, the output is built in the framer's reused buffer.
+// Only an incomplete tail is kept (copied once per write, not per event).
 func (s *sseFramer) feed(p []byte) ([]byte, error) {
 	b := p
 	inPlace := len(s.buf) == 0 // b is the caller's p, not s.buf
@@ -440,8 +482,9 @@ func (s *sseFramer) feed(p []byte) ([]byte, error) {
 		s.buf = append(s.buf, p...)
 		b = s.buf
 	}
-	var out []byte
-	done := 0 // b[:done] is framed and passed on
+	var built []byte // nil until the output needs a buffer
+	passed := 0      // with built nil and inPlace, b[:passed] is the output
+	done := 0        // b[:done] is framed and passed on
 	for {
 		end, next, ok := nextLine(b, &s.scan)
 		if !ok {
@@ -449,20 +492,34 @@ func (s *sseFramer) feed(p []byte) ([]byte, error) {
 		}
 		blank := end == s.lineStart
 		s.lineStart, s.scan = next, next
-		if blank {
-			if int64(next-done) > s.max {
-				break // refused below
+		if !blank {
+			continue
+		}
+		if int64(next-done) > s.max {
+			break // refused below
+		}
+		raw := b[done:next]
+		done = next
+		data, cuts, err := s.inspect(raw)
+		if err == nil && cuts == nil {
+			if built == nil && inPlace {
+				passed = next // still contiguous in p: no copy
+				continue
 			}
-			ev := s.event(b[done:next])
-			if out == nil && inPlace {
-				// The usual write, one whole event: no copy. The capacity
-				// is cut so that a later append cannot write into p. (Not
-				// when b is s.buf, which is compacted below.)
-				out = ev[:len(ev):len(ev)]
-			} else {
-				out = append(out, ev...)
+			if built == nil {
+				built = s.scratch[:0]
 			}
-			done = next
+			built = append(built, raw...)
+			continue
+		}
+		if built == nil {
+			// b[:passed] is a slice of p, which built never aliases.
+			built = append(s.scratch[:0], b[:passed]...)
+		}
+		if err != nil {
+			built = append(built, s.errorEvent()...)
+		} else {
+			built = s.rewrite(built, raw, data, cuts)
 		}
 	}
 	s.scan -= done
@@ -472,6 +529,11 @@ func (s *sseFramer) feed(p []byte) ([]byte, error) {
 		s.buf = append(s.buf[:0], b[done:]...)
 	} else {
 		s.buf = append(s.buf, b[done:]...)
+	}
+	out := b[:passed:passed] // capacity cut: an append below must not write into p
+	if built != nil {
+		s.scratch = built[:0] // reused by the next call (the caller has written out by then)
+		out = built
 	}
 	if int64(len(s.buf)) > s.max {
 		out = append(out, s.errorEvent()...)
@@ -536,28 +598,33 @@ func (s *sseFramer) end() []byte {
 	return ev
 }
 
-// event returns what to send for one complete event (raw ends with its
-// blank line).
-func (s *sseFramer) event(raw []byte) []byte {
+// inspect reads one complete event (raw ends with its blank line): cuts
+// is nil when it goes on unchanged (no data, or not a tools result to
+// filter); an error means it must be replaced by an error event.
+func (s *sseFramer) inspect(raw []byte) (data []byte, cuts []toolsCut, err error) {
 	data, ok := sseData(raw)
 	if !ok || len(data) == 0 {
-		return raw
+		return nil, nil, nil
 	}
 	before := len(s.f.listed)
-	cuts, err := s.f.findCuts(data)
+	cuts, err = s.f.findCuts(data)
 	if err != nil {
 		// Data that is not a JSON-RPC message the filter can read: a
 		// client could not read it either, except leniently. Fail closed,
 		// and keep nothing of it for the consent page.
 		s.f.listed = s.f.listed[:before]
-		return s.errorEvent()
+		return nil, nil, err
 	}
 	if len(cuts) == 0 {
-		return raw
+		return nil, nil, nil
 	}
-	// Keep the event's other fields (event, id, retry, comments), then
-	// the rewritten data on one line, built in one buffer.
-	b := make([]byte, 0, len(raw)+len("data: \n\n"))
+	return data, cuts, nil
+}
+
+// rewrite appends the event raw with its data cut to b: the event's other
+// fields (event, id, retry, comments), then the data on one line.
+func (s *sseFramer) rewrite(b, raw, data []byte, cuts []toolsCut) []byte {
+	start := len(b)
 	for len(raw) > 0 {
 		var line []byte
 		line, raw = cutSSELine(raw)
@@ -574,7 +641,7 @@ func (s *sseFramer) event(raw []byte) []byte {
 		// One data line: compacted JSON has no line breaks.
 		var compact bytes.Buffer
 		if err := json.Compact(&compact, b[mark:]); err != nil {
-			return s.errorEvent()
+			return append(b[:start], s.errorEvent()...)
 		}
 		b = append(b[:mark], compact.Bytes()...)
 	}
