@@ -74,10 +74,11 @@ func BenchmarkWrapCached(b *testing.B) {
 	}
 }
 
-// benchToolsFixture is a guard with per-tool scopes (it reads every body,
-// validates the MCP headers and filters tools/list) over an upstream that
-// answers from a pre-rendered result.
-func benchToolsFixture(b *testing.B, answer string, sse bool) (*fixture, http.Handler) {
+// benchToolsFixture is a guard with per-tool scopes (it reads every
+// body, validates the MCP headers and filters tools/list) over an upstream
+// that answers from a pre-rendered result; it also returns that upstream
+// unguarded (BenchmarkWrapMCP's baseline).
+func benchToolsFixture(b *testing.B, answer string, sse bool) (*fixture, http.Handler, http.Handler) {
 	f := newFixture(b, func(c *Config) {
 		c.Scopes = []string{"todo:read"}
 		c.MethodScopes = map[string][]string{}
@@ -86,7 +87,7 @@ func benchToolsFixture(b *testing.B, answer string, sse bool) (*fixture, http.Ha
 			c.MethodScopes[fmt.Sprintf("tools/call:tool_%02d", i+1)] = []string{"todo:admin"}
 		}
 	})
-	h := f.g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		if sse {
 			w.Header().Set("Content-Type", "text/event-stream")
@@ -96,8 +97,8 @@ func benchToolsFixture(b *testing.B, answer string, sse bool) (*fixture, http.Ha
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, answer)
-	}))
-	return f, h
+	})
+	return f, f.g.Wrap(next), next
 }
 
 func benchListResult() string {
@@ -111,7 +112,8 @@ func benchListResult() string {
 // BenchmarkWrapMCP measures the whole middleware on what MCP 2026-07-28
 // clients send: a tools/call or tools/list POST with Mcp-Method/Mcp-Name
 // (validated against the body), answered as JSON or SSE, with 1 or 1,000
-// distinct (cached) tokens.
+// distinct (cached) tokens. The -unguarded variants send the same requests
+// to the upstream handler alone: the guard's cost is the difference.
 func BenchmarkWrapMCP(b *testing.B) {
 	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"tool_00","arguments":{"id":"42","text":"buy milk"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`
 	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`
@@ -125,9 +127,19 @@ func BenchmarkWrapMCP(b *testing.B) {
 		{"list-json", list, "tools/list", "", benchListResult(), false},
 		{"list-sse", list, "tools/list", "", benchListResult(), true},
 	} {
-		for _, ntok := range []int{1, 1000} {
-			b.Run(fmt.Sprintf("%s-%d", wl.name, ntok), func(b *testing.B) {
-				f, h := benchToolsFixture(b, wl.answer, wl.sse)
+		// ntok 0 is the baseline: the same requests to the upstream handler
+		// without the guard, so the guard's cost is the difference.
+		for _, ntok := range []int{0, 1, 1000} {
+			name := fmt.Sprintf("%s-%d", wl.name, ntok)
+			if ntok == 0 {
+				name = wl.name + "-unguarded"
+			}
+			b.Run(name, func(b *testing.B) {
+				f, h, next := benchToolsFixture(b, wl.answer, wl.sse)
+				if ntok == 0 {
+					h = next
+				}
+				ntok := max(ntok, 1)
 				toks := make([]string, ntok)
 				for i := range toks {
 					toks[i] = f.token(func(_, c map[string]any) { c["jti"] = fmt.Sprintf("tok-%d", i); c["scope"] = "todo:read" })
