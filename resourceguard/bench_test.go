@@ -102,11 +102,13 @@ func benchToolsFixture(b *testing.B, answer string, sse bool) (*fixture, http.Ha
 }
 
 func benchListResult() string {
-	var names []string
+	// As e2e's benchmark upstream lists them: a title, a description of
+	// ordinary length and a small input schema (about 250 bytes a tool).
+	var tools []string
 	for i := range 20 {
-		names = append(names, fmt.Sprintf("tool_%02d", i))
+		tools = append(tools, fmt.Sprintf(`{"name":"tool_%02d","title":"Tool %d","description":"A tool of the benchmark, with a description of ordinary length for an MCP server.","inputSchema":{"type":"object","properties":{"id":{"type":"string"},"text":{"type":"string"}},"required":["id"]}}`, i, i))
 	}
-	return toolsListResult("1", names...)
+	return `{"jsonrpc":"2.0","id":1,"result":{"tools":[` + strings.Join(tools, ",") + `]}}`
 }
 
 // BenchmarkWrapMCP measures the whole middleware on what MCP 2026-07-28
