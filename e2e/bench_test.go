@@ -130,15 +130,18 @@ var benchWorkloads = []benchWorkload{
 // mcp_protect), so the difference is the guard's work, not Caddy's routing;
 // with what MCP clients send: tools/call and tools/list POSTs of MCP
 // 2026-07-28 answered as JSON or SSE, with 1 and 1,000 distinct tokens. wrk
-// runs at 32 connections; each round runs plain and guarded back to back
-// (the order alternates). It reports, per workload, the mean of the rounds'
-// requests/s and CPU-per-request ratios and their spread (the half-width of
-// the 95% confidence interval of the mean). It ignores b.N: run it with
+// runs at 32 connections; each round runs plain and guarded for the same
+// seconds, in slices that alternate plain, guarded, guarded, plain, …
+// It reports, per workload, the mean of the rounds' requests/s and
+// CPU-per-request ratios and their spread (the half-width of the 95%
+// confidence interval of the mean), and the machine's steal time (a
+// virtual machine's "idle" is not only its own). It ignores b.N: run it with
 //
 //	go test ./e2e -run '^$' -bench GuardVsPlainProxy -benchtime 1x -v
 //
-// MCPAUTH_BENCH_ROUNDS (default 10), MCPAUTH_BENCH_SECONDS (default 5) and
-// MCPAUTH_BENCH_WORKLOADS (comma-separated names, default all) tune it;
+// MCPAUTH_BENCH_ROUNDS (default 10), MCPAUTH_BENCH_SECONDS (default 5),
+// MCPAUTH_BENCH_SLICE (seconds, default 1) and MCPAUTH_BENCH_WORKLOADS
+// (comma-separated names, default all) tune it;
 // MCPAUTH_BENCH_PPROF=<file> writes a CPU profile of Caddy during the guarded
 // side of MCPAUTH_BENCH_PPROF_WORKLOAD (default call-json-1000), and one of
 // the plain side to <file>.plain. Needs wrk
@@ -282,15 +285,23 @@ http://127.0.0.1:%[2]d {
 	res := make([]series, len(workloads))
 	// Rounds outermost: every workload is measured throughout the run, so a
 	// burst of load from elsewhere on the machine hits them all alike.
+	// The hypervisor's steal time: on a shared virtual machine it says
+	// whether "otherwise idle" held (the guest's own load is not all).
+	var stealSum, allSum float64
 	for round := 0; round < rounds; round++ {
 		for i, w := range workloads {
+			st0, all0 := machineSteal(b)
 			p, g := measure(w, round)
-			b.Logf("%-15s round %2d: plain %6.0f req/s %6.1f µs CPU/req, guarded %6.0f req/s %6.1f µs CPU/req: req/s %.3f, CPU/req %.3f",
-				w.name, round+1, p.rps, p.cpuPerReq*1e6, g.rps, g.cpuPerReq*1e6, g.rps/p.rps, g.cpuPerReq/p.cpuPerReq)
+			st1, all1 := machineSteal(b)
+			stolen := 100 * (st1 - st0) / max(all1-all0, 1)
+			stealSum, allSum = stealSum+st1-st0, allSum+all1-all0
+			b.Logf("%-15s round %2d: plain %6.0f req/s %6.1f µs CPU/req, guarded %6.0f req/s %6.1f µs CPU/req: req/s %.3f, CPU/req %.3f; steal %.0f %%",
+				w.name, round+1, p.rps, p.cpuPerReq*1e6, g.rps, g.cpuPerReq*1e6, g.rps/p.rps, g.cpuPerReq/p.cpuPerReq, stolen)
 			res[i].rps = append(res[i].rps, g.rps/p.rps)
 			res[i].cpu = append(res[i].cpu, g.cpuPerReq/p.cpuPerReq)
 		}
 	}
+	b.Logf("steal: %.1f %% of the machine's CPU time during the rounds", 100*stealSum/max(allSum, 1))
 	for i, w := range workloads {
 		rm, rs := meanSpread(res[i].rps)
 		cm, cs := meanSpread(res[i].cpu)
@@ -415,6 +426,32 @@ func fetchProfile(admin string, secs int, out string) error {
 }
 
 // procCPU returns the process's user+system CPU seconds from /proc.
+// machineSteal returns the machine's steal time and all its CPU time, in
+// ticks, from /proc/stat's first line (user nice system idle iowait irq
+// softirq steal …).
+func machineSteal(b *testing.B) (steal, all float64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 9 || fields[0] != "cpu" {
+		b.Fatalf("/proc/stat: unexpected first line %q", line)
+	}
+	for i, f := range fields[1:9] {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			b.Fatalf("/proc/stat: %q: %v", line, err)
+		}
+		all += v
+		if i == 7 {
+			steal = v
+		}
+	}
+	return steal, all
+}
+
 func procCPU(b *testing.B, pid int) float64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
