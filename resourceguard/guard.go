@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/resourceuri"
@@ -221,6 +223,10 @@ type Guard struct {
 	normAudiences []string
 	keys          KeySource
 	revocation    RevocationChecker
+	// scopeSets shares expanded scope sets among tokens with the same
+	// scope claim (verify.go, scopeSet); scopeSetCount bounds it.
+	scopeSets     sync.Map
+	scopeSetCount atomic.Int32
 	requireTyp    bool
 	algs          map[string]bool
 	baseScopes    []string

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unique"
 	"unsafe"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
@@ -468,7 +469,11 @@ func (g *Guard) checkClaims(payload []byte) (*verifiedToken, *Challenge) {
 	if !ok {
 		return bad("the token's confirmation (cnf) is not a DPoP key thumbprint")
 	}
-	v := &verifiedToken{p: p, scopes: g.expandScopes(p.Scopes), jkt: jkt}
+	// Tokens of one user, client and grant share these strings and their
+	// scope set: the check of every request reads them, and 1,000 cached
+	// tokens with 1,000 copies of each kept them out of the CPU's caches.
+	p.Subject, p.ClientID, p.GrantID, p.Email = intern(p.Subject), intern(p.ClientID), intern(p.GrantID), intern(p.Email)
+	v := &verifiedToken{p: p, scopes: g.scopeSet(p.Scopes), jkt: jkt}
 	v.cacheUntil = now.Add(g.cacheMaxTTL)
 	if exp.Before(v.cacheUntil) {
 		v.cacheUntil = exp
@@ -494,4 +499,30 @@ func (g *Guard) audienceOK(aud []string) bool {
 		}
 	}
 	return false
+}
+
+// intern returns the canonical copy of s (unique.Make: kept while in use).
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
+}
+
+// maxScopeSets bounds the shared scope sets: tokens beyond it get their own.
+const maxScopeSets = 1024
+
+// scopeSet returns the expanded set of scopes (expandScopes), shared by
+// every token with the same scope claim (read-only once built).
+func (g *Guard) scopeSet(scopes []string) map[string]struct{} {
+	key := strings.Join(scopes, " ")
+	if m, ok := g.scopeSets.Load(key); ok {
+		return m.(map[string]struct{})
+	}
+	m := g.expandScopes(scopes)
+	if g.scopeSetCount.Add(1) <= maxScopeSets {
+		got, _ := g.scopeSets.LoadOrStore(key, m)
+		return got.(map[string]struct{})
+	}
+	return m
 }

@@ -1,12 +1,15 @@
 package resourceguard
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestForgedAndWrongTokens drives every refused token through Wrap and
@@ -332,5 +335,42 @@ func TestAudienceNormalized(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestScopeSetShared: tokens with the same scope claim share one expanded
+// scope set (the hot path reads it on every request); another claim gets
+// its own, and past maxScopeSets tokens still get a correct set.
+func TestScopeSetShared(t *testing.T) {
+	f := newFixture(t, nil)
+	verify := func(scope, jti string) *verifiedToken {
+		t.Helper()
+		v, _, c := f.g.verifyToken(context.Background(), f.token(func(_, cl map[string]any) { cl["scope"] = scope; cl["jti"] = jti }))
+		if c != nil {
+			t.Fatalf("verify: %+v", c)
+		}
+		return v
+	}
+	same := func(a, b map[string]struct{}) bool {
+		return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+	}
+	a, b := verify("todo:read todo:write", "a"), verify("todo:read todo:write", "b")
+	if !same(a.scopes, b.scopes) {
+		t.Fatal("two tokens with the same scope claim have two scope sets")
+	}
+	if a.p.Subject != b.p.Subject || unsafe.StringData(a.p.Subject) != unsafe.StringData(b.p.Subject) {
+		t.Fatal("the subject is not shared")
+	}
+	c := verify("todo:read", "c")
+	if same(a.scopes, c.scopes) || len(c.scopes) != 1 || len(a.scopes) != 2 {
+		t.Fatalf("scope sets: %v and %v", a.scopes, c.scopes)
+	}
+	f.g.scopeSetCount.Store(maxScopeSets) // the table is full
+	d := verify("todo:write", "d")
+	if _, ok := d.scopes["todo:write"]; !ok || len(d.scopes) != 1 {
+		t.Fatalf("scope set past the bound: %v", d.scopes)
+	}
+	if _, ok := f.g.scopeSets.Load("todo:write"); ok {
+		t.Fatal("a scope set was stored past the bound")
 	}
 }
