@@ -130,6 +130,9 @@ type verifiedToken struct {
 	scopes     map[string]struct{} // token scopes plus those implied by the hierarchy
 	jkt        string              // cnf.jkt: the DPoP key the token is bound to ("" unbound)
 	cacheUntil time.Time
+	// interned keeps the canonical copies of p's identity strings alive
+	// while the token is cached (intern).
+	interned [4]unique.Handle[string]
 }
 
 func (v *verifiedToken) hasAll(need []string) bool {
@@ -472,8 +475,10 @@ func (g *Guard) checkClaims(payload []byte) (*verifiedToken, *Challenge) {
 	// Tokens of one user, client and grant share these strings and their
 	// scope set: the check of every request reads them, and 1,000 cached
 	// tokens with 1,000 copies of each kept them out of the CPU's caches.
-	p.Subject, p.ClientID, p.GrantID, p.Email = intern(p.Subject), intern(p.ClientID), intern(p.GrantID), intern(p.Email)
-	v := &verifiedToken{p: p, scopes: g.scopeSet(p.Scopes), jkt: jkt}
+	v := &verifiedToken{scopes: g.scopeSet(p.Scopes), jkt: jkt}
+	h := &v.interned
+	p.Subject, p.ClientID, p.GrantID, p.Email = intern(p.Subject, &h[0]), intern(p.ClientID, &h[1]), intern(p.GrantID, &h[2]), intern(p.Email, &h[3])
+	v.p = p
 	v.cacheUntil = now.Add(g.cacheMaxTTL)
 	if exp.Before(v.cacheUntil) {
 		v.cacheUntil = exp
@@ -501,12 +506,15 @@ func (g *Guard) audienceOK(aud []string) bool {
 	return false
 }
 
-// intern returns the canonical copy of s (unique.Make: kept while in use).
-func intern(s string) string {
+// intern returns the canonical copy of s and keeps its handle in h: the
+// canonical copy lives only while a handle does, so without it the next
+// garbage collection would end the sharing.
+func intern(s string, h *unique.Handle[string]) string {
 	if s == "" {
 		return ""
 	}
-	return unique.Make(s).Value()
+	*h = unique.Make(s)
+	return h.Value()
 }
 
 // maxScopeSets bounds the shared scope sets: tokens beyond it get their own.
