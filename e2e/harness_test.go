@@ -69,13 +69,27 @@ func binaries(t testing.TB) {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// The port is free when chosen but released before use, so the kernel
+	// may choose it again: a stack once got the same port for the sample
+	// server and Caddy ("bind: address already in use"). A port is handed
+	// out at most once per test process.
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("freePort: the kernel kept choosing ports already handed out")
+	return 0
 }
+
+// handedOut holds the ports freePort returned.
+var handedOut sync.Map
 
 // logBuffer collects a process's output for failure reports.
 type logBuffer struct {
