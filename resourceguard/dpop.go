@@ -94,6 +94,9 @@ type presented struct {
 	token string
 	dpop  bool   // the DPoP scheme
 	proof string // the DPoP header (DPoP scheme only)
+	// unchecked: the token's characters are not checked yet (Bearer:
+	// verified checks them on a cache miss).
+	unchecked bool
 }
 
 // accessToken reads the token: "Bearer <token>", or with DPoP on
@@ -114,7 +117,7 @@ func (g *Guard) accessToken(r *http.Request) (presented, *Challenge) {
 		}
 	}
 	tok, c := g.bearerToken(r)
-	return presented{token: tok}, c
+	return presented{token: tok, unchecked: true}, c
 }
 
 // checkProof checks the binding of a verified token to the request (no

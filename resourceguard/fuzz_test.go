@@ -114,18 +114,31 @@ func FuzzVerify(f *testing.F) {
 	f.Add(b64u([]byte(`{"alg":"ES256","kid":"ec1","typ":"at+jwt","jwk":{}}`)) + "." + parts[1] + "." + parts[2])
 	f.Add("a.b.c")
 	f.Add("")
+	// And a guard with the cache, holding the good token: its characters
+	// are checked on a miss only (verified), after the lookup.
+	cg, err := New(Config{Resource: testResource, Issuer: testIssuer, Keys: fx.keys, Now: fx.clock.Now})
+	if err != nil {
+		f.Fatal(err)
+	}
+	warm := httptest.NewRequest("POST", testResource, nil)
+	warm.Header["Authorization"] = []string{"Bearer " + good}
+	if _, c := cg.Check(warm); c != nil {
+		f.Fatalf("good token refused: %+v", c)
+	}
 	f.Fuzz(func(t *testing.T, tok string) {
 		if tok == good {
 			return
 		}
-		r := httptest.NewRequest("POST", testResource, nil)
-		r.Header["Authorization"] = []string{"Bearer " + tok}
-		p, c := fx.g.Check(r)
-		if c == nil || p != nil {
-			t.Fatalf("accepted token %q", tok)
-		}
-		if c.Status == http.StatusInternalServerError || c.Status == 0 {
-			t.Fatalf("status %d", c.Status)
+		for _, g := range []*Guard{fx.g, cg} {
+			r := httptest.NewRequest("POST", testResource, nil)
+			r.Header["Authorization"] = []string{"Bearer " + tok}
+			p, c := g.Check(r)
+			if c == nil || p != nil {
+				t.Fatalf("accepted token %q", tok)
+			}
+			if c.Status == http.StatusInternalServerError || c.Status == 0 {
+				t.Fatalf("status %d", c.Status)
+			}
 		}
 	})
 }

@@ -575,7 +575,7 @@ func (g *Guard) check(r *http.Request) (*Decision, *Challenge) {
 	if c != nil {
 		return nil, c
 	}
-	v, c := g.verified(r.Context(), pr.token)
+	v, c := g.verified(r.Context(), pr)
 	if c != nil {
 		if pr.dpop {
 			c.viaDPoP = true

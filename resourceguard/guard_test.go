@@ -665,3 +665,32 @@ func TestEmailHeaderOnlyWhenVerified(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedBearerWithCache: the Bearer token's characters are checked
+// on a cache miss only (a hit is a token identical to a checked one). A
+// malformed token is refused the same way with the cache on or off, cold or
+// after a valid token was cached, including the valid token with bytes added.
+func TestMalformedBearerWithCache(t *testing.T) {
+	for _, size := range []int{0, -1} { // default cache, no cache
+		f := newFixture(t, func(c *Config) { c.CacheSize = size })
+		good := f.token(nil)
+		bad := []string{"a b", "a\x01b", "a,b", good + " x", good + "\x7f", good + "==x", "é" + good, good[:10] + "\"" + good[11:]}
+		for round := range 2 {
+			for _, tok := range bad {
+				r := httptest.NewRequest("POST", testResource, nil)
+				r.Header["Authorization"] = []string{"Bearer " + tok}
+				_, c := f.g.Check(r)
+				if c == nil || c.Status != 401 || c.Error != ErrorInvalidToken || c.Description != "malformed bearer token" {
+					t.Fatalf("cache %d round %d: %q: %+v", size, round, tok, c)
+				}
+			}
+			// The valid token, cached after the first round, is still accepted.
+			if w := f.do(bearerReq("POST", testResource, good)); w.Code != 200 {
+				t.Fatalf("cache %d: valid token: %d", size, w.Code)
+			}
+		}
+		if n := f.keys.calls.Load(); size == 0 && n != 1 || size < 0 && n != 2 {
+			t.Fatalf("cache %d: %d key lookups (malformed tokens must not reach the keys)", size, n)
+		}
+	}
+}
