@@ -277,18 +277,31 @@ func (s *jscan) span(depth int) ([2]int, error) {
 // keyIs reports whether a member name equals name as encoding/json matches
 // it (Unicode case folding).
 func keyIs(key []byte, esc bool, name string) bool {
-	if !esc {
-		if len(key) == len(name) && string(key) == name {
-			return true
-		}
-		// Folding can change the length only through non-ASCII letters
-		// (e.g. U+017F folds to 's', U+212A to 'k'); an ASCII key folds
-		// by ASCII rules alone, compared in place (no string of it).
-		if isASCII(key) {
-			return len(key) == len(name) && asciiEqualFold(key, name)
-		}
+	return memberName(key, esc).is(name)
+}
+
+// member is a member name classified once, for comparing it with several
+// names (parseMessage tries three per member).
+type member struct {
+	key     []byte
+	ascii   bool   // unescaped ASCII: it folds by ASCII rules alone, compared in place
+	decoded string // otherwise, its value (as encoding/json decodes it)
+}
+
+func memberName(key []byte, esc bool) member {
+	if !esc && isASCII(key) {
+		return member{key: key, ascii: true}
 	}
-	return strings.EqualFold(strValue(key, esc), name)
+	// Folding can change the length only through non-ASCII letters (e.g.
+	// U+017F folds to 's', U+212A to 'k'), and escapes can spell anything.
+	return member{key: key, decoded: strValue(key, esc)}
+}
+
+func (m member) is(name string) bool {
+	if m.ascii {
+		return len(m.key) == len(name) && (string(m.key) == name || asciiEqualFold(m.key, name))
+	}
+	return strings.EqualFold(m.decoded, name)
 }
 
 // asciiEqualFold is strings.EqualFold for ASCII key of name's length.
@@ -311,17 +324,24 @@ func asciiEqualFold(key []byte, name string) bool {
 	return true
 }
 
-// scanDoc scans one whole JSON text: a value with nothing but white space
-// around it.
-func scanDoc(b []byte, fn func(s *jscan) error) error {
-	s := &jscan{b: b}
+// errTrailing: data after the JSON text.
+var errTrailing = errors.New("resourceguard: trailing data after JSON value")
+
+// startDoc starts the scan of one whole JSON text: a value with nothing but
+// white space around it (endDoc checks the end). The scanner is a value, so
+// that it stays on the caller's stack (one allocation per request less than
+// a scanner handed to a callback).
+func startDoc(b []byte) jscan {
+	s := jscan{b: b}
 	s.ws()
-	if err := fn(s); err != nil {
-		return err
-	}
+	return s
+}
+
+// endDoc checks that only white space follows the value.
+func (s *jscan) endDoc() error {
 	s.ws()
 	if s.i != len(s.b) {
-		return errors.New("resourceguard: trailing data after JSON value")
+		return errTrailing
 	}
 	return nil
 }

@@ -75,3 +75,12 @@ func TestKeyIs(t *testing.T) {
 		}
 	}
 }
+
+// scanDoc scans one whole JSON text with fn (startDoc, fn, endDoc).
+func scanDoc(b []byte, fn func(s *jscan) error) error {
+	s := startDoc(b)
+	if err := fn(&s); err != nil {
+		return err
+	}
+	return s.endDoc()
+}

@@ -384,35 +384,37 @@ type rpcCall struct {
 // (arguments, _meta) are validated and skipped, never decoded.
 func parseJSONRPC(body []byte) ([]rpcCall, error) {
 	var calls []rpcCall
-	err := scanDoc(body, func(s *jscan) error {
-		if s.i >= len(s.b) {
-			return nil // empty body
+	s := startDoc(body)
+	if s.i >= len(s.b) {
+		return nil, s.endDoc() // empty body
+	}
+	switch s.b[s.i] {
+	case '{':
+		c, err := parseMessage(&s, 0)
+		if err != nil {
+			return nil, err
 		}
-		switch s.b[s.i] {
-		case '{':
-			c, err := parseMessage(s, 0)
+		calls = append(calls, c)
+	case '[':
+		err := s.array(0, func() error {
+			if s.b[s.i] != '{' {
+				return errors.New("resourceguard: JSON-RPC message is not an object")
+			}
+			c, err := parseMessage(&s, 1)
 			if err != nil {
 				return err
 			}
+			c.batch = true
 			calls = append(calls, c)
 			return nil
-		case '[':
-			return s.array(0, func() error {
-				if s.b[s.i] != '{' {
-					return errors.New("resourceguard: JSON-RPC message is not an object")
-				}
-				c, err := parseMessage(s, 1)
-				if err != nil {
-					return err
-				}
-				c.batch = true
-				calls = append(calls, c)
-				return nil
-			})
+		})
+		if err != nil {
+			return nil, err
 		}
-		return errors.New("resourceguard: body is not a JSON-RPC message")
-	})
-	if err != nil {
+	default:
+		return nil, errors.New("resourceguard: body is not a JSON-RPC message")
+	}
+	if err := s.endDoc(); err != nil {
 		return nil, err
 	}
 	return calls, nil
@@ -425,12 +427,12 @@ func parseMessage(s *jscan, depth int) (rpcCall, error) {
 	twice := errMemberTwice
 	err := s.object(depth, func(key []byte, esc bool) error {
 		var at *[2]int
-		switch {
-		case keyIs(key, esc, "method"):
+		switch m := memberName(key, esc); {
+		case m.is("method"):
 			at = &method
-		case keyIs(key, esc, "id"):
+		case m.is("id"):
 			at = &id
-		case keyIs(key, esc, "params"):
+		case m.is("params"):
 			if params[1] != 0 {
 				return twice
 			}
@@ -442,10 +444,10 @@ func parseMessage(s *jscan, depth int) (rpcCall, error) {
 			}
 			err := s.object(depth+1, func(key []byte, esc bool) error {
 				var at *[2]int
-				switch {
-				case keyIs(key, esc, "name"):
+				switch m := memberName(key, esc); {
+				case m.is("name"):
 					at = &name
-				case keyIs(key, esc, "uri"):
+				case m.is("uri"):
 					at = &uri
 				default:
 					return s.value(depth + 2)

@@ -85,16 +85,19 @@ func (f *toolFilter) filterBody(body []byte) ([]byte, bool, error) {
 // findCuts scans body and returns the tools arrays to shorten.
 func (f *toolFilter) findCuts(body []byte) ([]toolsCut, error) {
 	var cuts []toolsCut
-	err := scanDoc(body, func(s *jscan) error {
-		if s.i >= len(s.b) {
-			return nil
-		}
-		if s.b[s.i] == '[' {
-			return s.array(0, func() error { return f.scanMessage(s, 1, &cuts) })
-		}
-		return f.scanMessage(s, 0, &cuts)
-	})
-	return cuts, err
+	s := startDoc(body)
+	var err error
+	switch {
+	case s.i >= len(s.b):
+	case s.b[s.i] == '[':
+		err = s.array(0, func() error { return f.scanMessage(&s, 1, &cuts) })
+	default:
+		err = f.scanMessage(&s, 0, &cuts)
+	}
+	if err != nil {
+		return cuts, err
+	}
+	return cuts, s.endDoc()
 }
 
 // appendCut appends body with cuts applied to dst. dst may be body[:0]:
@@ -187,15 +190,15 @@ func (f *toolFilter) scanTool(s *jscan, depth int) (bool, error) {
 	dup := false
 	err := s.object(depth, func(key []byte, esc bool) error {
 		var at *[2]int
-		switch {
-		case keyIs(key, esc, "name"):
+		switch m := memberName(key, esc); {
+		case m.is("name"):
 			if name[1] != 0 {
 				dup = true
 			}
 			at = &name
-		case f.collecting && keyIs(key, esc, "title"):
+		case f.collecting && m.is("title"):
 			at = &title
-		case f.collecting && keyIs(key, esc, "description"):
+		case f.collecting && m.is("description"):
 			at = &desc
 		default:
 			return s.value(depth + 1)
