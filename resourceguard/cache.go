@@ -108,7 +108,9 @@ func (c *tokenCache) get(key [32]byte, now time.Time) *verifiedToken {
 		c.remove(s, e)
 		return nil
 	}
-	e.used = true
+	if !e.used { // written once per pass: a hit leaves the entry's line clean
+		e.used = true
+	}
 	return e.v
 }
 
