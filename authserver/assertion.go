@@ -3,10 +3,6 @@ package authserver
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +16,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
+	"github.com/mcpauth/caddy-mcpauth/internal/jwsalg"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -33,9 +30,10 @@ import (
 // ClientAssertionType is the client_assertion_type of RFC 7523 §2.2.
 const ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-// AssertionAlgs are the JWS algorithms accepted in assertions: asymmetric
-// only, never HMAC (a public key used as an HMAC secret) and never "none".
-var AssertionAlgs = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}
+// AssertionAlgs are the JWS algorithms accepted in assertions, as metadata
+// lists them: asymmetric only, never HMAC (a public key used as an HMAC
+// secret) and never "none". The rule lives in internal/jwsalg.
+var AssertionAlgs = jwsalg.Names()
 
 // Assertion limits.
 const (
@@ -48,8 +46,6 @@ const (
 	maxAssertionBytes = 8192
 	// maxJTIBytes caps the jti claim.
 	maxJTIBytes = 256
-	// minRSABits is the smallest RSA modulus accepted.
-	minRSABits = 2048
 )
 
 // ErrAssertion is matched (errors.Is) by every refusal of VerifyAssertion
@@ -275,7 +271,7 @@ func VerifyAssertion(ctx context.Context, raw string, p AssertionPolicy) (*Asser
 	if len(p.Algs) > 0 {
 		algs = p.Algs
 	}
-	if !slices.Contains(AssertionAlgs, hdr.Alg) || !slices.Contains(algs, hdr.Alg) {
+	if !jwsalg.Allowed(hdr.Alg) || !slices.Contains(algs, hdr.Alg) {
 		return nil, badAssertion("signing algorithm not allowed")
 	}
 	key, err := p.Keys.AssertionKey(ctx, hdr.Kid)
@@ -288,7 +284,7 @@ func VerifyAssertion(ctx context.Context, raw string, p AssertionPolicy) (*Asser
 	if key.Alg != "" && key.Alg != hdr.Alg {
 		return nil, badAssertion("the key is for another algorithm")
 	}
-	if !keyFitsAlg(key.Key, hdr.Alg) {
+	if !jwsalg.KeyFits(key.Key, hdr.Alg) {
 		return nil, badAssertion("the key does not fit the algorithm")
 	}
 	if _, err := jws.Verify([]byte(raw), jws.WithKey(jwa.SignatureAlgorithm(hdr.Alg), key.Key)); err != nil {
@@ -350,19 +346,6 @@ func replayHash(iss, jti string) []byte {
 	return h.Sum(nil)
 }
 
-// keyFitsAlg reports whether a public key may verify alg.
-func keyFitsAlg(k crypto.PublicKey, alg string) bool {
-	switch pub := k.(type) {
-	case *rsa.PublicKey:
-		return (alg == "RS256" || alg == "PS256") && pub.N.BitLen() >= minRSABits
-	case *ecdsa.PublicKey:
-		return alg == "ES256" && pub.Curve == elliptic.P256() || alg == "ES384" && pub.Curve == elliptic.P384()
-	case ed25519.PublicKey:
-		return alg == "EdDSA" && len(pub) == ed25519.PublicKeySize
-	}
-	return false
-}
-
 // Limits of JWK sets.
 const (
 	// MaxJWKSBytes caps a JWK set document (inline or fetched).
@@ -417,7 +400,7 @@ func ParseJWKS(raw []byte) ([]PublicKey, error) {
 		if (kty != "RSA" && kty != "EC" && kty != "OKP") || (use != "" && use != "sig") {
 			continue
 		}
-		if alg != "" && !slices.Contains(AssertionAlgs, alg) {
+		if alg != "" && !jwsalg.Allowed(alg) {
 			continue
 		}
 		k, err := jwk.ParseKey(kr)
@@ -428,7 +411,7 @@ func ParseJWKS(raw []byte) ([]PublicKey, error) {
 		if err := k.Raw(&pub); err != nil {
 			continue
 		}
-		if !slices.ContainsFunc(AssertionAlgs, func(a string) bool { return keyFitsAlg(pub, a) }) {
+		if !slices.ContainsFunc(jwsalg.Names(), func(a string) bool { return jwsalg.KeyFits(pub, a) }) {
 			continue
 		}
 		if seen[kid] {

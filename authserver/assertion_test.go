@@ -351,7 +351,7 @@ func FuzzParseJWKS(f *testing.F) {
 		for _, k := range keys {
 			switch pub := k.Key.(type) {
 			case *rsa.PublicKey:
-				if pub.N.BitLen() < minRSABits {
+				if pub.N.BitLen() < 2048 { // jwsalg.MinRSABits, written out: the test is its own oracle
 					t.Fatal("weak RSA key accepted")
 				}
 			case *ecdsa.PublicKey, ed25519.PublicKey:

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/idp/password"
+	"github.com/mcpauth/caddy-mcpauth/internal/jwsalg"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -394,7 +394,7 @@ func (s *Server) validateClientKeys(c *storage.Client) error {
 	default:
 		return fmt.Errorf("authserver: client %q: private_key_jwt needs jwks or jwks_uri", c.ID)
 	}
-	if a := c.TokenEndpointAuthSigningAlg; a != "" && !slices.Contains(AssertionAlgs, a) {
+	if a := c.TokenEndpointAuthSigningAlg; a != "" && !jwsalg.Allowed(a) {
 		return fmt.Errorf("authserver: client %q: token_endpoint_auth_signing_alg %q is not supported", c.ID, a)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpauth/caddy-mcpauth/internal/jwsalg"
 	"github.com/mcpauth/caddy-mcpauth/internal/resourceuri"
 )
 
@@ -280,8 +281,6 @@ const (
 	defaultMaxListBody = 8 << 20
 )
 
-var defaultAlgorithms = []string{"ES256", "ES384", "EdDSA", "RS256", "PS256"}
-
 // New builds a Guard. It refuses to build without Resource, Issuer and a key
 // source, and checks every option.
 func New(cfg Config) (*Guard, error) {
@@ -380,7 +379,7 @@ func New(cfg Config) (*Guard, error) {
 	// Algorithms.
 	algs := cfg.Algorithms
 	if len(algs) == 0 {
-		algs = defaultAlgorithms
+		algs = jwsalg.Names()
 	}
 	g.algs = make(map[string]bool, len(algs))
 	for _, a := range algs {

@@ -24,6 +24,7 @@ import (
 	"unsafe"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
+	"github.com/mcpauth/caddy-mcpauth/internal/jwsalg"
 	"github.com/mcpauth/caddy-mcpauth/internal/resourceuri"
 )
 
@@ -60,7 +61,7 @@ var supportedAlgs = map[string]algorithm{
 }
 
 // minRSABits is the smallest RSA modulus accepted (RFC 7518 §3.3).
-const minRSABits = 2048
+const minRSABits = jwsalg.MinRSABits
 
 var errSignature = errors.New("resourceguard: signature verification failed")
 

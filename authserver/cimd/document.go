@@ -11,6 +11,7 @@ import (
 	"github.com/mcpauth/caddy-mcpauth/authserver/dcr"
 	"github.com/mcpauth/caddy-mcpauth/authserver/oauth"
 	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
+	"github.com/mcpauth/caddy-mcpauth/internal/jwsalg"
 	"github.com/mcpauth/caddy-mcpauth/storage"
 )
 
@@ -188,10 +189,6 @@ func ValidateDocument(clientID string, raw []byte) (storage.Client, error) {
 	return c, nil
 }
 
-// assertionAlgs are the token_endpoint_auth_signing_alg values a document
-// may declare (asymmetric only; authserver.AssertionAlgs).
-var assertionAlgs = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}
-
 // authMethod is the token endpoint authentication a document asks for.
 type authMethod struct {
 	method  string // "none" or "private_key_jwt"
@@ -274,7 +271,7 @@ func privateKeyJWT(m map[string]json.RawMessage) (authMethod, error) {
 		if json.Unmarshal(raw, &a.alg) != nil {
 			return a, invalidDoc("token_endpoint_auth_signing_alg must be a string")
 		}
-		if !slices.Contains(assertionAlgs, a.alg) {
+		if !jwsalg.Allowed(a.alg) { // the algorithms assertions are verified with
 			return a, invalidDoc("token_endpoint_auth_signing_alg " + methodName(a.alg) + " is not supported")
 		}
 	}

@@ -15,10 +15,6 @@ package dpop
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -37,6 +33,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/mcpauth/caddy-mcpauth/internal/jsonobject"
+	"github.com/mcpauth/caddy-mcpauth/internal/jwsalg"
 	"github.com/mcpauth/caddy-mcpauth/internal/resourceuri"
 )
 
@@ -46,7 +43,7 @@ const Type = "dpop+jwt"
 // Algs are the JWS algorithms accepted by default: asymmetric only, never
 // HMAC or "none" (RFC 9449 §4.2: "MUST NOT be none or an identifier for a
 // symmetric algorithm").
-var Algs = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}
+var Algs = jwsalg.Names()
 
 // Limits.
 const (
@@ -58,7 +55,6 @@ const (
 	// DefaultSkew is how far ahead of the clock a proof's iat may be.
 	DefaultSkew = 30 * time.Second
 	maxJTIBytes = 256
-	minRSABits  = 2048
 	maxNonce    = 512
 )
 
@@ -242,7 +238,7 @@ func Verify(raw string, p Policy) (*Proof, error) {
 		return nil, e.keyErr
 	}
 	pub, jkt := e.pub, e.jkt
-	if !KeyFitsAlg(pub, h.Alg) {
+	if !jwsalg.KeyFits(pub, h.Alg) {
 		return nil, bad("the key does not fit the algorithm")
 	}
 	// The signature over the compact form's first two parts, with the alg
@@ -403,20 +399,6 @@ func PublicJWK(raw json.RawMessage) (jwk.Key, crypto.PublicKey, error) {
 		return nil, nil, bad("malformed jwk")
 	}
 	return k, pub, nil
-}
-
-// KeyFitsAlg reports whether a public key may verify alg (RSA keys of at
-// least 2048 bits).
-func KeyFitsAlg(k crypto.PublicKey, alg string) bool {
-	switch pub := k.(type) {
-	case *rsa.PublicKey:
-		return (alg == "RS256" || alg == "PS256") && pub.N.BitLen() >= minRSABits
-	case *ecdsa.PublicKey:
-		return alg == "ES256" && pub.Curve == elliptic.P256() || alg == "ES384" && pub.Curve == elliptic.P384()
-	case ed25519.PublicKey:
-		return alg == "EdDSA" && len(pub) == ed25519.PublicKeySize
-	}
-	return false
 }
 
 // NormalizeHTU puts an http(s) URI in the form RFC 9449 §4.3 compares:
