@@ -21,7 +21,7 @@ func (g *Guard) bearerToken(r *http.Request) (string, *Challenge) {
 		return "", &Challenge{Status: http.StatusUnauthorized, Error: ErrorInvalidRequest,
 			Description: "access tokens are accepted only in the Authorization header", Scopes: g.baseScopes}
 	}
-	values := r.Header.Values("Authorization")
+	values := r.Header["Authorization"] // canonical key: Values would canonicalize it on every request
 	switch len(values) {
 	case 0:
 		return "", &Challenge{Status: http.StatusUnauthorized, Scopes: g.baseScopes}

@@ -103,7 +103,7 @@ type presented struct {
 // "DPoP <token>" with exactly one DPoP header.
 func (g *Guard) accessToken(r *http.Request) (presented, *Challenge) {
 	if g.dpop != nil {
-		if values := r.Header.Values("Authorization"); len(values) == 1 {
+		if values := r.Header["Authorization"]; len(values) == 1 {
 			if tok, kind := parseScheme(values[0], "dpop"); kind != BearerOtherScheme {
 				if kind != BearerOK {
 					return presented{}, dpopChallenge(invalidToken("malformed DPoP token"))

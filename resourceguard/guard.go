@@ -457,6 +457,11 @@ func New(cfg Config) (*Guard, error) {
 			return nil, err
 		}
 	}
+	// Canonical once: PrepareUpstream uses the names as map keys on every
+	// request.
+	for _, name := range []*string{&g.identity.Subject, &g.identity.ClientID, &g.identity.Scopes, &g.identity.Email} {
+		*name = textproto.CanonicalMIMEHeaderKey(*name)
+	}
 
 	// Origins.
 	if err := g.setOrigins(res, cfg.AllowedOrigins, cfg.CORSOrigins); err != nil {
@@ -691,7 +696,7 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 // PrepareUpstream is PrepareUpstream with the guard's identity headers; with
 // StripAllCookies it also removes every Cookie header.
 func (g *Guard) PrepareUpstream(r *http.Request, p *Principal) {
-	PrepareUpstream(r, p, g.identity)
+	prepareUpstream(r, p, g.identity) // canonical since New
 	if g.stripAll {
 		r.Header.Del("Cookie")
 	}
@@ -702,6 +707,14 @@ func (g *Guard) PrepareUpstream(r *http.Request, p *Principal) {
 // headers, then sets the configured ones from p. Headers whose value is
 // empty are not sent.
 func PrepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
+	for _, name := range []*string{&headers.Subject, &headers.ClientID, &headers.Scopes, &headers.Email} {
+		*name = textproto.CanonicalMIMEHeaderKey(*name)
+	}
+	prepareUpstream(r, p, headers)
+}
+
+// prepareUpstream is PrepareUpstream with canonical header names.
+func prepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
 	delete(r.Header, "Authorization") // the canonical key: Header.Del would canonicalize it again
 	stripProductCookies(r.Header)
 	if headers == (IdentityHeaders{}) {
@@ -720,7 +733,6 @@ func PrepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
 		if name == "" {
 			continue
 		}
-		name = textproto.CanonicalMIMEHeaderKey(name) // once, for the delete and the set
 		delete(r.Header, name)
 		if values[i] == "" {
 			continue

@@ -482,6 +482,42 @@ func TestUpstreamNeverSeesTokenOrForgedIdentity(t *testing.T) {
 	}
 }
 
+// TestIdentityHeaderNamesAnyCase: identity header names configured in any
+// case (canonicalized once, in New) still replace every client-sent copy,
+// whatever its spelling, in the guard and in the exported PrepareUpstream.
+func TestIdentityHeaderNamesAnyCase(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.Identity = IdentityHeaders{Subject: "x-auth-subject", ClientID: "X-AUTH-CLIENT", Scopes: "x-Auth-scopes"}
+	})
+	r := bearerReq("POST", testResource, f.token(nil))
+	r.Header.Add("X-Auth-Subject", "admin")
+	r.Header.Set("x-auth-client", "forged")
+	if w := f.do(r); w.Code != 200 {
+		t.Fatal(w.Code)
+	}
+	up := f.seen[0].Header
+	if got := up["X-Auth-Subject"]; len(got) != 1 || got[0] != "user-123" {
+		t.Fatalf("X-Auth-Subject = %q", got)
+	}
+	if got := up["X-Auth-Client"]; len(got) != 1 || got[0] != "client-abc" {
+		t.Fatalf("X-Auth-Client = %q", got)
+	}
+	if got := up["X-Auth-Scopes"]; len(got) != 1 || got[0] != "mcp todo:read" {
+		t.Fatalf("X-Auth-Scopes = %q", got)
+	}
+	for k := range up {
+		if strings.EqualFold(k, "x-auth-subject") && k != "X-Auth-Subject" || strings.EqualFold(k, "x-auth-client") && k != "X-Auth-Client" {
+			t.Fatalf("a second spelling reached the upstream: %q", k)
+		}
+	}
+	r = httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("X-Sub", "forged")
+	PrepareUpstream(r, &Principal{Subject: "s"}, IdentityHeaders{Subject: "x-sub"})
+	if got := r.Header["X-Sub"]; len(got) != 1 || got[0] != "s" || len(r.Header) != 1 {
+		t.Fatalf("exported PrepareUpstream: %v", r.Header)
+	}
+}
+
 // TestStreamingIsNotBuffered runs the guard in a real HTTP server in front of
 // an SSE upstream that sends one event, then waits until the client has read
 // it before sending the next: a buffering guard would deadlock the test

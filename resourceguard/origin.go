@@ -91,7 +91,7 @@ func serializeOrigin(scheme, host string) string {
 }
 
 func (g *Guard) checkOrigin(r *http.Request) *Challenge {
-	values := r.Header.Values("Origin")
+	values := r.Header["Origin"] // canonical key
 	if len(values) == 0 {
 		return nil
 	}
@@ -190,7 +190,7 @@ func (g *Guard) ServeCORS(w http.ResponseWriter, r *http.Request) bool {
 	if !g.cors {
 		return false
 	}
-	values := r.Header.Values("Origin")
+	values := r.Header["Origin"] // canonical key
 	if len(values) != 1 || !g.corsAllowed(values[0]) {
 		return false
 	}

@@ -269,7 +269,7 @@ func readBody(body io.Reader, declared, max int64) ([]byte, error) {
 // stacked encoding is refused with 415: a body the guard cannot read is
 // never passed on unread.
 func (g *Guard) decodeBody(h http.Header, body []byte) ([]byte, *Challenge) {
-	ces := h.Values("Content-Encoding")
+	ces := h["Content-Encoding"] // canonical key
 	if len(ces) == 0 {
 		return body, nil
 	}
