@@ -595,7 +595,8 @@ func (g *Guard) check(r *http.Request) (*Decision, *Challenge) {
 			return nil, c
 		}
 	}
-	calls, c := g.readCalls(r)
+	var one [1]rpcCall // a single message (nearly every request) is parsed into it
+	calls, c := g.readCalls(r, one[:0])
 	if c != nil {
 		return nil, c
 	}

@@ -182,7 +182,7 @@ type Decision struct {
 // mandates the metadata headers, and checks those headers against it. It
 // returns nil calls when the body is not read. The body is put back with
 // the same bytes (compressed bodies stay compressed).
-func (g *Guard) readCalls(r *http.Request) ([]rpcCall, *Challenge) {
+func (g *Guard) readCalls(r *http.Request, buf []rpcCall) ([]rpcCall, *Challenge) {
 	if r.Method != http.MethodPost || r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
@@ -209,7 +209,7 @@ func (g *Guard) readCalls(r *http.Request) ([]rpcCall, *Challenge) {
 	if ch != nil {
 		return nil, ch
 	}
-	calls, err := parseJSONRPC(plain)
+	calls, err := parseJSONRPCInto(buf, plain)
 	if err != nil {
 		g.log.Debug("resourceguard: JSON-RPC body refused", "error", err)
 		return nil, invalidRequest("malformed JSON-RPC body")
@@ -242,25 +242,22 @@ func readBody(body io.Reader, declared, max int64) ([]byte, error) {
 	if declared <= 0 || declared > max || declared > maxPreallocBody {
 		return io.ReadAll(io.LimitReader(body, max+1))
 	}
-	buf := make([]byte, declared, declared+1)
-	if _, err := io.ReadFull(body, buf); err != nil {
+	// One byte more than declared: a body that ends where it said ends
+	// ReadFull early (io.ErrUnexpectedEOF), with no separate read of the end
+	// (whose one-byte buffer escaped to the heap through the interface).
+	buf := make([]byte, declared+1)
+	n, err := io.ReadFull(body, buf)
+	switch {
+	case err == nil: // longer than declared: read the rest, bounded
+		rest, err := io.ReadAll(io.LimitReader(body, max-declared))
+		return append(buf, rest...), err
+	case err == io.ErrUnexpectedEOF && int64(n) == declared:
+		return buf[:n], nil
+	case err == io.ErrUnexpectedEOF || err == io.EOF:
+		return nil, io.ErrUnexpectedEOF // shorter than declared
+	default:
 		return nil, err
 	}
-	var one [1]byte
-	n, err := body.Read(one[:])
-	if n == 0 && (err == io.EOF || err == nil) {
-		if err == nil {
-			// A reader may return 0, nil: fall back to reading to the end.
-			rest, err := io.ReadAll(io.LimitReader(body, max+1-declared))
-			return append(buf, rest...), err
-		}
-		return buf, nil
-	}
-	if err != nil && err != io.EOF {
-		return nil, err
-	}
-	rest, err := io.ReadAll(io.LimitReader(body, max-declared))
-	return append(append(buf, one[0]), rest...), err
 }
 
 // decodeBody returns the body as the upstream will read it: decompressed
@@ -382,8 +379,11 @@ type rpcCall struct {
 // and anything encoding/json refuses as syntax. Messages without a method
 // (responses) need no method scopes. Values the policy does not use
 // (arguments, _meta) are validated and skipped, never decoded.
-func parseJSONRPC(body []byte) ([]rpcCall, error) {
-	var calls []rpcCall
+func parseJSONRPC(body []byte) ([]rpcCall, error) { return parseJSONRPCInto(nil, body) }
+
+// parseJSONRPCInto is parseJSONRPC appending to calls (len 0), so that the
+// caller can offer room on its stack.
+func parseJSONRPCInto(calls []rpcCall, body []byte) ([]rpcCall, error) {
 	s := startDoc(body)
 	if s.i >= len(s.b) {
 		return nil, s.endDoc() // empty body
