@@ -30,8 +30,8 @@ func (g *Guard) bearerToken(r *http.Request) (string, *Challenge) {
 		return "", invalidRequest("more than one Authorization header")
 	}
 	// The token's characters are checked on a cache miss (verified): a
-	// cached token is one that passed that check, and the scan of some
-	// 800 bytes was a tenth of the guard's work per request.
+	// cached token is one that passed that check, and the scan of its
+	// ~800 bytes need not run on every request.
 	tok, kind := splitScheme(values[0], "bearer")
 	switch kind {
 	case BearerOK:
