@@ -25,6 +25,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mcpauth/caddy-mcpauth/internal/jwsalg"
 )
 
 // Remote key discovery for issuers other than ours: the guard's external
@@ -781,7 +783,7 @@ func (k jwk) publicKey() (remoteKey, error) {
 		}
 		N := new(big.Int).SetBytes(n)
 		E := new(big.Int).SetBytes(e)
-		if N.BitLen() < minRSABits || N.BitLen() > 16384 || E.Int64() < 3 || E.Int64() > 1<<31-1 || E.Bit(0) == 0 {
+		if N.BitLen() < jwsalg.MinRSABits || N.BitLen() > 16384 || E.Int64() < 3 || E.Int64() > 1<<31-1 || E.Bit(0) == 0 {
 			return rk, errors.New("unacceptable RSA key size or exponent")
 		}
 		rk.key, rk.alg = &rsa.PublicKey{N: N, E: int(E.Int64())}, "RS256"

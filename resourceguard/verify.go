@@ -60,9 +60,6 @@ var supportedAlgs = map[string]algorithm{
 	"PS512": {hash: crypto.SHA512, kind: "pss"},
 }
 
-// minRSABits is the smallest RSA modulus accepted (RFC 7518 §3.3).
-const minRSABits = jwsalg.MinRSABits
-
 var errSignature = errors.New("resourceguard: signature verification failed")
 
 // verifySignature checks sig over input with key, using alg only.
@@ -109,7 +106,7 @@ func verifySignature(alg string, key crypto.PublicKey, input, sig []byte) error 
 		}
 	case "rsa", "pss":
 		k, ok := key.(*rsa.PublicKey)
-		if !ok || k.N == nil || k.N.BitLen() < minRSABits {
+		if !ok || k.N == nil || k.N.BitLen() < jwsalg.MinRSABits {
 			return fmt.Errorf("resourceguard: key does not fit %s", alg)
 		}
 		var err error
@@ -151,18 +148,14 @@ func (v *verifiedToken) hasAll(need []string) bool {
 // JWS syntax verifyToken requires is a subset of RFC 6750's b64token).
 func (g *Guard) verified(ctx context.Context, pr presented) (*verifiedToken, *Challenge) {
 	tok := pr.token
-	if g.cache == nil {
-		if pr.unchecked && !validB64Token(tok) {
-			return nil, invalidToken("malformed bearer token")
-		}
-		v, _, c := g.verifyToken(ctx, tok)
-		return v, c
-	}
-	g.cache.sync(g.keys.Generation())
-	key := tokenKey(tok)
+	var key [32]byte
 	now := g.now()
-	if v := g.cache.get(key, now); v != nil {
-		return v, nil
+	if g.cache != nil {
+		g.cache.sync(g.keys.Generation())
+		key = tokenKey(tok)
+		if v := g.cache.get(key, now); v != nil {
+			return v, nil
+		}
 	}
 	if pr.unchecked && !validB64Token(tok) {
 		return nil, invalidToken("malformed bearer token")
@@ -171,7 +164,7 @@ func (g *Guard) verified(ctx context.Context, pr presented) (*verifiedToken, *Ch
 	if c != nil {
 		return nil, c
 	}
-	if now.Before(v.cacheUntil) {
+	if g.cache != nil && now.Before(v.cacheUntil) {
 		g.cache.put(key, v, gen, now)
 	}
 	return v, nil
