@@ -124,7 +124,7 @@ func (g *Guard) accessToken(r *http.Request) (presented, *Challenge) {
 // state is changed; recordProof records the jti once everything holds).
 func (g *Guard) checkProof(r *http.Request, pr presented, v *verifiedToken) (*dpop.Proof, *Challenge) {
 	if !pr.dpop {
-		if v.jkt != "" {
+		if v.bound {
 			g.log.Debug("resourceguard: DPoP-bound token presented as bearer", "client_id", v.p.ClientID)
 			return nil, invalidToken("the token is DPoP-bound: present it with the DPoP scheme and a proof")
 		}
@@ -133,7 +133,7 @@ func (g *Guard) checkProof(r *http.Request, pr presented, v *verifiedToken) (*dp
 		}
 		return nil, nil
 	}
-	if v.jkt == "" {
+	if !v.bound {
 		return nil, dpopChallenge(invalidToken("the token is not DPoP-bound"))
 	}
 	p, err := dpop.Verify(pr.proof, dpop.Policy{

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/mcpauth/caddy-mcpauth/storage"
 	"github.com/mcpauth/caddy-mcpauth/storage/bboltstore"
@@ -728,5 +729,50 @@ func TestMalformedBearerWithCache(t *testing.T) {
 		if n := f.keys.calls.Load(); size == 0 && n != 1 || size < 0 && n != 2 {
 			t.Fatalf("cache %d: %d key lookups (malformed tokens must not reach the keys)", size, n)
 		}
+	}
+}
+
+// TestCacheEntryLayout keeps what a cache hit reads (cacheEntry's header,
+// v.scopes and v.p) in the first three cache lines of an entry, and the
+// entry in the allocator's 320-byte size class, whose objects start on a
+// 64-byte line: a field added in the wrong place would spread a hit over
+// one more cold line per token.
+func TestCacheEntryLayout(t *testing.T) {
+	var e cacheEntry
+	hot := unsafe.Offsetof(e.v) + unsafe.Offsetof(e.v.p) + unsafe.Sizeof(e.v.p)
+	if hot > 192 || unsafe.Offsetof(e.v.scopes) > unsafe.Offsetof(e.v.p) ||
+		unsafe.Offsetof(e.v.bound) > unsafe.Offsetof(e.v.p) || unsafe.Offsetof(e.v.used) > unsafe.Offsetof(e.v.p) {
+		t.Errorf("a hit reads the entry's first %d bytes, want at most 192 (three lines)", hot)
+	}
+	if size := unsafe.Sizeof(e); size <= 288 || size > 320 {
+		t.Errorf("cacheEntry is %d bytes, want 289-320 (the 320-byte size class)", size)
+	}
+}
+
+// TestCacheReplaceKeepsReadersToken: a put over a cached key makes a new
+// entry; the token an earlier hit returned is never written again (a
+// request may still be reading it).
+func TestCacheReplaceKeepsReadersToken(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	c := newTokenCache(8, 0)
+	key := [32]byte{7}
+	c.put(key, &verifiedToken{p: Principal{Subject: "old"}, cacheUntil: now.Add(time.Hour)}, 0, now)
+	held := c.get(key, now)
+	if held == nil || held.p.Subject != "old" {
+		t.Fatalf("get = %+v, want the old token", held)
+	}
+	c.put(key, &verifiedToken{p: Principal{Subject: "new"}, cacheUntil: now.Add(time.Hour)}, 0, now)
+	if held.p.Subject != "old" {
+		t.Fatalf("the held token changed to %q", held.p.Subject)
+	}
+	if got := c.get(key, now); got == nil || got.p.Subject != "new" || got == held {
+		t.Fatalf("get after replace = %+v, want the new token", got)
+	}
+	if c.len() != 1 {
+		t.Fatalf("len = %d, want 1", c.len())
+	}
+	// An entry past its end is not served (until, in nanoseconds).
+	if c.get(key, now.Add(time.Hour)) != nil {
+		t.Fatal("an expired entry was served")
 	}
 }

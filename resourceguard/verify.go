@@ -122,11 +122,18 @@ func verifySignature(alg string, key crypto.PublicKey, input, sig []byte) error 
 	return nil
 }
 
-// verifiedToken is a verified token as cached.
+// verifiedToken is a verified token as cached. What every request reads
+// comes first (bound, scopes, p): cacheEntry keeps it in its first three
+// cache lines (cache.go).
 type verifiedToken struct {
-	p          Principal
+	bound bool // jkt != "" (read on every request: jkt lies beyond those lines)
+	// used is tokenCache's CLOCK reference bit for the entry holding this
+	// token (written under the shard's lock; cache.go): here, not in
+	// cacheEntry, because it fits beside bound.
+	used       bool
 	scopes     map[string]struct{} // token scopes plus those implied by the hierarchy
-	jkt        string              // cnf.jkt: the DPoP key the token is bound to ("" unbound)
+	p          Principal
+	jkt        string // cnf.jkt: the DPoP key the token is bound to ("" unbound)
 	cacheUntil time.Time
 	// interned keeps the canonical copies of p's identity strings alive
 	// while the token is cached (intern).
@@ -479,7 +486,7 @@ func (g *Guard) checkClaims(payload []byte) (*verifiedToken, *Challenge) {
 	// Tokens of one user, client and grant share these strings and their
 	// scope set: the check of every request reads them, and 1,000 cached
 	// tokens with 1,000 copies of each kept them out of the CPU's caches.
-	v := &verifiedToken{scopes: g.scopeSet(p.Scopes), jkt: jkt}
+	v := &verifiedToken{scopes: g.scopeSet(p.Scopes), jkt: jkt, bound: jkt != ""}
 	h := &v.interned
 	p.Subject, p.ClientID, p.GrantID, p.Email = intern(p.Subject, &h[0]), intern(p.ClientID, &h[1]), intern(p.GrantID, &h[2]), intern(p.Email, &h[3])
 	v.p = p
