@@ -244,7 +244,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 			return nil, false
 		})
 	}
-	g.guard.PrepareUpstream(r, p)
+	g.guard.PrepareAuthorized(r, d)
 	fw, finish := g.guard.FilterWriter(w, d)
 	err := next.ServeHTTP(fw, r)
 	if ferr := finish(); ferr != nil && g.logger != nil {

@@ -642,7 +642,8 @@ func (g *Guard) check(r *http.Request) (*Decision, *Challenge) {
 	}
 	d.principal = v.p // copy: callers may not reach into the cache entry's struct
 	d.Principal = &d.principal
-	d.scopes = v.scopes
+	d.scopes = v.scopes.set
+	d.scopeLine = v.scopes.line
 	if g.filterTools {
 		for _, rc := range calls {
 			if rc.method == "tools/list" && rc.request {
@@ -689,7 +690,7 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		r = r.WithContext(NewContext(r.Context(), d.Principal))
-		g.PrepareUpstream(r, d.Principal)
+		g.PrepareAuthorized(r, d)
 		g.ServeFiltered(w, r, d, next)
 	})
 }
@@ -697,7 +698,19 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 // PrepareUpstream is PrepareUpstream with the guard's identity headers; with
 // StripAllCookies it also removes every Cookie header.
 func (g *Guard) PrepareUpstream(r *http.Request, p *Principal) {
-	prepareUpstream(r, p, g.identity) // canonical since New
+	g.prepare(r, p, "")
+}
+
+// PrepareAuthorized is PrepareUpstream for a request that Authorize let
+// through with d: the identity headers come from d.Principal, the scopes
+// header from the token's scopes as verified, a value built once per scope
+// claim rather than joined on every request.
+func (g *Guard) PrepareAuthorized(r *http.Request, d *Decision) {
+	g.prepare(r, d.Principal, d.scopeLine)
+}
+
+func (g *Guard) prepare(r *http.Request, p *Principal, scopeLine string) {
+	prepareUpstream(r, p, g.identity, scopeLine) // canonical since New
 	if g.stripAll {
 		r.Header.Del("Cookie")
 	}
@@ -711,11 +724,12 @@ func PrepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
 	for _, name := range []*string{&headers.Subject, &headers.ClientID, &headers.Scopes, &headers.Email} {
 		*name = textproto.CanonicalMIMEHeaderKey(*name)
 	}
-	prepareUpstream(r, p, headers)
+	prepareUpstream(r, p, headers, "")
 }
 
-// prepareUpstream is PrepareUpstream with canonical header names.
-func prepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
+// prepareUpstream is PrepareUpstream with canonical header names; a
+// scopeLine not empty is the scopes header's value (p.Scopes joined).
+func prepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders, scopeLine string) {
 	delete(r.Header, "Authorization") // the canonical key: Header.Del would canonicalize it again
 	stripProductCookies(r.Header)
 	if headers == (IdentityHeaders{}) {
@@ -727,7 +741,10 @@ func prepareUpstream(r *http.Request, p *Principal, headers IdentityHeaders) {
 	names := [...]string{headers.Subject, headers.ClientID, headers.Scopes, headers.Email}
 	values := [...]string{p.Subject, p.ClientID, "", p.Email}
 	if headers.Scopes != "" {
-		values[2] = strings.Join(p.Scopes, " ")
+		values[2] = scopeLine
+		if values[2] == "" {
+			values[2] = strings.Join(p.Scopes, " ")
+		}
 	}
 	var backing []string // one allocation for all the values (Header.Set makes one each)
 	for i, name := range names {

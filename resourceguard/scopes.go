@@ -168,6 +168,9 @@ type Decision struct {
 	Calls []Call
 	// scopes are the token's scopes with the hierarchy applied.
 	scopes map[string]struct{}
+	// scopeLine is the token's scopes, space-separated (shared, built once
+	// per scope claim): the scopes identity header without a join per request.
+	scopeLine string
 	// listTools: a tools/list result must be filtered.
 	listTools bool
 	listIDs   []json.RawMessage

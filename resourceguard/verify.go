@@ -131,7 +131,7 @@ type verifiedToken struct {
 	// token (written under the shard's lock; cache.go): here, not in
 	// cacheEntry, because it fits beside bound.
 	used       bool
-	scopes     map[string]struct{} // token scopes plus those implied by the hierarchy
+	scopes     *tokenScopes // shared by the tokens with the same scope claim
 	p          Principal
 	jkt        string // cnf.jkt: the DPoP key the token is bound to ("" unbound)
 	cacheUntil time.Time
@@ -142,7 +142,7 @@ type verifiedToken struct {
 
 func (v *verifiedToken) hasAll(need []string) bool {
 	for _, s := range need {
-		if _, ok := v.scopes[s]; !ok {
+		if _, ok := v.scopes.set[s]; !ok {
 			return false
 		}
 	}
@@ -531,17 +531,23 @@ func intern(s string, h *unique.Handle[string]) string {
 // maxScopeSets bounds the shared scope sets: tokens beyond it get their own.
 const maxScopeSets = 1024
 
-// scopeSet returns the expanded set of scopes (expandScopes), shared by
-// every token with the same scope claim (read-only once built).
-func (g *Guard) scopeSet(scopes []string) map[string]struct{} {
+// tokenScopes is what a token's scope claim means to the guard, shared by
+// every token with the same claim (read-only once built).
+type tokenScopes struct {
+	set  map[string]struct{} // the scopes plus those the hierarchy implies (expandScopes)
+	line string              // the scopes, space-separated: the identity header's value
+}
+
+// scopeSet returns the shared tokenScopes of a scope claim.
+func (g *Guard) scopeSet(scopes []string) *tokenScopes {
 	key := strings.Join(scopes, " ")
-	if m, ok := g.scopeSets.Load(key); ok {
-		return m.(map[string]struct{})
+	if ts, ok := g.scopeSets.Load(key); ok {
+		return ts.(*tokenScopes)
 	}
-	m := g.expandScopes(scopes)
+	ts := &tokenScopes{set: g.expandScopes(scopes), line: key}
 	if g.scopeSetCount.Add(1) <= maxScopeSets {
-		got, _ := g.scopeSets.LoadOrStore(key, m)
-		return got.(map[string]struct{})
+		got, _ := g.scopeSets.LoadOrStore(key, ts)
+		return got.(*tokenScopes)
 	}
-	return m
+	return ts
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"net/http"
-	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -352,26 +351,26 @@ func TestScopeSetShared(t *testing.T) {
 		}
 		return v
 	}
-	same := func(a, b map[string]struct{}) bool {
-		return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
-	}
-	a := verify("todo:read todo:write", "a")
+	a := verify("todo:read  todo:write", "a") // two spaces: the claim's separator is any white space
 	runtime.GC() // the sharing outlives a collection while a token holds it
 	b := verify("todo:read todo:write", "b")
-	if !same(a.scopes, b.scopes) {
+	if a.scopes != b.scopes {
 		t.Fatal("two tokens with the same scope claim have two scope sets")
+	}
+	if a.scopes.line != "todo:read todo:write" {
+		t.Fatalf("scope line = %q, want the scopes joined by one space", a.scopes.line)
 	}
 	if a.p.Subject != b.p.Subject || unsafe.StringData(a.p.Subject) != unsafe.StringData(b.p.Subject) {
 		t.Fatal("the subject is not shared")
 	}
 	c := verify("todo:read", "c")
-	if same(a.scopes, c.scopes) || len(c.scopes) != 1 || len(a.scopes) != 2 {
-		t.Fatalf("scope sets: %v and %v", a.scopes, c.scopes)
+	if a.scopes == c.scopes || len(c.scopes.set) != 1 || len(a.scopes.set) != 2 || c.scopes.line != "todo:read" {
+		t.Fatalf("scope sets: %+v and %+v", a.scopes, c.scopes)
 	}
 	f.g.scopeSetCount.Store(maxScopeSets) // the table is full
 	d := verify("todo:write", "d")
-	if _, ok := d.scopes["todo:write"]; !ok || len(d.scopes) != 1 {
-		t.Fatalf("scope set past the bound: %v", d.scopes)
+	if _, ok := d.scopes.set["todo:write"]; !ok || len(d.scopes.set) != 1 || d.scopes.line != "todo:write" {
+		t.Fatalf("scope set past the bound: %+v", d.scopes)
 	}
 	if _, ok := f.g.scopeSets.Load("todo:write"); ok {
 		t.Fatal("a scope set was stored past the bound")
