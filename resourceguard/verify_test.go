@@ -351,8 +351,9 @@ func TestScopeSetShared(t *testing.T) {
 		}
 		return v
 	}
-	a := verify("todo:read  todo:write", "a") // two spaces: the claim's separator is any white space
-	runtime.GC()                              // the sharing outlives a collection while a token holds it
+	// Two spaces: the claim's separator is any white space.
+	a := verify("todo:read  todo:write", "a")
+	runtime.GC() // the sharing outlives a collection while a token holds it
 	b := verify("todo:read todo:write", "b")
 	if a.scopes != b.scopes {
 		t.Fatal("two tokens with the same scope claim have two scope sets")
