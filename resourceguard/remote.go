@@ -590,6 +590,9 @@ func getJSON(ctx context.Context, client *http.Client, u string, limit int64) ([
 		return nil, fmt.Errorf("resourceguard: fetch %s: status %d", u, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err == nil {
+		err = ctx.Err() // a body that ends only after the deadline is not a document
+	}
 	if err != nil {
 		return nil, fmt.Errorf("resourceguard: fetch %s: %w", u, err)
 	}

@@ -472,6 +472,13 @@ func (f *Fetcher) fetch(ctx context.Context, clientID string, timeout time.Durat
 		return nil, &fetchError{reason: tooLarge, kind: ErrTooLarge}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
+	if err == nil {
+		// The whole fetch must finish inside the deadline. A host can end
+		// its response cleanly in answer to the close we send at the
+		// deadline (TLS close_notify), and the transport may then deliver
+		// that ending as a clean EOF: still a timeout.
+		err = ctx.Err()
+	}
 	if err != nil {
 		return nil, classifyTransportError(err)
 	}

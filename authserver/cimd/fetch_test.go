@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -206,6 +207,55 @@ func TestFetchDevelopment(t *testing.T) {
 			t.Fatalf("dialled %v", got)
 		}
 	})
+}
+
+// endsAtDeadline is a transport whose response body ends cleanly (io.EOF)
+// only once the request's context is done: what a host that answers our
+// close at the deadline with the end of its response looks like.
+type endsAtDeadline struct{}
+
+func (endsAtDeadline) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode: http.StatusOK,
+		Header:     http.Header{"Content-Type": {"application/json"}},
+		Body:       &deadlineBody{ctx: r.Context(), rest: []byte(`{"client_id":`)},
+		Request:    r,
+	}, nil
+}
+
+type deadlineBody struct {
+	ctx  context.Context
+	rest []byte
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	if len(b.rest) > 0 {
+		n := copy(p, b.rest)
+		b.rest = b.rest[n:]
+		return n, nil
+	}
+	<-b.ctx.Done()
+	return 0, io.EOF
+}
+
+func (b *deadlineBody) Close() error { return nil }
+
+// TestFetchBodyEndingAfterDeadlineIsTimeout: a body that ends only after the
+// deadline is refused as a timeout even when the transport reports a clean
+// end (seen in CI as a flaky acceptance of /slow-body above).
+func TestFetchBodyEndingAfterDeadlineIsTimeout(t *testing.T) {
+	ts := newTestServer(t, serveJSON([]byte(`{}`)))
+	f := devFetcher(t, ts, newFakeDNS("example.com", "127.0.0.1"), func(c *FetcherConfig) {
+		c.TotalTimeout = 100 * time.Millisecond
+	})
+	f.client.Transport = httpsOnly{endsAtDeadline{}}
+	resp, err := f.Fetch(context.Background(), ts.url("/slow"))
+	if err == nil {
+		t.Fatalf("accepted: %d bytes", len(resp.Body))
+	}
+	if err.Error() != ErrFetch.Error()+": timeout" {
+		t.Fatalf("error = %q, want timeout", err)
+	}
 }
 
 // TestFetchProductionSSRF: with the development exception off, every unsafe
