@@ -1,8 +1,10 @@
 package resourceguard
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math/bits"
 	"strings"
 )
 
@@ -120,10 +122,7 @@ var strPlain = func() (t [256]bool) {
 func (s *jscan) str() (raw []byte, esc bool, err error) {
 	start := s.i + 1
 	b := s.b
-	for i := start; i < len(b); i++ {
-		if strPlain[b[i]] {
-			continue
-		}
+	for i := skipPlain(b, start); i < len(b); i = skipPlain(b, i) {
 		switch b[i] {
 		case '"':
 			s.i = i + 1
@@ -149,11 +148,33 @@ func (s *jscan) str() (raw []byte, esc bool, err error) {
 			default:
 				return nil, false, errJSONSyntax
 			}
+			i++
 		default: // a control character
 			return nil, false, errJSONSyntax
 		}
 	}
 	return nil, false, errJSONSyntax
+}
+
+// skipPlain returns the index of the first byte at or after i that a string
+// may not hold unescaped ('"', '\\' or a control character), or len(b). It
+// tests eight bytes a step while eight remain in b, reading past the string
+// into the rest of the text: the first byte it stops at is exact (the
+// borrows of the word arithmetic flag only bytes above a true match).
+func skipPlain(b []byte, i int) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for ; i >= 0 && i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (lo * '"')
+		e := x ^ (lo * '\\')
+		if m := ((q-lo)&^q | (e-lo)&^e | (x-lo*0x20)&^x) & hi; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for i < len(b) && strPlain[b[i]] {
+		i++
+	}
+	return i
 }
 
 // strValue decodes a string's raw content as encoding/json does.

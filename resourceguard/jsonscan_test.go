@@ -84,3 +84,38 @@ func scanDoc(b []byte, fn func(s *jscan) error) error {
 	}
 	return s.endDoc()
 }
+
+// TestSkipPlain checks the word-at-a-time skip against a byte loop: every
+// byte value at every offset of a word, after and before bytes that make
+// the word arithmetic borrow (0x00, 0x1f, '"', '\\', 0x80, 0xff), from every
+// start, near the end of the text too.
+func TestSkipPlain(t *testing.T) {
+	naive := func(b []byte, i int) int {
+		for i < len(b) && strPlain[b[i]] {
+			i++
+		}
+		return i
+	}
+	fill := []byte{'a', 0x00, 0x1f, 0x20, '"', '\\', 0x7f, 0x80, 0xff}
+	for n := 0; n <= 20; n++ {
+		for p := 0; p < n; p++ {
+			for v := 0; v < 256; v++ {
+				for _, after := range fill {
+					b := make([]byte, n)
+					for i := range b {
+						b[i] = 'a'
+					}
+					b[p] = byte(v)
+					if p+1 < n {
+						b[p+1] = after
+					}
+					for start := 0; start <= p; start++ {
+						if got, want := skipPlain(b, start), naive(b, start); got != want {
+							t.Fatalf("skipPlain(%q, %d) = %d, want %d", b, start, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
