@@ -26,7 +26,9 @@ type jscan struct {
 }
 
 func (s *jscan) ws() {
-	for s.i < len(s.b) {
+	// One comparison for the usual case, a byte that is not white space
+	// (every white space byte is at most ' ').
+	for s.i < len(s.b) && s.b[s.i] <= ' ' {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
 			s.i++
@@ -301,28 +303,31 @@ func keyIs(key []byte, esc bool, name string) bool {
 	return memberName(key, esc).is(name)
 }
 
-// member is a member name classified once, for comparing it with several
-// names (parseMessage tries three per member).
+// member is a member name as read (raw content, escaped or not), compared
+// with names as encoding/json matches them (Unicode case folding).
 type member struct {
-	key     []byte
-	ascii   bool   // unescaped ASCII: it folds by ASCII rules alone, compared in place
-	decoded string // otherwise, its value (as encoding/json decodes it)
+	key []byte
+	esc bool
 }
 
-func memberName(key []byte, esc bool) member {
-	if !esc && isASCII(key) {
-		return member{key: key, ascii: true}
-	}
-	// Folding can change the length only through non-ASCII letters (e.g.
-	// U+017F folds to 's', U+212A to 'k'), and escapes can spell anything.
-	return member{key: key, decoded: strValue(key, esc)}
-}
+func memberName(key []byte, esc bool) member { return member{key: key, esc: esc} }
 
+// is reports whether the member name equals name, which must be ASCII. An
+// escape or a non-ASCII character takes more bytes than the one ASCII
+// character it can stand for or fold to (U+017F folds to 's', U+212A to
+// 'k'), so a key shorter than name never matches, one of name's length
+// matches only as unescaped ASCII, and only a longer key that is escaped or
+// not ASCII needs decoding: the usual member is told apart by its length.
 func (m member) is(name string) bool {
-	if m.ascii {
-		return len(m.key) == len(name) && (string(m.key) == name || asciiEqualFold(m.key, name))
+	switch {
+	case len(m.key) < len(name):
+		return false
+	case len(m.key) == len(name):
+		return !m.esc && (string(m.key) == name || asciiEqualFold(m.key, name))
+	case !m.esc && isASCII(m.key):
+		return false
 	}
-	return strings.EqualFold(m.decoded, name)
+	return strings.EqualFold(strValue(m.key, m.esc), name)
 }
 
 // asciiEqualFold is strings.EqualFold for ASCII key of name's length.

@@ -3,6 +3,7 @@ package resourceguard
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -118,4 +119,27 @@ func TestSkipPlain(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzMemberIs: the length shortcuts of member.is agree with decoding the
+// key and comparing as encoding/json does, for every name the guard looks
+// for.
+func FuzzMemberIs(f *testing.F) {
+	for _, s := range []string{`name`, `NAME`, `n\u0061me`, "param\u017f", "\u212aey", `id`, `iD`, `names`, `nam\u00e9`, `\/ame`, "titl\xff", `description`, `DESCRIPTION`, `resu\u006ct`} {
+		f.Add([]byte(s))
+	}
+	names := []string{"name", "method", "id", "params", "uri", "result", "tools", "title", "description", "key"}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		s := &jscan{b: append(append([]byte{'"'}, raw...), '"')}
+		key, esc, err := s.str()
+		if err != nil || s.i != len(s.b) {
+			return // not one JSON string's content
+		}
+		decoded := strValue(key, esc)
+		for _, name := range names {
+			if got, want := memberName(key, esc).is(name), strings.EqualFold(decoded, name); got != want {
+				t.Fatalf("key %q is %q: %v, want %v", raw, name, got, want)
+			}
+		}
+	})
 }

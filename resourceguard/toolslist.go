@@ -471,6 +471,9 @@ type sseFramer struct {
 	scan int
 	// lineStart is the offset of the current line in buf.
 	lineStart int
+	// dataLines is the number of data fields of the event inspect read
+	// last (rewrite compacts data joined from several).
+	dataLines int
 }
 
 // feed takes more of the stream and returns the bytes to send on, valid
@@ -593,7 +596,7 @@ func (s *sseFramer) end() []byte {
 	if len(ev) == 0 {
 		return nil
 	}
-	if data, ok := sseData(ev); ok && len(data) > 0 {
+	if data, n := sseData(ev); n > 0 && len(data) > 0 {
 		if _, changed, err := s.f.filterBody(data); err != nil || changed {
 			return nil
 		}
@@ -605,8 +608,9 @@ func (s *sseFramer) end() []byte {
 // is nil when it goes on unchanged (no data, or not a tools result to
 // filter); an error means it must be replaced by an error event.
 func (s *sseFramer) inspect(raw []byte) (data []byte, cuts []toolsCut, err error) {
-	data, ok := sseData(raw)
-	if !ok || len(data) == 0 {
+	data, n := sseData(raw)
+	s.dataLines = n
+	if n == 0 || len(data) == 0 {
 		return nil, nil, nil
 	}
 	before := len(s.f.listed)
@@ -640,8 +644,9 @@ func (s *sseFramer) rewrite(b, raw, data []byte, cuts []toolsCut) []byte {
 	b = append(b, "data: "...)
 	mark := len(b)
 	b = appendCut(b, data, cuts)
-	if lineBreak(b[mark:]) >= 0 {
-		// One data line: compacted JSON has no line breaks.
+	if s.dataLines > 1 {
+		// Data joined from several lines holds line breaks (one data
+		// line cannot): sent as one line, compacted.
 		var compact bytes.Buffer
 		if err := json.Compact(&compact, b[mark:]); err != nil {
 			return append(b[:start], s.errorEvent()...)
@@ -688,10 +693,8 @@ func sseField(line []byte) string {
 
 // sseData joins the event's data fields as an SSE client does: each value
 // (after "data:" and one optional space) followed by LF, the last LF
-// removed. ok is false when the event has no data field.
-func sseData(raw []byte) ([]byte, bool) {
-	var data []byte
-	n := 0
+// removed. n is the number of data fields (0: none).
+func sseData(raw []byte) (data []byte, n int) {
 	for len(raw) > 0 {
 		var line []byte
 		line, raw = cutSSELine(raw)
@@ -715,5 +718,5 @@ func sseData(raw []byte) ([]byte, bool) {
 		}
 		n++
 	}
-	return data, n > 0
+	return data, n
 }
