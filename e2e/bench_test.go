@@ -144,7 +144,9 @@ var benchWorkloads = []benchWorkload{
 // (comma-separated names, default all) tune it;
 // MCPAUTH_BENCH_PPROF=<file> writes a CPU profile of Caddy during the guarded
 // side of MCPAUTH_BENCH_PPROF_WORKLOAD (default call-json-1000), and one of
-// the plain side to <file>.plain. Needs wrk
+// the plain side to <file>.plain (MCPAUTH_BENCH_PPROF_KIND=allocs: the
+// allocations made in that time instead, for -sample_index=alloc_space or
+// alloc_objects). Needs wrk
 // (Debian package wrk).
 func BenchmarkGuardVsPlainProxy(b *testing.B) {
 	if _, err := exec.LookPath("wrk"); err != nil {
@@ -411,7 +413,11 @@ func checkFiltered(b *testing.B, s *stack, plainPort, guardPort int, tokenFile s
 }
 
 func fetchProfile(admin string, secs int, out string) error {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
+	kind := "profile"
+	if os.Getenv("MCPAUTH_BENCH_PPROF_KIND") == "allocs" {
+		kind = "allocs" // with seconds: a delta, what was allocated meanwhile
+	}
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind, secs))
 	if err != nil {
 		return err
 	}

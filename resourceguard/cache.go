@@ -1,13 +1,16 @@
 package resourceguard
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // tokenCache is a bounded cache of verified tokens, keyed by SHA-256 of the
-// token (the token itself is never kept). It is sharded to keep lock
+// token's signature, with its header and payload kept to be matched on a
+// hit (tokenKey; the signature, what makes the token a credential, is never
+// kept). It is sharded to keep lock
 // contention low; each shard is a CLOCK list (second-chance LRU): a hit
 // only marks its entry, and eviction gives a marked entry at the tail one
 // more pass at the front. A hit that moved its entry to the front touched
@@ -49,6 +52,7 @@ type cacheEntry struct {
 	until      int64  // v.cacheUntil in Unix nanoseconds
 	v          verifiedToken
 	key        [32]byte
+	claims     string // the token's header.payload: a hit must match it (tokenKey)
 	prev, next *cacheEntry
 }
 
@@ -100,12 +104,15 @@ func (c *tokenCache) sync(gen uint64) {
 	}
 }
 
-func (c *tokenCache) get(key [32]byte, now time.Time) *verifiedToken {
+// get returns the token cached under key whose header and payload are
+// claims. Another token with the same signature (a forgery: the signature
+// covers them) is a miss, and the entry stays.
+func (c *tokenCache) get(key [32]byte, claims string, now time.Time) *verifiedToken {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.m[key]
-	if e == nil {
+	if e == nil || e.claims != claims {
 		return nil
 	}
 	// An entry of an older generation is never served, even while a
@@ -123,9 +130,9 @@ func (c *tokenCache) get(key [32]byte, now time.Time) *verifiedToken {
 	return &e.v
 }
 
-func (c *tokenCache) put(key [32]byte, v *verifiedToken, gen uint64, now time.Time) {
+func (c *tokenCache) put(key [32]byte, claims string, v *verifiedToken, gen uint64, now time.Time) {
 	s := c.shard(key)
-	e := c.insert(s, key, v, gen, now)
+	e := c.insert(s, key, claims, v, gen, now)
 	if e == nil || c.count.Load() <= c.size {
 		return
 	}
@@ -156,13 +163,14 @@ func (c *tokenCache) put(key [32]byte, v *verifiedToken, gen uint64, now time.Ti
 // insert adds or replaces the entry of key in shard s and drops the
 // shard's expired entries; it returns the new entry, or nil when it
 // replaced one or gen is no longer current.
-func (c *tokenCache) insert(s *cacheShard, key [32]byte, v *verifiedToken, gen uint64, now time.Time) *cacheEntry {
+func (c *tokenCache) insert(s *cacheShard, key [32]byte, claims string, v *verifiedToken, gen uint64, now time.Time) *cacheEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.gen.Load() != gen {
 		return nil // verified with a key set that is no longer current
 	}
-	e := &cacheEntry{key: key, v: *v, gen: gen, until: v.cacheUntil.UnixNano()}
+	// claims copied: the request's header string is not pinned by the cache.
+	e := &cacheEntry{key: key, claims: strings.Clone(claims), v: *v, gen: gen, until: v.cacheUntil}
 	e.v.used = false
 	if old := s.m[key]; old != nil {
 		// A new entry, not old's token overwritten: a request that got

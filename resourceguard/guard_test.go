@@ -114,17 +114,17 @@ func assertRefused(t *testing.T, _ *fixture, w *httptest.ResponseRecorder, statu
 // entry was hit the oldest goes.
 func TestCacheEviction(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	v := &verifiedToken{cacheUntil: now.Add(time.Hour)}
+	v := &verifiedToken{cacheUntil: now.Add(time.Hour).UnixNano()}
 	key := func(b byte) [32]byte { return [32]byte{b} }
-	has := func(c *tokenCache, b byte) bool { return c.get(key(b), now) != nil }
+	has := func(c *tokenCache, b byte) bool { return c.get(key(b), "", now) != nil }
 	t.Run("a hit entry outlives an older unhit one", func(t *testing.T) {
 		c := newTokenCache(2, 0) // one shard below 64
-		c.put(key('a'), v, 0, now)
-		c.put(key('b'), v, 0, now)
+		c.put(key('a'), "", v, 0, now)
+		c.put(key('b'), "", v, 0, now)
 		if !has(c, 'a') {
 			t.Fatal("a missing")
 		}
-		c.put(key('c'), v, 0, now)
+		c.put(key('c'), "", v, 0, now)
 		if c.len() != 2 {
 			t.Fatalf("len = %d, want 2", c.len())
 		}
@@ -135,28 +135,28 @@ func TestCacheEviction(t *testing.T) {
 	})
 	t.Run("when all were hit the oldest goes", func(t *testing.T) {
 		c := newTokenCache(2, 0)
-		c.put(key('a'), v, 0, now)
-		c.put(key('b'), v, 0, now)
+		c.put(key('a'), "", v, 0, now)
+		c.put(key('b'), "", v, 0, now)
 		if !has(c, 'b') || !has(c, 'a') {
 			t.Fatal("a or b missing")
 		}
-		c.put(key('c'), v, 0, now)
+		c.put(key('c'), "", v, 0, now)
 		if !has(c, 'c') || !has(c, 'b') || has(c, 'a') {
 			t.Fatal("want b and c kept, a evicted")
 		}
 	})
 	t.Run("expired entries in other shards go before a live one", func(t *testing.T) {
 		c := newTokenCache(64, 0) // 16 shards: a key's first byte picks one
-		old := &verifiedToken{cacheUntil: now.Add(time.Minute)}
+		old := &verifiedToken{cacheUntil: now.Add(time.Minute).UnixNano()}
 		for i := range 64 {
-			c.put([32]byte{0, byte(i)}, old, 0, now)
+			c.put([32]byte{0, byte(i)}, "", old, 0, now)
 		}
 		later := now.Add(2 * time.Minute)
 		for i := range 64 {
-			c.put([32]byte{1, byte(i)}, v, 0, later)
+			c.put([32]byte{1, byte(i)}, "", v, 0, later)
 		}
 		for i := range 64 {
-			if c.get([32]byte{1, byte(i)}, later) == nil {
+			if c.get([32]byte{1, byte(i)}, "", later) == nil {
 				t.Fatalf("live entry %d evicted while shard 0 held expired ones", i)
 			}
 		}
@@ -166,12 +166,12 @@ func TestCacheEviction(t *testing.T) {
 	})
 	t.Run("the mark is spent by one pass", func(t *testing.T) {
 		c := newTokenCache(3, 0)
-		c.put(key('a'), v, 0, now)
-		c.put(key('b'), v, 0, now)
-		c.put(key('c'), v, 0, now)
+		c.put(key('a'), "", v, 0, now)
+		c.put(key('b'), "", v, 0, now)
+		c.put(key('c'), "", v, 0, now)
 		has(c, 'a')                // a marked: it moves to the front when d comes
-		c.put(key('d'), v, 0, now) // evicts b
-		c.put(key('e'), v, 0, now) // evicts c: a's mark was spent, and it moved ahead of c
+		c.put(key('d'), "", v, 0, now) // evicts b
+		c.put(key('e'), "", v, 0, now) // evicts c: a's mark was spent, and it moved ahead of c
 		if has(c, 'b') || has(c, 'c') {
 			t.Fatal("b and c should be evicted")
 		}
@@ -758,23 +758,72 @@ func TestCacheReplaceKeepsReadersToken(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	c := newTokenCache(8, 0)
 	key := [32]byte{7}
-	c.put(key, &verifiedToken{p: Principal{Subject: "old"}, cacheUntil: now.Add(time.Hour)}, 0, now)
-	held := c.get(key, now)
+	c.put(key, "", &verifiedToken{p: Principal{Subject: "old"}, cacheUntil: now.Add(time.Hour).UnixNano()}, 0, now)
+	held := c.get(key, "", now)
 	if held == nil || held.p.Subject != "old" {
 		t.Fatalf("get = %+v, want the old token", held)
 	}
-	c.put(key, &verifiedToken{p: Principal{Subject: "new"}, cacheUntil: now.Add(time.Hour)}, 0, now)
+	c.put(key, "", &verifiedToken{p: Principal{Subject: "new"}, cacheUntil: now.Add(time.Hour).UnixNano()}, 0, now)
 	if held.p.Subject != "old" {
 		t.Fatalf("the held token changed to %q", held.p.Subject)
 	}
-	if got := c.get(key, now); got == nil || got.p.Subject != "new" || got == held {
+	if got := c.get(key, "", now); got == nil || got.p.Subject != "new" || got == held {
 		t.Fatalf("get after replace = %+v, want the new token", got)
 	}
 	if c.len() != 1 {
 		t.Fatalf("len = %d, want 1", c.len())
 	}
 	// An entry past its end is not served (until, in nanoseconds).
-	if c.get(key, now.Add(time.Hour)) != nil {
+	if c.get(key, "", now.Add(time.Hour)) != nil {
 		t.Fatal("an expired entry was served")
+	}
+}
+
+// TestCacheForgeryWithCachedSignature: the cache is keyed by a token's
+// signature and matches its header and payload byte for byte. A cached
+// token's signature under other claims, or its claims under another
+// signature, is verified from scratch and refused; the cached token still
+// works as itself.
+func TestCacheForgeryWithCachedSignature(t *testing.T) {
+	f := newFixture(t, nil)
+	good := f.token(nil)
+	other := f.token(func(_, c map[string]any) { c["sub"] = "mallory" })
+	if w := f.do(bearerReq("POST", testResource, good)); w.Code != 200 {
+		t.Fatalf("good token: %d", w.Code)
+	}
+	gi, oi := strings.LastIndexByte(good, '.'), strings.LastIndexByte(other, '.')
+	for name, forged := range map[string]string{
+		"other claims, cached signature": other[:oi+1] + good[gi+1:],
+		"cached claims, other signature": good[:gi+1] + other[oi+1:],
+	} {
+		assertRefused(t, f, f.do(bearerReq("POST", testResource, forged)), 401, "invalid_token")
+		if f.g.cache.len() != 1 {
+			t.Fatalf("%s: cache holds %d entries, want the good token's alone", name, f.g.cache.len())
+		}
+	}
+	if w := f.do(bearerReq("POST", testResource, good)); w.Code != 200 {
+		t.Fatalf("good token after the forgeries: %d", w.Code)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.seen); n != 2 || f.seen[1].Header.Get("X-Auth-Subject") != "user-123" {
+		t.Fatalf("upstream saw %d requests (want 2, the good token's), subject %q", n, f.seen[n-1].Header.Get("X-Auth-Subject"))
+	}
+}
+
+// TestTokenKey: the key hashes the signature alone; claims is the rest,
+// with the dot, so that no two tokens share both.
+func TestTokenKey(t *testing.T) {
+	k1, c1 := tokenKey("h.p.sig")
+	k2, c2 := tokenKey("h.p2.sig")
+	k3, c3 := tokenKey("h.p.sig2")
+	if k1 != k2 || c1 == c2 || k1 == k3 || c1 != c3 || c1 != "h.p." {
+		t.Fatalf("keys/claims: %x %q, %x %q, %x %q", k1, c1, k2, c2, k3, c3)
+	}
+	if k, c := tokenKey("nodot"); c != "" || k == k1 {
+		t.Fatalf("a token without a dot: %x %q", k, c)
+	}
+	if _, c := tokenKey(""); c != "" {
+		t.Fatalf("empty token: claims %q", c)
 	}
 }
