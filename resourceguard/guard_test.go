@@ -169,7 +169,7 @@ func TestCacheEviction(t *testing.T) {
 		c.put(key('a'), "", v, 0, now)
 		c.put(key('b'), "", v, 0, now)
 		c.put(key('c'), "", v, 0, now)
-		has(c, 'a')                // a marked: it moves to the front when d comes
+		has(c, 'a')                    // a marked: it moves to the front when d comes
 		c.put(key('d'), "", v, 0, now) // evicts b
 		c.put(key('e'), "", v, 0, now) // evicts c: a's mark was spent, and it moved ahead of c
 		if has(c, 'b') || has(c, 'c') {
