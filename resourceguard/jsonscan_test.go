@@ -143,3 +143,43 @@ func FuzzMemberIs(f *testing.F) {
 		}
 	})
 }
+
+// TestJSONScanDepth: the nesting limit is encoding/json's, for objects,
+// arrays and a mix, at the limit and one past it, skipped by value and read
+// by object and array.
+func TestJSONScanDepth(t *testing.T) {
+	nest := func(n int, mixed bool) []byte {
+		var b []byte
+		for i := range n {
+			if mixed && i%2 == 1 {
+				b = append(b, `{"k":`...)
+			} else {
+				b = append(b, '[')
+			}
+		}
+		b = append(b, '1')
+		for i := n - 1; i >= 0; i-- {
+			if mixed && i%2 == 1 {
+				b = append(b, '}')
+			} else {
+				b = append(b, ']')
+			}
+		}
+		return b
+	}
+	for _, mixed := range []bool{false, true} {
+		for _, n := range []int{1, 31, 32, 33, 100, maxJSONDepth - 1, maxJSONDepth, maxJSONDepth + 1} {
+			b := nest(n, mixed)
+			want := json.Valid(b)
+			if got := scanDoc(b, func(s *jscan) error { return s.value(0) }) == nil; got != want {
+				t.Errorf("value: depth %d (mixed %v): ok %v, encoding/json %v", n, mixed, got, want)
+			}
+			// Under an array read with a callback, one level down.
+			wrapped := append(append([]byte{'['}, b...), ']')
+			got := scanDoc(wrapped, func(s *jscan) error { return s.array(0, func() error { return s.value(1) }) }) == nil
+			if want := json.Valid(wrapped); got != want {
+				t.Errorf("array+value: depth %d (mixed %v): ok %v, encoding/json %v", n+1, mixed, got, want)
+			}
+		}
+	}
+}
