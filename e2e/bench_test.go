@@ -126,9 +126,15 @@ var benchWorkloads = []benchWorkload{
 // one run, a plain reverse_proxy and the same reverse_proxy behind
 // mcp_protect (per-tool scopes, so the guard reads every body, validates the
 // Mcp-Method/Mcp-Name headers and filters tools/list), to the same upstream.
-// Both sites route through the same /* path matcher (the guarded one for
-// mcp_protect), so the difference is the guard's work, not Caddy's routing;
-// with what MCP clients send: tools/call and tools/list POSTs of MCP
+// By default neither site has a matcher, as on a host that serves only MCP:
+// Caddy merges mcp_protect and reverse_proxy into one route, so the
+// difference is the guard's work, not Caddy's routing. MCPAUTH_BENCH_MATCHER
+// =<path> (e.g. /mcp*) puts that path matcher on every directive instead, as
+// on a host shared with other paths: the guard's route then also matches the
+// discovery paths, so Caddy cannot merge it with reverse_proxy's and the
+// guarded site has two routes, which Caddy compiles on every request (that
+// cost is Caddy's, measured apart in BENCHMARKS.md). The workloads are what
+// MCP clients send: tools/call and tools/list POSTs of MCP
 // 2026-07-28 answered as JSON or SSE, with 1 and 1,000 distinct tokens. wrk
 // runs at 32 connections; each round runs plain and guarded for the same
 // seconds, in slices that alternate plain, guarded, guarded, plain, …
@@ -146,7 +152,8 @@ var benchWorkloads = []benchWorkload{
 // side of MCPAUTH_BENCH_PPROF_WORKLOAD (default call-json-1000), and one of
 // the plain side to <file>.plain (MCPAUTH_BENCH_PPROF_KIND=allocs: the
 // allocations made in that time instead, for -sample_index=alloc_space or
-// alloc_objects). Needs wrk
+// alloc_objects; MCPAUTH_BENCH_PPROF_WINDOWS=<n>: n windows a side,
+// alternating, merged). Needs wrk
 // (Debian package wrk).
 func BenchmarkGuardVsPlainProxy(b *testing.B) {
 	if _, err := exec.LookPath("wrk"); err != nil {
@@ -166,15 +173,22 @@ func BenchmarkGuardVsPlainProxy(b *testing.B) {
 	}
 	upstream := benchUpstream(b)
 	plainPort, guardPort := freePort(b), freePort(b)
+	matcher := os.Getenv("MCPAUTH_BENCH_MATCHER")
+	if matcher != "" && !strings.HasPrefix(matcher, "/") {
+		b.Fatalf("MCPAUTH_BENCH_MATCHER=%q: want a path such as /mcp*", matcher)
+	}
+	if matcher != "" {
+		matcher += " "
+	}
 	sites := fmt.Sprintf(`
 http://127.0.0.1:%[1]d {
-	reverse_proxy /* %[3]s {
+	reverse_proxy %[4]s%[3]s {
 		flush_interval -1
 	}
 }
 
 http://127.0.0.1:%[2]d {
-	mcp_protect /* {
+	mcp_protect %[4]s{
 		resource RESOURCE
 		scopes todo:read
 		method_scope tools/call:tool_01 todo:write
@@ -188,11 +202,16 @@ http://127.0.0.1:%[2]d {
 		method_scope tools/call:tool_14 todo:write
 		method_scope tools/call:tool_18 todo:write
 	}
-	reverse_proxy %[3]s {
+	reverse_proxy %[4]s%[3]s {
 		flush_interval -1
 	}
 }
-`, plainPort, guardPort, upstream)
+`, plainPort, guardPort, upstream, matcher)
+	if matcher == "" {
+		b.Logf("sites without a matcher: the guarded site is one route (mcp_protect, reverse_proxy)")
+	} else {
+		b.Logf("every directive with the matcher %s: the guarded site is two routes", strings.TrimSpace(matcher))
+	}
 	// The guard's resource is the main site's MCP URL, so the tokens minted
 	// for it are accepted here too.
 	s := startStackWith(b, stackOpts{extraSites: sites, extraApp: "token_rate_limit off"}, func(st *stack) string {
@@ -268,19 +287,42 @@ http://127.0.0.1:%[2]d {
 			b.Fatalf("no workload %q", name)
 		}
 		// Both sides, so `go tool pprof -diff_base <file>.plain <file>`
-		// shows what the guard adds.
-		for _, side := range []struct {
-			port int
-			file string
-		}{{guardPort, out}, {plainPort, out + ".plain"}} {
-			done := make(chan error, 1)
-			go func() { done <- fetchProfile(s.caddy.admin, max(secs-1, 1), side.file) }()
-			res := run(benchWorkloads[i], side.port)
-			// The rate, to turn the profile's seconds into time per request.
-			b.Logf("profile %s: %.0f req/s, %.1f µs CPU/req", side.file, res.rps, res.cpuPerReq*1e6)
-			if err := <-done; err != nil {
+		// shows what the guard adds; in MCPAUTH_BENCH_PPROF_WINDOWS windows
+		// each (default 1), alternating guarded-plain, plain-guarded, …,
+		// merged, so that the machine's drift falls on both sides alike.
+		windows := envInt("MCPAUTH_BENCH_PPROF_WINDOWS", 1)
+		sides := []struct {
+			port  int
+			file  string
+			parts []string
+			sum   result
+		}{{port: guardPort, file: out}, {port: plainPort, file: out + ".plain"}}
+		for k := 0; k < windows; k++ {
+			for j := range sides {
+				if k%2 == 1 {
+					j = len(sides) - 1 - j
+				}
+				side := &sides[j]
+				part := fmt.Sprintf("%s.part%d", side.file, k)
+				done := make(chan error, 1)
+				go func() { done <- fetchProfile(s.caddy.admin, max(secs-1, 1), part) }()
+				res := run(benchWorkloads[i], side.port)
+				if err := <-done; err != nil {
+					b.Fatalf("profile: %v", err)
+				}
+				side.parts = append(side.parts, part)
+				side.sum.reqs += res.reqs
+				side.sum.cpu += res.cpu
+				side.sum.rps += res.rps / float64(windows)
+			}
+		}
+		for _, side := range sides {
+			if err := mergeProfiles(side.file, side.parts); err != nil {
 				b.Fatalf("profile: %v", err)
 			}
+			// The rate, to turn the profile's seconds into time per request.
+			b.Logf("profile %s (%d windows): %.0f req/s, %.1f µs CPU/req", side.file, windows,
+				side.sum.rps, side.sum.cpu/side.sum.reqs*1e6)
 		}
 	}
 	type series struct{ rps, cpu []float64 }
@@ -410,6 +452,25 @@ func checkFiltered(b *testing.B, s *stack, plainPort, guardPort int, tokenFile s
 	if st, body := post(guardPort, "/mcp", call, "tools/call", "tool_02"); st != 400 || !strings.Contains(body, "-32020") {
 		b.Fatalf("mismatched Mcp-Name: %d %s", st, body)
 	}
+}
+
+// mergeProfiles writes the profiles parts into out, one profile (a single
+// part is renamed), and removes the parts.
+func mergeProfiles(out string, parts []string) error {
+	if len(parts) == 1 {
+		return os.Rename(parts[0], out)
+	}
+	merged, err := exec.Command("go", append([]string{"tool", "pprof", "-proto"}, parts...)...).Output()
+	if err != nil {
+		return fmt.Errorf("go tool pprof -proto: %w", err)
+	}
+	if err := os.WriteFile(out, merged, 0o600); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		_ = os.Remove(p)
+	}
+	return nil
 }
 
 func fetchProfile(admin string, secs int, out string) error {
