@@ -159,3 +159,73 @@ func TestCaddyfileErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestCaddyfileGuardRouteShape pins what the README says of mcp_protect with
+// and without a matcher: without one, Caddy merges the guard and
+// reverse_proxy into one route (nothing compiled per request beyond the
+// guard); with one, the guard's route also matches the root discovery paths,
+// so it stays apart from reverse_proxy's.
+func TestCaddyfileGuardRouteShape(t *testing.T) {
+	site := func(matcher string) string {
+		return "http://mcp.example.com {\n mcp_protect " + matcher + "{\n  issuer https://auth.example.com\n  scopes todo:read\n }\n" +
+			" reverse_proxy " + matcher + "localhost:9000\n}\n"
+	}
+	type route struct {
+		Match  []map[string]json.RawMessage `json:"match"`
+		Handle []struct {
+			Handler string          `json:"handler"`
+			Routes  json.RawMessage `json:"routes"`
+		} `json:"handle"`
+	}
+	// siteRoutes returns the routes of the one site's subroute.
+	siteRoutes := func(t *testing.T, src string) []route {
+		t.Helper()
+		out, err := adapt(t, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg struct {
+			Apps struct {
+				HTTP struct {
+					Servers map[string]struct {
+						Routes []route `json:"routes"`
+					} `json:"servers"`
+				} `json:"http"`
+			} `json:"apps"`
+		}
+		if err := json.Unmarshal(out, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for _, srv := range cfg.Apps.HTTP.Servers {
+			if len(srv.Routes) != 1 || len(srv.Routes[0].Handle) != 1 || srv.Routes[0].Handle[0].Handler != "subroute" {
+				t.Fatalf("want one host route with a subroute:\n%s", out)
+			}
+			var inner []route
+			if err := json.Unmarshal(srv.Routes[0].Handle[0].Routes, &inner); err != nil {
+				t.Fatal(err)
+			}
+			return inner
+		}
+		t.Fatalf("no server:\n%s", out)
+		return nil
+	}
+	handlers := func(r route) (hs []string) {
+		for _, h := range r.Handle {
+			hs = append(hs, h.Handler)
+		}
+		return hs
+	}
+
+	one := siteRoutes(t, site(""))
+	if len(one) != 1 || len(one[0].Match) != 0 || strings.Join(handlers(one[0]), ",") != "mcp_resource_guard,reverse_proxy" {
+		t.Fatalf("without a matcher: want one route [mcp_resource_guard reverse_proxy] matching every path, got %+v", one)
+	}
+
+	two := siteRoutes(t, site("/mcp* "))
+	if len(two) != 2 || strings.Join(handlers(two[0]), ",") != "mcp_resource_guard" || strings.Join(handlers(two[1]), ",") != "reverse_proxy" {
+		t.Fatalf("with a matcher: want the guard's route, then reverse_proxy's, got %+v", two)
+	}
+	if len(two[0].Match) != 2 || !strings.Contains(string(two[0].Match[1]["path"]), "/.well-known/oauth-protected-resource") {
+		t.Fatalf("with a matcher: the guard's route must match /mcp* or the discovery paths, got %+v", two[0].Match)
+	}
+}
