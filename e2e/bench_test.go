@@ -128,13 +128,13 @@ var benchWorkloads = []benchWorkload{
 // Mcp-Method/Mcp-Name headers and filters tools/list), to the same upstream.
 // By default neither site has a matcher, as on a host that serves only MCP:
 // Caddy merges mcp_protect and reverse_proxy into one route, so the
-// difference is the guard's work, not Caddy's routing. MCPAUTH_BENCH_MATCHER
-// =<path> (e.g. /mcp*) puts that path matcher on every directive instead, as
-// on a host shared with other paths: the guard's route then also matches the
-// discovery paths, so Caddy cannot merge it with reverse_proxy's and the
-// guarded site has two routes, which Caddy compiles on every request (that
-// cost is Caddy's, measured apart in BENCHMARKS.md). The workloads are what
-// MCP clients send: tools/call and tools/list POSTs of MCP
+// difference is the guard's work, not Caddy's routing.
+// MCPAUTH_BENCH_MATCHER=<path> (e.g. /mcp*) puts that path matcher on every
+// directive instead, as on a host shared with other paths: the guard's route
+// then also matches the discovery paths, so Caddy cannot merge it with
+// reverse_proxy's and the guarded site has two routes, which Caddy compiles
+// on every request (that cost is Caddy's, measured apart in BENCHMARKS.md).
+// The workloads are what MCP clients send: tools/call and tools/list POSTs of MCP
 // 2026-07-28 answered as JSON or SSE, with 1 and 1,000 distinct tokens. wrk
 // runs at 32 connections; each round runs plain and guarded for the same
 // seconds, in slices that alternate plain, guarded, guarded, plain, …
