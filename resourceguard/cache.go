@@ -10,9 +10,9 @@ import (
 // tokenCache is a bounded cache of verified tokens, keyed by SHA-256 of the
 // token's signature, with its header and payload kept to be matched on a
 // hit (tokenKey; the signature, what makes the token a credential, is never
-// kept). It is sharded to keep lock contention low; each shard is a CLOCK list (second-chance LRU): a hit
-// only marks its entry, and eviction gives a marked entry at the tail one
-// more pass at the front. A hit that moved its entry to the front touched
+// kept). It is sharded to keep lock contention low; each shard is a CLOCK
+// list (second-chance LRU): a hit only marks its entry, and eviction gives
+// a marked entry at the tail one more pass at the front. A hit that moved its entry to the front touched
 // two neighbours and the list head, three cache lines of other entries, on
 // every request; with 1,000 tokens those were misses. The size bounds the whole
 // cache, not each shard: hashes never spread evenly, and a per-shard share

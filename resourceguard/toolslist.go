@@ -471,9 +471,6 @@ type sseFramer struct {
 	scan int
 	// lineStart is the offset of the current line in buf.
 	lineStart int
-	// dataLines is the number of data fields of the event inspect read
-	// last (rewrite compacts data joined from several).
-	dataLines int
 }
 
 // feed takes more of the stream and returns the bytes to send on, valid
@@ -506,7 +503,7 @@ func (s *sseFramer) feed(p []byte) ([]byte, error) {
 		}
 		raw := b[done:next]
 		done = next
-		data, cuts, err := s.inspect(raw)
+		data, lines, cuts, err := s.inspect(raw)
 		if err == nil && cuts == nil {
 			if built == nil && inPlace {
 				passed = next // still contiguous in p: no copy
@@ -525,7 +522,7 @@ func (s *sseFramer) feed(p []byte) ([]byte, error) {
 		if err != nil {
 			built = append(built, s.errorEvent()...)
 		} else {
-			built = s.rewrite(built, raw, data, cuts)
+			built = s.rewrite(built, raw, data, lines, cuts)
 		}
 	}
 	s.scan -= done
@@ -606,12 +603,12 @@ func (s *sseFramer) end() []byte {
 
 // inspect reads one complete event (raw ends with its blank line): cuts
 // is nil when it goes on unchanged (no data, or not a tools result to
-// filter); an error means it must be replaced by an error event.
-func (s *sseFramer) inspect(raw []byte) (data []byte, cuts []toolsCut, err error) {
-	data, n := sseData(raw)
-	s.dataLines = n
-	if n == 0 || len(data) == 0 {
-		return nil, nil, nil
+// filter); an error means it must be replaced by an error event. lines is
+// the number of data fields data was joined from.
+func (s *sseFramer) inspect(raw []byte) (data []byte, lines int, cuts []toolsCut, err error) {
+	data, lines = sseData(raw)
+	if lines == 0 || len(data) == 0 {
+		return nil, 0, nil, nil
 	}
 	before := len(s.f.listed)
 	cuts, err = s.f.findCuts(data)
@@ -620,17 +617,18 @@ func (s *sseFramer) inspect(raw []byte) (data []byte, cuts []toolsCut, err error
 		// client could not read it either, except leniently. Fail closed,
 		// and keep nothing of it for the consent page.
 		s.f.listed = s.f.listed[:before]
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
 	if len(cuts) == 0 {
-		return nil, nil, nil
+		return nil, 0, nil, nil
 	}
-	return data, cuts, nil
+	return data, lines, cuts, nil
 }
 
-// rewrite appends the event raw with its data cut to b: the event's other
-// fields (event, id, retry, comments), then the data on one line.
-func (s *sseFramer) rewrite(b, raw, data []byte, cuts []toolsCut) []byte {
+// rewrite appends the event raw with its data (joined from lines data
+// fields) cut to b: the event's other fields (event, id, retry, comments),
+// then the data on one line.
+func (s *sseFramer) rewrite(b, raw, data []byte, lines int, cuts []toolsCut) []byte {
 	start := len(b)
 	for len(raw) > 0 {
 		var line []byte
@@ -644,7 +642,7 @@ func (s *sseFramer) rewrite(b, raw, data []byte, cuts []toolsCut) []byte {
 	b = append(b, "data: "...)
 	mark := len(b)
 	b = appendCut(b, data, cuts)
-	if s.dataLines > 1 {
+	if lines > 1 {
 		// Data joined from several lines holds line breaks (one data
 		// line cannot): sent as one line, compacted.
 		var compact bytes.Buffer

@@ -184,9 +184,9 @@ func (g *Guard) verified(ctx context.Context, pr presented) (*verifiedToken, *Ch
 // thus the very token that was verified, as with a hash of the whole token,
 // for a hash of its 86 (ES256) to 342 (RS256) signature characters instead
 // of its 800 or so (without SHA extensions, the largest cost of a cached
-// request). The cache keeps no credential: claims without a signature are not one,
-// and they hold what the cached Principal holds anyway. The hash is taken
-// without the copy that []byte(sig) would make (Sum256 only reads it).
+// request). The cache keeps no credential: claims without a signature are
+// not one, and they hold what the cached Principal holds anyway. The hash is
+// taken without the copy that []byte(sig) would make (Sum256 only reads it).
 func tokenKey(tok string) (key [32]byte, claims string) {
 	i := strings.LastIndexByte(tok, '.') // -1: no dot, the whole token is hashed
 	sig := tok[i+1:]
